@@ -1,0 +1,53 @@
+//! # skrei's protocol: the rules of the network, with no I/O
+//!
+//! skrei is a peer-to-peer compute network. Every node is both a **requester**
+//! (it takes jobs from its local users and finds nodes to run them) and a
+//! **compute node** (it bids on jobs its operator's policy allows, runs them in
+//! Docker or WebAssembly, and publishes the results).
+//!
+//! ## Participants
+//! - the **user**, who writes a job (a Bacalhau v1 job file or `skrei docker run`
+//!   flags) and submits it to the node on their machine;
+//! - the **requester**, that node: it names the job (its id is the CID of the
+//!   job's canonical encoding, [`id`]), signs and announces it over gossip;
+//! - **compute nodes**, every node that hears the announcement: each asks its
+//!   [`policy::AcceptancePolicy`] whether it may run the job and answers the
+//!   requester directly with a bid or a refusal that says why.
+//!
+//! ## One job
+//! 1. `Announce` (gossip, signed by the requester): the job spec and its id.
+//! 2. `Bid` or `Refuse { reason }` (direct, compute -> requester).
+//! 3. `Award` (direct, requester -> `Count` chosen bidders); re-awarded when a
+//!    node fails, goes silent or declines.
+//! 4. `Result` (direct, compute -> requester): the CID of the result directory.
+//! 5. `Cancel` at any point (direct, requester -> awarded nodes).
+//!
+//! `NodeInfo` is gossiped periodically: engines, capacity, accepted network
+//! mode and an allowlist digest, so a requester can explain why nobody bids.
+//!
+//! ## Goals
+//! - A node never runs a job its operator's policy forbids, whatever the job
+//!   or the network says ([`policy`]).
+//! - Jobs in `http` mode reach only the domains they declared ([`domain`]),
+//!   under one matching rule shared by policy, proxy and the WASM executor.
+//! - Every input from outside is validated: bad input gets an error that names
+//!   the field and says what to write instead, and changes nothing.
+//!
+//! ## Non-goals
+//! - I/O of any kind: this crate reads no clock, opens no socket, spawns no
+//!   task. The `node` crate drives these rules with real libp2p, Docker and
+//!   wasmtime; `simnet` drives them with a simulated network and clock.
+//!
+//! ## Modules
+//! - [`job`]: the job spec (Bacalhau v1 field names), parsing with precise
+//!   errors, validation and normalisation.
+//! - [`domain`]: domain entries, host matching and allowlist sets (R-NET-4/5).
+//! - [`policy`]: a compute node's acceptance policy (R-POL-1/2).
+//! - [`id`]: canonical DAG-CBOR, job ids as CIDs, signed envelopes (R-JOB-3).
+//! - [`messages`]: the wire messages and their size limits (R-P2P-2/3).
+
+pub mod domain;
+pub mod id;
+pub mod job;
+pub mod messages;
+pub mod policy;

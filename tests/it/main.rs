@@ -1,0 +1,1 @@
+//! End-to-end tests across crates; one module per area.

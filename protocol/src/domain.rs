@@ -1,6 +1,6 @@
 //! Domains, hosts and allowlist sets (R-NET-4, R-NET-5).
 //!
-//! STUB: the foundation's domain helper replaces this file; the public API
+
 //! below is the contract other modules build against.
 
 use std::fmt;

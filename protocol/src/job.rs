@@ -497,7 +497,10 @@ impl JobSpec {
         check(format!("{t}.Name"), rules::check_text(&task.name));
         match &task.engine {
             Engine::Docker(p) => {
-                check(format!("{t}.Engine.Params.Image"), rules::check_image(&p.image));
+                check(
+                    format!("{t}.Engine.Params.Image"),
+                    rules::check_image(&p.image),
+                );
                 for (i, e) in p.environment_variables.iter().enumerate() {
                     check(
                         format!("{t}.Engine.Params.EnvironmentVariables[{i}]"),
@@ -507,7 +510,8 @@ impl JobSpec {
                 if let Some(w) = &p.working_directory {
                     check(
                         format!("{t}.Engine.Params.WorkingDirectory"),
-                        rules::check_absolute_path(w).and_then(|n| rules::require_normalised(w, &n)),
+                        rules::check_absolute_path(w)
+                            .and_then(|n| rules::require_normalised(w, &n)),
                     );
                 }
             }
@@ -545,13 +549,20 @@ impl JobSpec {
             check(format!("{p}.Name"), rules::check_result_name(&r.name));
             check(
                 format!("{p}.Path"),
-                rules::check_absolute_path(&r.path).and_then(|n| rules::require_normalised(&r.path, &n)),
+                rules::check_absolute_path(&r.path)
+                    .and_then(|n| rules::require_normalised(&r.path, &n)),
             );
         }
-        check(format!("{t}"), rules::check_mounts(task));
-        check(format!("{t}.Publisher"), rules::check_publisher(&task.publisher));
+        check(t.to_string(), rules::check_mounts(task));
+        check(
+            format!("{t}.Publisher"),
+            rules::check_publisher(&task.publisher),
+        );
         check(format!("{t}.Network"), rules::check_network(&task.network));
-        check(format!("{t}.Timeouts"), rules::check_timeouts(&task.timeouts));
+        check(
+            format!("{t}.Timeouts"),
+            rules::check_timeouts(&task.timeouts),
+        );
         if errors.is_empty() {
             Ok(())
         } else {

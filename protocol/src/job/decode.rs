@@ -1,5 +1,1111 @@
-//! STUB
-use super::{JobErrors, JobSpec, document::Node};
-pub(crate) fn job(_n: &Node) -> Result<JobSpec, JobErrors> {
-    Err(JobErrors::one("", "not yet"))
+//! From a [`Node`] tree to a [`JobSpec`], the way Bacalhau reads job files:
+//! keys match in any case, engine/source/publisher types accept Bacalhau's
+//! spellings, `null` means "not set". Every problem is collected with its
+//! path and position, so a user fixes a file in one pass.
+
+use std::collections::BTreeMap;
+
+use super::document::{Node, Value, is_null};
+use super::rules;
+use super::{
+    ByteSize, CidSource, DEFAULT_INPUT_TARGET, DEFAULT_WASM_ENTRYPOINT, DirPublisher, DockerParams,
+    Engine, InlineSource, InputSource, JobError, JobErrors, JobSpec, JobType, LocalSource,
+    MilliCpu, ModuleSource, Network, NetworkMode, Publisher, Resources, ResultPath, S3Publisher,
+    Source, Task, Timeouts, UrlSource, WasmParams,
+};
+use crate::domain::DomainSet;
+
+/// Reads a whole job.
+pub(crate) fn job(root: &Node) -> Result<JobSpec, JobErrors> {
+    let mut d = Decoder::default();
+    let spec = d.job(root);
+    match spec {
+        Some(spec) if d.errors.is_empty() => {
+            // The decoder applied every rule as it went; this re-check guards
+            // against the two readers drifting apart.
+            spec.validate()?;
+            Ok(spec)
+        }
+        _ => {
+            d.errors.sort_by_key(|e| e.location);
+            Err(JobErrors(d.errors))
+        }
+    }
+}
+
+/// Fields of the job itself that Bacalhau's own output carries but a
+/// submission must not (the network assigns them).
+const ASSIGNED_FIELDS: &[&str] = &[
+    "ID",
+    "State",
+    "Version",
+    "Revision",
+    "CreateTime",
+    "ModifyTime",
+];
+
+#[derive(Default)]
+struct Decoder {
+    errors: Vec<JobError>,
+}
+
+/// The entries of one mapping, matched to a struct's fields.
+struct Fields<'a> {
+    values: Vec<(&'static str, &'a Node)>,
+}
+
+impl<'a> Fields<'a> {
+    /// The value of `name`, or None when absent or `null`.
+    fn get(&self, name: &str) -> Option<&'a Node> {
+        self.values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
+            .filter(|v| !matches!(&v.value, Value::Scalar { text, quoted: false } if is_null(text)))
+    }
+}
+
+fn join(path: &str, field: &str) -> String {
+    if path.is_empty() {
+        field.to_string()
+    } else {
+        format!("{path}.{field}")
+    }
+}
+
+impl Decoder {
+    fn error(&mut self, path: &str, node: &Node, message: impl Into<String>) {
+        self.errors.push(JobError {
+            path: path.to_string(),
+            location: Some(node.at),
+            message: message.into(),
+        });
+    }
+
+    /// Reports a rule's verdict; returns whether it passed.
+    fn rule<T>(&mut self, path: &str, node: &Node, verdict: Result<T, String>) -> Option<T> {
+        match verdict {
+            Ok(v) => Some(v),
+            Err(m) => {
+                self.error(path, node, m);
+                None
+            }
+        }
+    }
+
+    /// Matches a mapping's keys to `fields`, ignoring case. Unknown keys and
+    /// keys given twice are errors.
+    fn fields<'a>(
+        &mut self,
+        node: &'a Node,
+        path: &str,
+        fields: &[&'static str],
+    ) -> Option<Fields<'a>> {
+        let Value::Map(entries) = &node.value else {
+            self.error(
+                path,
+                node,
+                format!(
+                    "expected a mapping with fields {}, found {}",
+                    fields.join(", "),
+                    node.kind()
+                ),
+            );
+            return None;
+        };
+        let mut values: Vec<(&'static str, &'a Node)> = Vec::new();
+        for (key, value) in entries {
+            let Value::Scalar { text, .. } = &key.value else {
+                continue;
+            };
+            match fields.iter().find(|f| f.eq_ignore_ascii_case(text)) {
+                Some(field) => {
+                    if values.iter().any(|(f, _)| f == field) {
+                        self.error(
+                            &join(path, field),
+                            key,
+                            format!("`{text}` is given twice (keys match in any case): keep one"),
+                        );
+                    } else {
+                        values.push((field, value));
+                    }
+                }
+                None => {
+                    let message = unknown_field(text, fields);
+                    self.error(&join(path, text), key, message);
+                }
+            }
+        }
+        Some(Fields { values })
+    }
+
+    /// A scalar read as text. Plain numbers and booleans are accepted as
+    /// their text (`Parameters: [sleep, 5]`).
+    fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        match &node.value {
+            Value::Scalar { text, quoted } if *quoted || !is_null(text) => Some(text.clone()),
+            _ => {
+                self.error(
+                    path,
+                    node,
+                    format!("expected a text value, found {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A string that also passes [`rules::check_text`].
+    fn text(&mut self, node: &Node, path: &str) -> Option<String> {
+        let s = self.string(node, path)?;
+        self.rule(path, node, rules::check_text(&s))?;
+        Some(s)
+    }
+
+    fn seq<'a>(&mut self, node: &'a Node, path: &str, what: &str) -> Option<&'a [Node]> {
+        match &node.value {
+            Value::Seq(items) => Some(items),
+            _ => {
+                self.error(
+                    path,
+                    node,
+                    format!("expected a list of {what}, found {}", node.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    fn strings(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
+        let items = self.seq(node, path, "text values")?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match self.string(item, &format!("{path}[{i}]")) {
+                Some(s) => out.push(s),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// A mapping of free-form keys (labels, env) to text, keys kept as written.
+    fn string_map(&mut self, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
+        let Value::Map(entries) = &node.value else {
+            self.error(
+                path,
+                node,
+                format!(
+                    "expected a mapping of names to values, found {}",
+                    node.kind()
+                ),
+            );
+            return None;
+        };
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (key, value) in entries {
+            let Value::Scalar { text: k, .. } = &key.value else {
+                continue;
+            };
+            let p = join(path, k);
+            if out.contains_key(k) {
+                self.error(&p, key, format!("`{k}` is given twice: keep one"));
+                ok = false;
+                continue;
+            }
+            match self.string(value, &p) {
+                Some(v) => {
+                    out.insert(k.clone(), v);
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// A non-negative whole number.
+    fn uint(&mut self, node: &Node, path: &str, what: &str) -> Option<u64> {
+        let parsed = match &node.value {
+            Value::Scalar {
+                text,
+                quoted: false,
+            } => text.parse::<u64>().ok(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            let shown = match &node.value {
+                Value::Scalar { text, .. } => format!("`{text}`"),
+                _ => node.kind().to_string(),
+            };
+            self.error(
+                path,
+                node,
+                format!("expected {what} as a whole number, found {shown}"),
+            );
+        }
+        parsed
+    }
+
+    fn bool(&mut self, node: &Node, path: &str) -> Option<bool> {
+        if let Value::Scalar {
+            text,
+            quoted: false,
+        } = &node.value
+        {
+            match text.as_str() {
+                "true" | "True" | "TRUE" => return Some(true),
+                "false" | "False" | "FALSE" => return Some(false),
+                _ => {}
+            }
+        }
+        self.error(path, node, "expected true or false");
+        None
+    }
+
+    fn job(&mut self, root: &Node) -> Option<JobSpec> {
+        let mut all: Vec<&'static str> = vec![
+            "Name",
+            "Namespace",
+            "Type",
+            "Count",
+            "Priority",
+            "Labels",
+            "Meta",
+            "Constraints",
+            "Tasks",
+        ];
+        all.extend_from_slice(ASSIGNED_FIELDS);
+        let f = self.fields(root, "", &all)?;
+        for field in ASSIGNED_FIELDS {
+            if let Some(n) = f.get(field) {
+                self.error(
+                    field,
+                    n,
+                    format!(
+                        "{field} is assigned by the network when a job is submitted: remove it"
+                    ),
+                );
+            }
+        }
+        let name = f.get("Name").and_then(|n| self.text(n, "Name"));
+        let namespace = f.get("Namespace").and_then(|n| self.text(n, "Namespace"));
+        let r#type = match f.get("Type") {
+            None => Some(JobType::Batch),
+            Some(n) => self.job_type(n),
+        };
+        let count = match f.get("Count") {
+            None => Some(1),
+            Some(n) => self.uint(n, "Count", "the number of nodes").and_then(|c| {
+                self.rule("Count", n, rules::check_count(i128::from(c)))?;
+                u32::try_from(c).ok()
+            }),
+        };
+        if let Some(n) = f.get("Priority") {
+            match &n.value {
+                Value::Scalar {
+                    text,
+                    quoted: false,
+                } if text == "0" => {}
+                _ => self.error(
+                    "Priority",
+                    n,
+                    "job priorities are not supported: every job is equal; remove Priority",
+                ),
+            }
+        }
+        if let Some(n) = f.get("Constraints")
+            && !matches!(&n.value, Value::Seq(items) if items.is_empty())
+        {
+            self.error(
+                "Constraints",
+                n,
+                "node selection by Constraints is not supported: nodes choose jobs by their \
+                     own policy; remove Constraints",
+            );
+        }
+        let labels = self.optional_map(&f, "Labels", "");
+        let meta = self.optional_map(&f, "Meta", "");
+        let tasks = match f.get("Tasks") {
+            None => {
+                self.error(
+                    "Tasks",
+                    root,
+                    "a job needs one task: add `Tasks: [{Name: main, Engine: ...}]`",
+                );
+                None
+            }
+            Some(n) => {
+                let items = self.seq(n, "Tasks", "tasks")?;
+                match self.rule("Tasks", n, rules::check_task_count(items.len())) {
+                    Some(()) => self.task(&items[0], "Tasks[0]").map(|t| vec![t]),
+                    None => None,
+                }
+            }
+        };
+        Some(JobSpec {
+            name,
+            namespace,
+            r#type: r#type?,
+            count: count?,
+            labels: labels?,
+            meta: meta?,
+            tasks: tasks?,
+        })
+    }
+
+    fn optional_map(
+        &mut self,
+        f: &Fields,
+        field: &str,
+        path: &str,
+    ) -> Option<BTreeMap<String, String>> {
+        let p = join(path, field);
+        match f.get(field) {
+            None => Some(BTreeMap::new()),
+            Some(n) => {
+                let map = self.string_map(n, &p)?;
+                let mut ok = true;
+                for (k, v) in &map {
+                    let entry = join(&p, k);
+                    ok &= self.rule(&entry, n, rules::check_text(k)).is_some();
+                    ok &= self.rule(&entry, n, rules::check_text(v)).is_some();
+                }
+                ok.then_some(map)
+            }
+        }
+    }
+
+    fn job_type(&mut self, n: &Node) -> Option<JobType> {
+        let t = self.string(n, "Type")?;
+        if t.eq_ignore_ascii_case("batch") {
+            return Some(JobType::Batch);
+        }
+        let message = if ["ops", "service", "daemon"]
+            .iter()
+            .any(|k| t.eq_ignore_ascii_case(k))
+        {
+            format!("`{t}` jobs are not supported: skrei runs batch jobs; write `Type: batch`")
+        } else {
+            format!("`{t}` is not a job type: write `Type: batch`")
+        };
+        self.error("Type", n, message);
+        None
+    }
+
+    fn task(&mut self, node: &Node, path: &str) -> Option<Task> {
+        let f = self.fields(
+            node,
+            path,
+            &[
+                "Name",
+                "Engine",
+                "Publisher",
+                "Env",
+                "Meta",
+                "InputSources",
+                "ResultPaths",
+                "Resources",
+                "Network",
+                "Timeouts",
+            ],
+        )?;
+        let name = match f.get("Name") {
+            None => Some("main".to_string()),
+            Some(n) => self.text(n, &join(path, "Name")),
+        };
+        let engine = match f.get("Engine") {
+            None => {
+                self.error(
+                    &join(path, "Engine"),
+                    node,
+                    "a task needs an Engine: `Engine: {Type: docker, Params: {Image: ...}}` \
+                     or `Engine: {Type: wasm, Params: {EntryModule: ...}}`",
+                );
+                None
+            }
+            Some(n) => self.engine(n, &join(path, "Engine")),
+        };
+        let publisher = match f.get("Publisher") {
+            None => Some(Publisher::Local),
+            Some(n) => self.publisher(n, &join(path, "Publisher")),
+        };
+        let env = match f.get("Env") {
+            None => Some(BTreeMap::new()),
+            Some(n) => self.env_map(n, &join(path, "Env")),
+        };
+        let meta = self.optional_map(&f, "Meta", path);
+        let inputs = match f.get("InputSources") {
+            None => Some(Vec::new()),
+            Some(n) => self.inputs(n, &join(path, "InputSources")),
+        };
+        let results = match f.get("ResultPaths") {
+            None => Some(Vec::new()),
+            Some(n) => self.result_paths(n, &join(path, "ResultPaths")),
+        };
+        let resources = match f.get("Resources") {
+            None => Some(Resources::default()),
+            Some(n) => self.resources(n, &join(path, "Resources")),
+        };
+        let network = match f.get("Network") {
+            None => Some(Network::default()),
+            Some(n) => self.network(n, &join(path, "Network")),
+        };
+        let timeouts = match f.get("Timeouts") {
+            None => Some(Timeouts::default()),
+            Some(n) => self.timeouts(n, &join(path, "Timeouts")),
+        };
+        let task = Task {
+            name: name?,
+            engine: engine?,
+            publisher: publisher?,
+            env: env?,
+            meta: meta?,
+            input_sources: inputs?,
+            result_paths: results?,
+            resources: resources?,
+            network: network?,
+            timeouts: timeouts?,
+        };
+        self.rule(path, node, rules::check_mounts(&task))?;
+        Some(task)
+    }
+
+    /// `Type` + `Params`, the shape Bacalhau gives engines, sources and publishers.
+    fn typed<'a>(
+        &mut self,
+        node: &'a Node,
+        path: &str,
+    ) -> Option<(String, &'a Node, Option<&'a Node>)> {
+        let f = self.fields(node, path, &["Type", "Params"])?;
+        let Some(type_node) = f.get("Type") else {
+            self.error(&join(path, "Type"), node, "Type is missing");
+            return None;
+        };
+        let t = self.string(type_node, &join(path, "Type"))?;
+        Some((t, type_node, f.get("Params")))
+    }
+
+    fn engine(&mut self, node: &Node, path: &str) -> Option<Engine> {
+        let (t, type_node, params) = self.typed(node, path)?;
+        let ppath = join(path, "Params");
+        let Some(params) = params else {
+            self.error(
+                &ppath,
+                node,
+                "Params is missing: the engine needs its parameters",
+            );
+            return None;
+        };
+        if t.eq_ignore_ascii_case("docker") {
+            self.docker(params, &ppath).map(Engine::Docker)
+        } else if t.eq_ignore_ascii_case("wasm") {
+            self.wasm(params, &ppath).map(Engine::Wasm)
+        } else {
+            self.error(
+                &join(path, "Type"),
+                type_node,
+                format!("`{t}` is not an engine skrei runs: write `docker` or `wasm`"),
+            );
+            None
+        }
+    }
+
+    fn docker(&mut self, node: &Node, path: &str) -> Option<DockerParams> {
+        let f = self.fields(
+            node,
+            path,
+            &[
+                "Image",
+                "Entrypoint",
+                "Parameters",
+                "EnvironmentVariables",
+                "WorkingDirectory",
+            ],
+        )?;
+        let image = match f.get("Image") {
+            None => {
+                self.error(
+                    &join(path, "Image"),
+                    node,
+                    "Image is missing: name one, e.g. `ubuntu:24.04`",
+                );
+                None
+            }
+            Some(n) => {
+                let p = join(path, "Image");
+                let s = self.string(n, &p)?;
+                self.rule(&p, n, rules::check_image(&s)).map(|()| s)
+            }
+        };
+        let entrypoint = self.optional_strings(&f, "Entrypoint", path);
+        let parameters = self.optional_strings(&f, "Parameters", path);
+        let env = match f.get("EnvironmentVariables") {
+            None => Some(Vec::new()),
+            Some(n) => self.docker_env(n, &join(path, "EnvironmentVariables")),
+        };
+        let working_directory = match f.get("WorkingDirectory") {
+            None => Some(None),
+            Some(n) => {
+                let p = join(path, "WorkingDirectory");
+                let s = self.string(n, &p)?;
+                self.rule(&p, n, rules::check_absolute_path(&s)).map(Some)
+            }
+        };
+        Some(DockerParams {
+            image: image?,
+            entrypoint: entrypoint?,
+            parameters: parameters?,
+            environment_variables: env?,
+            working_directory: working_directory?,
+        })
+    }
+
+    fn optional_strings(&mut self, f: &Fields, field: &str, path: &str) -> Option<Vec<String>> {
+        match f.get(field) {
+            None => Some(Vec::new()),
+            Some(n) => self.strings(n, &join(path, field)),
+        }
+    }
+
+    /// Docker's `KEY=value` list (a mapping is accepted too and written as a list).
+    fn docker_env(&mut self, node: &Node, path: &str) -> Option<Vec<String>> {
+        let pairs: Vec<String> = match &node.value {
+            Value::Map(_) => self
+                .env_map(node, path)?
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            _ => {
+                let items = self.seq(node, path, "`NAME=value` strings")?;
+                let mut out = Vec::new();
+                let mut seen = BTreeMap::new();
+                for (i, item) in items.iter().enumerate() {
+                    let p = format!("{path}[{i}]");
+                    let Some(s) = self.string(item, &p) else {
+                        continue;
+                    };
+                    if let Some((k, _)) = self.rule(&p, item, rules::check_env_pair(&s))
+                        && seen.insert(k.to_string(), ()).is_some()
+                    {
+                        self.error(&p, item, format!("`{k}` is set twice: keep one"));
+                    }
+                    out.push(s);
+                }
+                out
+            }
+        };
+        Some(pairs)
+    }
+
+    /// A mapping of environment variable names to values.
+    fn env_map(&mut self, node: &Node, path: &str) -> Option<BTreeMap<String, String>> {
+        let map = self.string_map(node, path)?;
+        let mut ok = true;
+        for (k, v) in &map {
+            let p = join(path, k);
+            ok &= self.rule(&p, node, rules::check_env_name(k)).is_some();
+            ok &= self.rule(&p, node, rules::check_env_value(v)).is_some();
+        }
+        ok.then_some(map)
+    }
+
+    fn wasm(&mut self, node: &Node, path: &str) -> Option<WasmParams> {
+        let f = self.fields(
+            node,
+            path,
+            &[
+                "EntryModule",
+                "Entrypoint",
+                "Parameters",
+                "EnvironmentVariables",
+                "ImportModules",
+            ],
+        )?;
+        let entry_module = match f.get("EntryModule") {
+            None => {
+                self.error(
+                    &join(path, "EntryModule"),
+                    node,
+                    "EntryModule is missing: give the module's source, e.g. \
+                     `EntryModule: {Source: {Type: ipfs, Params: {CID: bafk...}}}`",
+                );
+                None
+            }
+            Some(n) => self.module(n, &join(path, "EntryModule")),
+        };
+        let entrypoint = match f.get("Entrypoint") {
+            None => Some(DEFAULT_WASM_ENTRYPOINT.to_string()),
+            Some(n) => {
+                let p = join(path, "Entrypoint");
+                let s = self.string(n, &p)?;
+                self.rule(&p, n, rules::check_wasm_entrypoint(&s))
+                    .map(|()| s)
+            }
+        };
+        let parameters = self.optional_strings(&f, "Parameters", path);
+        let env = match f.get("EnvironmentVariables") {
+            None => Some(BTreeMap::new()),
+            Some(n) => self.env_map(n, &join(path, "EnvironmentVariables")),
+        };
+        if let Some(n) = f.get("ImportModules")
+            && !matches!(&n.value, Value::Seq(items) if items.is_empty())
+        {
+            self.error(
+                &join(path, "ImportModules"),
+                n,
+                "ImportModules is not supported: link the modules into one \
+                     (e.g. with wasm-merge) and give it as EntryModule",
+            );
+        }
+        Some(WasmParams {
+            entry_module: entry_module?,
+            entrypoint: entrypoint?,
+            parameters: parameters?,
+            environment_variables: env?,
+        })
+    }
+
+    fn module(&mut self, node: &Node, path: &str) -> Option<ModuleSource> {
+        let f = self.fields(node, path, &["Source", "Target", "Alias"])?;
+        for field in ["Target", "Alias"] {
+            if let Some(n) = f.get(field) {
+                self.error(
+                    &join(path, field),
+                    n,
+                    format!(
+                        "the entry module is loaded by the node, not mounted: remove {field} \
+                         (list the file in InputSources too if the job reads it)"
+                    ),
+                );
+            }
+        }
+        let Some(source) = f.get("Source") else {
+            self.error(&join(path, "Source"), node, "Source is missing");
+            return None;
+        };
+        let source = self.source(source, &join(path, "Source"))?;
+        Some(ModuleSource { source })
+    }
+
+    fn inputs(&mut self, node: &Node, path: &str) -> Option<Vec<InputSource>> {
+        let items = self.seq(node, path, "input sources")?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match self.input(item, &format!("{path}[{i}]")) {
+                Some(input) => out.push(input),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn input(&mut self, node: &Node, path: &str) -> Option<InputSource> {
+        let f = self.fields(node, path, &["Source", "Target", "Alias"])?;
+        let source = match f.get("Source") {
+            None => {
+                self.error(
+                    &join(path, "Source"),
+                    node,
+                    "Source is missing: say where the data comes from",
+                );
+                None
+            }
+            Some(n) => self.source(n, &join(path, "Source")),
+        };
+        let target = match f.get("Target") {
+            None => Some(DEFAULT_INPUT_TARGET.to_string()),
+            Some(n) => {
+                let p = join(path, "Target");
+                let s = self.string(n, &p)?;
+                self.rule(&p, n, rules::check_absolute_path(&s))
+            }
+        };
+        let alias = match f.get("Alias") {
+            None => Some(None),
+            Some(n) => self.text(n, &join(path, "Alias")).map(Some),
+        };
+        Some(InputSource {
+            source: source?,
+            target: target?,
+            alias: alias?,
+        })
+    }
+
+    fn source(&mut self, node: &Node, path: &str) -> Option<Source> {
+        let (t, type_node, params) = self.typed(node, path)?;
+        let ppath = join(path, "Params");
+        let kind = t.to_ascii_lowercase();
+        let fields: &[&'static str] = match kind.as_str() {
+            "ipfs" | "cid" => &["CID"],
+            "urldownload" | "url" => &["URL"],
+            "inline" => &["URL"],
+            "localdirectory" | "local" => &["SourcePath", "ReadWrite"],
+            "s3" => {
+                self.error(
+                    &join(path, "Type"),
+                    type_node,
+                    "S3 inputs are not supported: use a (presigned) https URL with Type \
+                     urlDownload, or `skrei add` the data and use its CID",
+                );
+                return None;
+            }
+            _ => {
+                self.error(
+                    &join(path, "Type"),
+                    type_node,
+                    format!(
+                        "`{t}` is not an input type: write `ipfs` (a CID), `urlDownload`, \
+                         `inline` or `localDirectory`"
+                    ),
+                );
+                return None;
+            }
+        };
+        let Some(params) = params else {
+            self.error(
+                &ppath,
+                node,
+                format!("Params is missing: this source needs {}", fields[0]),
+            );
+            return None;
+        };
+        let f = self.fields(params, &ppath, fields)?;
+        let required = |d: &mut Decoder, name: &str| -> Option<(String, &Node)> {
+            let p = join(&ppath, name);
+            match f.get(name) {
+                None => {
+                    d.error(&p, params, format!("{name} is missing"));
+                    None
+                }
+                Some(n) => d.string(n, &p).map(|s| (s, n)),
+            }
+        };
+        match kind.as_str() {
+            "ipfs" | "cid" => {
+                let (s, n) = required(self, "CID")?;
+                match s.trim().parse() {
+                    Ok(cid) => Some(Source::Cid(CidSource { cid })),
+                    Err(e) => {
+                        self.error(
+                            &join(&ppath, "CID"),
+                            n,
+                            format!("`{s}` is not a CID ({e}): `skrei add` prints one, e.g. `bafkr4i...`"),
+                        );
+                        None
+                    }
+                }
+            }
+            "urldownload" | "url" => {
+                let (s, n) = required(self, "URL")?;
+                let url = self.rule(&join(&ppath, "URL"), n, rules::check_url(&s))?;
+                Some(Source::Url(UrlSource { url }))
+            }
+            "inline" => {
+                let (s, n) = required(self, "URL")?;
+                self.rule(&join(&ppath, "URL"), n, rules::check_data_url(&s))?;
+                Some(Source::Inline(InlineSource { url: s }))
+            }
+            _ => {
+                let (s, n) = required(self, "SourcePath")?;
+                if let Some(rw) = f.get("ReadWrite")
+                    && self.bool(rw, &join(&ppath, "ReadWrite"))?
+                {
+                    self.error(
+                        &join(&ppath, "ReadWrite"),
+                        rw,
+                        "read-write local paths are not supported: inputs are read-only; \
+                             write results to ResultPaths instead",
+                    );
+                    return None;
+                }
+                let source = Source::Local(LocalSource { source_path: s });
+                self.rule(&join(&ppath, "SourcePath"), n, rules::check_source(&source))?;
+                Some(source)
+            }
+        }
+    }
+
+    fn result_paths(&mut self, node: &Node, path: &str) -> Option<Vec<ResultPath>> {
+        let items = self.seq(node, path, "result paths")?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            let Some(f) = self.fields(item, &p, &["Name", "Path"]) else {
+                ok = false;
+                continue;
+            };
+            let name = match f.get("Name") {
+                None => {
+                    self.error(
+                        &join(&p, "Name"),
+                        item,
+                        "Name is missing: e.g. `Name: outputs`",
+                    );
+                    None
+                }
+                Some(n) => {
+                    let s = self.string(n, &join(&p, "Name"));
+                    s.and_then(|s| {
+                        self.rule(&join(&p, "Name"), n, rules::check_result_name(&s))
+                            .map(|()| s)
+                    })
+                }
+            };
+            let rpath = match f.get("Path") {
+                None => {
+                    self.error(
+                        &join(&p, "Path"),
+                        item,
+                        "Path is missing: e.g. `Path: /outputs`",
+                    );
+                    None
+                }
+                Some(n) => {
+                    let s = self.string(n, &join(&p, "Path"));
+                    s.and_then(|s| self.rule(&join(&p, "Path"), n, rules::check_absolute_path(&s)))
+                }
+            };
+            match (name, rpath) {
+                (Some(name), Some(path)) => out.push(ResultPath { name, path }),
+                _ => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn publisher(&mut self, node: &Node, path: &str) -> Option<Publisher> {
+        let (t, type_node, params) = self.typed(node, path)?;
+        let ppath = join(path, "Params");
+        match t.to_ascii_lowercase().as_str() {
+            "local" => {
+                if let Some(p) = params {
+                    self.fields(p, &ppath, &[])?;
+                }
+                Some(Publisher::Local)
+            }
+            "dir" => {
+                let Some(p) = params else {
+                    self.error(
+                        &ppath,
+                        node,
+                        "Params is missing: the dir publisher needs Path",
+                    );
+                    return None;
+                };
+                let f = self.fields(p, &ppath, &["Path"])?;
+                let Some(n) = f.get("Path") else {
+                    self.error(&join(&ppath, "Path"), p, "Path is missing");
+                    return None;
+                };
+                let publisher = Publisher::Dir(DirPublisher {
+                    path: self.string(n, &join(&ppath, "Path"))?,
+                });
+                self.rule(&join(&ppath, "Path"), n, rules::check_publisher(&publisher))?;
+                Some(publisher)
+            }
+            "s3" => {
+                let Some(p) = params else {
+                    self.error(
+                        &ppath,
+                        node,
+                        "Params is missing: the s3 publisher needs Bucket",
+                    );
+                    return None;
+                };
+                let f = self.fields(p, &ppath, &["Bucket", "Key", "Endpoint", "Region"])?;
+                let Some(bucket) = f.get("Bucket") else {
+                    self.error(&join(&ppath, "Bucket"), p, "Bucket is missing");
+                    return None;
+                };
+                let get = |d: &mut Decoder, name: &str| match f.get(name) {
+                    None => Some(None),
+                    Some(n) => d.text(n, &join(&ppath, name)).map(Some),
+                };
+                let publisher = Publisher::S3(S3Publisher {
+                    bucket: self.string(bucket, &join(&ppath, "Bucket"))?,
+                    key: get(self, "Key")?.unwrap_or_default(),
+                    endpoint: get(self, "Endpoint")?,
+                    region: get(self, "Region")?,
+                });
+                self.rule(&ppath, p, rules::check_publisher(&publisher))?;
+                Some(publisher)
+            }
+            "ipfs" => {
+                self.error(
+                    &join(path, "Type"),
+                    type_node,
+                    "the ipfs publisher is not supported: write `local` (results are \
+                     content-addressed and fetched by CID) or `s3`",
+                );
+                None
+            }
+            _ => {
+                self.error(
+                    &join(path, "Type"),
+                    type_node,
+                    format!("`{t}` is not a publisher: write `local`, `dir` or `s3`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn resources(&mut self, node: &Node, path: &str) -> Option<Resources> {
+        let f = self.fields(node, path, &["CPU", "Memory", "Disk", "GPU"])?;
+        if let Some(n) = f.get("GPU") {
+            match &n.value {
+                Value::Scalar { text, .. } if text == "0" || text.is_empty() => {}
+                _ => self.error(
+                    &join(path, "GPU"),
+                    n,
+                    "GPUs are not supported yet: remove GPU or set it to 0",
+                ),
+            }
+        }
+        let cpu = match f.get("CPU") {
+            None => Some(None),
+            Some(n) => {
+                let p = join(path, "CPU");
+                let s = self.string(n, &p)?;
+                self.rule(&p, n, s.parse::<MilliCpu>().map_err(|e| e.to_string()))
+                    .map(Some)
+            }
+        };
+        let size = |d: &mut Decoder, name: &str| match f.get(name) {
+            None => Some(None),
+            Some(n) => {
+                let p = join(path, name);
+                let s = d.string(n, &p)?;
+                d.rule(&p, n, s.parse::<ByteSize>().map_err(|e| e.to_string()))
+                    .map(Some)
+            }
+        };
+        let memory = size(self, "Memory");
+        let disk = size(self, "Disk");
+        Some(Resources {
+            cpu: cpu?,
+            memory: memory?,
+            disk: disk?,
+        })
+    }
+
+    fn network(&mut self, node: &Node, path: &str) -> Option<Network> {
+        let f = self.fields(node, path, &["Type", "Domains"])?;
+        let mode = match f.get("Type") {
+            None => Some(NetworkMode::None),
+            Some(n) => {
+                let t = self.string(n, &join(path, "Type"))?;
+
+                match t.to_ascii_lowercase().as_str() {
+                    "none" => Some(NetworkMode::None),
+                    "http" => Some(NetworkMode::Http),
+                    "full" => Some(NetworkMode::Full),
+                    "host" => {
+                        self.error(
+                            &join(path, "Type"),
+                            n,
+                            "Host networking is never offered (a job could reach the node's own \
+                             services): write `Full` for unfiltered networking on its own bridge",
+                        );
+                        None
+                    }
+                    "bridge" => {
+                        self.error(
+                            &join(path, "Type"),
+                            n,
+                            "write `Full`: skrei's Full mode is a bridge network of the job's own",
+                        );
+                        None
+                    }
+                    _ => {
+                        self.error(
+                            &join(path, "Type"),
+                            n,
+                            format!("`{t}` is not a network type: write `None`, `HTTP` or `Full`"),
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        let domains = match f.get("Domains") {
+            None => Some(DomainSet::default()),
+            Some(n) => {
+                let p = join(path, "Domains");
+                let entries = self.strings(n, &p)?;
+                match DomainSet::parse(&entries) {
+                    Ok(set) => Some(set),
+                    Err(errors) => {
+                        let items = match &n.value {
+                            Value::Seq(items) => items.as_slice(),
+                            _ => &[],
+                        };
+                        for e in errors {
+                            let at = items.get(e.index).unwrap_or(n);
+                            self.error(&format!("{p}[{}]", e.index), at, e.error.to_string());
+                        }
+                        None
+                    }
+                }
+            }
+        };
+        let network = Network {
+            r#type: mode?,
+            domains: domains?,
+        };
+        self.rule(path, node, rules::check_network(&network))?;
+        Some(network)
+    }
+
+    fn timeouts(&mut self, node: &Node, path: &str) -> Option<Timeouts> {
+        let f = self.fields(
+            node,
+            path,
+            &["ExecutionTimeout", "QueueTimeout", "TotalTimeout"],
+        )?;
+        let secs = |d: &mut Decoder, name: &str| match f.get(name) {
+            None => Some(None),
+            Some(n) => {
+                let p = join(path, name);
+                // Bacalhau reads 0 as "not set".
+                match d.uint(n, &p, "seconds")? {
+                    0 => Some(None),
+                    s => d
+                        .rule(&p, n, rules::check_timeout_secs(s))
+                        .map(|()| Some(s)),
+                }
+            }
+        };
+        let execution = secs(self, "ExecutionTimeout");
+        let queue = secs(self, "QueueTimeout");
+        let total = secs(self, "TotalTimeout");
+        Some(Timeouts {
+            execution_timeout: execution?,
+            queue_timeout: queue?,
+            total_timeout: total?,
+        })
+    }
+}
+
+/// "unknown field" with the closest known field, when one is close.
+fn unknown_field(key: &str, fields: &[&str]) -> String {
+    let lower = key.to_ascii_lowercase();
+    let closest = fields
+        .iter()
+        .map(|f| (strsim::levenshtein(&lower, &f.to_ascii_lowercase()), f))
+        .min();
+    let expected = if fields.is_empty() {
+        "this mapping takes no fields".to_string()
+    } else {
+        format!("expected one of: {}", fields.join(", "))
+    };
+    match closest {
+        Some((distance, f)) if distance <= 2 || (distance <= 3 && key.len() > 8) => {
+            format!("unknown field `{key}`: did you mean `{f}`? ({expected})")
+        }
+        _ => format!("unknown field `{key}` ({expected})"),
+    }
 }

@@ -19,9 +19,7 @@ pub struct ByteSize(pub u64);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum QuantityError {
-    #[error(
-        "`{0}` is not a CPU amount: write cores (`2`, `0.5`) or millicores (`500m`)"
-    )]
+    #[error("`{0}` is not a CPU amount: write cores (`2`, `0.5`) or millicores (`500m`)")]
     Cpu(String),
     #[error(
         "`{0}` is not a size: write bytes (`1048576`) or a number with a unit \
@@ -53,7 +51,7 @@ impl FromStr for MilliCpu {
 
 impl fmt::Display for MilliCpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             write!(f, "{}", self.0 / 1000)
         } else {
             write!(f, "{}m", self.0)
@@ -101,10 +99,7 @@ impl FromStr for ByteSize {
             .unwrap_or(s.len());
         let (number, unit) = s.split_at(split);
         let unit = unit.trim_start().to_ascii_lowercase();
-        let (_, multiplier) = UNITS
-            .iter()
-            .find(|(u, _)| *u == unit)
-            .ok_or_else(bad)?;
+        let (_, multiplier) = UNITS.iter().find(|(u, _)| *u == unit).ok_or_else(bad)?;
         let thousandths = decimal_thousandths(number).ok_or_else(bad)?;
         let bytes = u128::from(thousandths) * u128::from(*multiplier);
         if bytes % 1000 != 0 {
@@ -123,7 +118,7 @@ impl FromStr for ByteSize {
 impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (unit, size) in CANONICAL {
-            if self.0 >= *size && self.0 % size == 0 {
+            if self.0 >= *size && self.0.is_multiple_of(*size) {
                 return write!(f, "{}{unit}", self.0 / size);
             }
         }
@@ -209,7 +204,8 @@ mod tests {
             ("1Gi", 1 << 30, "1Gi"),
             ("1GiB", 1 << 30, "1Gi"),
             ("1gib", 1 << 30, "1Gi"),
-            ("512MB", 512_000_000, "512000000"),
+            ("512MB", 512_000_000, "500000Ki"),
+            ("1000001", 1_000_001, "1000001"),
             ("1.5Gi", 3 << 29, "1536Mi"),
             ("2 Mi", 2 << 20, "2Mi"),
             ("100", 100, "100"),
@@ -221,7 +217,16 @@ mod tests {
             assert_eq!(b.to_string(), canonical, "{input}");
             assert_eq!(b.to_string().parse::<ByteSize>().unwrap(), b, "{input}");
         }
-        for bad in ["", "Gi", "1.5", "1 XB", "-1Gi", "0", "99999999999Ti", "1.0001Gi"] {
+        for bad in [
+            "",
+            "Gi",
+            "1.5",
+            "1 XB",
+            "-1Gi",
+            "0",
+            "99999999999Ti",
+            "1.0001Gi",
+        ] {
             assert!(bad.parse::<ByteSize>().is_err(), "{bad:?} parsed");
         }
     }

@@ -26,9 +26,7 @@ pub fn check_text(s: &str) -> Result<(), String> {
         return Err(format!("longer than {MAX_TEXT} characters: shorten it"));
     }
     if let Some(c) = s.chars().find(|c| c.is_control() && *c != '\t') {
-        return Err(format!(
-            "contains the control character {c:?}: remove it"
-        ));
+        return Err(format!("contains the control character {c:?}: remove it"));
     }
     Ok(())
 }
@@ -221,9 +219,7 @@ pub fn check_data_url(input: &str) -> Result<Vec<u8>, String> {
     }
     let header = input.split_once(',').map(|(h, _)| h).unwrap_or(input);
     if !header.ends_with(";base64") {
-        return Err(
-            "inline data must be base64-encoded: write `data:<type>;base64,<data>`".into(),
-        );
+        return Err("inline data must be base64-encoded: write `data:<type>;base64,<data>`".into());
     }
     // base64 is 4/3 of the data: refuse long strings before decoding them.
     if input.len() > MAX_INLINE_BYTES / 3 * 4 + 1024 {
@@ -232,8 +228,8 @@ pub fn check_data_url(input: &str) -> Result<Vec<u8>, String> {
              and use its CID instead"
         ));
     }
-    let url = data_url::DataUrl::process(input)
-        .map_err(|e| format!("not a valid data: URL ({e:?})"))?;
+    let url =
+        data_url::DataUrl::process(input).map_err(|e| format!("not a valid data: URL ({e:?})"))?;
     let (bytes, _) = url
         .decode_to_vec()
         .map_err(|_| "the base64 data after `,` does not decode".to_string())?;
@@ -304,7 +300,11 @@ pub fn check_result_name(name: &str) -> Result<(), String> {
 /// inside another, and outputs (writable) cannot overlap inputs (read-only).
 pub fn check_mounts(task: &Task) -> Result<(), String> {
     let mut problems = Vec::new();
-    let targets: Vec<&str> = task.input_sources.iter().map(|i| i.target.as_str()).collect();
+    let targets: Vec<&str> = task
+        .input_sources
+        .iter()
+        .map(|i| i.target.as_str())
+        .collect();
     for (i, a) in targets.iter().enumerate() {
         for b in &targets[i + 1..] {
             if is_within(a, b) || is_within(b, a) {

@@ -1,1 +1,249 @@
+//! Job files: the examples, the bad files under `tests/bad-jobs/`, and the
+//! properties of the reader (R-JOB-1, R-JOB-2).
 
+use std::path::{Path, PathBuf};
+
+use super::*;
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn examples() -> Vec<PathBuf> {
+    let dir = manifest_dir().join("../examples/jobs");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "json"))
+        .collect();
+    files.sort();
+    files
+}
+
+fn parse_file(path: &Path) -> Result<JobSpec, JobErrors> {
+    JobSpec::parse(&std::fs::read_to_string(path).unwrap())
+}
+
+const MINIMAL: &str =
+    "Tasks:\n  - Engine:\n      Type: docker\n      Params:\n        Image: busybox\n";
+
+#[test]
+fn every_example_parses_and_its_normalised_form_is_a_fixed_point() {
+    // R-JOB-2: the examples cover each engine in each network mode.
+    let mut seen = std::collections::BTreeSet::new();
+    for path in examples() {
+        let spec = parse_file(&path).unwrap_or_else(|e| panic!("{}:\n{e}", path.display()));
+        seen.insert((spec.task().engine.kind(), spec.task().network.r#type));
+        let json = spec.to_json_pretty();
+        let again = JobSpec::parse(&json).unwrap_or_else(|e| panic!("{json}\n{e}"));
+        assert_eq!(again, spec, "{}", path.display());
+        let strict: JobSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(strict, spec);
+    }
+    for engine in ["docker", "wasm"] {
+        for mode in [NetworkMode::None, NetworkMode::Http, NetworkMode::Full] {
+            assert!(
+                seen.contains(&(engine, mode)),
+                "no example for {engine} {mode}"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_bad_job_fails_with_its_message_and_position() {
+    // R-JOB-2: unknown fields and unsupported features are clear errors that
+    // name the field and where it is.
+    let dir = manifest_dir().join("tests/bad-jobs");
+    let mut count = 0;
+    let mut failures = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{name}: no `# expect:` line"));
+        let at = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# at: "))
+            .unwrap_or_else(|| panic!("{name}: no `# at:` line"));
+        let (line, column) = at.split_once(':').unwrap();
+        let want = Location {
+            line: line.parse().unwrap(),
+            column: column.parse().unwrap(),
+        };
+        count += 1;
+        let errors = match JobSpec::parse(&text) {
+            Ok(spec) => {
+                failures.push(format!("{name}: parsed as {spec:?}"));
+                continue;
+            }
+            Err(e) => e,
+        };
+        match errors.0.iter().find(|e| e.message.contains(expect)) {
+            None => failures.push(format!(
+                "{name}: no error contains {expect:?}; got:\n{errors}"
+            )),
+            Some(hit) if hit.location != Some(want) => {
+                failures.push(format!("{name}: expected at {at}, got {hit}"))
+            }
+            Some(_) => {}
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(count >= 20, "only {count} bad job files");
+}
+
+#[test]
+fn keys_match_in_any_case_as_bacalhau_does() {
+    let upper = JobSpec::parse(MINIMAL).unwrap();
+    let lower = JobSpec::parse(&MINIMAL.to_ascii_lowercase()).unwrap();
+    let shouty = JobSpec::parse(
+        "TASKS:\n  - ENGINE:\n      TYPE: DOCKER\n      PARAMS:\n        IMAGE: busybox\n",
+    )
+    .unwrap();
+    assert_eq!(upper, lower);
+    assert_eq!(upper, shouty);
+}
+
+#[test]
+fn defaults_are_filled_in() {
+    let spec = JobSpec::parse(MINIMAL).unwrap();
+    assert_eq!(spec.count, 1);
+    assert_eq!(spec.r#type, JobType::Batch);
+    let task = spec.task();
+    assert_eq!(task.name, "main");
+    assert_eq!(task.network, Network::default());
+    assert_eq!(task.publisher, Publisher::Local);
+    assert!(task.result_paths.is_empty());
+}
+
+#[test]
+fn bacalhau_fields_are_accepted() {
+    let text = r#"
+Name: compat
+Namespace: default
+Type: batch
+Count: 1
+Priority: 0
+Constraints: []
+Labels: {team: data}
+Meta: {owner: me}
+Tasks:
+  - Name: main
+    Engine:
+      Type: docker
+      Params:
+        Image: ubuntu:24.04
+        WorkingDirectory: /work/./x/
+    InputSources:
+      - Alias: data
+        Target: /inputs/data
+        Source:
+          Type: localDirectory
+          Params: {SourcePath: /srv/data, ReadWrite: false}
+    Resources: {CPU: 0.5, Memory: 1gb, Disk: 10Gi, GPU: "0"}
+    Timeouts: {ExecutionTimeout: 600, QueueTimeout: 0}
+    Publisher: {Type: s3, Params: {Bucket: results, Key: "jobs/", Endpoint: "http://127.0.0.1:9000"}}
+"#;
+    let spec = JobSpec::parse(text).unwrap();
+    let task = spec.task();
+    assert_eq!(spec.labels["team"], "data");
+    assert_eq!(task.input_sources[0].alias.as_deref(), Some("data"));
+    assert_eq!(task.resources.cpu, Some(MilliCpu(500)));
+    assert_eq!(task.resources.memory, Some(ByteSize(1_000_000_000)));
+    assert_eq!(task.timeouts.execution_timeout, Some(600));
+    assert_eq!(task.timeouts.queue_timeout, None, "0 means unset");
+    let Engine::Docker(p) = &task.engine else {
+        panic!()
+    };
+    assert_eq!(p.working_directory.as_deref(), Some("/work/x"));
+}
+
+#[test]
+fn domains_are_normalised_on_submission() {
+    // R-NET-5
+    let text = format!(
+        "{MINIMAL}    Network:\n      Type: http\n      Domains: [Example.COM., .example.com, api.example.com]\n"
+    );
+    let spec = JobSpec::parse(&text).unwrap();
+    let domains: Vec<&str> = spec
+        .task()
+        .network
+        .domains
+        .iter()
+        .map(|d| d.as_str())
+        .collect();
+    assert_eq!(domains, [".example.com"]);
+}
+
+#[test]
+fn all_errors_are_reported_at_once_in_file_order() {
+    let text = "Count: -1\nTasks:\n  - Engine:\n      Type: docker\n      Params:\n        Image: Busy Box\n    Netwrk: {}\n";
+    let errors = JobSpec::parse(text).unwrap_err();
+    assert_eq!(errors.0.len(), 3, "{errors}");
+    let lines: Vec<usize> = errors.0.iter().map(|e| e.location.unwrap().line).collect();
+    assert_eq!(lines, [1, 6, 7]);
+    assert!(
+        errors.0[2].message.contains("did you mean `Network`"),
+        "{errors}"
+    );
+    assert_eq!(errors.0[2].path, "Tasks[0].Netwrk");
+}
+
+#[test]
+fn oversized_files_are_refused_before_parsing() {
+    let text = format!("Name: x\n#{}\n", "a".repeat(MAX_JOB_FILE_BYTES));
+    let err = JobSpec::parse(&text).unwrap_err().to_string();
+    assert!(err.contains("more than"), "{err}");
+}
+
+#[test]
+fn inline_data_is_capped() {
+    use base64::Engine as _;
+    let big = base64::engine::general_purpose::STANDARD.encode(vec![0u8; MAX_INLINE_BYTES + 1]);
+    let text = format!(
+        "{MINIMAL}    InputSources:\n      - Source: {{Type: inline, Params: {{URL: \"data:;base64,{big}\"}}}}\n"
+    );
+    let err = JobSpec::parse(&text).unwrap_err().to_string();
+    assert!(err.contains("skrei add"), "{err}");
+}
+
+#[test]
+fn validate_rejects_what_the_wire_could_smuggle() {
+    // Specs from the wire skip the file reader; validate applies the same rules.
+    let mut spec = JobSpec::parse(MINIMAL).unwrap();
+    spec.count = 0;
+    spec.tasks[0].input_sources.push(InputSource {
+        source: Source::Url(UrlSource {
+            url: "file:///etc/passwd".into(),
+        }),
+        target: "/inputs/../etc".into(),
+        alias: None,
+    });
+    spec.tasks[0].network.r#type = NetworkMode::Http;
+    let errors = spec.validate().unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert!(paths.contains(&"Count"), "{errors}");
+    assert!(
+        paths.contains(&"Tasks[0].InputSources[0].Source"),
+        "{errors}"
+    );
+    assert!(
+        paths.contains(&"Tasks[0].InputSources[0].Target"),
+        "{errors}"
+    );
+    assert!(paths.contains(&"Tasks[0].Network"), "{errors}");
+}
+
+#[test]
+fn strict_serde_rejects_unknown_and_non_canonical_fields() {
+    let spec = JobSpec::parse(MINIMAL).unwrap();
+    let mut value = serde_json::to_value(&spec).unwrap();
+    value["Bogus"] = serde_json::json!(1);
+    assert!(serde_json::from_value::<JobSpec>(value).is_err());
+    let lower = serde_json::json!({"type": "batch", "count": 1, "tasks": []});
+    assert!(serde_json::from_value::<JobSpec>(lower).is_err());
+}

@@ -1,1 +1,535 @@
-//! STUB
+//! Jobs from command-line flags (`skrei docker run`, `skrei wasm run`), with
+//! Bacalhau's flag spellings. The binary reads files and turns them into
+//! values; everything here is pure, and the result passes the same rules as
+//! a job file.
+
+use std::collections::BTreeMap;
+
+use super::rules;
+use super::{
+    ByteSize, CidSource, DEFAULT_INPUT_TARGET, DEFAULT_OUTPUT, DEFAULT_WASM_ENTRYPOINT,
+    DirPublisher, DockerParams, Engine, InlineSource, InputSource, JobError, JobErrors, JobSpec,
+    JobType, LocalSource, MilliCpu, ModuleSource, Network, NetworkMode, Publisher, Resources,
+    ResultPath, S3Publisher, Source, Task, Timeouts, UrlSource, WasmParams,
+};
+use crate::domain::DomainSet;
+
+/// The engine part of a run command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineFlags {
+    /// `skrei docker run [--entrypoint E]... [-w DIR] IMAGE [-- CMD...]`
+    Docker {
+        image: String,
+        entrypoint: Vec<String>,
+        args: Vec<String>,
+        workdir: Option<String>,
+    },
+    /// `skrei wasm run [--entry-point F] MODULE [-- ARGS...]`; the binary has
+    /// already turned MODULE into a source (see [`module_source`]).
+    Wasm {
+        module: Source,
+        entrypoint: Option<String>,
+        args: Vec<String>,
+    },
+}
+
+/// Everything a run command says about a job, as typed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunFlags {
+    pub name: Option<String>,
+    pub count: Option<u32>,
+    /// `--network none|http|full`
+    pub network: Option<String>,
+    /// `--domain D`, repeatable
+    pub domains: Vec<String>,
+    /// `-i/--input`: `CID`, `CID:/target`, `ipfs://CID[:/target]`, an
+    /// http(s) URL, `file:///path[:/target]`, or `src=...,dst=/target`
+    pub inputs: Vec<String>,
+    /// `-o/--output NAME:/path`; `outputs:/outputs` when none is given
+    pub outputs: Vec<String>,
+    /// `-p/--publisher local | dir:PATH | s3://bucket/prefix`
+    pub publisher: Option<String>,
+    /// `-e/--env NAME=value`, repeatable
+    pub env: Vec<String>,
+    /// `-l/--labels key=value`, repeatable
+    pub labels: Vec<String>,
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+    pub disk: Option<String>,
+    /// `--timeout SECONDS`
+    pub timeout: Option<u64>,
+}
+
+/// Builds and checks the job the flags describe.
+pub fn build(engine: EngineFlags, flags: &RunFlags) -> Result<JobSpec, JobErrors> {
+    let mut errors = Vec::new();
+    let mut fail = |flag: &str, message: String| {
+        errors.push(JobError {
+            path: flag.to_string(),
+            location: None,
+            message,
+        })
+    };
+
+    let mode = match flags
+        .network
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("none") => NetworkMode::None,
+        Some("http") => NetworkMode::Http,
+        Some("full") => NetworkMode::Full,
+        Some(other) => {
+            fail(
+                "--network",
+                format!("`{other}` is not a network mode: write none, http or full"),
+            );
+            NetworkMode::None
+        }
+    };
+    let domains = match DomainSet::parse(&flags.domains) {
+        Ok(set) => set,
+        Err(errs) => {
+            for e in errs {
+                fail("--domain", e.error.to_string());
+            }
+            DomainSet::default()
+        }
+    };
+    let mut inputs = Vec::new();
+    for spec in &flags.inputs {
+        match parse_input(spec) {
+            Ok(input) => inputs.push(input),
+            Err(m) => fail("--input", m),
+        }
+    }
+    let mut result_paths = Vec::new();
+    let outputs: Vec<String> = if flags.outputs.is_empty() {
+        vec![format!("{}:{}", DEFAULT_OUTPUT.0, DEFAULT_OUTPUT.1)]
+    } else {
+        flags.outputs.clone()
+    };
+    for spec in &outputs {
+        match parse_output(spec) {
+            Ok(r) => result_paths.push(r),
+            Err(m) => fail("--output", m),
+        }
+    }
+    let publisher = match flags.publisher.as_deref() {
+        None => Publisher::Local,
+        Some(p) => parse_publisher(p).unwrap_or_else(|m| {
+            fail("--publisher", m);
+            Publisher::Local
+        }),
+    };
+    let mut env_pairs = Vec::new();
+    for pair in &flags.env {
+        match rules::check_env_pair(pair) {
+            Ok(_) => env_pairs.push(pair.clone()),
+            Err(m) => fail("--env", m),
+        }
+    }
+    let mut labels = BTreeMap::new();
+    for pair in &flags.labels {
+        match pair.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                labels.insert(k.to_string(), v.to_string());
+            }
+            _ => fail("--labels", format!("`{pair}`: write labels as `key=value`")),
+        }
+    }
+    let mut resources = Resources::default();
+    if let Some(c) = &flags.cpu {
+        match c.parse::<MilliCpu>() {
+            Ok(c) => resources.cpu = Some(c),
+            Err(e) => fail("--cpu", e.to_string()),
+        }
+    }
+    for (flag, value, slot) in [
+        ("--memory", &flags.memory, &mut resources.memory),
+        ("--disk", &flags.disk, &mut resources.disk),
+    ] {
+        if let Some(v) = value {
+            match v.parse::<ByteSize>() {
+                Ok(b) => *slot = Some(b),
+                Err(e) => fail(flag, e.to_string()),
+            }
+        }
+    }
+
+    let engine = match engine {
+        EngineFlags::Docker {
+            image,
+            entrypoint,
+            args,
+            workdir,
+        } => {
+            let working_directory = match workdir {
+                None => None,
+                Some(w) => match rules::check_absolute_path(&w) {
+                    Ok(n) => Some(n),
+                    Err(m) => {
+                        fail("--workdir", m);
+                        None
+                    }
+                },
+            };
+            Engine::Docker(DockerParams {
+                image,
+                entrypoint,
+                parameters: args,
+                environment_variables: env_pairs,
+                working_directory,
+            })
+        }
+        EngineFlags::Wasm {
+            module,
+            entrypoint,
+            args,
+        } => Engine::Wasm(WasmParams {
+            entry_module: ModuleSource { source: module },
+            entrypoint: entrypoint.unwrap_or_else(|| DEFAULT_WASM_ENTRYPOINT.to_string()),
+            parameters: args,
+            environment_variables: env_pairs
+                .iter()
+                .filter_map(|p| p.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }),
+    };
+
+    if !errors.is_empty() {
+        return Err(JobErrors(errors));
+    }
+    let spec = JobSpec {
+        name: flags.name.clone(),
+        namespace: None,
+        r#type: JobType::Batch,
+        count: flags.count.unwrap_or(1),
+        labels,
+        meta: BTreeMap::new(),
+        tasks: vec![Task {
+            name: "main".into(),
+            engine,
+            publisher,
+            env: BTreeMap::new(),
+            meta: BTreeMap::new(),
+            input_sources: inputs,
+            result_paths,
+            resources,
+            network: Network {
+                r#type: mode,
+                domains,
+            },
+            timeouts: Timeouts {
+                execution_timeout: flags.timeout.filter(|t| *t > 0),
+                ..Timeouts::default()
+            },
+        }],
+    };
+    // Flag names read better than field paths in these messages.
+    spec.validate().map_err(|JobErrors(errs)| {
+        JobErrors(
+            errs.into_iter()
+                .map(|mut e| {
+                    e.path = flag_for(&e.path).to_string();
+                    e
+                })
+                .collect(),
+        )
+    })?;
+    Ok(spec)
+}
+
+fn flag_for(path: &str) -> &'static str {
+    let p = path.trim_start_matches("Tasks[0].");
+    match () {
+        _ if p.starts_with("Network") => "--network/--domain",
+        _ if p.starts_with("InputSources") => "--input",
+        _ if p.starts_with("ResultPaths") => "--output",
+        _ if p.starts_with("Publisher") => "--publisher",
+        _ if p.starts_with("Timeouts") => "--timeout",
+        _ if p == "Count" => "--count",
+        _ if p.starts_with("Engine.Params.Image") => "IMAGE",
+        _ if p.starts_with("Engine.Params.EntryModule") => "MODULE",
+        _ if p.starts_with("Engine.Params.Entrypoint") => "--entry-point",
+        _ if p.starts_with("Engine.Params.Environment") => "--env",
+        _ if p.starts_with("Engine.Params.WorkingDirectory") => "--workdir",
+        _ if p.starts_with("Labels") => "--labels",
+        _ if p == "Tasks[0]" => "--input/--output",
+        _ => "the job",
+    }
+}
+
+/// Reads one `-i/--input` value.
+pub fn parse_input(spec: &str) -> Result<InputSource, String> {
+    if let Some(rest) = spec.strip_prefix("src=") {
+        let (src, dst) = match rest.split_once(",dst=") {
+            Some((s, d)) => (s, Some(d)),
+            None => (rest, None),
+        };
+        let source = parse_source(src)?;
+        let target = rules::check_absolute_path(dst.unwrap_or(DEFAULT_INPUT_TARGET))?;
+        return Ok(InputSource {
+            source,
+            target,
+            alias: None,
+        });
+    }
+    if spec.starts_with("http://") || spec.starts_with("https://") {
+        // A URL's own colons (ports) make `URL:/target` ambiguous: use src=,dst=.
+        return Ok(InputSource {
+            source: parse_source(spec)?,
+            target: DEFAULT_INPUT_TARGET.into(),
+            alias: None,
+        });
+    }
+    let (src, target) = match spec.rsplit_once(":/") {
+        // `file:///x` contains `:/` too; only split after the scheme part.
+        Some((s, t)) if !s.is_empty() && !s.ends_with(':') && !s.ends_with("file") => {
+            (s, format!("/{t}"))
+        }
+        _ => (spec, DEFAULT_INPUT_TARGET.to_string()),
+    };
+    Ok(InputSource {
+        source: parse_source(src)?,
+        target: rules::check_absolute_path(&target)?,
+        alias: None,
+    })
+}
+
+/// A source named on the command line: a CID, `ipfs://CID`, an http(s) URL,
+/// `file:///path` (a local path on the compute node) or a `data:` URL.
+pub fn parse_source(src: &str) -> Result<Source, String> {
+    if src.starts_with("http://") || src.starts_with("https://") {
+        return Ok(Source::Url(UrlSource {
+            url: rules::check_url(src)?,
+        }));
+    }
+    if src.starts_with("data:") {
+        rules::check_data_url(src)?;
+        return Ok(Source::Inline(InlineSource { url: src.into() }));
+    }
+    if let Some(path) = src.strip_prefix("file://") {
+        let source = Source::Local(LocalSource {
+            source_path: path.into(),
+        });
+        rules::check_source(&source)?;
+        return Ok(source);
+    }
+    let cid_text = src.strip_prefix("ipfs://").unwrap_or(src);
+    match cid_text.parse() {
+        Ok(cid) => Ok(Source::Cid(CidSource { cid })),
+        Err(_) => Err(format!(
+            "`{src}` is neither a CID nor a URL: give a CID (`skrei add` prints one), an \
+             http(s) URL, file:///path (a path on the compute node), or src=...,dst=/target"
+        )),
+    }
+}
+
+/// Turns `skrei wasm run MODULE`'s argument into a source. `local_file` is
+/// the content of MODULE when it names a file on this machine (read by the
+/// binary); small files travel inline, larger ones must be added first.
+pub fn module_source(module: &str, local_file: Option<&[u8]>) -> Result<Source, String> {
+    if let Some(bytes) = local_file {
+        if bytes.len() > super::MAX_INLINE_BYTES {
+            return Err(format!(
+                "`{module}` is {} bytes, too large to send inline (limit {}): run \
+                 `skrei add {module}` and pass the CID it prints",
+                bytes.len(),
+                super::MAX_INLINE_BYTES
+            ));
+        }
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(bytes);
+        return Ok(Source::Inline(InlineSource {
+            url: format!("data:application/wasm;base64,{encoded}"),
+        }));
+    }
+    parse_source(module)
+}
+
+/// Reads one `-o/--output NAME:/path` value.
+pub fn parse_output(spec: &str) -> Result<ResultPath, String> {
+    let Some((name, path)) = spec.split_once(':') else {
+        return Err(format!(
+            "`{spec}`: write outputs as NAME:/path, e.g. `outputs:/outputs`"
+        ));
+    };
+    rules::check_result_name(name)?;
+    Ok(ResultPath {
+        name: name.into(),
+        path: rules::check_absolute_path(path)?,
+    })
+}
+
+/// Reads `-p/--publisher`: `local`, `dir:PATH` or `s3://bucket/prefix`.
+pub fn parse_publisher(spec: &str) -> Result<Publisher, String> {
+    let publisher = if spec.eq_ignore_ascii_case("local") {
+        Publisher::Local
+    } else if let Some(path) = spec.strip_prefix("dir:") {
+        Publisher::Dir(DirPublisher { path: path.into() })
+    } else if let Some(rest) = spec.strip_prefix("s3://") {
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        Publisher::S3(S3Publisher {
+            bucket: bucket.into(),
+            key: key.into(),
+            endpoint: None,
+            region: None,
+        })
+    } else if spec.eq_ignore_ascii_case("ipfs") {
+        return Err(
+            "the ipfs publisher is not supported: use `local` (results are content-addressed \
+             and fetched by CID), `dir:PATH` or `s3://bucket/prefix`"
+                .into(),
+        );
+    } else {
+        return Err(format!(
+            "`{spec}` is not a publisher: write `local`, `dir:PATH` or `s3://bucket/prefix`"
+        ));
+    };
+    rules::check_publisher(&publisher)?;
+    Ok(publisher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CID: &str = "bafkr4ibp24ziu6ssli6qpyzhiztphyz6mzhmy4a723x22xw3szebfl56le";
+
+    fn docker() -> EngineFlags {
+        EngineFlags::Docker {
+            image: "busybox".into(),
+            entrypoint: vec![],
+            args: vec!["echo".into(), "hi".into()],
+            workdir: None,
+        }
+    }
+
+    #[test]
+    fn flags_build_the_same_job_a_file_would() {
+        let flags = RunFlags {
+            network: Some("HTTP".into()),
+            domains: vec![".Example.com".into(), "api.example.com".into()],
+            inputs: vec![
+                format!("{CID}:/inputs/data"),
+                "src=https://x.org/a.csv,dst=/inputs/a.csv".into(),
+            ],
+            env: vec!["A=1".into()],
+            ..RunFlags::default()
+        };
+        let spec = build(docker(), &flags).unwrap();
+        let file = format!(
+            r#"
+Tasks:
+  - Engine:
+      Type: docker
+      Params: {{Image: busybox, Parameters: [echo, hi], EnvironmentVariables: ["A=1"]}}
+    Network: {{Type: HTTP, Domains: [.example.com]}}
+    InputSources:
+      - {{Source: {{Type: ipfs, Params: {{CID: {CID}}}}}, Target: /inputs/data}}
+      - {{Source: {{Type: urlDownload, Params: {{URL: "https://x.org/a.csv"}}}}, Target: /inputs/a.csv}}
+    ResultPaths: [{{Name: outputs, Path: /outputs}}]
+"#
+        );
+        assert_eq!(spec, JobSpec::parse(&file).unwrap());
+    }
+
+    #[test]
+    fn input_forms() {
+        let t = |s: &str| parse_input(s).map(|i| (i.source.describe(), i.target));
+        assert_eq!(t(CID).unwrap(), (format!("cid {CID}"), "/inputs".into()));
+        assert_eq!(
+            t(&format!("ipfs://{CID}:/data")).unwrap(),
+            (format!("cid {CID}"), "/data".into())
+        );
+        assert_eq!(
+            t("https://x.org:8443/a?b=1").unwrap(),
+            ("url https://x.org:8443/a?b=1".into(), "/inputs".into())
+        );
+        assert_eq!(
+            t("src=https://x.org/a,dst=/in/a").unwrap(),
+            ("url https://x.org/a".into(), "/in/a".into())
+        );
+        assert_eq!(
+            t("file:///srv/data:/data").unwrap(),
+            ("local path /srv/data".into(), "/data".into())
+        );
+        assert!(
+            t("not-a-cid")
+                .unwrap_err()
+                .contains("neither a CID nor a URL")
+        );
+        assert!(t(&format!("{CID}:/a/../b")).unwrap_err().contains("`..`"));
+    }
+
+    #[test]
+    fn bad_flags_name_the_flag() {
+        let flags = RunFlags {
+            network: Some("wifi".into()),
+            domains: vec!["*.x.org".into()],
+            publisher: Some("ipfs".into()),
+            outputs: vec!["/outputs".into()],
+            env: vec!["1A=b".into()],
+            memory: Some("lots".into()),
+            ..RunFlags::default()
+        };
+        let errors = build(docker(), &flags).unwrap_err();
+        let flags: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            flags,
+            [
+                "--network",
+                "--domain",
+                "--output",
+                "--publisher",
+                "--env",
+                "--memory"
+            ],
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn http_without_domains_is_refused_with_a_flag_hint() {
+        let flags = RunFlags {
+            network: Some("http".into()),
+            ..RunFlags::default()
+        };
+        let errors = build(docker(), &flags).unwrap_err();
+        assert_eq!(errors.0[0].path, "--network/--domain");
+        assert!(errors.0[0].message.contains("Domains"), "{errors}");
+    }
+
+    #[test]
+    fn wasm_modules_travel_inline_when_small() {
+        let src = module_source("hello.wasm", Some(b"\0asm\x01\0\0\0")).unwrap();
+        assert!(
+            matches!(&src, Source::Inline(i) if i.url.starts_with("data:application/wasm;base64,"))
+        );
+        let big = vec![0u8; super::super::MAX_INLINE_BYTES + 1];
+        assert!(
+            module_source("big.wasm", Some(&big))
+                .unwrap_err()
+                .contains("skrei add")
+        );
+        assert!(matches!(module_source(CID, None).unwrap(), Source::Cid(_)));
+    }
+
+    #[test]
+    fn publishers() {
+        assert_eq!(parse_publisher("local").unwrap(), Publisher::Local);
+        assert!(matches!(
+            parse_publisher("dir:/srv/results").unwrap(),
+            Publisher::Dir(_)
+        ));
+        let Publisher::S3(s3) = parse_publisher("s3://results/jobs/x").unwrap() else {
+            panic!()
+        };
+        assert_eq!((s3.bucket.as_str(), s3.key.as_str()), ("results", "jobs/x"));
+        assert!(parse_publisher("dir:relative").is_err());
+        assert!(parse_publisher("s3://A").is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! The `skrei` command line, run as a user would (R-CLI-1, R-CLI-2).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn skrei(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_skrei"))
+        .args(args)
+        .output()
+        .expect("run skrei")
+}
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(path)
+        .display()
+        .to_string()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&out.stdout)))
+}
+
+fn write(dir: &tempfile::TempDir, name: &str, content: &[u8]) -> PathBuf {
+    let p = dir.path().join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+#[test]
+fn validate_prints_the_normalised_job() {
+    // R-JOB-2
+    let out = skrei(&["job", "validate", &repo("examples/jobs/docker-http.yaml")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let job = json(&out);
+    assert_eq!(job["Tasks"][0]["Network"]["Type"], "HTTP");
+    assert_eq!(
+        job["Tasks"][0]["Network"]["Domains"],
+        serde_json::json!([".example.com", "api.example.org"])
+    );
+}
+
+#[test]
+fn validate_names_the_field_line_and_fix_and_exits_2() {
+    let out = skrei(&[
+        "job",
+        "validate",
+        &repo("protocol/tests/bad-jobs/unknown-field.yaml"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("Tasks[0].Engine.Params.Imgae (line 9, column 9)"),
+        "{err}"
+    );
+    assert!(err.contains("did you mean `Image`?"), "{err}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn validate_errors_as_json() {
+    let out = skrei(&[
+        "job",
+        "validate",
+        "--output",
+        "json",
+        &repo("protocol/tests/bad-jobs/bad-domain-port.yaml"),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let v = json(&out);
+    assert_eq!(v["errors"][0]["path"], "Tasks[0].Network.Domains[0]");
+    assert_eq!(v["errors"][0]["line"], 12);
+}
+
+#[test]
+fn validate_reads_stdin_and_refuses_binary_and_missing_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = write(&dir, "job.yaml", b"Name: \xff\xfe\n");
+    let out = skrei(&["job", "validate", bin.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("not UTF-8"), "{}", text(&out.stderr));
+
+    let out = skrei(&["job", "validate", "/nonexistent/job.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("reading job file /nonexistent/job.yaml"));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_skrei"))
+        .args(["job", "validate", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"Tasks\": [{\"Engine\": {\"Type\": \"docker\", \"Params\": {\"Image\": \"busybox\"}}}]}")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(json(&out)["Tasks"][0]["Engine"]["Params"]["Image"], "busybox");
+}
+
+#[test]
+fn docker_run_dry_run_builds_the_job_from_flags() {
+    // R-CLI-1: Bacalhau's flags; the job equals the one a file describes.
+    let out = skrei(&[
+        "docker",
+        "run",
+        "--dry-run",
+        "--network",
+        "http",
+        "--domain",
+        "API.Example.com.",
+        "--domain",
+        ".example.com",
+        "-i",
+        "src=https://example.com/data.csv,dst=/inputs/data.csv",
+        "-e",
+        "A=1",
+        "busybox:1.36",
+        "--",
+        "wc",
+        "-l",
+        "/inputs/data.csv",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let job = json(&out);
+    let task = &job["Tasks"][0];
+    assert_eq!(task["Network"]["Domains"], serde_json::json!([".example.com"]));
+    assert_eq!(
+        task["Engine"]["Params"]["Parameters"],
+        serde_json::json!(["wc", "-l", "/inputs/data.csv"])
+    );
+    assert_eq!(task["ResultPaths"][0]["Path"], "/outputs");
+    assert_eq!(
+        task["InputSources"][0]["Source"]["Params"]["URL"],
+        "https://example.com/data.csv"
+    );
+}
+
+#[test]
+fn docker_run_reports_every_bad_flag() {
+    let out = skrei(&[
+        "docker",
+        "run",
+        "--dry-run",
+        "--network",
+        "http",
+        "--domain",
+        "*.example.com",
+        "--domain",
+        "example.com:8080",
+        "-p",
+        "ipfs",
+        "busybox",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("--domain: "), "{err}");
+    assert!(err.contains("`.example.com`"), "{err}");
+    assert!(err.contains("ports are not part of a domain"), "{err}");
+    assert!(err.contains("--publisher: the ipfs publisher is not supported"), "{err}");
+}
+
+#[test]
+fn run_without_dry_run_says_what_to_do() {
+    let out = skrei(&["docker", "run", "busybox"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--dry-run"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn wasm_run_sends_a_small_local_module_inline() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = write(&dir, "hello.wasm", b"\0asm\x01\0\0\0");
+    let out = skrei(&[
+        "wasm",
+        "run",
+        "--dry-run",
+        module.to_str().unwrap(),
+        "--",
+        "world",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let job = json(&out);
+    let params = &job["Tasks"][0]["Engine"]["Params"];
+    assert_eq!(params["EntryModule"]["Source"]["Type"], "inline");
+    assert_eq!(
+        params["EntryModule"]["Source"]["Params"]["URL"],
+        "data:application/wasm;base64,AGFzbQEAAAA="
+    );
+    assert_eq!(params["Entrypoint"], "_start");
+    assert_eq!(params["Parameters"], serde_json::json!(["world"]));
+
+    let out = skrei(&["wasm", "run", "--dry-run", "no-such-module.wasm"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("neither a CID nor a URL"));
+}
+
+#[test]
+fn policy_check_bids_or_refuses_with_the_reason() {
+    // R-POL-1, R-POL-2
+    let dir = tempfile::tempdir().unwrap();
+    let narrow = write(&dir, "narrow.txt", b"# our partners\n.example.com\n");
+    let job = repo("examples/jobs/docker-http.yaml"); // .example.com + api.example.org
+
+    let out = skrei(&["policy", "check", &job]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).starts_with("refuse: "), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("http"), "{}", text(&out.stdout));
+
+    let out = skrei(&["policy", "check", "--accept-network", "http", &job]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(text(&out.stdout), "bid\n");
+
+    let out = skrei(&[
+        "policy",
+        "check",
+        "--accept-network",
+        "http",
+        "--allowlist",
+        narrow.to_str().unwrap(),
+        &job,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("api.example.org"), "{}", text(&out.stdout));
+
+    let both = write(&dir, "both.txt", b".example.com\napi.example.org # partner\n");
+    let out = skrei(&[
+        "policy",
+        "check",
+        "--accept-network",
+        "http",
+        "--allowlist",
+        both.to_str().unwrap(),
+        &job,
+    ]);
+    assert_eq!(text(&out.stdout), "bid\n", "{}", text(&out.stderr));
+}
+
+#[test]
+fn policy_check_rejects_bad_allowlists_and_modes_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write(&dir, "allow.txt", b"ok.example.com\n\n*.example.com\nhttps://x.org/\n");
+    let job = repo("examples/jobs/docker-http.yaml");
+    let out = skrei(&[
+        "policy",
+        "check",
+        "--accept-network",
+        "http",
+        "--allowlist",
+        bad.to_str().unwrap(),
+        &job,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("allow.txt:3"), "{err}");
+    assert!(err.contains("allow.txt:4"), "{err}");
+
+    let out = skrei(&["policy", "check", "--accept-network", "sometimes", &job]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--accept-network"));
+}

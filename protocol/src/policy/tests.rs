@@ -301,3 +301,44 @@ fn r_pol_3_long_domain_lists_are_summarised() {
         "d0.com, d1.com, d2.com, d3.com, d4.com and 3 more not in allowlist"
     );
 }
+
+// R-POL-3: the DAG-CBOR encoding of a refusal is pinned (canonical key order).
+#[test]
+fn r_pol_3_refuse_reason_golden_cbor() {
+    let reason = RefuseReason::NetworkNotAccepted {
+        requested: Full,
+        accepted: Http,
+    };
+    let bytes = serde_ipld_dagcbor::to_vec(&reason).unwrap();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    // {"kind": "network_not_accepted", "accepted": "HTTP", "requested": "Full"}
+    assert_eq!(
+        hex,
+        "a3646b696e64746e6574776f726b5f6e6f745f61636365707465646861636365707465646448545450697265717565737465646446756c6c"
+    );
+    assert_eq!(
+        serde_ipld_dagcbor::from_slice::<RefuseReason>(&bytes).unwrap(),
+        reason
+    );
+}
+
+proptest::proptest! {
+    // R-P2P-3: decoding junk into a refusal never panics.
+    #[test]
+    fn r_pol_3_refuse_reason_junk_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+        let _ = serde_ipld_dagcbor::from_slice::<RefuseReason>(&bytes);
+        let _ = serde_json::from_slice::<RefuseReason>(&bytes);
+    }
+
+    // R-POL-2: allowlist text of any shape gives a list or errors, never a panic,
+    // and every reported line number points at that entry.
+    #[test]
+    fn r_pol_2_allowlist_junk_never_panics(text in "([a-z.*:/# \t]{0,12}\n){0,6}") {
+        if let Err(AllowlistError::BadEntries { lines, .. }) = Allowlist::parse(&text, "f") {
+            let all: Vec<&str> = text.lines().collect();
+            for bad in lines {
+                proptest::prop_assert!(all[bad.line - 1].contains(&bad.entry));
+            }
+        }
+    }
+}

@@ -84,7 +84,11 @@ fn validate_reads_stdin_and_refuses_binary_and_missing_files() {
     let bin = write(&dir, "job.yaml", b"Name: \xff\xfe\n");
     let out = skrei(&["job", "validate", bin.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("not UTF-8"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not UTF-8"),
+        "{}",
+        text(&out.stderr)
+    );
 
     let out = skrei(&["job", "validate", "/nonexistent/job.yaml"]);
     assert_eq!(out.status.code(), Some(1));
@@ -105,7 +109,10 @@ fn validate_reads_stdin_and_refuses_binary_and_missing_files() {
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    assert_eq!(json(&out)["Tasks"][0]["Engine"]["Params"]["Image"], "busybox");
+    assert_eq!(
+        json(&out)["Tasks"][0]["Engine"]["Params"]["Image"],
+        "busybox"
+    );
 }
 
 #[test]
@@ -134,7 +141,10 @@ fn docker_run_dry_run_builds_the_job_from_flags() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let job = json(&out);
     let task = &job["Tasks"][0];
-    assert_eq!(task["Network"]["Domains"], serde_json::json!([".example.com"]));
+    assert_eq!(
+        task["Network"]["Domains"],
+        serde_json::json!([".example.com"])
+    );
     assert_eq!(
         task["Engine"]["Params"]["Parameters"],
         serde_json::json!(["wc", "-l", "/inputs/data.csv"])
@@ -167,14 +177,21 @@ fn docker_run_reports_every_bad_flag() {
     assert!(err.contains("--domain: "), "{err}");
     assert!(err.contains("`.example.com`"), "{err}");
     assert!(err.contains("ports are not part of a domain"), "{err}");
-    assert!(err.contains("--publisher: the ipfs publisher is not supported"), "{err}");
+    assert!(
+        err.contains("--publisher: the ipfs publisher is not supported"),
+        "{err}"
+    );
 }
 
 #[test]
 fn run_without_dry_run_says_what_to_do() {
     let out = skrei(&["docker", "run", "busybox"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("--dry-run"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("--dry-run"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -214,7 +231,11 @@ fn policy_check_bids_or_refuses_with_the_reason() {
 
     let out = skrei(&["policy", "check", &job]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).starts_with("refuse: "), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).starts_with("refuse: "),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(text(&out.stdout).contains("http"), "{}", text(&out.stdout));
 
     let out = skrei(&["policy", "check", "--accept-network", "http", &job]);
@@ -231,9 +252,17 @@ fn policy_check_bids_or_refuses_with_the_reason() {
         &job,
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stdout).contains("api.example.org"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("api.example.org"),
+        "{}",
+        text(&out.stdout)
+    );
 
-    let both = write(&dir, "both.txt", b".example.com\napi.example.org # partner\n");
+    let both = write(
+        &dir,
+        "both.txt",
+        b".example.com\napi.example.org # partner\n",
+    );
     let out = skrei(&[
         "policy",
         "check",
@@ -249,7 +278,11 @@ fn policy_check_bids_or_refuses_with_the_reason() {
 #[test]
 fn policy_check_rejects_bad_allowlists_and_modes_by_line() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = write(&dir, "allow.txt", b"ok.example.com\n\n*.example.com\nhttps://x.org/\n");
+    let bad = write(
+        &dir,
+        "allow.txt",
+        b"ok.example.com\n\n*.example.com\nhttps://x.org/\n",
+    );
     let job = repo("examples/jobs/docker-http.yaml");
     let out = skrei(&[
         "policy",

@@ -1,1 +1,3 @@
 //! End-to-end tests across crates; one module per area.
+
+mod layering;

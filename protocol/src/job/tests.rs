@@ -247,3 +247,134 @@ fn strict_serde_rejects_unknown_and_non_canonical_fields() {
     let lower = serde_json::json!({"type": "batch", "count": 1, "tasks": []});
     assert!(serde_json::from_value::<JobSpec>(lower).is_err());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    const CIDS: &[&str] = &["bafkr4ibp24ziu6ssli6qpyzhiztphyz6mzhmy4a723x22xw3szebfl56le"];
+
+    fn arb_text() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9 _.:/-]{0,12}"
+    }
+
+    fn arb_source() -> impl Strategy<Value = Source> {
+        prop_oneof![
+            Just(Source::Cid(CidSource {
+                cid: CIDS[0].parse().unwrap()
+            })),
+            "[a-z]{1,8}".prop_map(|p| Source::Url(UrlSource {
+                url: format!("https://data.example.com/{p}")
+            })),
+            Just(Source::Inline(InlineSource {
+                url: "data:text/plain;base64,aGk=".into()
+            })),
+            "[a-z]{1,8}".prop_map(|p| Source::Local(LocalSource {
+                source_path: format!("/srv/{p}")
+            })),
+        ]
+    }
+
+    fn arb_network() -> impl Strategy<Value = Network> {
+        prop_oneof![
+            Just(Network::default()),
+            Just(Network {
+                r#type: NetworkMode::Full,
+                domains: DomainSet::default()
+            }),
+            proptest::collection::vec("\\.?[a-c]{1,2}\\.(com|org)", 1..4).prop_map(|d| Network {
+                r#type: NetworkMode::Http,
+                domains: DomainSet::parse(&d).unwrap()
+            }),
+        ]
+    }
+
+    prop_compose! {
+        fn arb_job()(
+            name in proptest::option::of(arb_text()),
+            count in 1u32..=MAX_COUNT,
+            docker in any::<bool>(),
+            args in proptest::collection::vec(arb_text(), 0..3),
+            env in proptest::collection::btree_map("[A-Z_]{1,6}", arb_text(), 0..3),
+            sources in proptest::collection::vec(arb_source(), 0..3),
+            module in arb_source(),
+            network in arb_network(),
+            cpu in proptest::option::of(1u64..4000),
+            memory in proptest::option::of(1u64..(1 << 40)),
+            timeout in proptest::option::of(1u64..=rules::MAX_TIMEOUT_SECS),
+        ) -> JobSpec {
+            let engine = if docker {
+                Engine::Docker(DockerParams {
+                    image: "busybox:1.36".into(),
+                    entrypoint: vec![],
+                    parameters: args,
+                    environment_variables: env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                    working_directory: None,
+                })
+            } else {
+                Engine::Wasm(WasmParams {
+                    entry_module: ModuleSource { source: module },
+                    entrypoint: DEFAULT_WASM_ENTRYPOINT.into(),
+                    parameters: args,
+                    environment_variables: env,
+                })
+            };
+            JobSpec {
+                name,
+                namespace: None,
+                r#type: JobType::Batch,
+                count,
+                labels: BTreeMap::new(),
+                meta: BTreeMap::new(),
+                tasks: vec![Task {
+                    name: "main".into(),
+                    engine,
+                    publisher: Publisher::Local,
+                    env: BTreeMap::new(),
+                    meta: BTreeMap::new(),
+                    input_sources: sources
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, source)| InputSource { source, target: format!("/inputs/{i}"), alias: None })
+                        .collect(),
+                    result_paths: vec![ResultPath { name: "outputs".into(), path: "/outputs".into() }],
+                    resources: Resources { cpu: cpu.map(MilliCpu), memory: memory.map(ByteSize), disk: None },
+                    network,
+                    timeouts: Timeouts { execution_timeout: timeout, ..Timeouts::default() },
+                }],
+            }
+        }
+    }
+
+    use std::collections::BTreeMap;
+
+    proptest! {
+        /// The normalised JSON of any valid job reads back as the same job,
+        /// through the user-facing reader and the strict one alike.
+        #[test]
+        fn normalised_output_reads_back_identically(spec in arb_job()) {
+            prop_assert_eq!(spec.validate(), Ok(()));
+            let json = spec.to_json_pretty();
+            prop_assert_eq!(&JobSpec::parse(&json).unwrap(), &spec);
+            prop_assert_eq!(&serde_json::from_str::<JobSpec>(&json).unwrap(), &spec);
+        }
+
+        /// Junk never panics the reader; it is either a job or a list of errors.
+        #[test]
+        fn junk_never_panics(text in "\\PC{0,200}") {
+            let _ = JobSpec::parse(&text);
+        }
+
+        /// Examples with one byte changed never panic the reader either.
+        #[test]
+        fn mutated_examples_never_panic(index in 0usize..6, at in any::<prop::sample::Index>(), byte in any::<u8>()) {
+            let files = examples();
+            let mut bytes = std::fs::read(&files[index % files.len()]).unwrap();
+            let i = at.index(bytes.len());
+            bytes[i] = byte;
+            if let Ok(text) = String::from_utf8(bytes) {
+                let _ = JobSpec::parse(&text);
+            }
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The dependency rules of DESIGN.md: `protocol` is pure (no I/O crate), and
+//! dependencies point one way.
+
+use std::path::Path;
+
+/// Crates `protocol` may depend on: encodings, hashing, parsing, errors.
+/// Anything that does I/O (tokio, libp2p, hyper, bollard, wasmtime, iroh,
+/// reqwest, rusqlite...) belongs in `node`, `storage` or `proxy`.
+const PURE: &[&str] = &[
+    "serde",
+    "serde_json",
+    "serde_ipld_dagcbor",
+    "serde_bytes",
+    "cid",
+    "multihash",
+    "blake3",
+    "ed25519-dalek",
+    "yaml-rust2",
+    "idna",
+    "data-url",
+    "url",
+    "thiserror",
+    "strsim",
+    "base64",
+];
+
+fn dependencies(manifest: &str, table: &str) -> Vec<String> {
+    let mut in_table = false;
+    let mut deps = Vec::new();
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_table = line == format!("[{table}]");
+            continue;
+        }
+        if in_table && !line.is_empty() && !line.starts_with('#') {
+            if let Some((name, _)) = line.split_once(['=', '.']) {
+                deps.push(name.trim().to_string());
+            }
+        }
+    }
+    deps
+}
+
+fn manifest(krate: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(krate)
+        .join("Cargo.toml");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn protocol_depends_on_no_io_crate() {
+    let deps = dependencies(&manifest("protocol"), "dependencies");
+    assert!(!deps.is_empty(), "could not read protocol's dependencies");
+    let impure: Vec<&String> = deps
+        .iter()
+        .filter(|d| !PURE.contains(&d.as_str()))
+        .collect();
+    assert!(
+        impure.is_empty(),
+        "protocol must stay free of I/O; move these to node/storage/proxy, or add a pure \
+         crate to PURE with a reason: {impure:?}"
+    );
+}
+
+#[test]
+fn our_crates_point_one_way() {
+    // protocol depends on none of ours; storage and proxy only on protocol.
+    let ours = ["protocol", "storage", "proxy", "node", "simnet"];
+    let of = |k: &str| -> Vec<String> {
+        dependencies(&manifest(k), "dependencies")
+            .into_iter()
+            .filter(|d| ours.contains(&d.as_str()))
+            .collect()
+    };
+    assert!(of("protocol").is_empty());
+    for k in ["storage", "proxy"] {
+        assert!(
+            of(k).iter().all(|d| d == "protocol"),
+            "{k} depends on {:?}",
+            of(k)
+        );
+    }
+}

@@ -33,10 +33,12 @@ fn dependencies(manifest: &str, table: &str) -> Vec<String> {
             in_table = line == format!("[{table}]");
             continue;
         }
-        if in_table && !line.is_empty() && !line.starts_with('#') {
-            if let Some((name, _)) = line.split_once(['=', '.']) {
-                deps.push(name.trim().to_string());
-            }
+        if in_table
+            && !line.is_empty()
+            && !line.starts_with('#')
+            && let Some((name, _)) = line.split_once(['=', '.'])
+        {
+            deps.push(name.trim().to_string());
         }
     }
     deps

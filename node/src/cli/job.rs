@@ -29,7 +29,7 @@ pub fn run(command: JobCommand) -> anyhow::Result<ExitCode> {
             let text = read_job_file(&file)?;
             match JobSpec::parse(&text) {
                 Ok(spec) => {
-                    println!("{}", spec.to_json_pretty());
+                    super::print_line(&spec.to_json_pretty());
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(errors) => {

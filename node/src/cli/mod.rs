@@ -60,6 +60,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Writes a line to stdout. A closed pipe (`skrei ... | head`) is the
+/// reader's choice, not an error worth a panic.
+pub fn print_line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}").and_then(|()| out.flush());
+}
+
 /// Prints a job's problems to stderr, one per line, under a heading.
 fn print_job_errors(heading: &str, errors: &protocol::job::JobErrors, output: Output) {
     match output {
@@ -76,10 +84,9 @@ fn print_job_errors(heading: &str, errors: &protocol::job::JobErrors, output: Ou
                     })
                 })
                 .collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({ "errors": list }))
-                    .unwrap_or_default()
+            print_line(
+                &serde_json::to_string_pretty(&serde_json::json!({ "errors": list }))
+                    .unwrap_or_default(),
             );
         }
         Output::Text => {

@@ -65,11 +65,11 @@ pub fn run(command: PolicyCommand) -> anyhow::Result<ExitCode> {
     let network = &spec.task().network;
     match policy.decide(network.r#type, &network.domains) {
         Decision::Bid => {
-            println!("bid");
+            super::print_line("bid");
             Ok(ExitCode::SUCCESS)
         }
         Decision::Refuse(reason) => {
-            println!("refuse: {reason}");
+            super::print_line(&format!("refuse: {reason}"));
             Ok(ExitCode::from(1))
         }
     }

@@ -170,7 +170,7 @@ fn submit(engine: EngineFlags, job: &JobFlags) -> anyhow::Result<ExitCode> {
         }
     };
     if job.dry_run {
-        println!("{}", spec.to_json_pretty());
+        super::print_line(&spec.to_json_pretty());
         return Ok(ExitCode::SUCCESS);
     }
     anyhow::bail!(

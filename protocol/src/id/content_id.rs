@@ -24,9 +24,13 @@ pub const BLAKE3: u64 = 0x1e;
 /// assert!(cid.to_string().starts_with("bafkr4i"));
 /// ```
 pub fn blake3_cid(codec: u64, bytes: &[u8]) -> Cid {
-    let digest = blake3::hash(bytes);
-    let hash = Multihash::wrap(BLAKE3, digest.as_bytes())
-        .expect("a 32-byte digest fits the 64-byte multihash");
+    cid_of_digest(codec, blake3::hash(bytes).as_bytes())
+}
+
+/// The CIDv1 under `codec` of content whose BLAKE3 digest is `digest`.
+pub(crate) fn cid_of_digest(codec: u64, digest: &[u8; 32]) -> Cid {
+    let hash =
+        Multihash::wrap(BLAKE3, digest).expect("a 32-byte digest fits the 64-byte multihash");
     Cid::new_v1(codec, hash)
 }
 

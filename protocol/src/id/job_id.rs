@@ -7,7 +7,7 @@ use cid::{Cid, Version};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::canonical::{EncodeError, to_canonical};
-use super::content_id::{BLAKE3, DAG_CBOR, blake3_cid};
+use super::content_id::{BLAKE3, DAG_CBOR, cid_of_digest};
 use super::node::NodeId;
 use crate::job::JobSpec;
 
@@ -25,7 +25,11 @@ use crate::job::JobSpec;
 /// # Ok::<(), protocol::id::JobIdError>(())
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct JobId(Cid);
+pub struct JobId {
+    /// The BLAKE3 digest: everything else in the CID is fixed, so the id is
+    /// 32 bytes (cheap to copy, hash and use as a map key).
+    digest: [u8; 32],
+}
 
 /// What a job id is computed from, in this field order and encoding. Changing
 /// it changes every job id.
@@ -74,12 +78,14 @@ impl JobId {
             requester,
             submitted_at_ms,
         })?;
-        Ok(JobId(blake3_cid(DAG_CBOR, &bytes)))
+        Ok(JobId {
+            digest: *blake3::hash(&bytes).as_bytes(),
+        })
     }
 
     /// The id as a CID.
-    pub fn cid(&self) -> &Cid {
-        &self.0
+    pub fn cid(&self) -> Cid {
+        cid_of_digest(DAG_CBOR, &self.digest)
     }
 
     /// A job id from a CID, if it is of the job-id kind (see [`FromStr`]).
@@ -103,20 +109,25 @@ impl JobId {
                 input: cid.to_string(),
                 found,
             }),
-            None => Ok(JobId(cid)),
+            None => Ok(JobId {
+                digest: hash
+                    .digest()
+                    .try_into()
+                    .expect("a 32-byte BLAKE3 digest, checked above"),
+            }),
         }
     }
 }
 
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
+        fmt::Display::fmt(&self.cid(), f)
     }
 }
 
 impl fmt::Debug for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "JobId({})", self.0)
+        write!(f, "JobId({})", self.cid())
     }
 }
 
@@ -138,7 +149,7 @@ impl FromStr for JobId {
 
 impl Serialize for JobId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        super::cid_string::serialize(&self.0, s)
+        super::cid_string::serialize(&self.cid(), s)
     }
 }
 
@@ -244,6 +255,8 @@ mod tests {
     #[test]
     fn rejects_other_cids() {
         let raw = crate::id::blake3_cid(RAW, b"x").to_string();
+        let same = crate::id::blake3_cid(DAG_CBOR, b"x");
+        assert_eq!(JobId::from_cid(same).unwrap().cid(), same);
         assert!(matches!(
             raw.parse::<JobId>(),
             Err(JobIdError::WrongKind { .. })

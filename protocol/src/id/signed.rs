@@ -112,6 +112,16 @@ impl<T: SignedKind> Signed<T> {
     }
 }
 
+impl<T: SignedKind> Signed<T> {
+    /// Signs arbitrary bytes as a payload of kind `T`, canonical or not: lets
+    /// tests check what receivers do with well-signed garbage.
+    #[cfg(test)]
+    pub(crate) fn sign_payload(key: &NodeKey, payload: Vec<u8>) -> Signed<T> {
+        let signature = key.sign_bytes(&signed_bytes(T::KIND, &payload));
+        Signed::from_parts(key.node_id(), payload, signature)
+    }
+}
+
 impl<T> Signed<T> {
     /// An envelope from its parts, unchecked (as if decoded from the wire).
     pub fn from_parts(signer: NodeId, payload: Vec<u8>, signature: [u8; 64]) -> Signed<T> {
@@ -320,10 +330,8 @@ mod tests {
 
     #[test]
     fn well_signed_garbage_is_a_payload_error() {
-        let key = key();
-        let payload = vec![0xa1, 0x61, b'n', 0x18, 0x05]; // {"n": 5}, long integer form
-        let signature = key.sign_bytes(&signed_bytes("ping", &payload));
-        let s: Signed<Ping> = Signed::from_parts(key.node_id(), payload, signature);
+        // {"n": 5}, with 5 in a long integer form.
+        let s: Signed<Ping> = Signed::sign_payload(&key(), vec![0xa1, 0x61, b'n', 0x18, 0x05]);
         assert!(matches!(
             s.verify(100),
             Err(VerifyError::Payload {

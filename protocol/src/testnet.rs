@@ -100,6 +100,8 @@ struct Plan {
     /// Per execution draw: how long it runs, whether it fails, whether it
     /// hangs (never reports).
     run_ms: Vec<(u64, bool, bool)>,
+    /// Every requester's queue timeout.
+    queue_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -136,7 +138,7 @@ impl Sim {
         let mut computes = Vec::new();
         for (i, n) in plan.nodes.iter().enumerate() {
             let mut rc = RequesterConfig::new(ids[i], plan.seed ^ i as u64);
-            rc.queue_timeout_ms = 3_000;
+            rc.queue_timeout_ms = plan.queue_timeout_ms;
             rc.execution_timeout_ms = 2_000;
             rc.execution_grace_ms = 500;
             rc.max_attempts = 4;
@@ -511,11 +513,11 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
             proptest::collection::vec(arb_node(), n),
             proptest::collection::vec(arb_job(n), 1..6),
             any::<u64>(),
-            0u8..25,
+            0u8..15,
             1u64..200,
             proptest::collection::vec(
                 (
-                    1u64..3_000,
+                    1u64..1_500,
                     proptest::bool::weighted(0.2),
                     proptest::bool::weighted(0.1),
                 ),
@@ -530,8 +532,43 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
                     loss_percent,
                     max_delay,
                     run_ms,
+                    queue_timeout_ms: 3_000,
                 },
             )
+    })
+}
+
+fn arb_healthy_plan() -> impl Strategy<Value = Plan> {
+    (3usize..7).prop_flat_map(|n| {
+        let node = (1u32..4).prop_map(|capacity| NodePlan {
+            accept: NetworkMode::Full,
+            allowlist: None,
+            engines: vec!["docker", "wasm"],
+            capacity,
+            silent_from: None,
+            reload: None,
+        });
+        let job = arb_job(n).prop_map(move |mut j| {
+            j.count = j.count.min(3);
+            j.cancel_at = None;
+            j
+        });
+        (
+            proptest::collection::vec(node, n),
+            proptest::collection::vec(job, 1..6),
+            any::<u64>(),
+            1u64..50,
+            proptest::collection::vec((1u64..1_000).prop_map(|ms| (ms, false, false)), 1..4),
+        )
+            .prop_map(|(nodes, jobs, seed, max_delay, run_ms)| Plan {
+                nodes,
+                jobs,
+                seed,
+                loss_percent: 0,
+                max_delay,
+                run_ms,
+                queue_timeout_ms: 60_000,
+            })
     })
 }
 
@@ -542,6 +579,18 @@ proptest! {
     #[test]
     fn invariants_hold_on_random_networks(plan in arb_plan()) {
         Sim::new(plan).run().check_end();
+    }
+
+    /// Liveness: where nodes answer, nothing is lost and every node takes
+    /// every job, every job completes, whatever the schedule.
+    #[test]
+    fn a_healthy_network_completes_every_job_on_any_schedule(plan in arb_healthy_plan()) {
+        let sim = Sim::new(plan).run();
+        sim.check_end();
+        for (by, id) in sim.job_ids.values() {
+            let state = &sim.requesters[*by].job(id).unwrap().state;
+            prop_assert_eq!(state, &JobState::Completed);
+        }
     }
 
     /// Invariant 4: the same seed and inputs give the same outputs.
@@ -584,6 +633,7 @@ fn a_healthy_network_completes_every_job() {
         loss_percent: 0,
         max_delay: 20,
         run_ms: vec![(200, false, false), (500, false, false)],
+        queue_timeout_ms: 3_000,
     })
     .run();
     sim.check_end();

@@ -293,10 +293,15 @@ impl Compute {
         self.config.engines = engines;
     }
 
-    /// Whether a job may run here now, or why not (policy, engine,
-    /// capacity, in that order). `held` slots are already this job's (its
+    /// Whether this node would bid on a job now, or why not (policy,
+    /// engine, capacity, in that order).
+    pub fn decide(&self, spec: &JobSpec) -> Decision {
+        self.decide_holding(spec, 0)
+    }
+
+    /// [`Compute::decide`], where `held` slots are already this job's (its
     /// open bid), so they do not count against it.
-    pub fn decide(&self, spec: &JobSpec, held: u32) -> Decision {
+    fn decide_holding(&self, spec: &JobSpec, held: u32) -> Decision {
         let task = spec.task();
         if let Decision::Refuse(reason) = self
             .config
@@ -372,7 +377,7 @@ impl Compute {
             Some(Slot::Bid { .. } | Slot::Running { .. } | Slot::Done) => return,
         }
         let first = !self.jobs.contains_key(&job_id);
-        let decision = self.decide(&announce.spec, 0);
+        let decision = self.decide(&announce.spec);
         let slot = match decision {
             Decision::Bid => {
                 let expires_at_ms = now_ms.saturating_add(self.config.bid_ttl_ms);
@@ -447,7 +452,7 @@ impl Compute {
             }
         };
         // The bid's own slot is this job's: it does not count against it.
-        match self.decide(&announce.spec, 1) {
+        match self.decide_holding(&announce.spec, 1) {
             Decision::Bid => {
                 self.release_bid(job_id);
                 self.running += 1;

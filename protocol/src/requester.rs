@@ -453,6 +453,7 @@ struct KnownNode {
     engines: Vec<String>,
     accept_network: NetworkMode,
     has_allowlist: bool,
+    full: bool,
 }
 
 /// Why a job could not be submitted.
@@ -808,6 +809,7 @@ impl Requester {
                 engines: info.engines,
                 accept_network: info.accept_network,
                 has_allowlist: info.allowlist_digest.is_some(),
+                full: info.running >= info.capacity,
             },
         );
     }
@@ -826,6 +828,7 @@ impl Requester {
             return;
         };
         job.timers.collect_until_ms = Some(now_ms.saturating_add(window));
+        job.timers.waiting_since_ms.get_or_insert(now_ms);
         job.timers.reannounce_at_ms = None;
         job.timers.reannounce_interval_ms = window.max(1);
         let announce = job.announce.clone();

@@ -420,6 +420,8 @@ impl Sim {
         for (j, (by, id)) in &self.job_ids {
             let record = self.requesters[*by].job(id).expect("the job is kept");
             let count = self.plan.jobs[*j].count;
+            let nodes: BTreeSet<NodeId> = record.executions.iter().map(|e| e.node).collect();
+            assert_eq!(nodes.len(), record.executions.len(), "a node awarded twice");
             let completed = self.completed_events.get(id).copied().unwrap_or(0);
             assert!(completed <= count, "{completed} completions of {count}");
             match &record.state {

@@ -121,6 +121,8 @@ fn groups(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>) -> Vec<(u32, Str
                 engine: engine.to_owned(),
             }
             .to_string()
+        } else if info.full {
+            "no free slot".to_owned()
         } else if mode == NetworkMode::Http && info.has_allowlist {
             "did not answer (it has an allowlist)".to_owned()
         } else {

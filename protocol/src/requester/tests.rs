@@ -653,6 +653,11 @@ fn r_ops_2_restore_resumes_a_running_job() {
     let stored = serde_json::to_string(r.job(&id).unwrap()).unwrap();
     let record: JobRecord = serde_json::from_str(&stored).unwrap();
     assert_eq!(&record, r.job(&id).unwrap());
+    let cbor = crate::id::to_canonical(&record).unwrap();
+    assert_eq!(
+        crate::id::from_canonical::<JobRecord>(&cbor, 1 << 20).unwrap(),
+        record
+    );
     let mut r = requester(2);
     r.restore(5_000, record);
     let out = drain(&mut r);
@@ -706,4 +711,60 @@ fn durations_read_naturally() {
     assert_eq!(explain::duration(300), "300 ms");
     assert_eq!(explain::duration(10_000), "10 s");
     assert_eq!(explain::duration(1_500), "1.5 s");
+}
+
+#[test]
+fn events_are_plain_serde_for_the_store() {
+    let events = [
+        RequesterEvent::Announced,
+        RequesterEvent::Completed {
+            node: node(1),
+            execution_id: ExecutionId(2),
+            result_cid: result_cid(1),
+            exit_code: 0,
+        },
+        RequesterEvent::JobFailed {
+            reason: "why".into(),
+        },
+    ];
+    for event in events {
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            serde_json::from_str::<RequesterEvent>(&json).unwrap(),
+            event
+        );
+    }
+    assert_eq!(
+        serde_json::to_string(&RequesterEvent::Announced).unwrap(),
+        r#"{"event":"announced"}"#
+    );
+}
+
+// R-POL-3: a node whose info says it is full is explained as busy.
+#[test]
+fn r_pol_3_full_nodes_are_explained_as_busy() {
+    let mut r = requester(1);
+    r.handle(
+        0,
+        RequesterInput::NodeInfo {
+            from: node(1),
+            info: NodeInfo {
+                node: node(1),
+                engines: vec!["docker".into()],
+                capacity: 2,
+                running: 2,
+                accept_network: NoNet,
+                allowlist_digest: None,
+                api_addrs: vec![],
+                p2p_addrs: vec![],
+                seq: 3,
+            },
+        },
+    );
+    let id = submit(&mut r, 1);
+    r.handle_timeout(10_000);
+    assert_eq!(
+        failure(&r, id),
+        "no node accepts this job: 1 node: no free slot"
+    );
 }

@@ -19,7 +19,8 @@
 //! 3. **Re-award.** An execution that fails, is declined, or whose node stays
 //!    silent past the job's execution timeout plus
 //!    [`RequesterConfig::execution_grace_ms`] (that node gets a [`Cancel`])
-//!    is replaced by the best spare, never a node that already had an
+//!    is replaced by the best spare still open
+//!    ([`RequesterConfig::bid_ttl_ms`]), never a node that already had an
 //!    attempt at the job. Without a spare the job re-announces (with
 //!    doubling intervals) and awards the next bid as soon as it comes, for
 //!    as long as its queue timeout allows.
@@ -95,6 +96,12 @@ pub struct RequesterConfig {
     /// nothing counts as silent (input fetching, publishing, clock drift).
     /// Default 30 s.
     pub execution_grace_ms: u64,
+    /// How long a bid is taken to stay open at its node. Older spares are
+    /// not awarded (the node would decline): the job re-announces and the
+    /// node bids again. Keep it below the compute nodes'
+    /// [`crate::compute::ComputeConfig::bid_ttl_ms`] by a network delay.
+    /// Default 2.5 s.
+    pub bid_ttl_ms: u64,
     /// Awards per job, first ones included, before the job fails. A job
     /// always gets at least `Count`. Default 5.
     pub max_attempts: u32,
@@ -120,6 +127,7 @@ impl RequesterConfig {
             max_reannounce_ms: 2_000,
             execution_timeout_ms: 10 * 60 * 1000,
             execution_grace_ms: 30_000,
+            bid_ttl_ms: 2_500,
             max_attempts: 5,
             max_bids_per_job: 128,
             max_refusals_per_job: 256,
@@ -491,10 +499,23 @@ impl Requester {
         let Some(job) = self.live_job(&bid.job_id) else {
             return;
         };
-        if job.tried(&from) || job.bids.iter().any(|b| b.node == from) {
+        if job.tried(&from) {
             return;
         }
-        job.bids_received = job.bids_received.saturating_add(1);
+        // A repeated bid (the node's earlier one expired and it bid again on
+        // a re-announcement) replaces the earlier one: it is fresh again.
+        let repeated = match job.bids.iter().position(|b| b.node == from) {
+            Some(at) => {
+                job.bids.remove(at);
+                true
+            }
+            None => false,
+        };
+        if !repeated {
+            job.bids_received = job.bids_received.saturating_add(1);
+        }
+        // It takes the job after all (a slot freed up, its policy changed).
+        job.refusals.remove(&from);
         let record = BidRecord {
             node: from,
             running_jobs: bid.running_jobs,
@@ -510,7 +531,9 @@ impl Requester {
         }
         job.bids.insert(at, record);
         job.bids.truncate(max_bids);
-        self.event(bid.job_id, RequesterEvent::BidReceived { node: from });
+        if !repeated {
+            self.event(bid.job_id, RequesterEvent::BidReceived { node: from });
+        }
         self.refill(now_ms, bid.job_id);
         self.reindex(bid.job_id);
     }
@@ -748,6 +771,7 @@ impl Requester {
     /// when spares run out, waits for more (re-announcing) or fails.
     fn refill(&mut self, now_ms: u64, job_id: JobId) {
         let window = self.config.bid_window_ms.max(1);
+        let bid_ttl = self.config.bid_ttl_ms;
         let Some(job) = self.live_job(&job_id) else {
             return;
         };
@@ -755,6 +779,11 @@ impl Requester {
             // Still collecting the first bids: award when the window closes.
             return;
         }
+        // A bid its node no longer holds open would only be declined, and
+        // use up an attempt: drop it. The node bids again when the job is
+        // re-announced.
+        job.bids
+            .retain(|b| b.received_at_ms.saturating_add(bid_ttl) > now_ms);
         let mut awards = Vec::new();
         while job.needed() > 0
             && (job.executions.len() as u64) < u64::from(job.max_attempts)

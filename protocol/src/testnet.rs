@@ -142,6 +142,7 @@ impl Sim {
             rc.execution_timeout_ms = 2_000;
             rc.execution_grace_ms = 500;
             rc.max_attempts = 4;
+            rc.bid_ttl_ms = 800;
             requesters.push(Requester::new(rc));
             let mut cc = ComputeConfig::new(
                 ids[i],

@@ -213,8 +213,47 @@ fn bids_from_impostors_and_repeats_are_ignored() {
     assert!(drain(&mut r).is_empty());
     bid(&mut r, 5, id, 2, 0);
     bid(&mut r, 6, id, 2, 0);
-    assert_eq!(r.job(&id).unwrap().bids.len(), 1);
-    assert_eq!(r.job(&id).unwrap().bids_received, 1);
+    let record = r.job(&id).unwrap();
+    assert_eq!(record.bids.len(), 1);
+    assert_eq!(record.bids[0].received_at_ms, 6, "a repeated bid refreshes");
+    assert_eq!(record.bids_received, 1);
+}
+
+// A spare older than the bid TTL is not awarded: its node would decline,
+// wasting an attempt. The job re-announces and the node bids again.
+#[test]
+fn stale_spares_are_not_awarded() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    bid(&mut r, 1, id, 1, 0);
+    bid(&mut r, 2, id, 2, 0);
+    r.handle_timeout(300);
+    drain(&mut r);
+    result(&mut r, 2_502, id, 1, 1, 0, false);
+    let out = drain(&mut r);
+    assert!(awards(&out).is_empty());
+    assert!(r.job(&id).unwrap().bids.is_empty());
+    r.handle_timeout(2_802);
+    assert_eq!(publishes(&drain(&mut r)), 1);
+    bid(&mut r, 2_810, id, 2, 0);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(2), ExecutionId(1))]);
+}
+
+#[test]
+fn a_node_that_refused_and_then_bids_is_not_counted_as_refusing() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    refuse(
+        &mut r,
+        id,
+        1,
+        RefuseReason::NoCapacity {
+            running: 1,
+            capacity: 1,
+        },
+    );
+    bid(&mut r, 5, id, 1, 0);
+    assert!(r.job(&id).unwrap().refusals.is_empty());
 }
 
 // R-POL-4: a decline is re-awarded at once to the next best bidder.
@@ -275,7 +314,12 @@ fn r_pol_4_reawards_when_a_node_goes_silent() {
     r.handle_timeout(deadline);
     let out = drain(&mut r);
     assert_eq!(cancels(&out), vec![node(1)]);
-    assert_eq!(awards(&out), vec![(node(2), ExecutionId(1))]);
+    // Node 2's bid is long closed: the job re-announces, and node 2 bids again.
+    assert!(awards(&out).is_empty());
+    r.handle_timeout(deadline + 300);
+    assert_eq!(publishes(&drain(&mut r)), 1);
+    bid(&mut r, deadline + 310, id, 2, 0);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(2), ExecutionId(1))]);
     // Its late result is stale now.
     result(&mut r, deadline + 1, id, 1, 1, 0, true);
     assert!(drain(&mut r).is_empty());

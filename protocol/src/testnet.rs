@@ -129,6 +129,9 @@ struct Sim {
     trace: Vec<String>,
     completed_events: BTreeMap<JobId, u32>,
     ended: BTreeSet<JobId>,
+    /// Nodes whose policy was reloaded: the harness's own record, so the
+    /// check does not trust the machine it checks.
+    reloaded: BTreeSet<usize>,
 }
 
 impl Sim {
@@ -168,6 +171,7 @@ impl Sim {
             trace: Vec::new(),
             completed_events: BTreeMap::new(),
             ended: BTreeSet::new(),
+            reloaded: BTreeSet::new(),
         };
         for (j, job) in sim.plan.jobs.clone().iter().enumerate() {
             sim.push(job.at, Delivery::Submit(j));
@@ -274,6 +278,7 @@ impl Sim {
             Delivery::Reload(i) => {
                 let (_, mode, allow) = self.plan.nodes[i].reload.clone().expect("a reload");
                 self.computes[i].set_policy(policy(mode, allow.as_deref()));
+                self.reloaded.insert(i);
             }
             Delivery::ToCompute(i, input) => {
                 if !self.silent(i) {
@@ -374,10 +379,11 @@ impl Sim {
     /// Invariant 1: a Start only where the policy in force allows the job.
     fn check_start(&self, i: usize, spec: &JobSpec) {
         let n = &self.plan.nodes[i];
-        let reloaded = n.reload.as_ref().filter(|(at, ..)| self.now >= *at);
-        let (mode, allow) = match reloaded {
-            Some((_, mode, allow)) => (*mode, allow.clone()),
-            None => (n.accept, n.allowlist.clone()),
+        let (mode, allow) = if self.reloaded.contains(&i) {
+            let (_, mode, allow) = n.reload.clone().expect("a reload");
+            (mode, allow)
+        } else {
+            (n.accept, n.allowlist.clone())
         };
         let task = spec.task();
         assert_eq!(
@@ -646,4 +652,27 @@ fn a_healthy_network_completes_every_job() {
             JobState::Completed
         );
     }
+}
+
+/// The policy check is not vacuous: a start the policy forbids fails it.
+#[test]
+#[should_panic(expected = "started a job its policy forbids")]
+fn the_policy_check_can_fail() {
+    let sim = Sim::new(Plan {
+        nodes: vec![NodePlan {
+            accept: NetworkMode::Http,
+            allowlist: Some(vec![".example.com"]),
+            engines: vec!["docker"],
+            capacity: 1,
+            silent_from: None,
+            reload: None,
+        }],
+        jobs: vec![],
+        seed: 1,
+        loss_percent: 0,
+        max_delay: 1,
+        run_ms: vec![(1, false, false)],
+        queue_timeout_ms: 1_000,
+    });
+    sim.check_start(0, &spec("docker", NetworkMode::Http, &["api.foo.com"], 1));
 }

@@ -435,8 +435,8 @@ impl Compute {
             // Only the job's requester awards it.
             return;
         }
-        let announce = match &entry.slot {
-            Slot::Bid { announce, .. } => announce.clone(),
+        match &entry.slot {
+            Slot::Bid { .. } => {}
             Slot::Running {
                 execution_id: running,
             } if *running == execution_id => return,
@@ -450,11 +450,13 @@ impl Compute {
                 self.decline(from, &award, "this node has no open bid for the job".into());
                 return;
             }
-        };
+        }
         // The bid's own slot is this job's: it does not count against it.
-        match self.decide_holding(&announce.spec, 1) {
+        let Some(announce) = self.take_bid(job_id) else {
+            return;
+        };
+        match self.decide_holding(&announce.spec, 0) {
             Decision::Bid => {
-                self.release_bid(job_id);
                 self.running += 1;
                 self.set_slot(job_id, Slot::Running { execution_id });
                 self.outputs.push_back(ComputeOutput::Start {
@@ -466,7 +468,6 @@ impl Compute {
                 self.event(job_id, ComputeEvent::Started { execution_id });
             }
             Decision::Refuse(reason) => {
-                self.release_bid(job_id);
                 self.set_slot(job_id, Slot::Refused);
                 self.decline(from, &award, format!("no longer accepted: {reason}"));
             }
@@ -521,6 +522,27 @@ impl Compute {
             }),
         );
         self.event(job_id, ComputeEvent::Finished { execution_id });
+    }
+
+    /// Closes the job's open bid, freeing its slot, and gives back what
+    /// was bid on. The job's slot is left [`Slot::Done`] for the caller to
+    /// set.
+    fn take_bid(&mut self, job_id: JobId) -> Option<Box<Announce>> {
+        let entry = self.jobs.get_mut(&job_id)?;
+        match std::mem::replace(&mut entry.slot, Slot::Done) {
+            Slot::Bid {
+                announce,
+                expires_at_ms,
+            } => {
+                self.expiries.remove(&(expires_at_ms, job_id));
+                self.open_bids -= 1;
+                Some(announce)
+            }
+            other => {
+                entry.slot = other;
+                None
+            }
+        }
     }
 
     /// Frees the slot of the job's open bid.

@@ -676,3 +676,75 @@ fn the_policy_check_can_fail() {
     });
     sim.check_start(0, &spec("docker", NetworkMode::Http, &["api.foo.com"], 1));
 }
+
+/// Thousands of nodes answer one requester: the requester keeps its best
+/// bids only (bounded memory), awards the idlest, and every answer costs a
+/// few map operations.
+#[test]
+fn a_crowd_of_bidders_stays_bounded() {
+    let me = node(0);
+    let mut requester = Requester::new(RequesterConfig::new(me, 3));
+    let crowd: Vec<Compute> = (1..=2_000u32)
+        .map(|i| {
+            let id = NodeKey::from_secret_bytes({
+                let mut secret = [0; 32];
+                secret[..4].copy_from_slice(&i.to_le_bytes());
+                secret[31] = 1;
+                secret
+            })
+            .node_id();
+            let accept = if i % 3 == 0 {
+                NetworkMode::None
+            } else {
+                NetworkMode::Http
+            };
+            Compute::new(ComputeConfig::new(id, policy(accept, None), ["docker"], 0))
+        })
+        .collect();
+    let mut crowd = crowd;
+    let job = requester
+        .submit(
+            0,
+            spec("docker", NetworkMode::Http, &["api.foo.com"], 2),
+            0,
+            vec![],
+        )
+        .unwrap();
+    let Some(RequesterOutput::Publish(announce)) = requester.poll_output() else {
+        panic!("no announcement");
+    };
+    for (i, compute) in crowd.iter_mut().enumerate() {
+        // Node i answers at i/10 ms, claiming i % 7 running jobs.
+        let now = i as u64 / 10;
+        compute.handle(now, ComputeInput::Announce(announce.clone()));
+        while let Some(out) = compute.poll_output() {
+            let from = compute.config().node;
+            if let ComputeOutput::Send { msg, .. } = out {
+                let input = match msg {
+                    ToRequester::Bid(mut bid) => {
+                        bid.running_jobs = (i % 7) as u32;
+                        RequesterInput::Bid { from, bid }
+                    }
+                    ToRequester::Refuse(refuse) => RequesterInput::Refuse { from, refuse },
+                    other => panic!("{other:?}"),
+                };
+                requester.handle(now, input);
+            }
+        }
+    }
+    requester.handle_timeout(300);
+    let record = requester.job(&job).unwrap();
+    assert_eq!(record.bids_received, 1_334);
+    assert!(record.bids.len() <= requester.config().max_bids_per_job);
+    assert!(record.refusals.len() <= requester.config().max_refusals_per_job);
+    let refused: u32 = record.refusals.len() as u32 + record.more_refusals.values().sum::<u32>();
+    assert_eq!(refused, 666);
+    // The two awarded claimed no running job and answered first (at 0 ms,
+    // in an order the seed drew).
+    let awarded: BTreeSet<NodeId> = record.executions.iter().map(|e| e.node).collect();
+    let expected: BTreeSet<NodeId> = [0usize, 7]
+        .iter()
+        .map(|i| crowd[*i].config().node)
+        .collect();
+    assert_eq!(awarded, expected);
+}

@@ -26,8 +26,9 @@
 //!    as long as its queue timeout allows.
 //! 4. **End.** The job completes when `Count` executions completed (any
 //!    other outstanding one is cancelled); it fails when its attempts
-//!    ([`RequesterConfig::max_attempts`]) are used up or it waited for nodes
-//!    longer than its queue timeout, with a reason that explains why: the
+//!    ([`RequesterConfig::max_attempts`]) are used up, it waited for nodes
+//!    longer than its queue timeout, or it ran past its spec's
+//!    `TotalTimeout`, with a reason that explains why: the
 //!    refusals and node infos grouped and counted (R-POL-3), never an opaque
 //!    "not enough nodes".
 //!
@@ -372,6 +373,10 @@ impl Requester {
                 .map_or(self.config.execution_timeout_ms, secs)
                 .saturating_add(self.config.execution_grace_ms),
             max_attempts: self.config.max_attempts.max(announce.spec.count),
+            ends_by_ms: timeouts
+                .total_timeout
+                .filter(|s| *s > 0)
+                .map(|s| now_ms.saturating_add(secs(s))),
             announce,
             state: JobState::Bidding,
             executions: Vec::new(),
@@ -674,6 +679,14 @@ impl Requester {
     }
 
     fn on_deadlines(&mut self, now_ms: u64, job_id: JobId) {
+        let Some(job) = self.jobs.get(&job_id).filter(|j| !j.state.is_terminal()) else {
+            return;
+        };
+        if job.ends_by_ms.is_some_and(|t| t <= now_ms) {
+            let reason = explain::total_timeout(job, &self.known);
+            self.fail_job(job_id, reason);
+            return;
+        }
         let Some(job) = self.live_job(&job_id) else {
             return;
         };

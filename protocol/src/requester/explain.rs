@@ -60,6 +60,28 @@ pub(super) fn queue_timeout(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>
     }
 }
 
+/// The job ran past its total timeout.
+pub(super) fn total_timeout(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>) -> String {
+    let total = job.announce.spec.task().timeouts.total_timeout.unwrap_or(0);
+    let mut text = format!(
+        "the job did not finish within its total timeout of {} ({} of {} executions completed)",
+        duration(total.saturating_mul(1000)),
+        job.completed(),
+        job.count()
+    );
+    let failures = failures(job);
+    if !failures.is_empty() {
+        text.push_str(&format!("; attempts: {failures}"));
+    }
+    if job.executions.is_empty() {
+        let groups = render_groups(&groups(job, known));
+        if !groups.is_empty() {
+            text.push_str(&format!("; nodes: {groups}"));
+        }
+    }
+    text
+}
+
 /// Every attempt allowed was used.
 pub(super) fn attempts_exhausted(job: &JobRecord) -> String {
     format!(

@@ -140,6 +140,10 @@ pub struct JobRecord {
     pub silence_after_ms: u64,
     /// Awards allowed in all.
     pub max_attempts: u32,
+    /// When the job fails if it has not ended, from its spec's
+    /// `TotalTimeout` (retries included); none if it sets none.
+    #[serde(default)]
+    pub ends_by_ms: Option<u64>,
     /// Its timers.
     pub timers: JobTimers,
 }
@@ -191,10 +195,15 @@ impl JobRecord {
         let queue = t
             .waiting_since_ms
             .map(|s| s.saturating_add(self.queue_timeout_ms));
-        [t.collect_until_ms, t.reannounce_at_ms, queue]
-            .into_iter()
-            .flatten()
-            .chain(executions)
-            .min()
+        [
+            t.collect_until_ms,
+            t.reannounce_at_ms,
+            queue,
+            self.ends_by_ms,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(executions)
+        .min()
     }
 }

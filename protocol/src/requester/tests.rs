@@ -812,3 +812,25 @@ fn r_pol_3_full_nodes_are_explained_as_busy() {
         "no node accepts this job: 1 node: no free slot"
     );
 }
+
+// The spec's total timeout bounds the whole job, retries included.
+#[test]
+fn the_total_timeout_ends_a_running_job() {
+    let mut r = requester(1);
+    let mut s = spec("docker", NoNet, &[], 1);
+    s.tasks[0].timeouts.total_timeout = Some(5);
+    let id = r.submit(100, s, 0, vec![]).unwrap();
+    drain(&mut r);
+    bid(&mut r, 101, id, 1, 0);
+    r.handle_timeout(400);
+    drain(&mut r);
+    r.handle_timeout(5_099);
+    assert_eq!(state(&r, id), JobState::Running);
+    r.handle_timeout(5_100);
+    let out = drain(&mut r);
+    assert_eq!(cancels(&out), vec![node(1)]);
+    assert_eq!(
+        failure(&r, id),
+        "the job did not finish within its total timeout of 5 s (0 of 1 executions completed)"
+    );
+}

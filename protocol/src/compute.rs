@@ -7,6 +7,38 @@
 //! out [`Compute::poll_output`] (send a message, start or stop an
 //! execution) and wakes it at [`Compute::poll_timeout`].
 //!
+//! ```
+//! use protocol::compute::{Compute, ComputeConfig, ComputeInput, ComputeOutput, ToRequester};
+//! use protocol::id::{ExecutionId, NodeKey};
+//! use protocol::job::JobSpec;
+//! use protocol::messages::{Announce, Award};
+//! use protocol::policy::AcceptancePolicy;
+//!
+//! let me = NodeKey::from_secret_bytes([2; 32]).node_id();
+//! let requester = NodeKey::from_secret_bytes([1; 32]).node_id();
+//! // Accepts `none` jobs only (the default policy), runs Docker.
+//! let mut compute = Compute::new(ComputeConfig::new(me, AcceptancePolicy::default(), ["docker"], 7));
+//!
+//! let spec = JobSpec::parse(
+//!     "type: batch\ncount: 1\ntasks:\n  - name: main\n    engine:\n      type: docker\n      \
+//!      params:\n        image: busybox\n",
+//! )?;
+//! let announce = Announce::new(spec, requester, 1_700_000_000_000, vec![])?;
+//! let job_id = announce.job_id;
+//! compute.handle(0, ComputeInput::Announce(announce));
+//! assert!(matches!(
+//!     compute.poll_output(),
+//!     Some(ComputeOutput::Send { msg: ToRequester::Bid(_), .. })
+//! ));
+//!
+//! let award = Award { job_id, execution_id: ExecutionId(0), node: me };
+//! compute.handle(20, ComputeInput::Award { from: requester, award });
+//! let started = std::iter::from_fn(|| compute.poll_output())
+//!     .any(|out| matches!(out, ComputeOutput::Start { .. }));
+//! assert!(started);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## Rules
 //! - **Announcement.** The node bids when its [`AcceptancePolicy`] allows
 //!   the job's network (mode and allowlist), it has the job's engine, and a

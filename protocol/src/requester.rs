@@ -8,6 +8,38 @@
 //! [`Requester::poll_timeout`]. It reads no clock and draws randomness only
 //! from the seed in its [`RequesterConfig`].
 //!
+//! ```
+//! use protocol::id::NodeKey;
+//! use protocol::job::JobSpec;
+//! use protocol::messages::Bid;
+//! use protocol::requester::{Requester, RequesterConfig, RequesterInput, RequesterOutput, ToCompute};
+//!
+//! let me = NodeKey::from_secret_bytes([1; 32]).node_id();
+//! let other = NodeKey::from_secret_bytes([2; 32]).node_id();
+//! let mut requester = Requester::new(RequesterConfig::new(me, 42));
+//!
+//! let spec = JobSpec::parse(
+//!     "type: batch\ncount: 1\ntasks:\n  - name: main\n    engine:\n      type: docker\n      \
+//!      params:\n        image: busybox\n",
+//! )?;
+//! let job_id = requester.submit(0, spec, 1_700_000_000_000, vec![])?;
+//! assert!(matches!(requester.poll_output(), Some(RequesterOutput::Publish(_))));
+//!
+//! // A verified bid arrives 12 ms later.
+//! let bid = Bid { job_id, bidder: other, running_jobs: 0 };
+//! requester.handle(12, RequesterInput::Bid { from: other, bid });
+//!
+//! // The bid window closes at 300 ms and the bidder gets the award.
+//! assert_eq!(requester.poll_timeout(), Some(300));
+//! requester.handle_timeout(300);
+//! let awarded = std::iter::from_fn(|| requester.poll_output()).find_map(|out| match out {
+//!     RequesterOutput::Send { to, msg: ToCompute::Award(_) } => Some(to),
+//!     _ => None,
+//! });
+//! assert_eq!(awarded, Some(other));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! ## One job
 //! 1. **Announce.** [`Requester::submit`] names the job, publishes its
 //!    [`Announce`] and opens a *bid window* ([`RequesterConfig::bid_window_ms`]).

@@ -146,6 +146,9 @@ fn is_announce_from(event: &P2pEvent, from: NodeId, job: &Announce) -> bool {
 
 // ---------------------------------------------------------------- tests
 
+/// Whether a rejection is the one a case expects.
+type IsExpected = fn(&Rejection) -> bool;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kademlia_joins_a_chain_and_announces_reach_everyone() {
     bounded(async {
@@ -320,7 +323,7 @@ async fn bad_gossip_is_rejected_penalised_and_not_forwarded() {
         };
         let mut oversized = signed_announce(&m.key, 1).encode().unwrap();
         oversized.resize(MAX_GOSSIP_BYTES + 1, 0);
-        let cases: [(&str, Vec<u8>, fn(&Rejection) -> bool); 3] = [
+        let cases: [(&str, Vec<u8>, IsExpected); 3] = [
             ("bad signature", bad_signature, |r| {
                 matches!(r, Rejection::Invalid(_))
             }),

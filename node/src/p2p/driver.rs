@@ -63,7 +63,6 @@ pub(super) struct Shared {
 
 pub(super) struct Driver {
     pub swarm: Swarm<Behaviour>,
-    pub node_id: NodeId,
     pub events: mpsc::Sender<P2pEvent>,
     pub shared: Arc<Mutex<Shared>>,
     /// Direct messages awaiting their acknowledgement, by request id.
@@ -75,13 +74,11 @@ pub(super) struct Driver {
 impl Driver {
     pub fn new(
         swarm: Swarm<Behaviour>,
-        node_id: NodeId,
         events: mpsc::Sender<P2pEvent>,
         shared: Arc<Mutex<Shared>>,
     ) -> Driver {
         Driver {
             swarm,
-            node_id,
             events,
             shared,
             sends: HashMap::new(),
@@ -92,20 +89,23 @@ impl Driver {
 
     /// Runs until a shutdown command, or until every handle is gone.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
-        loop {
+        let stopped = loop {
             tokio::select! {
                 command = commands.recv() => match command {
-                    Some(Command::Shutdown { reply }) => {
-                        let _ = reply.send(());
-                        break;
-                    }
+                    Some(Command::Shutdown { reply }) => break Some(reply),
                     Some(command) => self.command(command),
-                    None => break,
+                    None => break None,
                 },
                 event = self.swarm.select_next_some() => self.event(event),
             }
+        };
+        // Dropping the swarm closes every connection and listener; only
+        // then is the shutdown complete.
+        drop(self.swarm);
+        tracing::debug!("p2p task stopped");
+        if let Some(reply) = stopped {
+            let _ = reply.send(());
         }
-        tracing::debug!(node = %self.node_id, "p2p task stopped");
     }
 
     fn command(&mut self, command: Command) {
@@ -159,7 +159,10 @@ impl Driver {
             Command::PeerScore { node, reply } => {
                 let _ = reply.send(behaviour.gossipsub.peer_score(&peer_id(&node)));
             }
-            Command::Shutdown { .. } => unreachable!("handled by run"),
+            // `run` stops on it before calling this.
+            Command::Shutdown { reply } => {
+                let _ = reply.send(());
+            }
         }
     }
 
@@ -174,7 +177,7 @@ impl Driver {
                 let address = address
                     .with_p2p(*self.swarm.local_peer_id())
                     .unwrap_or_else(|a| a);
-                tracing::info!(node = %self.node_id, %address, "listening");
+                tracing::info!(%address, "listening");
                 self.shared().listen_addrs.push(address);
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
@@ -189,7 +192,7 @@ impl Driver {
                 ..
             } if num_established.get() == 1 => {
                 if let Ok(node) = node_id(&peer_id) {
-                    tracing::debug!(node = %self.node_id, peer = %node, "connected");
+                    tracing::debug!(peer = %node, "connected");
                     self.shared().peers.insert(node);
                     self.emit(P2pEvent::PeerConnected(node));
                 }
@@ -200,13 +203,13 @@ impl Driver {
                 ..
             } => {
                 if let Ok(node) = node_id(&peer_id) {
-                    tracing::debug!(node = %self.node_id, peer = %node, "disconnected");
+                    tracing::debug!(peer = %node, "disconnected");
                     self.shared().peers.remove(&node);
                     self.emit(P2pEvent::PeerDisconnected(node));
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
-                tracing::debug!(node = %self.node_id, ?peer_id, %error, "dial failed");
+                tracing::debug!(?peer_id, %error, "dial failed");
             }
             _ => {}
         }
@@ -257,7 +260,7 @@ impl Driver {
                         match self.events.try_send(P2pEvent::Direct { from, message }) {
                             Ok(()) => Ack::Accepted,
                             Err(_) => {
-                                tracing::warn!(node = %self.node_id, %peer,
+                                tracing::warn!(%peer,
                                     "event queue full: direct message answered busy");
                                 Ack::Busy
                             }
@@ -303,7 +306,7 @@ impl Driver {
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
-                tracing::debug!(node = %self.node_id, %peer, %error, "inbound direct message failed");
+                tracing::debug!(%peer, %error, "inbound direct message failed");
             }
             request_response::Event::ResponseSent { .. } => {}
         }
@@ -351,35 +354,37 @@ impl Driver {
                 }
             }
             kad::QueryResult::GetProviders(result) => {
-                let done = step.last;
-                if let Some((found, _)) = self.finding.get_mut(&id)
-                    && let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = &result
-                {
+                let Some((found, _)) = self.finding.get_mut(&id) else {
+                    return;
+                };
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = &result {
                     found.extend(providers.iter().filter_map(|p| node_id(p).ok()));
                 }
-                let failed = result.is_err();
-                if (done || failed)
-                    && let Some((found, reply)) = self.finding.remove(&id)
+                // The first providers found are enough to start fetching
+                // from: no need to wait for the rest of the DHT walk.
+                if found.is_empty() && !step.last && result.is_ok() {
+                    return;
+                }
+                let Some((found, reply)) = self.finding.remove(&id) else {
+                    return;
+                };
+                let _ = reply.send(match result {
+                    Err(e) if found.is_empty() => Err(dht_error("get_providers", e)),
+                    _ => Ok(found.into_iter().collect()),
+                });
+                if !step.last
+                    && let Some(mut query) = self
+                        .swarm
+                        .behaviour_mut()
+                        .kad
+                        .as_mut()
+                        .and_then(|kad| kad.query_mut(&id))
                 {
-                    // A timeout after finding some providers still found them.
-                    let _ = reply.send(match result {
-                        Err(e) if found.is_empty() => Err(dht_error("get_providers", e)),
-                        _ => Ok(found.into_iter().collect()),
-                    });
-                    if !done
-                        && let Some(mut query) = self
-                            .swarm
-                            .behaviour_mut()
-                            .kad
-                            .as_mut()
-                            .and_then(|k| k.query_mut(&id))
-                    {
-                        query.finish();
-                    }
+                    query.finish();
                 }
             }
             kad::QueryResult::Bootstrap(Err(e)) => {
-                tracing::debug!(node = %self.node_id, %e, "DHT bootstrap failed");
+                tracing::debug!(%e, "DHT bootstrap failed");
             }
             _ => {}
         }
@@ -389,14 +394,14 @@ impl Driver {
         let Ok(from) = node_id(sender) else {
             return;
         };
-        tracing::warn!(node = %self.node_id, peer = %from, %reason, "rejected a message");
+        tracing::warn!(peer = %from, %reason, "rejected a message");
         self.emit(P2pEvent::Rejected { from, reason });
     }
 
     /// Hands an event to the application without ever blocking the swarm.
     fn emit(&self, event: P2pEvent) {
         if let Err(e) = self.events.try_send(event) {
-            tracing::warn!(node = %self.node_id, event = ?e.into_inner(),
+            tracing::warn!(event = ?e.into_inner(),
                 "event queue full or closed: event dropped");
         }
     }
@@ -411,7 +416,7 @@ fn publish_error(topic: &str, error: PublishError) -> P2pError {
     let topic = match topic {
         JOBS_TOPIC => JOBS_TOPIC,
         NODES_TOPIC => NODES_TOPIC,
-        _ => "a test topic",
+        _ => "an unknown topic",
     };
     match error {
         PublishError::NoPeersSubscribedToTopic => P2pError::NoSubscribers { topic },

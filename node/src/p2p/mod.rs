@@ -52,6 +52,7 @@ use libp2p::{Multiaddr, SwarmBuilder, noise, tcp, yamux};
 use protocol::id::{NodeId, NodeKey};
 use protocol::messages::{Direct, DirectMessage, Gossip, GossipMessage};
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 pub use codec::{DIRECT_PROTOCOL, MAX_ACK_REASON_BYTES};
 pub use config::P2pConfig;
@@ -141,12 +142,16 @@ impl P2p {
         let (events_tx, events) = mpsc::channel(config.event_buffer.max(1));
         let (commands_tx, commands) = mpsc::channel(config.command_buffer.max(1));
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let mut driver = Driver::new(swarm, node_id, events_tx, shared.clone());
+        let mut driver = Driver::new(swarm, events_tx, shared.clone());
 
         listen(&mut driver, &config.listen).await?;
         bootstrap(&mut driver, &config.bootstrap)?;
 
-        tokio::spawn(driver.run(commands));
+        tokio::spawn(
+            driver
+                .run(commands)
+                .instrument(tracing::info_span!("p2p", node = %node_id)),
+        );
         let handle = P2pHandle {
             node_id,
             commands: commands_tx,
@@ -258,7 +263,8 @@ impl P2pHandle {
 
     /// Publishes a gossip message on its kind's topic. Fails with
     /// [`P2pError::NoSubscribers`] (retryable) until some peer has
-    /// subscribed to the topic.
+    /// subscribed to the topic. The node does not hear its own messages
+    /// back: it acts on what it publishes itself.
     pub async fn publish(&self, gossip: &Gossip) -> Result<(), P2pError> {
         let bytes = gossip.encode()?;
         self.publish_bytes(validate::topic_of(gossip), bytes).await

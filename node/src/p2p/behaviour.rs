@@ -120,6 +120,8 @@ impl Behaviour {
 ///   graylist it (`graylist_threshold` -80): its messages are ignored
 ///   unread. The counter decays by 1 % a second, so a peer that stops
 ///   recovers in minutes.
+/// - P5, application-specific (weight 10): rejected direct messages, on the
+///   same curve (see `Driver::strike`).
 /// - No P3 (mesh delivery deficit): jobs are rare, and a quiet mesh must not
 ///   look like a failing one.
 /// - No IP colocation penalty: devstacks run many nodes on one address.
@@ -144,6 +146,7 @@ fn scoring() -> (PeerScoreParams, PeerScoreThresholds) {
             (IdentTopic::new(JOBS_TOPIC).hash(), topic.clone()),
             (IdentTopic::new(NODES_TOPIC).hash(), topic),
         ]),
+        app_specific_weight: 10.0,
         ip_colocation_factor_weight: 0.0,
         ..PeerScoreParams::default()
     };

@@ -69,6 +69,8 @@ pub(super) struct Driver {
     sends: HashMap<OutboundRequestId, (NodeId, Reply<()>)>,
     providing: HashMap<kad::QueryId, Reply<()>>,
     finding: HashMap<kad::QueryId, (BTreeSet<NodeId>, Reply<Vec<NodeId>>)>,
+    /// Rejected direct messages per connected peer: see [`Driver::strike`].
+    strikes: HashMap<PeerId, u32>,
 }
 
 impl Driver {
@@ -84,6 +86,7 @@ impl Driver {
             sends: HashMap::new(),
             providing: HashMap::new(),
             finding: HashMap::new(),
+            strikes: HashMap::new(),
         }
     }
 
@@ -202,6 +205,7 @@ impl Driver {
                 num_established: 0,
                 ..
             } => {
+                self.strikes.remove(&peer_id);
                 if let Ok(node) = node_id(&peer_id) {
                     tracing::debug!(peer = %node, "disconnected");
                     self.shared().peers.remove(&node);
@@ -268,6 +272,7 @@ impl Driver {
                     }
                     Err(reason) => {
                         let ack = Ack::rejected(&reason.to_string());
+                        self.strike(&peer);
                         self.rejected(&peer, reason);
                         ack
                     }
@@ -388,6 +393,21 @@ impl Driver {
             }
             _ => {}
         }
+    }
+
+    /// Counts a rejected direct message against `peer`'s gossipsub score,
+    /// through the application-specific component (P5, weight 10): `n`
+    /// strikes score `-10 n²`, the curve rejected gossip follows (P4), so
+    /// three bad direct messages graylist a peer too. Kept while the peer
+    /// stays connected.
+    fn strike(&mut self, peer: &PeerId) {
+        let strikes = self.strikes.entry(*peer).or_default();
+        *strikes = strikes.saturating_add(1);
+        let penalty = -f64::from(*strikes).powi(2);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(peer, penalty);
     }
 
     fn rejected(&mut self, sender: &PeerId, reason: validate::Rejection) {

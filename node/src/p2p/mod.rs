@@ -13,8 +13,9 @@
 //! - **Direct messages** (R-P2P-2): request-response on `/skrei/direct/1`,
 //!   one encoded `Direct` per request answered by an acknowledgement.
 //! - **Validation** (R-P2P-3): see [`validate`]; a rejected gossip message
-//!   penalises the peer that sent it through gossipsub's peer score, and a
-//!   rejected direct message is answered with the reason and dropped.
+//!   penalises the peer that sent it through gossipsub's peer score; a
+//!   rejected direct message is answered with the reason, dropped, and
+//!   counted against the sender's score as well.
 //!
 //! The swarm task never blocks on the application: when the event channel
 //! is full, gossip is dropped with a warning and direct messages are
@@ -90,8 +91,8 @@ pub enum P2pEvent {
     PeerConnected(NodeId),
     /// The last connection to a peer closed.
     PeerDisconnected(NodeId),
-    /// A message from `from` was refused (and, for gossip, not forwarded
-    /// and counted against `from`'s peer score). For metrics and tests.
+    /// A message from `from` was refused, counted against `from`'s peer
+    /// score and (for gossip) not forwarded. For metrics and tests.
     Rejected {
         /// The peer that sent it to us (for gossip: the neighbour that
         /// delivered it, whose score pays).

@@ -281,6 +281,10 @@ async fn direct_messages_arrive_only_from_their_signer() {
             "the forged bid was delivered: {next:?}"
         );
 
+        // Two strikes count against B's score, as rejected gossip would.
+        let score = a.p2p.peer_score(b.id()).await.unwrap().expect("B is scored");
+        assert!(score < -30.0, "B's score after two rejections: {score}");
+
         // An unreachable peer is named in the error.
         let nobody = NodeKey::from_secret_bytes([14; 32]).node_id();
         let err = b
@@ -387,6 +391,63 @@ async fn bad_gossip_is_rejected_penalised_and_not_forwarded() {
                 "A heard M or R through B: {event:?}"
             );
         }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_event_queue_answers_busy_and_never_blocks() {
+    bounded(async {
+        // A's application reads nothing yet: one event fills its queue.
+        let mut a = start(31, |mut c| {
+            c.event_buffer = 1;
+            c
+        })
+        .await;
+        let b = start(32, |c| c.bootstrap(addr(&a))).await;
+        b.connected_to(&[a.id()]).await;
+        eventually("A queued B's connection", || a.events.len() == 1).await;
+
+        let bid = Bid {
+            job_id: announce(&a.key, 1).job_id,
+            bidder: b.id(),
+            running_jobs: 0,
+        };
+        let direct = Direct::from(bid.sign(&b.key).unwrap());
+        let err = b.p2p.send(a.id(), &direct).await.unwrap_err();
+        assert!(
+            matches!(&err, P2pError::Busy { peer } if *peer == a.id()),
+            "{err}"
+        );
+        assert!(err.is_retryable());
+
+        // Once A reads, B's retry is delivered.
+        a.expect("B's connection", |e| {
+            matches!(e, P2pEvent::PeerConnected(_))
+        })
+        .await;
+        b.p2p
+            .send(a.id(), &direct)
+            .await
+            .expect("delivered on retry");
+        a.expect(
+            "B's bid",
+            |e| matches!(e, P2pEvent::Direct { from, .. } if *from == b.id()),
+        )
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_addresses_must_name_their_peer() {
+    bounded(async {
+        let key = NodeKey::from_secret_bytes([41; 32]);
+        let config = P2pConfig::new(key.to_secret_bytes())
+            .bootstrap("/ip4/127.0.0.1/tcp/4001".parse().unwrap());
+        let err = P2p::start(config).await.unwrap_err();
+        assert!(matches!(err, P2pError::BootstrapAddr { .. }), "{err}");
+        assert!(err.to_string().contains("/p2p/<peer id>"), "{err}");
     })
     .await;
 }

@@ -105,6 +105,11 @@ impl Driver {
         // Dropping the swarm closes every connection and listener; only
         // then is the shutdown complete.
         drop(self.swarm);
+        {
+            let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            shared.listen_addrs.clear();
+            shared.peers.clear();
+        }
         tracing::debug!("p2p task stopped");
         if let Some(reply) = stopped {
             let _ = reply.send(());

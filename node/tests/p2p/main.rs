@@ -197,6 +197,7 @@ async fn kademlia_joins_a_chain_and_announces_reach_everyone() {
         assert_eq!(providers, vec![a.id()]);
 
         a.p2p.shutdown().await;
+        assert!(a.p2p.peers().is_empty() && a.p2p.listen_addrs().is_empty());
         b.expect(
             "A's disconnection",
             |e| matches!(e, P2pEvent::PeerDisconnected(n) if *n == a.id()),

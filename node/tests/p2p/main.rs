@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use libp2p::Multiaddr;
 use protocol::id::{NodeId, NodeKey};
-use protocol::job::JobSpec;
+use protocol::job::{JobSpec, NetworkMode};
 use protocol::messages::{
     Announce, Bid, Direct, DirectMessage, Gossip, GossipMessage, MAX_GOSSIP_BYTES, Message,
+    NodeInfo,
 };
 use skrei_node::p2p::{JOBS_TOPIC, P2p, P2pConfig, P2pError, P2pEvent, P2pHandle, Rejection};
 use tokio::sync::mpsc::Receiver;
@@ -150,7 +151,7 @@ fn is_announce_from(event: &P2pEvent, from: NodeId, job: &Announce) -> bool {
 type IsExpected = fn(&Rejection) -> bool;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kademlia_joins_a_chain_and_announces_reach_everyone() {
+async fn kademlia_joins_a_chain_and_gossip_reaches_everyone() {
     bounded(async {
         let mut a = start(1, |c| c).await;
         for addr in a.p2p.listen_addrs() {
@@ -188,6 +189,27 @@ async fn kademlia_joins_a_chain_and_announces_reach_everyone() {
         for node in [&mut b, &mut c] {
             node.expect("A's announce", |e| is_announce_from(e, a.id(), &job))
                 .await;
+        }
+
+        // Node info travels on its own topic.
+        let info = NodeInfo {
+            node: c.id(),
+            engines: vec!["wasm".into()],
+            capacity: 2,
+            running: 0,
+            accept_network: NetworkMode::None,
+            allowlist_digest: None,
+            api_addrs: vec!["127.0.0.1:1234".into()],
+            p2p_addrs: c.p2p.listen_addrs().iter().map(|a| a.to_string()).collect(),
+            seq: 1,
+        };
+        c.publish(&Gossip::from(info.sign(&c.key).unwrap())).await;
+        for node in [&mut a, &mut b] {
+            node.expect("C's node info", |e| {
+                matches!(e, P2pEvent::Gossip { from, message: GossipMessage::NodeInfo(got) }
+                    if *from == c.id() && *got == info)
+            })
+            .await;
         }
 
         // The DHT also indexes content providers.

@@ -47,8 +47,11 @@ fn greeter() -> Vec<u8> {
    (i32.store (i32.const 20) (i32.const 6))
    (i32.store (i32.const 24) (i32.const 1024))
    (i32.store (i32.const 28) (local.get $n))
-   (call $check (call $fd_write (local.get $out) (i32.const 16) (i32.const 2) (i32.const 8)))
-   (call $check (call $fd_write (i32.const 1) (i32.const 16) (i32.const 2) (i32.const 8))))
+   ;; One iovec per call: WASI may write only the first of several.
+   (call $check (call $fd_write (local.get $out) (i32.const 16) (i32.const 1) (i32.const 8)))
+   (call $check (call $fd_write (local.get $out) (i32.const 24) (i32.const 1) (i32.const 8)))
+   (call $check (call $fd_write (i32.const 1) (i32.const 16) (i32.const 1) (i32.const 8)))
+   (call $check (call $fd_write (i32.const 1) (i32.const 24) (i32.const 1) (i32.const 8))))
 "#,
     )
 }

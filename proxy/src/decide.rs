@@ -142,7 +142,11 @@ impl Policy {
             if let Some(why) = classify(ip)
                 && !self.allowed_ranges.iter().any(|r| r.contains(ip))
             {
-                return Err(Denial::SpecialAddress { host: name, ip, why });
+                return Err(Denial::SpecialAddress {
+                    host: name,
+                    ip,
+                    why,
+                });
             }
             if !addrs.contains(&addr) {
                 addrs.push(addr);
@@ -199,11 +203,17 @@ mod tests {
         ));
         assert!(matches!(
             p.check(&t("mapped.test", 80)).await,
-            Err(Denial::SpecialAddress { why: "loopback", .. })
+            Err(Denial::SpecialAddress {
+                why: "loopback",
+                ..
+            })
         ));
         assert!(matches!(
             p.check(&t("127.0.0.1", 80)).await,
-            Err(Denial::SpecialAddress { why: "loopback", .. })
+            Err(Denial::SpecialAddress {
+                why: "loopback",
+                ..
+            })
         ));
         assert!(matches!(
             p.check(&t("other.example", 80)).await,

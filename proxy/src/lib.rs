@@ -1,15 +1,89 @@
 //! The egress proxy for jobs in `http` network mode (R-NET-3..R-NET-9).
 //!
-//! A job in `http` mode reaches the world only through one of these proxies;
-//! it is the security boundary of the system.
+//! A job in `http` mode reaches the world only through one of these proxies:
+//! it is the security boundary between a job and everything else. One
+//! [`Proxy`] serves one job; a process may run many on different listeners.
+//!
+//! # Security model
+//! The job is the attacker. It controls every byte of every request, the
+//! names it asks for and (through DNS it may control) what those names
+//! resolve to. The proxy must ensure that the job reaches only its allowed
+//! domains, only over HTTP or HTTPS, never an address of the node, the skrei
+//! network or any private or special-purpose range, at no more than the
+//! job's rate, and that every attempt is on record.
+//!
+//! Per client connection, one request (see [`server`] for why):
+//! 1. **Head** ([`head`]): read under a timeout and a size limit, refused
+//!    when the framing is ambiguous (`Content-Length` with
+//!    `Transfer-Encoding`, repeated framing headers, two `Host` headers,
+//!    non-ASCII target or host, `Upgrade`), before hyper can reinterpret it.
+//! 2. **Target** ([`target`]): plain HTTP only in absolute form
+//!    (`GET http://host[:port]/path`), HTTPS only as `CONNECT host:port` to
+//!    an allowed port (443 by default). The authority is split once and its
+//!    host parsed by `protocol::domain::Host::parse`, the grammar of the
+//!    job's domains: numeric forms resolvers would read as addresses
+//!    (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`) are refused, userinfo
+//!    (`allowed.com@evil.com`) is refused, and a `Host` header that names
+//!    another host or port than the target is refused.
+//! 3. **Decision** ([`decide`]): the normalised host against the control-plane
+//!    [`DenySet`] by name, then the job's domains (`DomainSet::allows`, the
+//!    one matching rule), then one resolution (none for an IP literal), then
+//!    every resolved address against the deny set (`IP:port` and IP) and the
+//!    special-purpose table ([`ranges::classify`]) unless an operator-allowed
+//!    range covers it. One bad address refuses the request.
+//! 4. **Connection** ([`upstream`]): only to an address from that checked
+//!    list, through a [`Connector`] that is given the `SocketAddr` itself: no
+//!    second lookup, so DNS rebinding has nothing to act on, and no proxy
+//!    environment variable is ever consulted.
+//! 5. **Forwarding**: hop-by-hop and `Proxy-*` headers removed both ways, a
+//!    client's `X-Skrei-Job` replaced with the real job id, redirects
+//!    returned to the client and never followed; tunnels and bodies pass
+//!    through the job's shared [`RateLimiter`]s.
+//! 6. **Audit** ([`audit`]): one JSON record per request or tunnel, written
+//!    when it ends, with the decision, the reason and the byte counts.
+//!
+//! Refusals by policy are `403` with a one-line plain-text reason; malformed
+//! requests are `400` (`408`, `431` for slow and oversized heads, `503` over
+//! the connection limits); upstream failures are `502`.
+//!
+//! # Example
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use protocol::domain::DomainSet;
+//! use proxy::{Proxy, ProxyConfig};
+//!
+//! let domains = DomainSet::parse([".example.com"]).map_err(|e| format!("{e:?}"))?;
+//! let proxy = Proxy::builder(ProxyConfig::new("job-1", domains)).build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! tokio::spawn(proxy.serve(listener));
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
 
 pub mod audit;
+mod body;
 pub mod config;
+mod connect;
 pub mod decide;
 pub mod deny;
+mod forward;
+mod head;
+mod io;
 pub mod ranges;
 pub mod rate;
 pub mod resolve;
+pub mod server;
 pub mod target;
+pub mod upstream;
+
+pub use audit::{AuditRecord, AuditSink, MemorySink, Verdict, WriterSink};
+pub use config::{DEFAULT_RATE, JOB_HEADER, Limits, ProxyConfig};
+pub use decide::{Checked, Denial, Policy};
+pub use deny::DenySet;
+pub use ranges::{Cidr, CidrError, classify};
+pub use rate::RateLimiter;
+pub use resolve::{ResolveError, Resolver, StaticResolver, SystemResolver};
+pub use server::{BuildError, Proxy, ProxyBuilder};
+pub use target::{Target, TargetError};
+pub use upstream::{Connector, TcpConnector};

@@ -46,12 +46,20 @@ const V6: &[(u128, u8, &str)] = &[
     (0, 128, "unspecified"),
     (1, 128, "loopback"),
     (0, 96, "deprecated IPv4-compatible address"),
-    (0x0064_ff9b_0001 << 80, 48, "local-use NAT64 (64:ff9b:1::/48)"),
+    (
+        0x0064_ff9b_0001 << 80,
+        48,
+        "local-use NAT64 (64:ff9b:1::/48)",
+    ),
     (0x0100 << 112, 64, "discard-only (100::/64)"),
     (0x2001_0000 << 96, 32, "Teredo (2001::/32)"),
     (0x2001_0db8 << 96, 32, "documentation (2001:db8::/32)"),
     (0x2001_0002 << 96, 48, "benchmarking (2001:2::/48)"),
-    (0x2001_0000 << 96, 23, "IETF protocol assignments (2001::/23)"),
+    (
+        0x2001_0000 << 96,
+        23,
+        "IETF protocol assignments (2001::/23)",
+    ),
     (0x3fff_0000 << 96, 20, "documentation (3fff::/20)"),
     (0x5f00 << 112, 16, "SRv6 SIDs (5f00::/16)"),
     (0xfc00 << 112, 7, "unique local (fc00::/7)"),
@@ -166,19 +174,19 @@ impl Cidr {
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
             None => max,
-            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => {
-                p.parse::<u8>()
-                    .map_err(|_| CidrError::Prefix(input.to_owned()))?
-            }
+            Some(p) if !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()) => p
+                .parse::<u8>()
+                .map_err(|_| CidrError::Prefix(input.to_owned()))?,
             Some(_) => return Err(CidrError::Syntax(input.to_owned())),
         };
         if prefix > max {
             return Err(CidrError::Prefix(input.to_owned()));
         }
         let (addr, prefix) = match addr {
-            IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => {
-                (IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED)), prefix - 96)
-            }
+            IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => (
+                IpAddr::V4(v6.to_ipv4_mapped().unwrap_or(Ipv4Addr::UNSPECIFIED)),
+                prefix - 96,
+            ),
             a => (a, prefix),
         };
         let masked = Cidr::masked(addr, prefix);

@@ -107,7 +107,9 @@ impl RateLimiter {
         // Round up: waking early would release bytes before their credit.
         let debt = -b.credit;
         let nanos = (debt + b.rate - 1) / b.rate;
-        Some(Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX)))
+        Some(Duration::from_nanos(
+            u64::try_from(nanos).unwrap_or(u64::MAX),
+        ))
     }
 }
 

@@ -51,12 +51,13 @@ pub struct SystemResolver;
 impl Resolver for SystemResolver {
     fn resolve<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<IpAddr>, ResolveError>> {
         Box::pin(async move {
-            let addrs = tokio::net::lookup_host((name, 0))
-                .await
-                .map_err(|source| ResolveError::Io {
-                    name: name.to_owned(),
-                    source,
-                })?;
+            let addrs =
+                tokio::net::lookup_host((name, 0))
+                    .await
+                    .map_err(|source| ResolveError::Io {
+                        name: name.to_owned(),
+                        source,
+                    })?;
             let mut ips: Vec<IpAddr> = Vec::new();
             for a in addrs {
                 if !ips.contains(&a.ip()) {

@@ -68,7 +68,10 @@ pub fn parse_authority(text: &str, default_port: Option<u16>) -> Result<Target, 
         let after = &rest[end + 1..];
         let port = match after {
             "" => None,
-            p => Some(p.strip_prefix(':').ok_or_else(|| TargetError::Port(text.to_owned()))?),
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| TargetError::Port(text.to_owned()))?,
+            ),
         };
         (&text[..end + 2], port)
     } else {
@@ -111,7 +114,10 @@ mod tests {
         assert_eq!(t.to_string(), "[::1]:443");
         let t = parse_authority("[::ffff:127.0.0.1]:443", None).unwrap();
         assert_eq!(t.to_string(), "127.0.0.1:443");
-        assert_eq!(parse_authority("a.test", None), Err(TargetError::Port("a.test".into())));
+        assert_eq!(
+            parse_authority("a.test", None),
+            Err(TargetError::Port("a.test".into()))
+        );
         for bad in [
             "a.test:",
             "a.test:0",
@@ -132,6 +138,9 @@ mod tests {
             parse_authority("2130706433:80", None),
             Err(TargetError::Host(DomainError::AmbiguousNumeric { .. }))
         ));
-        assert_eq!(parse_authority("bü.test:80", None), Err(TargetError::NotAscii));
+        assert_eq!(
+            parse_authority("bü.test:80", None),
+            Err(TargetError::NotAscii)
+        );
     }
 }

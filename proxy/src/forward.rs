@@ -150,12 +150,11 @@ pub(crate) async fn handle(
     });
 
     let (parts, body) = req.into_parts();
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .filter(|p| p.starts_with('/'))
-        .unwrap_or("/");
+    let path = match parts.uri.path_and_query().map(|p| p.as_str()) {
+        Some(p) if p.starts_with('/') => p.to_owned(),
+        Some(p) if p.starts_with('?') => format!("/{p}"),
+        _ => "/".to_owned(),
+    };
     let uri: Uri = path.parse().map_err(|_| Refusal::bad("bad request path"))?;
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);

@@ -11,6 +11,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::BytesMut;
 use hyper::header::HeaderValue;
@@ -132,6 +133,9 @@ pub struct Proxy {
 #[derive(Clone)]
 pub(crate) struct ConnCtx {
     pub(crate) activity: Arc<Activity>,
+    /// Set once hyper hands a request to the handler; a connection that
+    /// ends without it was refused by hyper's parser and is audited here.
+    handled: Arc<AtomicBool>,
     /// Held by the tunnel too, so a tunnel counts against the limits.
     pub(crate) _permits: Arc<(Option<OwnedSemaphorePermit>, OwnedSemaphorePermit)>,
 }
@@ -232,8 +236,10 @@ impl Proxy {
                 return;
             }
         }
+        let handled = Arc::new(AtomicBool::new(false));
         let ctx = ConnCtx {
             activity: activity.clone(),
+            handled: handled.clone(),
             _permits: Arc::new(permits),
         };
         let io = TokioIo::new(Rewind::new(buf.freeze(), stream));
@@ -251,12 +257,21 @@ impl Proxy {
             .max_headers(limits.max_headers)
             .serve_connection(io, service)
             .with_upgrades();
-        tokio::select! {
-            r = conn => if let Err(e) = r {
-                tracing::debug!(%peer, error = %e, "client connection ended with an error");
+        let ended = tokio::select! {
+            r = conn => match r {
+                Ok(()) => None,
+                Err(e) => Some(format!("malformed request: {e}")),
             },
-            () = activity.idle(limits.idle_timeout) => {
-                tracing::debug!(%peer, "client connection idle: closed");
+            () = activity.idle(limits.idle_timeout) => Some("idle timeout".to_owned()),
+        };
+        if let Some(reason) = ended {
+            tracing::debug!(%peer, %reason, "client connection ended");
+            if !handled.load(Ordering::Acquire) {
+                let entry = Entry::new(inner.audit.clone(), &inner.config.job_id);
+                entry.update(|r| {
+                    r.status = Some(400);
+                    r.reason = Some(reason);
+                });
             }
         }
     }
@@ -266,6 +281,7 @@ impl Proxy {
         req: Request<hyper::body::Incoming>,
         ctx: ConnCtx,
     ) -> Response<ProxyBody> {
+        ctx.handled.store(true, Ordering::Release);
         let inner = &self.inner;
         let entry = Entry::new(inner.audit.clone(), &inner.config.job_id);
         entry.update(|r| {

@@ -174,3 +174,32 @@ async fn r_net_3_other_tunnelling_methods_are_refused() {
     settle().await;
     assert_eq!(up.hits(), 0);
 }
+
+#[tokio::test]
+async fn r_net_3_bytes_sent_right_after_connect_reach_the_tunnel() {
+    // Clients often send the TLS ClientHello in the same packet as CONNECT.
+    let up = Upstream::echo("127.0.0.1").await;
+    let env = env(Some(vec![up.port()])).await;
+    let mut s = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "CONNECT tunnel.allowed.test:{} HTTP/1.1\r\n\r\nearly-data",
+            up.port()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 64];
+    while !got.ends_with(b"early-data") {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut b))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&b[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+}

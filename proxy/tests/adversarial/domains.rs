@@ -240,3 +240,58 @@ async fn r_net_8_allowed_range_lets_an_ip_literal_through() {
     assert_eq!(status(&r), 200, "{r}");
     assert_eq!(up.hits(), 1);
 }
+
+#[tokio::test]
+async fn r_net_8_zero_host_is_refused() {
+    // glibc resolves `0` to 0.0.0.0, which Linux connects to loopback.
+    numeric("0").await;
+}
+
+#[tokio::test]
+async fn r_net_8_unspecified_address_literal_is_refused() {
+    let up = Upstream::http("127.0.0.1").await;
+    let env = Env::start(Opts {
+        domains: vec!["0.0.0.0"],
+        ..Opts::default()
+    })
+    .await;
+    let r = env.get(&format!("http://0.0.0.0:{}/", up.port())).await;
+    assert_eq!(status(&r), 403, "{r}");
+    assert!(r.contains("this network"), "{r}");
+    settle().await;
+    assert_eq!(up.hits(), 0);
+    assert!(env.connector.attempts().is_empty());
+}
+
+#[tokio::test]
+async fn r_net_5_percent_encoded_host_is_refused() {
+    let up = Upstream::http("127.0.0.1").await;
+    let env = env().await;
+    let p = up.port();
+    let r = env
+        .send(&format!(
+            "GET http://allowed%2etest:{p}/ HTTP/1.1\r\nHost: allowed%2etest:{p}\r\n\r\n"
+        ))
+        .await;
+    assert!(matches!(status(&r), 400), "{r}");
+    settle().await;
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn r_net_8_localhost_through_the_system_resolver_is_refused() {
+    // The real resolver (the hosts file): `localhost` is loopback.
+    let up = Upstream::http("127.0.0.1").await;
+    let env = Env::start(Opts {
+        domains: vec!["localhost"],
+        resolver: Some(std::sync::Arc::new(proxy::SystemResolver)),
+        ..Opts::default()
+    })
+    .await;
+    let r = env.get(&format!("http://localhost:{}/", up.port())).await;
+    assert_eq!(status(&r), 403, "{r}");
+    assert!(r.contains("loopback"), "{r}");
+    settle().await;
+    assert_eq!(up.hits(), 0);
+    assert!(env.connector.attempts().is_empty());
+}

@@ -267,3 +267,39 @@ async fn r_net_3_request_body_is_forwarded_and_counted() {
     assert_eq!(recs[0].status, Some(200));
     assert_eq!(recs[0].job, JOB);
 }
+
+#[tokio::test]
+async fn r_net_3_query_without_path_is_forwarded_as_origin_form() {
+    let up = Upstream::http("127.0.0.1").await;
+    let env = env().await;
+    let p = up.port();
+    let r = env
+        .send(&format!(
+            "GET http://allowed.test:{p}?q=1 HTTP/1.1\r\nHost: allowed.test:{p}\r\n\r\n"
+        ))
+        .await;
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(
+        up.received()[0].starts_with("GET /?q=1 HTTP/1.1\r\n"),
+        "{:?}",
+        up.received()
+    );
+}
+
+#[tokio::test]
+async fn r_net_8_requests_refused_by_the_http_parser_are_audited() {
+    let env = env().await;
+    // httparse accepts this target; http::Uri (hyper) does not.
+    let r = env
+        .send("GET http://[allowed.test/ HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+        .await;
+    assert_eq!(status(&r), 400, "{r}");
+    let recs = env.records(1).await;
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].decision, proxy::Verdict::Deny);
+    assert!(
+        recs[0].reason.as_deref().unwrap().contains("malformed"),
+        "{recs:?}"
+    );
+    assert!(env.connector.attempts().is_empty());
+}

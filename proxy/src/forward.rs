@@ -127,14 +127,12 @@ pub(crate) async fn handle(
         entry.update(|r| r.ip = d.ip());
         Refusal::forbidden(d.to_string())
     })?;
+    entry.update(|r| r.decision = Verdict::Allow);
     let limits = &inner.config.limits;
     let (stream, addr) = connect_first(inner.connector.as_ref(), &checked, limits.connect_timeout)
         .await
         .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, e))?;
-    entry.update(|r| {
-        r.ip = Some(addr.ip());
-        r.decision = Verdict::Allow;
-    });
+    entry.update(|r| r.ip = Some(addr.ip()));
 
     let io = TokioIo::new(Tracked::new(stream, ctx.activity.clone()));
     let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, ProxyBody>(io)

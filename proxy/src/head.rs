@@ -105,6 +105,7 @@ fn check(buf: &[u8], max_headers: usize) -> Result<bool, HeadError> {
         return Err(bad("non-ASCII characters in the request target"));
     }
     let (mut hosts, mut lengths, mut codings) = (0, 0, 0);
+    let mut body = false;
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
@@ -117,6 +118,7 @@ fn check(buf: &[u8], max_headers: usize) -> Result<bool, HeadError> {
             if h.value.is_empty() || !h.value.iter().all(u8::is_ascii_digit) {
                 return Err(bad("Content-Length is not a plain number"));
             }
+            body |= h.value.iter().any(|&b| b != b'0');
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             codings += 1;
             if !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
@@ -137,6 +139,10 @@ fn check(buf: &[u8], max_headers: usize) -> Result<bool, HeadError> {
         return Err(bad(
             "Content-Length together with Transfer-Encoding (request smuggling framing)",
         ));
+    }
+    // `Content-Length: 0` is harmless and some clients send it.
+    if method == "CONNECT" && (body || codings > 0) {
+        return Err(bad("CONNECT with a request body"));
     }
     if lengths > 1 || codings > 1 {
         return Err(bad(
@@ -179,6 +185,15 @@ mod tests {
         assert_eq!(status(upgrade), 400);
         assert_eq!(
             status("GET http://a.test/ HTTP/1.1\r\nHost : a.test\r\n\r\n"),
+            400
+        );
+        assert!(run("CONNECT a.test:443 HTTP/1.1\r\nContent-Length: 0\r\n\r\n").unwrap());
+        assert_eq!(
+            status("CONNECT a.test:443 HTTP/1.1\r\nContent-Length: 5\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("CONNECT a.test:443 HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             400
         );
     }

@@ -163,7 +163,15 @@ impl Proxy {
     }
 
     /// Accept and serve clients until the task is dropped.
+    ///
+    /// The listener's own address joins the deny set (unless it is a
+    /// wildcard address), so that no request can loop through the proxy.
     pub async fn serve(self, listener: TcpListener) {
+        if let Ok(own) = listener.local_addr()
+            && !own.ip().is_unspecified()
+        {
+            self.inner.config.deny.insert_socket(own);
+        }
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
@@ -300,7 +308,11 @@ impl Proxy {
             }
             Err(refusal) => {
                 entry.update(|r| {
-                    r.decision = Verdict::Deny;
+                    // A 5xx after the policy allowed the request (the
+                    // upstream failed) stays an `allow` with its reason.
+                    if refusal.status.is_client_error() {
+                        r.decision = Verdict::Deny;
+                    }
                     r.status = Some(refusal.status.as_u16());
                     r.reason = Some(refusal.reason.clone());
                 });

@@ -96,3 +96,19 @@ async fn r_net_7_deny_set_updates_apply_to_the_next_request() {
     assert_eq!(status(&env.get(&url).await), 200);
     assert_eq!(up.hits(), 2);
 }
+
+#[tokio::test]
+async fn r_net_7_the_proxy_cannot_be_looped_through_itself() {
+    let env = Env::start(Opts {
+        domains: vec!["127.0.0.1"],
+        ranges: vec!["127.0.0.0/8"],
+        ..Opts::default()
+    })
+    .await;
+    let r = env
+        .get(&format!("http://127.0.0.1:{}/", env.addr.port()))
+        .await;
+    assert_eq!(status(&r), 403, "{r}");
+    assert!(r.contains("control-plane"), "{r}");
+    assert!(env.connector.attempts().is_empty());
+}

@@ -303,3 +303,35 @@ async fn r_net_8_requests_refused_by_the_http_parser_are_audited() {
     );
     assert!(env.connector.attempts().is_empty());
 }
+
+#[tokio::test]
+async fn r_net_8_connect_with_a_body_is_refused() {
+    refused(
+        "CONNECT allowed.test:{p} HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+        400,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn r_net_9_upstream_failure_is_an_allowed_request_with_a_reason() {
+    // A port with nothing listening on it.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let env = env().await;
+    let r = env.get(&format!("http://allowed.test:{port}/")).await;
+    assert_eq!(status(&r), 502, "{r}");
+    let recs = env.records(1).await;
+    assert_eq!(recs[0].decision, proxy::Verdict::Allow);
+    assert_eq!(recs[0].status, Some(502));
+    assert!(
+        recs[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("connecting to 127.0.0.1"),
+        "{recs:?}"
+    );
+}

@@ -203,3 +203,27 @@ async fn r_net_3_bytes_sent_right_after_connect_reach_the_tunnel() {
     let text = String::from_utf8_lossy(&got);
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
+
+#[tokio::test]
+async fn r_net_8_connect_to_ipv6_loopback_and_mapped_forms_is_refused() {
+    let up = Upstream::echo("127.0.0.1").await;
+    let env = Env::start(Opts {
+        domains: vec!["127.0.0.1", "::1"],
+        connect_ports: Some(vec![up.port()]),
+        ..Opts::default()
+    })
+    .await;
+    for host in [
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "127.0.0.1",
+    ] {
+        let (_, r) = connect(&env, &format!("{host}:{}", up.port()), "").await;
+        assert_eq!(status(&r), 403, "{host}: {r}");
+        assert!(r.contains("loopback"), "{host}: {r}");
+    }
+    settle().await;
+    assert_eq!(up.hits(), 0);
+    assert!(env.connector.attempts().is_empty());
+}

@@ -112,3 +112,20 @@ async fn r_net_7_the_proxy_cannot_be_looped_through_itself() {
     assert!(r.contains("control-plane"), "{r}");
     assert!(env.connector.attempts().is_empty());
 }
+
+#[tokio::test]
+async fn r_net_7_deny_by_ip_catches_the_mapped_ipv6_spelling() {
+    let up = Upstream::http("127.0.0.1").await;
+    let env = env(up.port()).await;
+    env.deny.insert_ip("127.0.0.1".parse().unwrap());
+    let p = up.port();
+    let r = env
+        .send(&format!(
+            "GET http://[::ffff:127.0.0.1]:{p}/ HTTP/1.1\r\nHost: [::ffff:127.0.0.1]:{p}\r\n\r\n"
+        ))
+        .await;
+    assert_eq!(status(&r), 403, "{r}");
+    assert!(r.contains("control-plane"), "{r}");
+    settle().await;
+    assert_eq!(up.hits(), 0);
+}

@@ -335,3 +335,48 @@ async fn r_net_9_upstream_failure_is_an_allowed_request_with_a_reason() {
         "{recs:?}"
     );
 }
+
+#[tokio::test]
+async fn r_net_8_obsolete_line_folding_is_refused() {
+    refused(
+        "GET http://allowed.test:{p}/ HTTP/1.1\r\nHost: allowed.test:{p}\r\nX-A: b\r\n c\r\n\r\n",
+        400,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn r_net_8_control_characters_in_headers_are_refused() {
+    refused(
+        "GET http://allowed.test:{p}/ HTTP/1.1\r\nHost: allowed.test:{p}\r\nX-A: b\0c\r\n\r\n",
+        400,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn r_net_5_overlong_host_is_refused() {
+    let long = format!("{}.allowed.test", "a.".repeat(130));
+    refused(
+        &format!("GET http://{long}:{{p}}/ HTTP/1.1\r\nHost: {long}:{{p}}\r\n\r\n"),
+        400,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn r_net_3_http_1_0_without_host_is_forwarded() {
+    let up = Upstream::http("127.0.0.1").await;
+    let env = env().await;
+    let r = env
+        .send(&format!(
+            "GET http://allowed.test:{}/ HTTP/1.0\r\n\r\n",
+            up.port()
+        ))
+        .await;
+    assert!(
+        r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"),
+        "{r}"
+    );
+    assert!(up.received()[0].contains(&format!("host: allowed.test:{}", up.port())));
+}

@@ -79,6 +79,21 @@ impl DenySet {
         }
     }
 
+    /// Refuse every address of this host that the special-purpose table
+    /// does not refuse already (its public addresses), so that an operator
+    /// range such as `127.0.0.0/8` for tests stays usable. Returns how many
+    /// were added.
+    pub fn insert_local_public_addresses(&self) -> std::io::Result<usize> {
+        let public: Vec<IpAddr> = crate::local::local_addresses()?
+            .into_iter()
+            .filter(|ip| crate::ranges::classify(*ip).is_none())
+            .collect();
+        for ip in &public {
+            self.insert_ip(*ip);
+        }
+        Ok(public.len())
+    }
+
     /// Replace every `IP:port` entry at once (a fresh view of the peers).
     pub fn replace_sockets(&self, addrs: impl IntoIterator<Item = SocketAddr>) {
         let new: HashSet<SocketAddr> = addrs.into_iter().map(canonical).collect();

@@ -47,7 +47,12 @@ pub struct ProxyArgs {
     pub deny: Vec<SocketAddr>,
 
     /// Ports `CONNECT` may reach, comma-separated.
-    #[arg(long = "connect-ports", value_name = "PORTS", value_delimiter = ',', default_value = "443")]
+    #[arg(
+        long = "connect-ports",
+        value_name = "PORTS",
+        value_delimiter = ',',
+        default_value = "443"
+    )]
     pub connect_ports: Vec<u16>,
 
     /// Append audit records (JSON lines) to this file instead of stderr.
@@ -163,6 +168,11 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     config.allowed_ranges = args.allow_range.clone();
     for addr in &args.deny {
         config.deny.insert_socket(*addr);
+    }
+    // R-NET-7: no job reaches this host's own public addresses; its
+    // loopback and private ones are refused by the special-purpose table.
+    if let Err(e) = config.deny.insert_local_public_addresses() {
+        eprintln!("warning: cannot list this host's addresses to deny them: {e}");
     }
 
     let mut answers: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();

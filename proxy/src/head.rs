@@ -66,8 +66,14 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     timeout: Duration,
 ) -> Result<(), HeadError> {
     let read = async {
+        // Parse the first bytes (junk is refused at once), then again only
+        // once a blank line has arrived: re-parsing the whole buffer on
+        // every byte of a trickling client would cost quadratic CPU.
+        let mut scanned: usize = 0;
         loop {
-            if !buf.is_empty() && check(buf, max_headers)? {
+            let ready = scanned == 0 || has_blank_line(&buf[scanned.saturating_sub(3)..]);
+            scanned = buf.len();
+            if !buf.is_empty() && ready && check(buf, max_headers)? {
                 return Ok(());
             }
             if buf.len() >= max_bytes {
@@ -84,6 +90,12 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
         Ok(r) => r,
         Err(_) => Err(reject(408, "request head not received in time", "", "")),
     }
+}
+
+/// Whether `bytes` holds the end of a head (`\n\n` or `\n\r\n`: httparse
+/// accepts bare line feeds).
+fn has_blank_line(bytes: &[u8]) -> bool {
+    bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// `Ok(true)`: a complete, acceptable head; `Ok(false)`: read more.

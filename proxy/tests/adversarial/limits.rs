@@ -72,6 +72,7 @@ async fn r_net_8_too_many_header_lines_are_refused() {
     assert_eq!(up.hits(), 0);
 }
 
+/// Issue 3 item 5: idle timeout.
 #[tokio::test]
 async fn idle_tunnel_is_closed() {
     let up = Upstream::echo("127.0.0.1").await;
@@ -93,6 +94,7 @@ async fn idle_tunnel_is_closed() {
     assert_eq!(recs[0].reason.as_deref(), Some("tunnel idle timeout"));
 }
 
+/// Issue 3 item 5: maximum concurrent connections per job (tunnels count).
 #[tokio::test]
 async fn max_connections_per_job_is_enforced() {
     let up = Upstream::echo("127.0.0.1").await;
@@ -105,6 +107,7 @@ async fn max_connections_per_job_is_enforced() {
     assert_eq!(status(&r), 503, "{r}");
 }
 
+/// Issue 3 item 5: a total limit shared by the proxies of one process.
 #[tokio::test]
 async fn global_connection_limit_is_shared() {
     let up = Upstream::echo("127.0.0.1").await;
@@ -223,4 +226,40 @@ async fn r_net_9_denials_are_audited_with_their_reason() {
     ] {
         assert!(line.contains(&format!("\"{key}\"")), "{key}: {line}");
     }
+}
+
+/// Issue 3 item 5: a head that trickles in byte by byte (within the header
+/// timeout) is read correctly, the end of the head spanning reads.
+#[tokio::test]
+async fn head_sent_byte_by_byte_is_accepted() {
+    let up = Upstream::http("127.0.0.1").await;
+    let env = Env::start(opts(None, |_| {})).await;
+    let p = up.port();
+    let raw = format!("GET http://allowed.test:{p}/ HTTP/1.1\r\nHost: allowed.test:{p}\r\n\r\n");
+    let mut s = TcpStream::connect(env.addr).await.unwrap();
+    s.set_nodelay(true).unwrap();
+    for b in raw.as_bytes() {
+        s.write_all(&[*b]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status(&String::from_utf8_lossy(&out)), 200);
+}
+
+/// Bare line feeds end a head too (httparse and hyper accept them).
+#[tokio::test]
+async fn head_with_bare_line_feeds_is_accepted() {
+    let up = Upstream::http("127.0.0.1").await;
+    let env = Env::start(opts(None, |_| {})).await;
+    let p = up.port();
+    let r = env
+        .send(&format!(
+            "GET http://allowed.test:{p}/ HTTP/1.1\nHost: allowed.test:{p}\n\n"
+        ))
+        .await;
+    assert_eq!(status(&r), 200, "{r}");
 }

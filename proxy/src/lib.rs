@@ -13,7 +13,7 @@
 //! job's rate, and that every attempt is on record.
 //!
 //! Per client connection, one request (see [`server`] for why):
-//! 1. **Head** ([`head`]): read under a timeout and a size limit, refused
+//! 1. **Head** (`head.rs`): read under a timeout and a size limit, refused
 //!    when the framing is ambiguous (`Content-Length` with
 //!    `Transfer-Encoding`, repeated framing headers, two `Host` headers,
 //!    non-ASCII target or host, `Upgrade`), before hyper can reinterpret it.
@@ -41,6 +41,18 @@
 //!    through the job's shared [`RateLimiter`]s.
 //! 6. **Audit** ([`audit`]): one JSON record per request or tunnel, written
 //!    when it ends, with the decision, the reason and the byte counts.
+//!
+//! The control-plane deny set is filled by the node (its API and libp2p
+//! addresses, every peer's advertised addresses); a proxy adds its own
+//! listening address, and [`DenySet::insert_local_public_addresses`] adds the
+//! host's public addresses (its loopback and private ones are refused by the
+//! table already).
+//!
+//! Each client connection carries one request or one tunnel and is then
+//! closed: a pipelined second request can never ride on the first one's
+//! decision. Every wait is bounded (header read, idle, connect, resolve
+//! timeouts), as are the connections per job and in total, the head size and
+//! the buffered body bytes per connection.
 //!
 //! Refusals by policy are `403` with a one-line plain-text reason; malformed
 //! requests are `400` (`408`, `431` for slow and oversized heads, `503` over

@@ -1,7 +1,7 @@
 //! One job's proxy: the accept loop and the life of a client connection.
 //!
 //! Each client connection carries exactly one request (or one tunnel): the
-//! head is read and checked ([`crate::head`]), hyper parses it again and the
+//! head is read and checked (`head.rs`), hyper parses it again and the
 //! handler decides; then the connection closes. Not keeping client
 //! connections alive costs a TCP handshake on the loopback or bridge hop, and
 //! removes a class of attacks: a pipelined second request can never ride on

@@ -263,3 +263,23 @@ async fn head_with_bare_line_feeds_is_accepted() {
         .await;
     assert_eq!(status(&r), 200, "{r}");
 }
+
+#[tokio::test]
+async fn r_net_6_forwarded_request_body_is_rate_limited() {
+    let up = Upstream::http("127.0.0.1").await;
+    let env = Env::start(opts(None, |c| c.rate_up = 40_000)).await;
+    let p = up.port();
+    let body = "y".repeat(22_000);
+    let start = Instant::now();
+    let r = env
+        .send(&format!(
+            "POST http://allowed.test:{p}/post HTTP/1.1\r\nHost: allowed.test:{p}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+        .await;
+    let took = start.elapsed();
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(took >= Duration::from_millis(490), "{took:?}");
+    assert!(up.received()[0].ends_with(&body));
+    assert_eq!(env.records(1).await[0].bytes_up, 22_000);
+}

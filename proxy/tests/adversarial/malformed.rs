@@ -380,3 +380,38 @@ async fn r_net_3_http_1_0_without_host_is_forwarded() {
     );
     assert!(up.received()[0].contains(&format!("host: allowed.test:{}", up.port())));
 }
+
+#[tokio::test]
+async fn r_net_3_chunked_request_body_is_forwarded() {
+    let up = Upstream::http("127.0.0.1").await;
+    let env = env().await;
+    let p = up.port();
+    let r = env
+        .send(&format!(
+            "POST http://allowed.test:{p}/post HTTP/1.1\r\nHost: allowed.test:{p}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        ))
+        .await;
+    assert_eq!(status(&r), 200, "{r}");
+    let got = up.received()[0].to_ascii_lowercase();
+    assert!(got.contains("transfer-encoding: chunked"), "{got}");
+    assert!(got.contains("hello") && got.contains(" world"), "{got}");
+    let recs = env.records(1).await;
+    assert_eq!(recs[0].bytes_up, 11);
+}
+
+#[tokio::test]
+async fn many_concurrent_requests_all_complete() {
+    let up = Upstream::http("127.0.0.1").await;
+    let env = std::sync::Arc::new(env().await);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let env = env.clone();
+        let url = format!("http://allowed.test:{}/n{i}", up.port());
+        tasks.push(tokio::spawn(async move { status(&env.get(&url).await) }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(up.hits(), 40);
+    assert_eq!(env.records(40).await.len(), 40);
+}

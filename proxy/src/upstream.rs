@@ -27,6 +27,10 @@ impl Connector for TcpConnector {
     }
 }
 
+/// At most this many addresses are tried, so that a name with hundreds of
+/// records cannot hold a connection for hundreds of connect timeouts.
+const MAX_TRIES: usize = 4;
+
 /// Try the checked addresses in order; the first that connects wins.
 pub(crate) async fn connect_first(
     connector: &dyn Connector,
@@ -34,7 +38,7 @@ pub(crate) async fn connect_first(
     timeout: Duration,
 ) -> Result<(TcpStream, SocketAddr), String> {
     let mut last = String::from("no address");
-    for &addr in checked.addrs() {
+    for &addr in checked.addrs().iter().take(MAX_TRIES) {
         match tokio::time::timeout(timeout, connector.connect(addr)).await {
             Ok(Ok(s)) => {
                 let _ = s.set_nodelay(true);

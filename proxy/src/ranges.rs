@@ -369,4 +369,27 @@ mod tests {
         assert!(Cidr::parse("10.0.0.0/").is_err());
         assert!(Cidr::parse("example.com/8").is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn r_net_8_mapped_and_nat64_forms_are_judged_by_their_ipv4(bits: u32) {
+            let v4 = Ipv4Addr::from(bits);
+            let plain = classify(IpAddr::V4(v4));
+            proptest::prop_assert_eq!(classify(IpAddr::V6(v4.to_ipv6_mapped())), plain);
+            let nat64 = Ipv6Addr::from((0x0064_ff9b_u128 << 96) | u128::from(bits));
+            proptest::prop_assert_eq!(classify(IpAddr::V6(nat64)).is_some(), plain.is_some());
+            let six_to_four = Ipv6Addr::from((0x2002_u128 << 112) | (u128::from(bits) << 80) | 1);
+            proptest::prop_assert_eq!(classify(IpAddr::V6(six_to_four)).is_some(), plain.is_some());
+        }
+
+        #[test]
+        fn cidr_text_round_trips(bits: u128, prefix in 0u8..=128) {
+            let addr = Cidr::masked(IpAddr::V6(Ipv6Addr::from(bits)), prefix);
+            let text = format!("{addr}/{prefix}");
+            if let Ok(c) = Cidr::parse(&text) {
+                proptest::prop_assert_eq!(Cidr::parse(&c.to_string()), Ok(c));
+                proptest::prop_assert!(c.contains(addr));
+            }
+        }
+    }
 }

@@ -209,4 +209,11 @@ mod tests {
             400
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn junk_heads_never_panic(bytes: Vec<u8>) {
+            let _ = check(&bytes, 16);
+        }
+    }
 }

@@ -143,4 +143,19 @@ mod tests {
             Err(TargetError::NotAscii)
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn junk_authorities_never_panic(text: String) {
+            let _ = parse_authority(&text, None);
+            let _ = parse_authority(&text, Some(80));
+        }
+
+        #[test]
+        fn parsed_targets_print_and_parse_back(text in "[a-z0-9.:\\[\\]-]{0,40}") {
+            if let Ok(t) = parse_authority(&text, Some(80)) {
+                proptest::prop_assert_eq!(parse_authority(&t.to_string(), None), Ok(t));
+            }
+        }
+    }
 }

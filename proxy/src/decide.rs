@@ -88,7 +88,8 @@ impl Denial {
     }
 }
 
-/// The addresses a destination may be connected to, all checked.
+/// The addresses a destination may be connected to, all checked. Only
+/// [`Policy::check`] makes one (the field is private).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checked(Vec<SocketAddr>);
 

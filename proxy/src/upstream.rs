@@ -32,6 +32,9 @@ impl Connector for TcpConnector {
 const MAX_TRIES: usize = 4;
 
 /// Try the checked addresses in order; the first that connects wins.
+///
+/// It takes a [`Checked`], which only `Policy::check` can make: the type
+/// system keeps every upstream connection behind the decision.
 pub(crate) async fn connect_first(
     connector: &dyn Connector,
     checked: &Checked,

@@ -172,6 +172,14 @@ async fn r_net_8_hex_ip_literal_is_refused() {
 #[tokio::test]
 async fn r_net_8_octal_ip_literal_is_refused() {
     numeric("0177.0.0.1").await;
+    numeric("017700000001").await;
+}
+
+#[tokio::test]
+async fn r_net_8_leading_zero_and_mixed_base_literals_are_refused() {
+    numeric("127.000.000.001").await;
+    numeric("0x7f.0x0.0x0.0x1").await;
+    numeric("127.0.1").await;
 }
 
 #[tokio::test]

@@ -281,6 +281,9 @@ impl Proxy {
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(false)
+            // `printf ... | nc` and friends shut their write side after the
+            // request: still answer them (the idle timeout bounds the wait).
+            .half_close(true)
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
             .max_buf_size(limits.max_header_bytes.max(8192) + 8192)

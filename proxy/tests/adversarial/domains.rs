@@ -153,6 +153,7 @@ async fn numeric(host: &str) {
     .await;
     let r = env.get(&format!("http://{host}:{}/", up.port())).await;
     assert_eq!(status(&r), 400, "{host}: {r}");
+    assert!(r.contains("numeric"), "{host}: {r}");
     settle().await;
     assert_eq!(up.hits(), 0, "{host}");
     assert!(env.connector.attempts().is_empty());

@@ -415,3 +415,26 @@ async fn many_concurrent_requests_all_complete() {
     assert_eq!(up.hits(), 40);
     assert_eq!(env.records(40).await.len(), 40);
 }
+
+#[tokio::test]
+async fn r_net_3_client_that_half_closes_still_gets_its_response() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let up = Upstream::http("127.0.0.1").await;
+    let env = env().await;
+    let p = up.port();
+    let mut s = tokio::net::TcpStream::connect(env.addr).await.unwrap();
+    s.write_all(
+        format!("GET http://allowed.test:{p}/ HTTP/1.1\r\nHost: allowed.test:{p}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    s.shutdown().await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let r = String::from_utf8_lossy(&out);
+    assert_eq!(status(&r), 200, "{r}");
+}

@@ -30,12 +30,15 @@
 //!    one matching rule), then one resolution (none for an IP literal), then
 //!    every resolved address against the deny set (`IP:port` and IP) and the
 //!    special-purpose table ([`ranges::classify`]) unless an operator-allowed
-//!    range covers it. One bad address refuses the request.
+//!    range covers it. One bad address refuses the request. Names outside
+//!    the job's domains are never resolved (no DNS queries on the job's
+//!    behalf for arbitrary names).
 //! 4. **Connection** ([`upstream`]): only to an address from that checked
 //!    list, through a [`Connector`] that is given the `SocketAddr` itself: no
 //!    second lookup, so DNS rebinding has nothing to act on, and no proxy
 //!    environment variable is ever consulted.
-//! 5. **Forwarding**: hop-by-hop and `Proxy-*` headers removed both ways, a
+//! 5. **Forwarding**: the request goes upstream in origin form with the
+//!    normalised `Host`; hop-by-hop and `Proxy-*` headers removed both ways, a
 //!    client's `X-Skrei-Job` replaced with the real job id, redirects
 //!    returned to the client and never followed; tunnels and bodies pass
 //!    through the job's shared [`RateLimiter`]s.
@@ -52,7 +55,8 @@
 //! closed: a pipelined second request can never ride on the first one's
 //! decision. Every wait is bounded (header read, idle, connect, resolve
 //! timeouts), as are the connections per job and in total, the head size and
-//! the buffered body bytes per connection.
+//! the buffered body bytes per connection. [`Proxy::shutdown`] closes every
+//! connection and tunnel of a job that has ended.
 //!
 //! Refusals by policy are `403` with a one-line plain-text reason; malformed
 //! requests are `400` (`408`, `431` for slow and oversized heads, `503` over

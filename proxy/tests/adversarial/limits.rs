@@ -333,3 +333,33 @@ async fn shutdown_closes_tunnels_and_the_listener() {
         "the listener is closed"
     );
 }
+
+/// Issue 3 item 5: a request body that stalls is cut off by the idle timeout.
+#[tokio::test]
+async fn stalled_request_body_is_cut_off() {
+    let up = Upstream::http("127.0.0.1").await;
+    let env = Env::start(opts(None, |c| {
+        c.limits.idle_timeout = Duration::from_millis(300);
+    }))
+    .await;
+    let p = up.port();
+    let mut s = TcpStream::connect(env.addr).await.unwrap();
+    s.write_all(
+        format!(
+            "POST http://allowed.test:{p}/ HTTP/1.1\r\nHost: allowed.test:{p}\r\nContent-Length: 100\r\n\r\nonly ten b"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("the proxy closes a stalled client")
+        .ok();
+    assert!(start.elapsed() >= Duration::from_millis(250));
+    let recs = env.records(1).await;
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].bytes_up, 10);
+}

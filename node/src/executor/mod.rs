@@ -62,7 +62,9 @@ impl ExecutionDir {
     /// Where the input mounted at `target` (an absolute path inside the
     /// task) lives on the host.
     pub fn input(&self, target: &str) -> PathBuf {
-        self.root.join("inputs").join(target.trim_start_matches('/'))
+        self.root
+            .join("inputs")
+            .join(target.trim_start_matches('/'))
     }
     /// The folder that gets published.
     pub fn results(&self) -> PathBuf {

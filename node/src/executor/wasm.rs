@@ -150,7 +150,14 @@ impl WasmExecutor {
         let dir = task.dir.clone();
         tokio::task::spawn_blocking(move || {
             run_blocking(
-                &engine, &module, prepared, &entrypoint, limits, meter_fuel, &cancel, &dir,
+                &engine,
+                &module,
+                prepared,
+                &entrypoint,
+                limits,
+                meter_fuel,
+                &cancel,
+                &dir,
             )
         })
         .await

@@ -21,8 +21,10 @@ const IMPORTS: &str = r#"
 "#;
 
 fn module(body: &str) -> Vec<u8> {
-    wat::parse_str(format!("(module {IMPORTS} (memory (export \"memory\") 2) {body})"))
-        .expect("valid WAT")
+    wat::parse_str(format!(
+        "(module {IMPORTS} (memory (export \"memory\") 2) {body})"
+    ))
+    .expect("valid WAT")
 }
 
 /// Reads /inputs/name.txt, writes "hello <name>" to /outputs/greeting.txt and stdout.
@@ -169,7 +171,11 @@ fn inputs_are_read_only() {
     let out = runtime()
         .block_on(exec.run(f.task(&wasm, limits()), Cancel::default()))
         .unwrap();
-    assert!(out.exit_code > 10, "the write was allowed (exit {})", out.exit_code);
+    assert!(
+        out.exit_code > 10,
+        "the write was allowed (exit {})",
+        out.exit_code
+    );
     assert!(!f.dir.input("/inputs/new.txt").exists());
 }
 
@@ -190,7 +196,11 @@ fn exit_codes_and_traps_are_results() {
         .block_on(exec.run(f.task(&trap, limits()), Cancel::default()))
         .unwrap();
     assert_eq!(out.exit_code, TRAP_EXIT_CODE);
-    assert!(f.result("stderr").contains("trapped"), "{}", f.result("stderr"));
+    assert!(
+        f.result("stderr").contains("trapped"),
+        "{}",
+        f.result("stderr")
+    );
 }
 
 #[test]
@@ -293,7 +303,9 @@ fn stdout_over_the_cap_is_truncated_not_a_trap() {
     assert_eq!(out.exit_code, 0);
     assert!(out.stdout_truncated);
     assert_eq!(out.stdout_bytes, 64 << 20);
-    let kept = std::fs::metadata(f.dir.results().join("stdout")).unwrap().len();
+    let kept = std::fs::metadata(f.dir.results().join("stdout"))
+        .unwrap()
+        .len();
     assert_eq!(kept, 1 << 20);
 }
 

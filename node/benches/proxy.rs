@@ -374,8 +374,13 @@ impl Contestant {
 /// An HTTP/1.1 client connection with just what the benchmark needs.
 struct Conn {
     stream: BufReader<TcpStream>,
+    /// Where the connection goes, to reopen it after `Connection: close`.
+    addr: SocketAddr,
     /// Set when requests go to a proxy in absolute form.
     absolute: Option<SocketAddr>,
+    /// The server said it closes after this response; the next request
+    /// pays for a new connection (as a real client would).
+    closed: bool,
 }
 
 impl Conn {
@@ -384,7 +389,9 @@ impl Conn {
         stream.set_nodelay(true)?;
         Ok(Conn {
             stream: BufReader::with_capacity(256 << 10, stream),
+            addr,
             absolute,
+            closed: false,
         })
     }
 
@@ -401,6 +408,9 @@ impl Conn {
     /// Sends one request (with `upload` bytes of body) and reads the whole
     /// response; returns the body length.
     async fn request(&mut self, path: &str, upload: u64) -> Result<u64> {
+        if self.closed {
+            *self = Conn::open(self.addr, self.absolute).await?;
+        }
         let target = match self.absolute {
             Some(up) => format!("http://{up}{path}"),
             None => path.to_string(),
@@ -454,10 +464,14 @@ impl Conn {
             if l.is_empty() {
                 break;
             }
-            if let Some((k, v)) = l.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse().ok();
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().ok();
+                } else if k.eq_ignore_ascii_case("connection")
+                    && v.trim().eq_ignore_ascii_case("close")
+                {
+                    self.closed = true;
+                }
             }
         }
         Ok((status, len))

@@ -5,18 +5,18 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::audit::{Entry, Verdict};
+use crate::audit::Entry;
 use crate::body::{ProxyBody, empty};
 use crate::forward::check_host_header;
 use crate::io::Tracked;
 use crate::rate::RateLimiter;
 use crate::server::{ConnCtx, Inner, Refusal};
 use crate::target::parse_authority;
-use crate::upstream::connect_first;
+use crate::upstream::open_checked;
 
 pub(crate) async fn handle(
     inner: &Inner,
@@ -51,16 +51,8 @@ pub(crate) async fn handle(
             list.join(", ")
         )));
     }
-    let checked = inner.policy.check(&target).await.map_err(|d| {
-        entry.update(|r| r.ip = d.ip());
-        Refusal::forbidden(d.to_string())
-    })?;
-    entry.update(|r| r.decision = Verdict::Allow);
+    let stream = open_checked(inner, &target, &entry).await?;
     let limits = &inner.config.limits;
-    let (stream, addr) = connect_first(inner.connector.as_ref(), &checked, limits.connect_timeout)
-        .await
-        .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, e))?;
-    entry.update(|r| r.ip = Some(addr.ip()));
     let upstream = Tracked::new(stream, ctx.activity.clone());
     let (up, down) = (inner.up.clone(), inner.down.clone());
     let idle = limits.idle_timeout;

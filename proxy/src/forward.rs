@@ -7,13 +7,13 @@ use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 
-use crate::audit::{Entry, Verdict};
+use crate::audit::Entry;
 use crate::body::{Direction, ProxyBody, empty, pump};
 use crate::config::JOB_HEADER;
 use crate::io::Tracked;
 use crate::server::{ConnCtx, Inner, Refusal};
 use crate::target::{Target, parse_authority};
-use crate::upstream::connect_first;
+use crate::upstream::open_checked;
 
 /// Headers that describe one hop, never forwarded either way (RFC 9110 §7.6.1),
 /// besides every `Proxy-*` header and those named by `Connection`.
@@ -123,16 +123,8 @@ pub(crate) async fn handle(
         r.port = Some(target.port);
     });
     check_host_header(req.headers(), req.version(), &target, 80)?;
-    let checked = inner.policy.check(&target).await.map_err(|d| {
-        entry.update(|r| r.ip = d.ip());
-        Refusal::forbidden(d.to_string())
-    })?;
-    entry.update(|r| r.decision = Verdict::Allow);
+    let stream = open_checked(inner, &target, &entry).await?;
     let limits = &inner.config.limits;
-    let (stream, addr) = connect_first(inner.connector.as_ref(), &checked, limits.connect_timeout)
-        .await
-        .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, e))?;
-    entry.update(|r| r.ip = Some(addr.ip()));
 
     let io = TokioIo::new(Tracked::new(stream, ctx.activity.clone()));
     let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, ProxyBody>(io)

@@ -6,8 +6,13 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+use hyper::StatusCode;
+
+use crate::audit::{Entry, Verdict};
 use crate::decide::Checked;
 use crate::resolve::BoxFuture;
+use crate::server::{Inner, Refusal};
+use crate::target::Target;
 
 /// Opens TCP connections to checked addresses. The proxy never connects any
 /// other way; tests inject a connector that records where it was asked to go.
@@ -52,4 +57,25 @@ pub(crate) async fn connect_first(
         }
     }
     Err(last)
+}
+
+/// The one path from a request's target to an upstream socket, shared by
+/// plain HTTP and CONNECT: decide (deny set, domains, one resolution, address
+/// table), record the verdict, connect to an address that passed.
+pub(crate) async fn open_checked(
+    inner: &Inner,
+    target: &Target,
+    entry: &Entry,
+) -> Result<TcpStream, Refusal> {
+    let checked = inner.policy.check(target).await.map_err(|d| {
+        entry.update(|r| r.ip = d.ip());
+        Refusal::forbidden(d.to_string())
+    })?;
+    entry.update(|r| r.decision = Verdict::Allow);
+    let timeout = inner.config.limits.connect_timeout;
+    let (stream, addr) = connect_first(inner.connector.as_ref(), &checked, timeout)
+        .await
+        .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, e))?;
+    entry.update(|r| r.ip = Some(addr.ip()));
+    Ok(stream)
 }

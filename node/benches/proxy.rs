@@ -414,13 +414,14 @@ impl Conn {
         if self.closed {
             *self = Conn::open(self.addr, self.absolute).await?;
         }
-        let target = match self.absolute {
-            Some(up) => format!("http://{up}{path}"),
-            None => path.to_string(),
+        // The Host header names the upstream, port included, as the target does.
+        let (target, host) = match self.absolute {
+            Some(up) => (format!("http://{up}{path}"), up),
+            None => (path.to_string(), self.addr),
         };
         let method = if upload > 0 { "POST" } else { "GET" };
         let head = format!(
-            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {upload}\r\n\r\n"
+            "{method} {target} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {upload}\r\n\r\n"
         );
         let stream = self.stream.get_mut();
         stream.write_all(head.as_bytes()).await?;

@@ -1,1 +1,361 @@
-//! placeholder
+//! URL inputs against a local HTTP server (R-VOL-1).
+//!
+//! The server is a few lines of tokio: each route answers as a real server
+//! would, and counts its requests, so the tests can tell a retry from none.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use storage::download::{DownloadConfig, DownloadError, Downloader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::fixtures::file_hash;
+
+/// One response: status line, extra headers, body, and a pause before the body.
+struct Reply {
+    status: &'static str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    stall: Option<Duration>,
+    /// Omit Content-Length and close the connection after the body.
+    no_length: bool,
+}
+
+impl Reply {
+    fn ok(body: &[u8]) -> Reply {
+        Reply {
+            status: "200 OK",
+            headers: vec![],
+            body: body.to_vec(),
+            stall: None,
+            no_length: false,
+        }
+    }
+    fn status(status: &'static str) -> Reply {
+        Reply {
+            status,
+            ..Reply::ok(b"")
+        }
+    }
+    fn header(mut self, k: &str, v: &str) -> Reply {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+}
+
+/// A loopback HTTP/1.1 server; `route(path, nth request to it)` answers.
+pub struct Server {
+    pub addr: SocketAddr,
+    hits: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Server {
+    async fn start(route: fn(&str, u32) -> Reply) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+        let counts = hits.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let counts = counts.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head);
+                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+                    let nth = {
+                        let mut c = counts.lock().unwrap();
+                        let n = c.entry(path.clone()).or_insert(0);
+                        *n += 1;
+                        *n
+                    };
+                    let reply = route(&path, nth);
+                    let mut out = format!("HTTP/1.1 {}\r\nConnection: close\r\n", reply.status);
+                    if !reply.no_length {
+                        out.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+                    }
+                    for (k, v) in &reply.headers {
+                        out.push_str(&format!("{k}: {v}\r\n"));
+                    }
+                    out.push_str("\r\n");
+                    if sock.write_all(out.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    if let Some(d) = reply.stall {
+                        tokio::time::sleep(d).await;
+                    }
+                    let _ = sock.write_all(&reply.body).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        Server { addr, hits }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn hits(&self, path: &str) -> u32 {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+const LIMIT: u64 = 64 * 1024;
+
+fn routes(path: &str, nth: u32) -> Reply {
+    match path {
+        "/data/hello.txt" => Reply::ok(b"hello\n"),
+        "/redirect" => Reply::status("302 Found").header("Location", "/data/hello.txt"),
+        "/loop" => Reply::status("302 Found").header("Location", "/loop"),
+        "/missing" => Reply::status("404 Not Found"),
+        "/flaky" if nth == 1 => Reply::status("503 Service Unavailable"),
+        "/flaky" => Reply::ok(b"second time lucky"),
+        "/busy" if nth == 1 => Reply::status("429 Too Many Requests"),
+        "/busy" => Reply::ok(b"ok"),
+        "/down" => Reply::status("500 Internal Server Error"),
+        "/slow" => Reply {
+            stall: Some(Duration::from_secs(5)),
+            ..Reply::ok(b"too late")
+        },
+        "/big" => Reply::ok(&vec![b'x'; LIMIT as usize + 1]),
+        "/big-unannounced" => Reply {
+            no_length: true,
+            ..Reply::ok(&vec![b'x'; LIMIT as usize * 4])
+        },
+        "/gz/text" => Reply::ok(&gzip(&b"compressed ".repeat(1000)))
+            .header("Content-Encoding", "gzip")
+            .header("Content-Type", "text/plain"),
+        "/cd/traversal" => Reply::ok(b"a").header(
+            "Content-Disposition",
+            "attachment; filename=\"../../etc/passwd\"",
+        ),
+        "/cd/absolute" => Reply::ok(b"b").header(
+            "Content-Disposition",
+            "attachment; filename=\"/etc/shadow\"",
+        ),
+        "/cd/nul" => Reply::ok(b"c").header(
+            "Content-Disposition",
+            "attachment; filename*=UTF-8''evil%00name%2F..%2F..%2Fx.sh",
+        ),
+        "/cd/dots" => Reply::ok(b"d").header("Content-Disposition", "attachment; filename=\"..\""),
+        _ => Reply::status("404 Not Found"),
+    }
+}
+
+fn downloader() -> Downloader {
+    Downloader::new(DownloadConfig {
+        max_bytes: LIMIT,
+        connect_timeout: Duration::from_secs(2),
+        read_timeout: Duration::from_millis(500),
+        retries: 2,
+        backoff: Duration::from_millis(20),
+        max_redirects: 3,
+    })
+    .unwrap()
+}
+
+/// Every file in `dir`, hidden partial files included.
+fn names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+// R-VOL-1: a plain download is named from the URL and its CID recorded.
+#[tokio::test]
+async fn download_records_cid() {
+    let server = Server::start(routes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let got = downloader()
+        .download(&server.url("/data/hello.txt"), dir.path())
+        .await
+        .unwrap();
+    assert_eq!(got.path, dir.path().join("hello.txt"));
+    assert_eq!(std::fs::read(&got.path).unwrap(), b"hello\n");
+    assert_eq!(
+        got.cid,
+        storage::cid::file_cid(blake3::hash(b"hello\n").into())
+    );
+    assert_eq!(got.attempts, 1);
+    assert_eq!(file_hash(&got.path), blake3::hash(b"hello\n"));
+}
+
+// R-VOL-1: redirects are followed, but only so many.
+#[tokio::test]
+async fn redirects_are_bounded() {
+    let server = Server::start(routes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let got = downloader()
+        .download(&server.url("/redirect"), dir.path())
+        .await
+        .unwrap();
+    assert_eq!(got.path, dir.path().join("hello.txt"));
+    let err = downloader()
+        .download(&server.url("/loop"), dir.path())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DownloadError::Request { .. }), "{err}");
+    assert_eq!(server.hits("/loop"), 4, "first request + 3 redirects");
+}
+
+// R-VOL-1: a 404 is final: one request, no retry, no file left behind.
+#[tokio::test]
+async fn not_found_is_not_retried() {
+    let server = Server::start(routes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let err = downloader()
+        .download(&server.url("/missing"), dir.path())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DownloadError::Status { status: 404, .. }),
+        "{err}"
+    );
+    assert_eq!(server.hits("/missing"), 1);
+    assert!(names(dir.path()).is_empty());
+}
+
+// R-VOL-1: 503 and 429 are transient: retried with backoff, then success;
+// a server that keeps failing is given up after the retry budget.
+#[tokio::test]
+async fn transient_errors_are_retried() {
+    let server = Server::start(routes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let got = downloader()
+        .download(&server.url("/flaky"), dir.path())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&got.path).unwrap(), b"second time lucky");
+    assert_eq!((got.attempts, server.hits("/flaky")), (2, 2));
+    let got = downloader()
+        .download(&server.url("/busy"), dir.path())
+        .await
+        .unwrap();
+    assert_eq!(got.attempts, 2);
+    let err = downloader()
+        .download(&server.url("/down"), dir.path())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DownloadError::Exhausted { attempts: 3, .. }),
+        "{err}"
+    );
+    assert_eq!(server.hits("/down"), 3);
+}
+
+// R-VOL-1: a connection refused is transient too, and bounded.
+#[tokio::test]
+async fn refused_connection_is_retried_then_fails() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let dir = tempfile::tempdir().unwrap();
+    let err = downloader()
+        .download(&format!("http://{addr}/x"), dir.path())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, DownloadError::Exhausted { attempts: 3, .. }),
+        "{err}"
+    );
+}
+
+// R-VOL-1: a server that stops sending hits the read timeout.
+#[tokio::test]
+async fn slow_server_times_out() {
+    let server = Server::start(routes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let err = downloader()
+        .download(&server.url("/slow"), dir.path())
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+}
+
+// R-VOL-1: the size limit holds whether the server announces the length
+// or not; nothing is left behind.
+#[tokio::test]
+async fn oversized_bodies_are_refused() {
+    let server = Server::start(routes).await;
+    let dir = tempfile::tempdir().unwrap();
+    for path in ["/big", "/big-unannounced"] {
+        let err = downloader()
+            .download(&server.url(path), dir.path())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, DownloadError::TooLarge { .. }),
+            "{path}: {err}"
+        );
+        assert_eq!(server.hits(path), 1, "{path}: not retried");
+    }
+    assert!(names(dir.path()).is_empty(), "{:?}", names(dir.path()));
+}
+
+// R-VOL-1: gzip content encoding is undone; the CID is of what the job sees.
+#[tokio::test]
+async fn gzip_is_decoded() {
+    let server = Server::start(routes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let got = downloader()
+        .download(&server.url("/gz/text"), dir.path())
+        .await
+        .unwrap();
+    let plain = b"compressed ".repeat(1000);
+    assert_eq!(std::fs::read(&got.path).unwrap(), plain);
+    assert_eq!(got.size, plain.len() as u64);
+    assert_eq!(got.cid, storage::cid::file_cid(blake3::hash(&plain).into()));
+}
+
+// R-VOL-1: hostile Content-Disposition names cannot leave the directory.
+#[tokio::test]
+async fn hostile_content_disposition() {
+    let server = Server::start(routes).await;
+    let outer = tempfile::tempdir().unwrap();
+    let dir = outer.path().join("target");
+    std::fs::create_dir(&dir).unwrap();
+    let want = [
+        ("/cd/traversal", "passwd"),
+        ("/cd/absolute", "shadow"),
+        ("/cd/nul", "x.sh"),
+        // `..` is no name: the URL's last segment is used instead.
+        ("/cd/dots", "dots"),
+    ];
+    for (path, name) in want {
+        let got = downloader()
+            .download(&server.url(path), &dir)
+            .await
+            .unwrap();
+        assert_eq!(got.path, dir.join(name), "{path}");
+    }
+    assert_eq!(names(outer.path()), ["target"]);
+    assert_eq!(names(&dir), ["dots", "passwd", "shadow", "x.sh"]);
+}

@@ -72,7 +72,9 @@ pub struct InputError {
 pub enum InputErrorKind {
     #[error("target {0:?} is not an absolute path without `..`")]
     Target(String),
-    #[error("target already holds another input")]
+    #[error("target overlaps input {other}'s target; each input needs its own")]
+    TargetOverlaps { other: usize },
+    #[error("target already exists in the execution folder")]
     TargetTaken,
     #[error(transparent)]
     Fetch(Box<FetchError>),
@@ -126,6 +128,7 @@ pub async fn materialise(
                 source,
             },
         })?;
+    check_targets(&root, sources)?;
     let results = join_all(
         sources
             .iter()
@@ -212,6 +215,30 @@ async fn one(
         }
     }
     Ok(m)
+}
+
+/// Refuses targets that would collide before anything is fetched: two
+/// inputs may share a target only when both are URLs (each file lands
+/// inside the directory), and no target may lie inside another's.
+fn check_targets(root: &Path, sources: &[InputSource]) -> Result<(), InputError> {
+    let mut seen: Vec<(usize, PathBuf, bool)> = Vec::with_capacity(sources.len());
+    for (index, input) in sources.iter().enumerate() {
+        let wrap = |cause| InputError {
+            index,
+            description: input.source.describe(),
+            cause,
+        };
+        let path = host_path(root, &input.target).map_err(wrap)?;
+        let is_url = matches!(input.source, Source::Url(_));
+        for (other, p, other_url) in &seen {
+            let shared_url_dir = *p == path && is_url && *other_url;
+            if !shared_url_dir && (p.starts_with(&path) || path.starts_with(p)) {
+                return Err(wrap(InputErrorKind::TargetOverlaps { other: *other }));
+            }
+        }
+        seen.push((index, path, is_url));
+    }
+    Ok(())
 }
 
 /// `<root>/<target>`, refusing targets that could leave `root`.

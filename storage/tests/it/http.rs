@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use crate::fixtures::file_hash;
 
 /// One response: status line, extra headers, body, and a pause before the body.
-struct Reply {
+pub struct Reply {
     status: &'static str,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
@@ -54,7 +54,7 @@ pub struct Server {
 }
 
 impl Server {
-    async fn start(route: fn(&str, u32) -> Reply) -> Server {
+    pub async fn start(route: fn(&str, u32) -> Reply) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
@@ -103,11 +103,11 @@ impl Server {
         Server { addr, hits }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    fn hits(&self, path: &str) -> u32 {
+    pub fn hits(&self, path: &str) -> u32 {
         self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 }
@@ -120,7 +120,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 const LIMIT: u64 = 64 * 1024;
 
-fn routes(path: &str, nth: u32) -> Reply {
+pub fn routes(path: &str, nth: u32) -> Reply {
     match path {
         "/data/hello.txt" => Reply::ok(b"hello\n"),
         "/redirect" => Reply::status("302 Found").header("Location", "/data/hello.txt"),

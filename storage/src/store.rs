@@ -481,7 +481,7 @@ struct FetchRun<'a> {
 
 impl FetchRun<'_> {
     async fn content(&mut self, content: Content, depth: usize) -> Result<(), FetchError> {
-        self.blob(content).await?;
+        self.blob(content, depth).await?;
         if content.kind == Kind::File {
             return Ok(());
         }
@@ -505,7 +505,7 @@ impl FetchRun<'_> {
         }
     }
 
-    async fn blob(&mut self, content: Content) -> Result<(), FetchError> {
+    async fn blob(&mut self, content: Content, depth: usize) -> Result<(), FetchError> {
         let cid = content.cid();
         let hash: Hash = content.blob_hash();
         let remote = self.store.blobs.remote();
@@ -527,6 +527,42 @@ impl FetchRun<'_> {
                     continue;
                 }
             };
+            // Ask for the (verified) size first where it matters: a
+            // manifest must not be downloaded whole before its size is
+            // checked, and a single file's size is the progress total.
+            if content.kind == Kind::Dir || depth == 0 {
+                let size = tokio::time::timeout(
+                    self.store.config.stall_timeout,
+                    iroh_blobs::get::request::get_verified_size(&conn, &hash),
+                )
+                .await;
+                match size {
+                    Ok(Ok((size, _))) => {
+                        if content.kind == Kind::Dir && size > MAX_MANIFEST_BYTES as u64 {
+                            return Err(StoreError::Manifest {
+                                cid,
+                                source: ManifestError::TooLarge(size as usize),
+                            }
+                            .into());
+                        }
+                        if depth == 0 && content.kind == Kind::File {
+                            self.total = Some(size.saturating_sub(local.local_bytes()));
+                        }
+                    }
+                    Ok(Err(e)) => {
+                        self.fail(i, &mut failures, format!("{e:#}"));
+                        continue;
+                    }
+                    Err(_) => {
+                        self.fail(
+                            i,
+                            &mut failures,
+                            "stalled: no size within the stall timeout".into(),
+                        );
+                        continue;
+                    }
+                }
+            }
             let base = self.fetched;
             let mut stream = Box::pin(remote.fetch(conn, hash).stream());
             let outcome = loop {
@@ -550,17 +586,21 @@ impl FetchRun<'_> {
                     self.emit();
                     return Ok(());
                 }
-                Err(reason) => {
-                    tracing::debug!(%cid, provider = %self.providers[i].0.id, %reason, "provider failed");
-                    failures.push(format!("{}: {reason}", self.providers[i].0.id.fmt_short()));
-                    // A provider that failed once is not asked again in this fetch.
-                    if let Some(conn) = self.providers[i].1.take() {
-                        conn.close(0u32.into(), b"failed");
-                    }
-                }
+                Err(reason) => self.fail(i, &mut failures, reason),
             }
         }
         Err(FetchError::AllProvidersFailed { cid, failures })
+    }
+
+    /// Records provider `i`'s failure and drops its connection: after a
+    /// stall or bad data the connection is not trusted for the next blob.
+    fn fail(&mut self, i: usize, failures: &mut Vec<String>, reason: String) {
+        let (addr, conn) = &mut self.providers[i];
+        tracing::debug!(provider = %addr.id, %reason, "provider failed");
+        failures.push(format!("{}: {reason}", addr.id.fmt_short()));
+        if let Some(conn) = conn.take() {
+            conn.close(0u32.into(), b"failed");
+        }
     }
 
     async fn connection(&mut self, i: usize) -> Result<Connection, String> {

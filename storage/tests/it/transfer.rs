@@ -183,6 +183,7 @@ async fn cut_transfer_resumes() {
         async {
             let mut killed_at = None;
             while let Some(p) = rx.recv().await {
+                assert_eq!(p.total, Some(size as u64));
                 if killed_at.is_none() && p.fetched >= cut_at {
                     provider.kill();
                     killed_at = Some(p.fetched);
@@ -215,5 +216,104 @@ async fn cut_transfer_resumes() {
     store.export(&cid, &out).await.unwrap();
     assert_eq!(file_hash(&out), file_hash(&file));
     provider.stop();
+    store.shutdown().await;
+}
+
+// R-VOL-2, R-P2P-4: a directory CID whose "manifest" is hostile (names
+// that climb out of the target, or a blob too large to be a manifest) is
+// refused before anything is written, and the huge one before it is
+// downloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_manifests_are_refused() {
+    use storage::manifest::{Entry, Manifest, Mode};
+    use storage::store::StoreError;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let provider = Store::open(StoreConfig::new(tmp.path().join("provider")))
+        .await
+        .unwrap();
+    let store = local_store(&tmp.path().join("fetcher")).await;
+
+    // Canonical DAG-CBOR with a `..` entry, as a malicious node would build it.
+    let mut evil = Manifest::default();
+    evil.entries.insert(
+        "..".into(),
+        Entry {
+            cid: storage::cid::file_cid(blake3::hash(b"x").into()),
+            size: 1,
+            mode: Mode::File,
+        },
+    );
+    let evil_file = tmp.path().join("evil.cbor");
+    std::fs::write(&evil_file, evil.encode()).unwrap();
+    let raw = provider.add_path(&evil_file).await.unwrap();
+    let as_dir = storage::cid::dir_cid(storage::cid::content(&raw).unwrap().hash);
+    let err = store
+        .fetch(&as_dir, &[provider.addr()], None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, FetchError::Content(StoreError::Manifest { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("\"..\""), "{err}");
+    let out = tmp.path().join("out");
+    assert!(store.export(&as_dir, &out).await.is_err());
+    assert!(!out.exists());
+
+    let huge = tmp.path().join("huge.bin");
+    random_file(&huge, 17 * MB, 5);
+    let raw = provider.add_path(&huge).await.unwrap();
+    let as_dir = storage::cid::dir_cid(storage::cid::content(&raw).unwrap().hash);
+    let err = store
+        .fetch(&as_dir, &[provider.addr()], None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("more than"), "{err}");
+    let report = store.fetch(&raw, &[provider.addr()], None).await.unwrap();
+    assert_eq!(
+        report.bytes_present, 0,
+        "the manifest check downloaded nothing"
+    );
+    provider.shutdown().await;
+    store.shutdown().await;
+}
+
+// R-CLI-2 (progress for `skrei get`), R-P2P-4: a single file's progress
+// carries its size as the total; an unknown CID fails naming it, and no
+// providers at all is an error, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_progress_and_missing_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let provider = Store::open(StoreConfig::new(tmp.path().join("provider")))
+        .await
+        .unwrap();
+    let store = local_store(&tmp.path().join("fetcher")).await;
+    let file = tmp.path().join("f.bin");
+    random_file(&file, 2 * MB, 1);
+    let cid = provider.add_path(&file).await.unwrap();
+    let (tx, mut rx) = mpsc::channel(1024);
+    store
+        .fetch(&cid, &[provider.addr()], Some(tx))
+        .await
+        .unwrap();
+    let mut last = None;
+    while let Some(p) = rx.recv().await {
+        assert_eq!(p.total, Some(2 * MB as u64));
+        last = Some(p);
+    }
+    assert_eq!(last.unwrap().fetched, 2 * MB as u64);
+
+    let absent = storage::cid::file_cid(blake3::hash(b"absent").into());
+    let err = store
+        .fetch(&absent, &[provider.addr()], None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains(&absent.to_string()), "{err}");
+    assert!(matches!(
+        store.fetch(&absent, &[], None).await,
+        Err(FetchError::NoProviders { .. })
+    ));
+    provider.shutdown().await;
     store.shutdown().await;
 }

@@ -40,4 +40,5 @@ pub mod download;
 pub mod inputs;
 pub mod manifest;
 pub mod publish;
+pub mod s3;
 pub mod store;

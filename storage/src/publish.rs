@@ -9,7 +9,9 @@
 //!   and the requester or `skrei get` fetches it.
 //! - `dir:PATH`: the tree is also written to `PATH/<job id>` (or
 //!   `PATH/<cid>` when there is no job id).
-//! - `s3`: not implemented yet; refused with a clear error.
+//! - `s3`: every file of the tree is uploaded to the node's configured
+//!   S3-compatible endpoint, at `<key prefix>/<job id or cid>/<path>`
+//!   ([`crate::s3`]); empty directories have no S3 form and are left out.
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +19,7 @@ use cid::Cid;
 use protocol::job::Publisher;
 
 use crate::manifest::check_name;
+use crate::s3::{S3Client, S3Error};
 use crate::store::{AddError, ExportError, Store};
 
 /// Files every results folder has.
@@ -29,6 +32,8 @@ pub struct Published {
     pub cid: Cid,
     /// For `dir`: the folder the tree was written to.
     pub path: Option<PathBuf>,
+    /// For `s3`: `s3://bucket/prefix/` the files were uploaded under.
+    pub url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +49,10 @@ pub enum PublishError {
     Dir(#[from] ExportError),
     #[error("cannot publish to a directory: {path} does not exist or is not a directory")]
     DirMissing { path: PathBuf },
-    #[error("the s3 publisher is not supported by this node yet; use `local` or `dir`")]
-    S3Unsupported,
+    #[error("this node has no S3 endpoint configured; use the `local` or `dir` publisher")]
+    S3Unconfigured,
+    #[error("cannot publish to S3: {0}")]
+    S3(#[from] S3Error),
 }
 
 /// Stores `results` (a folder laid out as above) and publishes it.
@@ -54,6 +61,7 @@ pub async fn publish(
     results: &Path,
     publisher: &Publisher,
     job_id: Option<&str>,
+    s3: Option<&S3Client>,
 ) -> Result<Published, PublishError> {
     for file in REQUIRED {
         if !tokio::fs::metadata(results.join(file))
@@ -66,28 +74,46 @@ pub async fn publish(
             });
         }
     }
-    if matches!(publisher, Publisher::S3(_)) {
-        return Err(PublishError::S3Unsupported);
+    let s3 = match publisher {
+        Publisher::S3(p) => {
+            let client = s3.ok_or(PublishError::S3Unconfigured)?;
+            client.check_job_endpoint(p.endpoint.as_deref())?;
+            Some((client, p))
+        }
+        _ => None,
+    };
+    if let Some(id) = job_id {
+        check_name(id).map_err(|_| PublishError::JobId(id.to_string()))?;
     }
     let cid = store.add_path(results).await?;
-    let path = match publisher {
+    let name = job_id.map_or_else(|| cid.to_string(), str::to_string);
+    let mut published = Published {
+        cid,
+        path: None,
+        url: None,
+    };
+    match publisher {
         Publisher::Dir(d) => {
             let base = PathBuf::from(&d.path);
             if !tokio::fs::metadata(&base).await.is_ok_and(|m| m.is_dir()) {
                 return Err(PublishError::DirMissing { path: base });
             }
-            let name = match job_id {
-                Some(id) => {
-                    check_name(id).map_err(|_| PublishError::JobId(id.to_string()))?;
-                    id.to_string()
-                }
-                None => cid.to_string(),
-            };
             let target = base.join(name);
             store.export(&cid, &target).await?;
-            Some(target)
+            published.path = Some(target);
         }
-        _ => None,
-    };
-    Ok(Published { cid, path })
+        Publisher::S3(_) => {
+            let (client, p) = s3.expect("checked above");
+            let mut prefix = p.key.trim_start_matches('/').to_string();
+            if !prefix.is_empty() && !prefix.ends_with('/') {
+                prefix.push('/');
+            }
+            prefix.push_str(&name);
+            prefix.push('/');
+            client.upload_tree(&p.bucket, &prefix, results).await?;
+            published.url = Some(format!("s3://{}/{prefix}", p.bucket));
+        }
+        Publisher::Local => {}
+    }
+    Ok(published)
 }

@@ -37,6 +37,9 @@ pub struct DownloadConfig {
     /// Wait before the first retry; doubled for each further one.
     pub backoff: Duration,
     pub max_redirects: usize,
+    /// PEM certificates trusted besides the built-in web roots (a private
+    /// CA of the operator's, or a test server's).
+    pub extra_roots_pem: Vec<Vec<u8>>,
 }
 
 impl Default for DownloadConfig {
@@ -48,6 +51,7 @@ impl Default for DownloadConfig {
             retries: 3,
             backoff: Duration::from_millis(500),
             max_redirects: 5,
+            extra_roots_pem: Vec::new(),
         }
     }
 }
@@ -107,7 +111,13 @@ enum Attempt {
 
 impl Downloader {
     pub fn new(config: DownloadConfig) -> Result<Self, DownloadError> {
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        for pem in &config.extra_roots_pem {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| DownloadError::Client(format!("extra root certificate: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let client = builder
             .no_proxy()
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
@@ -164,7 +174,9 @@ impl Downloader {
         let limit = self.config.max_bytes;
         let response = match self.client.get(url.clone()).send().await {
             Ok(r) => r,
-            Err(e) if e.is_connect() => return Err(Attempt::Transient(error_chain(&e))),
+            Err(e) if e.is_connect() && !is_tls_failure(&e) => {
+                return Err(Attempt::Transient(error_chain(&e)));
+            }
             Err(e) => {
                 return Err(Attempt::Final(DownloadError::Request {
                     url: url_s,
@@ -254,6 +266,27 @@ impl Downloader {
             .map_err(write_err)?;
         Ok((path, size, hasher.finalize().into()))
     }
+}
+
+/// A TLS handshake that failed on the certificate or protocol: trying
+/// again meets the same certificate. rustls reports these to the connector
+/// as `InvalidData` I/O errors, which the connector wraps in another I/O
+/// error (and `io::Error::source` skips the wrapped error: use `get_ref`).
+fn is_tls_failure(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<io::Error>() {
+            if io.kind() == io::ErrorKind::InvalidData {
+                return true;
+            }
+            if let Some(inner) = io.get_ref() {
+                source = Some(inner);
+                continue;
+            }
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// `e` with its sources: reqwest's top-level message rarely says why.

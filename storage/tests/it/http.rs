@@ -50,66 +50,117 @@ impl Reply {
 /// A loopback HTTP/1.1 server; `route(path, nth request to it)` answers.
 pub struct Server {
     pub addr: SocketAddr,
-    hits: Arc<Mutex<HashMap<String, u32>>>,
+    hits: Hits,
+    tls: bool,
 }
 
+type Hits = Arc<Mutex<HashMap<String, u32>>>;
+
 impl Server {
+    /// Plain HTTP.
     pub async fn start(route: fn(&str, u32) -> Reply) -> Server {
+        Server::listen(route, None).await
+    }
+
+    /// HTTPS with a fresh self-signed certificate for `127.0.0.1`; returns
+    /// the certificate (PEM) for the client to trust.
+    pub async fn start_tls(route: fn(&str, u32) -> Reply) -> (Server, Vec<u8>) {
+        use tokio_rustls::rustls;
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let server = Server::listen(route, Some(acceptor)).await;
+        (server, cert.cert.pem().into_bytes())
+    }
+
+    async fn listen(
+        route: fn(&str, u32) -> Reply,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let hits: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+        let hits: Hits = Arc::default();
         let counts = hits.clone();
+        let tls_url = tls.is_some();
         tokio::spawn(async move {
             loop {
-                let (mut sock, _) = listener.accept().await.unwrap();
+                let (tcp, _) = listener.accept().await.unwrap();
                 let counts = counts.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(sock) = acceptor.accept(tcp).await {
+                                serve(sock, counts, route).await;
+                            }
                         }
+                        None => serve(tcp, counts, route).await,
                     }
-                    let head = String::from_utf8_lossy(&head);
-                    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
-                    let nth = {
-                        let mut c = counts.lock().unwrap();
-                        let n = c.entry(path.clone()).or_insert(0);
-                        *n += 1;
-                        *n
-                    };
-                    let reply = route(&path, nth);
-                    let mut out = format!("HTTP/1.1 {}\r\nConnection: close\r\n", reply.status);
-                    if !reply.no_length {
-                        out.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
-                    }
-                    for (k, v) in &reply.headers {
-                        out.push_str(&format!("{k}: {v}\r\n"));
-                    }
-                    out.push_str("\r\n");
-                    if sock.write_all(out.as_bytes()).await.is_err() {
-                        return;
-                    }
-                    if let Some(d) = reply.stall {
-                        tokio::time::sleep(d).await;
-                    }
-                    let _ = sock.write_all(&reply.body).await;
-                    let _ = sock.shutdown().await;
                 });
             }
         });
-        Server { addr, hits }
+        Server {
+            addr,
+            hits,
+            tls: tls_url,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 
     pub fn hits(&self, path: &str) -> u32 {
         self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
     }
+}
+
+async fn serve<S>(mut sock: S, counts: Hits, route: fn(&str, u32) -> Reply)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let head = String::from_utf8_lossy(&head);
+    let path = head.split(' ').nth(1).unwrap_or("/").to_string();
+    let nth = {
+        let mut c = counts.lock().unwrap();
+        let n = c.entry(path.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    let reply = route(&path, nth);
+    let mut out = format!("HTTP/1.1 {}\r\nConnection: close\r\n", reply.status);
+    if !reply.no_length {
+        out.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+    }
+    for (k, v) in &reply.headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    if sock.write_all(out.as_bytes()).await.is_err() {
+        return;
+    }
+    if let Some(d) = reply.stall {
+        tokio::time::sleep(d).await;
+    }
+    let _ = sock.write_all(&reply.body).await;
+    let _ = sock.shutdown().await;
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -168,6 +219,7 @@ fn downloader() -> Downloader {
         retries: 2,
         backoff: Duration::from_millis(20),
         max_redirects: 3,
+        extra_roots_pem: Vec::new(),
     })
     .unwrap()
 }
@@ -358,4 +410,38 @@ async fn hostile_content_disposition() {
     }
     assert_eq!(names(outer.path()), ["target"]);
     assert_eq!(names(&dir), ["dots", "passwd", "shadow", "x.sh"]);
+}
+
+// R-VOL-1: HTTPS through rustls: a server the node trusts is downloaded
+// from (gzip and redirects included); an untrusted certificate is refused,
+// not retried.
+#[tokio::test]
+async fn https_downloads_verify_the_server() {
+    let (server, pem) = Server::start_tls(routes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let trusting = Downloader::new(DownloadConfig {
+        extra_roots_pem: vec![pem],
+        ..DownloadConfig::default()
+    })
+    .unwrap();
+    let got = trusting
+        .download(&server.url("/redirect"), dir.path())
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&got.path).unwrap(), b"hello\n");
+    let got = trusting
+        .download(&server.url("/gz/text"), dir.path())
+        .await
+        .unwrap();
+    assert_eq!(got.size, 11_000);
+
+    let err = downloader()
+        .download(
+            &server.url("/data/hello.txt"),
+            tempfile::tempdir().unwrap().path(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, DownloadError::Request { .. }), "{err}");
+    assert!(err.to_string().contains("certificate"), "{err}");
 }

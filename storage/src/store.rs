@@ -12,6 +12,7 @@
 //! A file is one blob; a directory is a manifest blob ([`crate::manifest`])
 //! plus the blobs of its entries, fetched by walking the manifest.
 
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -33,6 +34,9 @@ use crate::manifest::{Entry, MAX_MANIFEST_BYTES, Manifest, ManifestError, Mode, 
 
 /// Deepest directory nesting accepted when walking a manifest from the network.
 pub const MAX_DEPTH: usize = 64;
+/// Most entries one tree may have, counting each path (a subtree that a
+/// hostile manifest lists many times counts each time it would be written).
+pub const MAX_ENTRIES: u64 = 1_000_000;
 
 /// How a [`Store`] is opened.
 #[derive(Debug, Clone)]
@@ -59,13 +63,17 @@ impl StoreConfig {
     }
 }
 
-/// Progress of a [`Store::fetch`], for progress bars.
+/// Progress of a [`Store::fetch`], for progress bars: `present + fetched`
+/// of `total` bytes are in the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
     /// Payload bytes received from providers so far in this fetch.
     pub fetched: u64,
-    /// Bytes still missing when the fetch started, once known (after a
-    /// directory's manifest arrives; unknown for a single file).
+    /// Bytes found already in the store so far (earlier fetches, resumed
+    /// transfers, content shared with other trees).
+    pub present: u64,
+    /// The content's size once known: a file's verified size, or the sum of
+    /// a tree's file sizes as its root manifest lists them.
     pub total: Option<u64>,
 }
 
@@ -119,6 +127,8 @@ pub enum StoreError {
     Missing { cid: Cid },
     #[error("{cid}: directories nest deeper than {MAX_DEPTH} levels")]
     TooDeep { cid: Cid },
+    #[error("{cid}: the tree has more than {MAX_ENTRIES} entries")]
+    TooManyEntries { cid: Cid },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -306,10 +316,23 @@ impl Store {
     /// complete in the store.
     pub async fn has(&self, cid: &Cid) -> Result<bool, StoreError> {
         let content = cids::content(cid)?;
-        self.has_content(content, 0).await
+        let mut seen = HashSet::new();
+        self.has_content(content, 0, &mut seen).await
     }
 
-    async fn has_content(&self, content: Content, depth: usize) -> Result<bool, StoreError> {
+    async fn has_content(
+        &self,
+        content: Content,
+        depth: usize,
+        seen: &mut HashSet<Content>,
+    ) -> Result<bool, StoreError> {
+        // Each distinct blob is checked once, however often a tree lists it.
+        if !seen.insert(content) {
+            return Ok(true);
+        }
+        if seen.len() as u64 > MAX_ENTRIES {
+            return Err(StoreError::TooManyEntries { cid: content.cid() });
+        }
         if !self.blob_complete(content).await? {
             return Ok(false);
         }
@@ -319,7 +342,7 @@ impl Store {
         let manifest = self.manifest(content, depth).await?;
         for entry in manifest.entries.values() {
             let child = cids::content(&entry.cid)?;
-            if !Box::pin(self.has_content(child, depth + 1)).await? {
+            if !Box::pin(self.has_content(child, depth + 1, seen)).await? {
                 return Ok(false);
             }
         }
@@ -395,6 +418,7 @@ impl Store {
             fetched: 0,
             total: None,
             report: FetchReport::default(),
+            seen: HashSet::new(),
         };
         run.content(content, 0).await?;
         run.report.bytes_fetched = run.fetched;
@@ -417,7 +441,40 @@ impl Store {
                 target: target.clone(),
             });
         }
-        self.export_content(content, Mode::File, &target, 0).await
+        // Count first, so a tree that would explode on disk (one subtree
+        // listed many times over) is refused before anything is written.
+        let count = self.count_entries(content, 0, &mut HashMap::new()).await?;
+        if count > MAX_ENTRIES {
+            return Err(StoreError::TooManyEntries { cid: *cid }.into());
+        }
+        let mut entries = 0;
+        self.export_content(content, Mode::File, &target, 0, &mut entries)
+            .await
+    }
+
+    /// Entries of the tree counted per path (saturating), each distinct
+    /// manifest read once.
+    async fn count_entries(
+        &self,
+        content: Content,
+        depth: usize,
+        memo: &mut HashMap<Content, u64>,
+    ) -> Result<u64, StoreError> {
+        if content.kind == Kind::File {
+            return Ok(1);
+        }
+        if let Some(n) = memo.get(&content) {
+            return Ok(*n);
+        }
+        let manifest = self.manifest(content, depth).await?;
+        let mut n: u64 = 1;
+        for entry in manifest.entries.values() {
+            let child = cids::content(&entry.cid)?;
+            let below = Box::pin(self.count_entries(child, depth + 1, memo)).await?;
+            n = n.saturating_add(below);
+        }
+        memo.insert(content, n);
+        Ok(n)
     }
 
     async fn export_content(
@@ -426,9 +483,14 @@ impl Store {
         mode: Mode,
         target: &Path,
         depth: usize,
+        entries: &mut u64,
     ) -> Result<(), ExportError> {
         use std::os::unix::fs::PermissionsExt;
         let cid = content.cid();
+        *entries += 1;
+        if *entries > MAX_ENTRIES {
+            return Err(StoreError::TooManyEntries { cid }.into());
+        }
         let io_err = |source| ExportError::Io {
             cid,
             target: target.to_owned(),
@@ -459,8 +521,15 @@ impl Store {
                 tokio::fs::create_dir(target).await.map_err(io_err)?;
                 for (name, entry) in &manifest.entries {
                     let child = cids::content(&entry.cid).map_err(StoreError::from)?;
-                    Box::pin(self.export_content(child, entry.mode, &target.join(name), depth + 1))
-                        .await?;
+                    let child_target = target.join(name);
+                    Box::pin(self.export_content(
+                        child,
+                        entry.mode,
+                        &child_target,
+                        depth + 1,
+                        entries,
+                    ))
+                    .await?;
                 }
             }
         }
@@ -477,17 +546,26 @@ struct FetchRun<'a> {
     fetched: u64,
     total: Option<u64>,
     report: FetchReport,
+    /// Blobs handled in this fetch: a tree that lists one subtree many
+    /// times costs one walk of it.
+    seen: HashSet<Content>,
 }
 
 impl FetchRun<'_> {
     async fn content(&mut self, content: Content, depth: usize) -> Result<(), FetchError> {
+        if !self.seen.insert(content) {
+            return Ok(());
+        }
+        if self.seen.len() as u64 > MAX_ENTRIES {
+            return Err(StoreError::TooManyEntries { cid: content.cid() }.into());
+        }
         self.blob(content, depth).await?;
         if content.kind == Kind::File {
             return Ok(());
         }
         let manifest = self.store.manifest(content, depth).await?;
         if depth == 0 {
-            self.total = Some(manifest.size().saturating_sub(self.report.bytes_present));
+            self.total = Some(manifest.size());
         }
         for entry in manifest.entries.values() {
             let child = cids::content(&entry.cid).map_err(StoreError::from)?;
@@ -500,6 +578,7 @@ impl FetchRun<'_> {
         if let Some(tx) = &self.progress {
             let _ = tx.try_send(Progress {
                 fetched: self.fetched,
+                present: self.report.bytes_present,
                 total: self.total,
             });
         }
@@ -516,6 +595,7 @@ impl FetchRun<'_> {
         self.report.blobs += 1;
         self.report.bytes_present += local.local_bytes();
         if local.is_complete() {
+            self.emit();
             return Ok(());
         }
         let mut failures = Vec::new();
@@ -546,7 +626,7 @@ impl FetchRun<'_> {
                             .into());
                         }
                         if depth == 0 && content.kind == Kind::File {
-                            self.total = Some(size.saturating_sub(local.local_bytes()));
+                            self.total = Some(size);
                         }
                     }
                     Ok(Err(e)) => {

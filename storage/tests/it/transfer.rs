@@ -317,3 +317,48 @@ async fn file_progress_and_missing_content() {
     provider.shutdown().await;
     store.shutdown().await;
 }
+
+// R-VOL-2, R-P2P-4: a "manifest bomb" (each level lists the next one 16
+// times: 16^6 paths from 6 small blobs) costs one walk per distinct blob to
+// fetch and check, and is refused before export writes anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_bombs_are_bounded() {
+    use storage::manifest::{Entry, Manifest, Mode};
+    use storage::store::{ExportError, StoreError};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let provider = Store::open(StoreConfig::new(tmp.path().join("provider")))
+        .await
+        .unwrap();
+    let store = local_store(&tmp.path().join("fetcher")).await;
+    let leaf = tmp.path().join("leaf");
+    std::fs::write(&leaf, b"x").unwrap();
+    let mut cid = provider.add_path(&leaf).await.unwrap();
+    let mut mode = Mode::File;
+    for level in 0..6 {
+        let mut m = Manifest::default();
+        for i in 0..16 {
+            m.entries
+                .insert(format!("e{i}"), Entry { cid, size: 1, mode });
+        }
+        let file = tmp.path().join(format!("level{level}"));
+        std::fs::write(&file, m.encode()).unwrap();
+        let raw = provider.add_path(&file).await.unwrap();
+        cid = storage::cid::dir_cid(storage::cid::content(&raw).unwrap().hash);
+        mode = Mode::Dir;
+    }
+    let started = std::time::Instant::now();
+    let report = store.fetch(&cid, &[provider.addr()], None).await.unwrap();
+    assert_eq!(report.blobs, 7);
+    assert!(store.has(&cid).await.unwrap());
+    let out = tmp.path().join("out");
+    let err = store.export(&cid, &out).await.unwrap_err();
+    assert!(
+        matches!(err, ExportError::Content(StoreError::TooManyEntries { .. })),
+        "{err}"
+    );
+    assert!(!out.exists());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    provider.shutdown().await;
+    store.shutdown().await;
+}

@@ -2,9 +2,11 @@
 //! served to other nodes over an iroh endpoint (R-P2P-4, R-VOL-3).
 //!
 //! The endpoint needs no relay and no internet: it binds one socket (by
-//! default `127.0.0.1:0`), runs no relay, no address lookup and no port
-//! mapping, and is reached by its [`EndpointAddr`] (node id + socket
-//! address), which serialises and can travel in gossip. Every transfer is
+//! default `127.0.0.1:0`), and by default runs no relay, no address lookup
+//! and no port mapping (relays and n0's DNS address lookup are options). It
+//! is reached by its [`EndpointAddr`] (node id + socket address), which
+//! serialises and can travel in gossip. Note that `Endpoint::online()`
+//! never resolves without relays: nothing here waits on it. Every transfer is
 //! verified against the BLAKE3 hash while it streams (iroh-blobs' bao
 //! encoding), and a fetch asks only for the chunks not already present, so a
 //! cut transfer resumes where it stopped.
@@ -49,6 +51,12 @@ pub struct StoreConfig {
     pub stall_timeout: Duration,
     /// Longest wait for a connection to a provider.
     pub connect_timeout: Duration,
+    /// Relay servers for peers behind NAT. Empty (the default): no relay,
+    /// peers are reached only at the socket addresses they give.
+    pub relays: Vec<iroh::RelayUrl>,
+    /// Publish and resolve node addresses through n0's DNS (pkarr) address
+    /// lookup. Off by default: it needs the internet.
+    pub address_lookup: bool,
 }
 
 impl StoreConfig {
@@ -59,6 +67,8 @@ impl StoreConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             stall_timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(10),
+            relays: Vec::new(),
+            address_lookup: false,
         }
     }
 }
@@ -188,16 +198,24 @@ impl Store {
             addr: config.bind,
             reason,
         };
-        let endpoint = Endpoint::builder(presets::Minimal)
+        let mut builder = Endpoint::builder(presets::Minimal)
             .secret_key(key)
             .clear_ip_transports()
             .bind_addr(config.bind)
             .map_err(|e| bind_err(e.to_string()))?
             .portmapper_config(PortmapperConfig::Disabled)
-            .net_report_config(NetReportConfig::minimal())
-            .bind()
-            .await
-            .map_err(|e| bind_err(e.to_string()))?;
+            .net_report_config(NetReportConfig::minimal());
+        if !config.relays.is_empty() {
+            let map: iroh::RelayMap = config.relays.iter().cloned().collect();
+            builder = builder.relay_mode(iroh::RelayMode::Custom(map));
+        }
+        if config.address_lookup {
+            use iroh::address_lookup::{DnsAddressLookup, PkarrPublisher};
+            builder = builder
+                .address_lookup(PkarrPublisher::n0_dns())
+                .address_lookup(DnsAddressLookup::n0_dns());
+        }
+        let endpoint = builder.bind().await.map_err(|e| bind_err(e.to_string()))?;
         let router = Router::builder(endpoint)
             .accept(iroh_blobs::ALPN, BlobsProtocol::new(&blobs, None))
             .spawn();

@@ -362,3 +362,26 @@ async fn manifest_bombs_are_bounded() {
     provider.shutdown().await;
     store.shutdown().await;
 }
+
+// R-P2P-4: by default the store's address is a loopback socket and no
+// relay; the node id survives a restart (its key lives in the data dir),
+// and the address round-trips through JSON, as it does in gossip.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_is_offline_and_stable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(tmp.path())).await.unwrap();
+    let addr = store.addr();
+    let ips: Vec<_> = addr.ip_addrs().collect();
+    assert_eq!(ips.len(), 1, "{addr:?}");
+    assert!(ips[0].ip().is_loopback() && ips[0].port() != 0, "{addr:?}");
+    assert_eq!(addr.relay_urls().count(), 0);
+    let json = serde_json::to_string(&addr).unwrap();
+    assert_eq!(
+        serde_json::from_str::<iroh::EndpointAddr>(&json).unwrap(),
+        addr
+    );
+    store.shutdown().await;
+    let again = Store::open(StoreConfig::new(tmp.path())).await.unwrap();
+    assert_eq!(again.addr().id, addr.id);
+    again.shutdown().await;
+}

@@ -198,24 +198,14 @@ impl Store {
             addr: config.bind,
             reason,
         };
-        let mut builder = Endpoint::builder(presets::Minimal)
-            .secret_key(key)
-            .clear_ip_transports()
-            .bind_addr(config.bind)
-            .map_err(|e| bind_err(e.to_string()))?
-            .portmapper_config(PortmapperConfig::Disabled)
-            .net_report_config(NetReportConfig::minimal());
-        if !config.relays.is_empty() {
-            let map: iroh::RelayMap = config.relays.iter().cloned().collect();
-            builder = builder.relay_mode(iroh::RelayMode::Custom(map));
-        }
-        if config.address_lookup {
-            use iroh::address_lookup::{DnsAddressLookup, PkarrPublisher};
-            builder = builder
-                .address_lookup(PkarrPublisher::n0_dns())
-                .address_lookup(DnsAddressLookup::n0_dns());
-        }
-        let endpoint = builder.bind().await.map_err(|e| bind_err(e.to_string()))?;
+        let endpoint = match bind_endpoint(&config, key).await {
+            Ok(endpoint) => endpoint,
+            Err(reason) => {
+                // The store is open: close it rather than leave its actor behind.
+                let _ = blobs.shutdown().await;
+                return Err(bind_err(reason));
+            }
+        };
         let router = Router::builder(endpoint)
             .accept(iroh_blobs::ALPN, BlobsProtocol::new(&blobs, None))
             .spawn();
@@ -717,6 +707,29 @@ impl FetchRun<'_> {
         *conn = Some(c.clone());
         Ok(c)
     }
+}
+
+/// The offline endpoint: one socket, no port mapping, minimal net report;
+/// relays and address lookup only when configured.
+async fn bind_endpoint(config: &StoreConfig, key: SecretKey) -> Result<Endpoint, String> {
+    let mut builder = Endpoint::builder(presets::Minimal)
+        .secret_key(key)
+        .clear_ip_transports()
+        .bind_addr(config.bind)
+        .map_err(|e| e.to_string())?
+        .portmapper_config(PortmapperConfig::Disabled)
+        .net_report_config(NetReportConfig::minimal());
+    if !config.relays.is_empty() {
+        let map: iroh::RelayMap = config.relays.iter().cloned().collect();
+        builder = builder.relay_mode(iroh::RelayMode::Custom(map));
+    }
+    if config.address_lookup {
+        use iroh::address_lookup::{DnsAddressLookup, PkarrPublisher};
+        builder = builder
+            .address_lookup(PkarrPublisher::n0_dns())
+            .address_lookup(DnsAddressLookup::n0_dns());
+    }
+    builder.bind().await.map_err(|e| e.to_string())
 }
 
 fn store_err(content: Content, e: impl std::fmt::Display) -> StoreError {

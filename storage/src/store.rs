@@ -407,8 +407,9 @@ impl Store {
     /// fails, stalls or sends data that does not match the hash. Chunks
     /// already present are not asked for again.
     ///
-    /// Progress events go to `progress` when given; they are dropped rather
-    /// than slowing the transfer when the receiver falls behind.
+    /// Content already complete in the store needs no provider. Progress
+    /// events go to `progress` when given; they are dropped rather than
+    /// slowing the transfer when the receiver falls behind.
     pub async fn fetch(
         &self,
         cid: &Cid,
@@ -416,9 +417,6 @@ impl Store {
         progress: Option<mpsc::Sender<Progress>>,
     ) -> Result<FetchReport, FetchError> {
         let content = cids::content(cid).map_err(StoreError::from)?;
-        if providers.is_empty() {
-            return Err(FetchError::NoProviders { cid: *cid });
-        }
         let mut run = FetchRun {
             store: self,
             providers: providers.iter().map(|a| (a.clone(), None)).collect(),
@@ -605,6 +603,9 @@ impl FetchRun<'_> {
         if local.is_complete() {
             self.emit();
             return Ok(());
+        }
+        if self.providers.is_empty() {
+            return Err(FetchError::NoProviders { cid });
         }
         let mut failures = Vec::new();
         for i in 0..self.providers.len() {

@@ -83,6 +83,10 @@ async fn file_and_tree_between_processes() {
         report.bytes_present + report.bytes_fetched
     );
 
+    // Content complete in the store needs no provider.
+    let local = store.fetch(&dir_cid, &[], None).await.unwrap();
+    assert_eq!(local.bytes_fetched, 0);
+
     // Exports never overwrite.
     assert!(
         store

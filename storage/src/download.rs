@@ -14,6 +14,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use cid::Cid;
@@ -221,8 +222,16 @@ impl Downloader {
         };
         // Written under a temporary name, renamed once complete: a failed
         // attempt never leaves a half file under the real name.
-        let partial = dir.join(format!(".{name}.partial"));
-        let mut file = tokio::fs::File::create(&partial).await.map_err(write_err)?;
+        // Unique per attempt: URL inputs sharing a directory download at once.
+        static ATTEMPTS: AtomicU64 = AtomicU64::new(0);
+        let n = ATTEMPTS.fetch_add(1, Ordering::Relaxed);
+        let partial = dir.join(format!(".skrei-{}-{n}.partial", std::process::id()));
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&partial)
+            .await
+            .map_err(write_err)?;
         let mut hasher = blake3::Hasher::new();
         let mut size: u64 = 0;
         let mut body = response.bytes_stream();
@@ -254,16 +263,20 @@ impl Downloader {
             let _ = tokio::fs::remove_file(&partial).await;
             return Err(e);
         }
-        if tokio::fs::symlink_metadata(&path).await.is_ok() {
-            let _ = tokio::fs::remove_file(&partial).await;
-            return Err(write_err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "another input already wrote a file of this name",
-            )));
-        }
-        tokio::fs::rename(&partial, &path)
-            .await
-            .map_err(write_err)?;
+        // A hard link never replaces an existing file, unlike a rename:
+        // two inputs that pick the same name cannot overwrite each other.
+        let linked = tokio::fs::hard_link(&partial, &path).await;
+        let _ = tokio::fs::remove_file(&partial).await;
+        linked.map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                write_err(io::Error::new(
+                    e.kind(),
+                    "another input already wrote a file of this name",
+                ))
+            } else {
+                write_err(e)
+            }
+        })?;
         Ok((path, size, hasher.finalize().into()))
     }
 }

@@ -297,3 +297,56 @@ async fn local_paths_cannot_escape() {
     writable(tmp.path());
     node.shutdown().await;
 }
+
+// R-VOL-1: URL inputs may share a target directory, each file inside it;
+// two that pick the same name cannot overwrite each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_inputs_share_a_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::new(tmp.path()).await;
+    let server = Server::start(routes).await;
+    let url = |p: &str| Source::Url(UrlSource { url: server.url(p) });
+    let exec = tmp.path().join("exec");
+    let done = node
+        .run(
+            &exec,
+            &[
+                input(url("/data/hello.txt"), "/inputs"),
+                input(url("/gz/text"), "/inputs"),
+            ],
+        )
+        .await
+        .unwrap();
+    let dir = exec.join("inputs/inputs");
+    assert_eq!(done[0].file, Some(dir.join("hello.txt")));
+    assert_eq!(done[1].file, Some(dir.join("text")));
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        2,
+        "no partial files"
+    );
+
+    // `/redirect` ends at hello.txt too: one of the two fails, the file
+    // that stays is whole.
+    let exec = tmp.path().join("exec2");
+    let err = node
+        .run(
+            &exec,
+            &[
+                input(url("/data/hello.txt"), "/inputs"),
+                input(url("/redirect"), "/inputs"),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already wrote"), "{err}");
+    let dir = exec.join("inputs/inputs");
+    assert_eq!(std::fs::read(dir.join("hello.txt")).unwrap(), b"hello\n");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "no partial files"
+    );
+    writable(tmp.path());
+    node.shutdown().await;
+}

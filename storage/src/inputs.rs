@@ -350,6 +350,36 @@ fn copy_tree(
     Ok(())
 }
 
+/// Gives the owner write permission on everything under `<exec>/inputs`
+/// again, so that the execution folder can be removed once the job is done
+/// (a read-only directory's entries cannot be deleted by a non-root node).
+pub async fn unlock(exec: &Path) -> io::Result<()> {
+    let root = exec.join("inputs");
+    tokio::task::spawn_blocking(move || {
+        if std::fs::symlink_metadata(&root).is_err() {
+            return Ok(());
+        }
+        owner_writable(&root)
+    })
+    .await
+    .expect("chmod task does not panic")
+}
+
+fn owner_writable(path: &Path) -> io::Result<()> {
+    let meta = std::fs::symlink_metadata(path)?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode() | 0o200;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    if meta.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            owner_writable(&entry?.path())?;
+        }
+    }
+    Ok(())
+}
+
 /// Clears the write bits of a materialised input (executables keep `x`).
 fn read_only(path: &Path) -> Result<(), (PathBuf, io::Error)> {
     let meta = std::fs::symlink_metadata(path).map_err(|e| (path.to_owned(), e))?;

@@ -170,6 +170,19 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn parsing_junk_never_panics(s in "\\PC{0,80}") {
+            let _ = parse(&s);
+        }
+
+        #[test]
+        fn any_hash_round_trips(h in proptest::prelude::any::<[u8; 32]>()) {
+            let c = parse(&file_cid(h).to_string()).unwrap();
+            proptest::prop_assert_eq!((c.kind, c.hash), (Kind::File, h));
+        }
+    }
+
     #[test]
     fn junk_and_other_codecs() {
         assert!(matches!(parse("hello"), Err(CidError::Syntax { .. })));

@@ -430,6 +430,21 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        // Whatever a server sends, the name is one plain path component.
+        #[test]
+        fn sanitised_names_are_safe(header in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut h = b"attachment; filename=".to_vec();
+            h.extend_from_slice(&header);
+            if let Some(name) = disposition_file_name(&h) {
+                proptest::prop_assert!(!name.is_empty() && name.len() <= MAX_NAME_BYTES);
+                proptest::prop_assert!(!name.contains(['/', '\\', '\0']));
+                proptest::prop_assert!(name != "." && name != "..");
+                proptest::prop_assert!(crate::manifest::check_name(&name).is_ok());
+            }
+        }
+    }
+
     #[test]
     fn names_from_urls() {
         let name = |u: &str| url_file_name(&url::Url::parse(u).unwrap());

@@ -216,6 +216,54 @@ mod tests {
         ));
     }
 
+    fn arb_entry() -> impl proptest::strategy::Strategy<Value = Entry> {
+        use proptest::prelude::*;
+        (any::<[u8; 32]>(), any::<u64>(), 0..3u8).prop_map(|(h, size, m)| match m {
+            0 => Entry {
+                cid: cids::file_cid(h),
+                size,
+                mode: Mode::File,
+            },
+            1 => Entry {
+                cid: cids::file_cid(h),
+                size,
+                mode: Mode::Executable,
+            },
+            _ => Entry {
+                cid: cids::dir_cid(h),
+                size,
+                mode: Mode::Dir,
+            },
+        })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn valid_manifests_round_trip(
+            entries in proptest::collection::btree_map("[^/\\x00]{1,40}", arb_entry(), 0..20)
+        ) {
+            let m = Manifest { entries: entries.into_iter().filter(|(k, _)| check_name(k).is_ok()).collect() };
+            let bytes = m.encode();
+            proptest::prop_assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+        }
+
+        #[test]
+        fn decoding_junk_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = Manifest::decode(&bytes);
+        }
+
+        #[test]
+        fn accepted_names_are_one_component(name in "\\PC{0,20}") {
+            if check_name(&name).is_ok() {
+                let p = std::path::Path::new(&name);
+                let mut parts = p.components();
+                let first = parts.next();
+                proptest::prop_assert!(matches!(first, Some(std::path::Component::Normal(_))));
+                proptest::prop_assert!(parts.next().is_none());
+            }
+        }
+    }
+
     #[test]
     fn junk_is_an_error() {
         for junk in [&b""[..], b"\xff", b"\xa1\x00\x00", b"hello"] {

@@ -124,9 +124,11 @@ fn corrupt_blobs(dir: &Path, min: u64) -> usize {
     n
 }
 
-// R-P2P-4: a provider serving data that does not match the hash is caught
-// while streaming; the fetch fails with it alone, and moves on to an honest
-// provider when there is one.
+// R-P2P-4: a provider whose stored bytes were corrupted on disk does not
+// get them past the hash (iroh-blobs checks on the sending side too: it
+// resets the stream); the fetch fails with it alone, and moves on to an
+// honest provider when there is one. The receiver's own check is the
+// next test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_provider_is_detected() {
     let tmp = tempfile::tempdir().unwrap();
@@ -164,6 +166,110 @@ async fn corrupted_provider_is_detected() {
     bad.stop();
     good.stop();
     store.shutdown().await;
+}
+
+/// A provider that answers every request with the valid bao encoding of
+/// one other blob: its own bytes hash correctly, just not to what was asked.
+#[derive(Debug, Clone)]
+struct Liar {
+    store: iroh_blobs::store::fs::FsStore,
+    fake: iroh_blobs::Hash,
+}
+
+impl iroh::protocol::ProtocolHandler for Liar {
+    async fn accept(
+        &self,
+        conn: iroh::endpoint::Connection,
+    ) -> Result<(), iroh::protocol::AcceptError> {
+        while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+            let _request = recv.read_to_end(64 * 1024).await;
+            let forged = self
+                .store
+                .blobs()
+                .export_bao(self.fake, iroh_blobs::protocol::ChunkRanges::all())
+                .bao_to_vec()
+                .await
+                .expect("the liar has its fake blob");
+            let _ = send.write_all(&forged).await;
+            let _ = send.finish();
+        }
+        Ok(())
+    }
+}
+
+// R-P2P-4: a provider that lies consistently (it sends another blob's
+// well-formed encoding in answer to a request) is caught by the receiver's
+// verification while streaming; nothing of the lie is kept, and the honest
+// provider (another process) completes the fetch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lying_provider_is_caught_by_the_receiver() {
+    let tmp = tempfile::tempdir().unwrap();
+    let real = tmp.path().join("real.bin");
+    random_file(&real, 16 * MB + 5, 11);
+    let mut fake_bytes = std::fs::read(&real).unwrap();
+    for b in &mut fake_bytes[8 * MB..8 * MB + 4096] {
+        *b ^= 0x5a;
+    }
+
+    let liar_store = iroh_blobs::store::fs::FsStore::load(tmp.path().join("liar"))
+        .await
+        .unwrap();
+    let fake = liar_store
+        .add_bytes(fake_bytes)
+        .with_tag()
+        .await
+        .unwrap()
+        .hash;
+    let endpoint = iroh::Endpoint::builder(iroh::endpoint::presets::Minimal)
+        .clear_ip_transports()
+        .bind_addr("127.0.0.1:0")
+        .unwrap()
+        .bind()
+        .await
+        .unwrap();
+    let liar_addr =
+        iroh::EndpointAddr::new(endpoint.id()).with_ip_addr(endpoint.bound_sockets()[0]);
+    let router = iroh::protocol::Router::builder(endpoint)
+        .accept(
+            iroh_blobs::ALPN,
+            Liar {
+                store: liar_store.clone(),
+                fake,
+            },
+        )
+        .spawn();
+    let honest = Provider::start(&tmp.path().join("honest"), std::slice::from_ref(&real));
+    let cid = honest.cids[0];
+
+    let store = local_store(&tmp.path().join("fetcher")).await;
+    let err = store
+        .fetch(&cid, std::slice::from_ref(&liar_addr), None)
+        .await
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, FetchError::AllProvidersFailed { .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("hash mismatch"),
+        "the receiver must catch it: {msg}"
+    );
+    assert!(!store.has(&cid).await.unwrap());
+    let report = store
+        .fetch(&cid, &[liar_addr.clone(), honest.addr.clone()], None)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.bytes_present, 0,
+        "nothing of the lie was kept: {report:?}"
+    );
+    let out = tmp.path().join("out.bin");
+    store.export(&cid, &out).await.unwrap();
+    assert_eq!(file_hash(&out), file_hash(&real));
+    honest.stop();
+    store.shutdown().await;
+    router.shutdown().await.unwrap();
 }
 
 // R-P2P-4: a transfer cut half way (provider killed) resumes from what

@@ -13,6 +13,21 @@
 //!
 //! A file is one blob; a directory is a manifest blob ([`crate::manifest`])
 //! plus the blobs of its entries, fetched by walking the manifest.
+//!
+//! Notes on iroh-blobs 0.104, learnt here:
+//! - `Remote::fetch` asks only for the ranges missing locally; its
+//!   `Progress(n)` counts payload bytes of that request only, so bytes
+//!   already present are reported separately ([`FetchReport::bytes_present`]).
+//! - Providers check too: a provider whose stored bytes no longer match the
+//!   hash resets the stream (error code 3) rather than send them; a
+//!   receiver sees a *lying* provider as "parent hash mismatch".
+//! - `get::request::get_verified_size` proves a blob's size cheaply (last
+//!   chunk only): used to refuse oversized manifests before downloading.
+//! - The file store inlines blobs and outboards up to 16 KiB in its
+//!   database; larger ones live in `blobs/data/<hex>.data` / `.obao4`.
+//! - `Router::shutdown` calls `BlobsProtocol::shutdown`, which shuts the
+//!   store: shutting the router down is the whole, correctly ordered,
+//!   shutdown.
 
 use std::collections::{HashMap, HashSet};
 use std::io;
@@ -168,7 +183,10 @@ pub enum ExportError {
 }
 
 /// An iroh-blobs file store served over an offline iroh endpoint.
-#[derive(Debug)]
+///
+/// Clones share the store and the endpoint (cheap handles), so tasks can
+/// each hold one; [`Store::shutdown`] on any clone closes them all.
+#[derive(Debug, Clone)]
 pub struct Store {
     blobs: FsStore,
     router: Router,

@@ -117,17 +117,8 @@ pub async fn materialise(
     exec: &Path,
     sources: &[InputSource],
 ) -> Result<Vec<Materialised>, InputError> {
+    // Each input creates the folders above its target, `inputs/` included.
     let root = exec.join("inputs");
-    tokio::fs::create_dir_all(&root)
-        .await
-        .map_err(|source| InputError {
-            index: 0,
-            description: "inputs folder".into(),
-            cause: InputErrorKind::Io {
-                path: root.clone(),
-                source,
-            },
-        })?;
     check_targets(&root, sources)?;
     let results = join_all(
         sources

@@ -37,6 +37,7 @@
 
 pub mod cid;
 pub mod download;
+mod fetch;
 pub mod inputs;
 pub mod manifest;
 pub mod publish;

@@ -36,17 +36,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cid::Cid;
-use futures::StreamExt;
-use iroh::endpoint::{Connection, NetReportConfig, PortmapperConfig, presets};
+use iroh::endpoint::{NetReportConfig, PortmapperConfig, presets};
 use iroh::protocol::Router;
 use iroh::{Endpoint, EndpointAddr, SecretKey};
+use iroh_blobs::BlobsProtocol;
 use iroh_blobs::api::proto::BlobStatus;
-use iroh_blobs::api::remote::GetProgressItem;
 use iroh_blobs::store::fs::FsStore;
-use iroh_blobs::{BlobsProtocol, Hash};
 use tokio::sync::mpsc;
 
 use crate::cid::{self as cids, CidError, Content, Kind};
+use crate::fetch::FetchRun;
 use crate::manifest::{Entry, MAX_MANIFEST_BYTES, Manifest, ManifestError, Mode, check_name};
 
 /// Deepest directory nesting accepted when walking a manifest from the network.
@@ -188,9 +187,9 @@ pub enum ExportError {
 /// each hold one; [`Store::shutdown`] on any clone closes them all.
 #[derive(Debug, Clone)]
 pub struct Store {
-    blobs: FsStore,
-    router: Router,
-    config: StoreConfig,
+    pub(crate) blobs: FsStore,
+    pub(crate) router: Router,
+    pub(crate) config: StoreConfig,
 }
 
 impl Store {
@@ -389,7 +388,11 @@ impl Store {
         self.manifest(content, 0).await
     }
 
-    async fn manifest(&self, content: Content, depth: usize) -> Result<Manifest, StoreError> {
+    pub(crate) async fn manifest(
+        &self,
+        content: Content,
+        depth: usize,
+    ) -> Result<Manifest, StoreError> {
         let cid = content.cid();
         if depth > MAX_DEPTH {
             return Err(StoreError::TooDeep { cid });
@@ -427,7 +430,9 @@ impl Store {
     ///
     /// Content already complete in the store needs no provider. Progress
     /// events go to `progress` when given; they are dropped rather than
-    /// slowing the transfer when the receiver falls behind.
+    /// slowing the transfer when the receiver falls behind, except the last
+    /// one of a successful fetch. A directory's files are fetched
+    /// concurrently.
     pub async fn fetch(
         &self,
         cid: &Cid,
@@ -435,18 +440,10 @@ impl Store {
         progress: Option<mpsc::Sender<Progress>>,
     ) -> Result<FetchReport, FetchError> {
         let content = cids::content(cid).map_err(StoreError::from)?;
-        let mut run = FetchRun {
-            store: self,
-            providers: providers.iter().map(|a| (a.clone(), None)).collect(),
-            progress,
-            fetched: 0,
-            total: None,
-            report: FetchReport::default(),
-            seen: HashSet::new(),
-        };
+        let run = FetchRun::new(self, providers, progress);
         run.content(content, 0).await?;
-        run.report.bytes_fetched = run.fetched;
-        Ok(run.report)
+        run.finish().await;
+        Ok(run.report())
     }
 
     /// Writes the content to `target`, which must not exist: a file for a
@@ -561,173 +558,6 @@ impl Store {
     }
 }
 
-/// One fetch: the providers' connections (opened lazily, kept for every
-/// blob of the tree) and the running totals.
-struct FetchRun<'a> {
-    store: &'a Store,
-    providers: Vec<(EndpointAddr, Option<Connection>)>,
-    progress: Option<mpsc::Sender<Progress>>,
-    fetched: u64,
-    total: Option<u64>,
-    report: FetchReport,
-    /// Blobs handled in this fetch: a tree that lists one subtree many
-    /// times costs one walk of it.
-    seen: HashSet<Content>,
-}
-
-impl FetchRun<'_> {
-    async fn content(&mut self, content: Content, depth: usize) -> Result<(), FetchError> {
-        if !self.seen.insert(content) {
-            return Ok(());
-        }
-        if self.seen.len() as u64 > MAX_ENTRIES {
-            return Err(StoreError::TooManyEntries { cid: content.cid() }.into());
-        }
-        self.blob(content, depth).await?;
-        if content.kind == Kind::File {
-            return Ok(());
-        }
-        let manifest = self.store.manifest(content, depth).await?;
-        if depth == 0 {
-            self.total = Some(manifest.size());
-        }
-        for entry in manifest.entries.values() {
-            let child = cids::content(&entry.cid).map_err(StoreError::from)?;
-            Box::pin(self.content(child, depth + 1)).await?;
-        }
-        Ok(())
-    }
-
-    fn emit(&self) {
-        if let Some(tx) = &self.progress {
-            let _ = tx.try_send(Progress {
-                fetched: self.fetched,
-                present: self.report.bytes_present,
-                total: self.total,
-            });
-        }
-    }
-
-    async fn blob(&mut self, content: Content, depth: usize) -> Result<(), FetchError> {
-        let cid = content.cid();
-        let hash: Hash = content.blob_hash();
-        let remote = self.store.blobs.remote();
-        let local = remote
-            .local(hash)
-            .await
-            .map_err(|e| store_err(content, e))?;
-        self.report.blobs += 1;
-        self.report.bytes_present += local.local_bytes();
-        if local.is_complete() {
-            self.emit();
-            return Ok(());
-        }
-        if self.providers.is_empty() {
-            return Err(FetchError::NoProviders { cid });
-        }
-        let mut failures = Vec::new();
-        for i in 0..self.providers.len() {
-            let conn = match self.connection(i).await {
-                Ok(conn) => conn,
-                Err(reason) => {
-                    failures.push(format!("{}: {reason}", self.providers[i].0.id.fmt_short()));
-                    continue;
-                }
-            };
-            // Ask for the (verified) size first where it matters: a
-            // manifest must not be downloaded whole before its size is
-            // checked, and a single file's size is the progress total.
-            if content.kind == Kind::Dir || depth == 0 {
-                let size = tokio::time::timeout(
-                    self.store.config.stall_timeout,
-                    iroh_blobs::get::request::get_verified_size(&conn, &hash),
-                )
-                .await;
-                match size {
-                    Ok(Ok((size, _))) => {
-                        if content.kind == Kind::Dir && size > MAX_MANIFEST_BYTES as u64 {
-                            return Err(StoreError::Manifest {
-                                cid,
-                                source: ManifestError::TooLarge(size as usize),
-                            }
-                            .into());
-                        }
-                        if depth == 0 && content.kind == Kind::File {
-                            self.total = Some(size);
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        self.fail(i, &mut failures, format!("{e:#}"));
-                        continue;
-                    }
-                    Err(_) => {
-                        self.fail(
-                            i,
-                            &mut failures,
-                            "stalled: no size within the stall timeout".into(),
-                        );
-                        continue;
-                    }
-                }
-            }
-            let base = self.fetched;
-            let mut stream = Box::pin(remote.fetch(conn, hash).stream());
-            let outcome = loop {
-                let next = tokio::time::timeout(self.store.config.stall_timeout, stream.next());
-                match next.await {
-                    Err(_) => break Err("stalled: no data within the stall timeout".to_string()),
-                    Ok(None) => break Err("the transfer ended without a result".to_string()),
-                    Ok(Some(GetProgressItem::Progress(n))) => {
-                        self.fetched = base + n;
-                        self.emit();
-                    }
-                    Ok(Some(GetProgressItem::Done(stats))) => {
-                        self.fetched = base + stats.payload_bytes_read;
-                        break Ok(());
-                    }
-                    Ok(Some(GetProgressItem::Error(e))) => break Err(format!("{e:#}")),
-                }
-            };
-            match outcome {
-                Ok(()) => {
-                    self.emit();
-                    return Ok(());
-                }
-                Err(reason) => self.fail(i, &mut failures, reason),
-            }
-        }
-        Err(FetchError::AllProvidersFailed { cid, failures })
-    }
-
-    /// Records provider `i`'s failure and drops its connection: after a
-    /// stall or bad data the connection is not trusted for the next blob.
-    fn fail(&mut self, i: usize, failures: &mut Vec<String>, reason: String) {
-        let (addr, conn) = &mut self.providers[i];
-        tracing::debug!(provider = %addr.id, %reason, "provider failed");
-        failures.push(format!("{}: {reason}", addr.id.fmt_short()));
-        if let Some(conn) = conn.take() {
-            conn.close(0u32.into(), b"failed");
-        }
-    }
-
-    async fn connection(&mut self, i: usize) -> Result<Connection, String> {
-        let (addr, conn) = &mut self.providers[i];
-        if let Some(conn) = conn
-            && conn.close_reason().is_none()
-        {
-            return Ok(conn.clone());
-        }
-        let endpoint = self.store.router.endpoint();
-        let connect = endpoint.connect(addr.clone(), iroh_blobs::ALPN);
-        let c = tokio::time::timeout(self.store.config.connect_timeout, connect)
-            .await
-            .map_err(|_| "connection timed out".to_string())?
-            .map_err(|e| format!("cannot connect: {e:#}"))?;
-        *conn = Some(c.clone());
-        Ok(c)
-    }
-}
-
 /// The offline endpoint: one socket, no port mapping, minimal net report;
 /// relays and address lookup only when configured.
 async fn bind_endpoint(config: &StoreConfig, key: SecretKey) -> Result<Endpoint, String> {
@@ -751,7 +581,7 @@ async fn bind_endpoint(config: &StoreConfig, key: SecretKey) -> Result<Endpoint,
     builder.bind().await.map_err(|e| e.to_string())
 }
 
-fn store_err(content: Content, e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn store_err(content: Content, e: impl std::fmt::Display) -> StoreError {
     StoreError::Store {
         cid: content.cid(),
         reason: e.to_string(),

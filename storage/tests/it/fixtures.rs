@@ -37,6 +37,11 @@ pub fn awkward_tree(root: &Path, big: Option<usize>) {
     let exe = root.join("a/run.sh");
     std::fs::write(&exe, b"#!/bin/sh\necho hi\n").unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // Many small files in one directory: fetched concurrently.
+    std::fs::create_dir(root.join("many")).unwrap();
+    for i in 0..100 {
+        std::fs::write(root.join(format!("many/{i:03}.txt")), format!("{i}\n")).unwrap();
+    }
     if let Some(len) = big {
         random_file(&root.join("big.bin"), len, 42);
     }
@@ -85,4 +90,17 @@ pub fn file_hash(p: &Path) -> blake3::Hash {
     let mut h = blake3::Hasher::new();
     h.update_reader(std::fs::File::open(p).unwrap()).unwrap();
     h.finalize()
+}
+
+/// Bytes of all files under `p`.
+pub fn tree_size(p: &Path) -> u64 {
+    let m = std::fs::symlink_metadata(p).unwrap();
+    if m.is_dir() {
+        std::fs::read_dir(p)
+            .unwrap()
+            .map(|e| tree_size(&e.unwrap().path()))
+            .sum()
+    } else {
+        m.len()
+    }
 }

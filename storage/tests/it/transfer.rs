@@ -6,7 +6,7 @@ use std::time::Duration;
 use storage::store::{FetchError, Progress, Store, StoreConfig};
 use tokio::sync::mpsc;
 
-use crate::fixtures::{assert_same_tree, awkward_tree, file_hash, random_file};
+use crate::fixtures::{assert_same_tree, awkward_tree, file_hash, random_file, tree_size};
 use crate::provider::Provider;
 
 const MB: usize = 1024 * 1024;
@@ -52,9 +52,13 @@ async fn file_and_tree_between_processes() {
         .await
         .unwrap();
     let last: Progress = watcher.await.unwrap().expect("progress events");
-    let tree_bytes = (100 * MB + 3 * MB + 17 + 5 + 15 + 18) as u64;
+    let tree_bytes = tree_size(&tree);
     assert_eq!(last.total, Some(tree_bytes));
     assert!(last.fetched >= tree_bytes, "{last:?}");
+    assert_eq!(
+        last.fetched, report.bytes_fetched,
+        "the last event is the final count"
+    );
     assert_eq!(report.bytes_present, 0);
     assert!(store.has(&dir_cid).await.unwrap());
 

@@ -69,20 +69,23 @@ impl<'a> FetchRun<'a> {
         }
     }
 
-    /// Whether `content` is new to this fetch (and the tree not too large).
-    fn first_visit(&self, content: Content) -> Result<bool, FetchError> {
-        let mut seen = self.seen.lock().expect("seen-set lock is never poisoned");
-        if !seen.insert(content) {
-            return Ok(false);
+    /// Whether `content` is new to this fetch; an error once the tree has
+    /// more distinct blobs than any tree may have.
+    fn first_visit(&self, content: Content) -> Result<bool, Box<FetchError>> {
+        let (new, count) = {
+            let mut seen = self.seen.lock().expect("seen-set lock is never poisoned");
+            (seen.insert(content), seen.len() as u64)
+        };
+        if new && count > MAX_ENTRIES {
+            return Err(Box::new(
+                StoreError::TooManyEntries { cid: content.cid() }.into(),
+            ));
         }
-        if seen.len() as u64 > MAX_ENTRIES {
-            return Err(StoreError::TooManyEntries { cid: content.cid() }.into());
-        }
-        Ok(true)
+        Ok(new)
     }
 
     pub(crate) async fn content(&self, content: Content, depth: usize) -> Result<(), FetchError> {
-        if !self.first_visit(content)? {
+        if !self.first_visit(content).map_err(|e| *e)? {
             return Ok(());
         }
         self.blob(content, depth).await?;
@@ -104,7 +107,7 @@ impl<'a> FetchRun<'a> {
         }
         futures::stream::iter(files)
             .map(|child| async move {
-                if self.first_visit(child)? {
+                if self.first_visit(child).map_err(|e| *e)? {
                     self.blob(child, depth + 1).await?;
                 }
                 Ok::<(), FetchError>(())

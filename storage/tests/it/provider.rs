@@ -100,7 +100,10 @@ impl Drop for Provider {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "runs only as the provider child process of the transfer tests"]
 async fn serve() {
-    let dir = std::env::var(DIR).expect("run by Provider::start");
+    // Run with `--include-ignored` by hand, there is nothing to serve.
+    let Ok(dir) = std::env::var(DIR) else {
+        return;
+    };
     let store = Store::open(StoreConfig::new(dir)).await.unwrap();
     for path in std::env::var(ADD).unwrap_or_default().lines() {
         if path.is_empty() {

@@ -86,6 +86,8 @@ pub enum InputErrorKind {
     Inline(String),
     #[error("{path} is not under a directory this node allows for local inputs")]
     NotAllowed { path: String },
+    #[error("{path}: more than {MAX_LOCAL_LINKS} symlinks followed (a loop?)")]
+    Links { path: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -326,8 +328,13 @@ fn copy_tree(
         let ft = entry.file_type().map_err(io_err(&path))?;
         let child_real = if ft.is_symlink() {
             *links += 1;
+            if *links > MAX_LOCAL_LINKS {
+                return Err(InputErrorKind::Links {
+                    path: path.display().to_string(),
+                });
+            }
             let target = std::fs::canonicalize(&path).map_err(io_err(&path))?;
-            if *links > MAX_LOCAL_LINKS || !roots.iter().any(|r| target.starts_with(r)) {
+            if !roots.iter().any(|r| target.starts_with(r)) {
                 return Err(InputErrorKind::NotAllowed {
                     path: format!("{} (a symlink to {})", path.display(), target.display()),
                 });
@@ -384,4 +391,67 @@ fn read_only(path: &Path) -> Result<(), (PathBuf, io::Error)> {
     let mode = meta.permissions().mode() & !0o222;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| (path.to_owned(), e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::job::InlineSource;
+
+    fn inline(target: &str) -> InputSource {
+        InputSource {
+            source: Source::Inline(InlineSource {
+                url: "data:text/plain;base64,aGk=".into(),
+            }),
+            target: target.into(),
+            alias: None,
+        }
+    }
+
+    fn url(target: &str) -> InputSource {
+        InputSource {
+            source: Source::Url(protocol::job::UrlSource {
+                url: "http://127.0.0.1/x".into(),
+            }),
+            target: target.into(),
+            alias: None,
+        }
+    }
+
+    #[test]
+    fn host_paths_stay_under_the_root() {
+        let root = Path::new("/exec/inputs");
+        assert_eq!(
+            host_path(root, "/inputs/a b/c").unwrap(),
+            Path::new("/exec/inputs/inputs/a b/c")
+        );
+        assert_eq!(
+            host_path(root, "/inputs/./x").unwrap(),
+            Path::new("/exec/inputs/inputs/x")
+        );
+        for bad in ["", "/", "rel", "/a/../b", "/..", "/a\0b"] {
+            assert!(host_path(root, bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn targets_may_not_overlap() {
+        let root = Path::new("/e/inputs");
+        assert!(check_targets(root, &[inline("/a"), inline("/b"), url("/c"), url("/c")]).is_ok());
+        for pair in [
+            [inline("/a"), inline("/a")],
+            [inline("/a"), inline("/a/b")],
+            [inline("/a/b"), url("/a")],
+            [url("/a"), inline("/a")],
+        ] {
+            let err = check_targets(root, &pair).unwrap_err();
+            assert_eq!(err.index, 1);
+            assert!(matches!(
+                err.cause,
+                InputErrorKind::TargetOverlaps { other: 0 }
+            ));
+        }
+        // Component-wise: `/ab` is not inside `/a`.
+        assert!(check_targets(root, &[inline("/a"), inline("/ab")]).is_ok());
+    }
 }

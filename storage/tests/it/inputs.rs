@@ -44,12 +44,13 @@ fn no_write_bits(path: &Path) {
 
 /// Puts write bits back so the temporary directory can be removed.
 fn writable(path: &Path) {
-    let mode = std::fs::symlink_metadata(path)
-        .unwrap()
-        .permissions()
-        .mode();
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    if meta.is_symlink() {
+        return;
+    }
+    let mode = meta.permissions().mode();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o200)).unwrap();
-    if path.is_dir() {
+    if meta.is_dir() {
         for e in std::fs::read_dir(path).unwrap() {
             writable(&e.unwrap().path());
         }
@@ -284,6 +285,19 @@ async fn local_paths_cannot_escape() {
         );
         assert!(err.to_string().contains("local path"), "{err}");
     }
+    // A symlink loop is cut off, not followed forever.
+    let looped = allowed.join("loop");
+    std::fs::create_dir(&looped).unwrap();
+    std::os::unix::fs::symlink(&looped, looped.join("again")).unwrap();
+    let err = node
+        .run(
+            &tmp.path().join("exec-loop"),
+            &[input(local(&looped), "/inputs/l")],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err.cause, InputErrorKind::Links { .. }), "{err}");
+
     // A symlink that stays inside the allowed directory is followed.
     let exec = tmp.path().join("exec-ok");
     let done = node

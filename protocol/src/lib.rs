@@ -25,6 +25,37 @@
 //! `NodeInfo` is gossiped periodically: engines, capacity, accepted network
 //! mode and an allowlist digest, so a requester can explain why nobody bids.
 //!
+//! ## The two state machines
+//! Each node runs one [`requester::Requester`] (the jobs its users submit)
+//! and one [`compute::Compute`] (the jobs it runs for anyone, itself
+//! included). Both are sans-IO: the driver (`node`, or `simnet`) feeds them
+//! inputs with the current time in milliseconds (`handle(now, input)`),
+//! takes their outputs (`poll_output()`: publish, send, start, stop,
+//! events) and wakes them at `poll_timeout()`. Randomness comes from a seed
+//! in their configs and every map is ordered, so one seed and one sequence
+//! of inputs give one sequence of outputs.
+//!
+//! ```text
+//!  requester                                    compute nodes
+//!  submit ──► Publish(Announce) ═══ gossip ═══► decide(policy, engine, slots)
+//!             collect bids for a window  ◄───── Bid (holds a slot for a TTL)
+//!                                        ◄───── Refuse { reason }
+//!  award the best Count ─────── Award ────────► decide again, as it is now
+//!                                        ◄───── Decline { reason }  -> re-award
+//!                                               Start ... ExecutionFinished
+//!  Count completed -> JobCompleted ◄─── Result  (Failed -> re-award)
+//!  silent past deadline ─────── Cancel ───────► Stop                -> re-award
+//!  no bidder within the queue timeout -> JobFailed { refusals, grouped }
+//! ```
+//!
+//! The invariants they keep, property-tested together over a simulated
+//! network with random delays, losses, silent nodes and policy reloads:
+//! 1. a job never starts on a node whose policy, at that moment, forbids it;
+//! 2. a job completes at most once, with at most `Count` completed executions;
+//! 3. every job ends (completed, failed with a reason that explains, or
+//!    cancelled) once time passes its deadlines;
+//! 4. the same seed and inputs give the same outputs.
+//!
 //! ## Goals
 //! - A node never runs a job its operator's policy forbids, whatever the job
 //!   or the network says ([`policy`]).
@@ -45,9 +76,15 @@
 //! - [`policy`]: a compute node's acceptance policy (R-POL-1/2).
 //! - [`id`]: canonical DAG-CBOR, job ids as CIDs, signed envelopes (R-JOB-3).
 //! - [`messages`]: the wire messages and their size limits (R-P2P-2/3).
+//! - [`requester`]: the requester state machine (R-POL-3/4, R-OPS-2).
+//! - [`compute`]: the compute state machine (R-POL-1..3).
 
+pub mod compute;
 pub mod domain;
 pub mod id;
 pub mod job;
 pub mod messages;
 pub mod policy;
+pub mod requester;
+#[cfg(test)]
+mod testnet;

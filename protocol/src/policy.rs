@@ -299,6 +299,19 @@ pub enum RefuseReason {
     },
     /// The node has an empty allowlist, so it takes no `http` job (R-POL-2).
     EmptyAllowlist,
+    /// The node does not run the job's engine (R-POL-3).
+    EngineUnavailable {
+        /// The engine the job needs (`docker`, `wasm`).
+        engine: String,
+    },
+    /// Every slot of the node is taken by running jobs and open bids
+    /// (R-POL-3).
+    NoCapacity {
+        /// Jobs running and bids open on the node.
+        running: u32,
+        /// How many it takes at once.
+        capacity: u32,
+    },
     /// A reason from a newer version of skrei that this one cannot read.
     #[serde(other)]
     Unknown,
@@ -333,6 +346,12 @@ impl fmt::Display for RefuseReason {
             }
             RefuseReason::EmptyAllowlist => {
                 f.write_str("network=http not accepted (this node's allowlist is empty)")
+            }
+            RefuseReason::EngineUnavailable { engine } => {
+                write!(f, "engine={} not available", engine.escape_debug())
+            }
+            RefuseReason::NoCapacity { running, capacity } => {
+                write!(f, "no free slot ({running} of {capacity} taken)")
             }
             RefuseReason::Unknown => {
                 f.write_str("refused for a reason this version of skrei does not know")

@@ -1,10 +1,107 @@
-//! The egress proxy for jobs in `http` network mode.
+//! The egress proxy for jobs in `http` network mode (R-NET-3..R-NET-9).
 //!
 //! A job in `http` mode reaches the world only through one of these proxies:
-//! plain HTTP by absolute URI and HTTPS by `CONNECT`, to the job's domains only
-//! (decided by [`protocol::domain`]), on resolved addresses that are neither
-//! special-purpose nor part of skrei's control plane, rate limited per job and
-//! audited request by request. See SPEC.md R-NET-3..R-NET-9.
+//! it is the security boundary between a job and everything else. One
+//! [`Proxy`] serves one job; a process may run many on different listeners.
 //!
-//! Status: the crate is laid out by the foundation; the proxy itself arrives
-//! with the egress-proxy issue.
+//! # Security model
+//! The job is the attacker. It controls every byte of every request, the
+//! names it asks for and (through DNS it may control) what those names
+//! resolve to. The proxy must ensure that the job reaches only its allowed
+//! domains, only over HTTP or HTTPS, never an address of the node, the skrei
+//! network or any private or special-purpose range, at no more than the
+//! job's rate, and that every attempt is on record.
+//!
+//! Per client connection, one request (see [`server`] for why):
+//! 1. **Head** (`head.rs`): read under a timeout and a size limit, refused
+//!    when the framing is ambiguous (`Content-Length` with
+//!    `Transfer-Encoding`, repeated framing headers, two `Host` headers,
+//!    non-ASCII target or host, `Upgrade`), before hyper can reinterpret it.
+//! 2. **Target** ([`target`]): plain HTTP only in absolute form
+//!    (`GET http://host[:port]/path`), HTTPS only as `CONNECT host:port` to
+//!    an allowed port (443 by default). The authority is split once and its
+//!    host parsed by `protocol::domain::Host::parse`, the grammar of the
+//!    job's domains: numeric forms resolvers would read as addresses
+//!    (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`) are refused, userinfo
+//!    (`allowed.com@evil.com`) is refused, and a `Host` header that names
+//!    another host or port than the target is refused.
+//! 3. **Decision** ([`decide`]): the normalised host against the control-plane
+//!    [`DenySet`] by name, then the job's domains (`DomainSet::allows`, the
+//!    one matching rule), then one resolution (none for an IP literal), then
+//!    every resolved address against the deny set (`IP:port` and IP) and the
+//!    special-purpose table ([`ranges::classify`]) unless an operator-allowed
+//!    range covers it. One bad address refuses the request. Names outside
+//!    the job's domains are never resolved (no DNS queries on the job's
+//!    behalf for arbitrary names).
+//! 4. **Connection** ([`upstream`]): only to an address from that checked
+//!    list, through a [`Connector`] that is given the `SocketAddr` itself: no
+//!    second lookup, so DNS rebinding has nothing to act on, and no proxy
+//!    environment variable is ever consulted.
+//! 5. **Forwarding**: the request goes upstream in origin form with the
+//!    normalised `Host`; hop-by-hop and `Proxy-*` headers removed both ways, a
+//!    client's `X-Skrei-Job` replaced with the real job id, redirects
+//!    returned to the client and never followed; tunnels and bodies pass
+//!    through the job's shared [`RateLimiter`]s.
+//! 6. **Audit** ([`audit`]): one JSON record per request or tunnel, written
+//!    when it ends, with the decision, the reason and the byte counts.
+//!
+//! The control-plane deny set is filled by the node (its API and libp2p
+//! addresses, every peer's advertised addresses); a proxy adds its own
+//! listening address, and [`DenySet::insert_local_public_addresses`] adds the
+//! host's public addresses (its loopback and private ones are refused by the
+//! table already).
+//!
+//! Each client connection carries one request or one tunnel and is then
+//! closed: a pipelined second request can never ride on the first one's
+//! decision. Every wait is bounded (header read, idle, connect, resolve
+//! timeouts), as are the connections per job and in total, the head size and
+//! the buffered body bytes per connection. [`Proxy::shutdown`] closes every
+//! connection and tunnel of a job that has ended.
+//!
+//! Refusals by policy are `403` with a one-line plain-text reason; malformed
+//! requests are `400` (`408`, `431` for slow and oversized heads, `503` over
+//! the connection limits); upstream failures are `502`.
+//!
+//! # Example
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use protocol::domain::DomainSet;
+//! use proxy::{Proxy, ProxyConfig};
+//!
+//! let domains = DomainSet::parse([".example.com"]).map_err(|e| format!("{e:?}"))?;
+//! let proxy = Proxy::builder(ProxyConfig::new("job-1", domains)).build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! tokio::spawn(proxy.serve(listener));
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod audit;
+mod body;
+pub mod config;
+mod connect;
+pub mod decide;
+pub mod deny;
+mod forward;
+mod head;
+mod io;
+pub mod local;
+pub mod ranges;
+pub mod rate;
+pub mod resolve;
+pub mod server;
+pub mod target;
+pub mod upstream;
+
+pub use audit::{AuditRecord, AuditSink, MemorySink, Verdict, WriterSink};
+pub use config::{DEFAULT_RATE, JOB_HEADER, Limits, ProxyConfig};
+pub use decide::{Checked, Denial, Policy};
+pub use deny::DenySet;
+pub use local::local_addresses;
+pub use ranges::{Cidr, CidrError, classify};
+pub use rate::RateLimiter;
+pub use resolve::{ResolveError, Resolver, StaticResolver, SystemResolver};
+pub use server::{BuildError, Proxy, ProxyBuilder};
+pub use target::{Target, TargetError};
+pub use upstream::{Connector, TcpConnector};

@@ -22,6 +22,8 @@ const PURE: &[&str] = &[
     "thiserror",
     "strsim",
     "base64",
+    "rand_core",
+    "rand_chacha",
 ];
 
 fn dependencies(manifest: &str, table: &str) -> Vec<String> {

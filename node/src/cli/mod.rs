@@ -3,6 +3,7 @@
 
 mod job;
 mod policy;
+mod proxy;
 mod run;
 
 use std::process::ExitCode;
@@ -41,6 +42,8 @@ enum Command {
     /// Test a node's acceptance policy against a job before running the node.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Run the egress proxy on its own (for operators and tests).
+    Proxy(proxy::ProxyArgs),
 }
 
 /// How results are printed.
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Docker(c) => run::docker(c),
         Command::Wasm(c) => run::wasm(c),
         Command::Policy(c) => policy::run(c),
+        Command::Proxy(args) => proxy::run(args),
     }
 }
 

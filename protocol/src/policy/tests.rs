@@ -263,12 +263,21 @@ fn r_pol_3_refuse_reason_encoding() {
             domains: vec![Domain::parse("api.foo.com").unwrap()],
         },
         RefuseReason::EmptyAllowlist,
+        RefuseReason::EngineUnavailable {
+            engine: "wasm".into(),
+        },
+        RefuseReason::NoCapacity {
+            running: 4,
+            capacity: 4,
+        },
         RefuseReason::Unknown,
     ];
     let golden = [
         r#"{"kind":"network_not_accepted","requested":"HTTP","accepted":"None"}"#,
         r#"{"kind":"domains_not_allowed","domains":["api.foo.com"]}"#,
         r#"{"kind":"empty_allowlist"}"#,
+        r#"{"kind":"engine_unavailable","engine":"wasm"}"#,
+        r#"{"kind":"no_capacity","running":4,"capacity":4}"#,
         r#"{"kind":"unknown"}"#,
     ];
     for (reason, json) in reasons.iter().zip(golden) {
@@ -286,6 +295,26 @@ fn r_pol_3_refuse_reason_encoding() {
     assert!(
         serde_json::from_str::<RefuseReason>(r#"{"kind":"domains_not_allowed","domains":["*.x"]}"#)
             .is_err()
+    );
+}
+
+// R-POL-3: engine and capacity refusals say what is missing.
+#[test]
+fn r_pol_3_engine_and_capacity_texts() {
+    assert_eq!(
+        RefuseReason::EngineUnavailable {
+            engine: "wasm".into()
+        }
+        .to_string(),
+        "engine=wasm not available"
+    );
+    assert_eq!(
+        RefuseReason::NoCapacity {
+            running: 2,
+            capacity: 2
+        }
+        .to_string(),
+        "no free slot (2 of 2 taken)"
     );
 }
 

@@ -1,0 +1,701 @@
+//! The egress proxy, measured side by side in one run: skrei's proxy vs a
+//! direct connection vs squid vs tinyproxy (issue 3's benchmark).
+//!
+//! ```sh
+//! cargo bench -p node --bench proxy            # full run, updates docs/BENCHMARKS.md
+//! cargo bench -p node --bench proxy -- --quick # a short smoke run, prints only
+//! ```
+//!
+//! Everything runs on loopback: an upstream HTTP server inside this process,
+//! each proxy as its own process with the same allowlist (the upstream's
+//! address only). squid and tinyproxy come from the system packages
+//! (`apt-get install squid tinyproxy`); a missing one is reported and skipped.
+//! Absolute figures on a shared 2-core machine are noisy, so the report gives
+//! medians and ratios against the direct connection.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const MIB: u64 = 1 << 20;
+/// The rate limit R-NET-6 asks for, in bytes per second.
+const LIMIT: u64 = 1_250_000;
+
+struct Settings {
+    quick: bool,
+    big_bytes: u64,
+    big_runs: usize,
+    small_secs: u64,
+    small_conns: usize,
+    limit_secs: u64,
+    idle_tunnels: usize,
+}
+
+fn main() -> Result<()> {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let settings = if quick {
+        Settings {
+            quick,
+            big_bytes: 32 * MIB,
+            big_runs: 1,
+            small_secs: 1,
+            small_conns: 4,
+            limit_secs: 2,
+            idle_tunnels: 100,
+        }
+    } else {
+        Settings {
+            quick,
+            big_bytes: 256 * MIB,
+            big_runs: 5,
+            small_secs: 3,
+            small_conns: 8,
+            limit_secs: 10,
+            idle_tunnels: 1000,
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(run(settings))
+}
+
+async fn run(s: Settings) -> Result<()> {
+    let workdir = tempdir()?;
+    let upstream = Upstream::start().await?;
+    let up = upstream.addr;
+    let mut contestants = vec![Contestant::direct()];
+    contestants.push(Contestant::skrei(&workdir, up, 0)?);
+    for start in [Contestant::squid, Contestant::tinyproxy] {
+        match start(&workdir, up) {
+            Ok(c) => contestants.push(c),
+            Err(e) => eprintln!("skipping: {e:#}"),
+        }
+    }
+    for c in &contestants {
+        c.wait_ready().await?;
+    }
+    let mut report = String::new();
+    let machine = machine_line();
+    report.push_str(&format!(
+        "Measured {} on {machine}, all on loopback; command: `cargo bench -p node --bench proxy`.\n\n",
+        today()
+    ));
+
+    // (a) Large transfers, rate limit off.
+    report.push_str(&format!(
+        "### (a) Large transfer, rate limit off ({} MiB, median of {})\n\n\
+         | path | plain HTTP (MB/s) | vs direct | CONNECT tunnel (MB/s) | vs direct |\n\
+         | --- | --- | --- | --- | --- |\n",
+        s.big_bytes / MIB,
+        s.big_runs
+    ));
+    let mut plain: Vec<Vec<f64>> = vec![Vec::new(); contestants.len()];
+    let mut tunnel: Vec<Vec<f64>> = vec![Vec::new(); contestants.len()];
+    for _ in 0..s.big_runs {
+        // Interleaved, so drift on the machine hits every contestant alike.
+        for (i, c) in contestants.iter().enumerate() {
+            plain[i].push(throughput(c, up, s.big_bytes, false).await?);
+            if c.proxy.is_some() {
+                tunnel[i].push(throughput(c, up, s.big_bytes, true).await?);
+            }
+        }
+    }
+    let direct_plain = median(&plain[0]);
+    for (i, c) in contestants.iter().enumerate() {
+        let p = median(&plain[i]);
+        let (t, tr) = if tunnel[i].is_empty() {
+            ("—".to_string(), "—".to_string())
+        } else {
+            let t = median(&tunnel[i]);
+            (format!("{t:.0}"), format!("{:.2}x", t / direct_plain))
+        };
+        report.push_str(&format!(
+            "| {} | {p:.0} | {:.2}x | {t} | {tr} |\n",
+            c.name,
+            p / direct_plain
+        ));
+    }
+
+    // (b) Small requests: rate and latency.
+    report.push_str(&format!(
+        "\n### (b) Small requests ({} keep-alive connections, {} s each, two rounds)\n\n\
+         | path | requests/s | vs direct | p50 latency (µs) | p99 latency (µs) | added p50 (µs) |\n\
+         | --- | --- | --- | --- | --- | --- |\n",
+        s.small_conns, s.small_secs
+    ));
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); contestants.len()];
+    let mut lats: Vec<Vec<u64>> = vec![Vec::new(); contestants.len()];
+    for round in 0..2 {
+        let order: Vec<usize> = if round == 0 {
+            (0..contestants.len()).collect()
+        } else {
+            (0..contestants.len()).rev().collect()
+        };
+        for i in order {
+            let (rate, mut l) = small_requests(&contestants[i], up, &s).await?;
+            rates[i].push(rate);
+            lats[i].append(&mut l);
+        }
+    }
+    let direct_rate = median(&rates[0]);
+    let direct_p50 = percentile(&mut lats[0].clone(), 50.0);
+    for (i, c) in contestants.iter().enumerate() {
+        let rate = median(&rates[i]);
+        let p50 = percentile(&mut lats[i], 50.0);
+        let p99 = percentile(&mut lats[i], 99.0);
+        report.push_str(&format!(
+            "| {} | {rate:.0} | {:.2}x | {p50} | {p99} | {} |\n",
+            c.name,
+            rate / direct_rate,
+            p50.saturating_sub(direct_p50)
+        ));
+    }
+
+    // (d) Memory with idle tunnels (before (c), which restarts skrei).
+    report.push_str(&format!(
+        "\n### (d) Memory with {} idle CONNECT tunnels\n\n\
+         | proxy | RSS before (MiB) | RSS with tunnels (MiB) | per tunnel (KiB) |\n\
+         | --- | --- | --- | --- |\n",
+        s.idle_tunnels
+    ));
+    for c in contestants.iter().filter(|c| c.proxy.is_some()) {
+        match idle_memory(c, up, s.idle_tunnels).await {
+            Ok((before, after)) => report.push_str(&format!(
+                "| {} | {:.1} | {:.1} | {:.1} |\n",
+                c.name,
+                before as f64 / 1024.0,
+                after as f64 / 1024.0,
+                (after.saturating_sub(before)) as f64 / s.idle_tunnels as f64
+            )),
+            Err(e) => report.push_str(&format!("| {} | failed: {e:#} | | |\n", c.name)),
+        }
+    }
+    drop(contestants);
+
+    // (c) The limiter at 10 Mbit/s.
+    let limited = Contestant::skrei(&workdir, up, LIMIT)?;
+    limited.wait_ready().await?;
+    report.push_str(&format!(
+        "\n### (c) skrei's rate limit at 10 Mbit/s ({LIMIT} B/s), {} s per cell\n\n\
+         | direction | connections | achieved (B/s) | vs target |\n| --- | --- | --- | --- |\n",
+        s.limit_secs
+    ));
+    for upload in [false, true] {
+        for conns in [1usize, 32] {
+            let rate = limited_rate(&limited, up, conns, upload, s.limit_secs).await?;
+            report.push_str(&format!(
+                "| {} | {conns} | {rate:.0} | {:+.2}% |\n",
+                if upload { "upload" } else { "download" },
+                (rate / LIMIT as f64 - 1.0) * 100.0
+            ));
+        }
+    }
+    drop(limited);
+
+    println!("{report}");
+    if !s.quick {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/BENCHMARKS.md");
+        write_section(&path, "proxy", &report)?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
+
+/// One way to reach the upstream: directly, or through a proxy process.
+struct Contestant {
+    name: &'static str,
+    proxy: Option<SocketAddr>,
+    child: Option<Child>,
+}
+
+impl Drop for Contestant {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Contestant {
+    fn direct() -> Contestant {
+        Contestant {
+            name: "direct",
+            proxy: None,
+            child: None,
+        }
+    }
+
+    fn skrei(dir: &Path, upstream: SocketAddr, rate: u64) -> Result<Contestant> {
+        let addr = free_addr()?;
+        let child = Command::new(env!("CARGO_BIN_EXE_skrei"))
+            .args(["proxy", "--listen", &addr.to_string()])
+            .args(["--allow", &upstream.ip().to_string()])
+            .args(["--allow-range", "127.0.0.0/8"])
+            .args(["--connect-ports", &upstream.port().to_string()])
+            .args(["--rate", &rate.to_string()])
+            .args([
+                "--audit",
+                &dir.join("skrei-audit.log").display().to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting skrei proxy")?;
+        Ok(Contestant {
+            name: "skrei",
+            proxy: Some(addr),
+            child: Some(child),
+        })
+    }
+
+    fn squid(dir: &Path, upstream: SocketAddr) -> Result<Contestant> {
+        let addr = free_addr()?;
+        let d = dir.join("squid");
+        std::fs::create_dir_all(&d)?;
+        // squid drops privileges to its own user: let it write its files.
+        Command::new("chmod").arg("777").arg(&d).status()?;
+        let conf = d.join("squid.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "http_port {addr}\n\
+                 acl allowed dst {ip}/32\n\
+                 acl bench_port port {port}\n\
+                 acl CONNECT method CONNECT\n\
+                 http_access deny CONNECT !bench_port\n\
+                 http_access allow allowed\n\
+                 http_access deny all\n\
+                 cache deny all\n\
+                 access_log none\n\
+                 cache_log {log}\n\
+                 pid_filename {pid}\n\
+                 coredump_dir {dir}\n\
+                 max_filedescriptors 8192\n\
+                 shutdown_lifetime 0 seconds\n",
+                ip = upstream.ip(),
+                port = upstream.port(),
+                log = d.join("cache.log").display(),
+                pid = d.join("squid.pid").display(),
+                dir = d.display(),
+            ),
+        )?;
+        let child = Command::new("squid")
+            .args(["-N", "-f"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting squid (apt-get install squid)")?;
+        Ok(Contestant {
+            name: "squid",
+            proxy: Some(addr),
+            child: Some(child),
+        })
+    }
+
+    fn tinyproxy(dir: &Path, upstream: SocketAddr) -> Result<Contestant> {
+        let addr = free_addr()?;
+        let d = dir.join("tinyproxy");
+        std::fs::create_dir_all(&d)?;
+        Command::new("chmod").arg("777").arg(&d).status()?;
+        let filter = d.join("filter");
+        std::fs::write(
+            &filter,
+            format!("^{}$\n", upstream.ip().to_string().replace('.', "\\.")),
+        )?;
+        let conf = d.join("tinyproxy.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "Listen {ip}\nPort {port}\nTimeout 600\nMaxClients 4096\nAllow 127.0.0.1\n\
+                 ConnectPort {up_port}\nFilter \"{filter}\"\nFilterType ere\n\
+                 FilterDefaultDeny Yes\nLogLevel Critical\nDisableViaHeader Yes\n",
+                ip = addr.ip(),
+                port = addr.port(),
+                up_port = upstream.port(),
+                filter = filter.display(),
+            ),
+        )?;
+        let child = Command::new("tinyproxy")
+            .args(["-d", "-c"])
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting tinyproxy (apt-get install tinyproxy)")?;
+        Ok(Contestant {
+            name: "tinyproxy",
+            proxy: Some(addr),
+            child: Some(child),
+        })
+    }
+
+    async fn wait_ready(&self) -> Result<()> {
+        let Some(addr) = self.proxy else {
+            return Ok(());
+        };
+        for _ in 0..200 {
+            if TcpStream::connect(addr).await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("{} did not listen on {addr} within 10 s", self.name)
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// A connection that reaches the upstream: direct, through a CONNECT
+    /// tunnel, or to the proxy for absolute-form requests.
+    async fn connect(&self, upstream: SocketAddr, tunnel: bool) -> Result<Conn> {
+        match self.proxy {
+            None => Conn::open(upstream, None).await,
+            Some(proxy) if tunnel => {
+                let mut conn = Conn::open(proxy, None).await?;
+                conn.tunnel(upstream).await?;
+                Ok(conn)
+            }
+            Some(proxy) => Conn::open(proxy, Some(upstream)).await,
+        }
+    }
+}
+
+/// An HTTP/1.1 client connection with just what the benchmark needs.
+struct Conn {
+    stream: BufReader<TcpStream>,
+    /// Where the connection goes, to reopen it after `Connection: close`.
+    addr: SocketAddr,
+    /// Set when requests go to a proxy in absolute form.
+    absolute: Option<SocketAddr>,
+    /// The server said it closes after this response; the next request
+    /// pays for a new connection (as a real client would).
+    closed: bool,
+}
+
+impl Conn {
+    async fn open(addr: SocketAddr, absolute: Option<SocketAddr>) -> Result<Conn> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(Conn {
+            stream: BufReader::with_capacity(256 << 10, stream),
+            addr,
+            absolute,
+            closed: false,
+        })
+    }
+
+    async fn tunnel(&mut self, to: SocketAddr) -> Result<()> {
+        let req = format!("CONNECT {to} HTTP/1.1\r\nHost: {to}\r\n\r\n");
+        self.stream.get_mut().write_all(req.as_bytes()).await?;
+        let (status, _) = self.read_head().await?;
+        if status != 200 {
+            bail!("CONNECT answered {status}");
+        }
+        Ok(())
+    }
+
+    /// Sends one request (with `upload` bytes of body) and reads the whole
+    /// response; returns the body length.
+    async fn request(&mut self, path: &str, upload: u64) -> Result<u64> {
+        if self.closed {
+            *self = Conn::open(self.addr, self.absolute).await?;
+        }
+        let target = match self.absolute {
+            Some(up) => format!("http://{up}{path}"),
+            None => path.to_string(),
+        };
+        let method = if upload > 0 { "POST" } else { "GET" };
+        let head = format!(
+            "{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {upload}\r\n\r\n"
+        );
+        let stream = self.stream.get_mut();
+        stream.write_all(head.as_bytes()).await?;
+        let chunk = vec![0u8; 64 << 10];
+        let mut left = upload;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            stream.write_all(&chunk[..n]).await?;
+            left -= n as u64;
+        }
+        let (status, len) = self.read_head().await?;
+        if status != 200 {
+            bail!("{path} answered {status}");
+        }
+        let len = len.context("response without Content-Length")?;
+        let mut left = len;
+        let mut buf = vec![0u8; 256 << 10];
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = self.stream.read(&mut buf[..want]).await?;
+            if n == 0 {
+                bail!("connection closed with {left} bytes to go");
+            }
+            left -= n as u64;
+        }
+        Ok(len)
+    }
+
+    async fn read_head(&mut self) -> Result<(u16, Option<u64>)> {
+        let mut line = String::new();
+        self.stream.read_line(&mut line).await?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("bad status line {line:?}"))?;
+        let mut len = None;
+        loop {
+            line.clear();
+            if self.stream.read_line(&mut line).await? == 0 {
+                bail!("connection closed in the response head");
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':') {
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.trim().parse().ok();
+                } else if k.eq_ignore_ascii_case("connection")
+                    && v.trim().eq_ignore_ascii_case("close")
+                {
+                    self.closed = true;
+                }
+            }
+        }
+        Ok((status, len))
+    }
+}
+
+async fn throughput(c: &Contestant, up: SocketAddr, bytes: u64, tunnel: bool) -> Result<f64> {
+    let mut conn = c.connect(up, tunnel).await?;
+    let start = Instant::now();
+    let got = conn.request(&format!("/bytes/{bytes}"), 0).await?;
+    let secs = start.elapsed().as_secs_f64();
+    Ok(got as f64 / secs / 1e6)
+}
+
+async fn small_requests(c: &Contestant, up: SocketAddr, s: &Settings) -> Result<(f64, Vec<u64>)> {
+    let deadline = Instant::now() + Duration::from_secs(s.small_secs);
+    let mut tasks = Vec::new();
+    for _ in 0..s.small_conns {
+        let mut conn = c.connect(up, false).await?;
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while Instant::now() < deadline {
+                let t = Instant::now();
+                conn.request("/bytes/2", 0).await?;
+                lat.push(t.elapsed().as_micros() as u64);
+            }
+            anyhow::Ok(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.append(&mut t.await??);
+    }
+    Ok((all.len() as f64 / s.small_secs as f64, all))
+}
+
+async fn limited_rate(
+    c: &Contestant,
+    up: SocketAddr,
+    conns: usize,
+    upload: bool,
+    secs: u64,
+) -> Result<f64> {
+    // Enough bytes for `secs` at the limit, shared by the connections.
+    let total = LIMIT * secs;
+    let each = total / conns as u64;
+    let mut streams = Vec::new();
+    for _ in 0..conns {
+        streams.push(c.connect(up, false).await?);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for mut conn in streams {
+        tasks.push(tokio::spawn(async move {
+            if upload {
+                conn.request("/bytes/0", each).await
+            } else {
+                conn.request(&format!("/bytes/{each}"), 0).await
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok((each * conns as u64) as f64 / start.elapsed().as_secs_f64())
+}
+
+async fn idle_memory(c: &Contestant, up: SocketAddr, n: usize) -> Result<(u64, u64)> {
+    let pid = c.pid().context("no process")?;
+    let before = rss_kib(pid)?;
+    let mut open = Vec::with_capacity(n);
+    for _ in 0..n {
+        open.push(c.connect(up, true).await?);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(pid)?;
+    drop(open);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Ok((before, after))
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS")
+}
+
+/// A minimal keep-alive HTTP/1.1 server: `/bytes/N` answers N bytes, and
+/// request bodies are read and dropped.
+struct Upstream {
+    addr: SocketAddr,
+}
+
+impl Upstream {
+    async fn start() -> Result<Upstream> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let zeros: Arc<[u8]> = vec![0u8; 256 << 10].into();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let zeros = zeros.clone();
+                tokio::spawn(async move {
+                    let _ = serve(stream, zeros).await;
+                });
+            }
+        });
+        Ok(Upstream { addr })
+    }
+}
+
+async fn serve(stream: TcpStream, zeros: Arc<[u8]>) -> Result<()> {
+    stream.set_nodelay(true)?;
+    let mut stream = BufReader::with_capacity(256 << 10, stream);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if stream.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+        let mut body_len = 0u64;
+        loop {
+            line.clear();
+            if stream.read_line(&mut line).await? == 0 {
+                return Ok(());
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = l.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                body_len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut sink = vec![0u8; 256 << 10];
+        while body_len > 0 {
+            let want = body_len.min(sink.len() as u64) as usize;
+            let n = stream.read(&mut sink[..want]).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            body_len -= n as u64;
+        }
+        let n: u64 = path
+            .rsplit('/')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n");
+        let out = stream.get_mut();
+        out.write_all(head.as_bytes()).await?;
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(zeros.len() as u64) as usize;
+            out.write_all(&zeros[..k]).await?;
+            left -= k as u64;
+        }
+    }
+}
+
+fn free_addr() -> Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?)
+}
+
+fn tempdir() -> Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("skrei-proxy-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() { 0.0 } else { v[v.len() / 2] }
+}
+
+fn percentile(v: &mut [u64], p: f64) -> u64 {
+    if v.is_empty() {
+        return 0;
+    }
+    v.sort_unstable();
+    let i = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
+    v[i]
+}
+
+fn machine_line() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores ({cpu})")
+}
+
+fn today() -> String {
+    Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Replaces the text between `<!-- NAME:start -->` and `<!-- NAME:end -->`
+/// in the benchmarks file (adding the section when absent).
+fn write_section(path: &Path, name: &str, body: &str) -> Result<()> {
+    let start = format!("<!-- {name}:start -->");
+    let end = format!("<!-- {name}:end -->");
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
+    let block = format!("{start}\n{body}\n{end}");
+    let new = match (old.find(&start), old.find(&end)) {
+        (Some(a), Some(b)) if a < b => format!("{}{block}{}", &old[..a], &old[b + end.len()..]),
+        _ => format!("{}\n{block}\n", old.trim_end()),
+    };
+    std::fs::write(path, new)?;
+    Ok(())
+}

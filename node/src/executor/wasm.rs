@@ -1,0 +1,390 @@
+//! The WebAssembly engine: WASI preview 1 modules under wasmtime.
+//!
+//! A module sees its inputs read-only and its result folders read-write at
+//! the paths the job names, its arguments and environment, and nothing else:
+//! no sockets (R-NET-1, R-NET-10), no host files, no clock beyond WASI's.
+//! Time is bounded by an epoch deadline (a ticker thread advances the
+//! engine's epoch), memory by a resource limiter, and CPU by fuel when the
+//! node meters it. Compiled modules are cached by the CID of their bytes.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use cid::Cid;
+use protocol::job::{InputSource, NetworkMode, ResultPath, WasmParams};
+use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+use super::{
+    CappedOutput, ExecError, ExecutionDir, LimitKind, Limits, RunOutcome, write_exit_code,
+};
+
+/// How often the epoch advances: the granularity of timeouts and cancels.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Compiled modules kept in memory.
+const CACHE_ENTRIES: usize = 64;
+/// Exit code reported when the module traps (as a native program that aborts).
+pub const TRAP_EXIT_CODE: i32 = 134;
+
+/// A request to stop an execution; cheap to clone and share.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// One WASM task, with everything the node prepared for it.
+pub struct WasmTask<'a> {
+    /// The entry module's bytes (fetched and verified by the node).
+    pub module: &'a [u8],
+    pub params: &'a WasmParams,
+    /// The task's `Env`, under the engine's own variables.
+    pub task_env: &'a BTreeMap<String, String>,
+    pub inputs: &'a [InputSource],
+    pub result_paths: &'a [ResultPath],
+    pub network: NetworkMode,
+    pub dir: &'a ExecutionDir,
+    pub limits: Limits,
+}
+
+/// The WASM engine. Create one per node and share it.
+pub struct WasmExecutor {
+    engine: Engine,
+    meter_fuel: bool,
+    cache: Mutex<ModuleCache>,
+    ticker: Option<std::thread::JoinHandle<()>>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+#[derive(Default)]
+struct ModuleCache {
+    modules: BTreeMap<Cid, Module>,
+    order: VecDeque<Cid>,
+}
+
+impl WasmExecutor {
+    /// An engine; with `meter_fuel`, tasks can be given a CPU budget
+    /// ([`Limits::fuel`]) at the cost of some speed.
+    pub fn new(meter_fuel: bool) -> Result<WasmExecutor, ExecError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.consume_fuel(meter_fuel);
+        let engine =
+            Engine::new(&config).map_err(|e| ExecError::Unavailable(format!("wasmtime: {e}")))?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let ticker = {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("wasm-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(ExecError::io("starting the WASM epoch ticker"))?
+        };
+        Ok(WasmExecutor {
+            engine,
+            meter_fuel,
+            cache: Mutex::new(ModuleCache::default()),
+            ticker: Some(ticker),
+            stop_ticker,
+        })
+    }
+
+    /// Compiles a module, or takes it from the cache. Returns the CID of
+    /// its bytes (raw, BLAKE3), which names it in the cache.
+    pub fn compile(&self, bytes: &[u8]) -> Result<(Cid, Module), ExecError> {
+        let cid = protocol::id::blake3_cid(protocol::id::RAW, bytes);
+        if let Some(m) = self.lock_cache().modules.get(&cid) {
+            return Ok((cid, m.clone()));
+        }
+        let module = Module::new(&self.engine, bytes).map_err(|e| {
+            ExecError::Missing(format!("the entry module is not valid WebAssembly: {e}"))
+        })?;
+        let mut cache = self.lock_cache();
+        if cache.modules.insert(cid, module.clone()).is_none() {
+            cache.order.push_back(cid);
+            while cache.order.len() > CACHE_ENTRIES {
+                if let Some(old) = cache.order.pop_front() {
+                    cache.modules.remove(&old);
+                }
+            }
+        }
+        Ok((cid, module))
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, ModuleCache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs a task to its end, its timeout, a limit, or `cancel`.
+    pub async fn run(&self, task: WasmTask<'_>, cancel: Cancel) -> Result<RunOutcome, ExecError> {
+        if task.network != NetworkMode::None {
+            // Core WASI modules have no HTTP interface to police; refusing
+            // keeps the promise that `http` means "only these domains".
+            return Err(ExecError::Unavailable(format!(
+                "WASM jobs with network {} need a WASI 0.2 component with wasi:http, which \
+                 this node does not run yet; use network none, or a Docker job",
+                task.network
+            )));
+        }
+        let (_, module) = self.compile(task.module)?;
+        let prepared = prepare(&task)?;
+        let engine = self.engine.clone();
+        let meter_fuel = self.meter_fuel;
+        let limits = task.limits;
+        let entrypoint = task.params.entrypoint.clone();
+        let dir = task.dir.clone();
+        tokio::task::spawn_blocking(move || {
+            run_blocking(
+                &engine,
+                &module,
+                prepared,
+                &entrypoint,
+                limits,
+                meter_fuel,
+                &cancel,
+                &dir,
+            )
+        })
+        .await
+        .map_err(|e| ExecError::Unavailable(format!("the WASM worker failed: {e}")))?
+    }
+}
+
+impl Drop for WasmExecutor {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+        if let Some(t) = self.ticker.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// What the guest gets, decided before the run.
+struct Prepared {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    /// (host dir, guest path, writable)
+    preopens: Vec<(PathBuf, String, bool)>,
+    stdout: CappedOutput,
+    stderr: CappedOutput,
+}
+
+fn prepare(task: &WasmTask<'_>) -> Result<Prepared, ExecError> {
+    let results = task.dir.results();
+    std::fs::create_dir_all(&results).map_err(ExecError::io("creating the results folder"))?;
+    let stdout = CappedOutput::create(&results.join("stdout"), task.limits.output_bytes)
+        .map_err(ExecError::io("creating stdout"))?;
+    let stderr = CappedOutput::create(&results.join("stderr"), task.limits.output_bytes)
+        .map_err(ExecError::io("creating stderr"))?;
+
+    let mut preopens = Vec::new();
+    let mut seen = BTreeSet::new();
+    for input in task.inputs {
+        let host = task.dir.input(&input.target);
+        let meta = std::fs::metadata(&host).map_err(ExecError::io(format!(
+            "input at {} was not materialised",
+            input.target
+        )))?;
+        // WASI opens directories only: a file input is reached through its
+        // folder, which holds nothing but materialised inputs.
+        let (host, guest) = if meta.is_dir() {
+            (host, input.target.clone())
+        } else {
+            let parent = input.target.rsplit_once('/').map_or("/", |(p, _)| p);
+            let guest = if parent.is_empty() { "/" } else { parent };
+            (task.dir.input(guest), guest.to_string())
+        };
+        if seen.insert(guest.clone()) {
+            preopens.push((host, guest, false));
+        }
+    }
+    for r in task.result_paths {
+        let host = task.dir.output(&r.name);
+        std::fs::create_dir_all(&host).map_err(ExecError::io(format!(
+            "creating the result folder {}",
+            r.name
+        )))?;
+        preopens.push((host, r.path.clone(), true));
+    }
+
+    let mut env: BTreeMap<String, String> = task.task_env.clone();
+    env.extend(task.params.environment_variables.clone());
+    let mut args = vec!["main.wasm".to_string()];
+    args.extend(task.params.parameters.iter().cloned());
+    Ok(Prepared {
+        args,
+        env: env.into_iter().collect(),
+        preopens,
+        stdout,
+        stderr,
+    })
+}
+
+struct GuestState {
+    wasi: WasiP1Ctx,
+    limiter: MemoryLimiter,
+}
+
+/// Caps linear memory and remembers that the cap was hit, so the failure
+/// is reported as a memory limit rather than a bare trap.
+struct MemoryLimiter {
+    max_bytes: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.hit = true;
+            return Err(wasmtime::format_err!(
+                "memory limit of {} bytes reached",
+                self.max_bytes
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_blocking(
+    engine: &Engine,
+    module: &Module,
+    p: Prepared,
+    entrypoint: &str,
+    limits: Limits,
+    meter_fuel: bool,
+    cancel: &Cancel,
+    dir: &ExecutionDir,
+) -> Result<RunOutcome, ExecError> {
+    let started = Instant::now();
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.args(&p.args)
+        .envs(&p.env)
+        .stdout(p.stdout.clone())
+        .stderr(p.stderr.clone())
+        .allow_blocking_current_thread(true);
+    for (host, guest, writable) in &p.preopens {
+        let perms = if *writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        wasi.preopened_dir(host, guest, perms).map_err(|e| {
+            ExecError::Unavailable(format!("cannot open {} for the task: {e}", host.display()))
+        })?;
+    }
+    let state = GuestState {
+        wasi: wasi.build_p1(),
+        limiter: MemoryLimiter {
+            max_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            hit: false,
+        },
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limiter);
+    if meter_fuel {
+        store
+            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+            .map_err(|e| ExecError::Unavailable(format!("fuel: {e}")))?;
+    }
+    let deadline = started + limits.timeout;
+    let watch = cancel.clone();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if watch.is_cancelled() || Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            Ok(UpdateDeadline::Continue(1))
+        }
+    });
+
+    let mut linker: Linker<GuestState> = Linker::new(engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi)
+        .map_err(|e| ExecError::Unavailable(format!("linking WASI: {e}")))?;
+    let instance = linker.instantiate(&mut store, module).map_err(|e| {
+        ExecError::Missing(format!(
+            "the module cannot be instantiated (it may import something other than WASI \
+             preview 1): {e}"
+        ))
+    })?;
+    let func = instance
+        .get_typed_func::<(), ()>(&mut store, entrypoint)
+        .map_err(|_| {
+            ExecError::Missing(format!(
+                "the module exports no function `{entrypoint}` taking no arguments; WASI \
+                 programs export `_start`"
+            ))
+        })?;
+
+    let result = func.call(&mut store, ());
+    let exit_code = match result {
+        Ok(()) => 0,
+        Err(e) => {
+            if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                exit.0
+            } else if store.data().limiter.hit {
+                return Err(ExecError::Limit {
+                    kind: LimitKind::Memory,
+                    detail: format!("{} bytes", limits.memory_bytes),
+                });
+            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
+                return Err(ExecError::Limit {
+                    kind: LimitKind::Cpu,
+                    detail: format!("{} units of fuel", limits.fuel.unwrap_or(0)),
+                });
+            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+                return Err(if cancel.is_cancelled() {
+                    ExecError::Cancelled
+                } else {
+                    ExecError::Timeout(limits.timeout)
+                });
+            } else {
+                // The program itself failed (unreachable, bad memory access...):
+                // that is its result, told in its stderr.
+                let _ = p
+                    .stderr
+                    .append(format!("\nskrei: the module trapped: {e:#}\n").as_bytes());
+                TRAP_EXIT_CODE
+            }
+        }
+    };
+    drop(store);
+    write_exit_code(dir, exit_code)?;
+    Ok(RunOutcome {
+        exit_code,
+        stdout_bytes: p.stdout.seen(),
+        stderr_bytes: p.stderr.seen(),
+        stdout_truncated: p.stdout.truncated(),
+        stderr_truncated: p.stderr.truncated(),
+        duration: started.elapsed(),
+    })
+}

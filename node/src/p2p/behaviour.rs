@@ -1,0 +1,160 @@
+//! The libp2p protocols a node runs, and how each is configured.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use libp2p::gossipsub::{
+    self, IdentTopic, MessageAuthenticity, PeerScoreParams, PeerScoreThresholds, TopicScoreParams,
+    ValidationMode,
+};
+use libp2p::identity::Keypair;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::NetworkBehaviour;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{StreamProtocol, identify, kad, mdns};
+use protocol::messages::MAX_GOSSIP_BYTES;
+
+use super::codec::{DIRECT_PROTOCOL, DirectCodec};
+use super::validate::{JOBS_TOPIC, NODES_TOPIC};
+
+/// Name of skrei's Kademlia DHT: skrei nodes form their own DHT rather
+/// than joining the public IPFS one.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/skrei/kad/1");
+
+/// What identify announces as the protocol version; peers of another
+/// version still connect, identify only informs.
+const IDENTIFY_PROTOCOL: &str = "/skrei/1";
+
+/// Room for gossipsub's own framing around a message (author, sequence
+/// number, signature, key, topic, protobuf heads): a few hundred bytes, with
+/// a wide margin. A message over `MAX_GOSSIP_BYTES` but within this margin
+/// still arrives, so the application (not the framing) refuses it and the
+/// sender is penalised.
+const GOSSIP_FRAMING: usize = 64 << 10;
+
+/// How long a direct message waits for its acknowledgement.
+pub const DIRECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub identify: identify::Behaviour,
+    pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
+    pub mdns: Toggle<mdns::tokio::Behaviour>,
+    pub gossipsub: gossipsub::Behaviour,
+    pub direct: request_response::Behaviour<DirectCodec>,
+}
+
+impl Behaviour {
+    pub fn new(key: &Keypair, kademlia: bool, mdns: bool) -> Result<Behaviour, String> {
+        let peer_id = key.public().to_peer_id();
+
+        let identify = identify::Behaviour::new(identify::Config::new(
+            IDENTIFY_PROTOCOL.to_owned(),
+            key.public(),
+        ));
+
+        let kad = kademlia.then(|| {
+            let mut config = kad::Config::new(KAD_PROTOCOL);
+            config.set_query_timeout(Duration::from_secs(30));
+            let mut kad =
+                kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), config);
+            // Answer DHT queries even before an external address is
+            // confirmed: on a LAN or loopback none ever is, and a DHT of
+            // clients only finds nobody.
+            kad.set_mode(Some(kad::Mode::Server));
+            kad
+        });
+
+        let mdns = if mdns {
+            Some(
+                mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                    .map_err(|e| format!("mDNS: {e}"))?,
+            )
+        } else {
+            None
+        };
+
+        let config = gossipsub::ConfigBuilder::default()
+            .validation_mode(ValidationMode::Strict)
+            // Nothing is forwarded until `validate::gossip` has accepted it.
+            .validate_messages()
+            .max_transmit_size(MAX_GOSSIP_BYTES + GOSSIP_FRAMING)
+            .heartbeat_interval(Duration::from_millis(500))
+            .build()
+            .map_err(|e| format!("gossipsub config: {e}"))?;
+        let mut gossipsub =
+            gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
+                .map_err(|e| format!("gossipsub: {e}"))?;
+        let (params, thresholds) = scoring();
+        gossipsub
+            .with_peer_score(params, thresholds)
+            .map_err(|e| format!("gossipsub peer scoring: {e}"))?;
+        for topic in [JOBS_TOPIC, NODES_TOPIC] {
+            gossipsub
+                .subscribe(&IdentTopic::new(topic))
+                .map_err(|e| format!("subscribing to {topic}: {e}"))?;
+        }
+
+        let direct = request_response::Behaviour::with_codec(
+            DirectCodec,
+            [(DIRECT_PROTOCOL, ProtocolSupport::Full)],
+            request_response::Config::default().with_request_timeout(DIRECT_TIMEOUT),
+        );
+
+        Ok(Behaviour {
+            identify,
+            kad: kad.into(),
+            mdns: mdns.into(),
+            gossipsub,
+            direct,
+        })
+    }
+}
+
+/// Peer scoring: only what a peer demonstrably did wrong counts.
+///
+/// - P4, invalid messages: each message the application rejects adds one to
+///   the sender's counter for that topic, and the penalty is the counter
+///   squared times -10. One bad message (-10) costs nothing yet; two (-40)
+///   stop us gossiping to the peer (`gossip_threshold` -10); three (-90)
+///   graylist it (`graylist_threshold` -80): its messages are ignored
+///   unread. The counter decays by 1 % a second, so a peer that stops
+///   recovers in minutes.
+/// - P5, application-specific (weight 10): rejected direct messages, on the
+///   same curve (see `Driver::strike`).
+/// - No P3 (mesh delivery deficit): jobs are rare, and a quiet mesh must not
+///   look like a failing one.
+/// - No IP colocation penalty: devstacks run many nodes on one address.
+fn scoring() -> (PeerScoreParams, PeerScoreThresholds) {
+    let topic = TopicScoreParams {
+        topic_weight: 1.0,
+        // P1 and P2 reward time in mesh and first deliveries a little.
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 100.0,
+        first_message_deliveries_weight: 1.0,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 10.0,
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.99,
+        ..TopicScoreParams::default()
+    };
+    let params = PeerScoreParams {
+        topics: HashMap::from([
+            (IdentTopic::new(JOBS_TOPIC).hash(), topic.clone()),
+            (IdentTopic::new(NODES_TOPIC).hash(), topic),
+        ]),
+        app_specific_weight: 10.0,
+        ip_colocation_factor_weight: 0.0,
+        ..PeerScoreParams::default()
+    };
+    let thresholds = PeerScoreThresholds {
+        gossip_threshold: -10.0,
+        publish_threshold: -50.0,
+        graylist_threshold: -80.0,
+        ..PeerScoreThresholds::default()
+    };
+    (params, thresholds)
+}

@@ -1,0 +1,90 @@
+//! What a node's network layer needs to start.
+
+use libp2p::Multiaddr;
+
+/// Configuration of [`super::P2p::start`].
+///
+/// ```
+/// use skrei_node::p2p::P2pConfig;
+/// let config = P2pConfig::new([7; 32]).listen("/ip4/127.0.0.1/tcp/0".parse()?);
+/// assert!(!config.mdns);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct P2pConfig {
+    /// The node key's ed25519 secret (`NodeKey::to_secret_bytes`): it becomes
+    /// the libp2p identity, so the node's `PeerId` is its `NodeId`.
+    pub secret: [u8; 32],
+    /// Addresses to listen on (`/ip4/0.0.0.0/tcp/4001`, port 0 for any).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through, each ending in `/p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Find peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Find peers through the Kademlia DHT and answer its queries. Off, the
+    /// node talks only to the peers it dials and those that dial it (and has
+    /// no provider records): for closed deployments and for tests that need
+    /// a fixed topology.
+    pub kademlia: bool,
+    /// Capacity of the command channel from [`super::P2pHandle`]s to the swarm.
+    pub command_buffer: usize,
+    /// Capacity of the event channel to the application. When it is full,
+    /// gossip is dropped (with a warning) and direct messages are answered
+    /// "busy", so the sender can retry: the swarm never blocks on a slow reader.
+    pub event_buffer: usize,
+}
+
+impl P2pConfig {
+    /// A configuration with no listen or bootstrap addresses, Kademlia on,
+    /// mDNS off, and channels of 256 entries.
+    pub fn new(secret: [u8; 32]) -> P2pConfig {
+        P2pConfig {
+            secret,
+            listen: Vec::new(),
+            bootstrap: Vec::new(),
+            mdns: false,
+            kademlia: true,
+            command_buffer: 256,
+            event_buffer: 256,
+        }
+    }
+
+    /// Adds a listen address.
+    pub fn listen(mut self, addr: Multiaddr) -> P2pConfig {
+        self.listen.push(addr);
+        self
+    }
+
+    /// Adds a bootstrap peer address (ending in `/p2p/<peer id>`).
+    pub fn bootstrap(mut self, addr: Multiaddr) -> P2pConfig {
+        self.bootstrap.push(addr);
+        self
+    }
+
+    /// Turns mDNS discovery on or off.
+    pub fn mdns(mut self, on: bool) -> P2pConfig {
+        self.mdns = on;
+        self
+    }
+
+    /// Turns Kademlia on or off.
+    pub fn kademlia(mut self, on: bool) -> P2pConfig {
+        self.kademlia = on;
+        self
+    }
+}
+
+impl std::fmt::Debug for P2pConfig {
+    // The secret stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("P2pConfig")
+            .field("listen", &self.listen)
+            .field("bootstrap", &self.bootstrap)
+            .field("mdns", &self.mdns)
+            .field("kademlia", &self.kademlia)
+            .field("command_buffer", &self.command_buffer)
+            .field("event_buffer", &self.event_buffer)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,460 @@
+//! The task that owns the swarm: it carries out the handles' commands, turns
+//! swarm events into [`P2pEvent`]s, and validates everything peers send
+//! before it reaches the application or is forwarded.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
+use libp2p::request_response::{self, OutboundRequestId};
+use libp2p::swarm::SwarmEvent;
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
+use protocol::id::NodeId;
+use tokio::sync::{mpsc, oneshot};
+
+use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use super::codec::Ack;
+use super::validate::{self, JOBS_TOPIC, NODES_TOPIC, node_id, peer_id};
+use super::{P2pError, P2pEvent};
+
+type Reply<T> = oneshot::Sender<Result<T, P2pError>>;
+
+/// A request from a [`super::P2pHandle`]; each carries the channel its
+/// answer comes back on.
+pub(super) enum Command {
+    Publish {
+        topic: String,
+        bytes: Vec<u8>,
+        reply: Reply<()>,
+    },
+    Send {
+        to: NodeId,
+        bytes: Vec<u8>,
+        reply: Reply<()>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: Reply<()>,
+    },
+    StartProviding {
+        key: Vec<u8>,
+        reply: Reply<()>,
+    },
+    GetProviders {
+        key: Vec<u8>,
+        reply: Reply<Vec<NodeId>>,
+    },
+    PeerScore {
+        node: NodeId,
+        reply: oneshot::Sender<Option<f64>>,
+    },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What the handles can read without asking the task.
+#[derive(Default)]
+pub(super) struct Shared {
+    pub listen_addrs: Vec<Multiaddr>,
+    pub peers: BTreeSet<NodeId>,
+}
+
+pub(super) struct Driver {
+    pub swarm: Swarm<Behaviour>,
+    pub events: mpsc::Sender<P2pEvent>,
+    pub shared: Arc<Mutex<Shared>>,
+    /// Direct messages awaiting their acknowledgement, by request id.
+    sends: HashMap<OutboundRequestId, (NodeId, Reply<()>)>,
+    providing: HashMap<kad::QueryId, Reply<()>>,
+    finding: HashMap<kad::QueryId, (BTreeSet<NodeId>, Reply<Vec<NodeId>>)>,
+    /// Rejected direct messages per connected peer: see [`Driver::strike`].
+    strikes: HashMap<PeerId, u32>,
+}
+
+impl Driver {
+    pub fn new(
+        swarm: Swarm<Behaviour>,
+        events: mpsc::Sender<P2pEvent>,
+        shared: Arc<Mutex<Shared>>,
+    ) -> Driver {
+        Driver {
+            swarm,
+            events,
+            shared,
+            sends: HashMap::new(),
+            providing: HashMap::new(),
+            finding: HashMap::new(),
+            strikes: HashMap::new(),
+        }
+    }
+
+    /// Runs until a shutdown command, or until every handle is gone.
+    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let stopped = loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Shutdown { reply }) => break Some(reply),
+                    Some(command) => self.command(command),
+                    None => break None,
+                },
+                event = self.swarm.select_next_some() => self.event(event),
+            }
+        };
+        // Dropping the swarm closes every connection and listener; only
+        // then is the shutdown complete.
+        drop(self.swarm);
+        {
+            let mut shared = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            shared.listen_addrs.clear();
+            shared.peers.clear();
+        }
+        tracing::debug!("p2p task stopped");
+        if let Some(reply) = stopped {
+            let _ = reply.send(());
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        let behaviour = self.swarm.behaviour_mut();
+        match command {
+            Command::Publish {
+                topic,
+                bytes,
+                reply,
+            } => {
+                let result = behaviour
+                    .gossipsub
+                    .publish(IdentTopic::new(topic.clone()), bytes)
+                    .map(|_| ())
+                    .map_err(|e| publish_error(&topic, e));
+                let _ = reply.send(result);
+            }
+            Command::Send { to, bytes, reply } => {
+                let id = behaviour.direct.send_request(&peer_id(&to), bytes);
+                self.sends.insert(id, (to, reply));
+            }
+            Command::Dial { addr, reply } => {
+                let result = self.swarm.dial(addr.clone()).map_err(|e| P2pError::Dial {
+                    addr,
+                    cause: e.to_string(),
+                });
+                let _ = reply.send(result);
+            }
+            Command::StartProviding { key, reply } => match behaviour.kad.as_mut() {
+                Some(kad) => match kad.start_providing(kad::RecordKey::new(&key)) {
+                    Ok(query) => {
+                        self.providing.insert(query, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(dht_error("start_providing", e)));
+                    }
+                },
+                None => {
+                    let _ = reply.send(Err(dht_error("start_providing", "Kademlia is off")));
+                }
+            },
+            Command::GetProviders { key, reply } => match behaviour.kad.as_mut() {
+                Some(kad) => {
+                    let query = kad.get_providers(kad::RecordKey::new(&key));
+                    self.finding.insert(query, (BTreeSet::new(), reply));
+                }
+                None => {
+                    let _ = reply.send(Err(dht_error("get_providers", "Kademlia is off")));
+                }
+            },
+            Command::PeerScore { node, reply } => {
+                let _ = reply.send(behaviour.gossipsub.peer_score(&peer_id(&node)));
+            }
+            // `run` stops on it before calling this.
+            Command::Shutdown { reply } => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    pub fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.gossip(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Direct(event)) => self.direct(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.identify(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.kad(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.mdns(event),
+            SwarmEvent::NewListenAddr { address, .. } => {
+                let address = address
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .unwrap_or_else(|a| a);
+                tracing::info!(%address, "listening");
+                self.shared().listen_addrs.push(address);
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                let address = address
+                    .with_p2p(*self.swarm.local_peer_id())
+                    .unwrap_or_else(|a| a);
+                self.shared().listen_addrs.retain(|a| *a != address);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                num_established,
+                ..
+            } if num_established.get() == 1 => {
+                if let Ok(node) = node_id(&peer_id) {
+                    tracing::debug!(peer = %node, "connected");
+                    self.shared().peers.insert(node);
+                    self.emit(P2pEvent::PeerConnected(node));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.strikes.remove(&peer_id);
+                if let Ok(node) = node_id(&peer_id) {
+                    tracing::debug!(peer = %node, "disconnected");
+                    self.shared().peers.remove(&node);
+                    self.emit(P2pEvent::PeerDisconnected(node));
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, %error, "dial failed");
+            }
+            _ => {}
+        }
+    }
+
+    /// R-P2P-3 for gossip: validate, then tell gossipsub whether to forward.
+    fn gossip(&mut self, event: gossipsub::Event) {
+        let gossipsub::Event::Message {
+            propagation_source,
+            message_id,
+            message,
+        } = event
+        else {
+            return;
+        };
+        let verdict = validate::gossip(
+            message.topic.as_str(),
+            message.source.as_ref(),
+            &message.data,
+        );
+        let acceptance = match verdict {
+            Ok(_) => MessageAcceptance::Accept,
+            Err(_) => MessageAcceptance::Reject,
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&message_id, &propagation_source, acceptance);
+        match verdict {
+            Ok((from, message)) => self.emit(P2pEvent::Gossip { from, message }),
+            Err(reason) => self.rejected(&propagation_source, reason),
+        }
+    }
+
+    /// R-P2P-3 for direct messages: validate, deliver, acknowledge.
+    fn direct(&mut self, event: request_response::Event<Vec<u8>, Ack>) {
+        match event {
+            request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => {
+                let ack = match validate::direct(&peer, &request) {
+                    Ok((from, message)) => {
+                        match self.events.try_send(P2pEvent::Direct { from, message }) {
+                            Ok(()) => Ack::Accepted,
+                            Err(_) => {
+                                tracing::warn!(%peer,
+                                    "event queue full: direct message answered busy");
+                                Ack::Busy
+                            }
+                        }
+                    }
+                    Err(reason) => {
+                        let ack = Ack::rejected(&reason.to_string());
+                        self.strike(&peer);
+                        self.rejected(&peer, reason);
+                        ack
+                    }
+                };
+                // Fails only if the stream is gone; the sender sees that.
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .direct
+                    .send_response(channel, ack);
+            }
+            request_response::Event::Message {
+                message:
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some((peer, reply)) = self.sends.remove(&request_id) {
+                    let _ = reply.send(match response {
+                        Ack::Accepted => Ok(()),
+                        Ack::Busy => Err(P2pError::Busy { peer }),
+                        Ack::Rejected(reason) => Err(P2pError::Rejected { peer, reason }),
+                    });
+                }
+            }
+            request_response::Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some((peer, reply)) = self.sends.remove(&request_id) {
+                    let _ = reply.send(Err(P2pError::SendFailed {
+                        peer,
+                        cause: error.to_string(),
+                    }));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "inbound direct message failed");
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn identify(&mut self, event: identify::Event) {
+        if let identify::Event::Received { peer_id, info, .. } = event
+            && info.protocols.contains(&KAD_PROTOCOL)
+            && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
+        {
+            for addr in info.listen_addrs {
+                kad.add_address(&peer_id, addr);
+            }
+        }
+    }
+
+    fn mdns(&mut self, event: mdns::Event) {
+        if let mdns::Event::Discovered(found) = event {
+            for (peer, addr) in found {
+                if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+                    kad.add_address(&peer, addr.clone());
+                }
+                if !self.swarm.is_connected(&peer) {
+                    let _ = self.swarm.dial(addr);
+                }
+            }
+        }
+    }
+
+    fn kad(&mut self, event: kad::Event) {
+        let kad::Event::OutboundQueryProgressed {
+            id, result, step, ..
+        } = event
+        else {
+            return;
+        };
+        match result {
+            kad::QueryResult::StartProviding(result) => {
+                if let Some(reply) = self.providing.remove(&id) {
+                    let _ = reply.send(
+                        result
+                            .map(|_| ())
+                            .map_err(|e| dht_error("start_providing", e)),
+                    );
+                }
+            }
+            kad::QueryResult::GetProviders(result) => {
+                let Some((found, _)) = self.finding.get_mut(&id) else {
+                    return;
+                };
+                if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = &result {
+                    found.extend(providers.iter().filter_map(|p| node_id(p).ok()));
+                }
+                // The first providers found are enough to start fetching
+                // from: no need to wait for the rest of the DHT walk.
+                if found.is_empty() && !step.last && result.is_ok() {
+                    return;
+                }
+                let Some((found, reply)) = self.finding.remove(&id) else {
+                    return;
+                };
+                let _ = reply.send(match result {
+                    Err(e) if found.is_empty() => Err(dht_error("get_providers", e)),
+                    _ => Ok(found.into_iter().collect()),
+                });
+                if !step.last
+                    && let Some(mut query) = self
+                        .swarm
+                        .behaviour_mut()
+                        .kad
+                        .as_mut()
+                        .and_then(|kad| kad.query_mut(&id))
+                {
+                    query.finish();
+                }
+            }
+            kad::QueryResult::Bootstrap(Err(e)) => {
+                tracing::debug!(%e, "DHT bootstrap failed");
+            }
+            _ => {}
+        }
+    }
+
+    /// Counts a rejected direct message against `peer`'s gossipsub score,
+    /// through the application-specific component (P5, weight 10): `n`
+    /// strikes score `-10 n²`, the curve rejected gossip follows (P4), so
+    /// three bad direct messages graylist a peer too. Kept while the peer
+    /// stays connected.
+    fn strike(&mut self, peer: &PeerId) {
+        let strikes = self.strikes.entry(*peer).or_default();
+        *strikes = strikes.saturating_add(1);
+        let penalty = -f64::from(*strikes).powi(2);
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .set_application_score(peer, penalty);
+    }
+
+    fn rejected(&mut self, sender: &PeerId, reason: validate::Rejection) {
+        let Ok(from) = node_id(sender) else {
+            return;
+        };
+        tracing::warn!(peer = %from, %reason, "rejected a message");
+        self.emit(P2pEvent::Rejected { from, reason });
+    }
+
+    /// Hands an event to the application without ever blocking the swarm.
+    fn emit(&self, event: P2pEvent) {
+        if let Err(e) = self.events.try_send(event) {
+            tracing::warn!(event = ?e.into_inner(),
+                "event queue full or closed: event dropped");
+        }
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        // Only this task writes, and it never panics while holding the lock.
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn publish_error(topic: &str, error: PublishError) -> P2pError {
+    let topic = match topic {
+        JOBS_TOPIC => JOBS_TOPIC,
+        NODES_TOPIC => NODES_TOPIC,
+        _ => "an unknown topic",
+    };
+    match error {
+        PublishError::NoPeersSubscribedToTopic => P2pError::NoSubscribers { topic },
+        other => P2pError::Publish {
+            topic,
+            cause: other.to_string(),
+        },
+    }
+}
+
+fn dht_error(operation: &'static str, cause: impl std::fmt::Display) -> P2pError {
+    P2pError::Dht {
+        operation,
+        cause: cause.to_string(),
+    }
+}

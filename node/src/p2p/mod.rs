@@ -1,0 +1,367 @@
+//! The node's network layer: a libp2p swarm run as a task, behind a
+//! cloneable [`P2pHandle`] and a bounded stream of [`P2pEvent`]s.
+//!
+//! - **Transport**: TCP + noise + yamux. (QUIC comes with iroh for content.)
+//! - **Identity**: the node's ed25519 key, so every libp2p `PeerId` prints
+//!   as the skrei `NodeId` of the same node.
+//! - **Discovery**: Kademlia (`/skrei/kad/1`, bootstrapped from
+//!   `--bootstrap` addresses, also the content-provider index), identify,
+//!   and mDNS on LANs when enabled.
+//! - **Gossip** (R-P2P-2): gossipsub on `skrei/jobs/1` (announcements) and
+//!   `skrei/nodes/1` (node info), every message signed by its libp2p author
+//!   and, in strict mode, never forwarded before the application accepted it.
+//! - **Direct messages** (R-P2P-2): request-response on `/skrei/direct/1`,
+//!   one encoded `Direct` per request answered by an acknowledgement.
+//! - **Validation** (R-P2P-3): see [`validate`]; a rejected gossip message
+//!   penalises the peer that sent it through gossipsub's peer score; a
+//!   rejected direct message is answered with the reason, dropped, and
+//!   counted against the sender's score as well.
+//!
+//! The swarm task never blocks on the application: when the event channel
+//! is full, gossip is dropped with a warning and direct messages are
+//! answered "busy" (the sender sees [`P2pError::Busy`] and may retry).
+//!
+//! ```no_run
+//! # async fn demo(announce: protocol::messages::Gossip) -> Result<(), skrei_node::p2p::P2pError> {
+//! use skrei_node::p2p::{P2p, P2pConfig, P2pEvent};
+//!
+//! let config = P2pConfig::new([7; 32]).listen("/ip4/0.0.0.0/tcp/4001".parse().unwrap());
+//! let (p2p, mut events) = P2p::start(config).await?;
+//! println!("bootstrap others with {:?}", p2p.listen_addrs());
+//! p2p.publish(&announce).await?;
+//! while let Some(event) = events.recv().await {
+//!     if let P2pEvent::Gossip { from, message } = event {
+//!         println!("{from}: {message:?}");
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod behaviour;
+mod codec;
+mod config;
+mod driver;
+mod error;
+pub mod validate;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use libp2p::identity::Keypair;
+use libp2p::multiaddr::Protocol;
+use libp2p::{Multiaddr, SwarmBuilder, noise, tcp, yamux};
+use protocol::id::{NodeId, NodeKey};
+use protocol::messages::{Direct, DirectMessage, Gossip, GossipMessage};
+use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
+
+pub use codec::{DIRECT_PROTOCOL, MAX_ACK_REASON_BYTES};
+pub use config::P2pConfig;
+pub use error::P2pError;
+pub use validate::{JOBS_TOPIC, NODES_TOPIC, Rejection};
+
+use behaviour::Behaviour;
+use driver::{Command, Driver, Shared};
+
+/// How long [`P2p::start`] waits for its listeners to report an address.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections with no protocol using them are closed after this long.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Something the network layer tells the node.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum P2pEvent {
+    /// A verified gossip message, published and signed by `from`.
+    Gossip {
+        /// Its signer, who is also its gossipsub author.
+        from: NodeId,
+        /// The message.
+        message: GossipMessage,
+    },
+    /// A verified direct message, sent and signed by `from`.
+    Direct {
+        /// Its signer, who is also the peer that sent it.
+        from: NodeId,
+        /// The message.
+        message: DirectMessage,
+    },
+    /// The first connection to a peer opened.
+    PeerConnected(NodeId),
+    /// The last connection to a peer closed.
+    PeerDisconnected(NodeId),
+    /// A message from `from` was refused, counted against `from`'s peer
+    /// score and (for gossip) not forwarded. For metrics and tests.
+    Rejected {
+        /// The peer that sent it to us (for gossip: the neighbour that
+        /// delivered it, whose score pays).
+        from: NodeId,
+        /// Why.
+        reason: Rejection,
+    },
+}
+
+/// Starts the network layer.
+pub struct P2p;
+
+impl P2p {
+    /// Builds the swarm, binds the listen addresses (returning once each has
+    /// an address), dials the bootstrap peers and spawns the swarm task on
+    /// the current tokio runtime.
+    pub async fn start(
+        config: P2pConfig,
+    ) -> Result<(P2pHandle, mpsc::Receiver<P2pEvent>), P2pError> {
+        let node_id = NodeKey::from_secret_bytes(config.secret).node_id();
+        let keypair = Keypair::ed25519_from_bytes(config.secret)
+            .map_err(|e| P2pError::Identity(e.to_string()))?;
+        let peer_id = keypair.public().to_peer_id();
+        if validate::peer_id(&node_id) != peer_id {
+            return Err(P2pError::IdentityMismatch {
+                node_id,
+                peer_id: peer_id.to_string(),
+            });
+        }
+
+        let (kademlia, mdns) = (config.kademlia, config.mdns);
+        let swarm = SwarmBuilder::with_existing_identity(keypair)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| P2pError::Setup(e.to_string()))?
+            .with_behaviour(|key| {
+                Behaviour::new(key, kademlia, mdns)
+                    .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+            })
+            .map_err(|e| P2pError::Setup(e.to_string()))?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
+            .build();
+
+        let (events_tx, events) = mpsc::channel(config.event_buffer.max(1));
+        let (commands_tx, commands) = mpsc::channel(config.command_buffer.max(1));
+        let shared = Arc::new(Mutex::new(Shared::default()));
+        let mut driver = Driver::new(swarm, events_tx, shared.clone());
+
+        listen(&mut driver, &config.listen).await?;
+        bootstrap(&mut driver, &config.bootstrap)?;
+
+        tokio::spawn(
+            driver
+                .run(commands)
+                .instrument(tracing::info_span!("p2p", node = %node_id)),
+        );
+        let handle = P2pHandle {
+            node_id,
+            commands: commands_tx,
+            shared,
+        };
+        Ok((handle, events))
+    }
+}
+
+async fn listen(driver: &mut Driver, addrs: &[Multiaddr]) -> Result<(), P2pError> {
+    use futures::StreamExt;
+    use libp2p::swarm::SwarmEvent;
+
+    let mut pending = std::collections::HashMap::new();
+    for addr in addrs {
+        let id = driver
+            .swarm
+            .listen_on(addr.clone())
+            .map_err(|e| P2pError::Listen {
+                addr: addr.clone(),
+                cause: e.to_string(),
+            })?;
+        pending.insert(id, addr.clone());
+    }
+    let wait = async {
+        while !pending.is_empty() {
+            let event = driver.swarm.select_next_some().await;
+            match &event {
+                SwarmEvent::NewListenAddr { listener_id, .. } => {
+                    pending.remove(listener_id);
+                }
+                SwarmEvent::ListenerClosed {
+                    listener_id,
+                    reason: Err(e),
+                    ..
+                }
+                | SwarmEvent::ListenerError {
+                    listener_id,
+                    error: e,
+                } => {
+                    if let Some(addr) = pending.remove(listener_id) {
+                        return Err(P2pError::Listen {
+                            addr,
+                            cause: e.to_string(),
+                        });
+                    }
+                }
+                _ => {}
+            }
+            driver.event(event);
+        }
+        Ok(())
+    };
+    tokio::time::timeout(LISTEN_TIMEOUT, wait)
+        .await
+        .unwrap_or_else(|_| {
+            Err(P2pError::Setup(format!(
+                "no listen address within {LISTEN_TIMEOUT:?}"
+            )))
+        })
+}
+
+fn bootstrap(driver: &mut Driver, addrs: &[Multiaddr]) -> Result<(), P2pError> {
+    for addr in addrs {
+        let Some(Protocol::P2p(peer)) = addr.iter().last() else {
+            return Err(P2pError::BootstrapAddr { addr: addr.clone() });
+        };
+        if let Some(kad) = driver.swarm.behaviour_mut().kad.as_mut() {
+            kad.add_address(&peer, addr.clone());
+        }
+        // A bootstrap peer that is down now may be up later: Kademlia keeps
+        // its address, so a failed dial is logged, not fatal.
+        if let Err(e) = driver.swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, %e, "cannot dial bootstrap peer");
+        }
+    }
+    if !addrs.is_empty()
+        && let Some(kad) = driver.swarm.behaviour_mut().kad.as_mut()
+    {
+        let _ = kad.bootstrap();
+    }
+    Ok(())
+}
+
+/// A cheap, cloneable handle on the running network layer.
+#[derive(Clone)]
+pub struct P2pHandle {
+    node_id: NodeId,
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl P2pHandle {
+    /// This node's id (= its libp2p peer id).
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// The addresses the node listens on, each ending in `/p2p/<peer id>`,
+    /// usable as another node's `--bootstrap`.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.shared().listen_addrs.clone()
+    }
+
+    /// The peers the node is connected to now.
+    pub fn peers(&self) -> Vec<NodeId> {
+        self.shared().peers.iter().copied().collect()
+    }
+
+    /// Publishes a gossip message on its kind's topic. Fails with
+    /// [`P2pError::NoSubscribers`] (retryable) until some peer has
+    /// subscribed to the topic. The node does not hear its own messages
+    /// back: it acts on what it publishes itself.
+    pub async fn publish(&self, gossip: &Gossip) -> Result<(), P2pError> {
+        let bytes = gossip.encode()?;
+        self.publish_bytes(validate::topic_of(gossip), bytes).await
+    }
+
+    /// Publishes arbitrary bytes on any topic, bypassing encoding and the
+    /// size limit: for tests that play a misbehaving peer. Not for use by
+    /// the node.
+    #[doc(hidden)]
+    pub async fn publish_raw_for_tests(&self, topic: &str, bytes: Vec<u8>) -> Result<(), P2pError> {
+        self.publish_bytes(topic, bytes).await
+    }
+
+    async fn publish_bytes(&self, topic: &str, bytes: Vec<u8>) -> Result<(), P2pError> {
+        self.ask(|reply| Command::Publish {
+            topic: topic.to_owned(),
+            bytes,
+            reply,
+        })
+        .await?
+    }
+
+    /// Sends a direct message to `to` (dialling it if needed: connected,
+    /// known to the DHT, or found by mDNS) and returns once it acknowledged
+    /// it. The error names the peer and the cause.
+    pub async fn send(&self, to: NodeId, direct: &Direct) -> Result<(), P2pError> {
+        let bytes = direct.encode()?;
+        self.send_raw(to, bytes).await
+    }
+
+    /// Sends arbitrary bytes as a direct message: for tests that play a
+    /// misbehaving peer. Not for use by the node.
+    #[doc(hidden)]
+    pub async fn send_raw_for_tests(&self, to: NodeId, bytes: Vec<u8>) -> Result<(), P2pError> {
+        self.send_raw(to, bytes).await
+    }
+
+    async fn send_raw(&self, to: NodeId, bytes: Vec<u8>) -> Result<(), P2pError> {
+        self.ask(|reply| Command::Send { to, bytes, reply }).await?
+    }
+
+    /// Dials an address (one ending in `/p2p/<peer id>` is checked to reach
+    /// that peer). Returns once the dial started; [`P2pEvent::PeerConnected`]
+    /// tells when it succeeded.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(), P2pError> {
+        self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Announces in the DHT that this node provides `key` (a content CID's
+    /// bytes); returns once the record reached the closest peers.
+    pub async fn start_providing(&self, key: impl AsRef<[u8]>) -> Result<(), P2pError> {
+        let key = key.as_ref().to_vec();
+        self.ask(|reply| Command::StartProviding { key, reply })
+            .await?
+    }
+
+    /// The nodes the DHT names as providers of `key`.
+    pub async fn get_providers(&self, key: impl AsRef<[u8]>) -> Result<Vec<NodeId>, P2pError> {
+        let key = key.as_ref().to_vec();
+        self.ask(|reply| Command::GetProviders { key, reply })
+            .await?
+    }
+
+    /// The gossipsub score this node gives `node` (None if unknown): for
+    /// metrics and tests.
+    pub async fn peer_score(&self, node: NodeId) -> Result<Option<f64>, P2pError> {
+        self.ask(|reply| Command::PeerScore { node, reply }).await
+    }
+
+    /// Stops the swarm task, closing every connection; returns once it has
+    /// stopped taking commands. Other handles then get [`P2pError::Shutdown`].
+    pub async fn shutdown(&self) {
+        let _ = self.ask(|reply| Command::Shutdown { reply }).await;
+    }
+
+    async fn ask<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, P2pError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(command(reply))
+            .await
+            .map_err(|_| P2pError::Shutdown)?;
+        answer.await.map_err(|_| P2pError::Shutdown)
+    }
+
+    fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl std::fmt::Debug for P2pHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("P2pHandle")
+            .field("node_id", &self.node_id)
+            .finish_non_exhaustive()
+    }
+}

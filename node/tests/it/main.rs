@@ -1,0 +1,7 @@
+//! The node's integration tests, one module per area, in one test binary:
+//! each binary links the whole dependency tree (libp2p, wasmtime...), so one
+//! keeps builds short on small machines.
+
+mod cli;
+mod p2p;
+mod wasm;

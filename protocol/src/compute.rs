@@ -1,0 +1,645 @@
+//! The compute state machine: one per node, deciding and running jobs for
+//! requesters, this node included (R-POL-1..4).
+//!
+//! Sans-IO like [`crate::requester`]: the driver feeds it announcements,
+//! awards, cancellations and finished executions with the current time in
+//! milliseconds ([`Compute::handle`], [`Compute::handle_timeout`]), carries
+//! out [`Compute::poll_output`] (send a message, start or stop an
+//! execution) and wakes it at [`Compute::poll_timeout`].
+//!
+//! ```
+//! use protocol::compute::{Compute, ComputeConfig, ComputeInput, ComputeOutput, ToRequester};
+//! use protocol::id::{ExecutionId, NodeKey};
+//! use protocol::job::JobSpec;
+//! use protocol::messages::{Announce, Award};
+//! use protocol::policy::AcceptancePolicy;
+//!
+//! let me = NodeKey::from_secret_bytes([2; 32]).node_id();
+//! let requester = NodeKey::from_secret_bytes([1; 32]).node_id();
+//! // Accepts `none` jobs only (the default policy), runs Docker.
+//! let mut compute = Compute::new(ComputeConfig::new(me, AcceptancePolicy::default(), ["docker"], 7));
+//!
+//! let spec = JobSpec::parse(
+//!     "type: batch\ncount: 1\ntasks:\n  - name: main\n    engine:\n      type: docker\n      \
+//!      params:\n        image: busybox\n",
+//! )?;
+//! let announce = Announce::new(spec, requester, 1_700_000_000_000, vec![])?;
+//! let job_id = announce.job_id;
+//! compute.handle(0, ComputeInput::Announce(announce));
+//! assert!(matches!(
+//!     compute.poll_output(),
+//!     Some(ComputeOutput::Send { msg: ToRequester::Bid(_), .. })
+//! ));
+//!
+//! let award = Award { job_id, execution_id: ExecutionId(0), node: me };
+//! compute.handle(20, ComputeInput::Award { from: requester, award });
+//! let started = std::iter::from_fn(|| compute.poll_output())
+//!     .any(|out| matches!(out, ComputeOutput::Start { .. }));
+//! assert!(started);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Rules
+//! - **Announcement.** The node bids when its [`AcceptancePolicy`] allows
+//!   the job's network (mode and allowlist), it has the job's engine, and a
+//!   slot is free (running executions plus open bids below its capacity);
+//!   otherwise it refuses, saying why ([`RefuseReason`]). A bid stays open
+//!   for [`ComputeConfig::bid_ttl_ms`] and holds a slot meanwhile. An
+//!   announcement is answered once: a repeat gets no answer, unless the
+//!   node refused or its bid expired and it would now bid (a slot freed up,
+//!   the policy changed).
+//! - **Award.** Taken only from the job's requester, for this node, against
+//!   an open bid. The policy, engine and capacity are checked again, as they
+//!   are *now* (the allowlist may have been reloaded since the bid): if the
+//!   job may still run, [`ComputeOutput::Start`]; otherwise a [`Decline`]
+//!   saying why, so the requester re-awards at once. An award without an
+//!   open bid (expired, never made) is declined too.
+//! - **Cancel.** Taken only from the job's requester: a running execution is
+//!   stopped ([`ComputeOutput::Stop`]), an open bid dropped.
+//! - **Finished.** The result goes to the requester and the slot is freed.
+//!
+//! ## Invariant
+//! A [`ComputeOutput::Start`] is only ever emitted when the policy, the
+//! engines and the capacity at that moment allow the job. Property-tested
+//! with many nodes, random hot reloads of the policy and random schedules in
+//! `testnet.rs`; the rules one by one in `compute/tests.rs`.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use crate::id::{ExecutionId, JobId, NodeId};
+use crate::job::JobSpec;
+use crate::messages::{Announce, Award, Bid, Cancel, Decline, Outcome, Refuse, ResultMsg};
+use crate::policy::{AcceptancePolicy, Decision, RefuseReason};
+
+/// How a [`Compute`] node behaves. [`ComputeConfig::new`] gives the
+/// defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComputeConfig {
+    /// This node: the bidder named in its bids.
+    pub node: NodeId,
+    /// What it accepts (`--accept-network`, `--allowlist`).
+    pub policy: AcceptancePolicy,
+    /// The engines it runs (`docker`, `wasm`).
+    pub engines: BTreeSet<String>,
+    /// How many executions it runs at once (open bids count too). Default 4.
+    pub capacity: u32,
+    /// How long a bid stays open for an award. Default 3 s: ten times the
+    /// requester's default bid window.
+    pub bid_ttl_ms: u64,
+    /// Answered jobs remembered, so repeated announcements are not answered
+    /// again. Default 65,536.
+    pub max_remembered: usize,
+    /// Seeds the node's random choices. The rules above make none yet; the
+    /// seed is here so that a simulation seeds every machine the same way.
+    pub seed: u64,
+}
+
+impl ComputeConfig {
+    /// The defaults for `node` running `engines`, with `policy` and `seed`.
+    pub fn new(
+        node: NodeId,
+        policy: AcceptancePolicy,
+        engines: impl IntoIterator<Item = impl Into<String>>,
+        seed: u64,
+    ) -> ComputeConfig {
+        ComputeConfig {
+            node,
+            policy,
+            engines: engines.into_iter().map(Into::into).collect(),
+            capacity: 4,
+            bid_ttl_ms: 3_000,
+            max_remembered: 65_536,
+            seed,
+        }
+    }
+}
+
+/// What happened, for the compute node to act on ([`Compute::handle`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComputeInput {
+    /// A verified job announcement (its signer is its requester).
+    Announce(Announce),
+    /// A verified award, and its signer.
+    Award {
+        /// The signer.
+        from: NodeId,
+        /// The award.
+        award: Award,
+    },
+    /// A verified cancellation, and its signer.
+    Cancel {
+        /// The signer.
+        from: NodeId,
+        /// The cancellation.
+        cancel: Cancel,
+    },
+    /// An execution this node started has ended (or was stopped).
+    ExecutionFinished {
+        /// The job.
+        job_id: JobId,
+        /// The execution, from [`ComputeOutput::Start`].
+        execution_id: ExecutionId,
+        /// What came of it.
+        outcome: Outcome,
+    },
+}
+
+/// A direct message for a requester; the driver signs and sends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ToRequester {
+    /// "I will run it".
+    Bid(Bid),
+    /// "I will not, because".
+    Refuse(Refuse),
+    /// "I will not run the award after all, because".
+    Decline(Decline),
+    /// "This is how it ended".
+    Result(ResultMsg),
+}
+
+/// What the compute node asks the driver to do ([`Compute::poll_output`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComputeOutput {
+    /// Sign and send `msg` to `to`.
+    Send {
+        /// The requester.
+        to: NodeId,
+        /// The message.
+        msg: ToRequester,
+    },
+    /// Fetch the inputs and run the job; report with
+    /// [`ComputeInput::ExecutionFinished`].
+    Start {
+        /// The job.
+        job_id: JobId,
+        /// The execution, to echo.
+        execution_id: ExecutionId,
+        /// The job.
+        spec: JobSpec,
+        /// Where its CID inputs can be fetched.
+        providers: Vec<String>,
+    },
+    /// Stop the execution (its requester cancelled it). Report it with
+    /// [`ComputeInput::ExecutionFinished`] or not: either is fine.
+    Stop {
+        /// The job.
+        job_id: JobId,
+        /// The execution.
+        execution_id: ExecutionId,
+    },
+    /// Something happened, for logs and metrics.
+    Event {
+        /// The job.
+        job_id: JobId,
+        /// What happened.
+        event: ComputeEvent,
+    },
+}
+
+/// A step in a job's life on a compute node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ComputeEvent {
+    /// The node bid.
+    BidSent,
+    /// The node refused.
+    Refused {
+        /// Why.
+        reason: RefuseReason,
+    },
+    /// The bid was not awarded in time.
+    BidExpired,
+    /// An award was declined.
+    Declined {
+        /// The execution.
+        execution_id: ExecutionId,
+        /// Why.
+        reason: String,
+    },
+    /// An execution started.
+    Started {
+        /// The execution.
+        execution_id: ExecutionId,
+    },
+    /// An execution was stopped by its requester.
+    Stopped {
+        /// The execution.
+        execution_id: ExecutionId,
+    },
+    /// An open bid was withdrawn by its requester's cancellation.
+    BidCancelled,
+    /// An execution ended and its result was sent.
+    Finished {
+        /// The execution.
+        execution_id: ExecutionId,
+    },
+}
+
+/// Where a job stands on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Slot {
+    /// Refused; a repeated announcement is decided again.
+    Refused,
+    /// Bid, holding a slot until the award or `expires_at_ms`.
+    Bid {
+        announce: Box<Announce>,
+        expires_at_ms: u64,
+    },
+    /// The bid expired; a repeated announcement is decided again.
+    Expired,
+    /// Running.
+    Running { execution_id: ExecutionId },
+    /// Ran, was stopped, or its bid was cancelled: nothing more to do.
+    Done,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    requester: NodeId,
+    slot: Slot,
+}
+
+/// The compute state machine. See the [module docs](self).
+#[derive(Debug)]
+pub struct Compute {
+    config: ComputeConfig,
+    jobs: BTreeMap<JobId, Entry>,
+    /// Jobs in the order they were first answered, to forget the oldest.
+    order: VecDeque<JobId>,
+    /// Open bids by expiry.
+    expiries: BTreeSet<(u64, JobId)>,
+    running: u32,
+    open_bids: u32,
+    outputs: VecDeque<ComputeOutput>,
+}
+
+impl Compute {
+    /// A compute node with nothing running.
+    pub fn new(config: ComputeConfig) -> Compute {
+        Compute {
+            config,
+            jobs: BTreeMap::new(),
+            order: VecDeque::new(),
+            expiries: BTreeSet::new(),
+            running: 0,
+            open_bids: 0,
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// The configuration as it is now (policy, engines, capacity included).
+    pub fn config(&self) -> &ComputeConfig {
+        &self.config
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &AcceptancePolicy {
+        &self.config.policy
+    }
+
+    /// Executions running now.
+    pub fn running(&self) -> u32 {
+        self.running
+    }
+
+    /// Bids open now.
+    pub fn open_bids(&self) -> u32 {
+        self.open_bids
+    }
+
+    /// Replaces the policy (the allowlist file changed, SIGHUP). Open bids
+    /// stay open; their awards are checked against the new policy.
+    pub fn set_policy(&mut self, policy: AcceptancePolicy) {
+        self.config.policy = policy;
+    }
+
+    /// Changes the number of slots. Running executions are not stopped.
+    pub fn set_capacity(&mut self, capacity: u32) {
+        self.config.capacity = capacity;
+    }
+
+    /// Changes the engines available (Docker went away or came back).
+    pub fn set_engines(&mut self, engines: BTreeSet<String>) {
+        self.config.engines = engines;
+    }
+
+    /// Whether this node would bid on a job now, or why not (policy,
+    /// engine, capacity, in that order).
+    pub fn decide(&self, spec: &JobSpec) -> Decision {
+        self.decide_holding(spec, 0)
+    }
+
+    /// [`Compute::decide`], where `held` slots are already this job's (its
+    /// open bid), so they do not count against it.
+    fn decide_holding(&self, spec: &JobSpec, held: u32) -> Decision {
+        let task = spec.task();
+        if let Decision::Refuse(reason) = self
+            .config
+            .policy
+            .decide(task.network.r#type, &task.network.domains)
+        {
+            return Decision::Refuse(reason);
+        }
+        let engine = task.engine.kind();
+        if !self.config.engines.contains(engine) {
+            return Decision::Refuse(RefuseReason::EngineUnavailable {
+                engine: engine.to_owned(),
+            });
+        }
+        let taken = (self.running + self.open_bids).saturating_sub(held);
+        if taken >= self.config.capacity {
+            return Decision::Refuse(RefuseReason::NoCapacity {
+                running: taken,
+                capacity: self.config.capacity,
+            });
+        }
+        Decision::Bid
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, now_ms: u64, input: ComputeInput) {
+        match input {
+            ComputeInput::Announce(announce) => self.on_announce(now_ms, announce),
+            ComputeInput::Award { from, award } => self.on_award(from, award),
+            ComputeInput::Cancel { from, cancel } => self.on_cancel(from, cancel),
+            ComputeInput::ExecutionFinished {
+                job_id,
+                execution_id,
+                outcome,
+            } => self.on_finished(job_id, execution_id, outcome),
+        }
+    }
+
+    /// Wakes the node: expires bids whose time has passed.
+    pub fn handle_timeout(&mut self, now_ms: u64) {
+        while let Some(&(at, job_id)) = self.expiries.first() {
+            if at > now_ms {
+                break;
+            }
+            self.expiries.pop_first();
+            if let Some(entry) = self.jobs.get_mut(&job_id)
+                && matches!(entry.slot, Slot::Bid { expires_at_ms, .. } if expires_at_ms == at)
+            {
+                entry.slot = Slot::Expired;
+                self.open_bids -= 1;
+                self.event(job_id, ComputeEvent::BidExpired);
+            }
+        }
+    }
+
+    /// The next thing for the driver to do, if any.
+    pub fn poll_output(&mut self) -> Option<ComputeOutput> {
+        self.outputs.pop_front()
+    }
+
+    /// When to call [`Compute::handle_timeout`] next, if a bid is open.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.expiries.first().map(|(at, _)| *at)
+    }
+
+    fn on_announce(&mut self, now_ms: u64, announce: Announce) {
+        let job_id = announce.job_id;
+        let requester = announce.requester;
+        match self.jobs.get(&job_id).map(|e| &e.slot) {
+            None => {}
+            // Decided again: the answer may have changed.
+            Some(Slot::Refused | Slot::Expired) => {}
+            Some(Slot::Bid { .. } | Slot::Running { .. } | Slot::Done) => return,
+        }
+        let first = !self.jobs.contains_key(&job_id);
+        let decision = self.decide(&announce.spec);
+        let slot = match decision {
+            Decision::Bid => {
+                let expires_at_ms = now_ms.saturating_add(self.config.bid_ttl_ms);
+                self.expiries.insert((expires_at_ms, job_id));
+                self.open_bids += 1;
+                self.send(
+                    requester,
+                    ToRequester::Bid(Bid {
+                        job_id,
+                        bidder: self.config.node,
+                        running_jobs: self.running,
+                    }),
+                );
+                self.event(job_id, ComputeEvent::BidSent);
+                Slot::Bid {
+                    announce: Box::new(announce),
+                    expires_at_ms,
+                }
+            }
+            Decision::Refuse(reason) => {
+                if !first {
+                    // Answered once already, and the answer stands.
+                    return;
+                }
+                self.send(
+                    requester,
+                    ToRequester::Refuse(Refuse {
+                        job_id,
+                        node: self.config.node,
+                        reason: reason.clone(),
+                    }),
+                );
+                self.event(job_id, ComputeEvent::Refused { reason });
+                Slot::Refused
+            }
+        };
+        self.jobs.insert(job_id, Entry { requester, slot });
+        if first {
+            self.order.push_back(job_id);
+            self.forget_old();
+        }
+    }
+
+    fn on_award(&mut self, from: NodeId, award: Award) {
+        if award.node != self.config.node {
+            return;
+        }
+        let job_id = award.job_id;
+        let execution_id = award.execution_id;
+        let Some(entry) = self.jobs.get(&job_id) else {
+            self.decline(from, &award, "this node has no open bid for the job".into());
+            return;
+        };
+        if entry.requester != from {
+            // Only the job's requester awards it.
+            return;
+        }
+        match &entry.slot {
+            Slot::Bid { .. } => {}
+            Slot::Running {
+                execution_id: running,
+            } if *running == execution_id => return,
+            Slot::Expired => {
+                let ttl = crate::requester::explain_duration(self.config.bid_ttl_ms);
+                let reason = format!("the bid expired: bids stay open for {ttl}");
+                self.decline(from, &award, reason);
+                return;
+            }
+            _ => {
+                self.decline(from, &award, "this node has no open bid for the job".into());
+                return;
+            }
+        }
+        // The bid's own slot is this job's: it does not count against it.
+        let Some(announce) = self.take_bid(job_id) else {
+            return;
+        };
+        match self.decide_holding(&announce.spec, 0) {
+            Decision::Bid => {
+                self.running += 1;
+                self.set_slot(job_id, Slot::Running { execution_id });
+                self.outputs.push_back(ComputeOutput::Start {
+                    job_id,
+                    execution_id,
+                    spec: announce.spec,
+                    providers: announce.providers,
+                });
+                self.event(job_id, ComputeEvent::Started { execution_id });
+            }
+            Decision::Refuse(reason) => {
+                self.set_slot(job_id, Slot::Refused);
+                self.decline(from, &award, format!("no longer accepted: {reason}"));
+            }
+        }
+    }
+
+    fn on_cancel(&mut self, from: NodeId, cancel: Cancel) {
+        let job_id = cancel.job_id;
+        let Some(entry) = self.jobs.get(&job_id) else {
+            return;
+        };
+        if entry.requester != from {
+            return;
+        }
+        match entry.slot {
+            Slot::Running { execution_id } => {
+                self.running -= 1;
+                self.set_slot(job_id, Slot::Done);
+                self.outputs.push_back(ComputeOutput::Stop {
+                    job_id,
+                    execution_id,
+                });
+                self.event(job_id, ComputeEvent::Stopped { execution_id });
+            }
+            Slot::Bid { .. } => {
+                self.release_bid(job_id);
+                self.set_slot(job_id, Slot::Done);
+                self.event(job_id, ComputeEvent::BidCancelled);
+            }
+            Slot::Refused | Slot::Expired => self.set_slot(job_id, Slot::Done),
+            Slot::Done => {}
+        }
+    }
+
+    fn on_finished(&mut self, job_id: JobId, execution_id: ExecutionId, outcome: Outcome) {
+        let Some(entry) = self.jobs.get(&job_id) else {
+            return;
+        };
+        if entry.slot != (Slot::Running { execution_id }) {
+            return;
+        }
+        let requester = entry.requester;
+        self.running -= 1;
+        self.set_slot(job_id, Slot::Done);
+        self.send(
+            requester,
+            ToRequester::Result(ResultMsg {
+                job_id,
+                execution_id,
+                node: self.config.node,
+                outcome,
+            }),
+        );
+        self.event(job_id, ComputeEvent::Finished { execution_id });
+    }
+
+    /// Closes the job's open bid, freeing its slot, and gives back what
+    /// was bid on. The job's slot is left [`Slot::Done`] for the caller to
+    /// set.
+    fn take_bid(&mut self, job_id: JobId) -> Option<Box<Announce>> {
+        let entry = self.jobs.get_mut(&job_id)?;
+        match std::mem::replace(&mut entry.slot, Slot::Done) {
+            Slot::Bid {
+                announce,
+                expires_at_ms,
+            } => {
+                self.expiries.remove(&(expires_at_ms, job_id));
+                self.open_bids -= 1;
+                Some(announce)
+            }
+            other => {
+                entry.slot = other;
+                None
+            }
+        }
+    }
+
+    /// Frees the slot of the job's open bid.
+    fn release_bid(&mut self, job_id: JobId) {
+        if let Some(Entry {
+            slot: Slot::Bid { expires_at_ms, .. },
+            ..
+        }) = self.jobs.get(&job_id)
+        {
+            self.expiries.remove(&(*expires_at_ms, job_id));
+            self.open_bids -= 1;
+        }
+    }
+
+    fn set_slot(&mut self, job_id: JobId, slot: Slot) {
+        if let Some(entry) = self.jobs.get_mut(&job_id) {
+            entry.slot = slot;
+        }
+    }
+
+    fn decline(&mut self, to: NodeId, award: &Award, reason: String) {
+        self.event(
+            award.job_id,
+            ComputeEvent::Declined {
+                execution_id: award.execution_id,
+                reason: reason.clone(),
+            },
+        );
+        self.send(
+            to,
+            ToRequester::Decline(Decline {
+                job_id: award.job_id,
+                execution_id: award.execution_id,
+                node: self.config.node,
+                reason,
+            }),
+        );
+    }
+
+    /// Forgets the oldest answered jobs beyond [`ComputeConfig::max_remembered`];
+    /// open bids and running executions are kept.
+    fn forget_old(&mut self) {
+        let mut kept = 0;
+        while self.order.len() > self.config.max_remembered && kept < self.order.len() {
+            let Some(job_id) = self.order.pop_front() else {
+                break;
+            };
+            match self.jobs.get(&job_id).map(|e| &e.slot) {
+                Some(Slot::Bid { .. } | Slot::Running { .. }) => {
+                    self.order.push_back(job_id);
+                    kept += 1;
+                }
+                _ => {
+                    self.jobs.remove(&job_id);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, to: NodeId, msg: ToRequester) {
+        self.outputs.push_back(ComputeOutput::Send { to, msg });
+    }
+
+    fn event(&mut self, job_id: JobId, event: ComputeEvent) {
+        self.outputs
+            .push_back(ComputeOutput::Event { job_id, event });
+    }
+}

@@ -1,0 +1,417 @@
+use super::*;
+use crate::job::NetworkMode::{self, Full, Http, None as NoNet};
+use crate::messages::Announce;
+use crate::testnet::{node, policy, result_cid, spec};
+
+const ME: u8 = 1;
+const REQ: u8 = 0;
+
+fn compute(policy: AcceptancePolicy, capacity: u32) -> Compute {
+    let mut config = ComputeConfig::new(node(ME), policy, ["docker"], 0);
+    config.capacity = capacity;
+    Compute::new(config)
+}
+
+fn announce_of(spec: JobSpec, at: u64) -> Announce {
+    Announce::new(spec, node(REQ), at, vec!["provider".into()]).unwrap()
+}
+
+fn job(mode: NetworkMode, domains: &[&str]) -> Announce {
+    announce_of(spec("docker", mode, domains, 1), 1)
+}
+
+fn drain(c: &mut Compute) -> Vec<ComputeOutput> {
+    std::iter::from_fn(|| c.poll_output())
+        .filter(|o| !matches!(o, ComputeOutput::Event { .. }))
+        .collect()
+}
+
+fn sent(outputs: &[ComputeOutput]) -> Vec<ToRequester> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            ComputeOutput::Send { to, msg } => {
+                assert_eq!(*to, node(REQ));
+                Some(msg.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn refusal(outputs: &[ComputeOutput]) -> RefuseReason {
+    match sent(outputs).as_slice() {
+        [ToRequester::Refuse(r)] => {
+            assert_eq!(r.node, node(ME));
+            r.reason.clone()
+        }
+        other => panic!("not one refusal: {other:?}"),
+    }
+}
+
+fn award(c: &mut Compute, from: u8, a: &Announce, to: u8, e: u64) {
+    c.handle(
+        0,
+        ComputeInput::Award {
+            from: node(from),
+            award: Award {
+                job_id: a.job_id,
+                execution_id: ExecutionId(e),
+                node: node(to),
+            },
+        },
+    );
+}
+
+fn declined(outputs: &[ComputeOutput]) -> String {
+    match sent(outputs).as_slice() {
+        [ToRequester::Decline(d)] => d.reason.clone(),
+        other => panic!("not one decline: {other:?}"),
+    }
+}
+
+fn started(outputs: &[ComputeOutput]) -> bool {
+    outputs
+        .iter()
+        .any(|o| matches!(o, ComputeOutput::Start { .. }))
+}
+
+// R-POL-1..3: bid when the policy, the engine and a slot allow.
+#[test]
+fn r_pol_3_bids_when_everything_allows() {
+    let mut c = compute(policy(Http, Some(&[".foo.com"])), 2);
+    let a = job(Http, &["api.foo.com"]);
+    c.handle(0, ComputeInput::Announce(a.clone()));
+    let out = drain(&mut c);
+    assert_eq!(
+        sent(&out),
+        vec![ToRequester::Bid(Bid {
+            job_id: a.job_id,
+            bidder: node(ME),
+            running_jobs: 0
+        })]
+    );
+    assert_eq!(c.open_bids(), 1);
+    assert_eq!(c.poll_timeout(), Some(3_000));
+}
+
+// R-POL-1, R-POL-2: refusals say what the policy forbids.
+#[test]
+fn r_pol_1_refuses_what_the_policy_forbids() {
+    let mut c = compute(policy(NoNet, None), 2);
+    c.handle(0, ComputeInput::Announce(job(Http, &["api.foo.com"])));
+    assert_eq!(
+        refusal(&drain(&mut c)),
+        RefuseReason::NetworkNotAccepted {
+            requested: Http,
+            accepted: NoNet
+        }
+    );
+    let mut c = compute(policy(Http, Some(&["example.org"])), 2);
+    c.handle(0, ComputeInput::Announce(job(Http, &["api.foo.com"])));
+    assert_eq!(
+        refusal(&drain(&mut c)).to_string(),
+        "api.foo.com not in allowlist"
+    );
+    assert_eq!(c.open_bids(), 0);
+}
+
+// R-POL-3: the engine.
+#[test]
+fn r_pol_3_refuses_a_missing_engine() {
+    let mut c = compute(policy(Full, None), 2);
+    c.handle(
+        0,
+        ComputeInput::Announce(announce_of(spec("wasm", NoNet, &[], 1), 1)),
+    );
+    assert_eq!(
+        refusal(&drain(&mut c)),
+        RefuseReason::EngineUnavailable {
+            engine: "wasm".into()
+        }
+    );
+}
+
+// R-POL-3: capacity counts running executions and open bids.
+#[test]
+fn r_pol_3_refuses_when_full_and_bids_again_once_free() {
+    let mut c = compute(policy(NoNet, None), 1);
+    let first = job(NoNet, &[]);
+    let second = announce_of(spec("docker", NoNet, &[], 1), 2);
+    c.handle(0, ComputeInput::Announce(first.clone()));
+    drain(&mut c);
+    c.handle(0, ComputeInput::Announce(second.clone()));
+    assert_eq!(
+        refusal(&drain(&mut c)),
+        RefuseReason::NoCapacity {
+            running: 1,
+            capacity: 1
+        }
+    );
+    // The first bid expires: the slot is free, and a repeated announcement
+    // of the refused job gets a bid.
+    c.handle_timeout(3_000);
+    assert_eq!(c.open_bids(), 0);
+    c.handle(3_001, ComputeInput::Announce(second.clone()));
+    assert!(matches!(
+        sent(&drain(&mut c)).as_slice(),
+        [ToRequester::Bid(_)]
+    ));
+}
+
+#[test]
+fn an_announcement_is_answered_once() {
+    let mut c = compute(policy(NoNet, None), 2);
+    let a = job(NoNet, &[]);
+    c.handle(0, ComputeInput::Announce(a.clone()));
+    assert_eq!(sent(&drain(&mut c)).len(), 1);
+    c.handle(1, ComputeInput::Announce(a.clone()));
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.open_bids(), 1);
+    let r = job(Http, &["api.foo.com"]);
+    c.handle(2, ComputeInput::Announce(r.clone()));
+    assert_eq!(sent(&drain(&mut c)).len(), 1);
+    c.handle(3, ComputeInput::Announce(r));
+    assert!(drain(&mut c).is_empty(), "the refusal stands");
+}
+
+#[test]
+fn an_award_against_an_open_bid_starts_the_job() {
+    let mut c = compute(policy(NoNet, None), 1);
+    let a = job(NoNet, &[]);
+    c.handle(0, ComputeInput::Announce(a.clone()));
+    drain(&mut c);
+    award(&mut c, REQ, &a, ME, 4);
+    let out = drain(&mut c);
+    assert_eq!(
+        out,
+        vec![ComputeOutput::Start {
+            job_id: a.job_id,
+            execution_id: ExecutionId(4),
+            spec: a.spec.clone(),
+            providers: vec!["provider".into()],
+        }]
+    );
+    assert_eq!((c.running(), c.open_bids()), (1, 0));
+    assert_eq!(c.poll_timeout(), None);
+    // A repeated award of the same execution is ignored.
+    award(&mut c, REQ, &a, ME, 4);
+    assert!(drain(&mut c).is_empty());
+}
+
+#[test]
+fn awards_from_others_or_for_others_are_ignored() {
+    let mut c = compute(policy(NoNet, None), 1);
+    let a = job(NoNet, &[]);
+    c.handle(0, ComputeInput::Announce(a.clone()));
+    drain(&mut c);
+    award(&mut c, 5, &a, ME, 0);
+    award(&mut c, REQ, &a, 5, 0);
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.open_bids(), 1);
+}
+
+#[test]
+fn an_award_without_an_open_bid_is_declined() {
+    let mut c = compute(policy(NoNet, None), 1);
+    let a = job(NoNet, &[]);
+    award(&mut c, REQ, &a, ME, 0);
+    assert_eq!(
+        declined(&drain(&mut c)),
+        "this node has no open bid for the job"
+    );
+    c.handle(0, ComputeInput::Announce(a.clone()));
+    drain(&mut c);
+    c.handle_timeout(3_000);
+    award(&mut c, REQ, &a, ME, 0);
+    let out = drain(&mut c);
+    assert!(!started(&out));
+    assert_eq!(declined(&out), "the bid expired: bids stay open for 3 s");
+}
+
+// R-POL-2: the allowlist is reloaded between bid and award: the award is
+// declined, saying why.
+#[test]
+fn r_pol_2_a_reloaded_policy_declines_the_award() {
+    let mut c = compute(policy(Http, Some(&[".foo.com"])), 1);
+    let a = job(Http, &["api.foo.com"]);
+    c.handle(0, ComputeInput::Announce(a.clone()));
+    drain(&mut c);
+    c.set_policy(policy(Http, Some(&["example.org"])));
+    award(&mut c, REQ, &a, ME, 0);
+    let out = drain(&mut c);
+    assert!(!started(&out));
+    assert_eq!(
+        declined(&out),
+        "no longer accepted: api.foo.com not in allowlist"
+    );
+    assert_eq!((c.running(), c.open_bids()), (0, 0));
+}
+
+#[test]
+fn a_lowered_capacity_or_lost_engine_declines_the_award() {
+    let mut c = compute(policy(NoNet, None), 2);
+    let a = job(NoNet, &[]);
+    let b = announce_of(spec("docker", NoNet, &[], 1), 2);
+    c.handle(0, ComputeInput::Announce(a.clone()));
+    c.handle(0, ComputeInput::Announce(b.clone()));
+    drain(&mut c);
+    award(&mut c, REQ, &a, ME, 0);
+    assert!(started(&drain(&mut c)));
+    c.set_capacity(1);
+    award(&mut c, REQ, &b, ME, 0);
+    assert_eq!(
+        declined(&drain(&mut c)),
+        "no longer accepted: no free slot (1 of 1 taken)"
+    );
+    let d = announce_of(spec("docker", NoNet, &[], 1), 3);
+    c.set_capacity(3);
+    c.handle(0, ComputeInput::Announce(d.clone()));
+    drain(&mut c);
+    c.set_engines(BTreeSet::new());
+    award(&mut c, REQ, &d, ME, 0);
+    assert_eq!(
+        declined(&drain(&mut c)),
+        "no longer accepted: engine=docker not available"
+    );
+}
+
+#[test]
+fn cancel_stops_only_for_the_requester() {
+    let mut c = compute(policy(NoNet, None), 1);
+    let a = job(NoNet, &[]);
+    c.handle(0, ComputeInput::Announce(a.clone()));
+    award(&mut c, REQ, &a, ME, 2);
+    drain(&mut c);
+    let cancel = Cancel {
+        job_id: a.job_id,
+        reason: "stop".into(),
+    };
+    c.handle(
+        1,
+        ComputeInput::Cancel {
+            from: node(5),
+            cancel: cancel.clone(),
+        },
+    );
+    assert!(drain(&mut c).is_empty());
+    c.handle(
+        1,
+        ComputeInput::Cancel {
+            from: node(REQ),
+            cancel,
+        },
+    );
+    assert_eq!(
+        drain(&mut c),
+        vec![ComputeOutput::Stop {
+            job_id: a.job_id,
+            execution_id: ExecutionId(2)
+        }]
+    );
+    assert_eq!(c.running(), 0);
+    // The stopped execution's end sends nothing.
+    c.handle(
+        2,
+        ComputeInput::ExecutionFinished {
+            job_id: a.job_id,
+            execution_id: ExecutionId(2),
+            outcome: Outcome::Failed {
+                reason: "killed".into(),
+            },
+        },
+    );
+    assert!(drain(&mut c).is_empty());
+}
+
+#[test]
+fn cancel_withdraws_an_open_bid() {
+    let mut c = compute(policy(NoNet, None), 1);
+    let a = job(NoNet, &[]);
+    c.handle(0, ComputeInput::Announce(a.clone()));
+    drain(&mut c);
+    c.handle(
+        1,
+        ComputeInput::Cancel {
+            from: node(REQ),
+            cancel: Cancel {
+                job_id: a.job_id,
+                reason: "done elsewhere".into(),
+            },
+        },
+    );
+    assert_eq!(c.open_bids(), 0);
+    assert_eq!(c.poll_timeout(), None);
+    award(&mut c, REQ, &a, ME, 0);
+    assert!(!started(&drain(&mut c)));
+}
+
+#[test]
+fn a_finished_execution_reports_and_frees_its_slot() {
+    let mut c = compute(policy(NoNet, None), 1);
+    let a = job(NoNet, &[]);
+    c.handle(0, ComputeInput::Announce(a.clone()));
+    award(&mut c, REQ, &a, ME, 0);
+    drain(&mut c);
+    let finished = |e| ComputeInput::ExecutionFinished {
+        job_id: a.job_id,
+        execution_id: ExecutionId(e),
+        outcome: Outcome::Completed {
+            result_cid: result_cid(1),
+            exit_code: 3,
+        },
+    };
+    // Not this execution: ignored.
+    c.handle(5, finished(9));
+    assert!(drain(&mut c).is_empty());
+    c.handle(5, finished(0));
+    assert_eq!(
+        sent(&drain(&mut c)),
+        vec![ToRequester::Result(ResultMsg {
+            job_id: a.job_id,
+            execution_id: ExecutionId(0),
+            node: node(ME),
+            outcome: Outcome::Completed {
+                result_cid: result_cid(1),
+                exit_code: 3
+            },
+        })]
+    );
+    assert_eq!(c.running(), 0);
+    c.handle(6, finished(0));
+    assert!(drain(&mut c).is_empty(), "reported once");
+}
+
+// A node is its own requester: the same rules hold.
+#[test]
+fn a_node_runs_its_own_jobs() {
+    let mut config = ComputeConfig::new(node(REQ), policy(NoNet, None), ["docker"], 0);
+    config.capacity = 1;
+    let mut c = Compute::new(config);
+    let a = job(NoNet, &[]);
+    c.handle(0, ComputeInput::Announce(a.clone()));
+    award(&mut c, REQ, &a, REQ, 0);
+    let out: Vec<ComputeOutput> = std::iter::from_fn(|| c.poll_output()).collect();
+    assert!(started(&out));
+}
+
+#[test]
+fn old_answers_are_forgotten_but_not_open_bids() {
+    let mut config = ComputeConfig::new(node(ME), policy(NoNet, None), ["docker"], 0);
+    config.max_remembered = 2;
+    config.capacity = 1;
+    let mut c = Compute::new(config);
+    let open = announce_of(spec("docker", NoNet, &[], 1), 100);
+    c.handle(0, ComputeInput::Announce(open.clone()));
+    for at in 0..5 {
+        c.handle(0, ComputeInput::Announce(job(Full, &[]).clone()));
+        c.handle(
+            0,
+            ComputeInput::Announce(announce_of(spec("docker", Full, &[], 1), at)),
+        );
+    }
+    drain(&mut c);
+    assert!(c.jobs.len() <= 2);
+    award(&mut c, REQ, &open, ME, 0);
+    assert!(started(&drain(&mut c)));
+}

@@ -1,0 +1,242 @@
+//! The direct messages between a requester and one compute node.
+
+use cid::Cid;
+use serde::{Deserialize, Serialize};
+
+use super::{ENVELOPE_OVERHEAD, MAX_DIRECT_BYTES, MAX_REASON_BYTES, Message, MessageError, bounds};
+use crate::id::{BLAKE3, DAG_CBOR, ExecutionId, JobId, NodeId, RAW, SignedKind};
+use crate::policy::RefuseReason;
+
+/// Payload limit of every direct message.
+const MAX_DIRECT_PAYLOAD: usize = MAX_DIRECT_BYTES - ENVELOPE_OVERHEAD;
+
+/// Compute -> requester: "my policy allows this job and I will run it".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bid {
+    /// The job bid on.
+    pub job_id: JobId,
+    /// The bidding node (the signer).
+    pub bidder: NodeId,
+    /// How many jobs the bidder runs now, so the requester can prefer idle nodes.
+    pub running_jobs: u32,
+}
+
+/// Compute -> requester: "I will not run this job", and why, so the
+/// requester can tell its user why nobody runs it.
+///
+/// The reason's size is bounded by the direct message limit (a refusal may
+/// list every domain of the job the node does not allow).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Refuse {
+    /// The job refused.
+    pub job_id: JobId,
+    /// The refusing node (the signer).
+    pub node: NodeId,
+    /// Why, in terms of the node's policy.
+    pub reason: RefuseReason,
+}
+
+/// Requester -> compute: "run this job; this is attempt `execution_id`".
+///
+/// Signed by the job's requester; the compute node checks that the signer
+/// is the requester of the announcement it bid on, and that `node` is itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Award {
+    /// The job awarded.
+    pub job_id: JobId,
+    /// Names this attempt; the result and any decline echo it.
+    pub execution_id: ExecutionId,
+    /// The node awarded (the receiver).
+    pub node: NodeId,
+}
+
+/// Compute -> requester: "I will not run the attempt you awarded me after
+/// all" (it filled up, or its policy changed), so the requester re-awards
+/// at once instead of waiting for a timeout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decline {
+    /// The job.
+    pub job_id: JobId,
+    /// The attempt declined, from its [`Award`].
+    pub execution_id: ExecutionId,
+    /// The declining node (the signer).
+    pub node: NodeId,
+    /// Why, for people: at most [`MAX_REASON_BYTES`].
+    pub reason: String,
+}
+
+/// Compute -> requester: how an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultMsg {
+    /// The job.
+    pub job_id: JobId,
+    /// The attempt, from its [`Award`].
+    pub execution_id: ExecutionId,
+    /// The node that ran it (the signer).
+    pub node: NodeId,
+    /// What came of it.
+    pub outcome: Outcome,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub enum Outcome {
+    /// The task ran to its end (whatever its exit code) and its results were
+    /// stored.
+    Completed {
+        /// The results directory (stdout, stderr, exitCode, outputs): a
+        /// CIDv1 with a BLAKE3 hash, raw or DAG-CBOR, fetchable with iroh.
+        #[serde(with = "crate::id::cid_string")]
+        result_cid: Cid,
+        /// The task's exit code.
+        exit_code: i32,
+    },
+    /// The attempt failed before producing results (inputs unavailable,
+    /// engine error, timeout).
+    Failed {
+        /// Why, for people: at most [`MAX_REASON_BYTES`].
+        reason: String,
+    },
+}
+
+/// Requester -> compute: "stop working on this job".
+///
+/// Signed by the job's requester; the compute node checks the signer is the
+/// requester of the job it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cancel {
+    /// The job to stop.
+    pub job_id: JobId,
+    /// Why, for people: at most [`MAX_REASON_BYTES`].
+    pub reason: String,
+}
+
+impl SignedKind for Bid {
+    const KIND: &'static str = "bid";
+}
+impl SignedKind for Refuse {
+    const KIND: &'static str = "refuse";
+}
+impl SignedKind for Award {
+    const KIND: &'static str = "award";
+}
+impl SignedKind for Decline {
+    const KIND: &'static str = "decline";
+}
+impl SignedKind for ResultMsg {
+    const KIND: &'static str = "result";
+}
+impl SignedKind for Cancel {
+    const KIND: &'static str = "cancel";
+}
+
+impl Message for Bid {
+    const MAX_BYTES: usize = MAX_DIRECT_PAYLOAD;
+    const NAME: &'static str = "bid";
+
+    fn author(&self) -> Option<&NodeId> {
+        Some(&self.bidder)
+    }
+
+    fn check(&self) -> Result<(), MessageError> {
+        Ok(())
+    }
+}
+
+impl Message for Refuse {
+    const MAX_BYTES: usize = MAX_DIRECT_PAYLOAD;
+    const NAME: &'static str = "refusal";
+
+    fn author(&self) -> Option<&NodeId> {
+        Some(&self.node)
+    }
+
+    fn check(&self) -> Result<(), MessageError> {
+        // The reason's parts (network modes, domains) are checked by their
+        // own types when decoded; its size by MAX_BYTES.
+        Ok(())
+    }
+}
+
+impl Message for Award {
+    const MAX_BYTES: usize = MAX_DIRECT_PAYLOAD;
+    const NAME: &'static str = "award";
+
+    fn author(&self) -> Option<&NodeId> {
+        None
+    }
+
+    fn check(&self) -> Result<(), MessageError> {
+        Ok(())
+    }
+}
+
+impl Message for Decline {
+    const MAX_BYTES: usize = MAX_DIRECT_PAYLOAD;
+    const NAME: &'static str = "decline";
+
+    fn author(&self) -> Option<&NodeId> {
+        Some(&self.node)
+    }
+
+    fn check(&self) -> Result<(), MessageError> {
+        bounds::text("reason", &self.reason, MAX_REASON_BYTES)
+    }
+}
+
+impl Message for ResultMsg {
+    const MAX_BYTES: usize = MAX_DIRECT_PAYLOAD;
+    const NAME: &'static str = "result";
+
+    fn author(&self) -> Option<&NodeId> {
+        Some(&self.node)
+    }
+
+    fn check(&self) -> Result<(), MessageError> {
+        match &self.outcome {
+            Outcome::Completed { result_cid, .. } => check_result_cid(result_cid),
+            Outcome::Failed { reason } => bounds::text("outcome.reason", reason, MAX_REASON_BYTES),
+        }
+    }
+}
+
+impl Message for Cancel {
+    const MAX_BYTES: usize = MAX_DIRECT_PAYLOAD;
+    const NAME: &'static str = "cancellation";
+
+    fn author(&self) -> Option<&NodeId> {
+        None
+    }
+
+    fn check(&self) -> Result<(), MessageError> {
+        bounds::text("reason", &self.reason, MAX_REASON_BYTES)
+    }
+}
+
+/// Results are fetched over iroh, which verifies BLAKE3: any other CID
+/// could not be fetched.
+fn check_result_cid(cid: &Cid) -> Result<(), MessageError> {
+    let hash = cid.hash();
+    let fetchable = cid.version() == cid::Version::V1
+        && (cid.codec() == RAW || cid.codec() == DAG_CBOR)
+        && hash.code() == BLAKE3
+        && hash.size() == 32;
+    if fetchable {
+        Ok(())
+    } else {
+        Err(MessageError::Invalid {
+            field: "outcome.result_cid".into(),
+            reason: format!(
+                "{cid} is not a CIDv1 of raw or DAG-CBOR data hashed with BLAKE3 \
+                 (`bafkr4i...` or `bafyr4i...`)"
+            ),
+        })
+    }
+}

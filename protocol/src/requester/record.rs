@@ -1,0 +1,209 @@
+//! A job's state on its requester, as the driver persists it (R-OPS-2) and
+//! `skrei job describe` shows it.
+
+use std::collections::BTreeMap;
+
+use cid::Cid;
+use serde::{Deserialize, Serialize};
+
+use crate::id::{ExecutionId, JobId, NodeId};
+use crate::messages::Announce;
+use crate::policy::RefuseReason;
+
+/// Where a job is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting for bids: no execution is running or done.
+    Bidding,
+    /// At least one execution is running or done.
+    Running,
+    /// `Count` executions completed.
+    Completed,
+    /// The job failed.
+    Failed {
+        /// Why, explained (R-POL-3).
+        reason: String,
+    },
+    /// The user cancelled it.
+    Cancelled,
+}
+
+impl JobState {
+    /// Whether the job has ended.
+    pub fn is_terminal(&self) -> bool {
+        matches!(
+            self,
+            JobState::Completed | JobState::Failed { .. } | JobState::Cancelled
+        )
+    }
+}
+
+/// One attempt at a job on one node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionRecord {
+    /// Names the attempt; numbered from 0 within the job.
+    pub execution_id: ExecutionId,
+    /// The node awarded.
+    pub node: NodeId,
+    /// When it was awarded.
+    pub awarded_at_ms: u64,
+    /// When the node counts as silent if it has not answered.
+    pub deadline_ms: u64,
+    /// How it stands.
+    pub state: ExecutionState,
+}
+
+/// Where an execution is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ExecutionState {
+    /// Awarded; no answer yet.
+    Awarded,
+    /// It ran and its results are stored.
+    Completed {
+        /// The results.
+        #[serde(with = "crate::id::cid_string")]
+        result_cid: Cid,
+        /// The task's exit code.
+        exit_code: i32,
+    },
+    /// It failed, was declined, or its node went silent.
+    Failed {
+        /// Why.
+        reason: String,
+    },
+    /// The requester cancelled it (the job ended otherwise).
+    Cancelled,
+}
+
+/// A bid kept for the job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BidRecord {
+    /// The bidder.
+    pub node: NodeId,
+    /// Jobs it said it runs.
+    pub running_jobs: u32,
+    /// When the bid arrived.
+    pub received_at_ms: u64,
+    /// Drawn from the seeded RNG when the bid arrived: breaks ties.
+    pub tiebreak: u64,
+}
+
+impl BidRecord {
+    /// Lower is better (R-POL-4).
+    pub(super) fn rank(&self) -> (u32, u64, u64, NodeId) {
+        (
+            self.running_jobs,
+            self.received_at_ms,
+            self.tiebreak,
+            self.node,
+        )
+    }
+}
+
+/// A job's timers, as absolute times in ms.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobTimers {
+    /// Set while the first bids are collected: award when it passes.
+    pub collect_until_ms: Option<u64>,
+    /// Set while the job waits for nodes: re-announce then.
+    pub reannounce_at_ms: Option<u64>,
+    /// The interval before the next re-announcement.
+    pub reannounce_interval_ms: u64,
+    /// Since when the job has been waiting for nodes (its queue timeout
+    /// runs from here).
+    pub waiting_since_ms: Option<u64>,
+}
+
+/// Everything the requester knows about one job: what the driver persists
+/// and `skrei job describe` shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// The job as announced.
+    pub announce: Announce,
+    /// Where it is.
+    pub state: JobState,
+    /// Every award, in order.
+    pub executions: Vec<ExecutionRecord>,
+    /// Spare bids, best first (nodes never awarded for this job).
+    pub bids: Vec<BidRecord>,
+    /// Refusals, by node (at most [`RequesterConfig::max_refusals_per_job`]).
+    pub refusals: BTreeMap<NodeId, RefuseReason>,
+    /// Refusals beyond those, counted by reason text.
+    pub more_refusals: BTreeMap<String, u32>,
+    /// How many bids arrived in all.
+    pub bids_received: u32,
+    /// The job's queue timeout, resolved from its spec or the config.
+    pub queue_timeout_ms: u64,
+    /// The job's execution timeout plus grace.
+    pub silence_after_ms: u64,
+    /// Awards allowed in all.
+    pub max_attempts: u32,
+    /// When the job fails if it has not ended, from its spec's
+    /// `TotalTimeout` (retries included); none if it sets none.
+    #[serde(default)]
+    pub ends_by_ms: Option<u64>,
+    /// Its timers.
+    pub timers: JobTimers,
+}
+
+impl JobRecord {
+    /// The job's id.
+    pub fn job_id(&self) -> JobId {
+        self.announce.job_id
+    }
+
+    pub(super) fn count(&self) -> u32 {
+        self.announce.spec.count
+    }
+
+    pub(super) fn active(&self) -> usize {
+        self.executions
+            .iter()
+            .filter(|e| e.state == ExecutionState::Awarded)
+            .count()
+    }
+
+    /// How many executions completed.
+    pub fn completed(&self) -> usize {
+        self.executions
+            .iter()
+            .filter(|e| matches!(e.state, ExecutionState::Completed { .. }))
+            .count()
+    }
+
+    pub(super) fn needed(&self) -> usize {
+        (self.count() as usize).saturating_sub(self.active() + self.completed())
+    }
+
+    pub(super) fn tried(&self, node: &NodeId) -> bool {
+        self.executions.iter().any(|e| e.node == *node)
+    }
+
+    /// The earliest time this job must be woken.
+    pub(super) fn next_deadline(&self) -> Option<u64> {
+        if self.state.is_terminal() {
+            return None;
+        }
+        let t = &self.timers;
+        let executions = self
+            .executions
+            .iter()
+            .filter(|e| e.state == ExecutionState::Awarded)
+            .map(|e| e.deadline_ms);
+        let queue = t
+            .waiting_since_ms
+            .map(|s| s.saturating_add(self.queue_timeout_ms));
+        [
+            t.collect_until_ms,
+            t.reannounce_at_ms,
+            queue,
+            self.ends_by_ms,
+        ]
+        .into_iter()
+        .flatten()
+        .chain(executions)
+        .min()
+    }
+}

@@ -1,0 +1,836 @@
+use super::*;
+use crate::job::NetworkMode::{Full, Http, None as NoNet};
+use crate::testnet::{node, result_cid, spec};
+
+const ME: u8 = 0;
+
+fn requester(seed: u64) -> Requester {
+    Requester::new(RequesterConfig::new(node(ME), seed))
+}
+
+fn drain(r: &mut Requester) -> Vec<RequesterOutput> {
+    std::iter::from_fn(|| r.poll_output()).collect()
+}
+
+fn awards(outputs: &[RequesterOutput]) -> Vec<(NodeId, ExecutionId)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            RequesterOutput::Send {
+                to,
+                msg: ToCompute::Award(a),
+            } => {
+                assert_eq!(a.node, *to);
+                Some((a.node, a.execution_id))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn cancels(outputs: &[RequesterOutput]) -> Vec<NodeId> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            RequesterOutput::Send {
+                to,
+                msg: ToCompute::Cancel(_),
+            } => Some(*to),
+            _ => None,
+        })
+        .collect()
+}
+
+fn publishes(outputs: &[RequesterOutput]) -> usize {
+    outputs
+        .iter()
+        .filter(|o| matches!(o, RequesterOutput::Publish(_)))
+        .count()
+}
+
+fn events(outputs: &[RequesterOutput]) -> Vec<RequesterEvent> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            RequesterOutput::Event { event, .. } => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn bid(r: &mut Requester, now: u64, job_id: JobId, n: u8, running_jobs: u32) {
+    r.handle(
+        now,
+        RequesterInput::Bid {
+            from: node(n),
+            bid: Bid {
+                job_id,
+                bidder: node(n),
+                running_jobs,
+            },
+        },
+    );
+}
+
+fn refuse(r: &mut Requester, job_id: JobId, n: u8, reason: RefuseReason) {
+    r.handle(
+        0,
+        RequesterInput::Refuse {
+            from: node(n),
+            refuse: Refuse {
+                job_id,
+                node: node(n),
+                reason,
+            },
+        },
+    );
+}
+
+fn result(r: &mut Requester, now: u64, job_id: JobId, from: u8, n: u8, e: u64, ok: bool) {
+    let outcome = if ok {
+        Outcome::Completed {
+            result_cid: result_cid(n),
+            exit_code: 0,
+        }
+    } else {
+        Outcome::Failed {
+            reason: "image not found".into(),
+        }
+    };
+    r.handle(
+        now,
+        RequesterInput::Result {
+            from: node(from),
+            result: ResultMsg {
+                job_id,
+                execution_id: ExecutionId(e),
+                node: node(n),
+                outcome,
+            },
+        },
+    );
+}
+
+fn decline(r: &mut Requester, now: u64, job_id: JobId, n: u8, e: u64) {
+    r.handle(
+        now,
+        RequesterInput::Decline {
+            from: node(n),
+            decline: Decline {
+                job_id,
+                execution_id: ExecutionId(e),
+                node: node(n),
+                reason: "allowlist changed".into(),
+            },
+        },
+    );
+}
+
+fn submit(r: &mut Requester, count: u32) -> JobId {
+    let id = r
+        .submit(0, spec("docker", NoNet, &[], count), 1_000, vec![])
+        .unwrap();
+    let out = drain(r);
+    assert_eq!(publishes(&out), 1);
+    assert_eq!(events(&out), vec![RequesterEvent::Announced]);
+    id
+}
+
+fn state(r: &Requester, id: JobId) -> JobState {
+    r.job(&id).unwrap().state.clone()
+}
+
+fn failure(r: &Requester, id: JobId) -> String {
+    match state(r, id) {
+        JobState::Failed { reason } => reason,
+        other => panic!("not failed: {other:?}"),
+    }
+}
+
+// R-POL-4: fewest running jobs first, then the earliest bid.
+#[test]
+fn r_pol_4_awards_fewest_running_then_earliest() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 2);
+    assert_eq!(r.poll_timeout(), Some(300));
+    bid(&mut r, 10, id, 1, 3);
+    bid(&mut r, 50, id, 2, 0);
+    bid(&mut r, 20, id, 3, 0);
+    bid(&mut r, 5, id, 4, 1);
+    assert!(
+        awards(&drain(&mut r)).is_empty(),
+        "nothing before the window closes"
+    );
+    r.handle_timeout(299);
+    assert!(awards(&drain(&mut r)).is_empty());
+    r.handle_timeout(300);
+    let out = drain(&mut r);
+    assert_eq!(
+        awards(&out),
+        vec![(node(3), ExecutionId(0)), (node(2), ExecutionId(1))]
+    );
+    assert_eq!(state(&r, id), JobState::Running);
+    // The others are spares, best first.
+    let spares: Vec<NodeId> = r.job(&id).unwrap().bids.iter().map(|b| b.node).collect();
+    assert_eq!(spares, vec![node(4), node(1)]);
+}
+
+// R-POL-4: equal bids are drawn at random, from the seed.
+#[test]
+fn r_pol_4_ties_are_broken_by_the_seed() {
+    let winner = |seed: u64| {
+        let mut r = requester(seed);
+        let id = submit(&mut r, 1);
+        for n in 1..=6 {
+            bid(&mut r, 7, id, n, 0);
+        }
+        r.handle_timeout(300);
+        awards(&drain(&mut r))[0].0
+    };
+    let winners: BTreeSet<NodeId> = (0..16).map(winner).collect();
+    assert!(winners.len() > 1, "the seed never changed the winner");
+    for seed in 0..16 {
+        assert_eq!(winner(seed), winner(seed), "seed {seed}");
+    }
+}
+
+#[test]
+fn bids_from_impostors_and_repeats_are_ignored() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    // Signed by node 2, naming node 1.
+    r.handle(
+        5,
+        RequesterInput::Bid {
+            from: node(2),
+            bid: Bid {
+                job_id: id,
+                bidder: node(1),
+                running_jobs: 0,
+            },
+        },
+    );
+    assert!(drain(&mut r).is_empty());
+    bid(&mut r, 5, id, 2, 0);
+    bid(&mut r, 6, id, 2, 0);
+    let record = r.job(&id).unwrap();
+    assert_eq!(record.bids.len(), 1);
+    assert_eq!(record.bids[0].received_at_ms, 6, "a repeated bid refreshes");
+    assert_eq!(record.bids_received, 1);
+}
+
+// A spare older than the bid TTL is not awarded: its node would decline,
+// wasting an attempt. The job re-announces and the node bids again.
+#[test]
+fn stale_spares_are_not_awarded() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    bid(&mut r, 1, id, 1, 0);
+    bid(&mut r, 2, id, 2, 0);
+    r.handle_timeout(300);
+    drain(&mut r);
+    result(&mut r, 2_502, id, 1, 1, 0, false);
+    let out = drain(&mut r);
+    assert!(awards(&out).is_empty());
+    assert!(r.job(&id).unwrap().bids.is_empty());
+    r.handle_timeout(2_802);
+    assert_eq!(publishes(&drain(&mut r)), 1);
+    bid(&mut r, 2_810, id, 2, 0);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(2), ExecutionId(1))]);
+}
+
+#[test]
+fn a_node_that_refused_and_then_bids_is_not_counted_as_refusing() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    refuse(
+        &mut r,
+        id,
+        1,
+        RefuseReason::NoCapacity {
+            running: 1,
+            capacity: 1,
+        },
+    );
+    bid(&mut r, 5, id, 1, 0);
+    assert!(r.job(&id).unwrap().refusals.is_empty());
+}
+
+// R-POL-4: a decline is re-awarded at once to the next best bidder.
+#[test]
+fn r_pol_4_reawards_on_decline() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    bid(&mut r, 1, id, 1, 0);
+    bid(&mut r, 2, id, 2, 0);
+    r.handle_timeout(300);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(1), ExecutionId(0))]);
+    decline(&mut r, 400, id, 1, 0);
+    let out = drain(&mut r);
+    assert_eq!(awards(&out), vec![(node(2), ExecutionId(1))]);
+    assert!(matches!(
+        &events(&out)[0],
+        RequesterEvent::ExecutionFailed { node: n, reason, .. }
+            if *n == node(1) && reason.contains("allowlist changed")
+    ));
+    result(&mut r, 500, id, 2, 2, 1, true);
+    assert_eq!(state(&r, id), JobState::Completed);
+}
+
+// R-POL-4: a failed execution is re-awarded.
+#[test]
+fn r_pol_4_reawards_on_failure() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    bid(&mut r, 1, id, 1, 0);
+    bid(&mut r, 2, id, 2, 0);
+    r.handle_timeout(300);
+    drain(&mut r);
+    result(&mut r, 400, id, 1, 1, 0, false);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(2), ExecutionId(1))]);
+    let record = r.job(&id).unwrap();
+    assert_eq!(
+        record.executions[0].state,
+        ExecutionState::Failed {
+            reason: "image not found".into()
+        }
+    );
+}
+
+// R-POL-4, R-OPS-2: a node silent past its deadline is cancelled and replaced.
+#[test]
+fn r_pol_4_reawards_when_a_node_goes_silent() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    bid(&mut r, 1, id, 1, 0);
+    bid(&mut r, 2, id, 2, 0);
+    r.handle_timeout(300);
+    drain(&mut r);
+    // Default execution timeout 10 min plus 30 s grace.
+    let deadline = 300 + 600_000 + 30_000;
+    assert_eq!(r.poll_timeout(), Some(deadline));
+    r.handle_timeout(deadline - 1);
+    assert!(drain(&mut r).is_empty());
+    r.handle_timeout(deadline);
+    let out = drain(&mut r);
+    assert_eq!(cancels(&out), vec![node(1)]);
+    // Node 2's bid is long closed: the job re-announces, and node 2 bids again.
+    assert!(awards(&out).is_empty());
+    r.handle_timeout(deadline + 300);
+    assert_eq!(publishes(&drain(&mut r)), 1);
+    bid(&mut r, deadline + 310, id, 2, 0);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(2), ExecutionId(1))]);
+    // Its late result is stale now.
+    result(&mut r, deadline + 1, id, 1, 1, 0, true);
+    assert!(drain(&mut r).is_empty());
+    assert_eq!(state(&r, id), JobState::Running);
+}
+
+#[test]
+fn the_spec_timeouts_set_the_deadlines() {
+    let mut r = requester(1);
+    let mut s = spec("docker", NoNet, &[], 1);
+    s.tasks[0].timeouts.execution_timeout = Some(60);
+    s.tasks[0].timeouts.queue_timeout = Some(2);
+    let id = r.submit(0, s, 0, vec![]).unwrap();
+    let record = r.job(&id).unwrap();
+    assert_eq!(record.silence_after_ms, 60_000 + 30_000);
+    assert_eq!(record.queue_timeout_ms, 2_000);
+}
+
+// R-POL-4: a node gets one attempt per job, whatever it bids later.
+#[test]
+fn r_pol_4_never_the_same_node_twice() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    bid(&mut r, 1, id, 1, 0);
+    r.handle_timeout(300);
+    drain(&mut r);
+    decline(&mut r, 400, id, 1, 0);
+    let out = drain(&mut r);
+    assert!(awards(&out).is_empty());
+    // No spare: it waits, and re-announces after a bid window.
+    assert_eq!(state(&r, id), JobState::Bidding);
+    r.handle_timeout(700);
+    assert_eq!(publishes(&drain(&mut r)), 1);
+    bid(&mut r, 710, id, 1, 0);
+    assert!(awards(&drain(&mut r)).is_empty(), "node 1 had its attempt");
+    // A new bidder after the first window is awarded at once.
+    bid(&mut r, 720, id, 3, 5);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(3), ExecutionId(1))]);
+}
+
+#[test]
+fn late_bids_are_spares() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    bid(&mut r, 1, id, 1, 0);
+    r.handle_timeout(300);
+    drain(&mut r);
+    bid(&mut r, 350, id, 2, 0);
+    assert!(awards(&drain(&mut r)).is_empty());
+    result(&mut r, 400, id, 1, 1, 0, false);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(2), ExecutionId(1))]);
+}
+
+#[test]
+fn reannouncements_back_off() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    let mut at = Vec::new();
+    while let Some(t) = r.poll_timeout() {
+        r.handle_timeout(t);
+        if publishes(&drain(&mut r)) > 0 {
+            at.push(t);
+        }
+    }
+    assert_eq!(at, vec![600, 1200, 2400, 4400, 6400, 8400]);
+    assert!(matches!(state(&r, id), JobState::Failed { .. }));
+}
+
+// Results that are not the sender's, for other executions or after the end
+// are ignored.
+#[test]
+fn stale_and_forged_results_are_ignored() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    bid(&mut r, 1, id, 1, 0);
+    bid(&mut r, 2, id, 2, 0);
+    r.handle_timeout(300);
+    drain(&mut r);
+    // Node 2 forges node 1's result; node 2 reports an execution it does
+    // not have; node 1 reports an execution id it was never given.
+    result(&mut r, 310, id, 2, 1, 0, true);
+    result(&mut r, 311, id, 2, 2, 0, true);
+    result(&mut r, 312, id, 1, 1, 7, true);
+    // A job nobody submitted here.
+    let other = JobId::compute(&spec("wasm", NoNet, &[], 1), &node(9), 1).unwrap();
+    result(&mut r, 313, other, 1, 1, 0, true);
+    assert!(drain(&mut r).is_empty());
+    assert_eq!(state(&r, id), JobState::Running);
+    result(&mut r, 320, id, 1, 1, 0, true);
+    let out = drain(&mut r);
+    assert_eq!(
+        events(&out),
+        vec![
+            RequesterEvent::Completed {
+                node: node(1),
+                execution_id: ExecutionId(0),
+                result_cid: result_cid(1),
+                exit_code: 0
+            },
+            RequesterEvent::JobCompleted
+        ]
+    );
+    // Once done, nothing more happens.
+    result(&mut r, 330, id, 1, 1, 0, true);
+    bid(&mut r, 331, id, 5, 0);
+    decline(&mut r, 332, id, 1, 0);
+    assert!(drain(&mut r).is_empty());
+    assert_eq!(r.poll_timeout(), None);
+}
+
+#[test]
+fn a_job_completes_once_with_count_executions() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 2);
+    for n in 1..=3 {
+        bid(&mut r, u64::from(n), id, n, 0);
+    }
+    r.handle_timeout(300);
+    assert_eq!(awards(&drain(&mut r)).len(), 2);
+    result(&mut r, 400, id, 1, 1, 0, true);
+    let out = drain(&mut r);
+    assert!(!events(&out).contains(&RequesterEvent::JobCompleted));
+    assert_eq!(state(&r, id), JobState::Running);
+    result(&mut r, 410, id, 2, 2, 1, true);
+    let out = drain(&mut r);
+    assert_eq!(
+        events(&out)
+            .iter()
+            .filter(|e| **e == RequesterEvent::JobCompleted)
+            .count(),
+        1
+    );
+    assert_eq!(r.job(&id).unwrap().completed(), 2);
+}
+
+#[test]
+fn attempts_run_out() {
+    let mut config = RequesterConfig::new(node(ME), 1);
+    config.max_attempts = 2;
+    let mut r = Requester::new(config);
+    let id = submit(&mut r, 1);
+    for n in 1..=3 {
+        bid(&mut r, u64::from(n), id, n, 0);
+    }
+    r.handle_timeout(300);
+    drain(&mut r);
+    result(&mut r, 400, id, 1, 1, 0, false);
+    drain(&mut r);
+    decline(&mut r, 500, id, 2, 1);
+    let out = drain(&mut r);
+    assert!(awards(&out).is_empty());
+    let reason = failure(&r, id);
+    assert!(
+        reason.starts_with("gave up after 2 attempts (0 of 1 completed): "),
+        "{reason}"
+    );
+    assert!(reason.contains("image not found"), "{reason}");
+    assert!(
+        reason.contains("declined the award: allowlist changed"),
+        "{reason}"
+    );
+    assert_eq!(r.poll_timeout(), None);
+}
+
+// R-POL-3: nobody bids; the refusals are grouped and counted.
+#[test]
+fn r_pol_3_failure_lists_refusals_grouped_and_counted() {
+    let mut r = requester(1);
+    let id = r
+        .submit(0, spec("docker", Http, &["api.foo.com"], 1), 0, vec![])
+        .unwrap();
+    drain(&mut r);
+    let http_refused = RefuseReason::NetworkNotAccepted {
+        requested: Http,
+        accepted: NoNet,
+    };
+    refuse(&mut r, id, 1, http_refused.clone());
+    refuse(&mut r, id, 2, http_refused.clone());
+    refuse(&mut r, id, 2, http_refused);
+    refuse(
+        &mut r,
+        id,
+        3,
+        RefuseReason::DomainsNotAllowed {
+            domains: vec![crate::domain::Domain::parse("api.foo.com").unwrap()],
+        },
+    );
+    r.handle_timeout(10_000);
+    assert_eq!(
+        failure(&r, id),
+        "no node accepts this job: 2 nodes: network=http not accepted (this node accepts \
+         none); 1 node: api.foo.com not in allowlist"
+    );
+    assert_eq!(r.job(&id).unwrap().refusals.len(), 3);
+}
+
+// R-POL-3: capacity refusals group together whatever their numbers.
+#[test]
+fn r_pol_3_busy_nodes_group_together() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    for (n, running) in [(1, 2), (2, 4)] {
+        refuse(
+            &mut r,
+            id,
+            n,
+            RefuseReason::NoCapacity {
+                running,
+                capacity: running,
+            },
+        );
+    }
+    refuse(
+        &mut r,
+        id,
+        3,
+        RefuseReason::EngineUnavailable {
+            engine: "docker".into(),
+        },
+    );
+    r.handle_timeout(10_000);
+    assert_eq!(
+        failure(&r, id),
+        "no node accepts this job: 2 nodes: no free slot; 1 node: engine=docker not available"
+    );
+}
+
+// R-POL-3: nodes that said nothing are explained by their node info.
+#[test]
+fn r_pol_3_node_infos_explain_silent_nodes() {
+    let mut r = requester(1);
+    let info = |n: u8, accept, engines: &[&str]| NodeInfo {
+        node: node(n),
+        engines: engines.iter().map(|e| e.to_string()).collect(),
+        capacity: 4,
+        running: 0,
+        accept_network: accept,
+        allowlist_digest: None,
+        api_addrs: vec![],
+        p2p_addrs: vec![],
+        seq: 1,
+    };
+    for (n, accept, engines) in [
+        (1, NoNet, &["docker"][..]),
+        (2, NoNet, &["docker"][..]),
+        (3, Full, &["wasm"][..]),
+        (4, Full, &["docker"][..]),
+    ] {
+        r.handle(
+            0,
+            RequesterInput::NodeInfo {
+                from: node(n),
+                info: info(n, accept, engines),
+            },
+        );
+    }
+    // A node info signed by another node is ignored.
+    r.handle(
+        0,
+        RequesterInput::NodeInfo {
+            from: node(6),
+            info: info(5, NoNet, &["docker"]),
+        },
+    );
+    let id = r
+        .submit(0, spec("docker", Full, &[], 1), 0, vec![])
+        .unwrap();
+    r.handle_timeout(10_000);
+    assert_eq!(
+        failure(&r, id),
+        "no node accepts this job: 2 nodes: network=full not accepted (this node accepts \
+         none); 1 node: did not answer; 1 node: engine=docker not available"
+    );
+}
+
+// R-POL-3: alone, the requester says so.
+#[test]
+fn r_pol_3_no_answer_and_no_peer() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    r.handle_timeout(9_999);
+    assert_eq!(state(&r, id), JobState::Bidding);
+    r.handle_timeout(10_000);
+    assert_eq!(
+        failure(&r, id),
+        "no node answered within 10 s; is this node connected to any peer?"
+    );
+    let out = drain(&mut r);
+    assert!(events(&out).contains(&RequesterEvent::JobFailed {
+        reason: failure(&r, id)
+    }));
+}
+
+#[test]
+fn queue_timeout_after_failures_lists_the_attempts() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    bid(&mut r, 1, id, 1, 0);
+    r.handle_timeout(300);
+    result(&mut r, 400, id, 1, 1, 0, false);
+    refuse(&mut r, id, 2, RefuseReason::EmptyAllowlist);
+    // The queue timeout runs from when the job started waiting again.
+    r.handle_timeout(10_399);
+    assert_eq!(state(&r, id), JobState::Bidding);
+    r.handle_timeout(10_400);
+    let reason = failure(&r, id);
+    assert!(
+        reason.starts_with(
+            "only 0 of 1 executions completed and no other node took the job within 10 s; \
+             attempts: "
+        ),
+        "{reason}"
+    );
+    assert!(reason.ends_with(
+        "image not found; other nodes: 1 node: network=http not accepted (this node's \
+         allowlist is empty)"
+    ));
+}
+
+#[test]
+fn the_user_cancels() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 2);
+    bid(&mut r, 1, id, 1, 0);
+    bid(&mut r, 2, id, 2, 0);
+    r.handle_timeout(300);
+    drain(&mut r);
+    result(&mut r, 400, id, 1, 1, 0, true);
+    drain(&mut r);
+    r.cancel(id, "not needed").unwrap();
+    let out = drain(&mut r);
+    assert_eq!(cancels(&out), vec![node(2)]);
+    assert_eq!(events(&out), vec![RequesterEvent::JobCancelled]);
+    assert_eq!(state(&r, id), JobState::Cancelled);
+    assert_eq!(r.poll_timeout(), None);
+    assert_eq!(
+        r.cancel(id, "again"),
+        Err(CancelError::AlreadyEnded(id, "cancelled"))
+    );
+    let other = JobId::compute(&spec("wasm", NoNet, &[], 1), &node(9), 1).unwrap();
+    assert_eq!(r.cancel(other, "x"), Err(CancelError::UnknownJob(other)));
+}
+
+#[test]
+fn submit_refuses_duplicates_and_invalid_jobs() {
+    let mut r = requester(1);
+    let s = spec("docker", NoNet, &[], 1);
+    let id = r.submit(0, s.clone(), 5, vec![]).unwrap();
+    assert_eq!(
+        r.submit(0, s.clone(), 5, vec![]),
+        Err(SubmitError::Duplicate(id))
+    );
+    let mut bad = s.clone();
+    bad.count = 0;
+    assert!(matches!(
+        r.submit(0, bad, 6, vec![]),
+        Err(SubmitError::Invalid(_))
+    ));
+    let too_many = vec!["addr".to_string(); crate::messages::MAX_ADDRS + 1];
+    assert!(matches!(
+        r.submit(0, s, 7, too_many),
+        Err(SubmitError::Message(_))
+    ));
+}
+
+// R-OPS-2: a restarted requester resumes from the persisted record.
+#[test]
+fn r_ops_2_restore_resumes_a_running_job() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 2);
+    bid(&mut r, 1, id, 1, 0);
+    r.handle_timeout(300);
+    drain(&mut r);
+    // The driver stores the record as JSON; the node restarts.
+    let stored = serde_json::to_string(r.job(&id).unwrap()).unwrap();
+    let record: JobRecord = serde_json::from_str(&stored).unwrap();
+    assert_eq!(&record, r.job(&id).unwrap());
+    let cbor = crate::id::to_canonical(&record).unwrap();
+    assert_eq!(
+        crate::id::from_canonical::<JobRecord>(&cbor, 1 << 20).unwrap(),
+        record
+    );
+    let mut r = requester(2);
+    r.restore(5_000, record);
+    let out = drain(&mut r);
+    // It still needs a node: it announces and collects bids again.
+    assert_eq!(publishes(&out), 1);
+    bid(&mut r, 5_010, id, 2, 0);
+    bid(&mut r, 5_011, id, 1, 0);
+    r.handle_timeout(5_300);
+    assert_eq!(
+        awards(&drain(&mut r)),
+        vec![(node(2), ExecutionId(1))],
+        "node 1 already runs it"
+    );
+    // The execution from before the restart still counts.
+    result(&mut r, 6_000, id, 1, 1, 0, true);
+    result(&mut r, 6_001, id, 2, 2, 1, true);
+    assert_eq!(state(&r, id), JobState::Completed);
+}
+
+#[test]
+fn r_ops_2_restore_keeps_ended_jobs_quiet() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    r.handle_timeout(10_000);
+    let record = r.job(&id).unwrap().clone();
+    let mut r = requester(1);
+    r.restore(20_000, record);
+    assert!(drain(&mut r).is_empty());
+    assert_eq!(r.poll_timeout(), None);
+    assert!(r.forget(&id).is_some());
+    assert!(r.job(&id).is_none());
+}
+
+#[test]
+fn a_restored_job_still_times_out() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    let record = r.job(&id).unwrap().clone();
+    let mut r = requester(1);
+    r.restore(4_000, record);
+    drain(&mut r);
+    // The queue timeout still runs from the submission.
+    r.handle_timeout(9_999);
+    assert_eq!(state(&r, id), JobState::Bidding);
+    r.handle_timeout(10_000);
+    assert!(matches!(state(&r, id), JobState::Failed { .. }));
+}
+
+#[test]
+fn durations_read_naturally() {
+    assert_eq!(explain::duration(300), "300 ms");
+    assert_eq!(explain::duration(10_000), "10 s");
+    assert_eq!(explain::duration(1_500), "1.5 s");
+}
+
+#[test]
+fn events_are_plain_serde_for_the_store() {
+    let events = [
+        RequesterEvent::Announced,
+        RequesterEvent::Completed {
+            node: node(1),
+            execution_id: ExecutionId(2),
+            result_cid: result_cid(1),
+            exit_code: 0,
+        },
+        RequesterEvent::JobFailed {
+            reason: "why".into(),
+        },
+    ];
+    for event in events {
+        let json = serde_json::to_string(&event).unwrap();
+        assert_eq!(
+            serde_json::from_str::<RequesterEvent>(&json).unwrap(),
+            event
+        );
+    }
+    assert_eq!(
+        serde_json::to_string(&RequesterEvent::Announced).unwrap(),
+        r#"{"event":"announced"}"#
+    );
+}
+
+// R-POL-3: a node whose info says it is full is explained as busy.
+#[test]
+fn r_pol_3_full_nodes_are_explained_as_busy() {
+    let mut r = requester(1);
+    r.handle(
+        0,
+        RequesterInput::NodeInfo {
+            from: node(1),
+            info: NodeInfo {
+                node: node(1),
+                engines: vec!["docker".into()],
+                capacity: 2,
+                running: 2,
+                accept_network: NoNet,
+                allowlist_digest: None,
+                api_addrs: vec![],
+                p2p_addrs: vec![],
+                seq: 3,
+            },
+        },
+    );
+    let id = submit(&mut r, 1);
+    r.handle_timeout(10_000);
+    assert_eq!(
+        failure(&r, id),
+        "no node accepts this job: 1 node: no free slot"
+    );
+}
+
+// The spec's total timeout bounds the whole job, retries included.
+#[test]
+fn the_total_timeout_ends_a_running_job() {
+    let mut r = requester(1);
+    let mut s = spec("docker", NoNet, &[], 1);
+    s.tasks[0].timeouts.total_timeout = Some(5);
+    let id = r.submit(100, s, 0, vec![]).unwrap();
+    drain(&mut r);
+    bid(&mut r, 101, id, 1, 0);
+    r.handle_timeout(400);
+    drain(&mut r);
+    r.handle_timeout(5_099);
+    assert_eq!(state(&r, id), JobState::Running);
+    r.handle_timeout(5_100);
+    let out = drain(&mut r);
+    assert_eq!(cancels(&out), vec![node(1)]);
+    assert_eq!(
+        failure(&r, id),
+        "the job did not finish within its total timeout of 5 s (0 of 1 executions completed)"
+    );
+}

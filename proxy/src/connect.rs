@@ -1,0 +1,117 @@
+//! HTTPS by `CONNECT host:port` (R-NET-3): authority form only, allowed
+//! ports only, checked like plain HTTP, tunnelled to exactly the checked
+//! address through the job's rate limiters.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::audit::{Entry, Verdict};
+use crate::body::{ProxyBody, empty};
+use crate::forward::check_host_header;
+use crate::io::Tracked;
+use crate::rate::RateLimiter;
+use crate::server::{ConnCtx, Inner, Refusal};
+use crate::target::parse_authority;
+use crate::upstream::connect_first;
+
+pub(crate) async fn handle(
+    inner: &Inner,
+    req: Request<hyper::body::Incoming>,
+    entry: Arc<Entry>,
+    ctx: ConnCtx,
+) -> Result<Response<ProxyBody>, Refusal> {
+    let uri = req.uri();
+    // hyper hands over odd targets (absolute form, paths): only
+    // `host:port` is a CONNECT target.
+    if uri.scheme().is_some() || uri.path_and_query().is_some() {
+        return Err(Refusal::bad("CONNECT target must be `host:port`"));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| Refusal::bad("CONNECT target must be `host:port`"))?;
+    let target = parse_authority(authority.as_str(), None)
+        .map_err(|e| Refusal::bad(format!("bad CONNECT target: {e}")))?;
+    entry.update(|r| {
+        r.host = target.host.to_string();
+        r.port = Some(target.port);
+    });
+    if req.headers().contains_key(hyper::header::HOST) {
+        check_host_header(req.headers(), req.version(), &target, target.port)?;
+    }
+    let ports = &inner.config.connect_ports;
+    if !ports.contains(&target.port) {
+        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
+        return Err(Refusal::forbidden(format!(
+            "CONNECT to port {} is not allowed (allowed: {})",
+            target.port,
+            list.join(", ")
+        )));
+    }
+    let checked = inner.policy.check(&target).await.map_err(|d| {
+        entry.update(|r| r.ip = d.ip());
+        Refusal::forbidden(d.to_string())
+    })?;
+    entry.update(|r| r.decision = Verdict::Allow);
+    let limits = &inner.config.limits;
+    let (stream, addr) = connect_first(inner.connector.as_ref(), &checked, limits.connect_timeout)
+        .await
+        .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, e))?;
+    entry.update(|r| r.ip = Some(addr.ip()));
+    let upstream = Tracked::new(stream, ctx.activity.clone());
+    let (up, down) = (inner.up.clone(), inner.down.clone());
+    let idle = limits.idle_timeout;
+    let mut stop = inner.stop.subscribe();
+    tokio::spawn(async move {
+        let client = match hyper::upgrade::on(req).await {
+            Ok(u) => TokioIo::new(u),
+            Err(e) => {
+                entry.update(|r| r.reason = Some(format!("upgrade failed: {e}")));
+                return;
+            }
+        };
+        let (cr, cw) = tokio::io::split(client);
+        let (ur, uw) = tokio::io::split(upstream);
+        let both = async {
+            tokio::join!(
+                copy(cr, uw, &up, &entry.up),
+                copy(ur, cw, &down, &entry.down)
+            )
+        };
+        tokio::select! {
+            _ = both => {}
+            () = ctx.activity.clone().idle(idle) => {
+                entry.update(|r| r.reason = Some("tunnel idle timeout".into()));
+            }
+            _ = stop.wait_for(|stopped| *stopped) => {
+                entry.update(|r| r.reason = Some("proxy shut down".into()));
+            }
+        }
+        drop(ctx);
+    });
+    Ok(Response::new(empty()))
+}
+
+/// Copy one direction through the limiter until EOF, then pass the EOF on.
+async fn copy<R, W>(mut r: R, mut w: W, limiter: &RateLimiter, count: &AtomicU64)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; limiter.chunk()];
+    loop {
+        let n = match r.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        limiter.acquire(n).await;
+        if w.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        count.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    let _ = w.shutdown().await;
+}

@@ -1,0 +1,278 @@
+//! The policy decision for one destination (R-NET-4, R-NET-7, R-NET-8).
+//!
+//! In order: the name against the deny set; the host against the job's
+//! `DomainSet::allows`; resolution (once; an IP literal is not resolved);
+//! then **every** resolved address against the deny set (`IP:port` and IP)
+//! and the special-purpose table, unless an operator-allowed range covers
+//! it. One bad address refuses the whole request: a name that resolves to a
+//! public and a private address is someone's attempt at the private one.
+//! The caller connects only to the returned addresses, which are exactly the
+//! ones checked. A name outside the job's domains is never resolved, so the
+//! proxy cannot be used to send DNS queries for arbitrary names.
+//!
+//! For the WASM executor (R-NET-10), the same decision in-process:
+//! ```
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use protocol::domain::DomainSet;
+//! use proxy::{DenySet, Policy, StaticResolver, target::parse_authority};
+//!
+//! let resolver = StaticResolver::new().with("api.example.com", "93.184.215.14".parse().unwrap());
+//! let policy = Policy::new(
+//!     DomainSet::parse([".example.com"]).unwrap(),
+//!     DenySet::new(),
+//!     Vec::new(),
+//!     Arc::new(resolver),
+//!     Duration::from_secs(5),
+//! );
+//! let target = parse_authority("api.example.com", Some(443)).unwrap();
+//! let checked = policy.check(&target).await.unwrap();
+//! assert_eq!(checked.addrs(), ["93.184.215.14:443".parse().unwrap()]);
+//! # });
+//! ```
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::domain::{DomainSet, Host};
+
+use crate::deny::DenySet;
+use crate::ranges::{Cidr, classify};
+use crate::resolve::Resolver;
+use crate::target::Target;
+
+/// Why a destination was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Denial {
+    /// The host is on the control-plane deny set by name.
+    #[error("{0} is a skrei control-plane host (deny set)")]
+    DeniedHost(String),
+    /// The job's domains do not cover the host.
+    #[error("{0} is not in the job's allowed domains")]
+    NotAllowed(String),
+    /// The name did not resolve.
+    #[error("{0} did not resolve")]
+    Unresolved(String),
+    /// A resolved address is on the deny set.
+    #[error("{host} resolves to {addr}, a skrei control-plane address (deny set)")]
+    DeniedAddress {
+        /// The host as requested (normalised).
+        host: String,
+        /// The refused address.
+        addr: SocketAddr,
+    },
+    /// A resolved address is special-purpose and no allowed range covers it.
+    #[error("{host} resolves to {ip}: {why} address")]
+    SpecialAddress {
+        /// The host as requested (normalised).
+        host: String,
+        /// The refused address.
+        ip: IpAddr,
+        /// Which special-purpose range.
+        why: &'static str,
+    },
+}
+
+impl Denial {
+    /// The refused address, when the refusal is about one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Denial::DeniedAddress { addr, .. } => Some(addr.ip()),
+            Denial::SpecialAddress { ip, .. } => Some(*ip),
+            _ => None,
+        }
+    }
+}
+
+/// The addresses a destination may be connected to, all checked. Only
+/// [`Policy::check`] makes one (the field is private).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked(Vec<SocketAddr>);
+
+impl Checked {
+    /// The checked addresses, in the resolver's order.
+    pub fn addrs(&self) -> &[SocketAddr] {
+        &self.0
+    }
+}
+
+/// The decision for one job: shared by the proxy and the WASM executor.
+#[derive(Clone)]
+pub struct Policy {
+    domains: DomainSet,
+    deny: DenySet,
+    allowed_ranges: Vec<Cidr>,
+    resolver: Arc<dyn Resolver>,
+    resolve_timeout: Duration,
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Policy")
+            .field("domains", &self.domains)
+            .field("allowed_ranges", &self.allowed_ranges)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Policy {
+    /// A policy from its parts.
+    pub fn new(
+        domains: DomainSet,
+        deny: DenySet,
+        allowed_ranges: Vec<Cidr>,
+        resolver: Arc<dyn Resolver>,
+        resolve_timeout: Duration,
+    ) -> Policy {
+        Policy {
+            domains,
+            deny,
+            allowed_ranges,
+            resolver,
+            resolve_timeout,
+        }
+    }
+
+    /// Decide whether `target` may be reached and where exactly.
+    pub async fn check(&self, target: &Target) -> Result<Checked, Denial> {
+        let host = &target.host;
+        let name = host.to_string();
+        if self.deny.denies_host(host) {
+            return Err(Denial::DeniedHost(name));
+        }
+        if !self.domains.allows(host) {
+            return Err(Denial::NotAllowed(name));
+        }
+        let ips = match host {
+            Host::Ip(ip) => vec![*ip],
+            Host::Name(n) => {
+                match tokio::time::timeout(self.resolve_timeout, self.resolver.resolve(n)).await {
+                    Ok(Ok(ips)) if !ips.is_empty() => ips,
+                    Ok(Ok(_)) | Ok(Err(_)) | Err(_) => return Err(Denial::Unresolved(name)),
+                }
+            }
+        };
+        let mut addrs = Vec::with_capacity(ips.len());
+        for ip in ips {
+            let ip = ip.to_canonical();
+            let addr = SocketAddr::new(ip, target.port);
+            if self.deny.denies(addr) {
+                return Err(Denial::DeniedAddress { host: name, addr });
+            }
+            if let Some(why) = classify(ip)
+                && !self.allowed_ranges.iter().any(|r| r.contains(ip))
+            {
+                return Err(Denial::SpecialAddress {
+                    host: name,
+                    ip,
+                    why,
+                });
+            }
+            if !addrs.contains(&addr) {
+                addrs.push(addr);
+            }
+        }
+        Ok(Checked(addrs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resolve::StaticResolver;
+
+    fn policy(domains: &[&str], ranges: &[&str], resolver: StaticResolver) -> (Policy, DenySet) {
+        let deny = DenySet::new();
+        let p = Policy::new(
+            DomainSet::parse(domains.iter().copied()).unwrap(),
+            deny.clone(),
+            ranges.iter().map(|r| Cidr::parse(r).unwrap()).collect(),
+            Arc::new(resolver),
+            Duration::from_secs(1),
+        );
+        (p, deny)
+    }
+
+    fn t(host: &str, port: u16) -> Target {
+        Target {
+            host: Host::parse(host).unwrap(),
+            port,
+        }
+    }
+
+    #[tokio::test]
+    async fn r_net_8_every_address_is_checked() {
+        let r = StaticResolver::new()
+            .with("pub.test", "1.1.1.1".parse().unwrap())
+            .with("mixed.test", "1.1.1.1".parse().unwrap())
+            .with("mixed.test", "10.0.0.1".parse().unwrap())
+            .with("meta.test", "169.254.169.254".parse().unwrap())
+            .with("mapped.test", "::ffff:127.0.0.1".parse().unwrap());
+        let (p, deny) = policy(&[".test", "127.0.0.1"], &[], r);
+        assert_eq!(
+            p.check(&t("pub.test", 80)).await.unwrap().addrs(),
+            ["1.1.1.1:80".parse().unwrap()]
+        );
+        assert!(matches!(
+            p.check(&t("mixed.test", 80)).await,
+            Err(Denial::SpecialAddress { why, .. }) if why.contains("private")
+        ));
+        assert!(matches!(
+            p.check(&t("meta.test", 80)).await,
+            Err(Denial::SpecialAddress { why, .. }) if why.contains("metadata")
+        ));
+        assert!(matches!(
+            p.check(&t("mapped.test", 80)).await,
+            Err(Denial::SpecialAddress {
+                why: "loopback",
+                ..
+            })
+        ));
+        assert!(matches!(
+            p.check(&t("127.0.0.1", 80)).await,
+            Err(Denial::SpecialAddress {
+                why: "loopback",
+                ..
+            })
+        ));
+        assert!(matches!(
+            p.check(&t("other.example", 80)).await,
+            Err(Denial::NotAllowed(_))
+        ));
+        assert!(matches!(
+            p.check(&t("nx.test", 80)).await,
+            Err(Denial::Unresolved(_))
+        ));
+        deny.insert_socket("1.1.1.1:443".parse().unwrap());
+        assert!(p.check(&t("pub.test", 80)).await.is_ok());
+        assert!(matches!(
+            p.check(&t("pub.test", 443)).await,
+            Err(Denial::DeniedAddress { .. })
+        ));
+        deny.insert_host(&Host::parse("pub.test").unwrap());
+        assert!(matches!(
+            p.check(&t("pub.test", 80)).await,
+            Err(Denial::DeniedHost(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn r_net_8_allowed_range_exempts_only_its_addresses() {
+        let r = StaticResolver::new()
+            .with("lo.test", "127.0.0.1".parse().unwrap())
+            .with("lo2.test", "127.0.0.2".parse().unwrap());
+        let (p, deny) = policy(&[".test"], &["127.0.0.1/32"], r);
+        assert!(p.check(&t("lo.test", 80)).await.is_ok());
+        assert!(p.check(&t("lo2.test", 80)).await.is_err());
+        // The deny set wins over an allowed range.
+        deny.insert_ip("127.0.0.1".parse().unwrap());
+        assert!(matches!(
+            p.check(&t("lo.test", 80)).await,
+            Err(Denial::DeniedAddress { .. })
+        ));
+    }
+}

@@ -1,0 +1,205 @@
+//! Plain HTTP by absolute URI (R-NET-3): checked, then forwarded to exactly
+//! the checked address. Redirects go back to the client, never followed.
+
+use std::sync::Arc;
+
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri, Version};
+use hyper_util::rt::TokioIo;
+
+use crate::audit::{Entry, Verdict};
+use crate::body::{Direction, ProxyBody, empty, pump};
+use crate::config::JOB_HEADER;
+use crate::io::Tracked;
+use crate::server::{ConnCtx, Inner, Refusal};
+use crate::target::{Target, parse_authority};
+use crate::upstream::connect_first;
+
+/// Headers that describe one hop, never forwarded either way (RFC 9110 §7.6.1),
+/// besides every `Proxy-*` header and those named by `Connection`.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Remove hop-by-hop and `Proxy-*` headers (and, upstream-bound, `Host` and
+/// any client-sent job header).
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(*n);
+    }
+    let proxy: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("proxy-"))
+        .cloned()
+        .collect();
+    for n in proxy {
+        headers.remove(n);
+    }
+}
+
+/// The request's `Host` header must name the same host and port as the
+/// target; HTTP/1.1 requires one.
+pub(crate) fn check_host_header(
+    headers: &HeaderMap,
+    version: Version,
+    target: &Target,
+    default_port: u16,
+) -> Result<(), Refusal> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let Some(value) = hosts.next() else {
+        if version == Version::HTTP_11 {
+            return Err(Refusal::bad("missing Host header"));
+        }
+        return Ok(());
+    };
+    if hosts.next().is_some() {
+        return Err(Refusal::bad("more than one Host header"));
+    }
+    let text = value
+        .to_str()
+        .map_err(|_| Refusal::bad("non-ASCII Host header"))?;
+    let host = parse_authority(text, Some(default_port))
+        .map_err(|e| Refusal::bad(format!("bad Host header: {e}")))?;
+    if host != *target {
+        return Err(Refusal::bad(format!(
+            "Host header `{host}` does not match the request target `{target}`"
+        )));
+    }
+    Ok(())
+}
+
+/// The target of an absolute-form `http://` request.
+fn target_of(uri: &Uri) -> Result<Target, Refusal> {
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(_) => {
+            return Err(Refusal::bad(
+                "only http:// URIs are proxied; use CONNECT for https",
+            ));
+        }
+        None => {
+            return Err(Refusal::bad(
+                "not an absolute URI: send requests to this proxy as `GET http://host/path`",
+            ));
+        }
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| Refusal::bad("absolute URI without a host"))?;
+    parse_authority(authority.as_str(), Some(80))
+        .map_err(|e| Refusal::bad(format!("bad request target: {e}")))
+}
+
+pub(crate) async fn handle(
+    inner: &Inner,
+    req: Request<hyper::body::Incoming>,
+    entry: Arc<Entry>,
+    ctx: ConnCtx,
+) -> Result<Response<ProxyBody>, Refusal> {
+    if req.method() == hyper::Method::TRACE {
+        return Err(Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "TRACE is not proxied",
+        ));
+    }
+    let target = target_of(req.uri())?;
+    entry.update(|r| {
+        r.host = target.host.to_string();
+        r.port = Some(target.port);
+    });
+    check_host_header(req.headers(), req.version(), &target, 80)?;
+    let checked = inner.policy.check(&target).await.map_err(|d| {
+        entry.update(|r| r.ip = d.ip());
+        Refusal::forbidden(d.to_string())
+    })?;
+    entry.update(|r| r.decision = Verdict::Allow);
+    let limits = &inner.config.limits;
+    let (stream, addr) = connect_first(inner.connector.as_ref(), &checked, limits.connect_timeout)
+        .await
+        .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, e))?;
+    entry.update(|r| r.ip = Some(addr.ip()));
+
+    let io = TokioIo::new(Tracked::new(stream, ctx.activity.clone()));
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, ProxyBody>(io)
+        .await
+        .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, format!("upstream handshake: {e}")))?;
+    let activity = ctx.activity.clone();
+    let idle = limits.idle_timeout;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = conn => {}
+            () = activity.idle(idle) => {}
+        }
+    });
+
+    let (parts, body) = req.into_parts();
+    let path = match parts.uri.path_and_query().map(|p| p.as_str()) {
+        Some(p) if p.starts_with('/') => p.to_owned(),
+        Some(p) if p.starts_with('?') => format!("/{p}"),
+        _ => "/".to_owned(),
+    };
+    let uri: Uri = path.parse().map_err(|_| Refusal::bad("bad request path"))?;
+    let mut headers = parts.headers;
+    strip_hop_by_hop(&mut headers);
+    headers.remove(header::HOST);
+    headers.remove(JOB_HEADER);
+    let host_value = if target.port == 80 {
+        host_text(&target)
+    } else {
+        format!("{}:{}", host_text(&target), target.port)
+    };
+    headers.insert(
+        header::HOST,
+        HeaderValue::from_str(&host_value).map_err(|_| Refusal::bad("bad host"))?,
+    );
+    headers.insert(JOB_HEADER, inner.job_header.clone());
+
+    let body = if hyper::body::Body::is_end_stream(&body) {
+        empty()
+    } else {
+        pump(body, inner.up.clone(), entry.clone(), Direction::Up)
+    };
+    let mut up = Request::new(body);
+    *up.method_mut() = parts.method;
+    *up.uri_mut() = uri;
+    *up.version_mut() = Version::HTTP_11;
+    *up.headers_mut() = headers;
+
+    let resp = sender
+        .send_request(up)
+        .await
+        .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, format!("upstream: {e}")))?;
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(Refusal::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream tried to switch protocols",
+        ));
+    }
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    let body = pump(body, inner.down.clone(), entry, Direction::Down);
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The host as it goes into a `Host` header (IPv6 in brackets).
+fn host_text(target: &Target) -> String {
+    match target.host {
+        protocol::domain::Host::Ip(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        ref h => h.to_string(),
+    }
+}

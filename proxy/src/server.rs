@@ -1,0 +1,397 @@
+//! One job's proxy: the accept loop and the life of a client connection.
+//!
+//! Each client connection carries exactly one request (or one tunnel): the
+//! head is read and checked (`head.rs`), hyper parses it again and the
+//! handler decides; then the connection closes. Not keeping client
+//! connections alive costs a TCP handshake on the loopback or bridge hop, and
+//! removes a class of attacks: a pipelined second request can never ride on
+//! a connection, an upstream connection or a decision made for the first.
+
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::BytesMut;
+use hyper::header::HeaderValue;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::audit::{AuditSink, Entry, Verdict};
+use crate::body::{ProxyBody, full};
+use crate::config::ProxyConfig;
+use crate::decide::Policy;
+use crate::head::{HeadError, read_head, shown};
+use crate::io::{Activity, Rewind, Tracked};
+use crate::rate::RateLimiter;
+use crate::resolve::{Resolver, SystemResolver};
+use crate::upstream::{Connector, TcpConnector};
+
+/// Why a proxy could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The job id cannot be sent in an HTTP header.
+    #[error("job id `{0}` cannot be sent as a header value (visible ASCII only)")]
+    JobId(String),
+    /// `max_connections` is 0.
+    #[error("max_connections must be at least 1")]
+    NoConnections,
+}
+
+/// Builds a [`Proxy`] from a config and its collaborators.
+pub struct ProxyBuilder {
+    config: ProxyConfig,
+    resolver: Arc<dyn Resolver>,
+    connector: Arc<dyn Connector>,
+    audit: Option<Arc<dyn AuditSink>>,
+    global: Option<Arc<Semaphore>>,
+}
+
+impl ProxyBuilder {
+    /// Resolve names with `resolver` (default: the system resolver).
+    pub fn resolver(mut self, resolver: Arc<dyn Resolver>) -> Self {
+        self.resolver = resolver;
+        self
+    }
+
+    /// Open upstream connections with `connector` (default: plain TCP).
+    pub fn connector(mut self, connector: Arc<dyn Connector>) -> Self {
+        self.connector = connector;
+        self
+    }
+
+    /// Write audit records to `sink` (default: JSON lines on stderr).
+    pub fn audit(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = Some(sink);
+        self
+    }
+
+    /// Share a limit on connections across all proxies of a process.
+    pub fn global_limit(mut self, limit: Arc<Semaphore>) -> Self {
+        self.global = Some(limit);
+        self
+    }
+
+    /// The proxy.
+    pub fn build(self) -> Result<Proxy, BuildError> {
+        let job_header = HeaderValue::from_str(&self.config.job_id)
+            .map_err(|_| BuildError::JobId(self.config.job_id.clone()))?;
+        if self.config.limits.max_connections == 0 {
+            return Err(BuildError::NoConnections);
+        }
+        let c = &self.config;
+        let policy = Policy::new(
+            c.domains.clone(),
+            c.deny.clone(),
+            c.allowed_ranges.clone(),
+            self.resolver,
+            c.limits.resolve_timeout,
+        );
+        Ok(Proxy {
+            inner: Arc::new(Inner {
+                up: RateLimiter::new(c.rate_up),
+                down: RateLimiter::new(c.rate_down),
+                job_conns: Arc::new(Semaphore::new(c.limits.max_connections)),
+                policy,
+                connector: self.connector,
+                audit: self
+                    .audit
+                    .unwrap_or_else(|| Arc::new(crate::audit::WriterSink::new(io::stderr()))),
+                global: self.global,
+                job_header,
+                config: self.config,
+                stop: tokio::sync::watch::Sender::new(false),
+            }),
+        })
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: ProxyConfig,
+    pub(crate) policy: Policy,
+    pub(crate) connector: Arc<dyn Connector>,
+    pub(crate) audit: Arc<dyn AuditSink>,
+    pub(crate) up: RateLimiter,
+    pub(crate) down: RateLimiter,
+    pub(crate) job_header: HeaderValue,
+    job_conns: Arc<Semaphore>,
+    global: Option<Arc<Semaphore>>,
+    pub(crate) stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Inner {
+    /// Completes once [`Proxy::shutdown`] has been called.
+    pub(crate) async fn stopped(&self) {
+        let mut rx = self.stop.subscribe();
+        // An error means the sender is gone, which cannot happen while
+        // `self` is alive; treat it as stopped all the same.
+        let _ = rx.wait_for(|stopped| *stopped).await;
+    }
+}
+
+/// One job's egress proxy. Cheap to clone; clones share limits and budgets.
+#[derive(Clone)]
+pub struct Proxy {
+    inner: Arc<Inner>,
+}
+
+/// What a request handler needs from its connection.
+#[derive(Clone)]
+pub(crate) struct ConnCtx {
+    pub(crate) activity: Arc<Activity>,
+    /// Set once hyper hands a request to the handler; a connection that
+    /// ends without it was refused by hyper's parser and is audited here.
+    handled: Arc<AtomicBool>,
+    /// Held by the tunnel too, so a tunnel counts against the limits.
+    pub(crate) _permits: Arc<(Option<OwnedSemaphorePermit>, OwnedSemaphorePermit)>,
+}
+
+impl Proxy {
+    /// Start building a proxy for `config`.
+    pub fn builder(config: ProxyConfig) -> ProxyBuilder {
+        ProxyBuilder {
+            config,
+            resolver: Arc::new(SystemResolver),
+            connector: Arc::new(TcpConnector),
+            audit: None,
+            global: None,
+        }
+    }
+
+    /// The decision this proxy applies (shared with the WASM executor).
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
+    }
+
+    /// Stop: the accept loop returns and every connection and tunnel of
+    /// this proxy is closed (the job has ended). Idempotent.
+    pub fn shutdown(&self) {
+        self.inner.stop.send_replace(true);
+    }
+
+    /// The rate limiters (up, down), for in-process users such as WASM jobs.
+    pub fn limiters(&self) -> (&RateLimiter, &RateLimiter) {
+        (&self.inner.up, &self.inner.down)
+    }
+
+    /// Accept and serve clients until the task is dropped.
+    ///
+    /// The listener's own address joins the deny set (unless it is a
+    /// wildcard address), so that no request can loop through the proxy.
+    pub async fn serve(self, listener: TcpListener) {
+        if let Ok(own) = listener.local_addr()
+            && !own.ip().is_unspecified()
+        {
+            self.inner.config.deny.insert_socket(own);
+        }
+        loop {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                () = self.inner.stopped() => return,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let this = self.clone();
+                    tokio::spawn(async move { this.serve_connection(stream, peer).await });
+                }
+                Err(e) => {
+                    // Out of descriptors and the like: back off, never spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    fn permits(&self) -> Option<(Option<OwnedSemaphorePermit>, OwnedSemaphorePermit)> {
+        let global = match &self.inner.global {
+            Some(g) => Some(g.clone().try_acquire_owned().ok()?),
+            None => None,
+        };
+        let job = self.inner.job_conns.clone().try_acquire_owned().ok()?;
+        Some((global, job))
+    }
+
+    /// Serve one client connection.
+    pub async fn serve_connection(&self, stream: TcpStream, peer: SocketAddr) {
+        let inner = &self.inner;
+        let limits = &inner.config.limits;
+        let Some(permits) = self.permits() else {
+            let entry = Entry::new(inner.audit.clone(), &inner.config.job_id);
+            entry.update(|r| {
+                r.status = Some(503);
+                r.reason = Some("too many connections".into());
+            });
+            let mut stream = stream;
+            let _ = stream
+                .write_all(&raw_response(503, "too many connections"))
+                .await;
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        let activity = Activity::new();
+        let mut stream = Tracked::new(stream, activity.clone());
+        let mut buf = BytesMut::new();
+        let head = read_head(
+            &mut stream,
+            &mut buf,
+            limits.max_header_bytes,
+            limits.max_headers,
+            limits.header_read_timeout,
+        )
+        .await;
+        match head {
+            Ok(()) => {}
+            Err(HeadError::Closed) => return,
+            Err(HeadError::Rejected(r)) => {
+                let entry = Entry::new(inner.audit.clone(), &inner.config.job_id);
+                entry.update(|rec| {
+                    rec.method = r.method.clone();
+                    rec.host = r.target.clone();
+                    rec.status = Some(r.status);
+                    rec.reason = Some(r.reason.clone());
+                });
+                tracing::debug!(%peer, reason = %r.reason, "request head refused");
+                let _ = tokio::time::timeout(
+                    limits.header_read_timeout,
+                    stream.write_all(&raw_response(r.status, &r.reason)),
+                )
+                .await;
+                return;
+            }
+        }
+        let handled = Arc::new(AtomicBool::new(false));
+        let ctx = ConnCtx {
+            activity: activity.clone(),
+            handled: handled.clone(),
+            _permits: Arc::new(permits),
+        };
+        let io = TokioIo::new(Rewind::new(buf.freeze(), stream));
+        let this = self.clone();
+        let service = service_fn(move |req| {
+            let this = this.clone();
+            let ctx = ctx.clone();
+            async move { Ok::<_, Infallible>(this.handle(req, ctx).await) }
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .keep_alive(false)
+            // `printf ... | nc` and friends shut their write side after the
+            // request: still answer them (the idle timeout bounds the wait).
+            .half_close(true)
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192) + 8192)
+            .max_headers(limits.max_headers)
+            .serve_connection(io, service)
+            .with_upgrades();
+        let ended = tokio::select! {
+            r = conn => match r {
+                Ok(()) => None,
+                Err(e) => Some(format!("malformed request: {e}")),
+            },
+            () = activity.idle(limits.idle_timeout) => Some("idle timeout".to_owned()),
+            () = inner.stopped() => Some("proxy shut down".to_owned()),
+        };
+        if let Some(reason) = ended {
+            tracing::debug!(%peer, %reason, "client connection ended");
+            if !handled.load(Ordering::Acquire) {
+                let entry = Entry::new(inner.audit.clone(), &inner.config.job_id);
+                entry.update(|r| {
+                    r.status = Some(400);
+                    r.reason = Some(reason);
+                });
+            }
+        }
+    }
+
+    async fn handle(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        ctx: ConnCtx,
+    ) -> Response<ProxyBody> {
+        ctx.handled.store(true, Ordering::Release);
+        let inner = &self.inner;
+        let entry = Entry::new(inner.audit.clone(), &inner.config.job_id);
+        entry.update(|r| {
+            r.method = shown(req.method().as_str());
+            r.host = shown(&req.uri().to_string());
+        });
+        let result = if req.method() == Method::CONNECT {
+            crate::connect::handle(inner, req, entry.clone(), ctx).await
+        } else {
+            crate::forward::handle(inner, req, entry.clone(), ctx).await
+        };
+        match result {
+            Ok(resp) => {
+                entry.update(|r| r.status = Some(resp.status().as_u16()));
+                resp
+            }
+            Err(refusal) => {
+                entry.update(|r| {
+                    // A 5xx after the policy allowed the request (the
+                    // upstream failed) stays an `allow` with its reason.
+                    if refusal.status.is_client_error() {
+                        r.decision = Verdict::Deny;
+                    }
+                    r.status = Some(refusal.status.as_u16());
+                    r.reason = Some(refusal.reason.clone());
+                });
+                refusal.response()
+            }
+        }
+    }
+}
+
+/// A request the proxy answers itself: refused or failed.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    pub(crate) reason: String,
+}
+
+impl Refusal {
+    pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn bad(reason: impl Into<String>) -> Refusal {
+        Refusal::new(StatusCode::BAD_REQUEST, reason)
+    }
+
+    pub(crate) fn forbidden(reason: impl Into<String>) -> Refusal {
+        Refusal::new(StatusCode::FORBIDDEN, reason)
+    }
+
+    fn response(&self) -> Response<ProxyBody> {
+        let mut resp = Response::new(full(format!("skrei proxy: {}\n", self.reason)));
+        *resp.status_mut() = self.status;
+        resp.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        resp
+    }
+}
+
+/// A whole response written by hand, for refusals before hyper runs.
+fn raw_response(status: u16, reason: &str) -> Vec<u8> {
+    let phrase = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    let body = format!("skrei proxy: {reason}\n");
+    format!(
+        "HTTP/1.1 {status} {phrase}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}

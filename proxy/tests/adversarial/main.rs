@@ -1,0 +1,11 @@
+//! Adversarial tests of the egress proxy over real loopback sockets
+//! (issue 3). Each test names the requirement it checks.
+
+mod harness;
+
+mod connect;
+mod deny;
+mod domains;
+mod limits;
+mod malformed;
+mod resolution;

@@ -16,12 +16,9 @@
 use cid::Cid;
 use cid::multihash::Multihash;
 
-/// Multicodec of a file's bytes.
-pub const RAW: u64 = 0x55;
-/// Multicodec of a directory manifest.
-pub const DAG_CBOR: u64 = 0x71;
-/// Multihash code of BLAKE3 (32-byte digest).
-pub const BLAKE3: u64 = 0x1e;
+/// The codes are the protocol's (job ids use the same CIDs): `raw` for a
+/// file, `dag-cbor` for a directory manifest, BLAKE3 for the hash.
+pub use protocol::id::{BLAKE3, DAG_CBOR, RAW};
 /// Multihash code of sha2-256, the hash of IPFS content.
 const SHA2_256: u64 = 0x12;
 
@@ -141,6 +138,16 @@ mod tests {
         let h: [u8; 32] = blake3::hash(b"x").into();
         assert!(file_cid(h).to_string().starts_with("bafkr4i"));
         assert!(dir_cid(h).to_string().starts_with("bafyr4i"));
+    }
+
+    // One CID scheme for the whole network: storage's CIDs of a digest are
+    // the protocol's CIDs of the bytes.
+    #[test]
+    fn same_as_protocol() {
+        let bytes = b"the same bytes";
+        let h: [u8; 32] = blake3::hash(bytes).into();
+        assert_eq!(file_cid(h), protocol::id::blake3_cid(RAW, bytes));
+        assert_eq!(dir_cid(h), protocol::id::blake3_cid(DAG_CBOR, bytes));
     }
 
     #[test]

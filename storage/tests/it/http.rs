@@ -23,6 +23,8 @@ pub struct Reply {
     stall: Option<Duration>,
     /// Omit Content-Length and close the connection after the body.
     no_length: bool,
+    /// Announce this length instead of the body's (a connection cut short).
+    claimed_len: Option<usize>,
 }
 
 impl Reply {
@@ -33,6 +35,7 @@ impl Reply {
             body: body.to_vec(),
             stall: None,
             no_length: false,
+            claimed_len: None,
         }
     }
     fn status(status: &'static str) -> Reply {
@@ -147,7 +150,8 @@ where
     let reply = route(&path, nth);
     let mut out = format!("HTTP/1.1 {}\r\nConnection: close\r\n", reply.status);
     if !reply.no_length {
-        out.push_str(&format!("Content-Length: {}\r\n", reply.body.len()));
+        let len = reply.claimed_len.unwrap_or(reply.body.len());
+        out.push_str(&format!("Content-Length: {len}\r\n"));
     }
     for (k, v) in &reply.headers {
         out.push_str(&format!("{k}: {v}\r\n"));
@@ -182,6 +186,11 @@ pub fn routes(path: &str, nth: u32) -> Reply {
         "/busy" if nth == 1 => Reply::status("429 Too Many Requests"),
         "/busy" => Reply::ok(b"ok"),
         "/down" => Reply::status("500 Internal Server Error"),
+        "/cut" if nth == 1 => Reply {
+            claimed_len: Some(1000),
+            ..Reply::ok(b"only the first part")
+        },
+        "/cut" => Reply::ok(b"all of it"),
         "/slow" => Reply {
             stall: Some(Duration::from_secs(5)),
             ..Reply::ok(b"too late")
@@ -314,6 +323,21 @@ async fn transient_errors_are_retried() {
         "{err}"
     );
     assert_eq!(server.hits("/down"), 3);
+}
+
+// R-VOL-1: a body cut short is transient: the download starts again and
+// the file holds the complete second body, nothing of the first.
+#[tokio::test]
+async fn cut_body_is_retried() {
+    let server = Server::start(routes).await;
+    let dir = tempfile::tempdir().unwrap();
+    let got = downloader()
+        .download(&server.url("/cut"), dir.path())
+        .await
+        .unwrap();
+    assert_eq!(got.attempts, 2);
+    assert_eq!(std::fs::read(&got.path).unwrap(), b"all of it");
+    assert_eq!(names(dir.path()), ["cut"]);
 }
 
 // R-VOL-1: a connection refused is transient too, and bounded.

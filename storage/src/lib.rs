@@ -16,12 +16,15 @@
 //! - [`store`]: the node's iroh-blobs file store, served over an iroh
 //!   endpoint that needs no relay or internet: add files and trees, check
 //!   presence, fetch from several providers with verification, resumption
-//!   and progress, export to the file system.
+//!   and progress (a directory's files concurrently), export to the file
+//!   system.
 //! - [`download`]: bounded, retrying HTTP(S) downloads of URL inputs.
 //! - [`inputs`]: a job's inputs (CID, URL, inline, local path) materialised
 //!   read-only in an execution folder, concurrently.
 //! - [`publish`]: an execution's results stored as one directory CID and
-//!   handed to the job's publisher (`local`, `dir`).
+//!   handed to the job's publisher (`local`, `dir`, `s3`).
+//! - [`s3`]: the few S3 calls the `s3` publisher needs (SigV4-signed PUTs
+//!   to the operator's endpoint).
 //!
 //! A typical round trip between two nodes:
 //!

@@ -24,13 +24,23 @@ use crate::store::{FetchError, FetchReport, MAX_ENTRIES, Progress, Store, StoreE
 /// Blob transfers in flight at once within one directory.
 pub const CONCURRENT_BLOBS: usize = 8;
 
+/// This fetch's link to one provider.
+#[derive(Debug, Clone)]
+enum Link {
+    /// Not connected (yet, or again after a failed transfer).
+    Untried,
+    Open(Connection),
+    /// Could not connect: not tried again in this fetch, so that a dead
+    /// provider costs one connect timeout, not one per blob.
+    Unreachable(String),
+}
+
 /// The state of one fetch, shared by its concurrent blob transfers.
 pub(crate) struct FetchRun<'a> {
     store: &'a Store,
     providers: Vec<EndpointAddr>,
-    /// Connections opened lazily and kept for every blob of the tree; a
-    /// provider's is dropped after it fails, so the next blob reconnects.
-    conns: tokio::sync::Mutex<Vec<Option<Connection>>>,
+    /// Connections opened lazily and kept for every blob of the tree.
+    conns: tokio::sync::Mutex<Vec<Link>>,
     progress: Option<mpsc::Sender<Progress>>,
     fetched: AtomicU64,
     present: AtomicU64,
@@ -51,7 +61,7 @@ impl<'a> FetchRun<'a> {
         FetchRun {
             store,
             providers: providers.to_vec(),
-            conns: tokio::sync::Mutex::new(vec![None; providers.len()]),
+            conns: tokio::sync::Mutex::new(vec![Link::Untried; providers.len()]),
             progress,
             fetched: AtomicU64::new(0),
             present: AtomicU64::new(0),
@@ -248,25 +258,33 @@ impl<'a> FetchRun<'a> {
         let addr = &self.providers[i];
         tracing::debug!(provider = %addr.id, %reason, "provider failed");
         failures.push(format!("{}: {reason}", addr.id.fmt_short()));
-        self.conns.lock().await[i] = None;
+        let mut conns = self.conns.lock().await;
+        if matches!(conns[i], Link::Open(_)) {
+            conns[i] = Link::Untried;
+        }
     }
 
     async fn connection(&self, i: usize) -> Result<Connection, String> {
         // Held while connecting: concurrent blobs wait for one handshake
         // instead of each opening a connection.
         let mut conns = self.conns.lock().await;
-        if let Some(conn) = &conns[i]
-            && conn.close_reason().is_none()
-        {
-            return Ok(conn.clone());
+        match &conns[i] {
+            Link::Open(conn) if conn.close_reason().is_none() => return Ok(conn.clone()),
+            Link::Unreachable(reason) => return Err(reason.clone()),
+            _ => {}
         }
         let endpoint = self.store.router.endpoint();
         let connect = endpoint.connect(self.providers[i].clone(), iroh_blobs::ALPN);
-        let c = tokio::time::timeout(self.store.config.connect_timeout, connect)
-            .await
-            .map_err(|_| "connection timed out".to_string())?
-            .map_err(|e| format!("cannot connect: {e:#}"))?;
-        conns[i] = Some(c.clone());
-        Ok(c)
+        let connected = match tokio::time::timeout(self.store.config.connect_timeout, connect).await
+        {
+            Err(_) => Err("connection timed out".to_string()),
+            Ok(Err(e)) => Err(format!("cannot connect: {e:#}")),
+            Ok(Ok(c)) => Ok(c),
+        };
+        conns[i] = match &connected {
+            Ok(c) => Link::Open(c.clone()),
+            Err(reason) => Link::Unreachable(reason.clone()),
+        };
+        connected
     }
 }

@@ -499,3 +499,46 @@ async fn address_is_offline_and_stable() {
     assert_eq!(again.addr().id, addr.id);
     again.shutdown().await;
 }
+
+// R-P2P-4: an unreachable provider first in the list costs one connect
+// timeout per fetch, not one per blob; the next provider serves the tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_provider_is_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let provider = Store::open(StoreConfig::new(tmp.path().join("provider")))
+        .await
+        .unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    for i in 0..40 {
+        std::fs::write(tree.join(format!("{i}")), format!("file {i}")).unwrap();
+    }
+    let cid = provider.add_path(&tree).await.unwrap();
+    let mut config = StoreConfig::new(tmp.path().join("fetcher"));
+    config.connect_timeout = Duration::from_millis(500);
+    let store = Store::open(config).await.unwrap();
+
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead_port = closed.local_addr().unwrap();
+    drop(closed);
+    let dead =
+        iroh::EndpointAddr::new(iroh::SecretKey::generate().public()).with_ip_addr(dead_port);
+
+    let started = std::time::Instant::now();
+    let report = store
+        .fetch(&cid, &[dead, provider.addr()], None)
+        .await
+        .unwrap();
+    assert_eq!(report.blobs, 41);
+    // 41 blobs at 500 ms each would be 20 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let out = tmp.path().join("out");
+    store.export(&cid, &out).await.unwrap();
+    assert_same_tree(&tree, &out);
+    provider.shutdown().await;
+    store.shutdown().await;
+}

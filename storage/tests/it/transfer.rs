@@ -389,8 +389,9 @@ async fn hostile_manifests_are_refused() {
         report.bytes_present, 0,
         "the manifest check downloaded nothing"
     );
-    provider.shutdown().await;
+    // The fetcher first: closing its connections to a live provider is quick.
     store.shutdown().await;
+    provider.shutdown().await;
 }
 
 // R-CLI-2 (progress for `skrei get`), R-P2P-4: a single file's progress
@@ -428,8 +429,9 @@ async fn file_progress_and_missing_content() {
         store.fetch(&absent, &[], None).await,
         Err(FetchError::NoProviders { .. })
     ));
-    provider.shutdown().await;
+    // The fetcher first: closing its connections to a live provider is quick.
     store.shutdown().await;
+    provider.shutdown().await;
 }
 
 // R-VOL-2, R-P2P-4: a "manifest bomb" (each level lists the next one 16
@@ -473,8 +475,9 @@ async fn manifest_bombs_are_bounded() {
     );
     assert!(!out.exists());
     assert!(started.elapsed() < Duration::from_secs(10));
-    provider.shutdown().await;
+    // The fetcher first: closing its connections to a live provider is quick.
     store.shutdown().await;
+    provider.shutdown().await;
 }
 
 // R-P2P-4: by default the store's address is a loopback socket and no
@@ -539,6 +542,7 @@ async fn unreachable_provider_is_skipped() {
     let out = tmp.path().join("out");
     store.export(&cid, &out).await.unwrap();
     assert_same_tree(&tree, &out);
-    provider.shutdown().await;
+    // The fetcher first: closing its connections to a live provider is quick.
     store.shutdown().await;
+    provider.shutdown().await;
 }

@@ -6,7 +6,8 @@
 //! redirects, and retries with exponential backoff only where trying again
 //! can help (connection failures, `5xx`, `429`, a body cut short). A `404`
 //! is final at once. The proxy settings of the node's environment are
-//! ignored: the node, not the job, downloads inputs.
+//! ignored: the node, not the job, downloads inputs. Unless the operator
+//! allows it, only public addresses are contacted ([`crate::address`]).
 //!
 //! The file is named from a sanitised `Content-Disposition` or the URL's last
 //! path segment, written inside the given directory only, and hashed while
@@ -22,6 +23,7 @@ use futures::StreamExt;
 use reqwest::StatusCode;
 use tokio::io::AsyncWriteExt;
 
+use crate::address::{Blocked, GuardedResolver, check_literal};
 use crate::cid as cids;
 use crate::manifest::MAX_NAME_BYTES;
 
@@ -41,6 +43,9 @@ pub struct DownloadConfig {
     /// PEM certificates trusted besides the built-in web roots (a private
     /// CA of the operator's, or a test server's).
     pub extra_roots_pem: Vec<Vec<u8>>,
+    /// Also download from loopback, private, link-local and other special
+    /// addresses. Off by default: see [`crate::address`].
+    pub allow_private: bool,
 }
 
 impl Default for DownloadConfig {
@@ -53,6 +58,7 @@ impl Default for DownloadConfig {
             backoff: Duration::from_millis(500),
             max_redirects: 5,
             extra_roots_pem: Vec::new(),
+            allow_private: false,
         }
     }
 }
@@ -77,6 +83,8 @@ pub enum DownloadError {
     Url { url: String },
     #[error("cannot set up the HTTP client: {0}")]
     Client(String),
+    #[error("{url}: {blocked}")]
+    Blocked { url: String, blocked: Blocked },
     #[error("{url}: HTTP {status} (not retried)")]
     Status { url: String, status: u16 },
     #[error("{url}: gave up after {attempts} attempts; last: {last}")]
@@ -118,11 +126,28 @@ impl Downloader {
                 .map_err(|e| DownloadError::Client(format!("extra root certificate: {e}")))?;
             builder = builder.add_root_certificate(cert);
         }
+        let guard = !config.allow_private;
+        if guard {
+            builder = builder.dns_resolver(GuardedResolver::shared());
+        }
+        let max_redirects = config.max_redirects;
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            // `previous` starts with the first URL, which is no redirect.
+            if attempt.previous().len() > max_redirects {
+                let e = format!("more than {max_redirects} redirects");
+                return attempt.error(e);
+            }
+            // IP literals bypass the resolver: check them on every hop.
+            if guard && let Err(blocked) = check_literal(attempt.url()) {
+                return attempt.error(blocked);
+            }
+            attempt.follow()
+        });
         let client = builder
             .no_proxy()
             .connect_timeout(config.connect_timeout)
             .read_timeout(config.read_timeout)
-            .redirect(reqwest::redirect::Policy::limited(config.max_redirects))
+            .redirect(redirects)
             .gzip(true)
             .user_agent(concat!("skrei/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -135,6 +160,14 @@ impl Downloader {
         let parsed = url::Url::parse(url).map_err(|_| DownloadError::Url { url: url.into() })?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(DownloadError::Url { url: url.into() });
+        }
+        if !self.config.allow_private
+            && let Err(blocked) = check_literal(&parsed)
+        {
+            return Err(DownloadError::Blocked {
+                url: url.into(),
+                blocked,
+            });
         }
         let mut attempts = 0;
         let mut delay = self.config.backoff;
@@ -175,6 +208,12 @@ impl Downloader {
         let limit = self.config.max_bytes;
         let response = match self.client.get(url.clone()).send().await {
             Ok(r) => r,
+            Err(e) if find_blocked(&e).is_some() => {
+                return Err(Attempt::Final(DownloadError::Blocked {
+                    url: url_s,
+                    blocked: find_blocked(&e).expect("just found"),
+                }));
+            }
             Err(e) if e.is_connect() && !is_tls_failure(&e) => {
                 return Err(Attempt::Transient(error_chain(&e)));
             }
@@ -279,6 +318,18 @@ impl Downloader {
         })?;
         Ok((path, size, hasher.finalize().into()))
     }
+}
+
+/// The address guard's verdict somewhere in `e`'s sources, if any.
+fn find_blocked(e: &(dyn std::error::Error + 'static)) -> Option<Blocked> {
+    let mut source = Some(e);
+    while let Some(cause) = source {
+        if let Some(b) = cause.downcast_ref::<Blocked>() {
+            return Some(b.clone());
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// A TLS handshake that failed on the certificate or protocol: trying

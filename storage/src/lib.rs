@@ -38,6 +38,7 @@
 //! # let _ = report; Ok(()) }
 //! ```
 
+pub mod address;
 pub mod cid;
 pub mod download;
 mod fetch;

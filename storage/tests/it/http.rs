@@ -229,6 +229,8 @@ fn downloader() -> Downloader {
         backoff: Duration::from_millis(20),
         max_redirects: 3,
         extra_roots_pem: Vec::new(),
+        // The test servers live on loopback.
+        allow_private: true,
     })
     .unwrap()
 }
@@ -445,6 +447,7 @@ async fn https_downloads_verify_the_server() {
     let dir = tempfile::tempdir().unwrap();
     let trusting = Downloader::new(DownloadConfig {
         extra_roots_pem: vec![pem],
+        allow_private: true,
         ..DownloadConfig::default()
     })
     .unwrap();
@@ -468,4 +471,33 @@ async fn https_downloads_verify_the_server() {
         .unwrap_err();
     assert!(matches!(err, DownloadError::Request { .. }), "{err}");
     assert!(err.to_string().contains("certificate"), "{err}");
+}
+
+// R-VOL-1, SPEC §6: by default the node downloads only from public
+// addresses: loopback by IP literal (any spelling) or by a name that
+// resolves to it is refused before any request, and not retried.
+#[tokio::test]
+async fn private_addresses_are_refused_by_default() {
+    let server = Server::start(routes).await;
+    let guarded = Downloader::new(DownloadConfig {
+        retries: 2,
+        backoff: Duration::from_millis(20),
+        ..DownloadConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = server.addr.port();
+    for url in [
+        server.url("/data/hello.txt"),
+        format!("http://localhost:{port}/data/hello.txt"),
+        format!("http://2130706433:{port}/data/hello.txt"),
+        format!("http://[::ffff:127.0.0.1]:{port}/data/hello.txt"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+    ] {
+        let err = guarded.download(&url, dir.path()).await.unwrap_err();
+        assert!(matches!(err, DownloadError::Blocked { .. }), "{url}: {err}");
+        assert!(err.to_string().contains("public addresses"), "{err}");
+    }
+    assert_eq!(server.hits("/data/hello.txt"), 0);
+    assert!(names(dir.path()).is_empty());
 }

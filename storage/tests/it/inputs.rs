@@ -75,7 +75,12 @@ impl Node {
             store: Store::open(StoreConfig::new(tmp.join("node")))
                 .await
                 .unwrap(),
-            downloader: Downloader::new(DownloadConfig::default()).unwrap(),
+            downloader: Downloader::new(DownloadConfig {
+                // The test server lives on loopback.
+                allow_private: true,
+                ..DownloadConfig::default()
+            })
+            .unwrap(),
             allowed: vec![allowed],
         }
     }

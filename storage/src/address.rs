@@ -1,0 +1,179 @@
+//! Which addresses the node may download URL inputs from (R-VOL-1, §6).
+//!
+//! A job names the URL, but the node makes the request: without a guard a
+//! job could have the node read its own loopback services, the cloud
+//! metadata endpoint or the operator's private network, and receive the
+//! answer as an input. So, unless the operator allows private addresses,
+//! downloads go only to globally routable addresses, decided on the
+//! resolved IP (names are resolved by [`GuardedResolver`], and the client
+//! connects to exactly the addresses it returns), on IP-literal hosts and on
+//! every redirect.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+/// Why an address was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{host} is {why} ({ip}); the node downloads only from public addresses")]
+pub struct Blocked {
+    pub host: String,
+    pub ip: IpAddr,
+    pub why: &'static str,
+}
+
+/// Why `ip` is not a public address, if it is not.
+pub fn special(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => special_v4(v4),
+        IpAddr::V6(v6) => {
+            // Embedded IPv4 (mapped, NAT64 well-known prefix) is judged as IPv4.
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return special_v4(v4);
+            }
+            let s = v6.segments();
+            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
+                let o = v6.octets();
+                return special_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
+            }
+            special_v6(v6)
+        }
+    }
+}
+
+fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, c, _] = ip.octets();
+    Some(match () {
+        _ if ip.is_unspecified() || a == 0 => "an unspecified address",
+        _ if ip.is_loopback() => "a loopback address",
+        _ if ip.is_private() => "a private address",
+        _ if ip.is_link_local() => "a link-local address (cloud metadata lives here)",
+        _ if a == 100 && (64..128).contains(&b) => "a carrier-grade NAT address",
+        _ if a == 192 && b == 0 && c == 0 => "an IETF protocol address",
+        _ if ip.is_documentation() => "a documentation address",
+        _ if a == 198 && (b == 18 || b == 19) => "a benchmarking address",
+        _ if ip.is_multicast() => "a multicast address",
+        _ if a >= 240 => "a reserved address",
+        _ => return None,
+    })
+}
+
+fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let s = ip.segments();
+    Some(match () {
+        _ if ip.is_unspecified() => "an unspecified address",
+        _ if ip.is_loopback() => "a loopback address",
+        _ if ip.is_multicast() => "a multicast address",
+        _ if (s[0] & 0xfe00) == 0xfc00 => "a unique-local (private) address",
+        _ if (s[0] & 0xffc0) == 0xfe80 => "a link-local address",
+        _ if s[0] == 0x2001 && s[1] == 0x0db8 => "a documentation address",
+        _ if s[0] == 0x0100 && s[1..4] == [0, 0, 0] => "a discard-only address",
+        _ => return None,
+    })
+}
+
+/// Checks a URL's host when it is an IP literal (names go through the
+/// resolver instead).
+pub fn check_literal(url: &url::Url) -> Result<(), Blocked> {
+    let ip = match url.host() {
+        Some(url::Host::Ipv4(v4)) => IpAddr::V4(v4),
+        Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
+        _ => return Ok(()),
+    };
+    match special(ip) {
+        Some(why) => Err(Blocked {
+            host: url.host_str().unwrap_or_default().to_string(),
+            ip,
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A resolver that drops every non-public address of a name, and fails
+/// when none is left.
+#[derive(Debug, Clone, Default)]
+pub struct GuardedResolver;
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut first_blocked = None;
+            let public: Vec<SocketAddr> = addrs
+                .into_iter()
+                .filter(|a| match special(a.ip()) {
+                    None => true,
+                    Some(why) => {
+                        first_blocked.get_or_insert(Blocked {
+                            host: host.clone(),
+                            ip: a.ip(),
+                            why,
+                        });
+                        false
+                    }
+                })
+                .collect();
+            match (public.is_empty(), first_blocked) {
+                (true, Some(blocked)) => Err(Box::new(blocked) as Box<_>),
+                _ => Ok(Box::new(public.into_iter()) as reqwest::dns::Addrs),
+            }
+        })
+    }
+}
+
+impl GuardedResolver {
+    pub fn shared() -> Arc<Self> {
+        Arc::new(GuardedResolver)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_addresses() {
+        for s in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a00:1",
+        ] {
+            assert!(special(s.parse().unwrap()).is_some(), "{s}");
+        }
+        for s in [
+            "1.1.1.1",
+            "93.184.216.34",
+            "2606:4700:4700::1111",
+            "::ffff:8.8.8.8",
+        ] {
+            assert_eq!(special(s.parse().unwrap()), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn literals() {
+        let url = |s: &str| url::Url::parse(s).unwrap();
+        assert!(check_literal(&url("http://127.0.0.1:8080/x")).is_err());
+        assert!(check_literal(&url("http://[::1]/x")).is_err());
+        // The url crate reads numeric hosts like browsers do.
+        assert!(check_literal(&url("http://2130706433/x")).is_err());
+        assert!(check_literal(&url("http://0x7f.1/x")).is_err());
+        assert!(check_literal(&url("http://1.1.1.1/x")).is_ok());
+        assert!(check_literal(&url("http://example.com/x")).is_ok());
+    }
+}

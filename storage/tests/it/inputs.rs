@@ -1,0 +1,371 @@
+//! A job's inputs materialised for an execution (R-VOL-1).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use protocol::job::{CidSource, InlineSource, InputSource, LocalSource, Source, UrlSource};
+use storage::download::{DownloadConfig, Downloader};
+use storage::inputs::{InputErrorKind, Inputs, materialise};
+use storage::store::{Store, StoreConfig};
+
+use crate::fixtures::{assert_same_tree, awkward_tree};
+use crate::http::{Server, routes};
+
+fn input(source: Source, target: &str) -> InputSource {
+    InputSource {
+        source,
+        target: target.into(),
+        alias: None,
+    }
+}
+
+fn local(path: &Path) -> Source {
+    Source::Local(LocalSource {
+        source_path: path.to_str().unwrap().into(),
+    })
+}
+
+fn inline(data: &str) -> Source {
+    Source::Inline(InlineSource { url: data.into() })
+}
+
+fn no_write_bits(path: &Path) {
+    let mode = std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o222, 0, "{} is writable ({mode:o})", path.display());
+    if path.is_dir() {
+        for e in std::fs::read_dir(path).unwrap() {
+            no_write_bits(&e.unwrap().path());
+        }
+    }
+}
+
+/// Puts write bits back so the temporary directory can be removed.
+fn writable(path: &Path) {
+    let meta = std::fs::symlink_metadata(path).unwrap();
+    if meta.is_symlink() {
+        return;
+    }
+    let mode = meta.permissions().mode();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o200)).unwrap();
+    if meta.is_dir() {
+        for e in std::fs::read_dir(path).unwrap() {
+            writable(&e.unwrap().path());
+        }
+    }
+}
+
+struct Node {
+    provider: Store,
+    store: Store,
+    downloader: Downloader,
+    allowed: Vec<PathBuf>,
+}
+
+impl Node {
+    async fn new(tmp: &Path) -> Node {
+        let allowed = tmp.join("allowed");
+        std::fs::create_dir_all(&allowed).unwrap();
+        Node {
+            provider: Store::open(StoreConfig::new(tmp.join("provider")))
+                .await
+                .unwrap(),
+            store: Store::open(StoreConfig::new(tmp.join("node")))
+                .await
+                .unwrap(),
+            downloader: Downloader::new(DownloadConfig {
+                // The test server lives on loopback.
+                allow_private: true,
+                ..DownloadConfig::default()
+            })
+            .unwrap(),
+            allowed: vec![allowed],
+        }
+    }
+
+    async fn run(
+        &self,
+        exec: &Path,
+        sources: &[InputSource],
+    ) -> Result<Vec<storage::inputs::Materialised>, storage::inputs::InputError> {
+        let providers = [self.provider.addr()];
+        let inputs = Inputs {
+            store: &self.store,
+            providers: &providers,
+            downloader: &self.downloader,
+            allowed_local: &self.allowed,
+        };
+        materialise(&inputs, exec, sources).await
+    }
+
+    async fn shutdown(self) {
+        self.provider.shutdown().await;
+        self.store.shutdown().await;
+    }
+}
+
+// R-VOL-1: every kind of input at once, fetched concurrently, appears
+// read-only at its target with its CID recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_materialises_read_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::new(tmp.path()).await;
+    let server = Server::start(routes).await;
+    let tree = tmp.path().join("tree");
+    awkward_tree(&tree, None);
+    let tree_cid = node.provider.add_path(&tree).await.unwrap();
+    let shared = node.allowed[0].join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("config.toml"), b"x = 1\n").unwrap();
+
+    let sources = [
+        input(Source::Cid(CidSource { cid: tree_cid }), "/inputs/tree"),
+        input(
+            Source::Url(UrlSource {
+                url: server.url("/data/hello.txt"),
+            }),
+            "/inputs/web",
+        ),
+        input(
+            inline("data:text/plain;base64,aGVsbG8="),
+            "/inputs/note.txt",
+        ),
+        input(local(&shared), "/data/shared"),
+    ];
+    let exec = tmp.path().join("exec");
+    let done = node.run(&exec, &sources).await.unwrap();
+    assert_eq!(done.len(), 4);
+    let at = |t: &str| exec.join("inputs").join(t);
+    assert_eq!(done[0].host_path, at("inputs/tree"));
+    assert_same_tree(&tree, &done[0].host_path);
+    assert_eq!(done[0].cid, Some(tree_cid));
+    assert_eq!(done[1].file, Some(at("inputs/web/hello.txt")));
+    assert_eq!(
+        std::fs::read(at("inputs/web/hello.txt")).unwrap(),
+        b"hello\n"
+    );
+    assert_eq!(
+        done[1].cid,
+        Some(storage::cid::file_cid(blake3::hash(b"hello\n").into()))
+    );
+    assert_eq!(std::fs::read(at("inputs/note.txt")).unwrap(), b"hello");
+    assert_eq!(
+        done[2].cid,
+        Some(storage::cid::file_cid(blake3::hash(b"hello").into()))
+    );
+    assert_same_tree(&shared, &at("data/shared"));
+    for m in &done {
+        no_write_bits(&m.host_path);
+    }
+    // Executables stay executable.
+    let exe = at("inputs/tree/a/run.sh");
+    assert_eq!(
+        std::fs::metadata(exe).unwrap().permissions().mode() & 0o777,
+        0o555
+    );
+    writable(&exec);
+    node.shutdown().await;
+}
+
+// R-VOL-1: a failure names the input (index and description) and the cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_name_the_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::new(tmp.path()).await;
+    let server = Server::start(routes).await;
+    let missing = server.url("/missing");
+    let sources = [
+        input(inline("data:text/plain;base64,aGk="), "/inputs/a"),
+        input(
+            Source::Url(UrlSource {
+                url: missing.clone(),
+            }),
+            "/inputs/b",
+        ),
+    ];
+    let err = node
+        .run(&tmp.path().join("e1"), &sources)
+        .await
+        .unwrap_err();
+    assert_eq!(err.index, 1);
+    let msg = err.to_string();
+    assert!(msg.contains(&missing) && msg.contains("404"), "{msg}");
+
+    let bad = [input(inline("data:text/plain,not-base64"), "/inputs/a")];
+    let err = node.run(&tmp.path().join("e2"), &bad).await.unwrap_err();
+    assert!(matches!(err.cause, InputErrorKind::Inline(_)), "{err}");
+
+    // A CID nobody serves: the fetch fails and says which CID.
+    let absent = storage::cid::file_cid(blake3::hash(b"nobody has this").into());
+    let cid_input = [input(Source::Cid(CidSource { cid: absent }), "/inputs/x")];
+    let err = node
+        .run(&tmp.path().join("e3"), &cid_input)
+        .await
+        .unwrap_err();
+    assert!(matches!(err.cause, InputErrorKind::Fetch(_)), "{err}");
+    assert!(err.to_string().contains(&absent.to_string()), "{err}");
+
+    // Two inputs for one target.
+    let twice = [
+        input(inline("data:text/plain;base64,aGk="), "/inputs/same"),
+        input(inline("data:text/plain;base64,aGk="), "/inputs/same"),
+    ];
+    let err = node.run(&tmp.path().join("e4"), &twice).await.unwrap_err();
+    assert!(
+        matches!(err.cause, InputErrorKind::TargetOverlaps { other: 0 }),
+        "{err}"
+    );
+    let nested = [
+        input(inline("data:text/plain;base64,aGk="), "/inputs/dir/file"),
+        input(inline("data:text/plain;base64,aGk="), "/inputs/dir"),
+    ];
+    let err = node.run(&tmp.path().join("e6"), &nested).await.unwrap_err();
+    assert!(
+        matches!(err.cause, InputErrorKind::TargetOverlaps { other: 0 }),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("e6/inputs/inputs").exists(),
+        "nothing fetched"
+    );
+
+    for target in ["relative", "/inputs/../../etc", "/"] {
+        let t = [input(inline("data:text/plain;base64,aGk="), target)];
+        let err = node.run(&tmp.path().join("e5"), &t).await.unwrap_err();
+        assert!(
+            matches!(err.cause, InputErrorKind::Target(_)),
+            "{target}: {err}"
+        );
+    }
+    writable(tmp.path());
+    node.shutdown().await;
+}
+
+// R-VOL-1: local paths only from allowed directories; neither `..` nor a
+// symlink (to the input or inside it) gets out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_paths_cannot_escape() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::new(tmp.path()).await;
+    let allowed = node.allowed[0].clone();
+    let secret_dir = tmp.path().join("secret");
+    std::fs::create_dir(&secret_dir).unwrap();
+    let secret = secret_dir.join("key");
+    std::fs::write(&secret, b"do not read").unwrap();
+    // A sibling whose name starts like the allowed one.
+    let sibling = tmp.path().join("allowed-not");
+    std::fs::create_dir(&sibling).unwrap();
+    std::fs::write(sibling.join("f"), b"no").unwrap();
+
+    std::os::unix::fs::symlink(&secret, allowed.join("link-out")).unwrap();
+    let leaky = allowed.join("leaky");
+    std::fs::create_dir(&leaky).unwrap();
+    std::fs::write(leaky.join("fine.txt"), b"fine").unwrap();
+    std::os::unix::fs::symlink(&secret_dir, leaky.join("escape")).unwrap();
+    let ok = allowed.join("ok");
+    std::fs::create_dir(&ok).unwrap();
+    std::fs::write(ok.join("real.txt"), b"real").unwrap();
+    std::os::unix::fs::symlink(ok.join("real.txt"), ok.join("alias.txt")).unwrap();
+
+    let refused = [
+        secret.clone(),
+        allowed.join("../secret/key"),
+        allowed.join("link-out"),
+        leaky.clone(),
+        sibling.join("f"),
+        PathBuf::from("relative/path"),
+    ];
+    for (i, path) in refused.iter().enumerate() {
+        let exec = tmp.path().join(format!("exec{i}"));
+        let err = node
+            .run(&exec, &[input(local(path), "/inputs/x")])
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.cause, InputErrorKind::NotAllowed { .. }),
+            "{}: {err}",
+            path.display()
+        );
+        assert!(err.to_string().contains("local path"), "{err}");
+    }
+    // A symlink loop is cut off, not followed forever.
+    let looped = allowed.join("loop");
+    std::fs::create_dir(&looped).unwrap();
+    std::os::unix::fs::symlink(&looped, looped.join("again")).unwrap();
+    let err = node
+        .run(
+            &tmp.path().join("exec-loop"),
+            &[input(local(&looped), "/inputs/l")],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err.cause, InputErrorKind::Links { .. }), "{err}");
+
+    // A symlink that stays inside the allowed directory is followed.
+    let exec = tmp.path().join("exec-ok");
+    let done = node
+        .run(&exec, &[input(local(&ok), "/inputs/ok")])
+        .await
+        .unwrap();
+    assert_eq!(
+        std::fs::read(done[0].host_path.join("alias.txt")).unwrap(),
+        b"real"
+    );
+    writable(tmp.path());
+    node.shutdown().await;
+}
+
+// R-VOL-1: URL inputs may share a target directory, each file inside it;
+// two that pick the same name cannot overwrite each other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_inputs_share_a_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::new(tmp.path()).await;
+    let server = Server::start(routes).await;
+    let url = |p: &str| Source::Url(UrlSource { url: server.url(p) });
+    let exec = tmp.path().join("exec");
+    let done = node
+        .run(
+            &exec,
+            &[
+                input(url("/data/hello.txt"), "/inputs"),
+                input(url("/gz/text"), "/inputs"),
+            ],
+        )
+        .await
+        .unwrap();
+    let dir = exec.join("inputs/inputs");
+    assert_eq!(done[0].file, Some(dir.join("hello.txt")));
+    assert_eq!(done[1].file, Some(dir.join("text")));
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        2,
+        "no partial files"
+    );
+
+    // `/redirect` ends at hello.txt too: one of the two fails, the file
+    // that stays is whole.
+    let exec = tmp.path().join("exec2");
+    let err = node
+        .run(
+            &exec,
+            &[
+                input(url("/data/hello.txt"), "/inputs"),
+                input(url("/redirect"), "/inputs"),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already wrote"), "{err}");
+    let dir = exec.join("inputs/inputs");
+    assert_eq!(std::fs::read(dir.join("hello.txt")).unwrap(), b"hello\n");
+    assert_eq!(
+        std::fs::read_dir(&dir).unwrap().count(),
+        1,
+        "no partial files"
+    );
+    writable(tmp.path());
+    node.shutdown().await;
+}

@@ -384,7 +384,21 @@ struct Conn {
     /// The server said it closes after this response; the next request
     /// pays for a new connection (as a real client would).
     closed: bool,
+    /// Responses read on this connection.
+    served: u32,
 }
+
+/// The server closed the connection before answering.
+#[derive(Debug)]
+struct ClosedIdle;
+
+impl std::fmt::Display for ClosedIdle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server closed the connection before answering")
+    }
+}
+
+impl std::error::Error for ClosedIdle {}
 
 impl Conn {
     async fn open(addr: SocketAddr, absolute: Option<SocketAddr>) -> Result<Conn> {
@@ -395,6 +409,7 @@ impl Conn {
             addr,
             absolute,
             closed: false,
+            served: 0,
         })
     }
 
@@ -405,15 +420,29 @@ impl Conn {
         if status != 200 {
             bail!("CONNECT answered {status}");
         }
+        // What follows is the tunnel, whatever the proxy said about closing
+        // its HTTP side.
+        self.closed = false;
         Ok(())
     }
 
     /// Sends one request (with `upload` bytes of body) and reads the whole
-    /// response; returns the body length.
+    /// response; returns the body length. A reused connection the server
+    /// closed while idle is reopened once, as HTTP clients do.
     async fn request(&mut self, path: &str, upload: u64) -> Result<u64> {
         if self.closed {
             *self = Conn::open(self.addr, self.absolute).await?;
         }
+        match self.exchange(path, upload).await {
+            Err(e) if self.served > 0 && e.is::<ClosedIdle>() => {
+                *self = Conn::open(self.addr, self.absolute).await?;
+                self.exchange(path, upload).await
+            }
+            other => other,
+        }
+    }
+
+    async fn exchange(&mut self, path: &str, upload: u64) -> Result<u64> {
         // The Host header names the upstream, port included, as the target does.
         let (target, host) = match self.absolute {
             Some(up) => (format!("http://{up}{path}"), up),
@@ -447,12 +476,15 @@ impl Conn {
             }
             left -= n as u64;
         }
+        self.served += 1;
         Ok(len)
     }
 
     async fn read_head(&mut self) -> Result<(u16, Option<u64>)> {
         let mut line = String::new();
-        self.stream.read_line(&mut line).await?;
+        if self.stream.read_line(&mut line).await? == 0 {
+            return Err(ClosedIdle.into());
+        }
         let status: u16 = line
             .split_whitespace()
             .nth(1)
@@ -483,9 +515,12 @@ impl Conn {
 }
 
 async fn throughput(c: &Contestant, up: SocketAddr, bytes: u64, tunnel: bool) -> Result<f64> {
-    let mut conn = c.connect(up, tunnel).await?;
+    let mut conn = c.connect(up, tunnel).await.with_context(|| c.name)?;
     let start = Instant::now();
-    let got = conn.request(&format!("/bytes/{bytes}"), 0).await?;
+    let got = conn
+        .request(&format!("/bytes/{bytes}"), 0)
+        .await
+        .with_context(|| format!("{} (tunnel: {tunnel})", c.name))?;
     let secs = start.elapsed().as_secs_f64();
     Ok(got as f64 / secs / 1e6)
 }

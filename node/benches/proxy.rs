@@ -245,6 +245,8 @@ impl Contestant {
             .args(["--allow-range", "127.0.0.0/8"])
             .args(["--connect-ports", &upstream.port().to_string()])
             .args(["--rate", &rate.to_string()])
+            // As squid and tinyproxy are configured: room for the idle-tunnel test.
+            .args(["--max-connections", "4096"])
             .args([
                 "--audit",
                 &dir.join("skrei-audit.log").display().to_string(),

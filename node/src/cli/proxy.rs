@@ -67,6 +67,10 @@ pub struct ProxyArgs {
     /// The job id written to audit records and sent upstream as `X-Skrei-Job`.
     #[arg(long = "job-id", value_name = "ID", default_value = "standalone")]
     pub job_id: String,
+    /// Most connections and tunnels open at once for this proxy's job;
+    /// more get `503`.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_connections: usize,
 }
 
 /// `1250000`, `10mbit`, `500kbit`, `1gbit`, `8bit` -> bytes per second.
@@ -165,6 +169,7 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     config.rate_up = args.rate;
     config.rate_down = args.rate;
     config.connect_ports = args.connect_ports.clone();
+    config.limits.max_connections = args.max_connections;
     config.allowed_ranges = args.allow_range.clone();
     for addr in &args.deny {
         config.deny.insert_socket(*addr);

@@ -4,6 +4,23 @@
 //! real node runs (from [`protocol`]) with a simulated network and clock, all
 //! randomness drawn from one seed, so thousands of nodes run on one machine and
 //! any run replays exactly. See SPEC.md R-SIM-1.
-//!
-//! Status: the crate is laid out by the foundation; the simulator arrives with
-//! the simnet issue, once the protocol state machines exist.
+
+pub mod check;
+pub mod config;
+pub mod net;
+pub mod population;
+pub mod report;
+pub mod rng;
+pub mod sim;
+
+pub use check::Violation;
+pub use config::SimConfig;
+pub use report::Report;
+pub use sim::Sim;
+
+/// Runs one simulation: draws everything from `config.seed`, runs it to the
+/// end and checks the invariants.
+pub fn run(config: SimConfig) -> Result<Report, Violation> {
+    Sim::new(config).run()
+}
+pub mod plot;

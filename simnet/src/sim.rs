@@ -36,28 +36,37 @@ enum Event {
     Submit(u32),
     /// A gossiped announcement reaches a node's compute side.
     Announce { to: u32, announce: Arc<Announce> },
-    /// A requester's direct message reaches a compute side.
-    ToCompute { to: u32, from: u32, msg: ToCompute },
+    /// A requester's direct message reaches a compute side (boxed, like
+    /// every large payload, to keep queue entries small).
+    ToCompute {
+        to: u32,
+        from: u32,
+        msg: Box<ToCompute>,
+    },
     /// A compute side's direct message reaches a requester.
     ToRequester {
         to: u32,
         from: u32,
-        msg: ToRequester,
+        msg: Box<ToRequester>,
     },
     /// An execution ends (if the node has not crashed since it started).
-    Finished {
-        node: u32,
-        incarnation: u32,
-        job_id: JobId,
-        execution_id: ExecutionId,
-        outcome: Outcome,
-    },
+    Finished(Box<Finished>),
     /// A node's timers are due.
     Wake(u32),
     /// A node crashes: it drops everything until it restarts.
     Crash(u32),
     /// A crashed node starts again from what it persisted.
     Restart(u32),
+}
+
+/// An execution's end, as the executor reports it.
+#[derive(Debug)]
+struct Finished {
+    node: u32,
+    incarnation: u32,
+    job_id: JobId,
+    execution_id: ExecutionId,
+    outcome: Outcome,
 }
 
 struct Queued {
@@ -324,7 +333,7 @@ impl Sim {
                     return Ok(());
                 }
                 let from = self.ids[from as usize];
-                let input = match msg {
+                let input = match *msg {
                     ToCompute::Award(award) => {
                         award.job_id.hash(&mut self.trace);
                         award.execution_id.0.hash(&mut self.trace);
@@ -345,7 +354,7 @@ impl Sim {
                     return Ok(());
                 }
                 let from = self.ids[from as usize];
-                let input = match msg {
+                let input = match *msg {
                     ToRequester::Bid(bid) => {
                         (0u8, bid.job_id).hash(&mut self.trace);
                         RequesterInput::Bid { from, bid }
@@ -366,13 +375,14 @@ impl Sim {
                 self.requesters[to as usize].handle(self.now, input);
                 self.drain(to as usize)
             }
-            Event::Finished {
-                node,
-                incarnation,
-                job_id,
-                execution_id,
-                outcome,
-            } => {
+            Event::Finished(finished) => {
+                let Finished {
+                    node,
+                    incarnation,
+                    job_id,
+                    execution_id,
+                    outcome,
+                } = *finished;
                 4u8.hash(&mut self.trace);
                 (node, job_id, execution_id.0).hash(&mut self.trace);
                 let i = node as usize;
@@ -476,7 +486,7 @@ impl Sim {
                     self.send(i, to as usize, size, |from| Event::ToCompute {
                         to,
                         from,
-                        msg,
+                        msg: Box::new(msg),
                     });
                 }
                 RequesterOutput::Event { job_id, event } => {
@@ -495,7 +505,7 @@ impl Sim {
                     self.send(i, to as usize, size, |from| Event::ToRequester {
                         to,
                         from,
-                        msg,
+                        msg: Box::new(msg),
                     });
                 }
                 ComputeOutput::Start {
@@ -614,13 +624,13 @@ impl Sim {
         let incarnation = self.incarnation[i];
         self.push(
             self.now + run,
-            Event::Finished {
+            Event::Finished(Box::new(Finished {
                 node: i as u32,
                 incarnation,
                 job_id,
                 execution_id,
                 outcome,
-            },
+            })),
         );
     }
 

@@ -99,6 +99,9 @@ pub struct Report {
     pub success_rate: f64,
     /// Submit to completed, simulated, for completed jobs.
     pub latency_ms: Percentiles,
+    /// Submit to the first award (announcement, bid window, award),
+    /// simulated, for jobs that got one.
+    pub award_latency_ms: Percentiles,
     /// Failures by kind (the start of the reason).
     pub failures_by_kind: BTreeMap<String, u64>,
     /// Messages each node sent and received (gossip duplicates counted).
@@ -126,6 +129,7 @@ impl Report {
     pub(crate) fn new(
         config: &SimConfig,
         mut latencies: Vec<u64>,
+        mut award_latencies: Vec<u64>,
         outcomes: &[JobOutcome],
         traffic: &[Traffic],
         bids: Vec<u64>,
@@ -135,6 +139,7 @@ impl Report {
         trace_hash: String,
     ) -> Report {
         latencies.sort_unstable();
+        award_latencies.sort_unstable();
         let mut failures_by_kind = BTreeMap::new();
         let mut failure_examples = BTreeMap::new();
         let (mut completed, mut failed, mut cancelled) = (0, 0, 0);
@@ -164,6 +169,7 @@ impl Report {
             cancelled,
             success_rate: completed as f64 / jobs,
             latency_ms: Percentiles::of(&latencies),
+            award_latency_ms: Percentiles::of(&award_latencies),
             failures_by_kind,
             messages_per_node,
             bytes_per_node: MeanMax::of(traffic.iter().map(|t| t.bytes)),
@@ -234,6 +240,12 @@ impl fmt::Display for Report {
             f,
             "  latency submit -> completed (simulated): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
             l.p50, l.p90, l.p99, l.max
+        )?;
+        let a = self.award_latency_ms;
+        writeln!(
+            f,
+            "  latency submit -> first award (simulated): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+            a.p50, a.p90, a.p99, a.max
         )?;
         for (kind, n) in &self.failures_by_kind {
             writeln!(f, "  failed, {kind}: {n}")?;

@@ -134,6 +134,7 @@ struct JobTrack {
     submitted: Option<(u32, JobId)>,
     submitted_at_ms: u64,
     completions: u32,
+    first_award_ms: Option<u64>,
     ended_at_ms: Option<u64>,
     outcome: Option<JobOutcome>,
 }
@@ -695,6 +696,11 @@ impl Sim {
                 Some(JobOutcome::Failed { reason })
             }
             RequesterEvent::JobCancelled => Some(JobOutcome::Cancelled),
+            RequesterEvent::Awarded { .. } => {
+                let now = self.now;
+                self.tracks[j].first_award_ms.get_or_insert(now);
+                None
+            }
             _ => None,
         };
         if let Some(outcome) = outcome {
@@ -737,11 +743,15 @@ impl Sim {
 
     fn report(self) -> Report {
         let mut latencies = Vec::new();
+        let mut award_latencies = Vec::new();
         let mut outcomes = Vec::with_capacity(self.tracks.len());
         let mut bids = Vec::with_capacity(self.tracks.len());
         for track in &self.tracks {
             if let (Some(end), Some(JobOutcome::Completed)) = (track.ended_at_ms, &track.outcome) {
                 latencies.push(end - track.submitted_at_ms);
+            }
+            if let Some(award) = track.first_award_ms {
+                award_latencies.push(award - track.submitted_at_ms);
             }
             if let Some((by, job_id)) = track.submitted
                 && let Some(record) = self.requesters[by as usize].job(&job_id)
@@ -753,6 +763,7 @@ impl Sim {
         Report::new(
             &self.config,
             latencies,
+            award_latencies,
             &outcomes,
             &self.traffic,
             bids,

@@ -293,7 +293,24 @@ impl Sim {
     /// Runs until nothing is left to happen, checking the safety invariants
     /// after every event and liveness at the end.
     pub fn run(mut self) -> Result<Report, Violation> {
+        // Every fault is over by then, and every job's deadlines are
+        // minutes, not hours: a run still busy an hour later does not settle.
+        let faults_end = self
+            .config
+            .partitions
+            .iter()
+            .map(|p| p.until_ms)
+            .chain([self.config.submit_window_ms + self.config.downtime_ms.1])
+            .max()
+            .unwrap_or(0);
+        let deadline = faults_end + 3_600_000;
         while let Some(Reverse(Queued { at, event, .. })) = self.queue.pop() {
+            if at > deadline {
+                return Err(self.violation(format!(
+                    "the run did not settle: events still pending an hour after the last fault ({} ms)",
+                    faults_end
+                )));
+            }
             self.now = at;
             self.deliver(event)?;
             self.events += 1;

@@ -5,6 +5,7 @@
 //! simnet sweep --seeds 1..100 --nodes 50 --jobs 100 --churn 0.1
 //! ```
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -171,7 +172,8 @@ fn main() -> ExitCode {
             plot,
         } => match simnet::run(scenario.config(seed)) {
             Ok(r) => {
-                println!("{r}");
+                // A closed pipe (`| head`) is not an error worth a panic.
+                let _ = writeln!(std::io::stdout(), "{r}");
                 if let Some(path) = report {
                     let json = serde_json::to_string_pretty(&r).expect("a report encodes");
                     if let Err(e) = std::fs::write(&path, json) {
@@ -231,20 +233,20 @@ fn main() -> ExitCode {
             let mut failures = 0;
             for (seed, result) in &results {
                 match result {
-                    Ok(r) => println!(
+                    Ok(r) => out(format!(
                         "seed {seed}: ok, success {:.1}%, p99 {} ms, trace {}",
                         r.success_rate * 100.0,
                         r.latency_ms.p99,
                         &r.trace_hash[..16]
-                    ),
+                    )),
                     Err(v) => {
                         failures += 1;
-                        println!("seed {seed}: FAILED: {v}");
-                        println!("  {}", reproduce(&scenario, v));
+                        out(format!("seed {seed}: FAILED: {v}"));
+                        out(format!("  {}", reproduce(&scenario, v)));
                     }
                 }
             }
-            println!("{} seeds, {failures} failed", results.len());
+            out(format!("{} seeds, {failures} failed", results.len()));
             if failures > 0 {
                 ExitCode::FAILURE
             } else {
@@ -252,4 +254,9 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// Prints a line; a closed pipe (`| head`) is not worth a panic.
+fn out(line: String) {
+    let _ = writeln!(std::io::stdout(), "{line}");
 }

@@ -1,14 +1,13 @@
 //! The discrete-event simulator.
 //!
-//! One queue of events ordered by (simulated time in ms, sequence number),
+//! One queue of events ordered by (simulated time in ms, order pushed),
 //! one seeded RNG ([`SimRng`]) for every random choice, and time that jumps
 //! to the next event: an idle node costs nothing. Each node runs one
 //! [`Requester`] and one [`Compute`], driven as the real node drives them:
 //! inputs go to `handle`, `handle_timeout` runs at `poll_timeout`, and
 //! `poll_output` is drained after every input.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -67,29 +66,6 @@ struct Finished {
     job_id: JobId,
     execution_id: ExecutionId,
     outcome: Outcome,
-}
-
-struct Queued {
-    at: u64,
-    seq: u64,
-    event: Event,
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Queued) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Queued {}
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Queued) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Queued {
-    fn cmp(&self, other: &Queued) -> Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
 }
 
 /// BLAKE3 over the delivered events, buffered so that small writes stay
@@ -162,8 +138,11 @@ pub struct Sim {
     /// What each crashed node persisted: its jobs' records.
     persisted: Vec<Vec<JobRecord>>,
     faulty: Vec<bool>,
-    queue: BinaryHeap<Reverse<Queued>>,
-    seq: u64,
+    /// The event queue: events by time, each time's in the order they were
+    /// pushed. Many events share a millisecond (an announcement's
+    /// receivers), so this orders by (time, sequence) at the cost of one
+    /// map operation per distinct time.
+    queue: BTreeMap<u64, VecDeque<Event>>,
     now: u64,
     events: u64,
     jobs: Vec<JobPlan>,
@@ -205,8 +184,7 @@ impl Sim {
             wake_at: vec![None; n],
             persisted: vec![Vec::new(); n],
             faulty,
-            queue: BinaryHeap::new(),
-            seq: 0,
+            queue: BTreeMap::new(),
             now: 0,
             events: 0,
             tracks: vec![JobTrack::default(); jobs.len()],
@@ -273,12 +251,17 @@ impl Sim {
     }
 
     fn push(&mut self, at: u64, event: Event) {
-        self.seq += 1;
-        self.queue.push(Reverse(Queued {
-            at,
-            seq: self.seq,
-            event,
-        }));
+        self.queue.entry(at).or_default().push_back(event);
+    }
+
+    fn pop(&mut self) -> Option<(u64, Event)> {
+        let mut first = self.queue.first_entry()?;
+        let at = *first.key();
+        let event = first.get_mut().pop_front();
+        if first.get().is_empty() {
+            first.remove();
+        }
+        event.map(|e| (at, e))
     }
 
     fn violation(&self, what: String) -> Violation {
@@ -304,7 +287,7 @@ impl Sim {
             .max()
             .unwrap_or(0);
         let deadline = faults_end + 3_600_000;
-        while let Some(Reverse(Queued { at, event, .. })) = self.queue.pop() {
+        while let Some((at, event)) = self.pop() {
             if at > deadline {
                 return Err(self.violation(format!(
                     "the run did not settle: events still pending an hour after the last fault ({} ms)",

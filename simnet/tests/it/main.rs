@@ -220,3 +220,62 @@ fn partitions_parse_and_refuse_nonsense() {
         assert!(Partition::parse(bad).is_err(), "{bad}");
     }
 }
+
+/// The gossip model: without loss everyone hears an announcement within
+/// `H = ceil(log_D(N-1))` link delays; with loss, about the share the
+/// model promises.
+#[test]
+fn gossip_model_reaches_everyone_within_log_d_hops() {
+    use simnet::config::{GossipModel, LinkModel};
+    use simnet::net::Network;
+    use simnet::rng::SimRng;
+
+    let link = LinkModel {
+        base_ms: 50,
+        jitter_ms: 10,
+        loss: 0.0,
+    };
+    let net = Network::new(1000, &link, &GossipModel::default(), &[]);
+    assert_eq!(net.degree(), 6);
+    let mut rng = SimRng::new(1);
+    let hops = 4; // 6^3 < 999 <= 6^4
+    let delays: Vec<u64> = (0..10_000)
+        .map(|_| net.gossip(&mut rng).expect("no loss"))
+        .collect();
+    assert!(
+        delays.iter().all(|d| (50..=hops * 60).contains(d)),
+        "seed 1"
+    );
+    // Most receivers are at the last hop.
+    let far = delays.iter().filter(|d| **d >= 4 * 50).count();
+    assert!(far > 7_000, "seed 1: {far} of 10000 at 4 hops");
+
+    let lossy = LinkModel { loss: 0.3, ..link };
+    let net = Network::new(1000, &lossy, &GossipModel::default(), &[]);
+    let reached = (0..10_000)
+        .filter(|_| net.gossip(&mut rng).is_some())
+        .count();
+    // At 4 hops a copy survives with 0.7^4 = 0.24; one of 6 copies with
+    // 1 - 0.76^6 = 0.81. Nearer receivers do better.
+    assert!(
+        (7_800..=9_000).contains(&reached),
+        "seed 1: {reached} of 10000 reached"
+    );
+}
+
+/// Gossip traffic per node per job does not grow with the network: every
+/// node hears each announcement about D times and answers it once.
+#[test]
+fn traffic_per_node_per_job_is_bounded() {
+    let small = run_ok(SimConfig::new(50, 60, 21));
+    let large = run_ok(SimConfig::new(200, 60, 21));
+    let (s, l) = (
+        small.messages_per_node_per_job,
+        large.messages_per_node_per_job,
+    );
+    assert!(s > 12.0, "seed 21: {s} messages per node per job");
+    assert!(
+        l < 1.25 * s,
+        "seed 21: {l} per node per job at 200 nodes vs {s} at 50"
+    );
+}

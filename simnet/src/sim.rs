@@ -8,7 +8,7 @@
 //! `poll_output` is drained after every input.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 use protocol::compute::{Compute, ComputeConfig, ComputeInput, ComputeOutput, ToRequester};
@@ -103,6 +103,29 @@ impl Hasher for Trace {
     }
 }
 
+/// Hashes node and job ids for lookups. Both are uniformly random bytes
+/// (public keys, BLAKE3 digests), so folding them is enough; maps keyed by
+/// them are never iterated, so their order cannot reach the run.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
 /// What the simulator knows of one job, beside its requester.
 #[derive(Debug, Clone, Default)]
 struct JobTrack {
@@ -129,7 +152,7 @@ pub struct Sim {
     net: Network,
     nodes: Vec<NodePlan>,
     ids: Vec<NodeId>,
-    index: HashMap<NodeId, u32>,
+    index: IdMap<NodeId, u32>,
     requesters: Vec<Requester>,
     computes: Vec<Compute>,
     up: Vec<bool>,
@@ -147,7 +170,7 @@ pub struct Sim {
     events: u64,
     jobs: Vec<JobPlan>,
     tracks: Vec<JobTrack>,
-    job_index: HashMap<JobId, u32>,
+    job_index: IdMap<JobId, u32>,
     traffic: Vec<Traffic>,
     gossip_receptions: u64,
     trace: Trace,
@@ -188,7 +211,7 @@ impl Sim {
             now: 0,
             events: 0,
             tracks: vec![JobTrack::default(); jobs.len()],
-            job_index: HashMap::with_capacity(jobs.len()),
+            job_index: IdMap::default(),
             traffic: vec![Traffic::default(); n],
             gossip_receptions: 0,
             trace: Trace::new(),

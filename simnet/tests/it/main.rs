@@ -279,3 +279,26 @@ fn traffic_per_node_per_job_is_bounded() {
         "seed 21: {l} per node per job at 200 nodes vs {s} at 50"
     );
 }
+
+/// Harsh small networks: most nodes crash, 30% of messages are lost, half
+/// the network is cut off for a while and executions often fail. Jobs may
+/// fail, but only with true reasons, and every one of them ends.
+#[test]
+fn harsh_networks_keep_the_invariants() {
+    for seed in 1..=20 {
+        let mut c = SimConfig::new(12, 30, seed);
+        c.churn = 0.8;
+        c.link.loss = 0.3;
+        c.link.base_ms = 200;
+        c.link.jitter_ms = 100;
+        c.submit_window_ms = 20_000;
+        c.execution.failure = 0.3;
+        c.partitions = vec![Partition::parse("0.5@5000-20000").unwrap()];
+        let report = run_ok(c);
+        assert_eq!(
+            report.completed + report.failed + report.cancelled,
+            30,
+            "seed {seed}"
+        );
+    }
+}

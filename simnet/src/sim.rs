@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use protocol::compute::{Compute, ComputeConfig, ComputeInput, ComputeOutput, ToRequester};
 use protocol::id::{ExecutionId, JobId, NodeId, RAW, blake3_cid};
-use protocol::job::NetworkMode;
+use protocol::job::{JobSpec, NetworkMode};
 use protocol::messages::{Announce, Outcome};
 use protocol::policy::AcceptancePolicy;
 use protocol::requester::{
@@ -797,5 +797,3 @@ impl Sim {
         )
     }
 }
-
-use protocol::job::JobSpec;

@@ -55,8 +55,8 @@ enum Command {
 /// The scenario flags shared by `run` and `sweep`.
 #[derive(Args, Clone)]
 struct Scenario {
-    /// Nodes in the network.
-    #[arg(long, default_value_t = 100)]
+    /// Nodes in the network (at least 1).
+    #[arg(long, default_value_t = 100, value_parser = at_least_one)]
     nodes: usize,
     /// Jobs submitted.
     #[arg(long, default_value_t = 300)]
@@ -259,4 +259,13 @@ fn main() -> ExitCode {
 /// Prints a line; a closed pipe (`| head`) is not worth a panic.
 fn out(line: String) {
     let _ = writeln!(std::io::stdout(), "{line}");
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "`{text}` is not a node count: write a whole number of at least 1"
+        )),
+    }
 }

@@ -74,6 +74,11 @@ pub struct LinkModel {
     pub jitter_ms: u64,
     /// Probability that a message (or one gossip hop) is lost.
     pub loss: f64,
+    /// Nodes are spread over this many regions (node `i` in region
+    /// `i % regions`): the pair classes. 1: all pairs alike.
+    pub regions: u32,
+    /// Extra one-way delay between nodes of different regions.
+    pub cross_region_ms: u64,
 }
 
 impl Default for LinkModel {
@@ -82,6 +87,8 @@ impl Default for LinkModel {
             base_ms: 50,
             jitter_ms: 25,
             loss: 0.0,
+            regions: 1,
+            cross_region_ms: 0,
         }
     }
 }

@@ -47,9 +47,11 @@
 //! - **Links** ([`config::LinkModel`]): every message's one-way delay is
 //!   `base + U[0, jitter]` (CLI: `--latency MS`, jitter half of it), drawn
 //!   per message; each message is lost independently with probability
-//!   `loss`. All pairs of nodes are alike: no regions or pair classes, no
-//!   bandwidth limit or queueing, no connection set-up. Reordering happens
-//!   only through jitter.
+//!   `loss`. Pair classes are regions (`--regions R --cross-region-ms MS`):
+//!   node `i` is in region `i % R`, and a message between regions takes
+//!   `MS` longer; loss and jitter are the same for every pair. No bandwidth
+//!   limit or queueing, no connection set-up. Reordering happens only
+//!   through jitter.
 //! - **Gossip** ([`net::Network::gossip`]): gossipsub as a fan-out model,
 //!   not a simulated mesh. With mesh degree `D` (6, gossipsub's default) an
 //!   announcement reaches everyone in `H = ceil(log_D(N-1))` hops; a
@@ -59,7 +61,9 @@
 //!   in: it gets the announcement unless every copy is lost,
 //!   `P = 1 - (1 - (1-loss)^h)^D`. Each reached node is counted `D`
 //!   receptions and `D` forwards in the message and byte statistics
-//!   (gossipsub's duplicates), the publisher `D` sends. A node that is down
+//!   (gossipsub's duplicates), the publisher `D` sends. With regions, each
+//!   hop crosses to another region with probability `(R-1)/R` (mesh peers
+//!   are drawn regardless of region), at least once between regions. A node that is down
 //!   or on the other side of a partition when the announcement is published
 //!   does not get it (requesters re-announce). Calibrating the hop and
 //!   duplicate figures against real libp2p gossipsub swarms of 50-300 nodes
@@ -102,7 +106,7 @@
 //!
 //! Not modelled yet: `NodeInfo` gossip (requesters explain failures from
 //! refusals alone), blob availability and transfer, policy hot reloads,
-//! user cancellations, pair classes of links, and live testnets of real
+//! user cancellations, per-pair loss, and live testnets of real
 //! `skrei node` processes (issue 7, item 5).
 //!
 //! # Invariants ([`check`])

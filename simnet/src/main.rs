@@ -73,6 +73,12 @@ struct Scenario {
     /// Probability that a message (or one gossip hop) is lost.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
+    /// Regions the nodes are spread over (pair classes of links).
+    #[arg(long, default_value_t = 1)]
+    regions: u32,
+    /// Extra one-way latency in ms between nodes of different regions.
+    #[arg(long, default_value_t = 0)]
+    cross_region_ms: u64,
     /// Share of nodes started with --accept-network=http.
     #[arg(long, default_value_t = 0.3)]
     http_share: f64,
@@ -104,6 +110,8 @@ impl Scenario {
         c.link.base_ms = self.latency;
         c.link.jitter_ms = self.latency / 2;
         c.link.loss = self.loss;
+        c.link.regions = self.regions.max(1);
+        c.link.cross_region_ms = self.cross_region_ms;
         c.population.http_share = self.http_share;
         c.population.full_share = self.full_share;
         c.mix.http_share = self.http_jobs;
@@ -118,7 +126,8 @@ impl Scenario {
     fn command(&self) -> String {
         let mut s = format!(
             "simnet run --nodes {} --jobs {} --churn {} --latency {} --loss {} --http-share {} \
-             --full-share {} --http-jobs {} --full-jobs {} --window {} --exec-failure {}",
+             --full-share {} --http-jobs {} --full-jobs {} --window {} --exec-failure {} \
+             --regions {} --cross-region-ms {}",
             self.nodes,
             self.jobs,
             self.churn,
@@ -129,7 +138,9 @@ impl Scenario {
             self.http_jobs,
             self.full_jobs,
             self.window,
-            self.exec_failure
+            self.exec_failure,
+            self.regions,
+            self.cross_region_ms
         );
         for p in &self.partition {
             s.push_str(&format!(" --partition {p}"));

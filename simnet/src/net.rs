@@ -97,17 +97,32 @@ impl Network {
         self.link.base_ms + rng.below(self.link.jitter_ms + 1)
     }
 
-    /// A direct message's fate: `None` if lost, else its delay.
-    pub fn direct(&self, rng: &mut SimRng) -> Option<u64> {
+    /// Whether `a` and `b` are in different regions.
+    pub fn cross_region(&self, a: usize, b: usize) -> bool {
+        let r = self.link.regions.max(1) as usize;
+        r > 1 && a % r != b % r
+    }
+
+    /// A direct message's fate from `a` to `b`: `None` if lost, else its
+    /// delay.
+    pub fn direct(&self, rng: &mut SimRng, a: usize, b: usize) -> Option<u64> {
         if rng.chance(self.link.loss) {
             return None;
         }
-        Some(self.link_delay(rng))
+        let cross = if self.cross_region(a, b) {
+            self.link.cross_region_ms
+        } else {
+            0
+        };
+        Some(self.link_delay(rng) + cross)
     }
 
-    /// A gossip message's fate at one receiver: `None` if every copy was
-    /// lost, else the delay of the first copy (hops × link delay).
-    pub fn gossip(&self, rng: &mut SimRng) -> Option<u64> {
+    /// A gossip message's fate at receiver `b` of publisher `a`: `None` if
+    /// every copy was lost, else the delay of the first copy (hops × link
+    /// delay). With regions, each hop goes to a peer in another region with
+    /// probability `(R-1)/R` (mesh peers are drawn regardless of region),
+    /// and a path between regions crosses at least once.
+    pub fn gossip(&self, rng: &mut SimRng, a: usize, b: usize) -> Option<u64> {
         let roll = rng.unit();
         let hops = self
             .cumulative
@@ -117,7 +132,17 @@ impl Network {
         if self.link.loss > 0.0 && !rng.chance(self.reach[hops]) {
             return None;
         }
-        Some((0..=hops).map(|_| self.link_delay(rng)).sum())
+        let mut delay: u64 = (0..=hops).map(|_| self.link_delay(rng)).sum();
+        let regions = self.link.regions.max(1);
+        if regions > 1 {
+            let p = f64::from(regions - 1) / f64::from(regions);
+            let mut crossings = (0..=hops).filter(|_| rng.chance(p)).count() as u64;
+            if crossings == 0 && self.cross_region(a, b) {
+                crossings = 1;
+            }
+            delay += crossings * self.link.cross_region_ms;
+        }
+        Some(delay)
     }
 
     /// The message sizes.

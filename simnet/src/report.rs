@@ -206,7 +206,7 @@ impl fmt::Display for Report {
         let jobs = c.jobs;
         writeln!(
             f,
-            "simnet: {} nodes, {} jobs, seed {}, churn {}, loss {}, links {}+{} ms, partitions [{}]",
+            "simnet: {} nodes, {} jobs, seed {}, churn {}, loss {}, links {}+{} ms ({} regions, +{} ms across), partitions [{}]",
             c.nodes,
             jobs,
             c.seed,
@@ -214,6 +214,8 @@ impl fmt::Display for Report {
             c.link.loss,
             c.link.base_ms,
             c.link.jitter_ms,
+            c.link.regions,
+            c.link.cross_region_ms,
             c.partitions
                 .iter()
                 .map(ToString::to_string)

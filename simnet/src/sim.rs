@@ -586,7 +586,7 @@ impl Sim {
             if j == i || !self.up[j] || self.net.separated(i, j, self.now) {
                 continue;
             }
-            let Some(delay) = self.net.gossip(&mut self.rng) else {
+            let Some(delay) = self.net.gossip(&mut self.rng, i, j) else {
                 continue;
             };
             // Each reached node hears about D copies and forwards about D.
@@ -618,7 +618,7 @@ impl Sim {
         if self.net.separated(i, to, self.now) {
             return;
         }
-        let Some(delay) = self.net.direct(&mut self.rng) else {
+        let Some(delay) = self.net.direct(&mut self.rng, i, to) else {
             return;
         };
         self.traffic[to].messages += 1;

@@ -234,13 +234,14 @@ fn gossip_model_reaches_everyone_within_log_d_hops() {
         base_ms: 50,
         jitter_ms: 10,
         loss: 0.0,
+        ..LinkModel::default()
     };
     let net = Network::new(1000, &link, &GossipModel::default(), &[]);
     assert_eq!(net.degree(), 6);
     let mut rng = SimRng::new(1);
     let hops = 4; // 6^3 < 999 <= 6^4
     let delays: Vec<u64> = (0..10_000)
-        .map(|_| net.gossip(&mut rng).expect("no loss"))
+        .map(|_| net.gossip(&mut rng, 0, 1).expect("no loss"))
         .collect();
     assert!(
         delays.iter().all(|d| (50..=hops * 60).contains(d)),
@@ -253,7 +254,7 @@ fn gossip_model_reaches_everyone_within_log_d_hops() {
     let lossy = LinkModel { loss: 0.3, ..link };
     let net = Network::new(1000, &lossy, &GossipModel::default(), &[]);
     let reached = (0..10_000)
-        .filter(|_| net.gossip(&mut rng).is_some())
+        .filter(|_| net.gossip(&mut rng, 0, 1).is_some())
         .count();
     // At 4 hops a copy survives with 0.7^4 = 0.24; one of 6 copies with
     // 1 - 0.76^6 = 0.81. Nearer receivers do better.

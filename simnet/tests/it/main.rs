@@ -26,10 +26,10 @@ fn ci_scenario(seed: u64) -> SimConfig {
 /// The invariants hold after every event and at the end, and most jobs
 /// complete.
 ///
-/// The threshold: over seeds 1..=40 of this scenario (release build,
-/// `simnet sweep --seeds 1..=40 --nodes 100 --jobs 300 --churn 0.1 --loss
+/// The threshold: over seeds 1..=100 of this scenario (release build,
+/// `simnet sweep --seeds 1..=100 --nodes 100 --jobs 300 --churn 0.1 --loss
 /// 0.01 --partition 0.3@10000-40000`) the success rate ranged from 96.7%
-/// to 100%. The jobs that fail do so for true reasons: `http` domains that
+/// (seed 7, the one tested here, among the lowest) to 100%. The jobs that fail do so for true reasons: `http` domains that
 /// no node's allowlist covers, `full` or WASM jobs with `Count` 3 when few
 /// nodes qualify and some of those crashed. 90% leaves room for protocol
 /// tuning while still catching a broken award or re-award path, which

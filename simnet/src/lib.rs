@@ -1,9 +1,151 @@
-//! Simulated skrei testnets.
+//! Simulated skrei testnets (SPEC.md R-SIM-1).
 //!
 //! `simnet` drives the very same requester and compute state machines that a
-//! real node runs (from [`protocol`]) with a simulated network and clock, all
-//! randomness drawn from one seed, so thousands of nodes run on one machine and
-//! any run replays exactly. See SPEC.md R-SIM-1.
+//! real node runs ([`protocol::requester::Requester`],
+//! [`protocol::compute::Compute`]) with a simulated network and clock. All
+//! randomness is drawn from one seed, so thousands of nodes run on one
+//! machine and any run replays exactly.
 //!
-//! Status: the crate is laid out by the foundation; the simulator arrives with
-//! the simnet issue, once the protocol state machines exist.
+//! ```
+//! use simnet::SimConfig;
+//!
+//! let mut config = SimConfig::new(20, 10, 42);
+//! config.churn = 0.1;
+//! let report = simnet::run(config.clone()).expect("the invariants hold");
+//! assert_eq!(report.completed + report.failed + report.cancelled, 10);
+//! // The same seed replays the same run, event for event.
+//! assert_eq!(simnet::run(config).unwrap().trace_hash, report.trace_hash);
+//! ```
+//!
+//! From the command line: `simnet run --nodes 100 --jobs 300 --seed 7
+//! --churn 0.1 --partition 0.3@10000-40000 [--report r.json] [--plot p.svg]`,
+//! and `simnet sweep --seeds 1..100 ...` to run many seeds on every core.
+//!
+//! # The simulator ([`sim`])
+//! One queue of events ordered by (simulated time in ms, sequence number);
+//! time jumps to the next event, so an idle node costs nothing. One ChaCha8
+//! stream ([`rng::SimRng`]) seeded from [`SimConfig::seed`] draws the
+//! population, the jobs, the faults and every delay, loss and execution, in
+//! event order; the machines' own seeds are drawn from it too. No clock and
+//! no OS randomness is read anywhere, and hash maps serve lookups only,
+//! never iteration, so nothing else can leak into the order of events.
+//!
+//! Each node runs one requester and one compute side, driven as the node's
+//! driver drives them: every input goes to `handle`, `handle_timeout` runs
+//! at the earliest `poll_timeout` of the two (one wake event per node, the
+//! earliest pending), and `poll_output` is drained after every input:
+//! `Publish` becomes gossip deliveries (the node's own compute side gets its
+//! announcement at once), `Send` a direct delivery after a link delay (to
+//! itself: at once and never lost), `Start` an execution that ends after a
+//! drawn time with a drawn outcome, fed back as `ExecutionFinished`.
+//! [`Report::trace_hash`] is BLAKE3 over every delivered event (time, kind,
+//! nodes, job and execution): the determinism test compares it.
+//!
+//! # The models and their assumptions
+//! Defaults are in [`config`]; the CLI sets the main ones.
+//!
+//! - **Links** ([`config::LinkModel`]): every message's one-way delay is
+//!   `base + U[0, jitter]` (CLI: `--latency MS`, jitter half of it), drawn
+//!   per message; each message is lost independently with probability
+//!   `loss`. Pair classes are regions (`--regions R --cross-region-ms MS`):
+//!   node `i` is in region `i % R`, and a message between regions takes
+//!   `MS` longer; loss and jitter are the same for every pair. No bandwidth
+//!   limit or queueing, no connection set-up. Reordering happens only
+//!   through jitter.
+//! - **Gossip** ([`net::Network::gossip`]): gossipsub as a fan-out model,
+//!   not a simulated mesh. With mesh degree `D` (6, gossipsub's default) an
+//!   announcement reaches everyone in `H = ceil(log_D(N-1))` hops; a
+//!   receiver is `h` hops from the publisher with probability proportional
+//!   to `D^h` (most nodes are far), and hears it after `h` link delays.
+//!   Loss applies per hop, and a receiver has `D` independent copies coming
+//!   in: it gets the announcement unless every copy is lost,
+//!   `P = 1 - (1 - (1-loss)^h)^D`. Each reached node is counted `D`
+//!   receptions and `D` forwards in the message and byte statistics
+//!   (gossipsub's duplicates), the publisher `D` sends. With regions, each
+//!   hop crosses to another region with probability `(R-1)/R` (mesh peers
+//!   are drawn regardless of region), at least once between regions. A node that is down
+//!   or on the other side of a partition when the announcement is published
+//!   does not get it (requesters re-announce). Calibrating the hop and
+//!   duplicate figures against real libp2p gossipsub swarms of 50-300 nodes
+//!   is future work.
+//! - **Partitions** ([`config::Partition`], `--partition SHARE@FROM-UNTIL`):
+//!   from `FROM` to `UNTIL` ms, nodes `[0, SHARE*N)` and the rest exchange
+//!   no message. The rule is applied when a message is sent: one already
+//!   in flight when the partition starts still arrives.
+//! - **Crash and restart** (`--churn P`): each node crashes with
+//!   probability `P`, once, at a uniform time within the submission window,
+//!   and restarts after a downtime uniform in 5-30 s. A crashed node drops
+//!   every delivery; its running executions are lost (their ends are never
+//!   reported). The driver persists a job's record after every requester
+//!   event and drains every output, so what it persisted is what its
+//!   requester held: on restart the requester is rebuilt with
+//!   [`protocol::requester::Requester::restore`] from those
+//!   [`protocol::requester::JobRecord`]s, and the compute side starts empty.
+//!   Nodes that are down take no submissions: a job goes to the next node
+//!   that is up. All nodes are up again before the end, so liveness is
+//!   checked on a healed network.
+//! - **Executions** ([`config::ExecutionModel`]): run time uniform in
+//!   0.5-10 s; failure with probability 5% (`--exec-failure`), else success
+//!   with a fake result CID ([`protocol::id::blake3_cid`] of drawn bytes).
+//!   A stopped execution still reports its end; the compute side ignores
+//!   it, as it may.
+//! - **Nodes** ([`config::Population`]): a share accepts `http`
+//!   (`--http-share`, default 30%; 70% of them with an allowlist of 1-4
+//!   entries drawn from [`population::DOMAIN_UNIVERSE`]'s entries, some
+//!   covering subdomains), a share `full` (`--full-share`, 10%), the rest
+//!   `none`; 30% run only Docker, 10% only WASM, the rest both; 1-4 slots.
+//! - **Jobs** ([`config::JobMix`]): submitted at uniform times over the
+//!   window (60 s) to uniformly drawn nodes; 30% `http` (`--http-jobs`)
+//!   naming 1-2 domains of the universe, 5% `full` (`--full-jobs`), the
+//!   rest `none`; 20% WASM; `Count` uniform in 1..=3; `ExecutionTimeout`
+//!   60 s and `QueueTimeout` 30 s. Jobs are real job files, parsed and
+//!   validated as a user's would be.
+//! - **Message sizes** ([`net::Sizes`]): an announcement's canonical
+//!   encoding plus a typical envelope (170 bytes); direct messages by kind,
+//!   measured once on a sample, plus the free text they carry.
+//!
+//! Not modelled yet: `NodeInfo` gossip (requesters explain failures from
+//! refusals alone), blob availability and transfer, policy hot reloads,
+//! user cancellations, per-pair loss, and live testnets of real
+//! `skrei node` processes (issue 7, item 5).
+//!
+//! # Invariants ([`check`])
+//! Checked against the policies, engines and capacities the operators
+//! configured ([`population::NodePlan`]), never against the machines'
+//! own view, so a node that ignores its policy is caught
+//! ([`SimConfig::faulty_nodes`]). After every event:
+//! 1. no `Start` on a node whose policy forbids the job at that moment, or
+//!    without the engine, or beyond its slots;
+//! 2. no job gets more than `Count` completed executions, `JobCompleted`
+//!    comes once and with exactly `Count`, and nothing happens to a job
+//!    after it ended;
+//! 3. every refusal is true of the node that sends it (its policy, engine,
+//!    or the slots taken at that moment), and every failure reason that
+//!    groups nodes ("12 nodes: network=http not accepted ...") claims no
+//!    more nodes than truly refuse the job for that reason;
+//! 4. every failure has a non-empty reason.
+//!
+//! At the end (liveness, after every fault healed): every job ended -
+//! completed, failed or cancelled - and its requester's record agrees.
+//! A violation stops the run with a [`Violation`] carrying the seed and the
+//! event index; the CLI prints `reproduce with: simnet run ... --seed S`.
+
+pub mod check;
+pub mod config;
+pub mod net;
+pub mod plot;
+pub mod population;
+pub mod report;
+pub mod rng;
+pub mod sim;
+
+pub use check::Violation;
+pub use config::SimConfig;
+pub use report::Report;
+pub use sim::Sim;
+
+/// Runs one simulation: draws everything from `config.seed`, runs it to the
+/// end and checks the invariants.
+pub fn run(config: SimConfig) -> Result<Report, Violation> {
+    Sim::new(config).run()
+}

@@ -1,0 +1,229 @@
+//! What a simulated run is made of: the network's size and faults, the node
+//! population and the job mix. [`SimConfig::new`] gives the defaults the
+//! CLI starts from.
+
+use std::fmt;
+
+/// Everything that defines a run, together with the seed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SimConfig {
+    /// Nodes in the network.
+    pub nodes: usize,
+    /// Jobs submitted, each by a node drawn at random.
+    pub jobs: usize,
+    /// Seeds the run's one RNG.
+    pub seed: u64,
+    /// Jobs are submitted at uniformly drawn times in `[0, submit_window_ms]`;
+    /// crashes happen in the same window.
+    pub submit_window_ms: u64,
+    /// Link model.
+    pub link: LinkModel,
+    /// Gossip model.
+    pub gossip: GossipModel,
+    /// Share of nodes that crash once during the submit window (then restart).
+    pub churn: f64,
+    /// Shortest and longest downtime of a crashed node.
+    pub downtime_ms: (u64, u64),
+    /// Partitions: two groups that cannot talk for a while.
+    pub partitions: Vec<Partition>,
+    /// Node population.
+    pub population: Population,
+    /// Job mix.
+    pub mix: JobMix,
+    /// Execution model.
+    pub execution: ExecutionModel,
+    /// Nodes that ignore their operator's policy: their compute side runs
+    /// with `--accept-network=full` and no allowlist while the checker holds
+    /// them to the policy they were given. Only for showing that the checker
+    /// catches a broken node.
+    pub faulty_nodes: Vec<usize>,
+    /// The run stops with an error after this many events (a run that does
+    /// not settle).
+    pub max_events: u64,
+}
+
+impl SimConfig {
+    /// A run of `nodes` nodes and `jobs` jobs with `seed`, and defaults for
+    /// everything else.
+    pub fn new(nodes: usize, jobs: usize, seed: u64) -> SimConfig {
+        SimConfig {
+            nodes,
+            jobs,
+            seed,
+            submit_window_ms: 60_000,
+            link: LinkModel::default(),
+            gossip: GossipModel::default(),
+            churn: 0.0,
+            downtime_ms: (5_000, 30_000),
+            partitions: Vec::new(),
+            population: Population::default(),
+            mix: JobMix::default(),
+            execution: ExecutionModel::default(),
+            faulty_nodes: Vec::new(),
+            max_events: 2_000_000_000,
+        }
+    }
+}
+
+/// One link's behaviour, drawn per message.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LinkModel {
+    /// Fixed one-way delay.
+    pub base_ms: u64,
+    /// Uniform extra delay in `[0, jitter_ms]`.
+    pub jitter_ms: u64,
+    /// Probability that a message (or one gossip hop) is lost.
+    pub loss: f64,
+    /// Nodes are spread over this many regions (node `i` in region
+    /// `i % regions`): the pair classes. 1: all pairs alike.
+    pub regions: u32,
+    /// Extra one-way delay between nodes of different regions.
+    pub cross_region_ms: u64,
+}
+
+impl Default for LinkModel {
+    fn default() -> LinkModel {
+        LinkModel {
+            base_ms: 50,
+            jitter_ms: 25,
+            loss: 0.0,
+            regions: 1,
+            cross_region_ms: 0,
+        }
+    }
+}
+
+/// gossipsub, as a fan-out model (see the crate docs).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct GossipModel {
+    /// Mesh degree D: peers each node forwards to.
+    pub mesh_degree: u32,
+}
+
+impl Default for GossipModel {
+    fn default() -> GossipModel {
+        GossipModel { mesh_degree: 6 }
+    }
+}
+
+/// Between `from_ms` and `until_ms`, nodes `[0, split)` and `[split, N)`
+/// cannot exchange messages.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Partition {
+    /// Share of the nodes in the first group (nodes `0..share*N`).
+    pub share: f64,
+    /// When the partition starts.
+    pub from_ms: u64,
+    /// When it heals.
+    pub until_ms: u64,
+}
+
+impl Partition {
+    /// Reads `SHARE@FROM-UNTIL`, times in ms: `0.3@10000-40000` cuts the
+    /// first 30% of the nodes off from the rest from 10 s to 40 s.
+    pub fn parse(text: &str) -> Result<Partition, String> {
+        let bad = || {
+            format!(
+                "`{text}` is not a partition: write SHARE@FROM_MS-UNTIL_MS, e.g. 0.3@10000-40000"
+            )
+        };
+        let (share, times) = text.split_once('@').ok_or_else(bad)?;
+        let (from, until) = times.split_once('-').ok_or_else(bad)?;
+        let share: f64 = share.trim().parse().map_err(|_| bad())?;
+        let from_ms: u64 = from.trim().parse().map_err(|_| bad())?;
+        let until_ms: u64 = until.trim().parse().map_err(|_| bad())?;
+        if !(0.0..=1.0).contains(&share) || until_ms <= from_ms {
+            return Err(bad());
+        }
+        Ok(Partition {
+            share,
+            from_ms,
+            until_ms,
+        })
+    }
+}
+
+impl fmt::Display for Partition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}-{}", self.share, self.from_ms, self.until_ms)
+    }
+}
+
+/// Who the nodes are.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Population {
+    /// Share of nodes started with `--accept-network=http`.
+    pub http_share: f64,
+    /// Share of nodes started with `--accept-network=full`.
+    pub full_share: f64,
+    /// Of the `http` nodes, the share that has an allowlist (drawn from the
+    /// domain universe); the others take any domains.
+    pub allowlist_share: f64,
+    /// Share of nodes that run only Docker, only WASM; the rest run both.
+    pub docker_only_share: f64,
+    /// See `docker_only_share`.
+    pub wasm_only_share: f64,
+    /// Slots per node, drawn uniformly in this range.
+    pub capacity: (u32, u32),
+}
+
+impl Default for Population {
+    fn default() -> Population {
+        Population {
+            http_share: 0.3,
+            full_share: 0.1,
+            allowlist_share: 0.7,
+            docker_only_share: 0.3,
+            wasm_only_share: 0.1,
+            capacity: (1, 4),
+        }
+    }
+}
+
+/// What the jobs are.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct JobMix {
+    /// Share of `http` jobs (1-2 domains from the universe).
+    pub http_share: f64,
+    /// Share of `full` jobs.
+    pub full_share: f64,
+    /// Share of WASM jobs; the rest are Docker.
+    pub wasm_share: f64,
+    /// `Count` is drawn uniformly in `1..=max_count`.
+    pub max_count: u32,
+    /// The jobs' `ExecutionTimeout`, in seconds.
+    pub execution_timeout_s: u64,
+    /// The jobs' `QueueTimeout`, in seconds.
+    pub queue_timeout_s: u64,
+}
+
+impl Default for JobMix {
+    fn default() -> JobMix {
+        JobMix {
+            http_share: 0.3,
+            full_share: 0.05,
+            wasm_share: 0.2,
+            max_count: 3,
+            execution_timeout_s: 60,
+            queue_timeout_s: 30,
+        }
+    }
+}
+
+/// How executions go.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ExecutionModel {
+    /// Run time, drawn uniformly in this range.
+    pub run_ms: (u64, u64),
+    /// Probability that an execution fails.
+    pub failure: f64,
+}
+
+impl Default for ExecutionModel {
+    fn default() -> ExecutionModel {
+        ExecutionModel {
+            run_ms: (500, 10_000),
+            failure: 0.05,
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! What a run measured, as text for people and JSON for tools.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::config::SimConfig;
+use crate::sim::Traffic;
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum JobOutcome {
+    /// `Count` executions completed.
+    Completed,
+    /// It failed, for this reason.
+    Failed {
+        /// The requester's explanation.
+        reason: String,
+    },
+    /// Its user cancelled it.
+    Cancelled,
+}
+
+/// Percentiles of a sample.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of a sorted sample.
+    fn of(sorted: &[u64]) -> Percentiles {
+        let at = |q: f64| -> u64 {
+            if sorted.is_empty() {
+                return 0;
+            }
+            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+            sorted[rank - 1]
+        };
+        Percentiles {
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            max: sorted.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+/// Mean and largest of a per-node or per-job figure.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct MeanMax {
+    /// Mean.
+    pub mean: f64,
+    /// Largest.
+    pub max: u64,
+}
+
+impl MeanMax {
+    fn of(values: impl Iterator<Item = u64>) -> MeanMax {
+        let (mut n, mut sum, mut max) = (0u64, 0u128, 0u64);
+        for v in values {
+            n += 1;
+            sum += u128::from(v);
+            max = max.max(v);
+        }
+        MeanMax {
+            mean: if n == 0 { 0.0 } else { sum as f64 / n as f64 },
+            max,
+        }
+    }
+}
+
+/// A run's figures.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Report {
+    /// The run's configuration, seed included.
+    pub config: SimConfig,
+    /// Events delivered.
+    pub events: u64,
+    /// Simulated time at the last event, in ms.
+    pub simulated_ms: u64,
+    /// BLAKE3 of every delivered event, in order (hex): equal for equal
+    /// seeds and configurations.
+    pub trace_hash: String,
+    /// Jobs that completed.
+    pub completed: u64,
+    /// Jobs that failed.
+    pub failed: u64,
+    /// Jobs cancelled.
+    pub cancelled: u64,
+    /// `completed / jobs`.
+    pub success_rate: f64,
+    /// Submit to completed, simulated, for completed jobs.
+    pub latency_ms: Percentiles,
+    /// Submit to the first award (announcement, bid window, award),
+    /// simulated, for jobs that got one.
+    pub award_latency_ms: Percentiles,
+    /// Failures by kind (the start of the reason).
+    pub failures_by_kind: BTreeMap<String, u64>,
+    /// Messages each node sent and received (gossip duplicates counted).
+    pub messages_per_node: MeanMax,
+    /// Bytes each node sent and received.
+    pub bytes_per_node: MeanMax,
+    /// Mean messages per node divided by jobs.
+    pub messages_per_node_per_job: f64,
+    /// Gossip receptions in all (D per reached node and announcement).
+    pub gossip_receptions: u64,
+    /// Bids each job received.
+    pub bids_per_job: MeanMax,
+    /// Completed jobs' latencies, sorted (for plots).
+    #[serde(skip)]
+    pub latencies_ms: Vec<u64>,
+    /// Messages per node, by node (for plots).
+    #[serde(skip)]
+    pub node_messages: Vec<u64>,
+    /// One failure reason per kind, as an example.
+    pub failure_examples: BTreeMap<String, String>,
+}
+
+impl Report {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: &SimConfig,
+        mut latencies: Vec<u64>,
+        mut award_latencies: Vec<u64>,
+        outcomes: &[JobOutcome],
+        traffic: &[Traffic],
+        bids: Vec<u64>,
+        events: u64,
+        simulated_ms: u64,
+        gossip_receptions: u64,
+        trace_hash: String,
+    ) -> Report {
+        latencies.sort_unstable();
+        award_latencies.sort_unstable();
+        let mut failures_by_kind = BTreeMap::new();
+        let mut failure_examples = BTreeMap::new();
+        let (mut completed, mut failed, mut cancelled) = (0, 0, 0);
+        for outcome in outcomes {
+            match outcome {
+                JobOutcome::Completed => completed += 1,
+                JobOutcome::Cancelled => cancelled += 1,
+                JobOutcome::Failed { reason } => {
+                    failed += 1;
+                    let kind = failure_kind(reason);
+                    *failures_by_kind.entry(kind.to_owned()).or_insert(0) += 1;
+                    failure_examples
+                        .entry(kind.to_owned())
+                        .or_insert_with(|| reason.clone());
+                }
+            }
+        }
+        let messages_per_node = MeanMax::of(traffic.iter().map(|t| t.messages));
+        let jobs = outcomes.len().max(1) as f64;
+        Report {
+            config: config.clone(),
+            events,
+            simulated_ms,
+            trace_hash,
+            completed,
+            failed,
+            cancelled,
+            success_rate: completed as f64 / jobs,
+            latency_ms: Percentiles::of(&latencies),
+            award_latency_ms: Percentiles::of(&award_latencies),
+            failures_by_kind,
+            messages_per_node,
+            bytes_per_node: MeanMax::of(traffic.iter().map(|t| t.bytes)),
+            messages_per_node_per_job: messages_per_node.mean / jobs,
+            gossip_receptions,
+            bids_per_job: MeanMax::of(bids.into_iter()),
+            latencies_ms: latencies,
+            node_messages: traffic.iter().map(|t| t.messages).collect(),
+            failure_examples,
+        }
+    }
+}
+
+/// A failure reason's kind: how the requester's explanation starts.
+pub fn failure_kind(reason: &str) -> &'static str {
+    if reason.starts_with("no node accepts this job") {
+        "no node accepts the job"
+    } else if reason.starts_with("no node answered") {
+        "no node answered"
+    } else if reason.starts_with("only ") {
+        "queue timeout after attempts"
+    } else if reason.starts_with("gave up after") {
+        "attempts exhausted"
+    } else if reason.starts_with("the job did not finish within its total timeout") {
+        "total timeout"
+    } else {
+        "other"
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = &self.config;
+        let jobs = c.jobs;
+        writeln!(
+            f,
+            "simnet: {} nodes, {} jobs, seed {}, churn {}, loss {}, links {}+{} ms ({} regions, +{} ms across), partitions [{}]",
+            c.nodes,
+            jobs,
+            c.seed,
+            c.churn,
+            c.link.loss,
+            c.link.base_ms,
+            c.link.jitter_ms,
+            c.link.regions,
+            c.link.cross_region_ms,
+            c.partitions
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )?;
+        writeln!(
+            f,
+            "  events {}, simulated {:.1} s, trace {}",
+            self.events,
+            self.simulated_ms as f64 / 1000.0,
+            &self.trace_hash[..16]
+        )?;
+        writeln!(
+            f,
+            "  jobs: {} completed, {} failed, {} cancelled; success rate {:.1}%",
+            self.completed,
+            self.failed,
+            self.cancelled,
+            self.success_rate * 100.0
+        )?;
+        let l = self.latency_ms;
+        writeln!(
+            f,
+            "  latency submit -> completed (simulated): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+            l.p50, l.p90, l.p99, l.max
+        )?;
+        let a = self.award_latency_ms;
+        writeln!(
+            f,
+            "  latency submit -> first award (simulated): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+            a.p50, a.p90, a.p99, a.max
+        )?;
+        for (kind, n) in &self.failures_by_kind {
+            writeln!(f, "  failed, {kind}: {n}")?;
+            if let Some(example) = self.failure_examples.get(kind) {
+                let short: String = example.chars().take(160).collect();
+                writeln!(f, "    e.g. {short}")?;
+            }
+        }
+        writeln!(
+            f,
+            "  messages per node: mean {:.0}, max {} ({:.1} per node per job); bytes per node: mean {:.0}, max {}",
+            self.messages_per_node.mean,
+            self.messages_per_node.max,
+            self.messages_per_node_per_job,
+            self.bytes_per_node.mean,
+            self.bytes_per_node.max
+        )?;
+        write!(
+            f,
+            "  bids per job: mean {:.1}, max {}",
+            self.bids_per_job.mean, self.bids_per_job.max
+        )
+    }
+}

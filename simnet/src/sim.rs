@@ -1,0 +1,799 @@
+//! The discrete-event simulator.
+//!
+//! One queue of events ordered by (simulated time in ms, order pushed),
+//! one seeded RNG ([`SimRng`]) for every random choice, and time that jumps
+//! to the next event: an idle node costs nothing. Each node runs one
+//! [`Requester`] and one [`Compute`], driven as the real node drives them:
+//! inputs go to `handle`, `handle_timeout` runs at `poll_timeout`, and
+//! `poll_output` is drained after every input.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::sync::Arc;
+
+use protocol::compute::{Compute, ComputeConfig, ComputeInput, ComputeOutput, ToRequester};
+use protocol::id::{ExecutionId, JobId, NodeId, RAW, blake3_cid};
+use protocol::job::{JobSpec, NetworkMode};
+use protocol::messages::{Announce, Outcome};
+use protocol::policy::AcceptancePolicy;
+use protocol::requester::{
+    JobRecord, JobState, Requester, RequesterConfig, RequesterEvent, RequesterInput,
+    RequesterOutput, ToCompute,
+};
+
+use crate::check::{self, Violation};
+use crate::config::SimConfig;
+use crate::net::{Network, Sizes};
+use crate::population::{self, JobPlan, NodePlan};
+use crate::report::{JobOutcome, Report};
+use crate::rng::SimRng;
+
+/// Something that happens at a simulated time.
+#[derive(Debug)]
+enum Event {
+    /// A user submits job `j` of the plan.
+    Submit(u32),
+    /// A gossiped announcement reaches a node's compute side.
+    Announce { to: u32, announce: Arc<Announce> },
+    /// A requester's direct message reaches a compute side (boxed, like
+    /// every large payload, to keep queue entries small).
+    ToCompute {
+        to: u32,
+        from: u32,
+        msg: Box<ToCompute>,
+    },
+    /// A compute side's direct message reaches a requester.
+    ToRequester {
+        to: u32,
+        from: u32,
+        msg: Box<ToRequester>,
+    },
+    /// An execution ends (if the node has not crashed since it started).
+    Finished(Box<Finished>),
+    /// A node's timers are due.
+    Wake(u32),
+    /// A node crashes: it drops everything until it restarts.
+    Crash(u32),
+    /// A crashed node starts again from what it persisted.
+    Restart(u32),
+}
+
+/// An execution's end, as the executor reports it.
+#[derive(Debug)]
+struct Finished {
+    node: u32,
+    incarnation: u32,
+    job_id: JobId,
+    execution_id: ExecutionId,
+    outcome: Outcome,
+}
+
+/// BLAKE3 over the delivered events, buffered so that small writes stay
+/// cheap.
+struct Trace {
+    hasher: blake3::Hasher,
+    buf: Vec<u8>,
+}
+
+impl Trace {
+    fn new() -> Trace {
+        Trace {
+            hasher: blake3::Hasher::new(),
+            buf: Vec::with_capacity(1 << 16),
+        }
+    }
+
+    fn digest(mut self) -> String {
+        self.hasher.update(&self.buf);
+        self.hasher.finalize().to_hex().to_string()
+    }
+}
+
+impl Hasher for Trace {
+    fn write(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= 1 << 16 {
+            self.hasher.update(&self.buf);
+            self.buf.clear();
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        0
+    }
+}
+
+/// Hashes node and job ids for lookups. Both are uniformly random bytes
+/// (public keys, BLAKE3 digests), so folding them is enough; maps keyed by
+/// them are never iterated, so their order cannot reach the run.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x517c_c1b7_2722_0a95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// What the simulator knows of one job, beside its requester.
+#[derive(Debug, Clone, Default)]
+struct JobTrack {
+    /// The node it was submitted to, and its id, once submitted.
+    submitted: Option<(u32, JobId)>,
+    submitted_at_ms: u64,
+    completions: u32,
+    first_award_ms: Option<u64>,
+    ended_at_ms: Option<u64>,
+    outcome: Option<JobOutcome>,
+}
+
+/// Messages and bytes a node sent and received.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Traffic {
+    pub(crate) messages: u64,
+    pub(crate) bytes: u64,
+}
+
+/// A simulated network: build with [`Sim::new`], run with [`Sim::run`].
+pub struct Sim {
+    config: SimConfig,
+    rng: SimRng,
+    net: Network,
+    nodes: Vec<NodePlan>,
+    ids: Vec<NodeId>,
+    index: IdMap<NodeId, u32>,
+    requesters: Vec<Requester>,
+    computes: Vec<Compute>,
+    up: Vec<bool>,
+    incarnation: Vec<u32>,
+    wake_at: Vec<Option<u64>>,
+    /// What each crashed node persisted: its jobs' records.
+    persisted: Vec<Vec<JobRecord>>,
+    faulty: Vec<bool>,
+    /// The event queue: events by time, each time's in the order they were
+    /// pushed. Many events share a millisecond (an announcement's
+    /// receivers), so this orders by (time, sequence) at the cost of one
+    /// map operation per distinct time.
+    queue: BTreeMap<u64, VecDeque<Event>>,
+    now: u64,
+    events: u64,
+    jobs: Vec<JobPlan>,
+    tracks: Vec<JobTrack>,
+    job_index: IdMap<JobId, u32>,
+    traffic: Vec<Traffic>,
+    gossip_receptions: u64,
+    trace: Trace,
+    /// (node, time, count) of the latest wakes, to catch a timer that does
+    /// not advance.
+    last_wake: (u32, u64, u32),
+}
+
+impl Sim {
+    /// Draws the population, the jobs and the faults from `config.seed`.
+    pub fn new(config: SimConfig) -> Sim {
+        let mut rng = SimRng::new(config.seed);
+        let nodes = population::draw_nodes(&config, &mut rng);
+        let jobs = population::draw_jobs(&config, &mut rng);
+        let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
+        let index = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i as u32))
+            .collect();
+        let mut faulty = vec![false; nodes.len()];
+        for &f in &config.faulty_nodes {
+            if let Some(slot) = faulty.get_mut(f) {
+                *slot = true;
+            }
+        }
+        let n = nodes.len();
+        let net = Network::new(n, &config.link, &config.gossip, &config.partitions);
+        let mut sim = Sim {
+            requesters: Vec::with_capacity(n),
+            computes: Vec::with_capacity(n),
+            up: vec![true; n],
+            incarnation: vec![0; n],
+            wake_at: vec![None; n],
+            persisted: vec![Vec::new(); n],
+            faulty,
+            queue: BTreeMap::new(),
+            now: 0,
+            events: 0,
+            tracks: vec![JobTrack::default(); jobs.len()],
+            job_index: IdMap::default(),
+            traffic: vec![Traffic::default(); n],
+            gossip_receptions: 0,
+            trace: Trace::new(),
+            last_wake: (u32::MAX, 0, 0),
+            config,
+            rng,
+            net,
+            nodes,
+            ids,
+            index,
+            jobs,
+        };
+        for i in 0..n {
+            let requester = sim.new_requester(i);
+            sim.requesters.push(requester);
+            let compute = sim.new_compute(i);
+            sim.computes.push(compute);
+        }
+        for j in 0..sim.jobs.len() {
+            let at = sim.jobs[j].at_ms;
+            sim.push(at, Event::Submit(j as u32));
+        }
+        let window = sim.config.submit_window_ms;
+        let (lo, hi) = sim.config.downtime_ms;
+        for i in 0..n {
+            if sim.rng.chance(sim.config.churn) {
+                let at = sim.rng.range(0, window);
+                let down = sim.rng.range(lo, hi);
+                sim.push(at, Event::Crash(i as u32));
+                sim.push(at + down.max(1), Event::Restart(i as u32));
+            }
+        }
+        sim
+    }
+
+    fn new_requester(&mut self, i: usize) -> Requester {
+        Requester::new(RequesterConfig::new(self.ids[i], self.rng.u64()))
+    }
+
+    fn new_compute(&mut self, i: usize) -> Compute {
+        let plan = &self.nodes[i];
+        let policy = if self.faulty[i] {
+            AcceptancePolicy::new(NetworkMode::Full, None)
+        } else {
+            plan.policy.clone()
+        };
+        let mut config = ComputeConfig::new(
+            plan.id,
+            policy,
+            plan.engines.iter().cloned(),
+            self.rng.u64(),
+        );
+        config.capacity = plan.capacity;
+        Compute::new(config)
+    }
+
+    /// The nodes as drawn.
+    pub fn nodes(&self) -> &[NodePlan] {
+        &self.nodes
+    }
+
+    fn push(&mut self, at: u64, event: Event) {
+        self.queue.entry(at).or_default().push_back(event);
+    }
+
+    fn pop(&mut self) -> Option<(u64, Event)> {
+        let mut first = self.queue.first_entry()?;
+        let at = *first.key();
+        let event = first.get_mut().pop_front();
+        if first.get().is_empty() {
+            first.remove();
+        }
+        event.map(|e| (at, e))
+    }
+
+    fn violation(&self, what: String) -> Violation {
+        Violation {
+            seed: self.config.seed,
+            event_index: self.events,
+            time_ms: self.now,
+            what,
+        }
+    }
+
+    /// Runs until nothing is left to happen, checking the safety invariants
+    /// after every event and liveness at the end.
+    pub fn run(mut self) -> Result<Report, Violation> {
+        // Every fault is over by then, and every job's deadlines are
+        // minutes, not hours: a run still busy an hour later does not settle.
+        let faults_end = self
+            .config
+            .partitions
+            .iter()
+            .map(|p| p.until_ms)
+            .chain([self.config.submit_window_ms + self.config.downtime_ms.1])
+            .max()
+            .unwrap_or(0);
+        let deadline = faults_end + 3_600_000;
+        while let Some((at, event)) = self.pop() {
+            if at > deadline {
+                return Err(self.violation(format!(
+                    "the run did not settle: events still pending an hour after the last fault ({} ms)",
+                    faults_end
+                )));
+            }
+            self.now = at;
+            self.deliver(event)?;
+            self.events += 1;
+            if self.events >= self.config.max_events {
+                return Err(self.violation(format!(
+                    "the run did not settle within {} events",
+                    self.config.max_events
+                )));
+            }
+        }
+        self.check_end()?;
+        Ok(self.report())
+    }
+
+    fn deliver(&mut self, event: Event) -> Result<(), Violation> {
+        self.now.hash(&mut self.trace);
+        match event {
+            Event::Submit(j) => {
+                0u8.hash(&mut self.trace);
+                j.hash(&mut self.trace);
+                self.submit(j as usize)
+            }
+            Event::Announce { to, announce } => {
+                1u8.hash(&mut self.trace);
+                to.hash(&mut self.trace);
+                announce.job_id.hash(&mut self.trace);
+                if !self.up[to as usize] {
+                    return Ok(());
+                }
+                let announce = Announce::clone(&announce);
+                self.computes[to as usize].handle(self.now, ComputeInput::Announce(announce));
+                self.drain(to as usize)
+            }
+            Event::ToCompute { to, from, msg } => {
+                2u8.hash(&mut self.trace);
+                (to, from).hash(&mut self.trace);
+                if !self.up[to as usize] {
+                    return Ok(());
+                }
+                let from = self.ids[from as usize];
+                let input = match *msg {
+                    ToCompute::Award(award) => {
+                        award.job_id.hash(&mut self.trace);
+                        award.execution_id.0.hash(&mut self.trace);
+                        ComputeInput::Award { from, award }
+                    }
+                    ToCompute::Cancel(cancel) => {
+                        cancel.job_id.hash(&mut self.trace);
+                        ComputeInput::Cancel { from, cancel }
+                    }
+                };
+                self.computes[to as usize].handle(self.now, input);
+                self.drain(to as usize)
+            }
+            Event::ToRequester { to, from, msg } => {
+                3u8.hash(&mut self.trace);
+                (to, from).hash(&mut self.trace);
+                if !self.up[to as usize] {
+                    return Ok(());
+                }
+                let from = self.ids[from as usize];
+                let input = match *msg {
+                    ToRequester::Bid(bid) => {
+                        (0u8, bid.job_id).hash(&mut self.trace);
+                        RequesterInput::Bid { from, bid }
+                    }
+                    ToRequester::Refuse(refuse) => {
+                        (1u8, refuse.job_id).hash(&mut self.trace);
+                        RequesterInput::Refuse { from, refuse }
+                    }
+                    ToRequester::Decline(decline) => {
+                        (2u8, decline.job_id).hash(&mut self.trace);
+                        RequesterInput::Decline { from, decline }
+                    }
+                    ToRequester::Result(result) => {
+                        (3u8, result.job_id).hash(&mut self.trace);
+                        RequesterInput::Result { from, result }
+                    }
+                };
+                self.requesters[to as usize].handle(self.now, input);
+                self.drain(to as usize)
+            }
+            Event::Finished(finished) => {
+                let Finished {
+                    node,
+                    incarnation,
+                    job_id,
+                    execution_id,
+                    outcome,
+                } = *finished;
+                4u8.hash(&mut self.trace);
+                (node, job_id, execution_id.0).hash(&mut self.trace);
+                let i = node as usize;
+                if !self.up[i] || self.incarnation[i] != incarnation {
+                    return Ok(());
+                }
+                self.computes[i].handle(
+                    self.now,
+                    ComputeInput::ExecutionFinished {
+                        job_id,
+                        execution_id,
+                        outcome,
+                    },
+                );
+                self.drain(i)
+            }
+            Event::Wake(node) => {
+                let i = node as usize;
+                if self.wake_at[i] != Some(self.now) {
+                    // Superseded by an earlier wake.
+                    return Ok(());
+                }
+                5u8.hash(&mut self.trace);
+                node.hash(&mut self.trace);
+                self.wake_at[i] = None;
+                if !self.up[i] {
+                    return Ok(());
+                }
+                if self.last_wake.0 == node && self.last_wake.1 == self.now {
+                    self.last_wake.2 += 1;
+                    if self.last_wake.2 > 1_000 {
+                        return Err(self.violation(format!(
+                            "node {i}'s timers do not advance past {} ms",
+                            self.now
+                        )));
+                    }
+                } else {
+                    self.last_wake = (node, self.now, 0);
+                }
+                self.requesters[i].handle_timeout(self.now);
+                self.computes[i].handle_timeout(self.now);
+                self.drain(i)
+            }
+            Event::Crash(node) => {
+                6u8.hash(&mut self.trace);
+                node.hash(&mut self.trace);
+                let i = node as usize;
+                self.up[i] = false;
+                self.incarnation[i] += 1;
+                self.wake_at[i] = None;
+                // The driver stores a job's record after every event, and
+                // every output was drained: what it persisted is what it has.
+                self.persisted[i] = self.requesters[i].jobs().cloned().collect();
+                Ok(())
+            }
+            Event::Restart(node) => {
+                7u8.hash(&mut self.trace);
+                node.hash(&mut self.trace);
+                let i = node as usize;
+                self.up[i] = true;
+                self.requesters[i] = self.new_requester(i);
+                self.computes[i] = self.new_compute(i);
+                for record in std::mem::take(&mut self.persisted[i]) {
+                    self.requesters[i].restore(self.now, record);
+                }
+                self.drain(i)
+            }
+        }
+    }
+
+    fn submit(&mut self, j: usize) -> Result<(), Violation> {
+        let n = self.nodes.len();
+        let Some(by) = (0..n)
+            .map(|k| (self.jobs[j].by + k) % n)
+            .find(|&i| self.up[i])
+        else {
+            // Every node is down: the user tries again in a second.
+            let at = self.now + 1_000;
+            self.push(at, Event::Submit(j as u32));
+            return Ok(());
+        };
+        let spec = JobSpec::clone(&self.jobs[j].spec);
+        let job_id = self.requesters[by]
+            .submit(self.now, spec, self.now, Vec::new())
+            .map_err(|e| self.violation(format!("job {j} could not be submitted: {e}")))?;
+        self.job_index.insert(job_id, j as u32);
+        let track = &mut self.tracks[j];
+        track.submitted = Some((by as u32, job_id));
+        track.submitted_at_ms = self.now;
+        self.drain(by)
+    }
+
+    /// Carries out everything node `i`'s machines ask for, checking each.
+    fn drain(&mut self, i: usize) -> Result<(), Violation> {
+        while let Some(out) = self.requesters[i].poll_output() {
+            match out {
+                RequesterOutput::Publish(announce) => self.publish(i, announce),
+                RequesterOutput::Send { to, msg } => {
+                    let size = self.net.sizes().to_compute(&msg);
+                    let to = self.index[&to];
+                    self.send(i, to as usize, size, |from| Event::ToCompute {
+                        to,
+                        from,
+                        msg: Box::new(msg),
+                    });
+                }
+                RequesterOutput::Event { job_id, event } => {
+                    self.on_requester_event(i, job_id, event)?
+                }
+            }
+        }
+        while let Some(out) = self.computes[i].poll_output() {
+            match out {
+                ComputeOutput::Send { to, msg } => {
+                    if let ToRequester::Refuse(refuse) = &msg {
+                        self.check_refusal(i, refuse)?;
+                    }
+                    let size = self.net.sizes().to_requester(&msg);
+                    let to = self.index[&to];
+                    self.send(i, to as usize, size, |from| Event::ToRequester {
+                        to,
+                        from,
+                        msg: Box::new(msg),
+                    });
+                }
+                ComputeOutput::Start {
+                    job_id,
+                    execution_id,
+                    spec,
+                    ..
+                } => {
+                    let running = self.computes[i].running();
+                    check::check_start(&self.nodes[i], &spec, running)
+                        .map_err(|what| self.violation(format!("node {i} {what}")))?;
+                    self.start(i, job_id, execution_id);
+                }
+                ComputeOutput::Stop { .. } | ComputeOutput::Event { .. } => {}
+            }
+        }
+        self.schedule_wake(i);
+        Ok(())
+    }
+
+    fn schedule_wake(&mut self, i: usize) {
+        let next = match (
+            self.requesters[i].poll_timeout(),
+            self.computes[i].poll_timeout(),
+        ) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(a), None) | (None, Some(a)) => a,
+            (None, None) => return,
+        };
+        let at = next.max(self.now);
+        if self.wake_at[i].is_none_or(|w| at < w) {
+            self.wake_at[i] = Some(at);
+            self.push(at, Event::Wake(i as u32));
+        }
+    }
+
+    /// Gossips an announcement: the publisher's own compute side gets it at
+    /// once; every other node, if reachable, after its drawn hops.
+    fn publish(&mut self, i: usize, announce: Announce) {
+        let size = Sizes::announce(&announce);
+        let d = u64::from(self.net.degree());
+        let announce = Arc::new(announce);
+        self.push(
+            self.now,
+            Event::Announce {
+                to: i as u32,
+                announce: Arc::clone(&announce),
+            },
+        );
+        let t = &mut self.traffic[i];
+        t.messages += d;
+        t.bytes += d * size;
+        for j in 0..self.nodes.len() {
+            if j == i || !self.up[j] || self.net.separated(i, j, self.now) {
+                continue;
+            }
+            let Some(delay) = self.net.gossip(&mut self.rng, i, j) else {
+                continue;
+            };
+            // Each reached node hears about D copies and forwards about D.
+            let t = &mut self.traffic[j];
+            t.messages += 2 * d;
+            t.bytes += 2 * d * size;
+            self.gossip_receptions += d;
+            let at = self.now + delay;
+            self.push(
+                at,
+                Event::Announce {
+                    to: j as u32,
+                    announce: Arc::clone(&announce),
+                },
+            );
+        }
+    }
+
+    /// A direct message from `i` to `to`: local delivery at once, else
+    /// through the link model and the partitions.
+    fn send(&mut self, i: usize, to: usize, size: u64, event: impl FnOnce(u32) -> Event) {
+        if to == i {
+            let event = event(i as u32);
+            self.push(self.now, event);
+            return;
+        }
+        self.traffic[i].messages += 1;
+        self.traffic[i].bytes += size;
+        if self.net.separated(i, to, self.now) {
+            return;
+        }
+        let Some(delay) = self.net.direct(&mut self.rng, i, to) else {
+            return;
+        };
+        self.traffic[to].messages += 1;
+        self.traffic[to].bytes += size;
+        let event = event(i as u32);
+        self.push(self.now + delay, event);
+    }
+
+    /// An execution: runs for a drawn time, then completes or fails.
+    fn start(&mut self, i: usize, job_id: JobId, execution_id: ExecutionId) {
+        let (lo, hi) = self.config.execution.run_ms;
+        let run = self.rng.range(lo, hi);
+        let outcome = if self.rng.chance(self.config.execution.failure) {
+            Outcome::Failed {
+                reason: "exit code 1 (a simulated failure)".to_owned(),
+            }
+        } else {
+            let mut bytes = [0u8; 24];
+            bytes[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            bytes[8..16].copy_from_slice(&execution_id.0.to_le_bytes());
+            bytes[16..].copy_from_slice(&self.rng.u64().to_le_bytes());
+            Outcome::Completed {
+                result_cid: blake3_cid(RAW, &bytes),
+                exit_code: 0,
+            }
+        };
+        let incarnation = self.incarnation[i];
+        self.push(
+            self.now + run,
+            Event::Finished(Box::new(Finished {
+                node: i as u32,
+                incarnation,
+                job_id,
+                execution_id,
+                outcome,
+            })),
+        );
+    }
+
+    fn check_refusal(
+        &self,
+        i: usize,
+        refuse: &protocol::messages::Refuse,
+    ) -> Result<(), Violation> {
+        let Some(&j) = self.job_index.get(&refuse.job_id) else {
+            return Err(self.violation(format!("node {i} refused a job nobody submitted")));
+        };
+        let compute = &self.computes[i];
+        let taken = compute.running() + compute.open_bids();
+        check::check_refusal(
+            &self.nodes[i],
+            &self.jobs[j as usize].spec,
+            &refuse.reason,
+            taken,
+        )
+        .map_err(|what| self.violation(format!("node {i} {what}")))
+    }
+
+    fn on_requester_event(
+        &mut self,
+        i: usize,
+        job_id: JobId,
+        event: RequesterEvent,
+    ) -> Result<(), Violation> {
+        let Some(&j) = self.job_index.get(&job_id) else {
+            return Err(self.violation(format!("node {i} reports on a job nobody submitted")));
+        };
+        let j = j as usize;
+        if self.tracks[j].ended_at_ms.is_some() {
+            return Err(
+                self.violation(format!("job {j} ({job_id}) had ended, and then: {event:?}"))
+            );
+        }
+        let count = self.jobs[j].spec.count;
+        let outcome = match event {
+            RequesterEvent::Completed { .. } => {
+                self.tracks[j].completions += 1;
+                if self.tracks[j].completions > count {
+                    return Err(self.violation(format!(
+                        "job {j} ({job_id}) has {} completed executions, more than its count {count}",
+                        self.tracks[j].completions
+                    )));
+                }
+                None
+            }
+            RequesterEvent::JobCompleted => {
+                if self.tracks[j].completions != count {
+                    return Err(self.violation(format!(
+                        "job {j} ({job_id}) completed with {} of {count} executions",
+                        self.tracks[j].completions
+                    )));
+                }
+                Some(JobOutcome::Completed)
+            }
+            RequesterEvent::JobFailed { reason } => {
+                check::check_failure_reason(&self.nodes, &self.jobs[j].spec, &reason)
+                    .map_err(|what| self.violation(format!("job {j} ({job_id}): {what}")))?;
+                Some(JobOutcome::Failed { reason })
+            }
+            RequesterEvent::JobCancelled => Some(JobOutcome::Cancelled),
+            RequesterEvent::Awarded { .. } => {
+                let now = self.now;
+                self.tracks[j].first_award_ms.get_or_insert(now);
+                None
+            }
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            let track = &mut self.tracks[j];
+            track.ended_at_ms = Some(self.now);
+            track.outcome = Some(outcome);
+        }
+        Ok(())
+    }
+
+    /// Liveness, once every fault has healed and nothing is left to happen:
+    /// every job ended, and its requester agrees.
+    fn check_end(&self) -> Result<(), Violation> {
+        for (j, track) in self.tracks.iter().enumerate() {
+            let Some((by, job_id)) = track.submitted else {
+                return Err(self.violation(format!("job {j} was never submitted")));
+            };
+            let Some(record) = self.requesters[by as usize].job(&job_id) else {
+                return Err(self.violation(format!(
+                    "job {j} ({job_id}) is unknown to its requester, node {by}"
+                )));
+            };
+            let ended = match (&record.state, &track.outcome) {
+                (JobState::Completed, Some(JobOutcome::Completed)) => true,
+                (JobState::Failed { reason }, Some(JobOutcome::Failed { reason: r })) => {
+                    !reason.is_empty() && reason == r
+                }
+                (JobState::Cancelled, Some(JobOutcome::Cancelled)) => true,
+                _ => false,
+            };
+            if !ended {
+                return Err(self.violation(format!(
+                    "job {j} ({job_id}) did not end: its requester says {:?}, its events say {:?}",
+                    record.state, track.outcome
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn report(self) -> Report {
+        let mut latencies = Vec::new();
+        let mut award_latencies = Vec::new();
+        let mut outcomes = Vec::with_capacity(self.tracks.len());
+        let mut bids = Vec::with_capacity(self.tracks.len());
+        for track in &self.tracks {
+            if let (Some(end), Some(JobOutcome::Completed)) = (track.ended_at_ms, &track.outcome) {
+                latencies.push(end - track.submitted_at_ms);
+            }
+            if let Some(award) = track.first_award_ms {
+                award_latencies.push(award - track.submitted_at_ms);
+            }
+            if let Some((by, job_id)) = track.submitted
+                && let Some(record) = self.requesters[by as usize].job(&job_id)
+            {
+                bids.push(u64::from(record.bids_received));
+            }
+            outcomes.push(track.outcome.clone().unwrap_or(JobOutcome::Cancelled));
+        }
+        Report::new(
+            &self.config,
+            latencies,
+            award_latencies,
+            &outcomes,
+            &self.traffic,
+            bids,
+            self.events,
+            self.now,
+            self.gossip_receptions,
+            self.trace.digest(),
+        )
+    }
+}

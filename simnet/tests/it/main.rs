@@ -1,0 +1,305 @@
+//! simnet's tests: fixed-seed scenarios, determinism, and a checker that
+//! can fail. Every failing run prints its seed and event index.
+
+use std::process::Command;
+
+use simnet::config::Partition;
+use simnet::{Report, SimConfig, Violation};
+
+/// Runs a scenario; a violation fails the test with its seed and event.
+fn run_ok(config: SimConfig) -> Report {
+    let seed = config.seed;
+    simnet::run(config).unwrap_or_else(|v| panic!("seed {seed}: {v}"))
+}
+
+/// The CI scenario: 100 nodes, 300 jobs, 10% of the nodes crash and
+/// restart, 1% message loss, and 30% of the network is cut off from the
+/// rest from 10 s to 40 s.
+fn ci_scenario(seed: u64) -> SimConfig {
+    let mut c = SimConfig::new(100, 300, seed);
+    c.churn = 0.1;
+    c.link.loss = 0.01;
+    c.partitions = vec![Partition::parse("0.3@10000-40000").unwrap()];
+    c
+}
+
+/// The invariants hold after every event and at the end, and most jobs
+/// complete.
+///
+/// The threshold: over seeds 1..=100 of this scenario (release build,
+/// `simnet sweep --seeds 1..=100 --nodes 100 --jobs 300 --churn 0.1 --loss
+/// 0.01 --partition 0.3@10000-40000`) the success rate ranged from 96.7%
+/// (seed 7, the one tested here, among the lowest) to 100%. The jobs that fail do so for true reasons: `http` domains that
+/// no node's allowlist covers, `full` or WASM jobs with `Count` 3 when few
+/// nodes qualify and some of those crashed. 90% leaves room for protocol
+/// tuning while still catching a broken award or re-award path, which
+/// drops the rate far lower.
+#[test]
+fn ci_scenario_keeps_the_invariants_and_completes_most_jobs() {
+    let seed = 7;
+    let report = run_ok(ci_scenario(seed));
+    eprintln!("{report}");
+    assert_eq!(
+        report.completed + report.failed + report.cancelled,
+        300,
+        "seed {seed}: every job ends"
+    );
+    assert!(
+        report.success_rate >= 0.90,
+        "seed {seed}: success rate {:.1}% below 90%",
+        report.success_rate * 100.0
+    );
+    assert!(report.latency_ms.p50 > 0, "seed {seed}: latency measured");
+    assert!(report.bids_per_job.mean >= 1.0, "seed {seed}: nodes bid");
+    // Every failure is of a kind the requester explains.
+    assert!(
+        !report.failures_by_kind.contains_key("other"),
+        "seed {seed}: unexplained failures {:?}",
+        report.failure_examples
+    );
+}
+
+/// Where every node takes every job and nothing goes wrong, every job
+/// completes.
+#[test]
+fn a_healthy_network_completes_every_job() {
+    let seed = 3;
+    let mut c = SimConfig::new(60, 200, seed);
+    c.population.http_share = 0.0;
+    c.population.full_share = 1.0;
+    c.population.docker_only_share = 0.0;
+    c.population.wasm_only_share = 0.0;
+    c.execution.failure = 0.0;
+    let report = run_ok(c);
+    assert_eq!(report.completed, 200, "seed {seed}: {report}");
+}
+
+/// The same seed gives the same trace; another seed another one.
+#[test]
+fn same_seed_same_trace_hash() {
+    let a = run_ok(ci_scenario(11));
+    let b = run_ok(ci_scenario(11));
+    assert_eq!(a.trace_hash, b.trace_hash, "seed 11 replays");
+    assert_eq!(a.events, b.events);
+    assert_eq!(a.latency_ms, b.latency_ms);
+    let c = run_ok(ci_scenario(12));
+    assert_ne!(a.trace_hash, c.trace_hash, "seeds 11 and 12 differ");
+}
+
+/// A node that ignores its policy (its compute side bids on and starts
+/// anything) is caught, with the seed and the event index, and the same
+/// seed catches it at the same event again.
+#[test]
+fn a_node_ignoring_its_policy_is_caught() {
+    let seed = 5;
+    let mut c = SimConfig::new(50, 100, seed);
+    c.faulty_nodes = (0..10).collect();
+    let v: Violation = simnet::run(c.clone()).expect_err("the faulty nodes start forbidden jobs");
+    assert_eq!(v.seed, seed);
+    assert!(v.event_index > 0);
+    assert!(v.what.contains("policy forbids"), "{v}");
+    let again = simnet::run(c).expect_err("the same seed fails the same way");
+    assert_eq!(again, v);
+}
+
+/// The failure-reason check is not vacuous: a reason claiming more nodes
+/// refuse for a policy reason than truly do is caught.
+#[test]
+fn a_false_failure_reason_is_caught() {
+    let sim = simnet::Sim::new(SimConfig::new(20, 1, 1));
+    let nodes = sim.nodes();
+    let spec = protocol::job::JobSpec::parse(
+        "type: batch\ncount: 1\ntasks:\n  - name: main\n    engine:\n      type: docker\n      \
+         params:\n        image: busybox\n    network:\n      type: Full\n",
+    )
+    .unwrap();
+    let truly = simnet::check::refusals_by_text(nodes, &spec);
+    let (text, n) = truly.iter().next().expect("some node refuses full jobs");
+    let honest = format!("no node accepts this job: {n} nodes: {text}");
+    assert_eq!(
+        simnet::check::check_failure_reason(nodes, &spec, &honest),
+        Ok(())
+    );
+    let inflated = format!("no node accepts this job: {} nodes: {text}", n + 1);
+    assert!(simnet::check::check_failure_reason(nodes, &spec, &inflated).is_err());
+    let invented = "no node accepts this job: 1 node: engine=gpu not available";
+    assert!(simnet::check::check_failure_reason(nodes, &spec, invented).is_err());
+    assert!(simnet::check::check_failure_reason(nodes, &spec, " ").is_err());
+}
+
+/// The CLI prints how to reproduce a violation, and a report otherwise.
+#[test]
+fn cli_prints_the_report_and_how_to_reproduce() {
+    let bin = env!("CARGO_BIN_EXE_simnet");
+    let dir = std::env::temp_dir().join(format!("simnet-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("report.json");
+    let svg = dir.join("plot.svg");
+    let out = Command::new(bin)
+        .args([
+            "run", "--nodes", "30", "--jobs", "40", "--seed", "9", "--churn", "0.1",
+        ])
+        .args(["--partition", "0.5@2000-8000", "--report"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("success rate"), "{stdout}");
+    assert!(stdout.contains("p99"), "{stdout}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["config"]["seed"], 9);
+    assert!(report["latency_ms"]["p99"].as_u64().is_some());
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+
+    let out = Command::new(bin)
+        .args([
+            "run",
+            "--nodes",
+            "30",
+            "--jobs",
+            "40",
+            "--seed",
+            "4",
+            "--faulty",
+            "0,1,2,3,4,5",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("reproduce with: simnet run"), "{stderr}");
+    assert!(stderr.contains("--faulty 0,1,2,3,4,5 --seed 4"), "{stderr}");
+    assert!(stderr.contains("violation at event"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `sweep` runs every seed and lists the failing ones.
+#[test]
+fn sweep_lists_failing_seeds() {
+    let bin = env!("CARGO_BIN_EXE_simnet");
+    let out = Command::new(bin)
+        .args(["sweep", "--seeds", "1..=4", "--nodes", "20", "--jobs", "20"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("4 seeds, 0 failed"), "{stdout}");
+    let out = Command::new(bin)
+        .args([
+            "sweep",
+            "--seeds",
+            "1..=4",
+            "--nodes",
+            "20",
+            "--jobs",
+            "20",
+            "--faulty",
+            "0,1,2,3,4,5,6,7",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(stdout.contains("FAILED"), "{stdout}");
+    assert!(stdout.contains("reproduce with:"), "{stdout}");
+}
+
+#[test]
+fn partitions_parse_and_refuse_nonsense() {
+    let p = Partition::parse("0.3@10000-40000").unwrap();
+    assert_eq!((p.share, p.from_ms, p.until_ms), (0.3, 10_000, 40_000));
+    assert_eq!(p.to_string(), "0.3@10000-40000");
+    for bad in ["0.3", "2@1-2", "0.3@5-1", "x@1-2", "0.5@1"] {
+        assert!(Partition::parse(bad).is_err(), "{bad}");
+    }
+}
+
+/// The gossip model: without loss everyone hears an announcement within
+/// `H = ceil(log_D(N-1))` link delays; with loss, about the share the
+/// model promises.
+#[test]
+fn gossip_model_reaches_everyone_within_log_d_hops() {
+    use simnet::config::{GossipModel, LinkModel};
+    use simnet::net::Network;
+    use simnet::rng::SimRng;
+
+    let link = LinkModel {
+        base_ms: 50,
+        jitter_ms: 10,
+        loss: 0.0,
+        ..LinkModel::default()
+    };
+    let net = Network::new(1000, &link, &GossipModel::default(), &[]);
+    assert_eq!(net.degree(), 6);
+    let mut rng = SimRng::new(1);
+    let hops = 4; // 6^3 < 999 <= 6^4
+    let delays: Vec<u64> = (0..10_000)
+        .map(|_| net.gossip(&mut rng, 0, 1).expect("no loss"))
+        .collect();
+    assert!(
+        delays.iter().all(|d| (50..=hops * 60).contains(d)),
+        "seed 1"
+    );
+    // Most receivers are at the last hop.
+    let far = delays.iter().filter(|d| **d >= 4 * 50).count();
+    assert!(far > 7_000, "seed 1: {far} of 10000 at 4 hops");
+
+    let lossy = LinkModel { loss: 0.3, ..link };
+    let net = Network::new(1000, &lossy, &GossipModel::default(), &[]);
+    let reached = (0..10_000)
+        .filter(|_| net.gossip(&mut rng, 0, 1).is_some())
+        .count();
+    // At 4 hops a copy survives with 0.7^4 = 0.24; one of 6 copies with
+    // 1 - 0.76^6 = 0.81. Nearer receivers do better.
+    assert!(
+        (7_800..=9_000).contains(&reached),
+        "seed 1: {reached} of 10000 reached"
+    );
+}
+
+/// Gossip traffic per node per job does not grow with the network: every
+/// node hears each announcement about D times and answers it once.
+#[test]
+fn traffic_per_node_per_job_is_bounded() {
+    let small = run_ok(SimConfig::new(50, 60, 21));
+    let large = run_ok(SimConfig::new(200, 60, 21));
+    let (s, l) = (
+        small.messages_per_node_per_job,
+        large.messages_per_node_per_job,
+    );
+    assert!(s > 12.0, "seed 21: {s} messages per node per job");
+    assert!(
+        l < 1.25 * s,
+        "seed 21: {l} per node per job at 200 nodes vs {s} at 50"
+    );
+}
+
+/// Harsh small networks: most nodes crash, 30% of messages are lost, half
+/// the network is cut off for a while and executions often fail. Jobs may
+/// fail, but only with true reasons, and every one of them ends.
+#[test]
+fn harsh_networks_keep_the_invariants() {
+    for seed in 1..=20 {
+        let mut c = SimConfig::new(12, 30, seed);
+        c.churn = 0.8;
+        c.link.loss = 0.3;
+        c.link.base_ms = 200;
+        c.link.jitter_ms = 100;
+        c.submit_window_ms = 20_000;
+        c.execution.failure = 0.3;
+        c.partitions = vec![Partition::parse("0.5@5000-20000").unwrap()];
+        let report = run_ok(c);
+        assert_eq!(
+            report.completed + report.failed + report.cancelled,
+            30,
+            "seed {seed}"
+        );
+    }
+}

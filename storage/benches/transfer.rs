@@ -10,7 +10,7 @@
 //! Needs `cp`, `b3sum` and `socat` (system packages). Runs are interleaved
 //! and medians of three are reported, with ratios to the limits.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -142,7 +142,7 @@ fn timed_cmd(cmd: &mut Command) -> Result<Duration> {
 
 /// The same bytes over a plain TCP connection on loopback, written to disk
 /// on the other side, with 128 KiB buffers.
-fn socat_copy(src: &Path, dst: &PathBuf) -> Result<Duration> {
+fn socat_copy(src: &Path, dst: &Path) -> Result<Duration> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();

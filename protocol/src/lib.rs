@@ -72,6 +72,7 @@
 //! ## Modules
 //! - [`job`]: the job spec (Bacalhau v1 field names), parsing with precise
 //!   errors, validation and normalisation.
+//! - [`address`]: the special-purpose address table (R-NET-8).
 //! - [`domain`]: domain entries, host matching and allowlist sets (R-NET-4/5).
 //! - [`policy`]: a compute node's acceptance policy (R-POL-1/2).
 //! - [`id`]: canonical DAG-CBOR, job ids as CIDs, signed envelopes (R-JOB-3).
@@ -79,6 +80,7 @@
 //! - [`requester`]: the requester state machine (R-POL-3/4, R-OPS-2).
 //! - [`compute`]: the compute state machine (R-POL-1..3).
 
+pub mod address;
 pub mod compute;
 pub mod domain;
 pub mod id;

@@ -9,66 +9,24 @@
 //! connects to exactly the addresses it returns), on IP-literal hosts and on
 //! every redirect.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// Why an address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{host} is {why} ({ip}); the node downloads only from public addresses")]
+#[error(
+    "{host} is a special-purpose address ({ip}: {why}); the node downloads only from public addresses"
+)]
 pub struct Blocked {
     pub host: String,
     pub ip: IpAddr,
     pub why: &'static str,
 }
 
-/// Why `ip` is not a public address, if it is not.
+/// Why `ip` is not a public address, if it is not: the same table the
+/// egress proxy decides with ([`protocol::address::classify`]).
 pub fn special(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => special_v4(v4),
-        IpAddr::V6(v6) => {
-            // Embedded IPv4 (mapped, NAT64 well-known prefix) is judged as IPv4.
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return special_v4(v4);
-            }
-            let s = v6.segments();
-            if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
-                let o = v6.octets();
-                return special_v4(Ipv4Addr::new(o[12], o[13], o[14], o[15]));
-            }
-            special_v6(v6)
-        }
-    }
-}
-
-fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    let [a, b, c, _] = ip.octets();
-    Some(match () {
-        _ if ip.is_unspecified() || a == 0 => "an unspecified address",
-        _ if ip.is_loopback() => "a loopback address",
-        _ if ip.is_private() => "a private address",
-        _ if ip.is_link_local() => "a link-local address (cloud metadata lives here)",
-        _ if a == 100 && (64..128).contains(&b) => "a carrier-grade NAT address",
-        _ if a == 192 && b == 0 && c == 0 => "an IETF protocol address",
-        _ if ip.is_documentation() => "a documentation address",
-        _ if a == 198 && (b == 18 || b == 19) => "a benchmarking address",
-        _ if ip.is_multicast() => "a multicast address",
-        _ if a >= 240 => "a reserved address",
-        _ => return None,
-    })
-}
-
-fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let s = ip.segments();
-    Some(match () {
-        _ if ip.is_unspecified() => "an unspecified address",
-        _ if ip.is_loopback() => "a loopback address",
-        _ if ip.is_multicast() => "a multicast address",
-        _ if (s[0] & 0xfe00) == 0xfc00 => "a unique-local (private) address",
-        _ if (s[0] & 0xffc0) == 0xfe80 => "a link-local address",
-        _ if s[0] == 0x2001 && s[1] == 0x0db8 => "a documentation address",
-        _ if s[0] == 0x0100 && s[1..4] == [0, 0, 0] => "a discard-only address",
-        _ => return None,
-    })
+    protocol::address::classify(ip)
 }
 
 /// Checks a URL's host when it is an IP literal (names go through the

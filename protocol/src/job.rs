@@ -480,13 +480,17 @@ impl JobSpec {
                 });
             }
         };
-        if let Some(name) = &self.name {
-            check("Name".into(), rules::check_text(name));
+        for (field, text) in [("Name", &self.name), ("Namespace", &self.namespace)] {
+            if let Some(text) = text {
+                check(field.into(), rules::check_text(text));
+            }
         }
         check("Count".into(), rules::check_count(i128::from(self.count)));
-        for (k, v) in self.labels.iter().chain(&self.meta) {
-            check(format!("Labels.{k}"), rules::check_text(k));
-            check(format!("Labels.{k}"), rules::check_text(v));
+        for (field, map) in [("Labels", &self.labels), ("Meta", &self.meta)] {
+            for (k, v) in map {
+                check(format!("{field}.{k}"), rules::check_text(k));
+                check(format!("{field}.{k}"), rules::check_text(v));
+            }
         }
         if self.tasks.len() != 1 {
             check("Tasks".into(), rules::check_task_count(self.tasks.len()));
@@ -532,12 +536,20 @@ impl JobSpec {
                 }
             }
         }
-        for k in task.env.keys() {
+        for (k, v) in &task.env {
             check(format!("{t}.Env.{k}"), rules::check_env_name(k));
+            check(format!("{t}.Env.{k}"), rules::check_env_value(v));
+        }
+        for (k, v) in &task.meta {
+            check(format!("{t}.Meta.{k}"), rules::check_text(k));
+            check(format!("{t}.Meta.{k}"), rules::check_text(v));
         }
         for (i, input) in task.input_sources.iter().enumerate() {
             let p = format!("{t}.InputSources[{i}]");
             check(format!("{p}.Source"), rules::check_source(&input.source));
+            if let Some(alias) = &input.alias {
+                check(format!("{p}.Alias"), rules::check_text(alias));
+            }
             check(
                 format!("{p}.Target"),
                 rules::check_absolute_path(&input.target)

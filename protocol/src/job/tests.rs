@@ -378,3 +378,37 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn validate_names_meta_and_labels_apart() {
+    let mut spec = JobSpec::parse(MINIMAL).unwrap();
+    spec.meta.insert("note".into(), "bell\u{7}".into());
+    spec.labels.insert("team".into(), "ok".into());
+    let errors = spec.validate().unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(paths, ["Meta.note"], "{errors}");
+}
+
+#[test]
+fn validate_checks_every_free_text_field_the_reader_checks() {
+    let mut spec = JobSpec::parse(
+        "Tasks:\n  - Engine: {Type: docker, Params: {Image: busybox}}\n    InputSources:\n      - {Source: {Type: urlDownload, Params: {URL: \"https://x.org/a\"}}, Target: /in}\n",
+    )
+    .unwrap();
+    spec.namespace = Some("ns\u{0}".into());
+    spec.tasks[0].meta.insert("k".into(), "\u{1b}[31m".into());
+    spec.tasks[0].env.insert("A".into(), "nul\u{0}".into());
+    spec.tasks[0].input_sources[0].alias = Some("a\u{7}".into());
+    let errors = spec.validate().unwrap_err();
+    let paths: Vec<&str> = errors.0.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "Namespace",
+            "Tasks[0].Env.A",
+            "Tasks[0].Meta.k",
+            "Tasks[0].InputSources[0].Alias"
+        ],
+        "{errors}"
+    );
+}

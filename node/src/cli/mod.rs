@@ -1,6 +1,7 @@
 //! The command line (R-CLI-1): one `skrei` binary, Bacalhau's flag names
 //! where they exist.
 
+mod data;
 mod job;
 mod policy;
 mod proxy;
@@ -44,6 +45,10 @@ enum Command {
     Policy(policy::PolicyCommand),
     /// Run the egress proxy on its own (for operators and tests).
     Proxy(proxy::ProxyArgs),
+    /// Add a file or folder to the node's store and print its CID.
+    Add(data::AddArgs),
+    /// Write out content by CID, fetching it from `--from` providers if needed.
+    Get(data::GetArgs),
 }
 
 /// How results are printed.
@@ -61,6 +66,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Wasm(c) => run::wasm(c),
         Command::Policy(c) => policy::run(c),
         Command::Proxy(args) => proxy::run(args),
+        Command::Add(args) => data::add(args),
+        Command::Get(args) => data::get(args),
     }
 }
 

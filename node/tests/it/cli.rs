@@ -302,3 +302,75 @@ fn policy_check_rejects_bad_allowlists_and_modes_by_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--accept-network"));
 }
+
+#[test]
+fn add_prints_a_cid_and_get_writes_the_same_bytes_back() {
+    // R-VOL-3
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let tree = dir.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("a.txt"), "alpha").unwrap();
+    std::fs::write(tree.join("sub/b.bin"), [0u8, 1, 2, 255]).unwrap();
+    let data_arg = data.to_str().unwrap();
+
+    let out = skrei(&[
+        "add",
+        "--data-dir",
+        data_arg,
+        "--output",
+        "json",
+        tree.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let cid = json(&out)["cid"].as_str().unwrap().to_string();
+    assert!(cid.starts_with("bafyr4i"), "{cid}");
+
+    let copy = dir.path().join("copy");
+    let out = skrei(&[
+        "get",
+        &cid,
+        "--data-dir",
+        data_arg,
+        "-o",
+        copy.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(copy.join("a.txt")).unwrap(),
+        "alpha"
+    );
+    assert_eq!(
+        std::fs::read(copy.join("sub/b.bin")).unwrap(),
+        [0u8, 1, 2, 255]
+    );
+
+    // Writing over an existing folder, a CID from IPFS, a missing path, a bad
+    // provider address: clear errors, nothing written.
+    let out = skrei(&[
+        "get",
+        &cid,
+        "--data-dir",
+        data_arg,
+        "-o",
+        copy.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = skrei(&[
+        "get",
+        "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
+        "--data-dir",
+        data_arg,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("skrei add"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = skrei(&["add", "--data-dir", data_arg, "/nonexistent/path"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = skrei(&["get", &cid, "--data-dir", data_arg, "--from", "not json"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--from"));
+}

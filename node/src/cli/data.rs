@@ -1,0 +1,119 @@
+//! `skrei add` and `skrei get`: content by CID (R-VOL-3).
+//!
+//! Until the node's API lands these work on a data directory directly (the
+//! one a node on this machine uses); `get` fetches from the providers given
+//! with `--from` when the content is not there yet.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Args;
+use storage::store::{Store, StoreConfig};
+
+use super::{EXIT_INVALID, Output, print_line};
+
+/// Where a node keeps its data unless told otherwise.
+fn default_data_dir() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/skrei"),
+        None => PathBuf::from(".skrei"),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// A file or directory to add.
+    path: PathBuf,
+    /// The node's data directory.
+    #[arg(long, env = "SKREI_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// `json` prints `{"cid": ...}`.
+    #[arg(long, value_enum, default_value_t)]
+    output: Output,
+}
+
+#[derive(Args, Debug)]
+pub struct GetArgs {
+    /// The CID to write out (`bafkr4i...` for a file, `bafyr4i...` for a folder).
+    cid: String,
+    /// Where to write it; must not exist yet. Default: the CID, in the current folder.
+    #[arg(short = 'o', long = "output-dir", value_name = "PATH")]
+    output: Option<PathBuf>,
+    /// The node's data directory.
+    #[arg(long, env = "SKREI_DATA_DIR", default_value_os_t = default_data_dir())]
+    data_dir: PathBuf,
+    /// A provider's iroh address (JSON, as `skrei` prints it) to fetch from when
+    /// the content is not here yet. Repeatable.
+    #[arg(long = "from", value_name = "ADDR")]
+    from: Vec<String>,
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
+    if !args.path.exists() {
+        eprintln!(
+            "error: {} does not exist: give a file or folder to add",
+            args.path.display()
+        );
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    runtime()?.block_on(async {
+        let store = Store::open(StoreConfig::new(&args.data_dir))
+            .await
+            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+        let added = store.add_path(&args.path).await;
+        store.shutdown().await;
+        let cid = added.with_context(|| format!("adding {}", args.path.display()))?;
+        match args.output {
+            Output::Text => print_line(&cid.to_string()),
+            Output::Json => print_line(&serde_json::json!({ "cid": cid.to_string() }).to_string()),
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
+    let cid = match storage::cid::parse(&args.cid) {
+        Ok(content) => content.cid(),
+        Err(e) => {
+            eprintln!("error: CID: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    let mut providers = Vec::new();
+    for text in &args.from {
+        match serde_json::from_str(text) {
+            Ok(addr) => providers.push(addr),
+            Err(e) => {
+                eprintln!("error: --from `{text}` is not a provider address ({e})");
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
+        }
+    }
+    let target = args.output.unwrap_or_else(|| PathBuf::from(&args.cid));
+    runtime()?.block_on(async {
+        let store = Store::open(StoreConfig::new(&args.data_dir))
+            .await
+            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+        let result = async {
+            if !providers.is_empty() {
+                store.fetch(&cid, &providers, None).await?;
+            }
+            store.export(&cid, &target).await?;
+            anyhow::Ok(())
+        }
+        .await;
+        store.shutdown().await;
+        result.with_context(|| format!("getting {cid}"))?;
+        eprintln!("wrote {}", target.display());
+        Ok(ExitCode::SUCCESS)
+    })
+}

@@ -591,3 +591,53 @@ impl JobSpec {
 
 #[cfg(test)]
 mod tests;
+
+/// Jobs for other modules' tests: a named docker job, everything else default.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+
+    pub(crate) fn docker_job(
+        image: &str,
+        parameters: Vec<String>,
+        environment_variables: Vec<String>,
+        network: Network,
+    ) -> JobSpec {
+        JobSpec {
+            name: Some("hello".into()),
+            namespace: None,
+            r#type: JobType::Batch,
+            count: 1,
+            labels: BTreeMap::new(),
+            meta: BTreeMap::new(),
+            tasks: vec![Task {
+                name: "main".into(),
+                engine: Engine::Docker(DockerParams {
+                    image: image.into(),
+                    entrypoint: vec![],
+                    parameters,
+                    environment_variables,
+                    working_directory: None,
+                }),
+                publisher: Publisher::Local,
+                env: BTreeMap::new(),
+                meta: BTreeMap::new(),
+                input_sources: vec![],
+                result_paths: vec![],
+                resources: Resources::default(),
+                network,
+                timeouts: Timeouts::default(),
+            }],
+        }
+    }
+
+    /// `docker_job` running `echo hello` with no network.
+    pub(crate) fn echo_job(image: &str) -> JobSpec {
+        docker_job(
+            image,
+            vec!["echo".into(), "hello".into()],
+            vec![],
+            Network::default(),
+        )
+    }
+}

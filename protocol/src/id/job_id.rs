@@ -177,41 +177,14 @@ impl fmt::Display for ExecutionId {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use proptest::prelude::*;
 
     use super::*;
     use crate::id::{NodeKey, RAW, from_canonical};
-    use crate::job::{DockerParams, Engine, JobType, Task};
 
     pub(crate) fn spec(image: &str) -> JobSpec {
-        JobSpec {
-            name: Some("hello".into()),
-            namespace: None,
-            r#type: JobType::Batch,
-            count: 1,
-            labels: BTreeMap::new(),
-            meta: BTreeMap::new(),
-            tasks: vec![Task {
-                name: "main".into(),
-                engine: Engine::Docker(DockerParams {
-                    image: image.into(),
-                    entrypoint: vec![],
-                    parameters: vec!["echo".into(), "hello".into()],
-                    environment_variables: vec![],
-                    working_directory: None,
-                }),
-                publisher: Default::default(),
-                env: BTreeMap::new(),
-                meta: BTreeMap::new(),
-                input_sources: vec![],
-                result_paths: vec![],
-                resources: Default::default(),
-                network: Default::default(),
-                timeouts: Default::default(),
-            }],
-        }
+        crate::job::test_support::echo_job(image)
     }
 
     fn requester(seed: u8) -> NodeId {

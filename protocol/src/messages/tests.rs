@@ -3,12 +3,10 @@
 
 mod props;
 
-use std::collections::BTreeMap;
-
 use super::*;
 use crate::domain::Domain;
 use crate::id::{ExecutionId, RAW, blake3_cid};
-use crate::job::{DockerParams, Engine, JobSpec, JobType, NetworkMode, Task};
+use crate::job::{JobSpec, NetworkMode};
 use crate::policy::RefuseReason;
 
 // ---------------------------------------------------------------- fixtures
@@ -22,32 +20,7 @@ fn compute_key() -> NodeKey {
 }
 
 fn spec() -> JobSpec {
-    JobSpec {
-        name: Some("hello".into()),
-        namespace: None,
-        r#type: JobType::Batch,
-        count: 1,
-        labels: BTreeMap::new(),
-        meta: BTreeMap::new(),
-        tasks: vec![Task {
-            name: "main".into(),
-            engine: Engine::Docker(DockerParams {
-                image: "ubuntu:24.04".into(),
-                entrypoint: vec![],
-                parameters: vec!["echo".into(), "hello".into()],
-                environment_variables: vec![],
-                working_directory: None,
-            }),
-            publisher: Default::default(),
-            env: BTreeMap::new(),
-            meta: BTreeMap::new(),
-            input_sources: vec![],
-            result_paths: vec![],
-            resources: Default::default(),
-            network: Default::default(),
-            timeouts: Default::default(),
-        }],
-    }
+    crate::job::test_support::echo_job("ubuntu:24.04")
 }
 
 fn announce() -> Announce {

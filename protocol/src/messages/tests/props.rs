@@ -2,8 +2,6 @@
 //! verifying gives back the message; junk and mutated encodings never panic
 //! and never verify.
 
-use std::collections::BTreeMap;
-
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
@@ -11,7 +9,7 @@ use proptest::prelude::*;
 use super::super::*;
 use crate::domain::{Domain, DomainSet};
 use crate::id::{DAG_CBOR, ExecutionId, RAW, blake3_cid, from_canonical};
-use crate::job::{DockerParams, Engine, JobSpec, JobType, Network, NetworkMode, Task};
+use crate::job::{JobSpec, Network, NetworkMode};
 use crate::policy::RefuseReason;
 
 // -------------------------------------------------------------- strategies
@@ -64,31 +62,17 @@ fn spec() -> impl Strategy<Value = JobSpec> {
         network(),
     )
         .prop_map(
-            |(name, count, labels, image, parameters, environment_variables, network)| JobSpec {
-                name,
-                namespace: None,
-                r#type: JobType::Batch,
-                count,
-                labels,
-                meta: BTreeMap::new(),
-                tasks: vec![Task {
-                    name: "main".into(),
-                    engine: Engine::Docker(DockerParams {
-                        image,
-                        entrypoint: vec![],
-                        parameters,
-                        environment_variables,
-                        working_directory: None,
-                    }),
-                    publisher: Default::default(),
-                    env: BTreeMap::new(),
-                    meta: BTreeMap::new(),
-                    input_sources: vec![],
-                    result_paths: vec![],
-                    resources: Default::default(),
+            |(name, count, labels, image, parameters, environment_variables, network)| {
+                let mut spec = crate::job::test_support::docker_job(
+                    &image,
+                    parameters,
+                    environment_variables,
                     network,
-                    timeouts: Default::default(),
-                }],
+                );
+                spec.name = name;
+                spec.count = count;
+                spec.labels = labels;
+                spec
             },
         )
 }

@@ -92,6 +92,9 @@ pub struct ComputeConfig {
     /// Answered jobs remembered, so repeated announcements are not answered
     /// again. Default 65,536.
     pub max_remembered: usize,
+    /// Where this node serves the results it publishes (its store's
+    /// addresses), named in every [`ResultMsg`]. Default: none.
+    pub result_providers: Vec<String>,
     /// Seeds the node's random choices. The rules above make none yet; the
     /// seed is here so that a simulation seeds every machine the same way.
     pub seed: u64,
@@ -112,6 +115,7 @@ impl ComputeConfig {
             capacity: 4,
             bid_ttl_ms: 3_000,
             max_remembered: 65_536,
+            result_providers: Vec::new(),
             seed,
         }
     }
@@ -551,6 +555,7 @@ impl Compute {
                 execution_id,
                 node: self.config.node,
                 outcome,
+                providers: self.config.result_providers.clone(),
             }),
         );
         self.event(job_id, ComputeEvent::Finished { execution_id });

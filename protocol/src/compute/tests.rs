@@ -375,6 +375,7 @@ fn a_finished_execution_reports_and_frees_its_slot() {
                 result_cid: result_cid(1),
                 exit_code: 3
             },
+            providers: vec![],
         })]
     );
     assert_eq!(c.running(), 0);

@@ -91,6 +91,7 @@ fn result_completed() -> ResultMsg {
             result_cid: blake3_cid(RAW, b"results"),
             exit_code: 0,
         },
+        providers: vec![],
     }
 }
 
@@ -120,6 +121,7 @@ fn node_info() -> NodeInfo {
         allowlist_digest: Some([0xab; 32]),
         api_addrs: vec!["127.0.0.1:1234".into()],
         p2p_addrs: vec!["/ip4/192.0.2.1/tcp/4001".into()],
+        data_addrs: vec![],
         seq: 42,
     }
 }
@@ -336,6 +338,24 @@ fn announce_providers_bounded() {
             found: '\u{1b}',
             ..
         })
+    ));
+}
+
+#[test]
+fn result_providers_round_trip_and_are_bounded() {
+    let mut r = result_completed();
+    r.providers = vec![r#"{"id":"ab","addrs":[]}"#.into()];
+    let signed = sign_unchecked(&r, &compute_key());
+    assert_eq!(ResultMsg::verify(&signed).unwrap(), r);
+    r.providers = vec!["p".into(); MAX_ADDRS + 1];
+    assert!(matches!(
+        ResultMsg::verify(&sign_unchecked(&r, &compute_key())),
+        Err(MessageError::TooMany { .. })
+    ));
+    r.providers = vec!["a\u{1b}[2J".into()];
+    assert!(matches!(
+        ResultMsg::verify(&sign_unchecked(&r, &compute_key())),
+        Err(MessageError::BadCharacter { .. })
     ));
 }
 

@@ -106,6 +106,7 @@ fn result(r: &mut Requester, now: u64, job_id: JobId, from: u8, n: u8, e: u64, o
                 execution_id: ExecutionId(e),
                 node: node(n),
                 outcome,
+                providers: vec![],
             },
         },
     );
@@ -560,6 +561,7 @@ fn r_pol_3_node_infos_explain_silent_nodes() {
         allowlist_digest: None,
         api_addrs: vec![],
         p2p_addrs: vec![],
+        data_addrs: vec![],
         seq: 1,
     };
     for (n, accept, engines) in [
@@ -801,6 +803,7 @@ fn r_pol_3_full_nodes_are_explained_as_busy() {
                 allowlist_digest: None,
                 api_addrs: vec![],
                 p2p_addrs: vec![],
+                data_addrs: vec![],
                 seq: 3,
             },
         },

@@ -65,7 +65,12 @@
 //!   hop crosses to another region with probability `(R-1)/R` (mesh peers
 //!   are drawn regardless of region), at least once between regions. A node that is down
 //!   or on the other side of a partition when the announcement is published
-//!   does not get it (requesters re-announce). Calibrating the hop and
+//!   does not get it (requesters re-announce). Every requester is told
+//!   the network's size ([`protocol::requester::Requester::set_network_size`]),
+//!   so announcements draw the nodes that answer
+//!   ([`protocol::messages::Announce::draw_ppm`]); a reached node that is
+//!   not drawn is counted in the traffic but its delivery is skipped, since
+//!   its compute side ignores it. Calibrating the hop and
 //!   duplicate figures against real libp2p gossipsub swarms of 50-300 nodes
 //!   is future work.
 //! - **Partitions** ([`config::Partition`], `--partition SHARE@FROM-UNTIL`):

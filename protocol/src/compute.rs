@@ -40,6 +40,10 @@
 //! ```
 //!
 //! ## Rules
+//! - **Draw.** An announcement that does not draw this node
+//!   ([`Announce::draws`]: the requester asks only a share of the network)
+//!   is ignored: no answer, nothing remembered, so a wider re-announcement
+//!   is decided afresh.
 //! - **Announcement.** The node bids when its [`AcceptancePolicy`] allows
 //!   the job's network (mode and allowlist), it has the job's engine, and a
 //!   slot is free (running executions plus open bids below its capacity);
@@ -404,6 +408,11 @@ impl Compute {
     }
 
     fn on_announce(&mut self, now_ms: u64, announce: Announce) {
+        if !announce.draws(&self.config.node) {
+            // Not drawn: other nodes answer. A wider re-announcement may
+            // draw this one.
+            return;
+        }
         let job_id = announce.job_id;
         let requester = announce.requester;
         match self.jobs.get(&job_id).map(|e| &e.slot) {

@@ -181,6 +181,12 @@ where
 #[test]
 fn golden_announce() {
     golden_gossip("announce", &announce(), &requester_key());
+    // A draw adds one field; without one the encoding is as before draws.
+    let drawn = Announce {
+        draw_ppm: Some(2_500),
+        ..announce()
+    };
+    golden_gossip("announce_drawn", &drawn, &requester_key());
 }
 
 #[test]
@@ -281,6 +287,47 @@ fn announce_with_wrong_job_id_rejected() {
         Announce::verify(&signed),
         Err(MessageError::JobIdMismatch { .. })
     ));
+}
+
+#[test]
+fn announce_with_a_draw_beyond_the_network_rejected() {
+    let a = Announce {
+        draw_ppm: Some(DRAW_ALL_PPM + 1),
+        ..announce()
+    };
+    assert!(matches!(
+        a.sign(&requester_key()),
+        Err(MessageError::Invalid { ref field, .. }) if field == "draw_ppm"
+    ));
+    let signed = sign_unchecked(&a, &requester_key());
+    assert!(matches!(
+        Announce::verify(&signed),
+        Err(MessageError::Invalid { .. })
+    ));
+    let all = Announce {
+        draw_ppm: Some(DRAW_ALL_PPM),
+        ..announce()
+    };
+    assert_eq!(
+        Announce::verify(&all.sign(&requester_key()).unwrap()),
+        Ok(all)
+    );
+}
+
+/// Draw tickets are spread evenly: a draw of p ppm draws about p ppm of
+/// the nodes.
+#[test]
+fn draw_tickets_are_uniform() {
+    let job_id = job_id();
+    let drawn = (0..20_000u32)
+        .filter(|n| {
+            let mut secret = [0u8; 32];
+            secret[..4].copy_from_slice(&n.to_le_bytes());
+            draw_ticket(&job_id, &NodeKey::from_secret_bytes(secret).node_id()) < 100_000
+        })
+        .count();
+    // 10% of 20,000: 2,000, sd 42.
+    assert!((1_800..=2_200).contains(&drawn), "{drawn}");
 }
 
 #[test]

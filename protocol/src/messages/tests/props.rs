@@ -119,8 +119,10 @@ fn outcome() -> impl Strategy<Value = Outcome> {
 
 /// A signed announcement and the message it signs.
 fn announce() -> impl Strategy<Value = (Announce, Gossip)> {
-    (key(), spec(), any::<u64>(), addrs()).prop_map(|(key, spec, at, providers)| {
-        let a = Announce::new(spec, key.node_id(), at, providers).unwrap();
+    let draw = prop_oneof![Just(None), (0..=DRAW_ALL_PPM).prop_map(Some)];
+    (key(), spec(), any::<u64>(), addrs(), draw).prop_map(|(key, spec, at, providers, draw)| {
+        let mut a = Announce::new(spec, key.node_id(), at, providers).unwrap();
+        a.draw_ppm = draw;
         let g = Gossip::from(a.sign(&key).unwrap());
         (a, g)
     })

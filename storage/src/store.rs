@@ -263,7 +263,18 @@ impl Store {
             path: path.to_owned(),
             source,
         })?;
-        Ok(self.add_any(&path).await?.cid)
+        let cid = self.add_any(&path).await?.cid;
+        self.sync(&path).await?;
+        Ok(cid)
+    }
+
+    /// Commits the store's database: what was added survives the process
+    /// being killed the moment after (iroh-blobs batches its writes).
+    async fn sync(&self, path: &Path) -> Result<(), AddError> {
+        self.blobs.sync_db().await.map_err(|e| AddError::Store {
+            path: path.to_owned(),
+            reason: format!("committing the store: {e:#}"),
+        })
     }
 
     async fn add_any(&self, path: &Path) -> Result<Entry, AddError> {
@@ -443,6 +454,10 @@ impl Store {
         let run = FetchRun::new(self, providers, progress);
         run.content(content, 0).await?;
         run.finish().await;
+        // Fetched content is kept across a crash like added content.
+        if let Err(e) = self.blobs.sync_db().await {
+            tracing::warn!("committing the store after a fetch: {e:#}");
+        }
         Ok(run.report())
     }
 

@@ -17,7 +17,8 @@ use protocol::messages::{
 };
 use protocol::policy::AcceptancePolicy;
 use protocol::requester::{
-    Requester, RequesterConfig, RequesterEvent, RequesterInput, RequesterOutput, ToCompute,
+    ExecutionState, Requester, RequesterConfig, RequesterEvent, RequesterInput, RequesterOutput,
+    ToCompute,
 };
 use serde::Serialize;
 use storage::download::{DownloadConfig, Downloader};
@@ -78,6 +79,13 @@ pub struct PeerView {
     pub info: Option<NodeInfo>,
 }
 
+/// An awarded node that disconnected and stays away this long has failed
+/// its execution: the job is re-awarded instead of waiting for its timeout.
+const DISCONNECT_GRACE: Duration = Duration::from_secs(3);
+/// How long a result is offered to an unreachable requester (it may be
+/// restarting) before it is given up.
+const RESULT_RETRY_FOR: Duration = Duration::from_secs(120);
+
 /// Peers' blob store addresses, shared with executions looking for providers.
 type DataAddrs = Arc<std::sync::Mutex<HashMap<NodeId, Vec<String>>>>;
 
@@ -126,6 +134,8 @@ pub(super) struct Driver {
     data_addrs: DataAddrs,
     info_seq: u64,
     next_info: tokio::time::Instant,
+    /// Peers gone, and when their awarded executions count as failed.
+    gone: HashMap<NodeId, tokio::time::Instant>,
     allowlist_stamp: Option<(SystemTime, u64)>,
 }
 
@@ -205,6 +215,7 @@ impl Driver {
             peers: BTreeMap::new(),
             data_addrs: DataAddrs::default(),
             info_seq: 0,
+            gone: HashMap::new(),
             allowlist_stamp,
         })
     }
@@ -255,6 +266,7 @@ impl Driver {
             if tokio::time::Instant::now() >= self.next_info {
                 self.publish_node_info();
             }
+            self.fail_gone_nodes(now);
             self.drain();
         }
         for cancel in self.running.values() {
@@ -272,6 +284,9 @@ impl Driver {
             .flatten()
             .min();
         let mut at = self.next_info;
+        if let Some(gone) = self.gone.values().min() {
+            at = at.min(*gone);
+        }
         if let Some(ms) = machine {
             let wait = Duration::from_millis(ms.saturating_sub(now));
             at = at.min(tokio::time::Instant::now() + wait);
@@ -299,6 +314,7 @@ impl Driver {
             },
             P2pEvent::Direct { from, message } => self.on_direct(now, from, message),
             P2pEvent::PeerConnected(peer) => {
+                self.gone.remove(&peer);
                 self.peers.entry(peer).or_insert((true, None)).0 = true;
                 let soon = tokio::time::Instant::now() + INFO_AFTER_CONNECT;
                 self.next_info = self.next_info.min(soon);
@@ -307,6 +323,8 @@ impl Driver {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.0 = false;
                 }
+                self.gone
+                    .insert(peer, tokio::time::Instant::now() + DISCONNECT_GRACE);
             }
             P2pEvent::Rejected { from, reason } => {
                 tracing::debug!(%from, ?reason, "message refused");
@@ -556,6 +574,49 @@ impl Driver {
         }
     }
 
+    /// Executions awarded to nodes that left and did not come back fail,
+    /// so their jobs are re-awarded (R-OPS-2: a job whose node dies).
+    fn fail_gone_nodes(&mut self, now: u64) {
+        let clock = tokio::time::Instant::now();
+        let expired: Vec<NodeId> = self
+            .gone
+            .iter()
+            .filter(|(_, at)| **at <= clock)
+            .map(|(n, _)| *n)
+            .collect();
+        for node in expired {
+            self.gone.remove(&node);
+            let lost: Vec<(JobId, ExecutionId)> = self
+                .requester
+                .jobs()
+                .filter(|j| !j.state.is_terminal())
+                .flat_map(|j| {
+                    j.executions
+                        .iter()
+                        .filter(|e| e.node == node && e.state == ExecutionState::Awarded)
+                        .map(move |e| (j.job_id(), e.execution_id))
+                })
+                .collect();
+            for (job_id, execution_id) in lost {
+                tracing::warn!(%job_id, %node, "the node running the job is gone; re-awarding");
+                let result = protocol::messages::ResultMsg {
+                    job_id,
+                    execution_id,
+                    node,
+                    outcome: Outcome::Failed {
+                        reason: format!(
+                            "the node disconnected and did not come back within {}s",
+                            DISCONNECT_GRACE.as_secs()
+                        ),
+                    },
+                    providers: Vec::new(),
+                };
+                self.requester
+                    .handle(now, RequesterInput::Result { from: node, result });
+            }
+        }
+    }
+
     fn send(
         &self,
         to: NodeId,
@@ -571,8 +632,23 @@ impl Driver {
         };
         let p2p = self.p2p.clone();
         let tx = self.internal_tx.clone();
+        // Results are what a job is for: keep offering one while its
+        // requester is away (restarting, say). Other messages go once.
+        let retry_until = matches!(direct, Direct::Result(_))
+            .then(|| tokio::time::Instant::now() + RESULT_RETRY_FOR);
         tokio::spawn(async move {
-            if let Err(e) = p2p.send(to, &direct).await {
+            let mut wait = Duration::from_millis(250);
+            let mut sent = p2p.send(to, &direct).await;
+            while let (Err(e), Some(until)) = (&sent, retry_until) {
+                if tokio::time::Instant::now() + wait > until {
+                    break;
+                }
+                tracing::debug!(%to, "result not delivered yet: {e}");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(5));
+                sent = p2p.send(to, &direct).await;
+            }
+            if let Err(e) = sent {
                 tracing::debug!(%to, "message not delivered: {e}");
                 if let Some((job_id, execution_id)) = award {
                     let _ = tx.send(Internal::AwardUndelivered {

@@ -11,7 +11,7 @@ use protocol::id::{ExecutionId, JobId};
 use protocol::job::{Engine, InputSource, JobSpec, NetworkMode, Source};
 use protocol::messages::Outcome;
 use storage::download::Downloader;
-use storage::inputs::{Inputs, materialise};
+use storage::inputs::{InputErrorKind, Inputs, materialise};
 use storage::store::Store;
 
 use crate::executor::wasm::{Cancel, WasmExecutor, WasmTask};
@@ -81,14 +81,12 @@ async fn run_in(
         allowed_local: &ctx.local_inputs,
     };
     let task = spec.task();
-    materialise(&inputs, root, &task.input_sources)
-        .await
-        .map_err(|e| format!("inputs: {e}"))?;
+    let module = prepare_with_retries(&inputs, root, spec).await?;
     let dir = ExecutionDir::new(root);
     let limits = limits_of(spec);
     let run = match &task.engine {
         Engine::Wasm(params) => {
-            let module = load_module(&inputs, root, &params.entry_module.source).await?;
+            let module = module.unwrap_or_default();
             ctx.wasm
                 .run(
                     WasmTask {
@@ -129,12 +127,53 @@ async fn run_in(
     })
 }
 
+/// Attempts at fetching a job's inputs when a provider fails on the way
+/// (it may be restarting); other input errors are final at once.
+const INPUT_ATTEMPTS: u32 = 4;
+
+/// Materialises the inputs and, for WASM, reads the module.
+async fn prepare_with_retries(
+    inputs: &Inputs<'_>,
+    root: &std::path::Path,
+    spec: &JobSpec,
+) -> Result<Option<Vec<u8>>, String> {
+    let task = spec.task();
+    let mut wait = Duration::from_millis(500);
+    for attempt in 1.. {
+        let inputs_done = materialise(inputs, root, &task.input_sources).await;
+        let result = match (inputs_done, &task.engine) {
+            (Err(e), _) => Err((
+                matches!(e.cause, InputErrorKind::Fetch(_)),
+                format!("inputs: {e}"),
+            )),
+            (Ok(_), Engine::Wasm(params)) => load_module(inputs, root, &params.entry_module.source)
+                .await
+                .map(Some),
+            (Ok(_), Engine::Docker(_)) => Ok(None),
+        };
+        match result {
+            Ok(module) => return Ok(module),
+            Err((true, reason)) if attempt < INPUT_ATTEMPTS => {
+                tracing::info!("retrying the inputs in {wait:?}: {reason}");
+                let _ = storage::inputs::unlock(root).await;
+                for sub in ["inputs", "module"] {
+                    let _ = tokio::fs::remove_dir_all(root.join(sub)).await;
+                }
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+            }
+            Err((_, reason)) => return Err(reason),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
 /// Fetches a WASM job's module (from any source an input may use) and reads it.
 async fn load_module(
     inputs: &Inputs<'_>,
     root: &std::path::Path,
     source: &protocol::job::Source,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, (bool, String)> {
     let module_dir = root.join("module");
     let input = InputSource {
         source: source.clone(),
@@ -143,15 +182,18 @@ async fn load_module(
     };
     let placed = materialise(inputs, &module_dir, std::slice::from_ref(&input))
         .await
-        .map_err(|e| format!("the WASM module: {e}"))?;
+        .map_err(|e| {
+            let retry = matches!(e.cause, InputErrorKind::Fetch(_));
+            (retry, format!("the WASM module: {e}"))
+        })?;
     let placed = placed
         .into_iter()
         .next()
-        .ok_or_else(|| "the WASM module: nothing was fetched".to_string())?;
+        .ok_or_else(|| (false, "the WASM module: nothing was fetched".to_string()))?;
     let path = placed.file.unwrap_or(placed.host_path);
     let bytes = tokio::fs::read(&path)
         .await
-        .map_err(|e| format!("the WASM module ({}): {e}", path.display()))?;
+        .map_err(|e| (false, format!("the WASM module ({}): {e}", path.display())))?;
     let _ = storage::inputs::unlock(&module_dir).await;
     let _ = tokio::fs::remove_dir_all(&module_dir).await;
     Ok(bytes)

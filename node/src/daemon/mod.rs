@@ -86,7 +86,7 @@ impl Node {
         let policy = load_policy(config.accept_network, config.allowlist.as_deref())
             .map_err(StartError::Config)?;
         let db = Arc::new(db::Db::open(&data_dir.join("node.db"))?);
-        let store = Arc::new(Store::open(StoreConfig::new(data_dir)).await?);
+        let store = Arc::new(open_store(data_dir).await?);
 
         let mut p2p_config = P2pConfig::new(key.to_secret_bytes()).mdns(config.mdns);
         for addr in &config.listen {
@@ -180,6 +180,38 @@ impl Node {
     pub async fn wait(&mut self) {
         let _ = (&mut self.driver).await;
     }
+}
+
+/// Opens the blob store on the port it had before, when it is free: the
+/// addresses a node gave out (in announcements, results, node info) stay
+/// good across a restart.
+async fn open_store(data_dir: &Path) -> Result<Store, StartError> {
+    let port_file = data_dir.join("data.port");
+    let previous = std::fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|p| p.trim().parse::<u16>().ok());
+    let mut config = StoreConfig::new(data_dir);
+    let store = match previous {
+        Some(port) => {
+            config.bind = SocketAddr::from(([127, 0, 0, 1], port));
+            match Store::open(config.clone()).await {
+                Ok(store) => store,
+                Err(e) => {
+                    tracing::warn!(
+                        port,
+                        "the previous data port is taken ({e}); using a new one"
+                    );
+                    config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+                    Store::open(config).await?
+                }
+            }
+        }
+        None => Store::open(config).await?,
+    };
+    if let Some(addr) = store.addr().ip_addrs().next() {
+        let _ = std::fs::write(&port_file, addr.port().to_string());
+    }
+    Ok(store)
 }
 
 /// Reads the node's key, or makes one (readable by its owner only).

@@ -189,7 +189,10 @@ fn run_without_a_node_says_what_to_do() {
     let out = skrei(&["docker", "run", "--api", "http://127.0.0.1:9", "busybox"]);
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
-    assert!(err.contains("cannot reach the node at http://127.0.0.1:9"), "{err}");
+    assert!(
+        err.contains("cannot reach the node at http://127.0.0.1:9"),
+        "{err}"
+    );
     assert!(err.contains("skrei node"), "{err}");
 }
 

@@ -45,3 +45,540 @@ fn devstack_example_runs_a_wasm_job_across_nodes() {
     );
     assert!(stderr.contains("-> done"), "{stderr}");
 }
+
+// ------------------------------------------------------------ harness
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const HELLO: &[u8] = include_bytes!("../../../examples/wasm/hello.wasm");
+
+/// A `skrei node` process, killed when dropped.
+struct NodeProc {
+    child: Child,
+    api: String,
+    args: Vec<String>,
+}
+
+impl NodeProc {
+    fn start(dir: &Path, extra: &[&str]) -> NodeProc {
+        let mut args: Vec<String> = vec![
+            "node".into(),
+            "--data-dir".into(),
+            dir.display().to_string(),
+            "--api".into(),
+            "127.0.0.1:0".into(),
+            "--node-info-interval".into(),
+            "1".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen".into(), "/ip4/127.0.0.1/tcp/0".into()]);
+        }
+        Self::spawn(args)
+    }
+
+    fn spawn(args: Vec<String>) -> NodeProc {
+        let mut child = skrei()
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(api) = line.strip_prefix("SKREI_API=") {
+                    let _ = tx.send(api.to_string());
+                }
+            }
+        });
+        let api = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the node printed SKREI_API=");
+        NodeProc { child, api, args }
+    }
+
+    /// Kills the process (SIGKILL: nothing is flushed on the way out).
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again with the same flags (same data folder).
+    fn restart(&mut self) {
+        self.kill();
+        *self = Self::spawn(self.args.clone());
+    }
+
+    fn info(&self) -> Value {
+        json(&cli(&self.api, &["node", "info", "--output", "json"]))
+    }
+
+    fn id(&self) -> String {
+        self.info()["node_id"].as_str().unwrap().to_string()
+    }
+
+    fn bootstrap(&self) -> String {
+        self.info()["p2p_addrs"][0].as_str().unwrap().to_string()
+    }
+
+    fn add(&self, path: &Path) -> String {
+        let out = cli(&self.api, &["add", path.to_str().unwrap()]);
+        assert!(out.status.success(), "add: {}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    }
+
+    fn submit(&self, job: &str) -> String {
+        let mut child = skrei()
+            .args(["job", "run", "-", "--no-wait", "--api", &self.api])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(job.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "job run: {}", text(&out.stderr));
+        text(&out.stdout).trim().to_string()
+    }
+
+    fn describe(&self, job_id: &str) -> Value {
+        json(&cli(
+            &self.api,
+            &["job", "describe", job_id, "--output", "json"],
+        ))
+    }
+
+    /// Waits for the job to end (and, if it completed, for its results to
+    /// be here).
+    fn wait(&self, job_id: &str, timeout: Duration) -> Value {
+        self.wait_for(job_id, timeout, "the job to end", |job| {
+            let results = job["results"].as_array().cloned().unwrap_or_default();
+            match job["state"].as_str() {
+                Some("failed" | "cancelled") => true,
+                Some("completed") => results.iter().all(|r| r["fetched"] == true),
+                _ => false,
+            }
+        })
+    }
+
+    fn wait_for(
+        &self,
+        job_id: &str,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let job = self.describe(job_id);
+            if done(&job) {
+                return job;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {job:#}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn cli(api: &str, args: &[&str]) -> std::process::Output {
+    skrei().args(args).args(["--api", api]).output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn json(out: &std::process::Output) -> Value {
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
+}
+
+/// The example job: the hello module on `input` (a job input source, YAML),
+/// with `network` lines under the task.
+fn hello_job(name: &str, module_cid: &str, input: &str, network: &str) -> String {
+    format!(
+        "Name: {name}\nType: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      \
+         Type: wasm\n      Params:\n        EntryModule:\n          Source:\n            \
+         Type: ipfs\n            Params:\n              CID: {module_cid}\n    InputSources:\n\
+         {input}    ResultPaths:\n      - Name: outputs\n        Path: /outputs\n{network}    \
+         Timeouts:\n      QueueTimeout: 3\n"
+    )
+}
+
+fn cid_input(cid: &str) -> String {
+    format!(
+        "      - Source:\n          Type: ipfs\n          Params:\n            CID: {cid}\n        \
+         Target: /inputs/name.txt\n"
+    )
+}
+
+fn url_input(url: &str) -> String {
+    format!(
+        "      - Source:\n          Type: urlDownload\n          Params:\n            URL: {url}\n        \
+         Target: /inputs\n"
+    )
+}
+
+fn http_network(domains: &[&str]) -> String {
+    let mut s = "    Network:\n      Type: http\n      Domains:\n".to_string();
+    for d in domains {
+        s.push_str(&format!("        - {d}\n"));
+    }
+    s
+}
+
+/// Files the tests add: the module and a name to greet.
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Files {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("hello.wasm"), HELLO).unwrap();
+        std::fs::write(dir.path().join("name.txt"), "skrei\n").unwrap();
+        Files { dir }
+    }
+    fn module(&self) -> PathBuf {
+        self.dir.path().join("hello.wasm")
+    }
+    fn name(&self) -> PathBuf {
+        self.dir.path().join("name.txt")
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+fn executions_on(job: &Value) -> Vec<String> {
+    job["job"]["executions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| e["node"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn refusers(job: &Value) -> Vec<String> {
+    job["job"]["refusals"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
+// ------------------------------------------------------------ tests
+
+#[test]
+fn policies_decide_where_networked_jobs_run_and_allowlists_reload() {
+    // R-POL-1, R-POL-2, R-POL-3: none / http+allowlist / full.
+    let files = Files::new();
+    let allowlist = files.path("allow.txt");
+    std::fs::write(&allowlist, "# this node's domains\n.allowed.test\n").unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let none = NodeProc::start(&dirs.path().join("none"), &[]);
+    let boot = none.bootstrap();
+    let http = NodeProc::start(
+        &dirs.path().join("http"),
+        &[
+            "--bootstrap",
+            &boot,
+            "--accept-network",
+            "http",
+            "--allowlist",
+            allowlist.to_str().unwrap(),
+        ],
+    );
+    let full = NodeProc::start(
+        &dirs.path().join("full"),
+        &["--bootstrap", &boot, "--accept-network", "full"],
+    );
+    let (none_id, http_id, full_id) = (none.id(), http.id(), full.id());
+    let module = none.add(&files.module());
+    let input = cid_input(&none.add(&files.name()));
+
+    // A `none` job runs wherever it is awarded.
+    let job = none.submit(&hello_job("plain", &module, &input, ""));
+    let done = none.wait(&job, Duration::from_secs(60));
+    assert_eq!(done["state"], "completed", "{done:#}");
+
+    // An allowed domain: only the http and full nodes may run it.
+    let job = none.submit(&hello_job(
+        "allowed",
+        &module,
+        &input,
+        &http_network(&["api.allowed.test"]),
+    ));
+    let ended = none.wait(&job, Duration::from_secs(60));
+    let ran = executions_on(&ended);
+    assert!(!ran.is_empty(), "{ended:#}");
+    assert!(
+        ran.iter().all(|n| *n == http_id || *n == full_id),
+        "{ran:?}"
+    );
+    assert!(refusers(&ended).contains(&none_id), "{ended:#}");
+
+    // A domain outside the allowlist: only the full node.
+    let job = none.submit(&hello_job(
+        "foreign",
+        &module,
+        &input,
+        &http_network(&["evil.test"]),
+    ));
+    let ended = none.wait(&job, Duration::from_secs(60));
+    let ran = executions_on(&ended);
+    assert!(
+        !ran.is_empty() && ran.iter().all(|n| *n == full_id),
+        "{ended:#}"
+    );
+    let why = ended["job"]["refusals"][&http_id].to_string();
+    assert!(why.contains("evil.test"), "the http node's refusal: {why}");
+
+    // The allowlist file changes: the http node takes evil.test now, no restart.
+    std::fs::write(&allowlist, ".allowed.test\nevil.test\n").unwrap();
+    std::thread::sleep(Duration::from_millis(2_500));
+    let job = none.submit(&hello_job(
+        "foreign again",
+        &module,
+        &input,
+        &http_network(&["evil.test"]),
+    ));
+    let ended = none.wait(&job, Duration::from_secs(60));
+    assert!(
+        !refusers(&ended).contains(&http_id),
+        "still refused after the reload: {ended:#}"
+    );
+    assert!(
+        executions_on(&ended).contains(&http_id)
+            || ended["job"]["bids_received"].as_u64() >= Some(2),
+        "{ended:#}"
+    );
+}
+
+#[test]
+fn a_default_policy_network_explains_why_no_node_takes_a_networked_job() {
+    // R-POL-1, R-POL-3: never an opaque "not enough nodes".
+    let files = Files::new();
+    let dirs = tempfile::tempdir().unwrap();
+    let a = NodeProc::start(&dirs.path().join("a"), &[]);
+    let _b = NodeProc::start(&dirs.path().join("b"), &["--bootstrap", &a.bootstrap()]);
+    let module = a.add(&files.module());
+    let input = cid_input(&a.add(&files.name()));
+    std::thread::sleep(Duration::from_millis(1_500));
+    let job = a.submit(&hello_job(
+        "needs http",
+        &module,
+        &input,
+        &http_network(&["api.foo.test"]),
+    ));
+    let ended = a.wait(&job, Duration::from_secs(30));
+    assert_eq!(ended["state"], "failed", "{ended:#}");
+    let reason = ended["reason"].as_str().unwrap();
+    assert!(reason.contains("2 nodes"), "{reason}");
+    assert!(reason.contains("http"), "{reason}");
+
+    // `--wait` exits non-zero and prints the reason.
+    let out = skrei()
+        .args(["job", "run", "--api", &a.api, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            let job = hello_job(
+                "needs http 2",
+                &module,
+                &input,
+                &http_network(&["api.foo.test"]),
+            );
+            c.stdin.take().unwrap().write_all(job.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("2 nodes"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn cid_inputs_travel_to_the_compute_node_and_results_come_back() {
+    // R-VOL-1..3, R-P2P-4: added on A (which runs no WASM), run on B.
+    let files = Files::new();
+    let dirs = tempfile::tempdir().unwrap();
+    let a = NodeProc::start(&dirs.path().join("a"), &["--engines", "docker"]);
+    let b = NodeProc::start(&dirs.path().join("b"), &["--bootstrap", &a.bootstrap()]);
+    let module = a.add(&files.module());
+    let input = cid_input(&a.add(&files.name()));
+    let job = a.submit(&hello_job("cross", &module, &input, ""));
+    let ended = a.wait(&job, Duration::from_secs(60));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    assert_eq!(executions_on(&ended), vec![b.id()]);
+
+    let out_dir = dirs.path().join("results");
+    let out = cli(
+        &a.api,
+        &["job", "get", &job, "-o", out_dir.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let read = |p: &str| std::fs::read_to_string(out_dir.join(p)).unwrap();
+    assert_eq!(read("stdout"), "hello skrei\n");
+    assert_eq!(read("stderr"), "");
+    assert_eq!(read("exitCode"), "0");
+    assert_eq!(read("outputs/greeting.txt"), "hello skrei\n");
+    assert_eq!(read("network.log"), "");
+
+    let logs = cli(&a.api, &["job", "logs", &job]);
+    assert_eq!(text(&logs.stdout), "hello skrei\n");
+    let list = json(&cli(&a.api, &["job", "list", "--output", "json"]));
+    assert_eq!(list["jobs"][0]["job_id"], job.as_str());
+    assert_eq!(list["jobs"][0]["state"], "completed");
+
+    // The result is in A's store now: it outlives B.
+    drop(b);
+    let again = dirs.path().join("again");
+    let out = cli(&a.api, &["job", "get", &job, "-o", again.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+/// An HTTP server on loopback serving `name.txt`; the first request is held
+/// for `hold` (or until the connection drops), later ones are answered at once.
+fn slow_server(hold: Duration) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                if n == 0 {
+                    std::thread::sleep(hold);
+                }
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nskrei\n",
+                );
+            });
+        }
+    });
+    format!("http://{addr}/name.txt")
+}
+
+#[test]
+fn a_job_whose_compute_node_dies_is_reawarded_and_completes_once() {
+    // R-OPS-2, R-POL-4.
+    let files = Files::new();
+    let dirs = tempfile::tempdir().unwrap();
+    let url = slow_server(Duration::from_secs(600));
+    let requester = NodeProc::start(&dirs.path().join("r"), &["--engines", "docker"]);
+    let boot = requester.bootstrap();
+    let mut computes = [
+        NodeProc::start(
+            &dirs.path().join("c1"),
+            &["--bootstrap", &boot, "--allow-private-downloads"],
+        ),
+        NodeProc::start(
+            &dirs.path().join("c2"),
+            &["--bootstrap", &boot, "--allow-private-downloads"],
+        ),
+    ];
+    let ids = [computes[0].id(), computes[1].id()];
+    let module = requester.add(&files.module());
+    let job = requester.submit(&hello_job("survivor", &module, &url_input(&url), ""));
+    let awarded = requester.wait_for(&job, Duration::from_secs(30), "an award", |j| {
+        !executions_on(j).is_empty()
+    });
+    let first = executions_on(&awarded)[0].clone();
+    let victim = ids
+        .iter()
+        .position(|id| *id == first)
+        .expect("awarded to a compute node");
+    computes[victim].kill();
+
+    let ended = requester.wait(&job, Duration::from_secs(60));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    let ran = executions_on(&ended);
+    assert_eq!(
+        ran,
+        vec![ids[victim].clone(), ids[1 - victim].clone()],
+        "{ended:#}"
+    );
+    let states: Vec<&str> = ended["job"]["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"]["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, vec!["failed", "completed"]);
+    assert_eq!(
+        ended["results"].as_array().unwrap().len(),
+        1,
+        "completed once"
+    );
+}
+
+#[test]
+fn a_restarted_requester_loses_no_job_and_no_result() {
+    // R-OPS-2: killed while its job runs elsewhere, restarted on its data.
+    let files = Files::new();
+    let dirs = tempfile::tempdir().unwrap();
+    let url = slow_server(Duration::from_secs(4));
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let listen = format!("/ip4/127.0.0.1/tcp/{port}");
+    let mut requester = NodeProc::start(
+        &dirs.path().join("r"),
+        &["--engines", "docker", "--listen", &listen],
+    );
+    let compute = NodeProc::start(
+        &dirs.path().join("c"),
+        &[
+            "--bootstrap",
+            &requester.bootstrap(),
+            "--allow-private-downloads",
+        ],
+    );
+    let module = requester.add(&files.module());
+    let job = requester.submit(&hello_job("persistent", &module, &url_input(&url), ""));
+    requester.wait_for(&job, Duration::from_secs(30), "an award", |j| {
+        !executions_on(j).is_empty()
+    });
+    requester.restart();
+    let ended = requester.wait(&job, Duration::from_secs(60));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    assert_eq!(
+        executions_on(&ended),
+        vec![compute.id()],
+        "not re-run: {ended:#}"
+    );
+    let logs = cli(&requester.api, &["job", "logs", &job]);
+    assert_eq!(text(&logs.stdout), "hello skrei\n");
+}

@@ -582,3 +582,127 @@ fn a_restarted_requester_loses_no_job_and_no_result() {
     let logs = cli(&requester.api, &["job", "logs", &job]);
     assert_eq!(text(&logs.stdout), "hello skrei\n");
 }
+
+/// One raw HTTP/1.1 request to the API; returns the status code and body.
+fn raw_http(api: &str, request: &str) -> (u16, String) {
+    let addr = api.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {response:?}"));
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[test]
+fn junk_gossip_bad_api_requests_and_requests_from_jobs_change_nothing() {
+    // R-P2P-3, R-NET-7, SPEC section 6.
+    use protocol::id::{NodeKey, Signed};
+    use protocol::job::JobSpec;
+    use protocol::messages::{Announce, Gossip, MAX_GOSSIP_BYTES, Message};
+    use skrei_node::p2p::{JOBS_TOPIC, P2p, P2pConfig};
+
+    let files = Files::new();
+    let dirs = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dirs.path().join("a"), &[]);
+    let node_id: protocol::id::NodeId = node.id().parse().unwrap();
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let key = NodeKey::from_secret_bytes([77; 32]);
+        let config = P2pConfig::new(key.to_secret_bytes())
+            .listen("/ip4/127.0.0.1/tcp/0".parse().unwrap())
+            .bootstrap(node.bootstrap().parse().unwrap());
+        let (attacker, _events) = P2p::start(config).await.unwrap();
+        let spec = JobSpec::parse(&hello_job(
+            "x",
+            "bafkr4ifrc5jppcr65avpqrkdorsyvkymybph6crtj3r2fmolpay4dtkbdi",
+            &cid_input("bafkr4ifrc5jppcr65avpqrkdorsyvkymybph6crtj3r2fmolpay4dtkbdi"),
+            "",
+        ))
+        .unwrap();
+        let announce = Announce::new(spec, key.node_id(), 1, vec![]).unwrap();
+        let (signer, payload, mut signature) = announce.sign(&key).unwrap().into_parts();
+        signature[3] ^= 1;
+        let bad_signature = Gossip::Announce(Signed::from_parts(signer, payload, signature))
+            .encode()
+            .unwrap();
+        let mut oversized = Gossip::Announce(announce.sign(&key).unwrap())
+            .encode()
+            .unwrap();
+        oversized.resize(MAX_GOSSIP_BYTES + 1, 0);
+        let junk = [bad_signature, oversized, b"\x00\xffnot cbor".to_vec()];
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for bytes in junk {
+            // Until the node's subscription reached us.
+            while attacker
+                .publish_raw_for_tests(JOBS_TOPIC, bytes.clone())
+                .await
+                .is_err()
+            {
+                assert!(Instant::now() < deadline, "the node never subscribed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        let _ = attacker
+            .send_raw_for_tests(node_id, b"garbage".to_vec())
+            .await;
+        attacker.shutdown().await;
+    });
+
+    // Requests from jobs, and bad requests, are refused with a reason.
+    let (status, body) = raw_http(
+        &node.api,
+        "GET /api/v1/node HTTP/1.1\r\nHost: x\r\nX-Skrei-Job: j1\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("requests from jobs are refused"), "{body}");
+    let junk_job = "not: [a job";
+    let (status, body) = raw_http(
+        &node.api,
+        &format!(
+            "POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{junk_job}",
+            junk_job.len()
+        ),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("the job is not valid"), "{body}");
+    let (status, body) = raw_http(
+        &node.api,
+        "GET /api/v1/jobs/not-a-job HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 400, "{body}");
+    let list = json(&cli(&node.api, &["job", "list", "--output", "json"]));
+    assert_eq!(
+        list["jobs"].as_array().map(Vec::len),
+        Some(0),
+        "nothing was created: {list}"
+    );
+
+    // The node still works.
+    let module = node.add(&files.module());
+    let input = cid_input(&node.add(&files.name()));
+    let job = node.submit(&hello_job("after junk", &module, &input, ""));
+    let ended = node.wait(&job, Duration::from_secs(30));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    let (status, metrics) = raw_http(
+        &node.api,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("skrei_jobs{state=\"completed\"} 1"),
+        "{metrics}"
+    );
+}

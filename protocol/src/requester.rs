@@ -476,7 +476,7 @@ impl Requester {
     pub fn handle(&mut self, now_ms: u64, input: RequesterInput) {
         match input {
             RequesterInput::Bid { from, bid } => self.on_bid(now_ms, from, bid),
-            RequesterInput::Refuse { from, refuse } => self.on_refuse(from, refuse),
+            RequesterInput::Refuse { from, refuse } => self.on_refuse(now_ms, from, refuse),
             RequesterInput::Decline { from, decline } => self.on_decline(now_ms, from, decline),
             RequesterInput::Result { from, result } => self.on_result(now_ms, from, result),
             RequesterInput::NodeInfo { from, info } => self.on_node_info(from, info),
@@ -612,9 +612,10 @@ impl Requester {
         }
         self.refill(now_ms, bid.job_id);
         self.reindex(bid.job_id);
+        self.close_window_if_all_answered(now_ms, bid.job_id);
     }
 
-    fn on_refuse(&mut self, from: NodeId, refuse: Refuse) {
+    fn on_refuse(&mut self, now_ms: u64, from: NodeId, refuse: Refuse) {
         if from != refuse.node {
             return;
         }
@@ -641,6 +642,35 @@ impl Requester {
                 reason: refuse.reason,
             },
         );
+        self.close_window_if_all_answered(now_ms, refuse.job_id);
+    }
+
+    /// Awards at once, without waiting for the bid window to close, when
+    /// every node this requester knows of (from node info) that the job's
+    /// draw asks has answered: no better bid can come from a known node.
+    /// Nodes it has not heard of yet may still bid; they become spares.
+    fn close_window_if_all_answered(&mut self, now_ms: u64, job_id: JobId) {
+        let Some(job) = self.jobs.get(&job_id).filter(|j| !j.state.is_terminal()) else {
+            return;
+        };
+        if job.timers.collect_until_ms.is_none() || self.known.is_empty() {
+            return;
+        }
+        let answered = |n: &NodeId| {
+            job.refusals.contains_key(n) || job.bids.iter().any(|b| b.node == *n) || job.tried(n)
+        };
+        let waiting = self
+            .known
+            .keys()
+            .any(|n| job.announce.draws(n) && !answered(n));
+        if waiting || job.bids.is_empty() {
+            return;
+        }
+        if let Some(job) = self.jobs.get_mut(&job_id) {
+            job.timers.collect_until_ms = None;
+        }
+        self.refill(now_ms, job_id);
+        self.reindex(job_id);
     }
 
     fn on_decline(&mut self, now_ms: u64, from: NodeId, decline: Decline) {

@@ -928,3 +928,63 @@ fn r_pol_3_a_partial_draw_is_named_in_the_failure() {
         "{reason}"
     );
 }
+
+// R-POL-4: once every known node has answered, the best bid wins at once;
+// the window only waits for nodes that have not answered.
+#[test]
+fn r_pol_4_awards_early_when_every_known_node_answered() {
+    let mut r = requester(1);
+    for n in [1, 2] {
+        let info = NodeInfo {
+            node: node(n),
+            engines: vec!["docker".into()],
+            capacity: 4,
+            running: 0,
+            accept_network: NoNet,
+            allowlist_digest: None,
+            api_addrs: vec![],
+            p2p_addrs: vec![],
+            data_addrs: vec![],
+            seq: 1,
+        };
+        r.handle(
+            0,
+            RequesterInput::NodeInfo {
+                from: node(n),
+                info,
+            },
+        );
+    }
+    let id = r
+        .submit(0, spec("docker", NoNet, &[], 1), 0, vec![])
+        .unwrap();
+    drain(&mut r);
+    bid(&mut r, 5, id, 1, 3);
+    assert!(
+        awards(&drain(&mut r)).is_empty(),
+        "node 2 has not answered yet"
+    );
+    bid(&mut r, 8, id, 2, 0);
+    assert_eq!(
+        awards(&drain(&mut r))
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>(),
+        vec![node(2)],
+        "awarded at 8 ms, to the node running fewer jobs, not at the window's end"
+    );
+
+    // A node that never sent node info does not hold the window, but one
+    // that is known and silent does, until the window closes.
+    let id = r
+        .submit(10, spec("docker", NoNet, &[], 2), 1, vec![])
+        .unwrap();
+    drain(&mut r);
+    bid(&mut r, 12, id, 1, 0);
+    assert!(
+        awards(&drain(&mut r)).is_empty(),
+        "node 2 is known and has not answered"
+    );
+    r.handle_timeout(10 + r.config().bid_window_ms);
+    assert!(!awards(&drain(&mut r)).is_empty(), "the window closed");
+}

@@ -3,5 +3,6 @@
 //! keeps builds short on small machines.
 
 mod cli;
+mod docker;
 mod p2p;
 mod wasm;

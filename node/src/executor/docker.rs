@@ -226,6 +226,9 @@ impl DockerExecutor {
 
     /// Runs a task to its end, its timeout, a limit, or `cancel`.
     pub async fn run(&self, task: DockerTask<'_>, cancel: Cancel) -> Result<RunOutcome, ExecError> {
+        if cancel.is_cancelled() {
+            return Err(ExecError::Cancelled);
+        }
         let http = match task.network.r#type {
             NetworkMode::Http => Some(self.http.clone().map_err(|why| {
                 ExecError::Unavailable(format!(
@@ -254,6 +257,7 @@ impl DockerExecutor {
             .run_prepared(&task, prepared, http, &mut resources, cancel)
             .await;
         resources.remove().await;
+        let _ = std::fs::remove_dir_all(proxy_dir(task.dir));
         result
     }
 
@@ -404,6 +408,8 @@ impl DockerExecutor {
                 name: name.to_string(),
                 driver: Some("bridge".into()),
                 internal: Some(internal),
+                // IPv4 only: the isolation check covers IPv4.
+                enable_ipv6: Some(false),
                 options: Some(options),
                 labels: Some(labels.clone()),
                 ..Default::default()
@@ -529,7 +535,8 @@ impl DockerExecutor {
             )
             .await
             .map_err(engine("attaching the proxy sidecar to the job's network"))?;
-        let dir = tempfile_dir(task.dir)?;
+        let dir = proxy_dir(task.dir);
+        std::fs::create_dir_all(&dir).map_err(ExecError::io("creating the proxy's folder"))?;
         let audit = CappedOutput::create(&dir.join("proxy-audit"), task.limits.output_bytes)
             .map_err(ExecError::io("creating the proxy's audit file"))?;
         let log = CappedOutput::create(&dir.join("proxy-stderr"), 64 << 10)
@@ -625,11 +632,9 @@ impl Sidecar {
     }
 }
 
-/// A folder for the sidecar's files, beside the published results.
-fn tempfile_dir(dir: &ExecutionDir) -> Result<PathBuf, ExecError> {
-    let path = dir.root().join("proxy");
-    std::fs::create_dir_all(&path).map_err(ExecError::io("creating the proxy's folder"))?;
-    Ok(path)
+/// The sidecar's files, beside the published results, not in them.
+fn proxy_dir(dir: &ExecutionDir) -> PathBuf {
+    dir.root().join("proxy")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -179,6 +179,24 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The limits for `task`: what its `Resources` and `Timeouts` ask for,
+    /// the node's `defaults` for what they leave unset. Whether the node
+    /// can give that much is for its bidding policy, not decided here.
+    pub fn for_task(task: &Task, defaults: Limits) -> Limits {
+        Limits {
+            timeout: task
+                .timeouts
+                .execution_timeout
+                .filter(|s| *s > 0)
+                .map_or(defaults.timeout, Duration::from_secs),
+            memory_bytes: task.resources.memory.map_or(defaults.memory_bytes, |m| m.0),
+            cpu_millis: task.resources.cpu.map(|c| c.0).or(defaults.cpu_millis),
+            ..defaults
+        }
+    }
+}
+
 /// The folder of one execution (see the module docs for its layout).
 #[derive(Debug, Clone)]
 pub struct ExecutionDir {

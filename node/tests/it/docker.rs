@@ -259,9 +259,11 @@ impl Fixture {
     }
 
     /// The probe's lines of stdout, after a run that must succeed.
-    async fn probe(&self, exec: &DockerExecutor, network: &Network, cmd: &[&str]) -> Vec<String> {
+    /// `cmd` is the probe's arguments, split on whitespace (commands
+    /// separated by ` , `).
+    async fn probe(&self, exec: &DockerExecutor, network: &Network, cmd: &str) -> Vec<String> {
         let mut full = vec!["/probe"];
-        full.extend_from_slice(cmd);
+        full.extend(cmd.split_whitespace());
         let outcome = self
             .run(
                 exec,
@@ -357,21 +359,12 @@ async fn none_mode_has_loopback_only() {
         .probe(
             &exec,
             &network(NetworkMode::None, &[]),
-            &[
-                "tcp",
-                &gw,
-                &port,
-                ",",
-                "gw",
-                &port,
-                ",",
-                "dns",
-                "localhost.test",
-            ],
+            &format!("tcp {gw} {port} , gw {port} , tcp 127.0.0.1 {port} , dns localhost.test"),
         )
         .await;
     assert!(!ok(line(&lines, "tcp", 0)), "{lines:?}");
     assert!(!ok(line(&lines, "gw", 0)), "{lines:?}");
+    assert!(!ok(line(&lines, "tcp", 1)), "{lines:?}");
     assert!(!ok(line(&lines, "dns", 0)), "{lines:?}");
     assert!(!f.dir.results().join("network.log").exists());
 }
@@ -393,21 +386,7 @@ async fn full_mode_is_an_unfiltered_bridge_without_host_loopback() {
         .probe(
             &exec,
             &network(NetworkMode::Full, &[]),
-            &[
-                "tcp",
-                &gw,
-                &port,
-                ",",
-                "gw",
-                &port,
-                ",",
-                "gw",
-                &lport,
-                ",",
-                "tcp",
-                "127.0.0.1",
-                &lport,
-            ],
+            &format!("tcp {gw} {port} , gw {port} , gw {lport} , tcp 127.0.0.1 {lport}"),
         )
         .await;
     assert!(ok(line(&lines, "tcp", 0)), "{lines:?}");
@@ -433,56 +412,54 @@ async fn http_mode_reaches_only_allowed_domains_through_its_sidecar() {
         return;
     };
     let server = test_server(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).await;
+    // Stands in for this node's API or libp2p port (R-NET-7): on the same
+    // host address as the allowed server, listed by the job, yet denied.
+    let control = test_server(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).await;
+    let loopback = test_server(IpAddr::V4(Ipv4Addr::LOCALHOST)).await;
     let gw = docker0(&f.docker).await;
     let lan = lan_address().filter(|a| !a.is_loopback());
     let config = DockerConfig {
-        resolve: vec![("allowed.test".into(), IpAddr::V4(gw))],
+        resolve: vec![
+            ("allowed.test".into(), IpAddr::V4(gw)),
+            ("control.test".into(), IpAddr::V4(gw)),
+            ("loopback.test".into(), IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        ],
         allow_ranges: vec![format!("{gw}/32").parse().unwrap()],
-        connect_ports: vec![443, server.port()],
+        deny: vec![SocketAddr::new(IpAddr::V4(gw), control.port())],
+        connect_ports: vec![443, server.port(), control.port(), loopback.port()],
         ..f.config()
     };
     let exec = f.executor(config).await;
     exec.http_support().expect("this engine isolates http jobs");
 
     let port = server.port().to_string();
+    let cport = control.port();
+    let lport = loopback.port().to_string();
     let gw = gw.to_string();
     let allowed = format!("http://allowed.test:{port}/");
     let denied = format!("http://denied.test:{port}/");
     let tunnel = format!("allowed.test:{port}");
-    let mut domains = vec!["allowed.test".to_string()];
-    let mut cmd: Vec<String> = [
-        "tcp",
-        &gw,
-        &port,
-        ",",
-        "gw",
-        &port,
-        ",",
-        "dns",
-        "allowed.test",
-        ",",
-        "http",
-        &allowed,
-        ",",
-        "http",
-        &denied,
-        ",",
-        "connect",
-        "denied.test:443",
-        ",",
-        "connect",
-        &tunnel,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let control_by_name = format!("http://control.test:{cport}/");
+    let control_by_ip = format!("http://{gw}:{cport}/");
+    let control_tunnel = format!("control.test:{cport}");
+    let loopback_by_name = format!("http://loopback.test:{lport}/");
+    let mut domains = vec![
+        "allowed.test".to_string(),
+        "control.test".to_string(),
+        "loopback.test".to_string(),
+        gw.clone(),
+    ];
+    let mut cmd = format!(
+        "tcp {gw} {port} , gw {port} , tcp 127.0.0.1 {lport} , dns allowed.test , \
+         http {allowed} , http {denied} , http {control_by_name} , http {control_by_ip} , \
+         http {loopback_by_name} , connect denied.test:443 , connect {tunnel} , \
+         connect {control_tunnel}"
+    );
     if let Some(lan) = lan {
         domains.push(lan.to_string());
-        let url = format!("http://{lan}:{port}/");
-        cmd.extend([",", "tcp", &lan.to_string(), &port, ",", "http", &url].map(String::from));
+        cmd += &format!(" , tcp {lan} {port} , http http://{lan}:{port}/");
     }
     let domains: Vec<&str> = domains.iter().map(String::as_str).collect();
-    let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
     let lines = f
         .probe(&exec, &network(NetworkMode::Http, &domains), &cmd)
         .await;
@@ -495,6 +472,7 @@ async fn http_mode_reaches_only_allowed_domains_through_its_sidecar() {
         !ok(line(&lines, "gw", 0)),
         "direct to its network's gateway: {lines:?}"
     );
+    assert!(!ok(line(&lines, "tcp", 1)), "loopback: {lines:?}");
     assert!(!ok(line(&lines, "dns", 0)), "{lines:?}");
     let allowed_line = line(&lines, "http", 0);
     assert!(
@@ -502,6 +480,18 @@ async fn http_mode_reaches_only_allowed_domains_through_its_sidecar() {
         "{lines:?}"
     );
     assert!(line(&lines, "http", 1).starts_with("http 403"), "{lines:?}");
+    assert!(
+        line(&lines, "http", 2).starts_with("http 403"),
+        "control by name: {lines:?}"
+    );
+    assert!(
+        line(&lines, "http", 3).starts_with("http 403"),
+        "control by IP: {lines:?}"
+    );
+    assert!(
+        line(&lines, "http", 4).starts_with("http 403"),
+        "host loopback: {lines:?}"
+    );
     assert!(
         line(&lines, "connect", 0).starts_with("connect 403"),
         "{lines:?}"
@@ -511,13 +501,17 @@ async fn http_mode_reaches_only_allowed_domains_through_its_sidecar() {
         tunnel_line.starts_with("connect 200") && tunnel_line.ends_with(BANNER),
         "{lines:?}"
     );
+    assert!(
+        line(&lines, "connect", 2).starts_with("connect 403"),
+        "control: {lines:?}"
+    );
     if lan.is_some() {
         assert!(
-            !ok(line(&lines, "tcp", 1)),
+            !ok(line(&lines, "tcp", 2)),
             "direct to the host's LAN address: {lines:?}"
         );
         assert!(
-            line(&lines, "http", 2).starts_with("http 403"),
+            line(&lines, "http", 5).starts_with("http 403"),
             "host via proxy: {lines:?}"
         );
     }
@@ -538,6 +532,17 @@ async fn http_mode_reaches_only_allowed_domains_through_its_sidecar() {
     assert_eq!(find("denied.test", "CONNECT")["status"], 403);
     assert_eq!(find("allowed.test", "GET")["status"], 200);
     assert_eq!(find("allowed.test", "GET")["job"], "exec-1");
+    for method in ["GET", "CONNECT"] {
+        let refused = find("control.test", method);
+        assert_eq!(refused["status"], 403);
+        assert!(
+            refused["reason"]
+                .as_str()
+                .unwrap()
+                .contains("control-plane"),
+            "{refused}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -551,16 +556,7 @@ async fn inputs_are_read_only_and_outputs_are_collected() {
         .probe(
             &exec,
             &network(NetworkMode::None, &[]),
-            &[
-                "cat",
-                "/inputs/name.txt",
-                ",",
-                "write",
-                "/inputs/name.txt",
-                ",",
-                "write",
-                "/outputs/out.txt",
-            ],
+            "cat /inputs/name.txt , write /inputs/name.txt , write /outputs/out.txt",
         )
         .await;
     assert_eq!(line(&lines, "cat", 0), "cat ok /inputs/name.txt world");
@@ -651,7 +647,7 @@ async fn fork_bomb_is_contained_by_the_pids_limit() {
         })
         .await;
     let lines = f
-        .probe(&exec, &network(NetworkMode::None, &[]), &["forks", "10000"])
+        .probe(&exec, &network(NetworkMode::None, &[]), "forks 10000")
         .await;
     let l = line(&lines, "forks", 0);
     let n: usize = l.split_whitespace().nth(2).unwrap().parse().unwrap();

@@ -61,6 +61,7 @@ async fn check(
             name: name.clone(),
             driver: Some("bridge".into()),
             internal: Some(true),
+            enable_ipv6: Some(false),
             options: Some(options.clone()),
             labels: Some(labels.clone()),
             ..Default::default()

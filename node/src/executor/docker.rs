@@ -345,9 +345,8 @@ impl DockerExecutor {
             .await
             .map_err(|e| ExecError::Missing(format!("the container could not start: {e}")))?;
         let ended = {
-            let wait = self.docker.wait_container(&id, None).into_future();
             tokio::select! {
-                _ = wait => Ended::Exited,
+                () = self.exited(&id) => Ended::Exited,
                 () = tokio::time::sleep(task.limits.timeout) => Ended::Timeout,
                 () = cancel.cancelled() => Ended::Cancelled,
             }
@@ -478,6 +477,21 @@ impl DockerExecutor {
                 };
             }
         }))
+    }
+
+    /// Resolves when the container has stopped. The wait request can end
+    /// early (the client's request timeout, a dropped connection), so the
+    /// container's state decides.
+    async fn exited(&self, id: &str) {
+        loop {
+            let _ = self.docker.wait_container(id, None).into_future().await;
+            match self.docker.inspect_container(id, None).await {
+                Ok(c) if c.state.as_ref().and_then(|s| s.running) == Some(true) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                _ => return,
+            }
+        }
     }
 
     async fn kill(&self, id: &str) {

@@ -18,11 +18,13 @@ use bollard::query_parameters::{BuildImageOptions, ListContainersOptions, ListNe
 use futures::StreamExt;
 use protocol::domain::DomainSet;
 use protocol::job::{
-    DockerParams, InlineSource, InputSource, Network, NetworkMode, ResultPath, Source,
+    ByteSize, DockerParams, Engine, InlineSource, InputSource, ModuleSource, Network, NetworkMode,
+    Publisher, Resources, ResultPath, Source, Task, Timeouts, WasmParams,
 };
 use skrei_node::executor::docker::DockerTask;
 use skrei_node::executor::{
-    Cancel, DockerConfig, DockerExecutor, ExecError, ExecutionDir, LimitKind, Limits, RunOutcome,
+    self, Cancel, DockerConfig, DockerExecutor, Engines, ExecError, Execution, ExecutionDir,
+    LimitKind, Limits, RunOutcome,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -759,4 +761,95 @@ async fn start_up_removes_this_owners_leftovers_only() {
         .remove_network(&format!("{other}-kept"))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_runs_a_task_through_executor_run() {
+    // The one entry point the node calls: the task's engine, env, inputs,
+    // outputs and resources go in; the results folder comes out.
+    let Some(f) = Fixture::new("engines").await else {
+        return;
+    };
+    let engines = Engines {
+        docker: Some(f.executor(f.config()).await),
+        wasm: None,
+    };
+    let task = Task {
+        name: "main".into(),
+        engine: Engine::Docker(f.params(&[
+            "sh",
+            "-c",
+            "echo $(cat /inputs/name.txt) $FROM_TASK $GREETING > /outputs/o.txt",
+        ])),
+        publisher: Publisher::Local,
+        env: BTreeMap::from([("FROM_TASK".to_string(), "task-env".to_string())]),
+        meta: BTreeMap::new(),
+        input_sources: vec![InputSource {
+            source: Source::Inline(InlineSource {
+                url: "data:text/plain;base64,d29ybGQ=".into(),
+            }),
+            target: "/inputs/name.txt".into(),
+            alias: None,
+        }],
+        result_paths: vec![ResultPath {
+            name: "outputs".into(),
+            path: "/outputs".into(),
+        }],
+        resources: Resources {
+            memory: Some(ByteSize(48 << 20)),
+            ..Resources::default()
+        },
+        network: network(NetworkMode::None, &[]),
+        timeouts: Timeouts {
+            execution_timeout: Some(60),
+            ..Timeouts::default()
+        },
+    };
+    let limits = Limits::for_task(&task, Limits::default());
+    assert_eq!(limits.memory_bytes, 48 << 20);
+    assert_eq!(limits.timeout, Duration::from_secs(60));
+    let outcome = executor::run(
+        &engines,
+        Execution {
+            id: "exec-engines",
+            task: &task,
+            dir: &f.dir,
+            limits,
+            wasm_module: None,
+        },
+        Cancel::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.exit_code, 0);
+    assert_eq!(f.read("outputs/o.txt"), "world task-env hello\n");
+    f.assert_nothing_left().await;
+
+    let wasm_task = Task {
+        engine: Engine::Wasm(WasmParams {
+            entry_module: ModuleSource {
+                source: Source::Inline(InlineSource {
+                    url: "data:application/wasm;base64,AGFzbQEAAAA=".into(),
+                }),
+            },
+            entrypoint: "_start".into(),
+            parameters: vec![],
+            environment_variables: BTreeMap::new(),
+        }),
+        ..task.clone()
+    };
+    let err = executor::run(
+        &engines,
+        Execution {
+            id: "exec-wasm",
+            task: &wasm_task,
+            dir: &f.dir,
+            limits,
+            wasm_module: Some(b"\0asm\x01\0\0\0"),
+        },
+        Cancel::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ExecError::Unavailable(_)), "{err}");
 }

@@ -432,7 +432,26 @@ async fn http_mode_reaches_only_allowed_domains_through_its_sidecar() {
         ..f.config()
     };
     let exec = f.executor(config).await;
-    exec.http_support().expect("this engine isolates http jobs");
+    if let Err(why) = exec.http_support() {
+        // R-NET-3: an engine that cannot isolate refuses, never runs unisolated.
+        let err = f
+            .run(
+                &exec,
+                &f.params(&["/probe", "gw", "1"]),
+                &network(NetworkMode::Http, &["allowed.test"]),
+                limits(),
+                Cancel::default(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ExecError::Unavailable(_)), "{err}");
+        assert!(
+            !require_docker(),
+            "this engine cannot isolate http jobs: {why}"
+        );
+        eprintln!("skipping the http matrix: {why}");
+        return;
+    }
 
     let port = server.port().to_string();
     let cport = control.port();
@@ -852,4 +871,33 @@ async fn the_node_runs_a_task_through_executor_run() {
     .await
     .unwrap_err();
     assert!(matches!(err, ExecError::Unavailable(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_jobs_are_refused_without_a_sidecar() {
+    // R-NET-3: "an engine that cannot give this isolation refuses http
+    // jobs": here the sidecar image cannot be built, so no container starts.
+    let Some(f) = Fixture::new("refuse").await else {
+        return;
+    };
+    let exec = f
+        .executor(DockerConfig {
+            sidecar_executable: Some(PathBuf::from("/nonexistent/skrei")),
+            ..f.config()
+        })
+        .await;
+    let why = exec.http_support().unwrap_err();
+    assert!(why.contains("/nonexistent/skrei"), "{why}");
+    let err = f
+        .run(
+            &exec,
+            &f.params(&["/probe", "gw", "1"]),
+            &network(NetworkMode::Http, &["allowed.test"]),
+            limits(),
+            Cancel::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ExecError::Unavailable(_)), "{err}");
+    assert!(!f.dir.results().join("stdout").exists());
 }

@@ -286,3 +286,28 @@ pub fn write_exit_code(dir: &ExecutionDir, code: i32) -> Result<(), ExecError> {
     std::fs::write(dir.results().join("exitCode"), code.to_string())
         .map_err(ExecError::io("writing exitCode"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cancel_wakes_waiters_and_later_callers() {
+        let cancel = Cancel::default();
+        let waiter = tokio::spawn({
+            let c = cancel.clone();
+            async move { c.cancelled().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!cancel.is_cancelled());
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter wakes")
+            .unwrap();
+        // A caller arriving after the cancel returns at once.
+        tokio::time::timeout(Duration::from_secs(5), cancel.cancelled())
+            .await
+            .expect("already cancelled");
+    }
+}

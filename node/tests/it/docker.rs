@@ -901,3 +901,53 @@ async fn http_jobs_are_refused_without_a_sidecar() {
     assert!(matches!(err, ExecError::Unavailable(_)), "{err}");
     assert!(!f.dir.results().join("stdout").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_run_still_removes_its_container_and_networks() {
+    // The node may drop a run's future (shutdown, lost award): the
+    // container and its networks go anyway.
+    let Some(f) = Fixture::new("dropped").await else {
+        return;
+    };
+    let exec = f.executor(f.config()).await;
+    let params = f.params(&["sleep", "600"]);
+    let full = network(NetworkMode::Full, &[]);
+    let run = f.run(&exec, &params, &full, limits(), Cancel::default());
+    // `f.run` checks for leftovers only when it completes; it is dropped here.
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3), run)
+            .await
+            .is_err()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("skrei.owner={}", f.owner)],
+        )]);
+        let containers = f
+            .docker
+            .list_containers(Some(ListContainersOptions {
+                all: true,
+                filters: Some(filters.clone()),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+        let networks = f
+            .docker
+            .list_networks(Some(ListNetworksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .unwrap();
+        if containers.is_empty() && networks.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left behind: {containers:?} {networks:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -21,6 +21,7 @@
 //! [`DockerExecutor::remove_orphans`] removes what a crashed node left.
 
 mod isolation;
+mod resources;
 mod sidecar;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,15 +33,15 @@ use std::time::{Duration, Instant};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountType,
-    NetworkConnectRequest, NetworkCreateRequest,
+    ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType, NetworkCreateRequest,
 };
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, KillContainerOptions, ListContainersOptions,
-    ListNetworksOptions, RemoveContainerOptions,
+    ListNetworksOptions,
 };
 use futures::StreamExt;
 use protocol::job::{DockerParams, InputSource, Network, NetworkMode, ResultPath};
+use resources::Resources;
 
 use super::{
     Cancel, CappedOutput, ExecError, ExecutionDir, LimitKind, Limits, RunOutcome, write_exit_code,
@@ -257,7 +258,7 @@ impl DockerExecutor {
             .run_prepared(&task, prepared, http, &mut resources, cancel)
             .await;
         resources.remove().await;
-        let _ = std::fs::remove_dir_all(proxy_dir(task.dir));
+        let _ = std::fs::remove_dir_all(sidecar::proxy_dir(task.dir));
         result
     }
 
@@ -282,7 +283,9 @@ impl DockerExecutor {
                 name
             }
             NetworkMode::Http => {
-                let http = http.ok_or_else(|| ExecError::Unavailable("http support".into()))?;
+                let http = http.ok_or_else(|| {
+                    ExecError::Unavailable("http support was not checked for this run".into())
+                })?;
                 let internal = format!("{base}-int");
                 self.create_network(
                     &internal,
@@ -505,104 +508,6 @@ impl DockerExecutor {
             )
             .await;
     }
-
-    async fn start_sidecar(
-        &self,
-        task: &DockerTask<'_>,
-        http: &HttpSupport,
-        base: &str,
-        internal: &str,
-        labels: &HashMap<String, String>,
-        resources: &mut Resources,
-    ) -> Result<Sidecar, ExecError> {
-        let egress = format!("{base}-egress");
-        self.create_network(&egress, false, HashMap::new(), labels, resources)
-            .await?;
-        let args = sidecar::proxy_args(&self.config, task.execution_id, &task.network.domains);
-        let body = ContainerCreateBody {
-            image: Some(http.sidecar_image.clone()),
-            cmd: Some(args),
-            labels: Some(labels.clone()),
-            attach_stdout: Some(true),
-            attach_stderr: Some(true),
-            host_config: Some(HostConfig {
-                network_mode: Some(egress.clone()),
-                memory: Some(256 << 20),
-                memory_swap: Some(256 << 20),
-                pids_limit: Some(256),
-                readonly_rootfs: Some(true),
-                ..locked_down()
-            }),
-            ..Default::default()
-        };
-        let id = self
-            .create_container(&format!("{base}-proxy"), body, resources)
-            .await
-            .map_err(|e| ExecError::Unavailable(format!("the proxy sidecar: {e}")))?;
-        self.docker
-            .connect_network(
-                internal,
-                NetworkConnectRequest {
-                    container: id.clone(),
-                    endpoint_config: Some(EndpointSettings::default()),
-                },
-            )
-            .await
-            .map_err(engine("attaching the proxy sidecar to the job's network"))?;
-        let dir = proxy_dir(task.dir);
-        std::fs::create_dir_all(&dir).map_err(ExecError::io("creating the proxy's folder"))?;
-        let audit = CappedOutput::create(&dir.join("proxy-audit"), task.limits.output_bytes)
-            .map_err(ExecError::io("creating the proxy's audit file"))?;
-        let log = CappedOutput::create(&dir.join("proxy-stderr"), 64 << 10)
-            .map_err(ExecError::io("creating the proxy's log file"))?;
-        let pump = self.attach(&id, audit.clone(), log.clone()).await?;
-        self.docker
-            .start_container(&id, None)
-            .await
-            .map_err(engine("starting the proxy sidecar"))?;
-        let deadline = Instant::now() + SIDECAR_START;
-        loop {
-            let text = std::fs::read_to_string(dir.join("proxy-stderr")).unwrap_or_default();
-            if text.contains("listening on") {
-                break;
-            }
-            let state = self
-                .docker
-                .inspect_container(&id, None)
-                .await
-                .map_err(engine("inspecting the proxy sidecar"))?;
-            let running = state.state.and_then(|s| s.running).unwrap_or(false);
-            if !running || Instant::now() > deadline {
-                return Err(ExecError::Unavailable(format!(
-                    "the proxy sidecar did not start: {}",
-                    text.trim()
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let ip = self
-            .docker
-            .inspect_container(&id, None)
-            .await
-            .map_err(engine("inspecting the proxy sidecar"))?
-            .network_settings
-            .and_then(|n| n.networks)
-            .and_then(|mut n| n.remove(internal))
-            .and_then(|e| e.ip_address)
-            .and_then(|ip| ip.parse::<IpAddr>().ok())
-            .ok_or_else(|| {
-                ExecError::Unavailable(
-                    "the proxy sidecar got no address on the job's network".into(),
-                )
-            })?;
-        Ok(Sidecar {
-            id,
-            ip,
-            pump,
-            dir,
-            audit,
-        })
-    }
 }
 
 /// What every skrei container gets: no capabilities, no privilege gain,
@@ -617,38 +522,6 @@ fn locked_down() -> HostConfig {
         }),
         ..Default::default()
     }
-}
-
-/// The running proxy of one `http` job.
-struct Sidecar {
-    id: String,
-    ip: IpAddr,
-    pump: tokio::task::JoinHandle<()>,
-    /// Holds the audit and log files until they are collected.
-    dir: PathBuf,
-    audit: CappedOutput,
-}
-
-impl Sidecar {
-    /// Stops the proxy and moves its audit lines into `network.log` (R-NET-9).
-    async fn finish(
-        self,
-        executor: &DockerExecutor,
-        network_log: &PathBuf,
-    ) -> Result<(), ExecError> {
-        executor.kill(&self.id).await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.pump).await;
-        drop(self.audit);
-        std::fs::rename(self.dir.join("proxy-audit"), network_log)
-            .map_err(ExecError::io("writing network.log"))?;
-        let _ = std::fs::remove_dir_all(&self.dir);
-        Ok(())
-    }
-}
-
-/// The sidecar's files, beside the published results, not in them.
-fn proxy_dir(dir: &ExecutionDir) -> PathBuf {
-    dir.root().join("proxy")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -740,69 +613,4 @@ fn resource_name(execution_id: &str) -> String {
 
 fn engine(context: &'static str) -> impl FnOnce(bollard::errors::Error) -> ExecError {
     move |e| ExecError::Unavailable(format!("{context}: {e}"))
-}
-
-/// Containers and networks of one run, removed when it ends: by
-/// [`Resources::remove`], or in the background if the run's future is
-/// dropped first.
-struct Resources {
-    docker: Docker,
-    containers: Vec<String>,
-    networks: Vec<String>,
-}
-
-impl Resources {
-    fn new(docker: Docker) -> Resources {
-        Resources {
-            docker,
-            containers: Vec::new(),
-            networks: Vec::new(),
-        }
-    }
-
-    async fn remove(&mut self) {
-        remove_all(
-            &self.docker,
-            std::mem::take(&mut self.containers),
-            std::mem::take(&mut self.networks),
-        )
-        .await;
-    }
-}
-
-impl Drop for Resources {
-    fn drop(&mut self) {
-        if self.containers.is_empty() && self.networks.is_empty() {
-            return;
-        }
-        let containers = std::mem::take(&mut self.containers);
-        let networks = std::mem::take(&mut self.networks);
-        let docker = self.docker.clone();
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move { remove_all(&docker, containers, networks).await });
-        }
-    }
-}
-
-async fn remove_all(docker: &Docker, containers: Vec<String>, networks: Vec<String>) {
-    for id in containers.iter().rev() {
-        if let Err(e) = docker
-            .remove_container(
-                id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    link: false,
-                }),
-            )
-            .await
-        {
-            tracing::warn!(container = %id, error = %e, "cannot remove a job container");
-        }
-    }
-    for id in networks.iter().rev() {
-        if let Err(e) = docker.remove_network(id).await {
-            tracing::warn!(network = %id, error = %e, "cannot remove a job network");
-        }
-    }
 }

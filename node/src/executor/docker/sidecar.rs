@@ -2,15 +2,22 @@
 //! from its own executable (no registry involved), `FROM scratch` with the
 //! executable and the shared libraries `ldd` lists.
 
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest};
 use bollard::query_parameters::BuildImageOptions;
 use futures::StreamExt;
 use protocol::domain::DomainSet;
 
-use super::{DockerConfig, PROXY_PORT};
+use super::{
+    CappedOutput, DockerConfig, DockerExecutor, DockerTask, ExecError, ExecutionDir, HttpSupport,
+    PROXY_PORT, Resources, SIDECAR_START, engine, locked_down,
+};
 
 /// Where the executable sits in the image.
 const EXE_IN_IMAGE: &str = "/skrei";
@@ -166,6 +173,140 @@ fn parse_ldd(text: &str) -> Vec<PathBuf> {
             path.starts_with('/').then(|| PathBuf::from(path))
         })
         .collect()
+}
+
+impl DockerExecutor {
+    /// Starts the proxy of one `http` job on its own egress bridge and on
+    /// the job's internal network, and waits until it listens.
+    pub(super) async fn start_sidecar(
+        &self,
+        task: &DockerTask<'_>,
+        http: &HttpSupport,
+        base: &str,
+        internal: &str,
+        labels: &HashMap<String, String>,
+        resources: &mut Resources,
+    ) -> Result<Sidecar, ExecError> {
+        let egress = format!("{base}-egress");
+        self.create_network(&egress, false, HashMap::new(), labels, resources)
+            .await?;
+        let args = proxy_args(&self.config, task.execution_id, &task.network.domains);
+        let body = ContainerCreateBody {
+            image: Some(http.sidecar_image.clone()),
+            cmd: Some(args),
+            labels: Some(labels.clone()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            host_config: Some(HostConfig {
+                network_mode: Some(egress.clone()),
+                memory: Some(256 << 20),
+                memory_swap: Some(256 << 20),
+                pids_limit: Some(256),
+                readonly_rootfs: Some(true),
+                ..locked_down()
+            }),
+            ..Default::default()
+        };
+        let id = self
+            .create_container(&format!("{base}-proxy"), body, resources)
+            .await
+            .map_err(|e| ExecError::Unavailable(format!("the proxy sidecar: {e}")))?;
+        self.docker
+            .connect_network(
+                internal,
+                NetworkConnectRequest {
+                    container: id.clone(),
+                    endpoint_config: Some(EndpointSettings::default()),
+                },
+            )
+            .await
+            .map_err(engine("attaching the proxy sidecar to the job's network"))?;
+        let dir = proxy_dir(task.dir);
+        std::fs::create_dir_all(&dir).map_err(ExecError::io("creating the proxy's folder"))?;
+        let audit = CappedOutput::create(&dir.join("proxy-audit"), task.limits.output_bytes)
+            .map_err(ExecError::io("creating the proxy's audit file"))?;
+        let log = CappedOutput::create(&dir.join("proxy-stderr"), 64 << 10)
+            .map_err(ExecError::io("creating the proxy's log file"))?;
+        let pump = self.attach(&id, audit.clone(), log.clone()).await?;
+        self.docker
+            .start_container(&id, None)
+            .await
+            .map_err(engine("starting the proxy sidecar"))?;
+        let deadline = Instant::now() + SIDECAR_START;
+        loop {
+            let text = std::fs::read_to_string(dir.join("proxy-stderr")).unwrap_or_default();
+            if text.contains("listening on") {
+                break;
+            }
+            let state = self
+                .docker
+                .inspect_container(&id, None)
+                .await
+                .map_err(engine("inspecting the proxy sidecar"))?;
+            let running = state.state.and_then(|s| s.running).unwrap_or(false);
+            if !running || Instant::now() > deadline {
+                return Err(ExecError::Unavailable(format!(
+                    "the proxy sidecar did not start: {}",
+                    text.trim()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ip = self
+            .docker
+            .inspect_container(&id, None)
+            .await
+            .map_err(engine("inspecting the proxy sidecar"))?
+            .network_settings
+            .and_then(|n| n.networks)
+            .and_then(|mut n| n.remove(internal))
+            .and_then(|e| e.ip_address)
+            .and_then(|ip| ip.parse::<IpAddr>().ok())
+            .ok_or_else(|| {
+                ExecError::Unavailable(
+                    "the proxy sidecar got no address on the job's network".into(),
+                )
+            })?;
+        Ok(Sidecar {
+            id,
+            ip,
+            pump,
+            dir,
+            audit,
+        })
+    }
+}
+
+/// The running proxy of one `http` job.
+pub(super) struct Sidecar {
+    id: String,
+    pub(super) ip: IpAddr,
+    pump: tokio::task::JoinHandle<()>,
+    /// Holds the audit and log files until they are collected.
+    dir: PathBuf,
+    audit: CappedOutput,
+}
+
+impl Sidecar {
+    /// Stops the proxy and moves its audit lines into `network.log` (R-NET-9).
+    pub(super) async fn finish(
+        self,
+        executor: &DockerExecutor,
+        network_log: &Path,
+    ) -> Result<(), ExecError> {
+        executor.kill(&self.id).await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.pump).await;
+        drop(self.audit);
+        std::fs::rename(self.dir.join("proxy-audit"), network_log)
+            .map_err(ExecError::io("writing network.log"))?;
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
+/// The sidecar's files, beside the published results, not in them.
+pub(super) fn proxy_dir(dir: &ExecutionDir) -> PathBuf {
+    dir.root().join("proxy")
 }
 
 #[cfg(test)]

@@ -3,5 +3,6 @@
 //! the API as they land), so the binary and the integration tests in
 //! `tests/` use the same code.
 
+pub mod daemon;
 pub mod executor;
 pub mod p2p;

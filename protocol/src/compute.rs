@@ -40,6 +40,10 @@
 //! ```
 //!
 //! ## Rules
+//! - **Draw.** An announcement that does not draw this node
+//!   ([`Announce::draws`]: the requester asks only a share of the network)
+//!   is ignored: no answer, nothing remembered, so a wider re-announcement
+//!   is decided afresh.
 //! - **Announcement.** The node bids when its [`AcceptancePolicy`] allows
 //!   the job's network (mode and allowlist), it has the job's engine, and a
 //!   slot is free (running executions plus open bids below its capacity);
@@ -92,6 +96,9 @@ pub struct ComputeConfig {
     /// Answered jobs remembered, so repeated announcements are not answered
     /// again. Default 65,536.
     pub max_remembered: usize,
+    /// Where this node serves the results it publishes (its store's
+    /// addresses), named in every [`ResultMsg`]. Default: none.
+    pub result_providers: Vec<String>,
     /// Seeds the node's random choices. The rules above make none yet; the
     /// seed is here so that a simulation seeds every machine the same way.
     pub seed: u64,
@@ -112,6 +119,7 @@ impl ComputeConfig {
             capacity: 4,
             bid_ttl_ms: 3_000,
             max_remembered: 65_536,
+            result_providers: Vec::new(),
             seed,
         }
     }
@@ -400,6 +408,11 @@ impl Compute {
     }
 
     fn on_announce(&mut self, now_ms: u64, announce: Announce) {
+        if !announce.draws(&self.config.node) {
+            // Not drawn: other nodes answer. A wider re-announcement may
+            // draw this one.
+            return;
+        }
         let job_id = announce.job_id;
         let requester = announce.requester;
         match self.jobs.get(&job_id).map(|e| &e.slot) {
@@ -551,6 +564,7 @@ impl Compute {
                 execution_id,
                 node: self.config.node,
                 outcome,
+                providers: self.config.result_providers.clone(),
             }),
         );
         self.event(job_id, ComputeEvent::Finished { execution_id });

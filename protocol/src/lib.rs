@@ -12,7 +12,11 @@
 //!   job's canonical encoding, [`id`]), signs and announces it over gossip;
 //! - **compute nodes**, every node that hears the announcement: each asks its
 //!   [`policy::AcceptancePolicy`] whether it may run the job and answers the
-//!   requester directly with a bid or a refusal that says why.
+//!   requester directly with a bid or a refusal that says why. In a large
+//!   network only the nodes the announcement draws answer
+//!   ([`messages::Announce::draw_ppm`]), a few times the bids the job needs;
+//!   each re-announcement draws more, until everyone, so a job's bid traffic
+//!   does not grow with the network.
 //!
 //! ## One job
 //! 1. `Announce` (gossip, signed by the requester): the job spec and its id.

@@ -60,7 +60,7 @@ use crate::id::{
 };
 use crate::job::JobErrors;
 
-pub use announce::Announce;
+pub use announce::{Announce, DRAW_ALL_PPM, draw_ticket};
 pub use direct::{Award, Bid, Cancel, Decline, Outcome, Refuse, ResultMsg};
 pub use node_info::NodeInfo;
 

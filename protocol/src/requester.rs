@@ -43,6 +43,10 @@
 //! ## One job
 //! 1. **Announce.** [`Requester::submit`] names the job, publishes its
 //!    [`Announce`] and opens a *bid window* ([`RequesterConfig::bid_window_ms`]).
+//!    In a large network the announcement asks only a random draw of the
+//!    nodes to answer, a few times the bids the job needs
+//!    ([`RequesterConfig::draw_answers`]); each re-announcement draws
+//!    more, until everyone.
 //! 2. **Award.** When the window closes, the best `Count` bids win: fewest
 //!    running jobs first, then the earliest bid (the closest node), then a
 //!    draw from the seeded RNG (R-POL-4). Each winner gets an [`Award`] with
@@ -103,7 +107,8 @@ use serde::{Deserialize, Serialize};
 use crate::id::{EncodeError, ExecutionId, JobId, NodeId};
 use crate::job::{JobErrors, JobSpec, NetworkMode};
 use crate::messages::{
-    Announce, Award, Bid, Cancel, Decline, MessageError, NodeInfo, Outcome, Refuse, ResultMsg,
+    Announce, Award, Bid, Cancel, DRAW_ALL_PPM, Decline, MessageError, NodeInfo, Outcome, Refuse,
+    ResultMsg,
 };
 use crate::policy::RefuseReason;
 
@@ -146,9 +151,27 @@ pub struct RequesterConfig {
     /// Node infos remembered (to explain refusals); later nodes are ignored
     /// until [`Requester::forget_node`]. Default 1024.
     pub max_known_nodes: usize,
+    /// Answers (bids and refusals) a job's first announcement asks for,
+    /// per execution of its `Count`, once the network's size is known
+    /// ([`Requester::set_network_size`], or the node infos heard): the
+    /// announcement draws about that many nodes at random
+    /// ([`Announce::draw_ppm`]) instead of asking every node, so a job's
+    /// bid traffic, and the slots its open bids hold, do not grow with the
+    /// network. A re-announcement draws [`DRAW_WIDENING`] times as many as
+    /// the one before, until it asks every node, so a job that few nodes
+    /// can take still hears from all of them; only the first
+    /// re-announcement of a wait for a replacement keeps the draw, when
+    /// enough nodes of it bid before and were not tried (their bids merely
+    /// expired). 0: always ask every node.
+    /// Default 24.
+    pub draw_answers: u32,
     /// Seeds the RNG that breaks ties between equal bids.
     pub seed: u64,
 }
+
+/// How much wider each re-announcement's draw is than the last
+/// ([`RequesterConfig::draw_answers`]).
+pub const DRAW_WIDENING: u32 = 4;
 
 impl RequesterConfig {
     /// The defaults for `node`, with `seed`.
@@ -165,6 +188,7 @@ impl RequesterConfig {
             max_bids_per_job: 128,
             max_refusals_per_job: 256,
             max_known_nodes: 1024,
+            draw_answers: 24,
             seed,
         }
     }
@@ -353,6 +377,8 @@ pub struct Requester {
     /// The deadline under which each job sits in `timers`.
     timer_of: BTreeMap<JobId, u64>,
     known: BTreeMap<NodeId, KnownNode>,
+    /// The driver's estimate of the network's size (0: unknown).
+    network_size: u64,
     outputs: VecDeque<RequesterOutput>,
 }
 
@@ -366,6 +392,7 @@ impl Requester {
             timers: BTreeSet::new(),
             timer_of: BTreeMap::new(),
             known: BTreeMap::new(),
+            network_size: 0,
             outputs: VecDeque::new(),
         }
     }
@@ -386,7 +413,9 @@ impl Requester {
         providers: Vec<String>,
     ) -> Result<JobId, SubmitError> {
         spec.validate().map_err(SubmitError::Invalid)?;
-        let announce = Announce::new(spec, self.config.node, submitted_at_ms, providers)?;
+        let count = spec.count;
+        let mut announce = Announce::new(spec, self.config.node, submitted_at_ms, providers)?;
+        announce.draw_ppm = self.first_draw(count);
         crate::messages::Message::check(&announce)?;
         let job_id = announce.job_id;
         if self.jobs.contains_key(&job_id) {
@@ -519,6 +548,16 @@ impl Requester {
         } else {
             None
         }
+    }
+
+    /// Tells how many nodes the network has, as the driver estimates it
+    /// (peers it has heard of); 0: unknown. New jobs draw
+    /// [`RequesterConfig::draw_answers`] of them to answer their first
+    /// announcement. Without an estimate, the node infos heard count; with
+    /// neither, every node is asked. An estimate too low only asks more
+    /// nodes than needed.
+    pub fn set_network_size(&mut self, nodes: u64) {
+        self.network_size = nodes;
     }
 
     /// Drops what is known of a node (it left the network).
@@ -690,6 +729,20 @@ impl Requester {
 
     // --- the rules ------------------------------------------------------
 
+    /// The share of the network a new job's first announcement asks, in
+    /// parts per million; `None`: everyone.
+    fn first_draw(&self, count: u32) -> Option<u32> {
+        let nodes = self.network_size.max(self.known.len() as u64);
+        let wanted = u64::from(self.config.draw_answers).saturating_mul(u64::from(count.max(1)));
+        if wanted == 0 || nodes == 0 {
+            return None;
+        }
+        let ppm = wanted
+            .saturating_mul(u64::from(DRAW_ALL_PPM))
+            .div_ceil(nodes);
+        u32::try_from(ppm).ok().filter(|p| *p < DRAW_ALL_PPM)
+    }
+
     /// The job, if it exists and has not ended.
     fn live_job(&mut self, job_id: &JobId) -> Option<&mut JobRecord> {
         self.jobs.get_mut(job_id).filter(|j| !j.state.is_terminal())
@@ -711,6 +764,7 @@ impl Requester {
     }
 
     fn on_deadlines(&mut self, now_ms: u64, job_id: JobId) {
+        let window = self.config.bid_window_ms.max(1);
         let Some(job) = self.jobs.get(&job_id).filter(|j| !j.state.is_terminal()) else {
             return;
         };
@@ -765,6 +819,18 @@ impl Requester {
             return;
         }
         if job.timers.reannounce_at_ms.is_some_and(|t| t <= now_ms) {
+            // The first re-announcement of a wait draws the same nodes when
+            // enough of them bid before and were not tried: their bids only
+            // expired (they bid again). Otherwise the nodes drawn so far
+            // were not enough: ask more.
+            let first_of_wait = job.timers.reannounce_interval_ms <= window;
+            let untried_bidders = (job.bids_received as usize).saturating_sub(job.executions.len());
+            if !(first_of_wait && untried_bidders >= job.needed()) {
+                job.announce.draw_ppm = job.announce.draw_ppm.and_then(|ppm| {
+                    let wider = u64::from(ppm.max(1)) * u64::from(DRAW_WIDENING);
+                    u32::try_from(wider).ok().filter(|p| *p < DRAW_ALL_PPM)
+                });
+            }
             let interval = job
                 .timers
                 .reannounce_interval_ms

@@ -150,6 +150,9 @@ pub fn check_failure_reason(
     }
     let groups = if let Some(rest) = reason.strip_prefix("no node accepts this job: ") {
         rest
+    } else if let Some(rest) = reason.strip_prefix("no drawn node accepts this job (") {
+        // "(2.4% of the nodes asked): GROUPS"
+        rest.split_once("): ").map_or("", |(_, groups)| groups)
     } else if let Some((_, rest)) = reason.rsplit_once("; other nodes: ") {
         rest
     } else if let Some((_, rest)) = reason.rsplit_once("; nodes: ") {

@@ -1,11 +1,13 @@
 //! What a simulated run is made of: the network's size and faults, the node
 //! population and the job mix. [`SimConfig::new`] gives the defaults the
-//! CLI starts from.
+//! CLI starts from; [`SimConfig::from_toml`] reads a scenario file (see the
+//! crate docs for its format).
 
 use std::fmt;
 
 /// Everything that defines a run, together with the seed.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct SimConfig {
     /// Nodes in the network.
     pub nodes: usize,
@@ -42,7 +44,110 @@ pub struct SimConfig {
     pub max_events: u64,
 }
 
+impl Default for SimConfig {
+    /// 100 nodes, 300 jobs, seed 1: the CLI's defaults.
+    fn default() -> SimConfig {
+        SimConfig::new(100, 300, 1)
+    }
+}
+
+/// Why a scenario file was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScenarioError(pub String);
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
 impl SimConfig {
+    /// Reads a scenario file (TOML, the format in the crate docs): every
+    /// key is optional and defaults to [`SimConfig::default`]'s; an unknown
+    /// key or a value out of range is an error that names it.
+    pub fn from_toml(text: &str) -> Result<SimConfig, ScenarioError> {
+        let config: SimConfig =
+            toml::from_str(text).map_err(|e| ScenarioError(e.to_string().trim().to_owned()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that every share is a probability, every range is ordered and
+    /// the network has a node: what a scenario file could get wrong.
+    pub fn validate(&self) -> Result<(), ScenarioError> {
+        let bad = |what: String| Err(ScenarioError(what));
+        if self.nodes == 0 {
+            return bad("nodes: a network needs at least 1 node".to_owned());
+        }
+        let p = &self.population;
+        let m = &self.mix;
+        let shares = [
+            ("churn", self.churn),
+            ("link.loss", self.link.loss),
+            ("population.http_share", p.http_share),
+            ("population.full_share", p.full_share),
+            ("population.allowlist_share", p.allowlist_share),
+            ("population.docker_only_share", p.docker_only_share),
+            ("population.wasm_only_share", p.wasm_only_share),
+            (
+                "population.http_share + full_share",
+                p.http_share + p.full_share,
+            ),
+            (
+                "population.docker_only_share + wasm_only_share",
+                p.docker_only_share + p.wasm_only_share,
+            ),
+            ("mix.http_share", m.http_share),
+            ("mix.full_share", m.full_share),
+            ("mix.wasm_share", m.wasm_share),
+            ("mix.http_share + full_share", m.http_share + m.full_share),
+            ("execution.failure", self.execution.failure),
+        ];
+        for (name, share) in shares {
+            if !(0.0..=1.0).contains(&share) {
+                return bad(format!("{name} is {share}: write a share from 0 to 1"));
+            }
+        }
+        let ranges = [
+            ("downtime_ms", self.downtime_ms),
+            ("execution.run_ms", self.execution.run_ms),
+            (
+                "population.capacity",
+                (u64::from(p.capacity.0), u64::from(p.capacity.1)),
+            ),
+        ];
+        for (name, (lo, hi)) in ranges {
+            if lo > hi {
+                return bad(format!(
+                    "{name} is [{lo}, {hi}]: write [LOW, HIGH], LOW <= HIGH"
+                ));
+            }
+        }
+        if p.capacity.0 == 0 {
+            return bad("population.capacity: every node has at least 1 slot".to_owned());
+        }
+        if m.max_count == 0 {
+            return bad("mix.max_count: a job runs at least once".to_owned());
+        }
+        for (k, part) in self.partitions.iter().enumerate() {
+            if !(0.0..=1.0).contains(&part.share) || part.until_ms <= part.from_ms {
+                return bad(format!(
+                    "partitions[{k}]: share from 0 to 1 and from_ms < until_ms, e.g. \
+                     {{ share = 0.3, from_ms = 10000, until_ms = 40000 }}"
+                ));
+            }
+        }
+        if let Some(f) = self.faulty_nodes.iter().find(|f| **f >= self.nodes) {
+            return bad(format!(
+                "faulty_nodes: node {f} does not exist in a network of {} nodes",
+                self.nodes
+            ));
+        }
+        Ok(())
+    }
+
     /// A run of `nodes` nodes and `jobs` jobs with `seed`, and defaults for
     /// everything else.
     pub fn new(nodes: usize, jobs: usize, seed: u64) -> SimConfig {
@@ -66,7 +171,8 @@ impl SimConfig {
 }
 
 /// One link's behaviour, drawn per message.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LinkModel {
     /// Fixed one-way delay.
     pub base_ms: u64,
@@ -94,7 +200,8 @@ impl Default for LinkModel {
 }
 
 /// gossipsub, as a fan-out model (see the crate docs).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct GossipModel {
     /// Mesh degree D: peers each node forwards to.
     pub mesh_degree: u32,
@@ -108,7 +215,8 @@ impl Default for GossipModel {
 
 /// Between `from_ms` and `until_ms`, nodes `[0, split)` and `[split, N)`
 /// cannot exchange messages.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Partition {
     /// Share of the nodes in the first group (nodes `0..share*N`).
     pub share: f64,
@@ -150,7 +258,8 @@ impl fmt::Display for Partition {
 }
 
 /// Who the nodes are.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Population {
     /// Share of nodes started with `--accept-network=http`.
     pub http_share: f64,
@@ -181,7 +290,8 @@ impl Default for Population {
 }
 
 /// What the jobs are.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct JobMix {
     /// Share of `http` jobs (1-2 domains from the universe).
     pub http_share: f64,
@@ -211,7 +321,8 @@ impl Default for JobMix {
 }
 
 /// How executions go.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ExecutionModel {
     /// Run time, drawn uniformly in this range.
     pub run_ms: (u64, u64),

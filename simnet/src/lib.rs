@@ -19,7 +19,48 @@
 //!
 //! From the command line: `simnet run --nodes 100 --jobs 300 --seed 7
 //! --churn 0.1 --partition 0.3@10000-40000 [--report r.json] [--plot p.svg]`,
-//! and `simnet sweep --seeds 1..100 ...` to run many seeds on every core.
+//! or `simnet run --scenario FILE` with flags that override the file, and
+//! `simnet sweep --seeds 1..100 ...` to run many seeds on every core.
+//! `--report` writes the [`Report`] as JSON (latency percentiles, success
+//! rate, failures by kind with an example each, messages and bytes per
+//! node, bids per job, the configuration and the trace hash); `--plot`
+//! draws the latency CDF and messages per node as SVG ([`plot`]).
+//!
+//! # Scenario files
+//! A scenario is a TOML file holding a [`SimConfig`]: top-level keys for
+//! the run, a table per model. Every key is optional (left out, it keeps
+//! [`SimConfig::default`]'s value); an unknown key or a share outside 0..1
+//! is refused with its name ([`SimConfig::from_toml`]). Times are simulated
+//! milliseconds, `[LOW, HIGH]` pairs are uniform ranges. The CI scenario,
+//! `simnet/scenarios/ci.toml`, shows every key with its meaning:
+//!
+//! ```toml
+//! nodes = 100
+//! jobs = 300
+//! seed = 7                      # --seed overrides it
+//! churn = 0.1                   # share of nodes that crash once, then restart
+//! downtime_ms = [5_000, 30_000]
+//! [link]                        # base_ms, jitter_ms, loss, regions, cross_region_ms
+//! loss = 0.01
+//! [[partitions]]                # repeatable
+//! share = 0.3                   # nodes [0, 30%) cut off from the rest
+//! from_ms = 10_000
+//! until_ms = 40_000
+//! [population]                  # policies: http_share, full_share, allowlist_share;
+//! http_share = 0.3              # engines: docker_only_share, wasm_only_share;
+//! capacity = [1, 4]             # slots
+//! [mix]                         # jobs: http_share, full_share, wasm_share, max_count,
+//! max_count = 3                 # execution_timeout_s, queue_timeout_s
+//! [execution]
+//! run_ms = [500, 10_000]
+//! failure = 0.05
+//! ```
+//!
+//! ```
+//! let ci = simnet::SimConfig::from_toml(include_str!("../scenarios/ci.toml")).unwrap();
+//! assert_eq!((ci.nodes, ci.jobs, ci.seed), (100, 300, 7));
+//! assert!(simnet::SimConfig::from_toml("nodez = 3").is_err());
+//! ```
 //!
 //! # The simulator ([`sim`])
 //! One queue of events ordered by (simulated time in ms, sequence number);
@@ -65,7 +106,12 @@
 //!   hop crosses to another region with probability `(R-1)/R` (mesh peers
 //!   are drawn regardless of region), at least once between regions. A node that is down
 //!   or on the other side of a partition when the announcement is published
-//!   does not get it (requesters re-announce). Calibrating the hop and
+//!   does not get it (requesters re-announce). Every requester is told
+//!   the network's size ([`protocol::requester::Requester::set_network_size`]),
+//!   so announcements draw the nodes that answer
+//!   ([`protocol::messages::Announce::draw_ppm`]); a reached node that is
+//!   not drawn is counted in the traffic but its delivery is skipped, since
+//!   its compute side ignores it. Calibrating the hop and
 //!   duplicate figures against real libp2p gossipsub swarms of 50-300 nodes
 //!   is future work.
 //! - **Partitions** ([`config::Partition`], `--partition SHARE@FROM-UNTIL`):

@@ -3,6 +3,7 @@
 //! ```text
 //! simnet run --nodes 100 --jobs 300 --seed 7 --churn 0.1 --partition 0.3@10000-40000
 //! simnet sweep --seeds 1..100 --nodes 50 --jobs 100 --churn 0.1
+//! simnet run --scenario simnet/scenarios/ci.toml --report r.json --plot p.svg
 //! ```
 
 use std::io::Write;
@@ -29,9 +30,10 @@ enum Command {
     Run {
         #[command(flatten)]
         scenario: Scenario,
-        /// The seed every random choice is drawn from.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
+        /// The seed every random choice is drawn from [default: the
+        /// scenario file's, else 1].
+        #[arg(long)]
+        seed: Option<u64>,
         /// Also write the report as JSON here.
         #[arg(long)]
         report: Option<PathBuf>,
@@ -52,102 +54,165 @@ enum Command {
     },
 }
 
-/// The scenario flags shared by `run` and `sweep`.
+/// The scenario: a file, and flags that override it (or the defaults).
 #[derive(Args, Clone)]
 struct Scenario {
-    /// Nodes in the network (at least 1).
-    #[arg(long, default_value_t = 100, value_parser = at_least_one)]
-    nodes: usize,
-    /// Jobs submitted.
-    #[arg(long, default_value_t = 300)]
-    jobs: usize,
-    /// Share of nodes that crash once (and restart) during the run.
-    #[arg(long, default_value_t = 0.0)]
-    churn: f64,
-    /// A partition, SHARE@FROM_MS-UNTIL_MS (repeatable).
+    /// A scenario file (TOML; the format is in the simnet crate docs, an
+    /// example in simnet/scenarios/). Flags given as well override it.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
+    /// Nodes in the network, at least 1 [default: 100].
+    #[arg(long, value_parser = at_least_one)]
+    nodes: Option<usize>,
+    /// Jobs submitted [default: 300].
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Share of nodes that crash once (and restart) during the run [default: 0].
+    #[arg(long)]
+    churn: Option<f64>,
+    /// A partition, SHARE@FROM_MS-UNTIL_MS (repeatable; replaces the file's).
     #[arg(long, value_parser = Partition::parse)]
     partition: Vec<Partition>,
-    /// One-way link latency in ms (jitter adds up to half of it).
-    #[arg(long, default_value_t = 50)]
-    latency: u64,
-    /// Probability that a message (or one gossip hop) is lost.
-    #[arg(long, default_value_t = 0.0)]
-    loss: f64,
-    /// Regions the nodes are spread over (pair classes of links).
-    #[arg(long, default_value_t = 1)]
-    regions: u32,
-    /// Extra one-way latency in ms between nodes of different regions.
-    #[arg(long, default_value_t = 0)]
-    cross_region_ms: u64,
-    /// Share of nodes started with --accept-network=http.
-    #[arg(long, default_value_t = 0.3)]
-    http_share: f64,
-    /// Share of nodes started with --accept-network=full.
-    #[arg(long, default_value_t = 0.1)]
-    full_share: f64,
-    /// Share of jobs in network mode http.
-    #[arg(long, default_value_t = 0.3)]
-    http_jobs: f64,
-    /// Share of jobs in network mode full.
-    #[arg(long, default_value_t = 0.05)]
-    full_jobs: f64,
-    /// Jobs are submitted over this many ms.
-    #[arg(long, default_value_t = 60_000)]
-    window: u64,
-    /// Probability that an execution fails.
-    #[arg(long, default_value_t = 0.05)]
-    exec_failure: f64,
+    /// One-way link latency in ms; jitter adds up to half of it [default: 50].
+    #[arg(long)]
+    latency: Option<u64>,
+    /// Probability that a message (or one gossip hop) is lost [default: 0].
+    #[arg(long)]
+    loss: Option<f64>,
+    /// Regions the nodes are spread over (pair classes of links) [default: 1].
+    #[arg(long)]
+    regions: Option<u32>,
+    /// Extra one-way latency in ms between nodes of different regions [default: 0].
+    #[arg(long)]
+    cross_region_ms: Option<u64>,
+    /// Share of nodes started with --accept-network=http [default: 0.3].
+    #[arg(long)]
+    http_share: Option<f64>,
+    /// Share of nodes started with --accept-network=full [default: 0.1].
+    #[arg(long)]
+    full_share: Option<f64>,
+    /// Share of jobs in network mode http [default: 0.3].
+    #[arg(long)]
+    http_jobs: Option<f64>,
+    /// Share of jobs in network mode full [default: 0.05].
+    #[arg(long)]
+    full_jobs: Option<f64>,
+    /// Jobs are submitted over this many ms [default: 60000].
+    #[arg(long)]
+    window: Option<u64>,
+    /// Probability that an execution fails [default: 0.05].
+    #[arg(long)]
+    exec_failure: Option<f64>,
     /// Nodes that ignore their policy (shows that the checker catches them).
     #[arg(long, value_delimiter = ',')]
     faulty: Vec<usize>,
 }
 
 impl Scenario {
-    fn config(&self, seed: u64) -> SimConfig {
-        let mut c = SimConfig::new(self.nodes, self.jobs, seed);
-        c.churn = self.churn;
-        c.partitions = self.partition.clone();
-        c.link.base_ms = self.latency;
-        c.link.jitter_ms = self.latency / 2;
-        c.link.loss = self.loss;
-        c.link.regions = self.regions.max(1);
-        c.link.cross_region_ms = self.cross_region_ms;
-        c.population.http_share = self.http_share;
-        c.population.full_share = self.full_share;
-        c.mix.http_share = self.http_jobs;
-        c.mix.full_share = self.full_jobs;
-        c.submit_window_ms = self.window;
-        c.execution.failure = self.exec_failure;
-        c.faulty_nodes = self.faulty.clone();
-        c
+    /// The scenario file's configuration, or the defaults.
+    fn base(&self) -> Result<SimConfig, String> {
+        let Some(path) = &self.scenario else {
+            return Ok(SimConfig::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("could not read the scenario {}: {e}", path.display()))?;
+        SimConfig::from_toml(&text).map_err(|e| format!("scenario {}: {e}", path.display()))
     }
 
-    /// The flags that reproduce this scenario, for `--seed` to follow.
-    fn command(&self) -> String {
-        let mut s = format!(
-            "simnet run --nodes {} --jobs {} --churn {} --latency {} --loss {} --http-share {} \
-             --full-share {} --http-jobs {} --full-jobs {} --window {} --exec-failure {} \
-             --regions {} --cross-region-ms {}",
-            self.nodes,
-            self.jobs,
-            self.churn,
-            self.latency,
-            self.loss,
-            self.http_share,
-            self.full_share,
-            self.http_jobs,
-            self.full_jobs,
-            self.window,
-            self.exec_failure,
-            self.regions,
-            self.cross_region_ms
-        );
-        for p in &self.partition {
-            s.push_str(&format!(" --partition {p}"));
+    /// `base` with the flags given applied, and `seed` if given.
+    fn config(&self, base: &SimConfig, seed: Option<u64>) -> Result<SimConfig, String> {
+        let mut c = base.clone();
+        if let Some(seed) = seed {
+            c.seed = seed;
+        }
+        if let Some(v) = self.nodes {
+            c.nodes = v;
+        }
+        if let Some(v) = self.jobs {
+            c.jobs = v;
+        }
+        if let Some(v) = self.churn {
+            c.churn = v;
+        }
+        if !self.partition.is_empty() {
+            c.partitions = self.partition.clone();
+        }
+        if let Some(v) = self.latency {
+            c.link.base_ms = v;
+            c.link.jitter_ms = v / 2;
+        }
+        if let Some(v) = self.loss {
+            c.link.loss = v;
+        }
+        if let Some(v) = self.regions {
+            c.link.regions = v.max(1);
+        }
+        if let Some(v) = self.cross_region_ms {
+            c.link.cross_region_ms = v;
+        }
+        if let Some(v) = self.http_share {
+            c.population.http_share = v;
+        }
+        if let Some(v) = self.full_share {
+            c.population.full_share = v;
+        }
+        if let Some(v) = self.http_jobs {
+            c.mix.http_share = v;
+        }
+        if let Some(v) = self.full_jobs {
+            c.mix.full_share = v;
+        }
+        if let Some(v) = self.window {
+            c.submit_window_ms = v;
+        }
+        if let Some(v) = self.exec_failure {
+            c.execution.failure = v;
         }
         if !self.faulty.is_empty() {
-            let f: Vec<String> = self.faulty.iter().map(ToString::to_string).collect();
-            s.push_str(&format!(" --faulty {}", f.join(",")));
+            c.faulty_nodes = self.faulty.clone();
+        }
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+
+    /// The arguments that reproduce this scenario, for `--seed` to follow.
+    fn command(&self) -> String {
+        let mut s = "simnet run".to_owned();
+        if let Some(path) = &self.scenario {
+            s.push_str(&format!(" --scenario {}", path.display()));
+        }
+        let flags: [(&str, Option<String>); 14] = [
+            ("nodes", self.nodes.map(|v| v.to_string())),
+            ("jobs", self.jobs.map(|v| v.to_string())),
+            ("churn", self.churn.map(|v| v.to_string())),
+            ("latency", self.latency.map(|v| v.to_string())),
+            ("loss", self.loss.map(|v| v.to_string())),
+            ("regions", self.regions.map(|v| v.to_string())),
+            (
+                "cross-region-ms",
+                self.cross_region_ms.map(|v| v.to_string()),
+            ),
+            ("http-share", self.http_share.map(|v| v.to_string())),
+            ("full-share", self.full_share.map(|v| v.to_string())),
+            ("http-jobs", self.http_jobs.map(|v| v.to_string())),
+            ("full-jobs", self.full_jobs.map(|v| v.to_string())),
+            ("window", self.window.map(|v| v.to_string())),
+            ("exec-failure", self.exec_failure.map(|v| v.to_string())),
+            (
+                "faulty",
+                (!self.faulty.is_empty()).then(|| {
+                    let f: Vec<String> = self.faulty.iter().map(ToString::to_string).collect();
+                    f.join(",")
+                }),
+            ),
+        ];
+        for (name, value) in flags {
+            if let Some(value) = value {
+                s.push_str(&format!(" --{name} {value}"));
+            }
+        }
+        for p in &self.partition {
+            s.push_str(&format!(" --partition {p}"));
         }
         s
     }
@@ -181,31 +246,40 @@ fn main() -> ExitCode {
             seed,
             report,
             plot,
-        } => match simnet::run(scenario.config(seed)) {
-            Ok(r) => {
-                // A closed pipe (`| head`) is not an error worth a panic.
-                let _ = writeln!(std::io::stdout(), "{r}");
-                if let Some(path) = report {
-                    let json = serde_json::to_string_pretty(&r).expect("a report encodes");
-                    if let Err(e) = std::fs::write(&path, json) {
+        } => {
+            let config = match scenario.base().and_then(|b| scenario.config(&b, seed)) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match simnet::run(config) {
+                Ok(r) => {
+                    // A closed pipe (`| head`) is not an error worth a panic.
+                    let _ = writeln!(std::io::stdout(), "{r}");
+                    if let Some(path) = report {
+                        let json = serde_json::to_string_pretty(&r).expect("a report encodes");
+                        if let Err(e) = std::fs::write(&path, json) {
+                            eprintln!("error: could not write {}: {e}", path.display());
+                            return ExitCode::FAILURE;
+                        }
+                    }
+                    if let Some(path) = plot
+                        && let Err(e) = simnet::plot::write_svg(&r, &path)
+                    {
                         eprintln!("error: could not write {}: {e}", path.display());
                         return ExitCode::FAILURE;
                     }
+                    ExitCode::SUCCESS
                 }
-                if let Some(path) = plot
-                    && let Err(e) = std::fs::write(&path, simnet::plot::svg(&r))
-                {
-                    eprintln!("error: could not write {}: {e}", path.display());
-                    return ExitCode::FAILURE;
+                Err(v) => {
+                    eprintln!("error: {v}");
+                    eprintln!("{}", reproduce(&scenario, &v));
+                    ExitCode::FAILURE
                 }
-                ExitCode::SUCCESS
             }
-            Err(v) => {
-                eprintln!("error: {v}");
-                eprintln!("{}", reproduce(&scenario, &v));
-                ExitCode::FAILURE
-            }
-        },
+        }
         Command::Sweep {
             scenario,
             seeds,
@@ -213,6 +287,13 @@ fn main() -> ExitCode {
         } => {
             let seeds = match parse_seeds(&seeds) {
                 Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let base = match scenario.base().and_then(|b| scenario.config(&b, None)) {
+                Ok(b) => b,
                 Err(e) => {
                     eprintln!("error: {e}");
                     return ExitCode::from(2);
@@ -228,10 +309,14 @@ fn main() -> ExitCode {
                 let handles: Vec<_> = (0..threads)
                     .map(|t| {
                         let mine: Vec<u64> = all.iter().copied().skip(t).step_by(threads).collect();
-                        let scenario = &scenario;
+                        let base = &base;
                         s.spawn(move || {
                             mine.into_iter()
-                                .map(|seed| (seed, simnet::run(scenario.config(seed))))
+                                .map(|seed| {
+                                    let mut config = base.clone();
+                                    config.seed = seed;
+                                    (seed, simnet::run(config))
+                                })
                                 .collect::<Vec<_>>()
                         })
                     })

@@ -187,6 +187,8 @@ impl Report {
 pub fn failure_kind(reason: &str) -> &'static str {
     if reason.starts_with("no node accepts this job") {
         "no node accepts the job"
+    } else if reason.starts_with("no drawn node accepts this job") {
+        "no drawn node accepts the job"
     } else if reason.starts_with("no node answered") {
         "no node answered"
     } else if reason.starts_with("only ") {

@@ -248,7 +248,11 @@ impl Sim {
     }
 
     fn new_requester(&mut self, i: usize) -> Requester {
-        Requester::new(RequesterConfig::new(self.ids[i], self.rng.u64()))
+        let mut requester = Requester::new(RequesterConfig::new(self.ids[i], self.rng.u64()));
+        // A real node estimates this from the peers it has heard of; the
+        // simulation knows it.
+        requester.set_network_size(self.nodes.len() as u64);
+        requester
     }
 
     fn new_compute(&mut self, i: usize) -> Compute {
@@ -594,6 +598,11 @@ impl Sim {
             t.messages += 2 * d;
             t.bytes += 2 * d * size;
             self.gossip_receptions += d;
+            if !announce.draws(&self.ids[j]) {
+                // Its compute side would ignore it (compute.rs, "Draw"):
+                // skip the delivery, and the copy of the job it costs.
+                continue;
+            }
             let at = self.now + delay;
             self.push(
                 at,

@@ -1,8 +1,9 @@
 //! `skrei add` and `skrei get`: content by CID (R-VOL-3).
 //!
-//! Until the node's API lands these work on a data directory directly (the
-//! one a node on this machine uses); `get` fetches from the providers given
-//! with `--from` when the content is not there yet.
+//! Both go through the local node's API (`--api`, `SKREI_API`). With
+//! `--data-dir` they work on a data directory directly instead, with no node
+//! running (one that no running node holds open); `get` fetches from the
+//! providers given with `--from` when the content is not there yet.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,23 +12,18 @@ use anyhow::Context;
 use clap::Args;
 use storage::store::{Store, StoreConfig};
 
+use super::client::{self, ApiArgs};
 use super::{EXIT_INVALID, Output, print_line};
-
-/// Where a node keeps its data unless told otherwise.
-fn default_data_dir() -> PathBuf {
-    match std::env::var_os("HOME") {
-        Some(home) => PathBuf::from(home).join(".local/share/skrei"),
-        None => PathBuf::from(".skrei"),
-    }
-}
 
 #[derive(Args, Debug)]
 pub struct AddArgs {
     /// A file or directory to add.
     path: PathBuf,
-    /// The node's data directory.
-    #[arg(long, env = "SKREI_DATA_DIR", default_value_os_t = default_data_dir())]
-    data_dir: PathBuf,
+    /// Work on this data directory directly instead of through a node.
+    #[arg(long, env = "SKREI_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
     /// `json` prints `{"cid": ...}`.
     #[arg(long, value_enum, default_value_t)]
     output: Output,
@@ -40,9 +36,11 @@ pub struct GetArgs {
     /// Where to write it; must not exist yet. Default: the CID, in the current folder.
     #[arg(short = 'o', long = "output-dir", value_name = "PATH")]
     output: Option<PathBuf>,
-    /// The node's data directory.
-    #[arg(long, env = "SKREI_DATA_DIR", default_value_os_t = default_data_dir())]
-    data_dir: PathBuf,
+    /// Work on this data directory directly instead of through a node.
+    #[arg(long, env = "SKREI_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(flatten)]
+    api: ApiArgs,
     /// A provider's iroh address (JSON, as `skrei` prints it) to fetch from when
     /// the content is not here yet. Repeatable.
     #[arg(long = "from", value_name = "ADDR")]
@@ -65,10 +63,13 @@ pub fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(EXIT_INVALID));
     }
+    let Some(data_dir) = args.data_dir else {
+        return client::add(&args.api, &args.path, args.output);
+    };
     runtime()?.block_on(async {
-        let store = Store::open(StoreConfig::new(&args.data_dir))
+        let store = Store::open(StoreConfig::new(&data_dir))
             .await
-            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?;
         let added = store.add_path(&args.path).await;
         store.shutdown().await;
         let cid = added.with_context(|| format!("adding {}", args.path.display()))?;
@@ -99,10 +100,13 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let target = args.output.unwrap_or_else(|| PathBuf::from(&args.cid));
+    let Some(data_dir) = args.data_dir else {
+        return client::get_content(&args.api, &args.cid, &target, &args.from);
+    };
     runtime()?.block_on(async {
-        let store = Store::open(StoreConfig::new(&args.data_dir))
+        let store = Store::open(StoreConfig::new(&data_dir))
             .await
-            .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+            .with_context(|| format!("opening the store in {}", data_dir.display()))?;
         let result = async {
             if !providers.is_empty() {
                 store.fetch(&cid, &providers, None).await?;

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Subcommand;
 use protocol::job::JobSpec;
 
+use super::client::{self, ApiArgs, WaitArgs};
 use super::{EXIT_INVALID, Output, print_job_errors};
 
 #[derive(Subcommand, Debug)]
@@ -20,6 +21,54 @@ pub enum JobCommand {
         /// `json` prints errors as JSON on stdout too.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
+    },
+    /// Submit a job file to the node and follow it.
+    Run {
+        /// The job file; `-` reads standard input.
+        file: PathBuf,
+        #[command(flatten)]
+        wait: WaitArgs,
+        /// `json` prints the job's final description as JSON.
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// List the jobs submitted to the node.
+    List {
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show a job: its state, executions, refusals and steps.
+    Describe {
+        id: String,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Print a finished job's stdout and stderr.
+    Logs {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Write a job's results (stdout, stderr, exitCode, outputs, network.log).
+    Get {
+        id: String,
+        /// Where to write them; must not exist yet. Default: job-<ID>.
+        #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Cancel a job.
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
 }
 
@@ -38,6 +87,25 @@ pub fn run(command: JobCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        JobCommand::Run {
+            file,
+            wait,
+            output,
+            api,
+        } => {
+            let text = read_job_file(&file)?;
+            // Checked here first: the errors point into the user's file.
+            if let Err(errors) = JobSpec::parse(&text) {
+                print_job_errors(&file.display().to_string(), &errors, Output::Text);
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
+            client::submit_and_follow(&api, text, &wait, output)
+        }
+        JobCommand::List { output, api } => client::list(&api, output),
+        JobCommand::Describe { id, output, api } => client::describe(&api, &id, output),
+        JobCommand::Logs { id, api } => client::logs(&api, &id),
+        JobCommand::Get { id, output, api } => client::get_results(&api, &id, output),
+        JobCommand::Cancel { id, api } => client::cancel(&api, &id),
     }
 }
 

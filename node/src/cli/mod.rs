@@ -1,8 +1,10 @@
 //! The command line (R-CLI-1): one `skrei` binary, Bacalhau's flag names
 //! where they exist.
 
+mod client;
 mod data;
 mod job;
+mod node;
 mod policy;
 mod proxy;
 mod run;
@@ -49,6 +51,10 @@ enum Command {
     Add(data::AddArgs),
     /// Write out content by CID, fetching it from `--from` providers if needed.
     Get(data::GetArgs),
+    /// Run a node (requester and compute node), or `skrei node info`.
+    Node(node::NodeArgs),
+    /// A local network of nodes in one process, for trying skrei out.
+    Devstack(node::DevstackArgs),
 }
 
 /// How results are printed.
@@ -68,6 +74,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proxy(args) => proxy::run(args),
         Command::Add(args) => data::add(args),
         Command::Get(args) => data::get(args),
+        Command::Node(args) => node::run(args),
+        Command::Devstack(args) => node::devstack(args),
     }
 }
 

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use protocol::job::flags::{self, EngineFlags, RunFlags};
 
+use super::client::{self, ApiArgs, WaitArgs};
 use super::{EXIT_INVALID, Output, print_job_errors};
 
 #[derive(Subcommand, Debug)]
@@ -94,6 +95,10 @@ pub struct JobFlags {
     /// `json` prints errors as JSON.
     #[arg(long = "format", value_enum, default_value_t)]
     format: Output,
+    #[command(flatten)]
+    wait: WaitArgs,
+    #[command(flatten)]
+    api: ApiArgs,
 }
 
 impl JobFlags {
@@ -173,8 +178,5 @@ fn submit(engine: EngineFlags, job: &JobFlags) -> anyhow::Result<ExitCode> {
         super::print_line(&spec.to_json_pretty());
         return Ok(ExitCode::SUCCESS);
     }
-    anyhow::bail!(
-        "this build of skrei cannot submit jobs yet: it has no node to submit to. \
-         Add --dry-run to print the job, or save it and check it with `skrei job validate`"
-    )
+    client::submit_and_follow(&job.api, spec.to_json_pretty(), &job.wait, job.format)
 }

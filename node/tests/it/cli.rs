@@ -184,14 +184,13 @@ fn docker_run_reports_every_bad_flag() {
 }
 
 #[test]
-fn run_without_dry_run_says_what_to_do() {
-    let out = skrei(&["docker", "run", "busybox"]);
+fn run_without_a_node_says_what_to_do() {
+    // Port 9 (discard) on loopback: nothing listens there in a test sandbox.
+    let out = skrei(&["docker", "run", "--api", "http://127.0.0.1:9", "busybox"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("--dry-run"),
-        "{}",
-        text(&out.stderr)
-    );
+    let err = text(&out.stderr);
+    assert!(err.contains("cannot reach the node at http://127.0.0.1:9"), "{err}");
+    assert!(err.contains("skrei node"), "{err}");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! keeps builds short on small machines.
 
 mod cli;
+mod daemon;
 mod docker;
 mod p2p;
 mod wasm;

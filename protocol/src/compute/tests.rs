@@ -375,6 +375,7 @@ fn a_finished_execution_reports_and_frees_its_slot() {
                 result_cid: result_cid(1),
                 exit_code: 3
             },
+            providers: vec![],
         })]
     );
     assert_eq!(c.running(), 0);
@@ -414,4 +415,49 @@ fn old_answers_are_forgotten_but_not_open_bids() {
     assert!(c.jobs.len() <= 2);
     award(&mut c, REQ, &open, ME, 0);
     assert!(started(&drain(&mut c)));
+}
+
+// Bounded bids per job: a node the announcement does not draw stays silent
+// and remembers nothing, so a wider re-announcement that draws it is
+// answered.
+#[test]
+fn a_node_not_drawn_stays_silent_until_a_wider_draw() {
+    let mut c = compute(AcceptancePolicy::default(), 1);
+    let mut a = job(NoNet, &[]);
+    let ticket = crate::messages::draw_ticket(&a.job_id, &node(ME));
+    a.draw_ppm = Some(ticket);
+    assert!(!a.draws(&node(ME)));
+    c.handle(0, ComputeInput::Announce(a.clone()));
+    assert!(drain(&mut c).is_empty());
+    assert_eq!(c.open_bids(), 0);
+    // Not drawn, not bid: an award is declined.
+    award(&mut c, REQ, &a, ME, 0);
+    assert!(declined(&drain(&mut c)).contains("no open bid"));
+    a.draw_ppm = Some(ticket + 1);
+    assert!(a.draws(&node(ME)));
+    c.handle(10, ComputeInput::Announce(a.clone()));
+    assert!(matches!(
+        sent(&drain(&mut c)).as_slice(),
+        [ToRequester::Bid(_)]
+    ));
+    a.draw_ppm = None;
+    assert!(a.draws(&node(ME)));
+}
+
+// A refusal is drawn too: only drawn nodes say why not (R-POL-3 explains
+// from what the drawn nodes said).
+#[test]
+fn r_pol_3_only_drawn_nodes_refuse() {
+    let mut c = compute(AcceptancePolicy::default(), 1);
+    let mut a = job(Full, &[]);
+    let ticket = crate::messages::draw_ticket(&a.job_id, &node(ME));
+    a.draw_ppm = Some(ticket);
+    c.handle(0, ComputeInput::Announce(a.clone()));
+    assert!(drain(&mut c).is_empty());
+    a.draw_ppm = Some(ticket + 1);
+    c.handle(0, ComputeInput::Announce(a));
+    assert!(matches!(
+        refusal(&drain(&mut c)),
+        RefuseReason::NetworkNotAccepted { .. }
+    ));
 }

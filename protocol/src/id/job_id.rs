@@ -83,6 +83,11 @@ impl JobId {
         })
     }
 
+    /// The BLAKE3 digest the id is made of.
+    pub(crate) fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+
     /// The id as a CID.
     pub fn cid(&self) -> Cid {
         cid_of_digest(DAG_CBOR, &self.digest)

@@ -30,6 +30,43 @@ pub struct Announce {
     /// Not part of the job id: a re-announcement may name more providers.
     /// At most [`MAX_ADDRS`] of at most [`MAX_ADDR_BYTES`] each.
     pub providers: Vec<String>,
+    /// Which nodes are asked to answer, in parts per million of the
+    /// network: a node answers (bids or refuses) only if its
+    /// [`draw_ticket`] for the job is below this; the others stay silent.
+    /// `None`: every node answers. The requester draws a few times the
+    /// bids it needs and widens the draw on every re-announcement, so a
+    /// job's bid traffic does not grow with the network. Not part of the
+    /// job id. At most [`DRAW_ALL_PPM`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draw_ppm: Option<u32>,
+}
+
+/// [`Announce::draw_ppm`] that asks every node.
+pub const DRAW_ALL_PPM: u32 = 1_000_000;
+
+/// `node`'s ticket in the draws of `job_id`, uniform in `[0,
+/// DRAW_ALL_PPM)`: from BLAKE3 of both ids, so every node and requester
+/// computes the same ticket, a node's tickets for different jobs are
+/// independent, and a wider draw of the same job keeps every node the
+/// narrower one drew.
+///
+/// ```
+/// use protocol::id::NodeKey;
+/// use protocol::messages::{DRAW_ALL_PPM, draw_ticket};
+/// # let job_id: protocol::id::JobId = "bafyr4ibqircjzxxtlmpihl2tvww3el3gfnrox45fcjj33ss6ztir7aonpi".parse()?;
+/// let node = NodeKey::from_secret_bytes([2; 32]).node_id();
+/// assert!(draw_ticket(&job_id, &node) < DRAW_ALL_PPM);
+/// # Ok::<(), protocol::id::JobIdError>(())
+/// ```
+pub fn draw_ticket(job_id: &JobId, node: &NodeId) -> u32 {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"skrei bid draw v1");
+    hasher.update(job_id.digest());
+    hasher.update(node.as_bytes());
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+    // The modulo bias is below 2^-44.
+    (u64::from_le_bytes(word) % u64::from(DRAW_ALL_PPM)) as u32
 }
 
 impl Announce {
@@ -46,7 +83,15 @@ impl Announce {
             requester,
             submitted_at_ms,
             providers,
+            draw_ppm: None,
         })
+    }
+
+    /// Whether `node` is drawn to answer this announcement (see
+    /// [`Announce::draw_ppm`]).
+    pub fn draws(&self, node: &NodeId) -> bool {
+        self.draw_ppm
+            .is_none_or(|ppm| draw_ticket(&self.job_id, node) < ppm)
     }
 }
 
@@ -64,6 +109,14 @@ impl Message for Announce {
 
     fn check(&self) -> Result<(), MessageError> {
         bounds::tokens("providers", &self.providers, MAX_ADDRS, MAX_ADDR_BYTES)?;
+        if let Some(ppm) = self.draw_ppm
+            && ppm > DRAW_ALL_PPM
+        {
+            return Err(MessageError::Invalid {
+                field: "draw_ppm".to_owned(),
+                reason: format!("{ppm} is more than the whole network ({DRAW_ALL_PPM})"),
+            });
+        }
         let computed = JobId::compute(&self.spec, &self.requester, self.submitted_at_ms)?;
         if computed != self.job_id {
             return Err(MessageError::JobIdMismatch {

@@ -3,7 +3,10 @@
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
-use super::{ENVELOPE_OVERHEAD, MAX_DIRECT_BYTES, MAX_REASON_BYTES, Message, MessageError, bounds};
+use super::{
+    ENVELOPE_OVERHEAD, MAX_ADDR_BYTES, MAX_ADDRS, MAX_DIRECT_BYTES, MAX_REASON_BYTES, Message,
+    MessageError, bounds,
+};
 use crate::id::{BLAKE3, DAG_CBOR, ExecutionId, JobId, NodeId, RAW, SignedKind};
 use crate::policy::RefuseReason;
 
@@ -81,6 +84,10 @@ pub struct ResultMsg {
     pub node: NodeId,
     /// What came of it.
     pub outcome: Outcome,
+    /// Where the results can be fetched (iroh addresses, as in
+    /// [`crate::messages::Announce::providers`]); at most [`MAX_ADDRS`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub providers: Vec<String>,
 }
 
 /// How an attempt ended.
@@ -200,6 +207,7 @@ impl Message for ResultMsg {
     }
 
     fn check(&self) -> Result<(), MessageError> {
+        bounds::tokens("providers", &self.providers, MAX_ADDRS, MAX_ADDR_BYTES)?;
         match &self.outcome {
             Outcome::Completed { result_cid, .. } => check_result_cid(result_cid),
             Outcome::Failed { reason } => bounds::text("outcome.reason", reason, MAX_REASON_BYTES),

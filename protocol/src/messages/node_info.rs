@@ -35,6 +35,10 @@ pub struct NodeInfo {
     pub api_addrs: Vec<String>,
     /// Its libp2p listen addresses, as multiaddr text (same bounds).
     pub p2p_addrs: Vec<String>,
+    /// Where its blob store serves content (iroh addresses, JSON text; same
+    /// bounds): how a node that found it as a provider fetches from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_addrs: Vec<String>,
     /// Increases with every new `NodeInfo` of this node: a receiver keeps
     /// the one with the highest `seq` and ignores older ones replayed.
     pub seq: u64,
@@ -65,6 +69,7 @@ impl Message for NodeInfo {
             }
         }
         bounds::tokens("api_addrs", &self.api_addrs, MAX_ADDRS, MAX_ADDR_BYTES)?;
-        bounds::tokens("p2p_addrs", &self.p2p_addrs, MAX_ADDRS, MAX_ADDR_BYTES)
+        bounds::tokens("p2p_addrs", &self.p2p_addrs, MAX_ADDRS, MAX_ADDR_BYTES)?;
+        bounds::tokens("data_addrs", &self.data_addrs, MAX_ADDRS, MAX_ADDR_BYTES)
     }
 }

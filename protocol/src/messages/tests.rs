@@ -91,6 +91,7 @@ fn result_completed() -> ResultMsg {
             result_cid: blake3_cid(RAW, b"results"),
             exit_code: 0,
         },
+        providers: vec![],
     }
 }
 
@@ -120,6 +121,7 @@ fn node_info() -> NodeInfo {
         allowlist_digest: Some([0xab; 32]),
         api_addrs: vec!["127.0.0.1:1234".into()],
         p2p_addrs: vec!["/ip4/192.0.2.1/tcp/4001".into()],
+        data_addrs: vec![],
         seq: 42,
     }
 }
@@ -179,6 +181,12 @@ where
 #[test]
 fn golden_announce() {
     golden_gossip("announce", &announce(), &requester_key());
+    // A draw adds one field; without one the encoding is as before draws.
+    let drawn = Announce {
+        draw_ppm: Some(2_500),
+        ..announce()
+    };
+    golden_gossip("announce_drawn", &drawn, &requester_key());
 }
 
 #[test]
@@ -282,6 +290,47 @@ fn announce_with_wrong_job_id_rejected() {
 }
 
 #[test]
+fn announce_with_a_draw_beyond_the_network_rejected() {
+    let a = Announce {
+        draw_ppm: Some(DRAW_ALL_PPM + 1),
+        ..announce()
+    };
+    assert!(matches!(
+        a.sign(&requester_key()),
+        Err(MessageError::Invalid { ref field, .. }) if field == "draw_ppm"
+    ));
+    let signed = sign_unchecked(&a, &requester_key());
+    assert!(matches!(
+        Announce::verify(&signed),
+        Err(MessageError::Invalid { .. })
+    ));
+    let all = Announce {
+        draw_ppm: Some(DRAW_ALL_PPM),
+        ..announce()
+    };
+    assert_eq!(
+        Announce::verify(&all.sign(&requester_key()).unwrap()),
+        Ok(all)
+    );
+}
+
+/// Draw tickets are spread evenly: a draw of p ppm draws about p ppm of
+/// the nodes.
+#[test]
+fn draw_tickets_are_uniform() {
+    let job_id = job_id();
+    let drawn = (0..20_000u32)
+        .filter(|n| {
+            let mut secret = [0u8; 32];
+            secret[..4].copy_from_slice(&n.to_le_bytes());
+            draw_ticket(&job_id, &NodeKey::from_secret_bytes(secret).node_id()) < 100_000
+        })
+        .count();
+    // 10% of 20,000: 2,000, sd 42.
+    assert!((1_800..=2_200).contains(&drawn), "{drawn}");
+}
+
+#[test]
 fn announce_signed_by_another_node_rejected() {
     // A valid announcement of the requester's job, re-signed by someone else.
     let signed = sign_unchecked(&announce(), &compute_key());
@@ -336,6 +385,24 @@ fn announce_providers_bounded() {
             found: '\u{1b}',
             ..
         })
+    ));
+}
+
+#[test]
+fn result_providers_round_trip_and_are_bounded() {
+    let mut r = result_completed();
+    r.providers = vec![r#"{"id":"ab","addrs":[]}"#.into()];
+    let signed = sign_unchecked(&r, &compute_key());
+    assert_eq!(ResultMsg::verify(&signed).unwrap(), r);
+    r.providers = vec!["p".into(); MAX_ADDRS + 1];
+    assert!(matches!(
+        ResultMsg::verify(&sign_unchecked(&r, &compute_key())),
+        Err(MessageError::TooMany { .. })
+    ));
+    r.providers = vec!["a\u{1b}[2J".into()];
+    assert!(matches!(
+        ResultMsg::verify(&sign_unchecked(&r, &compute_key())),
+        Err(MessageError::BadCharacter { .. })
     ));
 }
 

@@ -38,10 +38,20 @@ pub(super) fn queue_timeout(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>
     let waited = duration(job.queue_timeout_ms);
     let groups = render_groups(&groups(job, known));
     if job.executions.is_empty() && job.bids_received == 0 {
-        if groups.is_empty() {
-            format!("no node answered within {waited}; is this node connected to any peer?")
-        } else {
-            format!("no node accepts this job: {groups}")
+        match (groups.is_empty(), job.announce.draw_ppm) {
+            (true, None) => {
+                format!("no node answered within {waited}; is this node connected to any peer?")
+            }
+            (true, Some(ppm)) => format!(
+                "no node answered within {waited} ({} of the nodes asked); is this node \
+                 connected to any peer?",
+                share(ppm)
+            ),
+            (false, None) => format!("no node accepts this job: {groups}"),
+            (false, Some(ppm)) => format!(
+                "no drawn node accepts this job ({} of the nodes asked): {groups}",
+                share(ppm)
+            ),
         }
     } else {
         let mut text = format!(
@@ -58,6 +68,11 @@ pub(super) fn queue_timeout(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>
         }
         text
     }
+}
+
+/// A draw's share of the network, `2.5%`.
+fn share(ppm: u32) -> String {
+    format!("{}.{}%", ppm / 10_000, (ppm % 10_000) / 1_000)
 }
 
 /// The job ran past its total timeout.

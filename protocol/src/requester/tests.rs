@@ -106,6 +106,7 @@ fn result(r: &mut Requester, now: u64, job_id: JobId, from: u8, n: u8, e: u64, o
                 execution_id: ExecutionId(e),
                 node: node(n),
                 outcome,
+                providers: vec![],
             },
         },
     );
@@ -560,6 +561,7 @@ fn r_pol_3_node_infos_explain_silent_nodes() {
         allowlist_digest: None,
         api_addrs: vec![],
         p2p_addrs: vec![],
+        data_addrs: vec![],
         seq: 1,
     };
     for (n, accept, engines) in [
@@ -801,6 +803,7 @@ fn r_pol_3_full_nodes_are_explained_as_busy() {
                 allowlist_digest: None,
                 api_addrs: vec![],
                 p2p_addrs: vec![],
+                data_addrs: vec![],
                 seq: 3,
             },
         },
@@ -832,5 +835,96 @@ fn the_total_timeout_ends_a_running_job() {
     assert_eq!(
         failure(&r, id),
         "the job did not finish within its total timeout of 5 s (0 of 1 executions completed)"
+    );
+}
+
+/// The draws each (re-)announcement of a job asks for, in order.
+fn draws_until_the_end(r: &mut Requester) -> Vec<Option<u32>> {
+    let mut draws = Vec::new();
+    loop {
+        for out in drain(r) {
+            if let RequesterOutput::Publish(a) = out {
+                draws.push(a.draw_ppm);
+            }
+        }
+        let Some(t) = r.poll_timeout() else {
+            return draws;
+        };
+        r.handle_timeout(t);
+    }
+}
+
+// Bounded bids per job (issue 7, R-SIM-1 at scale): in a network of known
+// size the first announcement draws `draw_answers` nodes per execution, and
+// every re-announcement four times as many, until it asks everyone.
+#[test]
+fn a_known_network_is_drawn_from_and_the_draw_widens() {
+    let mut r = requester(1);
+    r.set_network_size(100_000);
+    r.submit(0, spec("docker", NoNet, &[], 2), 1_000, vec![])
+        .unwrap();
+    // 24 answers per execution, 2 executions, of 100,000 nodes: 480 ppm.
+    assert_eq!(
+        draws_until_the_end(&mut r),
+        vec![
+            Some(480),
+            Some(1_920),
+            Some(7_680),
+            Some(30_720),
+            Some(122_880),
+            Some(491_520),
+            None
+        ]
+    );
+}
+
+// Small or unknown networks are asked whole, as before draws existed.
+#[test]
+fn small_or_unknown_networks_are_asked_whole() {
+    let mut r = requester(1);
+    let id = r
+        .submit(0, spec("docker", NoNet, &[], 1), 1_000, vec![])
+        .unwrap();
+    assert_eq!(r.job(&id).unwrap().announce.draw_ppm, None);
+    r.set_network_size(20);
+    let id = r
+        .submit(0, spec("docker", NoNet, &[], 1), 2_000, vec![])
+        .unwrap();
+    assert_eq!(r.job(&id).unwrap().announce.draw_ppm, None);
+    let mut config = RequesterConfig::new(node(ME), 1);
+    config.draw_answers = 0;
+    let mut r = Requester::new(config);
+    r.set_network_size(1_000_000);
+    let id = r
+        .submit(0, spec("docker", NoNet, &[], 1), 1_000, vec![])
+        .unwrap();
+    assert_eq!(r.job(&id).unwrap().announce.draw_ppm, None);
+}
+
+// R-POL-3: a job that timed out while only part of the network was asked
+// says so, instead of claiming that no node at all accepts it.
+#[test]
+fn r_pol_3_a_partial_draw_is_named_in_the_failure() {
+    let mut config = RequesterConfig::new(node(ME), 1);
+    config.queue_timeout_ms = 700;
+    let mut r = Requester::new(config);
+    r.set_network_size(1_000_000);
+    let id = r
+        .submit(0, spec("docker", Full, &[], 1), 1_000, vec![])
+        .unwrap();
+    refuse(
+        &mut r,
+        id,
+        3,
+        RefuseReason::NetworkNotAccepted {
+            requested: Full,
+            accepted: NoNet,
+        },
+    );
+    draws_until_the_end(&mut r);
+    let reason = failure(&r, id);
+    assert!(
+        reason.starts_with("no drawn node accepts this job (0.0% of the nodes asked): 1 node: "),
+        "{reason}"
     );
 }

@@ -12,28 +12,35 @@ fn run_ok(config: SimConfig) -> Report {
     simnet::run(config).unwrap_or_else(|v| panic!("seed {seed}: {v}"))
 }
 
-/// The CI scenario: 100 nodes, 300 jobs, 10% of the nodes crash and
-/// restart, 1% message loss, and 30% of the network is cut off from the
-/// rest from 10 s to 40 s.
+/// The CI scenario, `simnet/scenarios/ci.toml`: 100 nodes, 300 jobs, 10%
+/// of the nodes crash and restart, 1% message loss, and 30% of the network
+/// is cut off from the rest from 10 s to 40 s.
 fn ci_scenario(seed: u64) -> SimConfig {
-    let mut c = SimConfig::new(100, 300, seed);
-    c.churn = 0.1;
-    c.link.loss = 0.01;
-    c.partitions = vec![Partition::parse("0.3@10000-40000").unwrap()];
+    let mut c = SimConfig::from_toml(include_str!("../../scenarios/ci.toml"))
+        .expect("the CI scenario file is valid");
+    assert_eq!(
+        (c.nodes, c.jobs, c.churn, c.link.loss),
+        (100, 300, 0.1, 0.01)
+    );
+    assert_eq!(
+        c.partitions,
+        vec![Partition::parse("0.3@10000-40000").unwrap()]
+    );
+    c.seed = seed;
     c
 }
 
-/// The invariants hold after every event and at the end, and most jobs
-/// complete.
+/// R-SIM-1: the invariants hold after every event and at the end, under
+/// churn, loss and a partition, and most jobs complete.
 ///
-/// The threshold: over seeds 1..=100 of this scenario (release build,
-/// `simnet sweep --seeds 1..=100 --nodes 100 --jobs 300 --churn 0.1 --loss
-/// 0.01 --partition 0.3@10000-40000`) the success rate ranged from 96.7%
-/// (seed 7, the one tested here, among the lowest) to 100%. The jobs that fail do so for true reasons: `http` domains that
-/// no node's allowlist covers, `full` or WASM jobs with `Count` 3 when few
-/// nodes qualify and some of those crashed. 90% leaves room for protocol
-/// tuning while still catching a broken award or re-award path, which
-/// drops the rate far lower.
+/// The threshold: over seeds 1..=100 of this scenario (`simnet sweep
+/// --scenario simnet/scenarios/ci.toml --seeds 1..=100`, with bounded bids
+/// per job) the success rate ranged from 96.3% to 100%; seed 7, tested
+/// here, completes 98.0%. The jobs that fail do so for true reasons: `http`
+/// domains that no node's allowlist covers, `full` or WASM jobs with
+/// `Count` 3 when few nodes qualify and some of those crashed. 95% leaves
+/// room for protocol tuning while still catching a broken award or
+/// re-award path, which drops the rate far lower.
 #[test]
 fn ci_scenario_keeps_the_invariants_and_completes_most_jobs() {
     let seed = 7;
@@ -45,8 +52,8 @@ fn ci_scenario_keeps_the_invariants_and_completes_most_jobs() {
         "seed {seed}: every job ends"
     );
     assert!(
-        report.success_rate >= 0.90,
-        "seed {seed}: success rate {:.1}% below 90%",
+        report.success_rate >= 0.95,
+        "seed {seed}: success rate {:.1}% below 95%",
         report.success_rate * 100.0
     );
     assert!(report.latency_ms.p50 > 0, "seed {seed}: latency measured");
@@ -74,7 +81,8 @@ fn a_healthy_network_completes_every_job() {
     assert_eq!(report.completed, 200, "seed {seed}: {report}");
 }
 
-/// The same seed gives the same trace; another seed another one.
+/// R-SIM-1 (a seeded, reproducible schedule): the same seed gives the same
+/// trace; another seed another one.
 #[test]
 fn same_seed_same_trace_hash() {
     let a = run_ok(ci_scenario(11));
@@ -86,8 +94,8 @@ fn same_seed_same_trace_hash() {
     assert_ne!(a.trace_hash, c.trace_hash, "seeds 11 and 12 differ");
 }
 
-/// A node that ignores its policy (its compute side bids on and starts
-/// anything) is caught, with the seed and the event index, and the same
+/// R-SIM-1, R-POL-1/2: a node that ignores its policy (its compute side
+/// bids on and starts anything) is caught, with the seed and the event index, and the same
 /// seed catches it at the same event again.
 #[test]
 fn a_node_ignoring_its_policy_is_caught() {
@@ -302,4 +310,98 @@ fn harsh_networks_keep_the_invariants() {
             "seed {seed}"
         );
     }
+}
+
+/// Bounded bids per job (issue 7): the requester draws a few times the
+/// bids it needs, so the bids a job gets and the time to its first award
+/// do not grow with the network, and at 1,000 nodes a job is awarded
+/// within a second (simulated, 50-75 ms links) at the 99th percentile.
+#[test]
+fn bids_per_job_are_bounded_and_awards_come_within_a_second() {
+    let mut thousand = SimConfig::new(1_000, 200, 31);
+    thousand.execution.failure = 0.0;
+    let mut four_thousand = thousand.clone();
+    four_thousand.nodes = 4_000;
+    let (k1, k4) = (run_ok(thousand), run_ok(four_thousand));
+    let (b1, b4) = (k1.bids_per_job.mean, k4.bids_per_job.mean);
+    assert!(b1 >= 3.0, "seed 31: {b1} bids per job at 1,000 nodes");
+    assert!(
+        b4 < 1.25 * b1,
+        "seed 31: {b4} bids per job at 4,000 nodes vs {b1} at 1,000"
+    );
+    assert!(
+        k1.award_latency_ms.p99 < 1_000,
+        "seed 31: award p99 {} ms at 1,000 nodes",
+        k1.award_latency_ms.p99
+    );
+    assert_eq!(k1.completed, 200, "seed 31: {k1}");
+    assert_eq!(k4.completed, 200, "seed 31: {k4}");
+}
+
+/// R-SIM-1 (the report and its plot): `--scenario FILE` runs the file, a
+/// flag given as well overrides it, and the JSON report holds the figures
+/// the issue lists.
+#[test]
+fn cli_runs_a_scenario_file_with_overrides() {
+    let bin = env!("CARGO_BIN_EXE_simnet");
+    let dir = std::env::temp_dir().join(format!("simnet-scenario-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("s.toml");
+    std::fs::write(
+        &scenario,
+        "nodes = 25\njobs = 30\nseed = 3\nchurn = 0.2\n\
+         [[partitions]]\nshare = 0.5\nfrom_ms = 1000\nuntil_ms = 9000\n\
+         [population]\nhttp_share = 0.5\n",
+    )
+    .unwrap();
+    let json = dir.join("r.json");
+    let svg = dir.join("p.svg");
+    let out = Command::new(bin)
+        .arg("run")
+        .arg("--scenario")
+        .arg(&scenario)
+        .args(["--jobs", "20", "--report"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(r["config"]["nodes"], 25, "from the file");
+    assert_eq!(r["config"]["jobs"], 20, "the flag overrides the file");
+    assert_eq!(r["config"]["seed"], 3);
+    assert_eq!(r["config"]["population"]["http_share"], 0.5);
+    assert_eq!(r["config"]["partitions"][0]["until_ms"], 9000);
+    for field in ["p50", "p90", "p99"] {
+        assert!(r["latency_ms"][field].is_u64(), "{field}");
+        assert!(r["award_latency_ms"][field].is_u64(), "{field}");
+    }
+    for field in ["success_rate", "messages_per_node_per_job"] {
+        assert!(r[field].is_f64(), "{field}");
+    }
+    for field in ["messages_per_node", "bytes_per_node", "bids_per_job"] {
+        assert!(r[field]["mean"].is_f64(), "{field}");
+    }
+    assert!(r["failures_by_kind"].is_object());
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert!(svg.contains("latency CDF") && svg.contains("messages per node"));
+
+    // A file with a mistake is refused, naming the key.
+    std::fs::write(&scenario, "nodes = 25\n[mix]\nhttp_shar = 0.5\n").unwrap();
+    let out = Command::new(bin)
+        .arg("run")
+        .arg("--scenario")
+        .arg(&scenario)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("http_shar"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

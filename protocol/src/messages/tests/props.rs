@@ -119,8 +119,10 @@ fn outcome() -> impl Strategy<Value = Outcome> {
 
 /// A signed announcement and the message it signs.
 fn announce() -> impl Strategy<Value = (Announce, Gossip)> {
-    (key(), spec(), any::<u64>(), addrs()).prop_map(|(key, spec, at, providers)| {
-        let a = Announce::new(spec, key.node_id(), at, providers).unwrap();
+    let draw = prop_oneof![Just(None), (0..=DRAW_ALL_PPM).prop_map(Some)];
+    (key(), spec(), any::<u64>(), addrs(), draw).prop_map(|(key, spec, at, providers, draw)| {
+        let mut a = Announce::new(spec, key.node_id(), at, providers).unwrap();
+        a.draw_ppm = draw;
         let g = Gossip::from(a.sign(&key).unwrap());
         (a, g)
     })
@@ -133,11 +135,10 @@ fn node_info() -> impl Strategy<Value = (NodeInfo, Gossip)> {
         any::<(u32, u32, u64)>(),
         network_mode(),
         option::of(any::<[u8; 32]>()),
-        addrs(),
-        addrs(),
+        (addrs(), addrs(), addrs()),
     )
         .prop_map(
-            |(key, engines, (capacity, running, seq), accept_network, digest, api, p2p)| {
+            |(key, engines, (capacity, running, seq), accept_network, digest, (api, p2p, data))| {
                 let n = NodeInfo {
                     node: key.node_id(),
                     engines,
@@ -147,6 +148,7 @@ fn node_info() -> impl Strategy<Value = (NodeInfo, Gossip)> {
                     allowlist_digest: digest,
                     api_addrs: api,
                     p2p_addrs: p2p,
+                    data_addrs: data,
                     seq,
                 };
                 let g = Gossip::from(n.sign(&key).unwrap());
@@ -206,17 +208,19 @@ fn direct() -> impl Strategy<Value = (DirectMessage, Direct)> {
         let (d, s) = signed(d, &k);
         (DirectMessage::Decline(d), Direct::from(s))
     });
-    let result =
-        (key(), job_id(), execution_id(), outcome()).prop_map(|(k, job_id, e, outcome)| {
+    let result = (key(), job_id(), execution_id(), outcome(), addrs()).prop_map(
+        |(k, job_id, e, outcome, providers)| {
             let r = ResultMsg {
                 job_id,
                 execution_id: e,
                 node: k.node_id(),
                 outcome,
+                providers,
             };
             let (r, s) = signed(r, &k);
             (DirectMessage::Result(r), Direct::from(s))
-        });
+        },
+    );
     let cancel = (key(), job_id(), reason()).prop_map(|(k, job_id, reason)| {
         let c = Cancel { job_id, reason };
         let (c, s) = signed(c, &k);

@@ -1,0 +1,473 @@
+//! `skrei node` (run a node), `skrei node info`, and `skrei devstack`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use protocol::job::NetworkMode;
+use protocol::policy::parse_accept_network;
+use serde::Deserialize;
+use skrei_node::daemon::{Node, NodeConfig};
+
+use super::client::{ApiArgs, Client};
+use super::{EXIT_INVALID, Output, print_line};
+
+/// `skrei node`: flags run a node; `info` asks a running one.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct NodeArgs {
+    #[command(subcommand)]
+    command: Option<NodeCommand>,
+    #[command(flatten)]
+    flags: NodeFlags,
+}
+
+#[derive(Subcommand, Debug)]
+enum NodeCommand {
+    /// Print the node's peer id, addresses, policy and peers.
+    Info {
+        #[command(flatten)]
+        api: ApiArgs,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+/// Every `skrei node` flag; a `--config` TOML file uses the same names as keys.
+#[derive(Args, Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NodeFlags {
+    /// A TOML file of settings, keys named like these flags; flags win.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Where the node keeps its key, database and data.
+    #[arg(long, env = "SKREI_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// libp2p listen address (repeatable). Default /ip4/127.0.0.1/tcp/0.
+    #[arg(long, value_name = "MULTIADDR")]
+    #[serde(default)]
+    listen: Vec<String>,
+    /// A peer to join through (repeatable).
+    #[arg(long, value_name = "MULTIADDR")]
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    /// The API's address. Default 127.0.0.1:1234; keep it on loopback.
+    #[arg(long, value_name = "HOST:PORT")]
+    api: Option<String>,
+    /// Network access this node gives jobs: none (default), http or full.
+    #[arg(long, value_name = "MODE")]
+    accept_network: Option<String>,
+    /// Domains `http` jobs may reach here, one per line; re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    allowlist: Option<PathBuf>,
+    /// Engines offered, comma-separated (wasm, docker). Default wasm.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    engines: Vec<String>,
+    /// Executions at once. Default 4.
+    #[arg(long)]
+    capacity: Option<u32>,
+    /// Bytes per second each way for each `http` job. Default 1250000 (10 Mbit/s).
+    #[arg(long)]
+    http_rate: Option<u64>,
+    /// Find peers on the local network with mDNS.
+    #[arg(long)]
+    #[serde(default)]
+    mdns: bool,
+    /// A folder local-path inputs may come from (repeatable).
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    local_inputs: Vec<PathBuf>,
+    /// Seconds between node info messages. Default 30.
+    #[arg(long, value_name = "SECONDS")]
+    node_info_interval: Option<u64>,
+    /// Let URL inputs reach private and loopback addresses (testing only).
+    #[arg(long, hide = true)]
+    #[serde(default)]
+    allow_private_downloads: bool,
+}
+
+impl NodeFlags {
+    /// Flags over the config file over the defaults.
+    fn resolve(mut self) -> anyhow::Result<NodeConfig> {
+        if let Some(path) = self.config.take() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading config {}", path.display()))?;
+            let file: NodeFlags = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+            self = self.over(file);
+        }
+        let data_dir = self.data_dir.unwrap_or_else(default_data_dir);
+        let mut config = NodeConfig::new(data_dir);
+        if !self.listen.is_empty() {
+            config.listen = self
+                .listen
+                .iter()
+                .map(|a| {
+                    a.parse()
+                        .with_context(|| format!("--listen {a}: not a multiaddr"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+        config.bootstrap = self
+            .bootstrap
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .with_context(|| format!("--bootstrap {a}: not a multiaddr"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        if let Some(api) = &self.api {
+            config.api = api
+                .parse::<SocketAddr>()
+                .with_context(|| format!("--api {api}: give HOST:PORT, e.g. 127.0.0.1:1234"))?;
+        }
+        if let Some(mode) = &self.accept_network {
+            config.accept_network =
+                parse_accept_network(mode).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        config.allowlist = self.allowlist;
+        if config.allowlist.is_some() && config.accept_network == NetworkMode::None {
+            bail!(
+                "--allowlist limits http jobs, which this node refuses: add --accept-network=http"
+            );
+        }
+        if !self.engines.is_empty() {
+            for engine in &self.engines {
+                if !matches!(engine.as_str(), "wasm" | "docker") {
+                    bail!("--engines {engine}: the engines are wasm and docker");
+                }
+            }
+            config.engines = self.engines;
+        }
+        if let Some(c) = self.capacity {
+            config.capacity = c;
+        }
+        if let Some(rate) = self.http_rate {
+            config.http_rate = rate;
+        }
+        config.mdns = self.mdns;
+        config.local_inputs = self.local_inputs;
+        if let Some(secs) = self.node_info_interval {
+            config.node_info_interval = Duration::from_secs(secs.max(1));
+        }
+        config.allow_private_downloads = self.allow_private_downloads;
+        Ok(config)
+    }
+
+    /// `self` (flags) where set, `file` otherwise.
+    fn over(self, file: NodeFlags) -> NodeFlags {
+        fn pick<T>(flag: Option<T>, file: Option<T>) -> Option<T> {
+            flag.or(file)
+        }
+        fn list<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {
+            if flag.is_empty() { file } else { flag }
+        }
+        NodeFlags {
+            config: None,
+            data_dir: pick(self.data_dir, file.data_dir),
+            listen: list(self.listen, file.listen),
+            bootstrap: list(self.bootstrap, file.bootstrap),
+            api: pick(self.api, file.api),
+            accept_network: pick(self.accept_network, file.accept_network),
+            allowlist: pick(self.allowlist, file.allowlist),
+            engines: list(self.engines, file.engines),
+            capacity: pick(self.capacity, file.capacity),
+            http_rate: pick(self.http_rate, file.http_rate),
+            mdns: self.mdns || file.mdns,
+            local_inputs: list(self.local_inputs, file.local_inputs),
+            node_info_interval: pick(self.node_info_interval, file.node_info_interval),
+            allow_private_downloads: self.allow_private_downloads || file.allow_private_downloads,
+        }
+    }
+}
+
+/// Where a node keeps its data unless told otherwise.
+fn default_data_dir() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/skrei"),
+        None => PathBuf::from(".skrei"),
+    }
+}
+
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn,iroh=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
+    if let Some(NodeCommand::Info { api, output }) = args.command {
+        return info(&api, output);
+    }
+    let config = match args.flags.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
+    init_logs();
+    runtime()?.block_on(async {
+        let node = Node::start(config).await?;
+        eprintln!("node {} ready", node.node_id());
+        for addr in node.p2p_addrs() {
+            eprintln!("  p2p: {addr}");
+        }
+        print_line(&format!("SKREI_API=http://{}", node.api_addr()));
+        wait_for_signal().await;
+        eprintln!("stopping");
+        node.shutdown().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn info(api: &ApiArgs, output: Output) -> anyhow::Result<ExitCode> {
+    let client = Client::new(api)?;
+    let info = client.get("/api/v1/node")?;
+    let id = info["node_id"].as_str().unwrap_or("");
+    // Listen addresses as other nodes' --bootstrap takes them.
+    let addrs: Vec<String> = info["p2p_addrs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .map(|a| {
+            if a.contains("/p2p/") {
+                a.to_string()
+            } else {
+                format!("{a}/p2p/{id}")
+            }
+        })
+        .collect();
+    match output {
+        Output::Json => {
+            let mut info = info.clone();
+            info["p2p_addrs"] = serde_json::json!(addrs);
+            info["peer_id"] = serde_json::json!(id);
+            print_line(&serde_json::to_string_pretty(&info)?);
+        }
+        Output::Text => {
+            print_line(&format!("peer id:        {id}"));
+            for a in &addrs {
+                print_line(&format!("listen:         {a}"));
+            }
+            print_line(&format!(
+                "api:            {}",
+                info["api_addr"].as_str().unwrap_or("")
+            ));
+            print_line(&format!(
+                "accept network: {}",
+                info["accept_network"].as_str().unwrap_or("")
+            ));
+            print_line(&format!("engines:        {}", info["engines"]));
+            let peers = info["peers"]
+                .as_array()
+                .map_or(0, |p| p.iter().filter(|p| p["connected"] == true).count());
+            print_line(&format!("peers:          {peers} connected"));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `skrei devstack`: a local network of full nodes in this process.
+#[derive(Args, Debug)]
+pub struct DevstackArgs {
+    /// How many nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// A node's policy, `INDEX=MODE[:ALLOWLIST_FILE]` (repeatable), e.g. `1=http:allow.txt`.
+    #[arg(long = "policy", value_name = "I=MODE[:FILE]")]
+    policies: Vec<String>,
+    /// Folder for the nodes' data (default: a new temporary folder, removed at exit).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Run the example job end to end (a WASM module and its input added on the
+    /// last node, the job submitted on the first), print its output and stop.
+    #[arg(long)]
+    example: bool,
+}
+
+pub fn devstack(args: DevstackArgs) -> anyhow::Result<ExitCode> {
+    if args.nodes == 0 || args.nodes > 64 {
+        eprintln!("error: --nodes {}: give 1 to 64", args.nodes);
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
+    let mut policies = vec![(NetworkMode::None, None); args.nodes];
+    for p in &args.policies {
+        match parse_policy(p, args.nodes) {
+            Ok((i, mode, file)) => policies[i] = (mode, file),
+            Err(e) => {
+                eprintln!("error: --policy {p}: {e}");
+                return Ok(ExitCode::from(EXIT_INVALID));
+            }
+        }
+    }
+    if !args.example {
+        init_logs();
+    }
+    let tmp;
+    let root = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => {
+            tmp = tempfile::Builder::new()
+                .prefix("skrei-devstack-")
+                .tempdir()
+                .context("making a temporary folder")?;
+            tmp.path().to_path_buf()
+        }
+    };
+    runtime()?.block_on(async {
+        let mut nodes: Vec<Node> = Vec::new();
+        for (i, (mode, allowlist)) in policies.into_iter().enumerate() {
+            let mut config = NodeConfig::new(root.join(format!("node-{i}")));
+            config.api = SocketAddr::from(([127, 0, 0, 1], 0));
+            config.accept_network = mode;
+            config.allowlist = allowlist;
+            config.node_info_interval = Duration::from_secs(5);
+            if let Some(first) = nodes.first() {
+                config.bootstrap = first.p2p_addrs().to_vec();
+            }
+            nodes.push(Node::start(config).await?);
+        }
+        wait_until_connected(&nodes).await;
+        for node in &nodes {
+            print_line(&format!("SKREI_API=http://{}", node.api_addr()));
+        }
+        let code = if args.example {
+            let first = format!("http://{}", nodes[0].api_addr());
+            let last = format!("http://{}", nodes[nodes.len() - 1].api_addr());
+            let example = tokio::task::spawn_blocking(move || run_example(&first, &last)).await;
+            match example {
+                Ok(Ok(code)) => code,
+                Ok(Err(e)) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(super::EXIT_ERROR)
+                }
+                Err(e) => {
+                    eprintln!("error: the example stopped: {e}");
+                    ExitCode::from(super::EXIT_ERROR)
+                }
+            }
+        } else {
+            eprintln!("{} nodes running; Ctrl-C stops them", nodes.len());
+            wait_for_signal().await;
+            ExitCode::SUCCESS
+        };
+        for node in nodes {
+            node.shutdown().await;
+        }
+        anyhow::Ok(code)
+    })
+}
+
+fn parse_policy(text: &str, nodes: usize) -> Result<(usize, NetworkMode, Option<PathBuf>), String> {
+    let (index, rest) = text
+        .split_once('=')
+        .ok_or("write INDEX=MODE[:ALLOWLIST_FILE], e.g. 1=http:allow.txt")?;
+    let index: usize = index
+        .parse()
+        .map_err(|_| format!("`{index}` is not a node index"))?;
+    if index >= nodes {
+        return Err(format!("node {index} does not exist (0 to {})", nodes - 1));
+    }
+    let (mode, file) = match rest.split_once(':') {
+        Some((m, f)) => (m, Some(PathBuf::from(f))),
+        None => (rest, None),
+    };
+    let mode = parse_accept_network(mode).map_err(|e| e.to_string())?;
+    Ok((index, mode, file))
+}
+
+/// Until every node has a connection (to the first, at least) and has heard
+/// from the others, or a few seconds passed.
+async fn wait_until_connected(nodes: &[Node]) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let want = nodes.len().saturating_sub(1);
+    loop {
+        let mut ready = true;
+        for node in nodes {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = node
+                .commands()
+                .send(skrei_node::daemon::Command::Info { reply: tx })
+                .await;
+            let heard = rx
+                .await
+                .map_or(0, |v| v.peers.iter().filter(|p| p.info.is_some()).count());
+            if heard < want {
+                ready = false;
+            }
+        }
+        if ready || tokio::time::Instant::now() > deadline {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The example WASM module: reads /inputs/name.txt, greets it on stdout and
+/// in /outputs/greeting.txt. Built from `examples/wasm/hello.wat`.
+const HELLO_WASM: &[u8] = include_bytes!("../../../examples/wasm/hello.wasm");
+
+fn run_example(first: &str, last: &str) -> anyhow::Result<ExitCode> {
+    let dir = tempfile::tempdir().context("making a temporary folder")?;
+    let module = dir.path().join("hello.wasm");
+    std::fs::write(&module, HELLO_WASM)?;
+    let name = dir.path().join("name.txt");
+    std::fs::write(&name, "skrei\n")?;
+    let on_last = ApiArgs { url: last.into() };
+    let add = |path: &Path| -> anyhow::Result<String> {
+        let answer =
+            Client::new(&on_last)?.post("/api/v1/add", serde_json::json!({ "path": path }))?;
+        Ok(answer["cid"].as_str().unwrap_or_default().to_string())
+    };
+    let module_cid = add(&module)?;
+    let input_cid = add(&name)?;
+    eprintln!("added the module ({module_cid}) and its input ({input_cid}) on the last node");
+    let job = format!(
+        "Name: hello\nType: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      \
+         Type: wasm\n      Params:\n        EntryModule:\n          Source:\n            \
+         Type: ipfs\n            Params:\n              CID: {module_cid}\n    InputSources:\n      \
+         - Source:\n          Type: ipfs\n          Params:\n            CID: {input_cid}\n        \
+         Target: /inputs/name.txt\n    ResultPaths:\n      - Name: outputs\n        Path: /outputs\n"
+    );
+    eprintln!("submitting the job on the first node");
+    let wait = super::client::WaitArgs::default();
+    super::client::submit_and_follow(&ApiArgs { url: first.into() }, job, &wait, Output::Text)
+}

@@ -1,0 +1,486 @@
+//! The node's HTTP API (JSON, under `/api/v1`), for the `skrei` client
+//! commands on the same machine.
+//!
+//! It listens on loopback by default, and refuses any request carrying an
+//! `X-Skrei-Job` header (set by the egress proxy on what jobs send) or
+//! coming from a job network: a job must never start another job (R-NET-7).
+//!
+//! Paths in requests (`add`, `get`) are read and written by the node
+//! itself: the API serves clients that share the node's file system.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use protocol::id::JobId;
+use protocol::job::JobSpec;
+use protocol::requester::JobState;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use storage::store::Store;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::db::Db;
+use super::driver::Command;
+
+/// The header the egress proxy adds to every request a job makes.
+pub const JOB_HEADER: &str = "x-skrei-job";
+
+/// Longest a client may wait in one `changes` call.
+const MAX_WAIT: Duration = Duration::from_secs(30);
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct ApiState {
+    pub commands: mpsc::Sender<Command>,
+    pub db: Arc<Db>,
+    pub store: Arc<Store>,
+    pub changes: watch::Receiver<u64>,
+    pub node_id: protocol::id::NodeId,
+}
+
+/// An error as the API returns it: a status and `{"error": "..."}`.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn bad(message: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::BAD_REQUEST, message.into())
+    }
+    fn internal(message: impl std::fmt::Display) -> ApiError {
+        ApiError(StatusCode::INTERNAL_SERVER_ERROR, message.to_string())
+    }
+    fn not_found(message: impl Into<String>) -> ApiError {
+        ApiError(StatusCode::NOT_FOUND, message.into())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// Serves the API until `stop` turns true.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    mut stop: watch::Receiver<bool>,
+) {
+    let app = router(state);
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    });
+    if let Err(e) = server.await {
+        tracing::error!("the API stopped: {e}");
+    }
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/node", get(node_info))
+        .route("/api/v1/jobs", post(submit).get(list))
+        .route("/api/v1/jobs/{id}", get(describe))
+        .route("/api/v1/jobs/{id}/cancel", post(cancel))
+        .route("/api/v1/jobs/{id}/logs", get(logs))
+        .route("/api/v1/jobs/{id}/get", post(get_results))
+        .route("/api/v1/changes", get(changes))
+        .route("/api/v1/add", post(add))
+        .route("/api/v1/get", post(get_content))
+        .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn(refuse_jobs))
+        .with_state(state)
+}
+
+/// R-NET-7: nothing a job sends may reach the API.
+async fn refuse_jobs(
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.headers().contains_key(JOB_HEADER) {
+        return ApiError(
+            StatusCode::FORBIDDEN,
+            "requests from jobs are refused: a job cannot start or control jobs".into(),
+        )
+        .into_response();
+    }
+    if !peer.ip().is_loopback() {
+        // The API is for clients on this machine; a job network's address
+        // (or any other) is not one.
+        return ApiError(
+            StatusCode::FORBIDDEN,
+            format!(
+                "requests from {} are refused: use the API from this machine",
+                peer.ip()
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+async fn ask<T>(
+    state: &ApiState,
+    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> Result<T, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    state
+        .commands
+        .send(make(tx))
+        .await
+        .map_err(|_| ApiError::internal("the node is shutting down"))?;
+    rx.await
+        .map_err(|_| ApiError::internal("the node is shutting down"))
+}
+
+fn job_id(text: &str) -> Result<JobId, ApiError> {
+    text.parse()
+        .map_err(|e| ApiError::bad(format!("`{text}` is not a job id: {e}")))
+}
+
+async fn node_info(State(state): State<ApiState>) -> ApiResult {
+    let view = ask(&state, |reply| Command::Info { reply }).await?;
+    Ok(Json(
+        serde_json::to_value(view).map_err(ApiError::internal)?,
+    ))
+}
+
+async fn submit(State(state): State<ApiState>, body: String) -> ApiResult {
+    // The spec is read as a job file (YAML or JSON), with the same errors.
+    let spec = JobSpec::parse(&body).map_err(|errors| {
+        ApiError::bad(format!(
+            "the job is not valid: {}",
+            errors
+                .0
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    })?;
+    let spec = Box::new(spec);
+    let job_id = ask(&state, |reply| Command::Submit { spec, reply })
+        .await?
+        .map_err(ApiError::bad)?;
+    Ok(Json(json!({ "job_id": job_id.to_string() })))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<usize>,
+}
+
+fn state_name(state: &JobState) -> &'static str {
+    match state {
+        JobState::Bidding => "bidding",
+        JobState::Running => "running",
+        JobState::Completed => "completed",
+        JobState::Failed { .. } => "failed",
+        JobState::Cancelled => "cancelled",
+    }
+}
+
+async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult {
+    let limit = q.limit.unwrap_or(100).min(10_000);
+    let jobs = state.db.jobs(limit).map_err(ApiError::internal)?;
+    let jobs: Vec<Value> = jobs
+        .iter()
+        .map(|r| {
+            json!({
+                "job_id": r.job_id().to_string(),
+                "name": r.announce.spec.name,
+                "engine": r.announce.spec.task().engine.kind(),
+                "network": r.announce.spec.task().network.r#type.to_string(),
+                "state": state_name(&r.state),
+                "submitted_at_ms": r.announce.submitted_at_ms,
+                "executions": r.executions.len(),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "jobs": jobs })))
+}
+
+async fn describe(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let id = job_id(&id)?;
+    let record = state
+        .db
+        .job(&id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no job {id} on this node")))?;
+    let results = state.db.results(&id).map_err(ApiError::internal)?;
+    let events = state.db.events(&id).map_err(ApiError::internal)?;
+    let reason = match &record.state {
+        JobState::Failed { reason } => Some(reason.clone()),
+        _ => None,
+    };
+    Ok(Json(json!({
+        "job_id": id.to_string(),
+        "state": state_name(&record.state),
+        "reason": reason,
+        "job": record,
+        "results": results,
+        "events": events,
+    })))
+}
+
+async fn cancel(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let job_id = job_id(&id)?;
+    ask(&state, |reply| Command::Cancel { job_id, reply })
+        .await?
+        .map_err(ApiError::bad)?;
+    Ok(Json(
+        json!({ "job_id": job_id.to_string(), "cancelled": true }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct ChangesQuery {
+    after: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+/// Long poll: returns once something changed after `after` (or at the timeout).
+async fn changes(State(state): State<ApiState>, Query(q): Query<ChangesQuery>) -> ApiResult {
+    let mut rx = state.changes.clone();
+    let after = q.after.unwrap_or(0);
+    let wait = Duration::from_millis(q.timeout_ms.unwrap_or(10_000)).min(MAX_WAIT);
+    let _ = tokio::time::timeout(wait, rx.wait_for(|n| *n > after)).await;
+    let now = *rx.borrow();
+    Ok(Json(json!({ "changes": now })))
+}
+
+/// The first fetched result of a job, or why there is none yet.
+fn fetched_result(state: &ApiState, id: &JobId) -> Result<Vec<super::db::ResultRow>, ApiError> {
+    let record = state
+        .db
+        .job(id)
+        .map_err(ApiError::internal)?
+        .ok_or_else(|| ApiError::not_found(format!("no job {id} on this node")))?;
+    let results = state.db.results(id).map_err(ApiError::internal)?;
+    if results.is_empty() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            match &record.state {
+                JobState::Failed { reason } => format!("job {id} failed: {reason}"),
+                other => format!(
+                    "job {id} has no results yet (it is {}); wait for it with `skrei job describe`",
+                    state_name(other)
+                ),
+            },
+        ));
+    }
+    let fetched: Vec<_> = results.into_iter().filter(|r| r.fetched).collect();
+    if fetched.is_empty() {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("the results of job {id} are still being fetched; try again shortly"),
+        ));
+    }
+    Ok(fetched)
+}
+
+async fn logs(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+    let id = job_id(&id)?;
+    let results = fetched_result(&state, &id)?;
+    let first = &results[0];
+    let cid = first.result_cid.parse().map_err(ApiError::internal)?;
+    let tmp = tempdir_in(&state)?;
+    let target = tmp.join("r");
+    state
+        .store
+        .export(&cid, &target)
+        .await
+        .map_err(ApiError::internal)?;
+    let read = |name: &str| {
+        std::fs::read(target.join(name))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    };
+    let out = json!({
+        "job_id": id.to_string(),
+        "execution_id": first.execution_id,
+        "node": first.node,
+        "exit_code": first.exit_code,
+        "stdout": read("stdout"),
+        "stderr": read("stderr"),
+    });
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(Json(out))
+}
+
+fn tempdir_in(_state: &ApiState) -> Result<PathBuf, ApiError> {
+    let dir = std::env::temp_dir().join(format!(
+        "skrei-api-{}-{}",
+        std::process::id(),
+        NEXT_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
+    Ok(dir)
+}
+
+static NEXT_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[derive(Deserialize)]
+struct GetBody {
+    /// Where to write; must not exist yet. Absolute.
+    dir: PathBuf,
+}
+
+fn absolute_new(dir: &std::path::Path) -> Result<(), ApiError> {
+    if !dir.is_absolute() {
+        return Err(ApiError::bad(format!(
+            "{} is not an absolute path",
+            dir.display()
+        )));
+    }
+    if dir.exists() {
+        return Err(ApiError::bad(format!(
+            "{} already exists: give a new folder",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Writes a job's results: `dir` itself for one execution, `dir/<n>` for more.
+async fn get_results(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+    Json(body): Json<GetBody>,
+) -> ApiResult {
+    let id = job_id(&id)?;
+    absolute_new(&body.dir)?;
+    let results = fetched_result(&state, &id)?;
+    let mut written = Vec::new();
+    for r in &results {
+        let cid = r.result_cid.parse().map_err(ApiError::internal)?;
+        let target = if results.len() == 1 {
+            body.dir.clone()
+        } else {
+            body.dir.join(r.execution_id.to_string())
+        };
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent).map_err(ApiError::internal)?;
+        }
+        state
+            .store
+            .export(&cid, &target)
+            .await
+            .map_err(ApiError::internal)?;
+        written.push(json!({
+            "execution_id": r.execution_id,
+            "node": r.node,
+            "cid": r.result_cid,
+            "exit_code": r.exit_code,
+            "path": target,
+        }));
+    }
+    Ok(Json(json!({ "results": written })))
+}
+
+#[derive(Deserialize)]
+struct AddBody {
+    path: PathBuf,
+}
+
+async fn add(State(state): State<ApiState>, Json(body): Json<AddBody>) -> ApiResult {
+    if !body.path.is_absolute() || !body.path.exists() {
+        return Err(ApiError::bad(format!(
+            "{} is not an absolute path to a file or folder",
+            body.path.display()
+        )));
+    }
+    let cid = state
+        .store
+        .add_path(&body.path)
+        .await
+        .map_err(|e| ApiError::bad(format!("adding {}: {e}", body.path.display())))?;
+    // Other nodes find it through the DHT; not being able to say so is no
+    // reason to fail the add.
+    let _ = state.commands.send(Command::Provide { cid }).await;
+    Ok(Json(json!({ "cid": cid.to_string() })))
+}
+
+#[derive(Deserialize)]
+struct GetContentBody {
+    cid: String,
+    dir: PathBuf,
+    /// Providers' iroh addresses (JSON strings) to fetch from when needed.
+    #[serde(default)]
+    providers: Vec<String>,
+}
+
+async fn get_content(State(state): State<ApiState>, Json(body): Json<GetContentBody>) -> ApiResult {
+    let cid = storage::cid::parse(&body.cid)
+        .map_err(|e| ApiError::bad(format!("CID: {e}")))?
+        .cid();
+    absolute_new(&body.dir)?;
+    let mut providers = Vec::new();
+    for p in &body.providers {
+        providers.push(
+            serde_json::from_str(p)
+                .map_err(|e| ApiError::bad(format!("`{p}` is not a provider address: {e}")))?,
+        );
+    }
+    if !providers.is_empty() {
+        state
+            .store
+            .fetch(&cid, &providers, None)
+            .await
+            .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, format!("fetching {cid}: {e}")))?;
+    }
+    state.store.export(&cid, &body.dir).await.map_err(|e| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("{cid}: {e}; name a node that has it with --from"),
+        )
+    })?;
+    Ok(Json(json!({ "cid": cid.to_string(), "path": body.dir })))
+}
+
+async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::metrics::family::Family;
+    use prometheus_client::metrics::gauge::Gauge;
+    use prometheus_client::registry::Registry;
+
+    let view = ask(&state, |reply| Command::Info { reply }).await?;
+    let mut registry = Registry::with_prefix("skrei");
+    let jobs = Family::<Vec<(String, String)>, Gauge>::default();
+    registry.register(
+        "jobs",
+        "Jobs submitted to this node, by state",
+        jobs.clone(),
+    );
+    for record in state.db.jobs(1_000_000).map_err(ApiError::internal)? {
+        jobs.get_or_create(&vec![("state".into(), state_name(&record.state).into())])
+            .inc();
+    }
+    let running = Gauge::<i64>::default();
+    running.set(i64::from(view.running));
+    registry.register(
+        "executions_running",
+        "Executions running on this node",
+        running,
+    );
+    let peers = Gauge::<i64>::default();
+    peers.set(view.peers.iter().filter(|p| p.connected).count() as i64);
+    registry.register("peers_connected", "Peers connected", peers);
+    let mut text = String::new();
+    encode(&mut text, &registry).map_err(ApiError::internal)?;
+    Ok(text)
+}

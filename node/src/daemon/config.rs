@@ -1,0 +1,86 @@
+//! How a node is set up: `skrei node` flags, or the TOML file given with
+//! `--config`, whose keys are the flags' names (R-OPS-1).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use protocol::job::NetworkMode;
+use protocol::policy::{AcceptancePolicy, Allowlist};
+
+/// A node's settings. [`NodeConfig::new`] gives the defaults.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Holds the key, the database, the blob store and executions.
+    pub data_dir: PathBuf,
+    /// libp2p listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through.
+    pub bootstrap: Vec<Multiaddr>,
+    /// The API's address (loopback by default, R-NET-7).
+    pub api: SocketAddr,
+    /// The highest network mode this node runs (R-POL-1).
+    pub accept_network: NetworkMode,
+    /// Domains `http` jobs may use here (R-POL-2); re-read when it changes.
+    pub allowlist: Option<PathBuf>,
+    /// Engines offered: `wasm`, `docker`.
+    pub engines: Vec<String>,
+    /// Executions at once.
+    pub capacity: u32,
+    /// Bytes per second each way for an `http` job (R-NET-6).
+    pub http_rate: u64,
+    /// Find peers on the LAN with mDNS.
+    pub mdns: bool,
+    /// Folders local-path inputs may come from.
+    pub local_inputs: Vec<PathBuf>,
+    /// How often node info is gossiped.
+    pub node_info_interval: Duration,
+    /// How long the requester collects bids before awarding.
+    pub bid_window: Duration,
+    /// URL inputs may reach private addresses (tests on loopback only).
+    pub allow_private_downloads: bool,
+}
+
+impl NodeConfig {
+    /// Defaults: loopback everywhere, `none` jobs only, WASM.
+    pub fn new(data_dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            data_dir: data_dir.into(),
+            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
+            bootstrap: Vec::new(),
+            api: SocketAddr::from(([127, 0, 0, 1], 1234)),
+            accept_network: NetworkMode::None,
+            allowlist: None,
+            engines: vec!["wasm".into()],
+            capacity: 4,
+            http_rate: 1_250_000,
+            mdns: false,
+            local_inputs: Vec::new(),
+            node_info_interval: Duration::from_secs(30),
+            bid_window: Duration::from_millis(300),
+            allow_private_downloads: false,
+        }
+    }
+}
+
+/// The acceptance policy from `--accept-network` and `--allowlist`; the
+/// error says which file and line is wrong.
+pub fn load_policy(
+    accept: NetworkMode,
+    allowlist: Option<&Path>,
+) -> Result<AcceptancePolicy, String> {
+    let allowlist = match allowlist {
+        None => None,
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                format!(
+                    "cannot read the allowlist {}: {e}; give a file with one domain per line",
+                    path.display()
+                )
+            })?;
+            Some(Allowlist::parse(&text, &path.display().to_string()).map_err(|e| e.to_string())?)
+        }
+    };
+    Ok(AcceptancePolicy::new(accept, allowlist))
+}

@@ -1,0 +1,201 @@
+//! One execution on this node: inputs in, engine run, results published
+//! into the store (R-VOL-1..3). Ends in the [`Outcome`] the compute state
+//! machine reports to the requester.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use iroh::EndpointAddr;
+use protocol::id::{ExecutionId, JobId};
+use protocol::job::{Engine, InputSource, JobSpec, NetworkMode, Source};
+use protocol::messages::Outcome;
+use storage::download::Downloader;
+use storage::inputs::{Inputs, materialise};
+use storage::store::Store;
+
+use crate::executor::wasm::{Cancel, WasmExecutor, WasmTask};
+use crate::executor::{ExecError, ExecutionDir, Limits};
+
+/// What every execution on this node shares.
+pub(super) struct ExecContext {
+    pub data_dir: PathBuf,
+    pub store: Arc<Store>,
+    pub downloader: Downloader,
+    pub wasm: WasmExecutor,
+    pub local_inputs: Vec<PathBuf>,
+}
+
+/// Runs one execution to its end; never fails, reports why instead.
+pub(super) async fn run(
+    ctx: Arc<ExecContext>,
+    job_id: JobId,
+    execution_id: ExecutionId,
+    spec: JobSpec,
+    providers: Vec<String>,
+    cancel: Cancel,
+) -> Outcome {
+    let root = ctx
+        .data_dir
+        .join("executions")
+        .join(format!("{job_id}.{execution_id}"));
+    let outcome = match run_in(&ctx, &root, &job_id, &spec, &providers, cancel).await {
+        Ok(outcome) => outcome,
+        Err(reason) => Outcome::Failed {
+            reason: truncate(reason),
+        },
+    };
+    // Inputs were made read-only; give them back before removing the folder.
+    let _ = storage::inputs::unlock(&root).await;
+    if let Err(e) = tokio::fs::remove_dir_all(&root).await {
+        tracing::warn!(%job_id, dir = %root.display(), "cannot remove execution folder: {e}");
+    }
+    outcome
+}
+
+async fn run_in(
+    ctx: &ExecContext,
+    root: &std::path::Path,
+    job_id: &JobId,
+    spec: &JobSpec,
+    providers: &[String],
+    cancel: Cancel,
+) -> Result<Outcome, String> {
+    if tokio::fs::metadata(root).await.is_ok() {
+        let _ = storage::inputs::unlock(root).await;
+        tokio::fs::remove_dir_all(root)
+            .await
+            .map_err(|e| format!("cannot clear {}: {e}", root.display()))?;
+    }
+    tokio::fs::create_dir_all(root.join("results"))
+        .await
+        .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    let providers: Vec<EndpointAddr> = providers
+        .iter()
+        .filter_map(|p| serde_json::from_str(p).ok())
+        .collect();
+    let inputs = Inputs {
+        store: &ctx.store,
+        providers: &providers,
+        downloader: &ctx.downloader,
+        allowed_local: &ctx.local_inputs,
+    };
+    let task = spec.task();
+    materialise(&inputs, root, &task.input_sources)
+        .await
+        .map_err(|e| format!("inputs: {e}"))?;
+    let dir = ExecutionDir::new(root);
+    let limits = limits_of(spec);
+    let run = match &task.engine {
+        Engine::Wasm(params) => {
+            let module = load_module(&inputs, root, &params.entry_module.source).await?;
+            ctx.wasm
+                .run(
+                    WasmTask {
+                        module: &module,
+                        params,
+                        task_env: &task.env,
+                        inputs: &task.input_sources,
+                        result_paths: &task.result_paths,
+                        network: task.network.r#type,
+                        dir: &dir,
+                        limits,
+                    },
+                    cancel,
+                )
+                .await
+        }
+        Engine::Docker(_) => Err(ExecError::Unavailable(
+            "this node has no Docker engine".into(),
+        )),
+    };
+    let outcome = run.map_err(|e| e.to_string())?;
+    if task.network.r#type == NetworkMode::None {
+        // `none` jobs made no requests; an empty log says so plainly.
+        let _ = tokio::fs::write(dir.results().join("network.log"), b"").await;
+    }
+    let published = storage::publish::publish(
+        &ctx.store,
+        &dir.results(),
+        &task.publisher,
+        Some(&job_id.to_string()),
+        None,
+    )
+    .await
+    .map_err(|e| format!("publishing results: {e}"))?;
+    Ok(Outcome::Completed {
+        result_cid: published.cid,
+        exit_code: outcome.exit_code,
+    })
+}
+
+/// Fetches a WASM job's module (from any source an input may use) and reads it.
+async fn load_module(
+    inputs: &Inputs<'_>,
+    root: &std::path::Path,
+    source: &protocol::job::Source,
+) -> Result<Vec<u8>, String> {
+    let module_dir = root.join("module");
+    let input = InputSource {
+        source: source.clone(),
+        target: "/module".into(),
+        alias: None,
+    };
+    let placed = materialise(inputs, &module_dir, std::slice::from_ref(&input))
+        .await
+        .map_err(|e| format!("the WASM module: {e}"))?;
+    let placed = placed
+        .into_iter()
+        .next()
+        .ok_or_else(|| "the WASM module: nothing was fetched".to_string())?;
+    let path = placed.file.unwrap_or(placed.host_path);
+    let bytes = tokio::fs::read(&path)
+        .await
+        .map_err(|e| format!("the WASM module ({}): {e}", path.display()))?;
+    let _ = storage::inputs::unlock(&module_dir).await;
+    let _ = tokio::fs::remove_dir_all(&module_dir).await;
+    Ok(bytes)
+}
+
+fn limits_of(spec: &JobSpec) -> Limits {
+    let task = spec.task();
+    let mut limits = Limits::default();
+    if let Some(memory) = task.resources.memory {
+        limits.memory_bytes = memory.0;
+    }
+    if let Some(secs) = task.timeouts.execution_timeout.filter(|s| *s > 0) {
+        limits.timeout = Duration::from_secs(secs);
+    }
+    limits
+}
+
+/// Keeps a failure reason within what a result message carries.
+fn truncate(mut reason: String) -> String {
+    const MAX: usize = protocol::messages::MAX_REASON_BYTES;
+    if reason.len() > MAX {
+        let mut end = MAX - 3;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+        reason.push_str("...");
+    }
+    reason.replace(|c: char| c.is_control() && c != '\n', " ")
+}
+
+/// The CIDs a job reads (its inputs and, for WASM, its module): what the
+/// node looks up providers for.
+pub(super) fn content_inputs(spec: &JobSpec) -> Vec<cid::Cid> {
+    let task = spec.task();
+    let mut sources: Vec<&Source> = task.input_sources.iter().map(|i| &i.source).collect();
+    if let Engine::Wasm(params) = &task.engine {
+        sources.push(&params.entry_module.source);
+    }
+    sources
+        .into_iter()
+        .filter_map(|s| match s {
+            Source::Cid(c) => Some(c.cid),
+            _ => None,
+        })
+        .collect()
+}

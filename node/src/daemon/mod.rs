@@ -1,0 +1,226 @@
+//! A running node (R-CLI-1 `skrei node`): the requester and compute state
+//! machines from `protocol`, driven by the real world.
+//!
+//! ```text
+//!   API (axum, loopback) ──commands──┐
+//!   p2p (libp2p) ──events──────────► driver ──► Requester / Compute (pure)
+//!   executions (WASM) ──finished────┘   │
+//!                                       ├─► p2p publish / send (signed)
+//!                                       ├─► executions: inputs → engine → publish
+//!                                       └─► SQLite: every job step (R-OPS-2)
+//! ```
+//!
+//! The driver is one task that owns both state machines; everything else
+//! talks to it over channels. A node is requester and compute node at once:
+//! its own announcements and the messages between its two halves are looped
+//! back in memory, since gossipsub does not deliver a node's own messages.
+
+pub mod api;
+mod config;
+pub mod db;
+mod driver;
+mod exec;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use libp2p::Multiaddr;
+use protocol::id::{NodeId, NodeKey};
+use storage::store::{Store, StoreConfig};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+
+pub use config::{NodeConfig, load_policy};
+pub use driver::{Command, NodeView};
+
+use crate::p2p::{P2p, P2pConfig};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("node key {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+    #[error("opening the store: {0}")]
+    Store(#[from] storage::store::OpenError),
+    #[error("starting the network: {0}")]
+    P2p(#[from] crate::p2p::P2pError),
+    #[error("the API cannot listen on {addr}: {source}; choose another with --api")]
+    Api {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A node that is running; dropping it does not stop it: call [`Node::shutdown`].
+pub struct Node {
+    node_id: NodeId,
+    api_addr: SocketAddr,
+    p2p_addrs: Vec<Multiaddr>,
+    commands: mpsc::Sender<Command>,
+    stop: watch::Sender<bool>,
+    driver: JoinHandle<()>,
+    api: JoinHandle<()>,
+    store: Arc<Store>,
+}
+
+impl Node {
+    /// Opens the data directory, joins the network and serves the API.
+    pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
+        let data_dir = &config.data_dir;
+        std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let key = load_or_create_key(&data_dir.join("node.key"))?;
+        let node_id = key.node_id();
+        let policy = load_policy(config.accept_network, config.allowlist.as_deref())
+            .map_err(StartError::Config)?;
+        let db = Arc::new(db::Db::open(&data_dir.join("node.db"))?);
+        let store = Arc::new(Store::open(StoreConfig::new(data_dir)).await?);
+
+        let mut p2p_config = P2pConfig::new(key.to_secret_bytes()).mdns(config.mdns);
+        for addr in &config.listen {
+            p2p_config = p2p_config.listen(addr.clone());
+        }
+        for addr in &config.bootstrap {
+            p2p_config = p2p_config.bootstrap(addr.clone());
+        }
+        let (p2p, events) = P2p::start(p2p_config).await?;
+        let p2p_addrs = p2p.listen_addrs();
+
+        let listener = tokio::net::TcpListener::bind(config.api)
+            .await
+            .map_err(|source| StartError::Api {
+                addr: config.api,
+                source,
+            })?;
+        let api_addr = listener.local_addr().map_err(|source| StartError::Api {
+            addr: config.api,
+            source,
+        })?;
+
+        let (commands, command_rx) = mpsc::channel(256);
+        let (stop, stop_rx) = watch::channel(false);
+        let (changes, changes_rx) = watch::channel(0u64);
+        let driver = driver::Driver::new(
+            config,
+            key,
+            policy,
+            p2p,
+            store.clone(),
+            db.clone(),
+            api_addr,
+            changes,
+        )
+        .map_err(StartError::Config)?;
+        let driver = tokio::spawn(driver.run(events, command_rx, stop_rx.clone()));
+        let state = api::ApiState {
+            commands: commands.clone(),
+            db,
+            store: store.clone(),
+            changes: changes_rx,
+            node_id,
+        };
+        let api = tokio::spawn(api::serve(listener, state, stop_rx));
+        tracing::info!(%node_id, %api_addr, ?p2p_addrs, "node started");
+        Ok(Node {
+            node_id,
+            api_addr,
+            p2p_addrs,
+            commands,
+            stop,
+            driver,
+            api,
+            store,
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.node_id
+    }
+
+    /// Where the API listens.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// The libp2p addresses, each ending in `/p2p/<peer id>`.
+    pub fn p2p_addrs(&self) -> &[Multiaddr] {
+        &self.p2p_addrs
+    }
+
+    /// A channel to the driver (what the API uses).
+    pub fn commands(&self) -> mpsc::Sender<Command> {
+        self.commands.clone()
+    }
+
+    /// Stops the API, the driver (cancelling running executions) and the
+    /// network, and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.api.await;
+        let _ = self.driver.await;
+        // Executions still finishing hold the store; it closes with them.
+        if let Ok(store) = Arc::try_unwrap(self.store) {
+            store.shutdown().await;
+        }
+    }
+
+    /// Waits until the node stops by itself (it does not, unless it fails).
+    pub async fn wait(&mut self) {
+        let _ = (&mut self.driver).await;
+    }
+}
+
+/// Reads the node's key, or makes one (readable by its owner only).
+fn load_or_create_key(path: &Path) -> Result<NodeKey, StartError> {
+    let err = |reason: String| StartError::Key {
+        path: path.display().to_string(),
+        reason,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let secret: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                err(format!(
+                    "holds {} bytes, not 32: restore the file or move it away to make a new \
+                     identity",
+                    bytes.len()
+                ))
+            })?;
+            Ok(NodeKey::from_secret_bytes(secret))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut secret = [0u8; 32];
+            getrandom::fill(&mut secret).map_err(|e| err(format!("no OS randomness: {e}")))?;
+            write_private(path, &secret).map_err(|e| err(e.to_string()))?;
+            Ok(NodeKey::from_secret_bytes(secret))
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+/// Writes a secret file atomically (a temp file renamed over), mode 0600.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

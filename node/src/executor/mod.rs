@@ -12,15 +12,145 @@
 //! ```
 //!
 //! `<dir>/results` is what gets published. Every engine reports the same
-//! [`RunOutcome`] and the same [`ExecError`] kinds.
+//! [`RunOutcome`] and the same [`ExecError`] kinds, and the node runs a task
+//! in either through one call, [`run`].
 
+pub mod docker;
 mod output;
 pub mod wasm;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use protocol::job::{Engine, Task};
+
+pub use docker::{DockerConfig, DockerExecutor};
 pub use output::CappedOutput;
+pub use wasm::WasmExecutor;
+
+/// The engines a node offers; an engine left out is refused as unavailable.
+#[derive(Default)]
+pub struct Engines {
+    pub wasm: Option<WasmExecutor>,
+    pub docker: Option<DockerExecutor>,
+}
+
+/// One execution of a task, with everything the node prepared for it.
+pub struct Execution<'a> {
+    /// Names the execution on this node (labels, container and network
+    /// names); unique among the node's running executions.
+    pub id: &'a str,
+    pub task: &'a Task,
+    /// Inputs already materialised under `<dir>/inputs/<target>`.
+    pub dir: &'a ExecutionDir,
+    pub limits: Limits,
+    /// The entry module's bytes for a WASM task (fetched and verified by
+    /// the node); unused for Docker.
+    pub wasm_module: Option<&'a [u8]>,
+}
+
+/// Runs one execution in the engine its task names, to its end, its
+/// timeout, a limit or `cancel`, writing `<dir>/results`.
+///
+/// ```no_run
+/// # async fn f(engines: &skrei_node::executor::Engines, task: &protocol::job::Task) {
+/// use skrei_node::executor::{self, Cancel, Execution, ExecutionDir, Limits};
+/// let dir = ExecutionDir::new("/var/lib/skrei/executions/e1");
+/// let outcome = executor::run(
+///     engines,
+///     Execution { id: "e1", task, dir: &dir, limits: Limits::default(), wasm_module: None },
+///     Cancel::default(),
+/// )
+/// .await;
+/// # }
+/// ```
+pub async fn run(
+    engines: &Engines,
+    execution: Execution<'_>,
+    cancel: Cancel,
+) -> Result<RunOutcome, ExecError> {
+    let task = execution.task;
+    match &task.engine {
+        Engine::Docker(params) => {
+            let docker = engines.docker.as_ref().ok_or_else(|| {
+                ExecError::Unavailable("this node does not run Docker jobs".into())
+            })?;
+            docker
+                .run(
+                    docker::DockerTask {
+                        execution_id: execution.id,
+                        params,
+                        task_env: &task.env,
+                        inputs: &task.input_sources,
+                        result_paths: &task.result_paths,
+                        network: &task.network,
+                        dir: execution.dir,
+                        limits: execution.limits,
+                    },
+                    cancel,
+                )
+                .await
+        }
+        Engine::Wasm(params) => {
+            let wasm = engines
+                .wasm
+                .as_ref()
+                .ok_or_else(|| ExecError::Unavailable("this node does not run WASM jobs".into()))?;
+            let module = execution.wasm_module.ok_or_else(|| {
+                ExecError::Missing("the entry module was not fetched for this execution".into())
+            })?;
+            wasm.run(
+                wasm::WasmTask {
+                    module,
+                    params,
+                    task_env: &task.env,
+                    inputs: &task.input_sources,
+                    result_paths: &task.result_paths,
+                    network: task.network.r#type,
+                    dir: execution.dir,
+                    limits: execution.limits,
+                },
+                cancel,
+            )
+            .await
+        }
+    }
+}
+
+/// A request to stop an execution; cheap to clone and share.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    cancelled: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+    /// Resolves once [`Cancel::cancel`] has been called.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.0.notify.notified();
+            tokio::pin!(notified);
+            // Register before checking, so a cancel in between is not missed.
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
 
 /// Limits applied to one execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +161,8 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Bytes of stdout and of stderr kept; the rest is counted and dropped.
     pub output_bytes: u64,
+    /// Docker only: CPU the task may use, in thousandths of a core.
+    pub cpu_millis: Option<u64>,
     /// WASM only: instructions budget (wasmtime fuel), when the node meters CPU.
     pub fuel: Option<u64>,
 }
@@ -41,7 +173,26 @@ impl Default for Limits {
             timeout: Duration::from_secs(600),
             memory_bytes: 512 << 20,
             output_bytes: 16 << 20,
+            cpu_millis: None,
             fuel: None,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits for `task`: what its `Resources` and `Timeouts` ask for,
+    /// the node's `defaults` for what they leave unset. Whether the node
+    /// can give that much is for its bidding policy, not decided here.
+    pub fn for_task(task: &Task, defaults: Limits) -> Limits {
+        Limits {
+            timeout: task
+                .timeouts
+                .execution_timeout
+                .filter(|s| *s > 0)
+                .map_or(defaults.timeout, Duration::from_secs),
+            memory_bytes: task.resources.memory.map_or(defaults.memory_bytes, |m| m.0),
+            cpu_millis: task.resources.cpu.map(|c| c.0).or(defaults.cpu_millis),
+            ..defaults
         }
     }
 }
@@ -134,4 +285,29 @@ impl ExecError {
 pub fn write_exit_code(dir: &ExecutionDir, code: i32) -> Result<(), ExecError> {
     std::fs::write(dir.results().join("exitCode"), code.to_string())
         .map_err(ExecError::io("writing exitCode"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn cancel_wakes_waiters_and_later_callers() {
+        let cancel = Cancel::default();
+        let waiter = tokio::spawn({
+            let c = cancel.clone();
+            async move { c.cancelled().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!cancel.is_cancelled());
+        cancel.cancel();
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("the waiter wakes")
+            .unwrap();
+        // A caller arriving after the cancel returns at once.
+        tokio::time::timeout(Duration::from_secs(5), cancel.cancelled())
+            .await
+            .expect("already cancelled");
+    }
 }

@@ -19,6 +19,7 @@ use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store, Trap, Upd
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
+pub use super::Cancel;
 use super::{
     CappedOutput, ExecError, ExecutionDir, LimitKind, Limits, RunOutcome, write_exit_code,
 };
@@ -29,19 +30,6 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 const CACHE_ENTRIES: usize = 64;
 /// Exit code reported when the module traps (as a native program that aborts).
 pub const TRAP_EXIT_CODE: i32 = 134;
-
-/// A request to stop an execution; cheap to clone and share.
-#[derive(Debug, Clone, Default)]
-pub struct Cancel(Arc<AtomicBool>);
-
-impl Cancel {
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
 
 /// One WASM task, with everything the node prepared for it.
 pub struct WasmTask<'a> {

@@ -4,5 +4,6 @@
 
 mod cli;
 mod daemon;
+mod docker;
 mod p2p;
 mod wasm;

@@ -134,6 +134,7 @@ fn limits() -> Limits {
         timeout: Duration::from_secs(20),
         memory_bytes: 64 << 20,
         output_bytes: 1 << 20,
+        cpu_millis: None,
         fuel: None,
     }
 }

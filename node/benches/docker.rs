@@ -71,6 +71,7 @@ fn main() -> Result<()> {
             network: &network,
             dir: &dir,
             limits: Limits::default(),
+            deny: &[],
         };
         let t = Instant::now();
         let outcome = rt.block_on(exec.run(task, Cancel::default()))?;

@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::config::{NodeConfig, load_policy};
 use super::db::Db;
 use super::exec::{self, ExecContext};
-use crate::executor::wasm::{Cancel, WasmExecutor};
+use crate::executor::{Cancel, Engines};
 use crate::p2p::{P2pEvent, P2pHandle};
 
 /// How often the allowlist file is checked for changes.
@@ -161,6 +161,7 @@ impl Driver {
         db: Arc<Db>,
         api_addr: SocketAddr,
         changes: watch::Sender<u64>,
+        engines: Engines,
     ) -> Result<Driver, String> {
         let me = key.node_id();
         let seed =
@@ -184,12 +185,11 @@ impl Driver {
             ..DownloadConfig::default()
         })
         .map_err(|e| format!("URL downloads: {e}"))?;
-        let wasm = WasmExecutor::new(false).map_err(|e| format!("WASM engine: {e}"))?;
         let exec = Arc::new(ExecContext {
             data_dir: config.data_dir.clone(),
             store: store.clone(),
             downloader,
-            wasm,
+            engines,
             local_inputs: config.local_inputs.clone(),
         });
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
@@ -543,13 +543,14 @@ impl Driver {
                 let tx = self.internal_tx.clone();
                 let p2p = self.p2p.clone();
                 let data_addrs = self.data_addrs.clone();
+                let deny = self.control_plane();
                 tokio::spawn(async move {
                     let mut providers = providers;
                     for cid in exec::content_inputs(&spec) {
                         find_providers(&p2p, &data_addrs, cid, &mut providers).await;
                     }
                     let outcome =
-                        exec::run(ctx, job_id, execution_id, spec, providers, cancel).await;
+                        exec::run(ctx, job_id, execution_id, spec, providers, deny, cancel).await;
                     if let Outcome::Failed { reason } = &outcome {
                         tracing::warn!(%job_id, %execution_id, "execution failed: {reason}");
                     }
@@ -824,6 +825,29 @@ impl Driver {
         }
     }
 
+    /// R-NET-7: every API and libp2p address of this node and of the
+    /// peers it heard from, which no job may reach.
+    fn control_plane(&self) -> Vec<SocketAddr> {
+        let mut addrs = vec![self.api_addr];
+        addrs.extend(self.p2p.listen_addrs().iter().filter_map(socket_addr));
+        for info in self.peers.values().filter_map(|(_, info)| info.as_ref()) {
+            addrs.extend(
+                info.api_addrs
+                    .iter()
+                    .filter_map(|a| a.parse::<SocketAddr>().ok()),
+            );
+            addrs.extend(
+                info.p2p_addrs
+                    .iter()
+                    .filter_map(|a| a.parse::<libp2p::Multiaddr>().ok())
+                    .filter_map(|a| socket_addr(&a)),
+            );
+        }
+        addrs.sort();
+        addrs.dedup();
+        addrs
+    }
+
     fn view(&self) -> NodeView {
         let policy = self.compute.policy();
         NodeView {
@@ -878,4 +902,21 @@ async fn find_providers(p2p: &P2pHandle, data_addrs: &DataAddrs, cid: Cid, out: 
             }
         }
     }
+}
+
+/// The IP and TCP/UDP port of a multiaddr such as `/ip4/1.2.3.4/tcp/4001/p2p/...`.
+pub(super) fn socket_addr(addr: &libp2p::Multiaddr) -> Option<SocketAddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(port) | Protocol::Udp(port) => {
+                return ip.map(|ip| SocketAddr::new(ip, port));
+            }
+            _ => {}
+        }
+    }
+    None
 }

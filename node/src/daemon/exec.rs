@@ -2,6 +2,7 @@
 //! into the store (R-VOL-1..3). Ends in the [`Outcome`] the compute state
 //! machine reports to the requester.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,15 +15,14 @@ use storage::download::Downloader;
 use storage::inputs::{InputErrorKind, Inputs, materialise};
 use storage::store::Store;
 
-use crate::executor::wasm::{Cancel, WasmExecutor, WasmTask};
-use crate::executor::{ExecError, ExecutionDir, Limits};
+use crate::executor::{self, Cancel, Engines, Execution, ExecutionDir, Limits};
 
 /// What every execution on this node shares.
 pub(super) struct ExecContext {
     pub data_dir: PathBuf,
     pub store: Arc<Store>,
     pub downloader: Downloader,
-    pub wasm: WasmExecutor,
+    pub engines: Engines,
     pub local_inputs: Vec<PathBuf>,
 }
 
@@ -33,13 +33,24 @@ pub(super) async fn run(
     execution_id: ExecutionId,
     spec: JobSpec,
     providers: Vec<String>,
+    deny: Vec<SocketAddr>,
     cancel: Cancel,
 ) -> Outcome {
     let root = ctx
         .data_dir
         .join("executions")
         .join(format!("{job_id}.{execution_id}"));
-    let outcome = match run_in(&ctx, &root, &job_id, &spec, &providers, cancel).await {
+    let outcome = match run_in(
+        &ctx,
+        &root,
+        (&job_id, execution_id),
+        &spec,
+        &providers,
+        &deny,
+        cancel,
+    )
+    .await
+    {
         Ok(outcome) => outcome,
         Err(reason) => Outcome::Failed {
             reason: truncate(reason),
@@ -56,9 +67,10 @@ pub(super) async fn run(
 async fn run_in(
     ctx: &ExecContext,
     root: &std::path::Path,
-    job_id: &JobId,
+    (job_id, execution_id): (&JobId, ExecutionId),
     spec: &JobSpec,
     providers: &[String],
+    deny: &[SocketAddr],
     cancel: Cancel,
 ) -> Result<Outcome, String> {
     if tokio::fs::metadata(root).await.is_ok() {
@@ -83,31 +95,23 @@ async fn run_in(
     let task = spec.task();
     let module = prepare_with_retries(&inputs, root, spec).await?;
     let dir = ExecutionDir::new(root);
-    let limits = limits_of(spec);
-    let run = match &task.engine {
-        Engine::Wasm(params) => {
-            let module = module.unwrap_or_default();
-            ctx.wasm
-                .run(
-                    WasmTask {
-                        module: &module,
-                        params,
-                        task_env: &task.env,
-                        inputs: &task.input_sources,
-                        result_paths: &task.result_paths,
-                        network: task.network.r#type,
-                        dir: &dir,
-                        limits,
-                    },
-                    cancel,
-                )
-                .await
-        }
-        Engine::Docker(_) => Err(ExecError::Unavailable(
-            "this node has no Docker engine".into(),
-        )),
+    // Short and unique on this node: it names containers and networks.
+    let job_text = job_id.to_string();
+    let id = format!(
+        "{}-{execution_id}",
+        &job_text[job_text.len().saturating_sub(16)..]
+    );
+    let execution = Execution {
+        id: &id,
+        task,
+        dir: &dir,
+        limits: Limits::for_task(task, Limits::default()),
+        wasm_module: module.as_deref(),
+        deny,
     };
-    let outcome = run.map_err(|e| e.to_string())?;
+    let outcome = executor::run(&ctx.engines, execution, cancel)
+        .await
+        .map_err(|e| e.to_string())?;
     if task.network.r#type == NetworkMode::None {
         // `none` jobs made no requests; an empty log says so plainly.
         let _ = tokio::fs::write(dir.results().join("network.log"), b"").await;
@@ -197,18 +201,6 @@ async fn load_module(
     let _ = storage::inputs::unlock(&module_dir).await;
     let _ = tokio::fs::remove_dir_all(&module_dir).await;
     Ok(bytes)
-}
-
-fn limits_of(spec: &JobSpec) -> Limits {
-    let task = spec.task();
-    let mut limits = Limits::default();
-    if let Some(memory) = task.resources.memory {
-        limits.memory_bytes = memory.0;
-    }
-    if let Some(secs) = task.timeouts.execution_timeout.filter(|s| *s > 0) {
-        limits.timeout = Duration::from_secs(secs);
-    }
-    limits
 }
 
 /// Keeps a failure reason within what a result message carries.

@@ -109,6 +109,8 @@ impl Node {
             source,
         })?;
 
+        let mut config = config;
+        let engines = start_engines(&mut config, &node_id, api_addr, &p2p_addrs).await;
         let (commands, command_rx) = mpsc::channel(256);
         let (stop, stop_rx) = watch::channel(false);
         let (changes, changes_rx) = watch::channel(0u64);
@@ -121,6 +123,7 @@ impl Node {
             db.clone(),
             api_addr,
             changes,
+            engines,
         )
         .map_err(StartError::Config)?;
         let driver = tokio::spawn(driver.run(events, command_rx, stop_rx.clone()));
@@ -180,6 +183,45 @@ impl Node {
     pub async fn wait(&mut self) {
         let _ = (&mut self.driver).await;
     }
+}
+
+/// The engines the node offers: WASM always, Docker when asked for and
+/// reachable (otherwise it is dropped from the node's engines, so the node
+/// refuses Docker jobs instead of bidding and failing them).
+async fn start_engines(
+    config: &mut NodeConfig,
+    node_id: &NodeId,
+    api_addr: SocketAddr,
+    p2p_addrs: &[Multiaddr],
+) -> crate::executor::Engines {
+    use crate::executor::docker::{DockerConfig, DockerExecutor};
+    let wasm = match crate::executor::wasm::WasmExecutor::new(false) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!("the WASM engine is unavailable: {e}");
+            config.engines.retain(|e| e != "wasm");
+            None
+        }
+    };
+    let mut docker = None;
+    if config.engines.iter().any(|e| e == "docker") {
+        let mut deny = vec![api_addr];
+        deny.extend(p2p_addrs.iter().filter_map(driver::socket_addr));
+        let docker_config = DockerConfig {
+            owner: node_id.to_string(),
+            http_rate: config.http_rate,
+            deny,
+            ..DockerConfig::default()
+        };
+        match DockerExecutor::new(docker_config).await {
+            Ok(d) => docker = Some(d),
+            Err(e) => {
+                tracing::warn!("Docker jobs are refused here: {e}");
+                config.engines.retain(|e| e != "docker");
+            }
+        }
+    }
+    crate::executor::Engines { wasm, docker }
 }
 
 /// Opens the blob store on the port it had before, when it is free: the

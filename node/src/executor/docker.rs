@@ -106,6 +106,8 @@ pub struct DockerTask<'a> {
     pub network: &'a Network,
     pub dir: &'a ExecutionDir,
     pub limits: Limits,
+    /// Control-plane addresses to refuse besides [`DockerConfig::deny`].
+    pub deny: &'a [SocketAddr],
 }
 
 /// The Docker engine. Create one per node (it checks the engine, removes

@@ -49,6 +49,9 @@ pub struct Execution<'a> {
     /// The entry module's bytes for a WASM task (fetched and verified by
     /// the node); unused for Docker.
     pub wasm_module: Option<&'a [u8]>,
+    /// R-NET-7: control-plane addresses learned at run time (peers' API and
+    /// libp2p addresses, from gossip), refused on top of the engine's own.
+    pub deny: &'a [std::net::SocketAddr],
 }
 
 /// Runs one execution in the engine its task names, to its end, its
@@ -88,6 +91,7 @@ pub async fn run(
                         network: &task.network,
                         dir: execution.dir,
                         limits: execution.limits,
+                        deny: execution.deny,
                     },
                     cancel,
                 )

@@ -432,7 +432,7 @@ fn cid_inputs_travel_to_the_compute_node_and_results_come_back() {
     // R-VOL-1..3, R-P2P-4: added on A (which runs no WASM), run on B.
     let files = Files::new();
     let dirs = tempfile::tempdir().unwrap();
-    let a = NodeProc::start(&dirs.path().join("a"), &["--engines", "docker"]);
+    let a = NodeProc::start(&dirs.path().join("a"), &["--capacity", "0"]);
     let b = NodeProc::start(&dirs.path().join("b"), &["--bootstrap", &a.bootstrap()]);
     let module = a.add(&files.module());
     let input = cid_input(&a.add(&files.name()));
@@ -496,7 +496,7 @@ fn a_job_whose_compute_node_dies_is_reawarded_and_completes_once() {
     let files = Files::new();
     let dirs = tempfile::tempdir().unwrap();
     let url = slow_server(Duration::from_secs(600));
-    let requester = NodeProc::start(&dirs.path().join("r"), &["--engines", "docker"]);
+    let requester = NodeProc::start(&dirs.path().join("r"), &["--capacity", "0"]);
     let boot = requester.bootstrap();
     let mut computes = [
         NodeProc::start(
@@ -556,7 +556,7 @@ fn a_restarted_requester_loses_no_job_and_no_result() {
     let listen = format!("/ip4/127.0.0.1/tcp/{port}");
     let mut requester = NodeProc::start(
         &dirs.path().join("r"),
-        &["--engines", "docker", "--listen", &listen],
+        &["--capacity", "0", "--listen", &listen],
     );
     let compute = NodeProc::start(
         &dirs.path().join("c"),

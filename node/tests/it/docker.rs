@@ -252,6 +252,7 @@ impl Fixture {
                     network,
                     dir: &self.dir,
                     limits,
+                    deny: &[],
                 },
                 cancel,
             )
@@ -835,6 +836,7 @@ async fn the_node_runs_a_task_through_executor_run() {
             dir: &f.dir,
             limits,
             wasm_module: None,
+            deny: &[],
         },
         Cancel::default(),
     )
@@ -865,6 +867,7 @@ async fn the_node_runs_a_task_through_executor_run() {
             dir: &f.dir,
             limits,
             wasm_module: Some(b"\0asm\x01\0\0\0"),
+            deny: &[],
         },
         Cancel::default(),
     )

@@ -24,7 +24,12 @@ const EXE_IN_IMAGE: &str = "/skrei";
 
 /// The arguments of `skrei proxy` for one job; audit lines go to stdout,
 /// which the executor collects into `network.log`.
-pub(super) fn proxy_args(config: &DockerConfig, job_id: &str, domains: &DomainSet) -> Vec<String> {
+pub(super) fn proxy_args(
+    config: &DockerConfig,
+    job_id: &str,
+    domains: &DomainSet,
+    extra_deny: &[std::net::SocketAddr],
+) -> Vec<String> {
     let mut args: Vec<String> = [
         "proxy",
         "--listen",
@@ -43,7 +48,7 @@ pub(super) fn proxy_args(config: &DockerConfig, job_id: &str, domains: &DomainSe
         args.push("--allow".into());
         args.push(d.to_string());
     }
-    for a in &config.deny {
+    for a in config.deny.iter().chain(extra_deny) {
         args.push("--deny".into());
         args.push(a.to_string());
     }
@@ -190,7 +195,12 @@ impl DockerExecutor {
         let egress = format!("{base}-egress");
         self.create_network(&egress, false, HashMap::new(), labels, resources)
             .await?;
-        let args = proxy_args(&self.config, task.execution_id, &task.network.domains);
+        let args = proxy_args(
+            &self.config,
+            task.execution_id,
+            &task.network.domains,
+            task.deny,
+        );
         let body = ContainerCreateBody {
             image: Some(http.sidecar_image.clone()),
             cmd: Some(args),
@@ -337,7 +347,7 @@ mod tests {
             ..DockerConfig::default()
         };
         let domains = DomainSet::parse([".example.com"]).unwrap();
-        let args = proxy_args(&config, "e1", &domains).join(" ");
+        let args = proxy_args(&config, "e1", &domains, &[]).join(" ");
         assert_eq!(
             args,
             "proxy --listen 0.0.0.0:3128 --job-id e1 --rate 1250000 --audit /dev/stdout \

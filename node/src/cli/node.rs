@@ -89,6 +89,19 @@ pub struct NodeFlags {
     #[arg(long, hide = true)]
     #[serde(default)]
     allow_private_downloads: bool,
+    /// A special-purpose range (CIDR) `http` jobs may reach, e.g. a private
+    /// service of yours (repeatable).
+    #[arg(long, value_name = "CIDR")]
+    #[serde(default)]
+    proxy_allow_range: Vec<String>,
+    /// NAME=IP: the answer `http` jobs' proxies give for NAME (repeatable).
+    #[arg(long, value_name = "NAME=IP")]
+    #[serde(default)]
+    proxy_resolve: Vec<String>,
+    /// Ports CONNECT may reach through the proxies, comma-separated. Default 443.
+    #[arg(long, value_delimiter = ',', value_name = "PORTS")]
+    #[serde(default)]
+    proxy_connect_ports: Vec<u16>,
 }
 
 impl NodeFlags {
@@ -156,6 +169,23 @@ impl NodeFlags {
             config.node_info_interval = Duration::from_secs(secs.max(1));
         }
         config.allow_private_downloads = self.allow_private_downloads;
+        for range in &self.proxy_allow_range {
+            config.proxy_allow_ranges.push(
+                range
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--proxy-allow-range {range}: {e}"))?,
+            );
+        }
+        for entry in &self.proxy_resolve {
+            let (name, ip) = entry
+                .split_once('=')
+                .and_then(|(n, ip)| Some((n.to_string(), ip.parse().ok()?)))
+                .with_context(|| format!("--proxy-resolve {entry}: write NAME=IP"))?;
+            config.proxy_resolve.push((name, ip));
+        }
+        if !self.proxy_connect_ports.is_empty() {
+            config.proxy_connect_ports = self.proxy_connect_ports;
+        }
         Ok(config)
     }
 
@@ -182,6 +212,9 @@ impl NodeFlags {
             local_inputs: list(self.local_inputs, file.local_inputs),
             node_info_interval: pick(self.node_info_interval, file.node_info_interval),
             allow_private_downloads: self.allow_private_downloads || file.allow_private_downloads,
+            proxy_allow_range: list(self.proxy_allow_range, file.proxy_allow_range),
+            proxy_resolve: list(self.proxy_resolve, file.proxy_resolve),
+            proxy_connect_ports: list(self.proxy_connect_ports, file.proxy_connect_ports),
         }
     }
 }

@@ -40,6 +40,12 @@ pub struct NodeConfig {
     pub bid_window: Duration,
     /// URL inputs may reach private addresses (tests on loopback only).
     pub allow_private_downloads: bool,
+    /// Special-purpose ranges `http` jobs' proxies may reach (R-NET-8).
+    pub proxy_allow_ranges: Vec<protocol::address::Cidr>,
+    /// Fixed answers the proxies give for names (private deployments, tests).
+    pub proxy_resolve: Vec<(String, std::net::IpAddr)>,
+    /// Ports `CONNECT` may reach through the proxies. Default 443.
+    pub proxy_connect_ports: Vec<u16>,
 }
 
 impl NodeConfig {
@@ -60,6 +66,9 @@ impl NodeConfig {
             node_info_interval: Duration::from_secs(30),
             bid_window: Duration::from_millis(300),
             allow_private_downloads: false,
+            proxy_allow_ranges: Vec::new(),
+            proxy_resolve: Vec::new(),
+            proxy_connect_ports: vec![443],
         }
     }
 }

@@ -211,6 +211,9 @@ async fn start_engines(
             owner: node_id.to_string(),
             http_rate: config.http_rate,
             deny,
+            allow_ranges: config.proxy_allow_ranges.clone(),
+            resolve: config.proxy_resolve.clone(),
+            connect_ports: config.proxy_connect_ports.clone(),
             ..DockerConfig::default()
         };
         match DockerExecutor::new(docker_config).await {

@@ -706,3 +706,108 @@ fn junk_gossip_bad_api_requests_and_requests_from_jobs_change_nothing() {
         "{metrics}"
     );
 }
+
+#[test]
+fn a_docker_http_job_reaches_only_its_domains_and_never_the_control_plane() {
+    // R-NET-3, R-NET-7, R-NET-9 through a node: the job's proxy sidecar lets
+    // an allowed domain through, refuses another, and refuses a peer's
+    // libp2p port even though the job lists its address.
+    use super::docker::{BANNER, docker0, engine, probe_image, test_server};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some((image, gw, server)) = runtime.block_on(async {
+        let docker = engine().await?;
+        let image = probe_image(&docker).await;
+        let gw = docker0(&docker).await;
+        let server = test_server(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).await;
+        Some((image, gw, server))
+    }) else {
+        return;
+    };
+    let dirs = tempfile::tempdir().unwrap();
+    // The requester listens on every interface: its libp2p port is on the
+    // Docker bridge's address too, which node info tells the compute node.
+    let requester = NodeProc::start(
+        &dirs.path().join("r"),
+        &["--capacity", "0", "--listen", "/ip4/0.0.0.0/tcp/0"],
+    );
+    let p2p_port = requester.bootstrap().split('/').nth(4).unwrap().to_string();
+    let port = server.port().to_string();
+    let compute = NodeProc::start(
+        &dirs.path().join("c"),
+        &[
+            "--bootstrap",
+            &requester.bootstrap(),
+            "--engines",
+            "docker",
+            "--accept-network",
+            "http",
+            "--proxy-resolve",
+            &format!("allowed.test={gw}"),
+            "--proxy-allow-range",
+            &format!("{gw}/32"),
+            "--proxy-connect-ports",
+            &port,
+        ],
+    );
+    let info = compute.info();
+    if !info["engines"].to_string().contains("docker") {
+        assert!(
+            !super::docker::require_docker(),
+            "the node has no Docker engine: {info}"
+        );
+        return;
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    let job = format!(
+        "Name: docker http\nType: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      \
+         Type: docker\n      Params:\n        Image: {image}\n        Entrypoint: [/probe]\n        \
+         Parameters: [http, \"http://allowed.test:{port}/\", \",\", http, \"http://denied.test:{port}/\", \
+         \",\", http, \"http://{gw}:{p2p_port}/\", \",\", tcp, \"{gw}\", \"{port}\"]\n    \
+         Network:\n      Type: http\n      Domains: [allowed.test, \"{gw}\"]\n    \
+         Timeouts:\n      QueueTimeout: 10\n"
+    );
+    let id = requester.submit(&job);
+    let ended = requester.wait(&id, Duration::from_secs(120));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    assert_eq!(executions_on(&ended), vec![compute.id()]);
+    let out = dirs.path().join("results");
+    let got = cli(
+        &requester.api,
+        &["job", "get", &id, "-o", out.to_str().unwrap()],
+    );
+    assert!(got.status.success(), "{}", text(&got.stderr));
+    let stdout = std::fs::read_to_string(out.join("stdout")).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 4, "{stdout}");
+    assert!(
+        lines[0].starts_with("http 200") && lines[0].ends_with(BANNER),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].starts_with("http 403"),
+        "a domain not allowed: {stdout}"
+    );
+    assert!(
+        lines[2].starts_with("http 403"),
+        "a peer's libp2p port: {stdout}"
+    );
+    assert!(
+        lines[3].starts_with("tcp fail"),
+        "no direct route: {stdout}"
+    );
+    let log = std::fs::read_to_string(out.join("network.log")).unwrap();
+    assert!(
+        log.contains("allowed.test") && log.contains("denied.test"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&p2p_port),
+        "the refused control-plane port is logged: {log}"
+    );
+}

@@ -29,17 +29,17 @@ use skrei_node::executor::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PROBE_SOURCE: &str = include_str!("probe.c");
-const BANNER: &str = "skrei-test-server";
+pub(crate) const BANNER: &str = "skrei-test-server";
 
 /// Serialises building the probe image across tests.
 static IMAGE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-fn require_docker() -> bool {
+pub(crate) fn require_docker() -> bool {
     std::env::var("SKREI_REQUIRE_DOCKER").is_ok_and(|v| v == "1")
 }
 
 /// A connected engine, or `None` (skip) when there is none and none is required.
-async fn engine() -> Option<Docker> {
+pub(crate) async fn engine() -> Option<Docker> {
     let reached = async {
         let d = Docker::connect_with_local_defaults()?
             .negotiate_version()
@@ -63,7 +63,7 @@ async fn engine() -> Option<Docker> {
 }
 
 /// The probe image's tag, building it when this engine lacks it.
-async fn probe_image(docker: &Docker) -> String {
+pub(crate) async fn probe_image(docker: &Docker) -> String {
     let busybox = std::fs::read("/usr/bin/busybox")
         .or_else(|_| std::fs::read("/bin/busybox"))
         .expect("busybox-static is installed (Debian package busybox-static)");
@@ -124,7 +124,7 @@ async fn probe_image(docker: &Docker) -> String {
 }
 
 /// A listener that answers any request with the banner, like a web server.
-async fn test_server(bind: IpAddr) -> SocketAddr {
+pub(crate) async fn test_server(bind: IpAddr) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind((bind, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -147,7 +147,7 @@ async fn test_server(bind: IpAddr) -> SocketAddr {
 /// Docker's default bridge gateway: an address of this host that
 /// containers on ordinary bridges reach. Docker 20.10 lists only the
 /// subnet; the gateway is its first address.
-async fn docker0(docker: &Docker) -> Ipv4Addr {
+pub(crate) async fn docker0(docker: &Docker) -> Ipv4Addr {
     let config = docker
         .inspect_network("bridge", None)
         .await

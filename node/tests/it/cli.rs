@@ -376,3 +376,53 @@ fn add_prints_a_cid_and_get_writes_the_same_bytes_back() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("--from"));
 }
+
+#[test]
+fn node_settings_are_checked_before_anything_starts() {
+    // R-OPS-1: the config file's keys are the flags' names; mistakes name
+    // the key or flag and what to write.
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        &dir,
+        "node.toml",
+        b"accept-network = \"http\"\nallow-list = \"x\"\n",
+    );
+    let out = skrei(&["node", "--config", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("allow-list"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = skrei(&[
+        "node",
+        "--allowlist",
+        "/dev/null",
+        "--data-dir",
+        "/nonexistent/x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("add --accept-network=http"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = skrei(&["node", "--accept-network", "sometimes"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = skrei(&["node", "--api", "localhost"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("HOST:PORT"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = skrei(&["devstack", "--nodes", "2", "--policy", "5=http"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("node 5 does not exist"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -508,6 +508,12 @@ impl LiveNet {
         if node.policy.allowlist.is_some() {
             command.arg("--allowlist").arg(self.allowlist_file(i));
         }
+        if let Some(engines) = &node.policy.engines {
+            command.args(["--engines", &engines.join(",")]);
+        }
+        if let Some(capacity) = node.policy.capacity {
+            command.args(["--capacity", &capacity.to_string()]);
+        }
         command
             .env_remove("SKREI_DATA_DIR")
             .stdin(Stdio::null())

@@ -14,9 +14,19 @@
 //! [[node]]
 //! index = 1
 //! accept-network = "full"
+//!
+//! # A node that submits jobs but runs none (`--capacity 0`), and one that
+//! # offers only Docker (`--engines docker`). Both keys fit [[share]] too.
+//! [[node]]
+//! index = 0
+//! capacity = 0
+//! [[node]]
+//! index = 2
+//! engines = ["docker"]
 //! ```
 //!
-//! A node named nowhere runs with `--accept-network none`, a node's default.
+//! Every key but `index` and `share` is optional: left out, the node keeps
+//! its own default (`--accept-network none`, engines `wasm`, capacity 4).
 //! An allowlist becomes a file passed with `--allowlist`; its entries are
 //! checked here with the node's own parser, so a bad domain is refused
 //! before any node starts.
@@ -25,22 +35,34 @@ use protocol::job::NetworkMode;
 use protocol::policy::{Allowlist, parse_accept_network};
 use serde::Deserialize;
 
-/// What one node accepts: `--accept-network` and `--allowlist`.
+/// What one node accepts: `--accept-network`, `--allowlist`, `--engines`
+/// and `--capacity`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodePolicy {
     pub accept_network: NetworkMode,
     /// The allowlist's entries, one per line of the file the node reads;
     /// `None` runs the node without `--allowlist`.
     pub allowlist: Option<Vec<String>>,
+    /// `None`: the node's default (wasm).
+    pub engines: Option<Vec<String>>,
+    /// Executions at once; `None`: the node's default.
+    pub capacity: Option<u32>,
 }
 
 impl NodePolicy {
-    /// `none`, `http [.example.com, api.example.org]`, `full`.
+    /// `none`, `http [.example.com, api.example.org]`, `full, engines docker, capacity 0`.
     pub fn describe(&self) -> String {
-        match &self.allowlist {
-            Some(list) => format!("{} [{}]", self.accept_network, list.join(", ")),
-            None => self.accept_network.to_string(),
+        let mut s = self.accept_network.to_string();
+        if let Some(list) = &self.allowlist {
+            s.push_str(&format!(" [{}]", list.join(", ")));
         }
+        if let Some(engines) = &self.engines {
+            s.push_str(&format!(", engines {}", engines.join(",")));
+        }
+        if let Some(capacity) = self.capacity {
+            s.push_str(&format!(", capacity {capacity}"));
+        }
+        s
     }
 }
 
@@ -63,6 +85,8 @@ pub enum PoliciesError {
     AllowlistWithoutHttp { what: String },
     #[error("{what}: the allowlist is not valid:\n{reason}")]
     Allowlist { what: String, reason: String },
+    #[error("{what}: engine `{engine}`: the engines are wasm and docker")]
+    Engine { what: String, engine: String },
     #[error("[[node]] index {index}: the network has nodes 0 to {last}")]
     NoSuchNode { index: usize, last: usize },
     #[error("[[share]] share = {share}: give a share from 0 to 1")]
@@ -84,28 +108,53 @@ struct File {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct ShareEntry {
     share: f64,
-    accept_network: String,
+    accept_network: Option<String>,
     allowlist: Option<Vec<String>>,
+    engines: Option<Vec<String>>,
+    capacity: Option<u32>,
 }
 
+// The same keys as `ShareEntry`'s, spelled out rather than flattened: serde
+// loses unknown-key errors and line numbers through `flatten`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct NodeEntry {
     index: usize,
-    accept_network: String,
+    accept_network: Option<String>,
     allowlist: Option<Vec<String>>,
+    engines: Option<Vec<String>>,
+    capacity: Option<u32>,
 }
 
-fn policy(
-    what: &str,
-    mode: &str,
+/// A node's settings as an entry gives them.
+struct PolicyEntry {
+    accept_network: Option<String>,
     allowlist: Option<Vec<String>>,
-) -> Result<NodePolicy, PoliciesError> {
+    engines: Option<Vec<String>>,
+    capacity: Option<u32>,
+}
+
+fn policy(what: &str, entry: PolicyEntry) -> Result<NodePolicy, PoliciesError> {
+    let PolicyEntry {
+        accept_network,
+        allowlist,
+        engines,
+        capacity,
+    } = entry;
+    let mode = accept_network.as_deref().unwrap_or("none");
     let accept_network = parse_accept_network(mode).map_err(|e| PoliciesError::Mode {
         what: what.to_owned(),
         mode: mode.to_owned(),
         reason: e.to_string(),
     })?;
+    for engine in engines.iter().flatten() {
+        if !matches!(engine.as_str(), "wasm" | "docker") {
+            return Err(PoliciesError::Engine {
+                what: what.to_owned(),
+                engine: engine.clone(),
+            });
+        }
+    }
     if let Some(list) = &allowlist {
         if accept_network == NetworkMode::None {
             return Err(PoliciesError::AllowlistWithoutHttp {
@@ -120,6 +169,8 @@ fn policy(
     Ok(NodePolicy {
         accept_network,
         allowlist,
+        engines,
+        capacity,
     })
 }
 
@@ -148,11 +199,13 @@ pub fn parse(text: &str, nodes: usize) -> Result<Vec<NodePolicy>, PoliciesError>
         if total > 1.0 + 1e-9 {
             return Err(PoliciesError::SharesOverOne { total });
         }
-        let p = policy(
-            &format!("[[share]] #{}", i + 1),
-            &entry.accept_network,
-            entry.allowlist,
-        )?;
+        let entry_policy = PolicyEntry {
+            accept_network: entry.accept_network,
+            allowlist: entry.allowlist,
+            engines: entry.engines,
+            capacity: entry.capacity,
+        };
+        let p = policy(&format!("[[share]] #{}", i + 1), entry_policy)?;
         let count = ((entry.share * nodes as f64).round() as usize).min(next);
         for slot in &mut out[next - count..next] {
             *slot = p.clone();
@@ -166,11 +219,13 @@ pub fn parse(text: &str, nodes: usize) -> Result<Vec<NodePolicy>, PoliciesError>
                 last: nodes.saturating_sub(1),
             });
         }
-        out[entry.index] = policy(
-            &format!("[[node]] index {}", entry.index),
-            &entry.accept_network,
-            entry.allowlist,
-        )?;
+        let entry_policy = PolicyEntry {
+            accept_network: entry.accept_network,
+            allowlist: entry.allowlist,
+            engines: entry.engines,
+            capacity: entry.capacity,
+        };
+        out[entry.index] = policy(&format!("[[node]] index {}", entry.index), entry_policy)?;
     }
     Ok(out)
 }
@@ -200,6 +255,34 @@ mod tests {
     }
 
     #[test]
+    fn engines_and_capacity_are_optional_per_node() {
+        let text = "[[node]]\nindex = 0\ncapacity = 0\n\
+                    [[node]]\nindex = 1\nengines = [\"docker\"]\n";
+        let p = parse(text, 3).unwrap();
+        assert_eq!(p[0].capacity, Some(0));
+        assert_eq!(p[0].accept_network, NetworkMode::None);
+        assert_eq!(p[1].engines, Some(vec!["docker".to_owned()]));
+        assert_eq!(p[2], NodePolicy::default());
+        assert_eq!(p[1].describe(), "none, engines docker");
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let p = parse(include_str!("../../scenarios/live-policies.toml"), 5).unwrap();
+        let described: Vec<String> = p.iter().map(NodePolicy::describe).collect();
+        assert_eq!(
+            described,
+            [
+                "none, capacity 0",
+                "full",
+                "none",
+                "http [.example.com, api.example.org]",
+                "http [.example.com, api.example.org]",
+            ]
+        );
+    }
+
+    #[test]
     fn bad_files_are_refused_with_what_is_wrong() {
         let cases = [
             ("[[node]]\nindex = 0\naccept-network = \"ftp\"\n", "ftp"),
@@ -222,6 +305,12 @@ mod tests {
                 "more than 1",
             ),
             ("[[nodes]]\nindex = 0\n", "nodes"),
+            ("[[node]]\nindex = 0\nengines = [\"qemu\"]\n", "qemu"),
+            ("[[node]]\nindex = 0\ncapacity = -1\n", "capacity"),
+            (
+                "[[node]]\nindex = 0\nacept-network = \"http\"\n",
+                "acept-network",
+            ),
         ];
         for (text, want) in cases {
             let e = parse(text, 3).expect_err(text).to_string();

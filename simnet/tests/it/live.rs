@@ -103,18 +103,22 @@ fn wait_done(api: &Api, job_id: &str) -> String {
     );
 }
 
+/// Nodes 0 and 1 only submit (`capacity = 0`); 2, 3 and 4 run the jobs,
+/// and node 4 alone holds the module and its input.
+const POLICIES: &str = "[[node]]\nindex = 0\ncapacity = 0\n[[node]]\nindex = 1\ncapacity = 0\n";
+
 #[test]
 fn five_live_nodes_run_jobs_through_any_node_and_survive_losing_one() {
     let started = Instant::now();
-    let mut net = LiveNet::start(LiveOptions::new(5, skrei())).expect("5 nodes start");
+    let mut options = LiveOptions::new(5, skrei());
+    options.policies = simnet::live::policies::parse(POLICIES, 5).unwrap();
+    let mut net = LiveNet::start(options).expect("5 nodes start");
     eprintln!(
         "5 nodes up in {:?} under {}",
         started.elapsed(),
         net.root().display()
     );
-
-    // The module and its input are on node 4 only: every other node that
-    // runs a job fetches them by CID.
+    let submitters = [0, 1];
     let data = 4;
     let files = tempfile::tempdir().unwrap();
     let module_path = files.path().join("hello.wasm");
@@ -123,45 +127,45 @@ fn five_live_nodes_run_jobs_through_any_node_and_survive_losing_one() {
     std::fs::write(&input_path, "skrei\n").unwrap();
     let module = add(net.api(data), &module_path);
     let input = add(net.api(data), &input_path);
+    let submit_round = |net: &LiveNet, round: usize| -> Vec<(usize, String)> {
+        (0..4)
+            .map(|n| {
+                let i = submitters[n % submitters.len()];
+                let job = hello_job(&format!("hello-{round}-{n}"), &module, &input);
+                (i, net.api(i).submit(&job).expect("submitted"))
+            })
+            .collect()
+    };
 
-    // Round 1: one job through each of nodes 0 to 3, all at once.
-    let round1: Vec<(usize, String)> = (0..4)
-        .map(|i| {
-            let job = hello_job(&format!("hello-1-{i}"), &module, &input);
-            (i, net.api(i).submit(&job).expect("submitted"))
-        })
-        .collect();
+    // Round 1: four jobs at once, two through each submitter.
     let mut ran: BTreeMap<usize, usize> = BTreeMap::new();
-    for (i, job_id) in &round1 {
-        let node = wait_done(net.api(*i), job_id);
+    for (i, job_id) in submit_round(&net, 1) {
+        let node = wait_done(net.api(i), &job_id);
         let at = net.index_of(&node).expect("ran on one of ours");
+        assert!(
+            at >= 2,
+            "job {job_id} ran on node {at}, which has no capacity"
+        );
         *ran.entry(at).or_default() += 1;
     }
     eprintln!("round 1 done at {:?}; ran on {ran:?}", started.elapsed());
 
-    // Lose a node that is neither round 2's first submitter nor the data's
-    // holder, preferring one that ran jobs: a crash, no goodbye.
-    let victim = (1..4)
+    // Lose the node (other than the data's holder) that ran the most: a
+    // crash, no goodbye to its peers.
+    let victim = [2, 3]
+        .into_iter()
         .max_by_key(|i| (ran.get(i).copied().unwrap_or(0), *i))
         .unwrap();
     net.kill(victim).unwrap();
     assert!(!net.is_running(victim));
 
-    // Round 2: a job through each surviving node; all complete elsewhere.
-    let survivors: Vec<usize> = (0..5).filter(|&i| i != victim).collect();
-    let round2: Vec<(usize, String)> = survivors
-        .iter()
-        .map(|&i| {
-            let job = hello_job(&format!("hello-2-{i}"), &module, &input);
-            (i, net.api(i).submit(&job).expect("submitted"))
-        })
-        .collect();
-    for (i, job_id) in &round2 {
-        let node = wait_done(net.api(*i), job_id);
-        assert_ne!(
-            net.index_of(&node),
-            Some(victim),
-            "job {job_id} ran on the killed node {victim}"
+    // Round 2: the same again; the two compute nodes left run everything.
+    for (i, job_id) in submit_round(&net, 2) {
+        let node = wait_done(net.api(i), &job_id);
+        let at = net.index_of(&node).expect("ran on one of ours");
+        assert!(
+            at >= 2 && at != victim,
+            "job {job_id} ran on node {at}; node {victim} is down and 0, 1 run nothing"
         );
     }
     eprintln!(
@@ -169,11 +173,67 @@ fn five_live_nodes_run_jobs_through_any_node_and_survive_losing_one() {
         started.elapsed()
     );
 
-    // The lost node comes back with its data folder and takes jobs again.
+    // The lost node comes back with its data folder; jobs submitted through
+    // it complete too.
     net.restart(victim).expect("the node restarts");
     let job = hello_job("hello-3", &module, &input);
     let job_id = net.api(victim).submit(&job).expect("submitted");
     wait_done(net.api(victim), &job_id);
     eprintln!("done in {:?}", started.elapsed());
     net.shutdown();
+}
+
+/// `simnet up` itself: one `SKREI_API=` line per node, node 0 first, nodes
+/// that answer and know each other, and all of them gone after SIGTERM.
+#[test]
+fn simnet_up_prints_each_api_and_stops_the_nodes_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut up = Command::new(env!("CARGO_BIN_EXE_simnet"))
+        .args(["up", "--nodes", "2", "--skrei"])
+        .arg(skrei())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("simnet runs");
+    let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
+    let apis: Vec<Api> = (0..2)
+        .map(|_| {
+            let line = lines.next().expect("a line per node").unwrap();
+            let url = line.strip_prefix("SKREI_API=").expect("SKREI_API=URL");
+            Api::new(url)
+        })
+        .collect();
+    let first = apis[0].get("/api/v1/node").expect("node 0 answers");
+    let second = apis[1].get("/api/v1/node").expect("node 1 answers");
+    let peers_of_1: Vec<&str> = second["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["node_id"].as_str())
+        .collect();
+    assert!(
+        peers_of_1.contains(&first["node_id"].as_str().unwrap()),
+        "node 1 knows node 0: {second:#}"
+    );
+
+    let pid = nix::unistd::Pid::from_raw(up.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = up.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "simnet up did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "simnet up: {status}");
+    for api in &apis {
+        assert!(
+            api.get("/api/v1/node").is_err(),
+            "{} still answers",
+            api.url()
+        );
+    }
 }

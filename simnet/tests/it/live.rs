@@ -237,3 +237,31 @@ fn simnet_up_prints_each_api_and_stops_the_nodes_on_sigterm() {
         );
     }
 }
+
+/// A restarted node gets its old ports back when they are free, and other
+/// ones when they are not; either way the network knows it again.
+#[test]
+fn a_restarted_node_takes_new_ports_when_its_old_ones_are_taken() {
+    let mut net = LiveNet::start(LiveOptions::new(2, skrei())).expect("2 nodes start");
+    let first_api = net.api(1).clone();
+
+    net.stop(1).unwrap();
+    net.restart(1).expect("restarts on its old ports");
+    assert_eq!(net.api(1), &first_api, "the old API port was free");
+
+    net.kill(1).unwrap();
+    let port = first_api.url().trim_start_matches("http://");
+    let _squatter = std::net::TcpListener::bind(port).expect("the old API port is free");
+    net.restart(1).expect("restarts on other ports");
+    assert_ne!(net.api(1), &first_api);
+    let info = net
+        .api(1)
+        .get("/api/v1/node")
+        .expect("answers on its new port");
+    assert_eq!(
+        info["node_id"],
+        net.node_id(1),
+        "same data folder, same key"
+    );
+    net.shutdown();
+}

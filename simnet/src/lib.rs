@@ -175,9 +175,17 @@
 //! completed, failed or cancelled - and its requester's record agrees.
 //! A violation stops the run with a [`Violation`] carrying the seed and the
 //! event index; the CLI prints `reproduce with: simnet run ... --seed S`.
+//!
+//! # Live testnets ([`live`])
+//! `simnet up --nodes N [--policies FILE]` runs the real thing instead: N
+//! `skrei node` processes on loopback, bootstrapped from node 0, each with
+//! the policy the file gives it ([`live::policies`]); it prints one
+//! `SKREI_API=http://...` line per node (node 0 first) and stops them on
+//! Ctrl-C. Tests drive the same network through [`live::LiveNet`].
 
 pub mod check;
 pub mod config;
+pub mod live;
 pub mod net;
 pub mod plot;
 pub mod population;

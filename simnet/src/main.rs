@@ -4,6 +4,7 @@
 //! simnet run --nodes 100 --jobs 300 --seed 7 --churn 0.1 --partition 0.3@10000-40000
 //! simnet sweep --seeds 1..100 --nodes 50 --jobs 100 --churn 0.1
 //! simnet run --scenario simnet/scenarios/ci.toml --report r.json --plot p.svg
+//! simnet up --nodes 5 --policies policies.toml     # real nodes; Ctrl-C stops them
 //! ```
 
 use std::io::Write;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use simnet::config::Partition;
+use simnet::live::{LiveNet, LiveOptions, default_skrei};
 use simnet::{SimConfig, Violation};
 
 #[derive(Parser)]
@@ -52,6 +54,29 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
+    /// Start real `skrei node` processes on loopback, print their APIs
+    /// (`SKREI_API=http://...`, node 0 first) and run until Ctrl-C.
+    Up(Up),
+}
+
+#[derive(Args)]
+struct Up {
+    /// How many nodes.
+    #[arg(long, value_parser = at_least_one)]
+    nodes: usize,
+    /// Each node's acceptance policy: a TOML file of `[[share]]` and
+    /// `[[node]]` entries (the format is in the simnet crate docs, module
+    /// `live::policies`). Without it every node accepts network `none`.
+    #[arg(long, value_name = "FILE")]
+    policies: Option<PathBuf>,
+    /// The `skrei` binary [default: $SKREI_BIN, else the `skrei` beside
+    /// this program].
+    #[arg(long, value_name = "PATH")]
+    skrei: Option<PathBuf>,
+    /// Folder for the nodes' data and logs, kept at the end [default: a new
+    /// temporary folder, removed at the end].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
 }
 
 /// The scenario: a file, and flags that override it (or the defaults).
@@ -241,6 +266,13 @@ fn parse_seeds(text: &str) -> Result<std::ops::Range<u64>, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Up(up) => match run_up(up) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run {
             scenario,
             seed,
@@ -350,6 +382,76 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `simnet up`: starts the network, waits for Ctrl-C or SIGTERM, stops it.
+fn run_up(up: Up) -> Result<ExitCode, String> {
+    let Some(skrei) = up.skrei.or_else(default_skrei) else {
+        eprintln!(
+            "error: no skrei binary beside simnet and SKREI_BIN is not set: build it with \
+             `cargo build -p node --bin skrei`, or give --skrei PATH"
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let mut options = LiveOptions::new(up.nodes, skrei);
+    if let Some(path) = &up.policies {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("could not read {}: {e}", path.display()))?;
+        match simnet::live::policies::parse(&text, up.nodes) {
+            Ok(p) => options.policies = p,
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
+    options.data_dir = up.data_dir;
+    // Listening before any node starts: a Ctrl-C while they start is then
+    // seen once they are up, and never leaves them running without us (they
+    // are in process groups of their own and do not get the terminal's
+    // Ctrl-C).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| format!("starting the signal listener: {e}"))?;
+    let signals = runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let listen = |kind| signal(kind).map_err(|e| format!("listening for signals: {e}"));
+        Ok::<_, String>([
+            listen(SignalKind::interrupt())?,
+            listen(SignalKind::terminate())?,
+            listen(SignalKind::hangup())?,
+        ])
+    })?;
+    let net = LiveNet::start(options).map_err(|e| e.to_string())?;
+    for api in net.apis() {
+        out(format!("SKREI_API={}", api.url()));
+    }
+    let _ = std::io::stdout().flush();
+    for i in 0..net.len() {
+        eprintln!(
+            "node {i}: {}  policy {}  log {}",
+            net.node_id(i),
+            net.policy(i).describe(),
+            net.log(i).display()
+        );
+    }
+    eprintln!(
+        "{} nodes running under {}; Ctrl-C stops them",
+        net.len(),
+        net.root().display()
+    );
+    let [mut int, mut term, mut hup] = signals;
+    let signal = runtime.block_on(async {
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+            _ = hup.recv() => "SIGHUP",
+        }
+    });
+    eprintln!("{signal}: stopping the nodes");
+    net.shutdown();
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a line; a closed pipe (`| head`) is not worth a panic.

@@ -1,6 +1,8 @@
 //! simnet's tests: fixed-seed scenarios, determinism, and a checker that
 //! can fail. Every failing run prints its seed and event index.
 
+mod live;
+
 use std::process::Command;
 
 use simnet::config::Partition;

@@ -1,0 +1,570 @@
+//! Live testnets: real `skrei node` processes on loopback (`simnet up`).
+//!
+//! Where [`crate::run`] simulates the protocol, a [`LiveNet`] runs the real
+//! thing: N `skrei node` children, each with its own data folder, an API on
+//! a free loopback port and a libp2p listener on another, every node after
+//! the first bootstrapped from node 0. Tests use it to run jobs end to end
+//! and to take nodes down and bring them back.
+//!
+//! ```no_run
+//! use simnet::live::{LiveNet, LiveOptions, default_skrei};
+//!
+//! let skrei = default_skrei().expect("build it: cargo build -p node --bin skrei");
+//! let mut net = LiveNet::start(LiveOptions::new(5, skrei))?;
+//! let job_id = net.api(0).submit("Name: hello\n...")?;
+//! net.kill(3)?; // a crash: SIGKILL
+//! net.restart(3)?; // same data folder and ports
+//! net.shutdown(); // SIGTERM, then SIGKILL; the temporary folder goes too
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Under the network's folder (a new temporary one unless given) node `i`
+//! keeps its data in `node-i/`, its log (the child's stderr) in
+//! `node-i.log` and its allowlist, if any, in `node-i.allow`.
+//!
+//! The children run in process groups of their own: a Ctrl-C at the
+//! terminal reaches `simnet up` only, which then stops them in order.
+
+mod api;
+pub mod policies;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+pub use api::{Api, ApiError};
+pub use policies::NodePolicy;
+
+/// The most nodes one machine is asked to run as processes.
+pub const MAX_NODES: usize = 256;
+
+/// How long a node may take to print its API address.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the nodes may take to hear from each other after starting.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How long a node may take to stop after SIGTERM before it is killed.
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a [`LiveNet`] is started.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// How many nodes, 1 to [`MAX_NODES`].
+    pub nodes: usize,
+    /// The `skrei` binary.
+    pub skrei: PathBuf,
+    /// Node `i` runs with `policies[i]`; nodes past the end with the default.
+    pub policies: Vec<NodePolicy>,
+    /// The network's folder, kept at the end; `None`: a new temporary
+    /// folder, removed at the end.
+    pub data_dir: Option<PathBuf>,
+    /// Seconds between each node's node info messages (`--node-info-interval`).
+    /// Short, so that nodes learn about each other (and restarts) quickly.
+    pub node_info_interval_s: u64,
+}
+
+impl LiveOptions {
+    /// `nodes` nodes of `skrei`, default policies, a temporary folder.
+    pub fn new(nodes: usize, skrei: impl Into<PathBuf>) -> LiveOptions {
+        LiveOptions {
+            nodes,
+            skrei: skrei.into(),
+            policies: Vec::new(),
+            data_dir: None,
+            node_info_interval_s: 1,
+        }
+    }
+}
+
+/// What went wrong running a live testnet.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LiveError {
+    #[error("--nodes {0}: give 1 to {MAX_NODES}")]
+    NodeCount(usize),
+    #[error("no node {index}: the network has nodes 0 to {last}")]
+    NoSuchNode { index: usize, last: usize },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot start {}: {source}; build it with `cargo build -p node --bin skrei` or give \
+         its path",
+        skrei.display()
+    )]
+    Spawn {
+        skrei: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("node {index} stopped before it was ready ({status}); the end of {}:\n{tail}", log.display())]
+    Exited {
+        index: usize,
+        status: ExitStatus,
+        log: PathBuf,
+        tail: String,
+    },
+    #[error("node {index} printed no SKREI_API line within {} s; see {}", READY_TIMEOUT.as_secs(), log.display())]
+    NotReady { index: usize, log: PathBuf },
+    #[error("node {index} is not running")]
+    NotRunning { index: usize },
+    #[error("{0}")]
+    Api(#[from] ApiError),
+    #[error("node {index}'s API described no listen address: {info}")]
+    NoAddress { index: usize, info: String },
+    #[error(
+        "the nodes did not hear from each other within {} s (node: peers heard from): {heard:?}",
+        CONNECT_TIMEOUT.as_secs()
+    )]
+    NotConnected { heard: Vec<(usize, usize)> },
+}
+
+/// Where the `skrei` binary is when not named: `$SKREI_BIN`, else beside
+/// the running executable or one folder up (a test runs from
+/// `target/debug/deps/`, `skrei` is built into `target/debug/`).
+pub fn default_skrei() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("SKREI_BIN") {
+        return Some(PathBuf::from(path));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [Some(dir), dir.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join(format!("skrei{}", std::env::consts::EXE_SUFFIX)))
+        .find(|p| p.is_file())
+}
+
+/// One node of the network.
+struct LiveNode {
+    policy: NodePolicy,
+    api: Api,
+    node_id: String,
+    /// The libp2p listen address with `/p2p/<node_id>`, as `--bootstrap` takes it.
+    p2p: String,
+    child: Option<Child>,
+}
+
+/// A running network of `skrei node` processes. Dropping it stops them.
+pub struct LiveNet {
+    options: LiveOptions,
+    root: PathBuf,
+    /// Holds the temporary folder (removed when dropped), if it is one.
+    _temp: Option<tempfile::TempDir>,
+    nodes: Vec<LiveNode>,
+}
+
+impl LiveNet {
+    /// Starts the nodes (node 0 first, then the rest bootstrapped from it,
+    /// in parallel) and returns once each has heard from all the others.
+    pub fn start(options: LiveOptions) -> Result<LiveNet, LiveError> {
+        if options.nodes == 0 || options.nodes > MAX_NODES {
+            return Err(LiveError::NodeCount(options.nodes));
+        }
+        let (root, temp) = match &options.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|source| LiveError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                (dir.clone(), None)
+            }
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("skrei-simnet-")
+                    .tempdir()
+                    .map_err(|source| LiveError::Io {
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        let mut net = LiveNet {
+            root,
+            _temp: temp,
+            nodes: Vec::with_capacity(options.nodes),
+            options,
+        };
+        for i in 0..net.options.nodes {
+            let policy = net.options.policies.get(i).cloned().unwrap_or_default();
+            if let Some(list) = &policy.allowlist {
+                let path = net.allowlist_file(i);
+                std::fs::write(&path, list.join("\n") + "\n")
+                    .map_err(|source| LiveError::Io { path, source })?;
+            }
+            net.nodes.push(LiveNode {
+                policy,
+                api: Api::new(""),
+                node_id: String::new(),
+                p2p: String::new(),
+                child: None,
+            });
+        }
+        // `net` stops whatever did start if anything below fails.
+        let first = net.spawn(0, "127.0.0.1:0", "/ip4/127.0.0.1/tcp/0", None)?;
+        net.ready(0, first)?;
+        let bootstrap = net.nodes[0].p2p.clone();
+        let mut pending = Vec::new();
+        for i in 1..net.nodes.len() {
+            pending.push((
+                i,
+                net.spawn(i, "127.0.0.1:0", "/ip4/127.0.0.1/tcp/0", Some(&bootstrap))?,
+            ));
+        }
+        for (i, ready) in pending {
+            net.ready(i, ready)?;
+        }
+        net.wait_connected()?;
+        Ok(net)
+    }
+
+    /// The nodes' APIs, node 0 first (stopped nodes included: their last one).
+    pub fn apis(&self) -> Vec<Api> {
+        self.nodes.iter().map(|n| n.api.clone()).collect()
+    }
+
+    /// Node `i`'s API; panics if there is no node `i`.
+    pub fn api(&self, i: usize) -> &Api {
+        &self.nodes[i].api
+    }
+
+    /// Node `i`'s peer id (the `node` of executions and results).
+    pub fn node_id(&self, i: usize) -> &str {
+        &self.nodes[i].node_id
+    }
+
+    /// The index of the node with this peer id.
+    pub fn index_of(&self, node_id: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.node_id == node_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn policy(&self, i: usize) -> &NodePolicy {
+        &self.nodes[i].policy
+    }
+
+    /// The network's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Node `i`'s log: what it wrote on stderr.
+    pub fn log(&self, i: usize) -> PathBuf {
+        self.root.join(format!("node-{i}.log"))
+    }
+
+    /// Whether node `i` is running (started and not stopped or killed).
+    pub fn is_running(&mut self, i: usize) -> bool {
+        match self.nodes.get_mut(i).and_then(|n| n.child.as_mut()) {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Crashes node `i` (SIGKILL): no goodbye to its peers, its data
+    /// folder as it was.
+    pub fn kill(&mut self, i: usize) -> Result<(), LiveError> {
+        self.check(i)?;
+        let mut child = self.nodes[i]
+            .child
+            .take()
+            .ok_or(LiveError::NotRunning { index: i })?;
+        let _ = child.kill();
+        let _ = child.wait();
+        Ok(())
+    }
+
+    /// Stops node `i` the way Ctrl-C does (SIGTERM; SIGKILL if it takes
+    /// longer than a few seconds).
+    pub fn stop(&mut self, i: usize) -> Result<(), LiveError> {
+        self.check(i)?;
+        let child = self.nodes[i]
+            .child
+            .take()
+            .ok_or(LiveError::NotRunning { index: i })?;
+        stop_all(vec![child]);
+        Ok(())
+    }
+
+    /// Starts node `i` again (after [`kill`](Self::kill) or
+    /// [`stop`](Self::stop), or stops it first) with the same data folder,
+    /// and the same API and libp2p ports if they are still free. Returns
+    /// once it has heard from the running nodes.
+    pub fn restart(&mut self, i: usize) -> Result<(), LiveError> {
+        self.check(i)?;
+        if self.nodes[i].child.is_some() {
+            self.stop(i)?;
+        }
+        let old_api = self.nodes[i]
+            .api
+            .url()
+            .trim_start_matches("http://")
+            .to_owned();
+        let old_listen = self.nodes[i]
+            .p2p
+            .split("/p2p/")
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        // Any running node will do to join through.
+        let bootstrap = (0..self.nodes.len())
+            .filter(|&j| j != i && self.nodes[j].child.is_some())
+            .map(|j| self.nodes[j].p2p.clone())
+            .next();
+        let same = self.spawn(i, &old_api, &old_listen, bootstrap.as_deref());
+        let started = match same.and_then(|r| self.ready(i, r)) {
+            Ok(()) => Ok(()),
+            // Someone took a port meanwhile: any free ones, then.
+            Err(LiveError::Exited { .. }) => {
+                let r = self.spawn(
+                    i,
+                    "127.0.0.1:0",
+                    "/ip4/127.0.0.1/tcp/0",
+                    bootstrap.as_deref(),
+                )?;
+                self.ready(i, r)
+            }
+            Err(e) => Err(e),
+        };
+        started?;
+        self.wait_connected()
+    }
+
+    /// Stops every node (SIGTERM, then SIGKILL for those that linger) and
+    /// removes the temporary folder, if the network made one.
+    pub fn shutdown(mut self) {
+        self.stop_everything();
+    }
+
+    fn stop_everything(&mut self) {
+        let children: Vec<Child> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|n| n.child.take())
+            .collect();
+        stop_all(children);
+    }
+
+    fn check(&self, i: usize) -> Result<(), LiveError> {
+        if i < self.nodes.len() {
+            Ok(())
+        } else {
+            Err(LiveError::NoSuchNode {
+                index: i,
+                last: self.nodes.len() - 1,
+            })
+        }
+    }
+
+    fn allowlist_file(&self, i: usize) -> PathBuf {
+        self.root.join(format!("node-{i}.allow"))
+    }
+
+    /// Starts node `i`'s process; [`ready`](Self::ready) waits for it.
+    fn spawn(
+        &mut self,
+        i: usize,
+        api: &str,
+        listen: &str,
+        bootstrap: Option<&str>,
+    ) -> Result<mpsc::Receiver<String>, LiveError> {
+        let log_path = self.log(i);
+        // Appended to: a restarted node's log follows its earlier life.
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| LiveError::Io {
+                path: log_path.clone(),
+                source,
+            })?;
+        let node = &self.nodes[i];
+        let mut command = Command::new(&self.options.skrei);
+        command
+            .arg("node")
+            .arg("--data-dir")
+            .arg(self.root.join(format!("node-{i}")))
+            .args(["--api", api, "--listen", listen])
+            .args([
+                "--node-info-interval",
+                &self.options.node_info_interval_s.to_string(),
+            ])
+            .args(["--accept-network", &node.policy.accept_network.to_string()]);
+        if let Some(b) = bootstrap {
+            command.args(["--bootstrap", b]);
+        }
+        if node.policy.allowlist.is_some() {
+            command.arg("--allowlist").arg(self.allowlist_file(i));
+        }
+        if let Some(engines) = &node.policy.engines {
+            command.args(["--engines", &engines.join(",")]);
+        }
+        if let Some(capacity) = node.policy.capacity {
+            command.args(["--capacity", &capacity.to_string()]);
+        }
+        command
+            .env_remove("SKREI_DATA_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .process_group(0);
+        let mut child = command.spawn().map_err(|source| LiveError::Spawn {
+            skrei: self.options.skrei.clone(),
+            source,
+        })?;
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        // Reads the SKREI_API line, then drains stdout until the node exits
+        // so that it never writes to a closed pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.strip_prefix("SKREI_API=") {
+                    let _ = tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        self.nodes[i].child = Some(child);
+        Ok(rx)
+    }
+
+    /// Waits for node `i`'s SKREI_API line and learns its id and address.
+    fn ready(&mut self, i: usize, rx: mpsc::Receiver<String>) -> Result<(), LiveError> {
+        let url = match rx.recv_timeout(READY_TIMEOUT) {
+            Ok(url) => url,
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                // Its stdout closed without the line: it exited.
+                let mut child = self.nodes[i].child.take().expect("spawned");
+                let status = child.wait().map_err(|source| LiveError::Io {
+                    path: self.options.skrei.clone(),
+                    source,
+                })?;
+                return Err(LiveError::Exited {
+                    index: i,
+                    status,
+                    log: self.log(i),
+                    tail: tail(&self.log(i), 20),
+                });
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if let Some(child) = self.nodes[i].child.take() {
+                    stop_all(vec![child]);
+                }
+                return Err(LiveError::NotReady {
+                    index: i,
+                    log: self.log(i),
+                });
+            }
+        };
+        let api = Api::new(url);
+        let info = api.get("/api/v1/node")?;
+        let node_id = info["node_id"].as_str().unwrap_or_default().to_owned();
+        let addr = info["p2p_addrs"]
+            .as_array()
+            .and_then(|a| a.iter().filter_map(Value::as_str).next())
+            .filter(|_| !node_id.is_empty())
+            .ok_or_else(|| LiveError::NoAddress {
+                index: i,
+                info: info.to_string(),
+            })?;
+        let p2p = if addr.contains("/p2p/") {
+            addr.to_owned()
+        } else {
+            format!("{addr}/p2p/{node_id}")
+        };
+        let node = &mut self.nodes[i];
+        node.api = api;
+        node.node_id = node_id;
+        node.p2p = p2p;
+        Ok(())
+    }
+
+    /// Until every running node has heard a node info message from every
+    /// other running node.
+    fn wait_connected(&mut self) -> Result<(), LiveError> {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        loop {
+            let running: Vec<usize> = (0..self.nodes.len())
+                .filter(|&i| self.nodes[i].child.is_some())
+                .collect();
+            let mut heard = Vec::new();
+            for &i in &running {
+                let others: Vec<&str> = running
+                    .iter()
+                    .filter(|&&j| j != i)
+                    .map(|&j| self.nodes[j].node_id.as_str())
+                    .collect();
+                let info = self.nodes[i].api.get("/api/v1/node")?;
+                let count = info["peers"].as_array().map_or(0, |peers| {
+                    peers
+                        .iter()
+                        .filter(|p| {
+                            !p["info"].is_null()
+                                && p["node_id"].as_str().is_some_and(|id| others.contains(&id))
+                        })
+                        .count()
+                });
+                if count < others.len() {
+                    heard.push((i, count));
+                }
+            }
+            if heard.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(LiveError::NotConnected { heard });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for LiveNet {
+    fn drop(&mut self) {
+        self.stop_everything();
+    }
+}
+
+/// SIGTERM to all at once, then SIGKILL to those still running after
+/// [`STOP_TIMEOUT`].
+fn stop_all(mut children: Vec<Child>) {
+    for child in &children {
+        if let Ok(pid) = i32::try_from(child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + STOP_TIMEOUT;
+    while !children.is_empty() && Instant::now() < deadline {
+        children.retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for mut child in children {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The last `lines` lines of a file, for an error message.
+fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}

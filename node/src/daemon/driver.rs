@@ -369,6 +369,9 @@ impl Driver {
                     .requester
                     .submit(now_ms(), *spec, now_ms(), providers)
                     .map_err(|e| e.to_string());
+                // The job is saved (its first step) before the client hears
+                // its id, so the id is never unknown to the API.
+                self.drain();
                 let _ = reply.send(result);
             }
             Command::Cancel { job_id, reply } => {

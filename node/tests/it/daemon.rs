@@ -467,27 +467,61 @@ fn cid_inputs_travel_to_the_compute_node_and_results_come_back() {
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
 
-/// An HTTP server on loopback serving `name.txt`; the first request is held
-/// for `hold` (or until the connection drops), later ones are answered at once.
-fn slow_server(hold: Duration) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for (n, stream) in listener.incoming().enumerate() {
-            let Ok(mut stream) = stream else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf);
-                if n == 0 {
-                    std::thread::sleep(hold);
-                }
-                let _ = stream.write_all(
-                    b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nskrei\n",
-                );
-            });
+/// An HTTP server on loopback serving `name.txt`, holding every request
+/// until released: a job whose input comes from it is running (fetching its
+/// input) for as long as the test wants.
+struct HeldServer {
+    url: String,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    released: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HeldServer {
+    fn start() -> HeldServer {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let released = Arc::new(AtomicBool::new(false));
+        let (count, open) = (requests.clone(), released.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (count, open) = (count.clone(), open.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf);
+                    count.fetch_add(1, Ordering::SeqCst);
+                    while !open.load(Ordering::SeqCst) {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 6\r\nconnection: close\r\n\r\nskrei\n",
+                    );
+                });
+            }
+        });
+        HeldServer {
+            url: format!("http://{addr}/name.txt"),
+            requests,
+            released,
         }
-    });
-    format!("http://{addr}/name.txt")
+    }
+
+    /// Waits until a node is fetching from it.
+    fn wait_for_request(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.requests.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            assert!(Instant::now() < deadline, "no node fetched the input");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn release(&self) {
+        self.released
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[test]
@@ -495,7 +529,8 @@ fn a_job_whose_compute_node_dies_is_reawarded_and_completes_once() {
     // R-OPS-2, R-POL-4.
     let files = Files::new();
     let dirs = tempfile::tempdir().unwrap();
-    let url = slow_server(Duration::from_secs(600));
+    let server = HeldServer::start();
+    let url = server.url.clone();
     let requester = NodeProc::start(&dirs.path().join("r"), &["--capacity", "0"]);
     let boot = requester.bootstrap();
     let mut computes = [
@@ -511,15 +546,16 @@ fn a_job_whose_compute_node_dies_is_reawarded_and_completes_once() {
     let ids = [computes[0].id(), computes[1].id()];
     let module = requester.add(&files.module());
     let job = requester.submit(&hello_job("survivor", &module, &url_input(&url), ""));
-    let awarded = requester.wait_for(&job, Duration::from_secs(30), "an award", |j| {
-        !executions_on(j).is_empty()
-    });
+    // The awarded node is fetching the input: it is mid-job.
+    server.wait_for_request();
+    let awarded = requester.describe(&job);
     let first = executions_on(&awarded)[0].clone();
     let victim = ids
         .iter()
         .position(|id| *id == first)
         .expect("awarded to a compute node");
     computes[victim].kill();
+    server.release();
 
     let ended = requester.wait(&job, Duration::from_secs(60));
     assert_eq!(ended["state"], "completed", "{ended:#}");
@@ -548,7 +584,8 @@ fn a_restarted_requester_loses_no_job_and_no_result() {
     // R-OPS-2: killed while its job runs elsewhere, restarted on its data.
     let files = Files::new();
     let dirs = tempfile::tempdir().unwrap();
-    let url = slow_server(Duration::from_secs(4));
+    let server = HeldServer::start();
+    let url = server.url.clone();
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
@@ -568,10 +605,11 @@ fn a_restarted_requester_loses_no_job_and_no_result() {
     );
     let module = requester.add(&files.module());
     let job = requester.submit(&hello_job("persistent", &module, &url_input(&url), ""));
-    requester.wait_for(&job, Duration::from_secs(30), "an award", |j| {
-        !executions_on(j).is_empty()
-    });
+    // The compute node is running the job (fetching its input) when the
+    // requester dies; it finishes while the requester is away or back.
+    server.wait_for_request();
     requester.restart();
+    server.release();
     let ended = requester.wait(&job, Duration::from_secs(60));
     assert_eq!(ended["state"], "completed", "{ended:#}");
     assert_eq!(

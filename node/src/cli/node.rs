@@ -350,6 +350,9 @@ pub struct DevstackArgs {
     /// Folder for the nodes' data (default: a new temporary folder, removed at exit).
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Engines every node offers, comma-separated (wasm, docker). Default wasm.
+    #[arg(long, value_delimiter = ',')]
+    engines: Vec<String>,
     /// Run the example job end to end (a WASM module and its input added on the
     /// last node, the job submitted on the first), print its output and stop.
     #[arg(long)]
@@ -357,6 +360,14 @@ pub struct DevstackArgs {
 }
 
 pub fn devstack(args: DevstackArgs) -> anyhow::Result<ExitCode> {
+    if let Some(bad) = args
+        .engines
+        .iter()
+        .find(|e| !matches!(e.as_str(), "wasm" | "docker"))
+    {
+        eprintln!("error: --engines {bad}: the engines are wasm and docker");
+        return Ok(ExitCode::from(EXIT_INVALID));
+    }
     if args.nodes == 0 || args.nodes > 64 {
         eprintln!("error: --nodes {}: give 1 to 64", args.nodes);
         return Ok(ExitCode::from(EXIT_INVALID));
@@ -393,6 +404,9 @@ pub fn devstack(args: DevstackArgs) -> anyhow::Result<ExitCode> {
             config.accept_network = mode;
             config.allowlist = allowlist;
             config.node_info_interval = Duration::from_secs(5);
+            if !args.engines.is_empty() {
+                config.engines = args.engines.clone();
+            }
             if let Some(first) = nodes.first() {
                 config.bootstrap = first.p2p_addrs().to_vec();
             }

@@ -95,12 +95,9 @@ async fn run_in(
     let task = spec.task();
     let module = prepare_with_retries(&inputs, root, spec).await?;
     let dir = ExecutionDir::new(root);
-    // Short and unique on this node: it names containers and networks.
-    let job_text = job_id.to_string();
-    let id = format!(
-        "{}-{execution_id}",
-        &job_text[job_text.len().saturating_sub(16)..]
-    );
+    // Unique on this node: it names containers and networks, and it is the
+    // job in every network.log line (R-NET-9).
+    let id = format!("{job_id}-{execution_id}");
     let execution = Execution {
         id: &id,
         task,

@@ -79,6 +79,7 @@ pub(super) async fn ensure_image(docker: &Docker, exe: &Path) -> Result<String, 
     meta.len().hash(&mut h);
     meta.modified().ok().hash(&mut h);
     let tag = format!("skrei-sidecar:{:016x}", h.finish());
+    prune_old_images(docker, &tag).await;
     if docker.inspect_image(&tag).await.is_ok() {
         return Ok(tag);
     }
@@ -104,6 +105,44 @@ pub(super) async fn ensure_image(docker: &Docker, exe: &Path) -> Result<String, 
         }
     }
     Ok(tag)
+}
+
+/// Sidecar images older than this, and not this node's, are removed at
+/// start-up: each new build of skrei makes one (~180 MB). The age keeps a
+/// node from removing the image another node on the engine just built.
+const OLD_IMAGE: Duration = Duration::from_secs(3600);
+
+/// Removes other builds' sidecar images no container uses (the engine
+/// refuses to remove those) once they are [`OLD_IMAGE`] old.
+async fn prune_old_images(docker: &Docker, keep: &str) {
+    use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions};
+    let filters = HashMap::from([("label".to_string(), vec!["skrei.sidecar=1".to_string()])]);
+    let Ok(images) = docker
+        .list_images(Some(ListImagesOptions {
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
+    else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    for image in images {
+        if image.repo_tags.iter().any(|t| t == keep)
+            || now - image.created < OLD_IMAGE.as_secs() as i64
+        {
+            continue;
+        }
+        let options = RemoveImageOptions {
+            force: false,
+            ..Default::default()
+        };
+        if let Err(e) = docker.remove_image(&image.id, Some(options), None).await {
+            tracing::debug!(image = %image.id, "old sidecar image kept: {e}");
+        }
+    }
 }
 
 /// A tar build context: a Dockerfile and `rootfs/` holding the executable

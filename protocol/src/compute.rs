@@ -96,6 +96,11 @@ pub struct ComputeConfig {
     /// Answered jobs remembered, so repeated announcements are not answered
     /// again. Default 65,536.
     pub max_remembered: usize,
+    /// The Docker images on this node (`name:tag`, and `name@digest`
+    /// references), when the driver knows them: Docker jobs naming another
+    /// image are refused ([`RefuseReason::ImageMissing`]), since nodes pull
+    /// from no registry. `None` (the default): not checked.
+    pub local_images: Option<BTreeSet<String>>,
     /// Where this node serves the results it publishes (its store's
     /// addresses), named in every [`ResultMsg`]. Default: none.
     pub result_providers: Vec<String>,
@@ -120,6 +125,7 @@ impl ComputeConfig {
             bid_ttl_ms: 3_000,
             max_remembered: 65_536,
             result_providers: Vec::new(),
+            local_images: None,
             seed,
         }
     }
@@ -356,6 +362,14 @@ impl Compute {
                 engine: engine.to_owned(),
             });
         }
+        if let (crate::job::Engine::Docker(params), Some(images)) =
+            (&task.engine, &self.config.local_images)
+            && !image_present(images, &params.image)
+        {
+            return Decision::Refuse(RefuseReason::ImageMissing {
+                image: params.image.clone(),
+            });
+        }
         let taken = (self.running + self.open_bids).saturating_sub(held);
         if taken >= self.config.capacity {
             return Decision::Refuse(RefuseReason::NoCapacity {
@@ -364,6 +378,11 @@ impl Compute {
             });
         }
         Decision::Bid
+    }
+
+    /// Sets the images on the node (see [`ComputeConfig::local_images`]).
+    pub fn set_local_images(&mut self, images: Option<BTreeSet<String>>) {
+        self.config.local_images = images;
     }
 
     /// Feeds one input.
@@ -656,4 +675,14 @@ impl Compute {
         self.outputs
             .push_back(ComputeOutput::Event { job_id, event });
     }
+}
+
+/// Whether `image` (as a job names it) is among `images`: a reference
+/// without a tag or digest means `:latest`, as Docker reads it.
+fn image_present(images: &BTreeSet<String>, image: &str) -> bool {
+    if images.contains(image) {
+        return true;
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    !last.contains(':') && !image.contains('@') && images.contains(&format!("{image}:latest"))
 }

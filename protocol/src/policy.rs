@@ -312,6 +312,12 @@ pub enum RefuseReason {
         /// How many it takes at once.
         capacity: u32,
     },
+    /// The job's Docker image is not on the node, and nodes pull from no
+    /// registry (R-POL-3).
+    ImageMissing {
+        /// The image the job names.
+        image: String,
+    },
     /// A reason from a newer version of skrei that this one cannot read.
     #[serde(other)]
     Unknown,
@@ -352,6 +358,9 @@ impl fmt::Display for RefuseReason {
             }
             RefuseReason::NoCapacity { running, capacity } => {
                 write!(f, "no free slot ({running} of {capacity} taken)")
+            }
+            RefuseReason::ImageMissing { image } => {
+                write!(f, "image {} not on the node", image.escape_debug())
             }
             RefuseReason::Unknown => {
                 f.write_str("refused for a reason this version of skrei does not know")

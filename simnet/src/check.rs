@@ -121,6 +121,7 @@ pub fn check_refusal(
         RefuseReason::NoCapacity { running, capacity } => {
             *capacity == node.capacity && *running >= *capacity && *running == taken
         }
+        // Simulated nodes have every image.
         _ => false,
     };
     if ok {

@@ -31,6 +31,8 @@ use super::exec::{self, ExecContext};
 use crate::executor::{Cancel, Engines};
 use crate::p2p::{P2pEvent, P2pHandle};
 
+/// How often the list of local Docker images is refreshed.
+const IMAGES_EVERY: Duration = Duration::from_secs(5);
 /// How often the allowlist file is checked for changes.
 const POLICY_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// After a peer connects, node info goes out this soon (not at once: a
@@ -109,6 +111,8 @@ enum Internal {
         job_id: JobId,
         execution_id: ExecutionId,
     },
+    /// The Docker engine's images, listed again.
+    Images(std::collections::BTreeSet<String>),
 }
 
 pub(super) struct Driver {
@@ -227,6 +231,7 @@ impl Driver {
         mut stop: watch::Receiver<bool>,
     ) {
         self.resume_fetches();
+        self.watch_images().await;
         // Restored jobs may have outputs (re-announcements) due already.
         self.drain();
         let mut policy_check = tokio::time::interval(POLICY_CHECK_EVERY);
@@ -427,6 +432,9 @@ impl Driver {
                 };
                 self.requester
                     .handle(now, RequesterInput::Decline { from: to, decline });
+            }
+            Internal::Images(images) => {
+                self.compute.set_local_images(Some(images));
             }
             Internal::Fetched {
                 job_id,
@@ -740,6 +748,41 @@ impl Driver {
                         tokio::time::sleep(wait).await;
                         wait = (wait * 2).min(Duration::from_secs(30));
                     }
+                }
+            }
+        });
+    }
+
+    /// Keeps the compute machine's list of local Docker images current
+    /// (R-POL-3: bid only with the image at hand). The first list is taken
+    /// before any announcement is answered.
+    async fn watch_images(&mut self) {
+        let exec = self.exec.clone();
+        let Some(docker) = exec.engines.docker.as_ref() else {
+            return;
+        };
+        match docker.image_refs().await {
+            Ok(images) => self.compute.set_local_images(Some(images)),
+            Err(e) => tracing::warn!("{e}"),
+        }
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let Some(docker) = exec.engines.docker.as_ref() else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    // The driver stopped: let go of the engines and the store.
+                    _ = tx.closed() => return,
+                    _ = tokio::time::sleep(IMAGES_EVERY) => {}
+                }
+                match docker.image_refs().await {
+                    Ok(images) => {
+                        if tx.send(Internal::Images(images)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => tracing::warn!("{e}"),
                 }
             }
         });

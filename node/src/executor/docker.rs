@@ -179,6 +179,21 @@ impl DockerExecutor {
         self.http.as_ref().map(|_| ()).map_err(String::as_str)
     }
 
+    /// The images on this engine, as jobs may name them (`name:tag` and
+    /// `name@digest`): jobs naming others are refused at bid time.
+    pub async fn image_refs(&self) -> Result<std::collections::BTreeSet<String>, ExecError> {
+        let images = self
+            .docker
+            .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+            .await
+            .map_err(|e| ExecError::Unavailable(format!("listing the engine's images: {e}")))?;
+        Ok(images
+            .into_iter()
+            .flat_map(|i| i.repo_tags.into_iter().chain(i.repo_digests))
+            .filter(|r| r != "<none>:<none>" && r != "<none>@<none>")
+            .collect())
+    }
+
     /// The sidecar image this node built, when `http` is supported.
     pub fn sidecar_image(&self) -> Option<&str> {
         self.http.as_ref().ok().map(|h| h.sidecar_image.as_str())

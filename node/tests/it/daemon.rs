@@ -849,3 +849,50 @@ fn a_docker_http_job_reaches_only_its_domains_and_never_the_control_plane() {
         "the refused control-plane port is logged: {log}"
     );
 }
+
+#[test]
+fn docker_jobs_go_only_to_nodes_that_have_the_image() {
+    // R-POL-3: no registry, so a node without the image refuses at once
+    // and the job fails saying so, instead of bidding and failing later.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(image) = runtime.block_on(async {
+        let docker = super::docker::engine().await?;
+        Some(super::docker::probe_image(&docker).await)
+    }) else {
+        return;
+    };
+    let dirs = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dirs.path().join("a"), &["--engines", "docker"]);
+    if !node.info()["engines"].to_string().contains("docker") {
+        assert!(
+            !super::docker::require_docker(),
+            "no Docker engine on the node"
+        );
+        return;
+    }
+    let job = |image: &str| {
+        format!(
+            "Type: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      \
+             Params:\n        Image: {image}\n        Entrypoint: [/bin/echo, hi]\n    \
+             Timeouts:\n      QueueTimeout: 2\n"
+        )
+    };
+    let missing = node.submit(&job("skrei-no-such-image:1"));
+    let ended = node.wait(&missing, Duration::from_secs(30));
+    assert_eq!(ended["state"], "failed", "{ended:#}");
+    assert!(executions_on(&ended).is_empty(), "it never ran: {ended:#}");
+    let reason = ended["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("image skrei-no-such-image:1 not on the node"),
+        "{reason}"
+    );
+
+    let present = node.submit(&job(&image));
+    let ended = node.wait(&present, Duration::from_secs(60));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    let logs = cli(&node.api, &["job", "logs", &present]);
+    assert_eq!(text(&logs.stdout), "hi\n");
+}

@@ -461,3 +461,46 @@ fn r_pol_3_only_drawn_nodes_refuse() {
         RefuseReason::NetworkNotAccepted { .. }
     ));
 }
+
+// R-POL-3: the image, where the node knows its images (no registry to pull from).
+#[test]
+fn r_pol_3_refuses_a_docker_image_the_node_does_not_have() {
+    let mut c = compute(policy(Full, None), 2);
+    c.set_local_images(Some(["alpine:3.20".to_string()].into()));
+    c.handle(0, ComputeInput::Announce(job(NoNet, &[])));
+    assert_eq!(
+        refusal(&drain(&mut c)),
+        RefuseReason::ImageMissing {
+            image: "busybox".into()
+        }
+    );
+    assert_eq!(c.open_bids(), 0);
+
+    // `busybox` means `busybox:latest`; a later image list lets it bid.
+    c.set_local_images(Some(["busybox:latest".to_string()].into()));
+    c.handle(1, ComputeInput::Announce(job(NoNet, &[])));
+    assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
+
+    // Unknown images (no list): not checked.
+    let mut c = compute(policy(Full, None), 2);
+    c.handle(0, ComputeInput::Announce(job(NoNet, &[])));
+    assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
+}
+
+#[test]
+fn image_names_match_as_docker_reads_them() {
+    let images: BTreeSet<String> = [
+        "busybox:latest",
+        "registry.local:5000/team/app:latest",
+        "x@sha256:ab",
+    ]
+    .map(String::from)
+    .into();
+    assert!(image_present(&images, "busybox"));
+    assert!(image_present(&images, "busybox:latest"));
+    assert!(!image_present(&images, "busybox:1.36"));
+    assert!(image_present(&images, "registry.local:5000/team/app"));
+    assert!(!image_present(&images, "registry.local:5000/team"));
+    assert!(image_present(&images, "x@sha256:ab"));
+    assert!(!image_present(&images, "y@sha256:ab"));
+}

@@ -167,8 +167,13 @@ impl Message for Refuse {
 
     fn check(&self) -> Result<(), MessageError> {
         // The reason's parts (network modes, domains) are checked by their
-        // own types when decoded; its size by MAX_BYTES.
-        Ok(())
+        // own types when decoded; its size by MAX_BYTES; free text here.
+        match &self.reason {
+            RefuseReason::ImageMissing { image } => {
+                bounds::text("reason.image", image, MAX_REASON_BYTES)
+            }
+            _ => Ok(()),
+        }
     }
 }
 

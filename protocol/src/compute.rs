@@ -59,7 +59,9 @@
 //!   saying why, so the requester re-awards at once. An award without an
 //!   open bid (expired, never made) is declined too.
 //! - **Cancel.** Taken only from the job's requester: a running execution is
-//!   stopped ([`ComputeOutput::Stop`]), an open bid dropped.
+//!   stopped ([`ComputeOutput::Stop`]), an open bid dropped and its slot
+//!   freed (a requester releases bids it will not need); a later
+//!   re-announcement of the job is decided again.
 //! - **Finished.** The result goes to the requester and the slot is freed.
 //!
 //! ## Invariant
@@ -557,8 +559,11 @@ impl Compute {
                 self.event(job_id, ComputeEvent::Stopped { execution_id });
             }
             Slot::Bid { .. } => {
+                // Released (another node took the job) or the job was
+                // cancelled: the slot is free. Like an expired bid, a later
+                // re-announcement of the job is decided again.
                 self.release_bid(job_id);
-                self.set_slot(job_id, Slot::Done);
+                self.set_slot(job_id, Slot::Expired);
                 self.event(job_id, ComputeEvent::BidCancelled);
             }
             Slot::Refused | Slot::Expired => self.set_slot(job_id, Slot::Done),

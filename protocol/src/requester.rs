@@ -51,7 +51,8 @@
 //!    running jobs first, then the earliest bid (the closest node), then a
 //!    draw from the seeded RNG (R-POL-4). Each winner gets an [`Award`] with
 //!    a new [`ExecutionId`]. Bids that did not win, and bids arriving later,
-//!    are kept as *spares*.
+//!    are kept as *spares*, at most [`RequesterConfig::max_spares`]; the
+//!    others are released with a [`Cancel`] so their nodes' slots free up.
 //! 3. **Re-award.** An execution that fails, is declined, or whose node stays
 //!    silent past the job's execution timeout plus
 //!    [`RequesterConfig::execution_grace_ms`] (that node gets a [`Cancel`])
@@ -145,6 +146,9 @@ pub struct RequesterConfig {
     pub max_attempts: u32,
     /// Bids kept per job (the best ones). Default 128.
     pub max_bids_per_job: usize,
+    /// Spare bids kept once a job has its awards, for quick re-awards; the
+    /// others are released at once (their nodes get a [`Cancel`]). Default 2.
+    pub max_spares: usize,
     /// Refusals remembered one by one per job; beyond that they are only
     /// counted by reason. Default 256.
     pub max_refusals_per_job: usize,
@@ -186,6 +190,7 @@ impl RequesterConfig {
             bid_ttl_ms: 2_500,
             max_attempts: 5,
             max_bids_per_job: 128,
+            max_spares: 2,
             max_refusals_per_job: 256,
             max_known_nodes: 1024,
             draw_answers: 24,
@@ -913,6 +918,7 @@ impl Requester {
     fn refill(&mut self, now_ms: u64, job_id: JobId) {
         let window = self.config.bid_window_ms.max(1);
         let bid_ttl = self.config.bid_ttl_ms;
+        let max_spares = self.config.max_spares;
         let Some(job) = self.live_job(&job_id) else {
             return;
         };
@@ -952,6 +958,24 @@ impl Requester {
                 job.timers.reannounce_interval_ms = window;
                 job.timers.reannounce_at_ms = Some(now_ms.saturating_add(window));
             }
+        }
+        // Every bid holds a slot on its node until it expires: once the job
+        // has its awards, spares beyond a few are let go, so nodes can bid
+        // on other jobs (with every node bidding on every job, held slots
+        // would cap a network's throughput at capacity / bid TTL).
+        let released = if needed == 0 && job.bids.len() > max_spares {
+            job.bids.split_off(max_spares)
+        } else {
+            Vec::new()
+        };
+        for bid in released {
+            self.outputs.push_back(RequesterOutput::Send {
+                to: bid.node,
+                msg: ToCompute::Cancel(Cancel {
+                    job_id,
+                    reason: "another node took the job; your bid is released".into(),
+                }),
+            });
         }
         for (node, execution_id) in awards {
             self.outputs.push_back(RequesterOutput::Send {

@@ -988,3 +988,31 @@ fn r_pol_4_awards_early_when_every_known_node_answered() {
     r.handle_timeout(10 + r.config().bid_window_ms);
     assert!(!awards(&drain(&mut r)).is_empty(), "the window closed");
 }
+
+// R-POL-4: spares beyond `max_spares` are released, freeing their nodes' slots.
+#[test]
+fn r_pol_4_releases_spare_bids_beyond_the_few_it_keeps() {
+    let mut r = requester(1);
+    let id = r
+        .submit(0, spec("docker", NoNet, &[], 1), 0, vec![])
+        .unwrap();
+    drain(&mut r);
+    for n in 1..=5 {
+        bid(&mut r, 1, id, n, u32::from(n));
+    }
+    drain(&mut r);
+    r.handle_timeout(r.config().bid_window_ms);
+    let out = drain(&mut r);
+    assert_eq!(awards(&out).len(), 1);
+    let mut released = cancels(&out);
+    released.sort();
+    assert_eq!(
+        released,
+        vec![node(4), node(5)],
+        "the two worst of four spares"
+    );
+    assert_eq!(r.job(&id).unwrap().bids.len(), 2);
+    // A late bid is released at once.
+    bid(&mut r, 2, id, 6, 9);
+    assert_eq!(cancels(&drain(&mut r)), vec![node(6)]);
+}

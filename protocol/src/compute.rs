@@ -288,8 +288,16 @@ pub struct Compute {
     expiries: BTreeSet<(u64, JobId)>,
     running: u32,
     open_bids: u32,
+    /// Jobs refused for want of a slot, oldest first, with when.
+    waiting: VecDeque<(u64, Box<Announce>)>,
     outputs: VecDeque<ComputeOutput>,
 }
+
+/// Jobs remembered for a late bid once a slot frees up.
+const MAX_WAITING: usize = 256;
+/// A job refused longer ago than this gets no late bid (its requester has
+/// likely found another node or given up: its queue timeout is 10 s by default).
+const LATE_BID_WITHIN_MS: u64 = 10_000;
 
 impl Compute {
     /// A compute node with nothing running.
@@ -301,6 +309,7 @@ impl Compute {
             expiries: BTreeSet::new(),
             running: 0,
             open_bids: 0,
+            waiting: VecDeque::new(),
             outputs: VecDeque::new(),
         }
     }
@@ -399,6 +408,7 @@ impl Compute {
                 outcome,
             } => self.on_finished(job_id, execution_id, outcome),
         }
+        self.offer_free_slots(now_ms);
     }
 
     /// Wakes the node: expires bids whose time has passed.
@@ -416,6 +426,7 @@ impl Compute {
                 self.event(job_id, ComputeEvent::BidExpired);
             }
         }
+        self.offer_free_slots(now_ms);
     }
 
     /// The next thing for the driver to do, if any.
@@ -444,25 +455,11 @@ impl Compute {
         }
         let first = !self.jobs.contains_key(&job_id);
         let decision = self.decide(&announce.spec);
+        if let Decision::Refuse(RefuseReason::NoCapacity { .. }) = decision {
+            self.wait_for_slot(now_ms, &announce);
+        }
         let slot = match decision {
-            Decision::Bid => {
-                let expires_at_ms = now_ms.saturating_add(self.config.bid_ttl_ms);
-                self.expiries.insert((expires_at_ms, job_id));
-                self.open_bids += 1;
-                self.send(
-                    requester,
-                    ToRequester::Bid(Bid {
-                        job_id,
-                        bidder: self.config.node,
-                        running_jobs: self.running,
-                    }),
-                );
-                self.event(job_id, ComputeEvent::BidSent);
-                Slot::Bid {
-                    announce: Box::new(announce),
-                    expires_at_ms,
-                }
-            }
+            Decision::Bid => self.open_bid(now_ms, announce),
             Decision::Refuse(reason) => {
                 if !first {
                     // Answered once already, and the answer stands.
@@ -616,6 +613,65 @@ impl Compute {
     }
 
     /// Frees the slot of the job's open bid.
+    /// Bids on `announce`, holding a slot until the award or the bid's TTL.
+    fn open_bid(&mut self, now_ms: u64, announce: Announce) -> Slot {
+        let job_id = announce.job_id;
+        let expires_at_ms = now_ms.saturating_add(self.config.bid_ttl_ms);
+        self.expiries.insert((expires_at_ms, job_id));
+        self.open_bids += 1;
+        self.send(
+            announce.requester,
+            ToRequester::Bid(Bid {
+                job_id,
+                bidder: self.config.node,
+                running_jobs: self.running,
+            }),
+        );
+        self.event(job_id, ComputeEvent::BidSent);
+        Slot::Bid {
+            announce: Box::new(announce),
+            expires_at_ms,
+        }
+    }
+
+    /// Remembers a job refused for want of a slot, to bid on it when one
+    /// frees up ([`Compute::offer_free_slots`]).
+    fn wait_for_slot(&mut self, now_ms: u64, announce: &Announce) {
+        if self
+            .waiting
+            .iter()
+            .any(|(_, a)| a.job_id == announce.job_id)
+        {
+            return;
+        }
+        if self.waiting.len() >= MAX_WAITING {
+            self.waiting.pop_front();
+        }
+        self.waiting.push_back((now_ms, Box::new(announce.clone())));
+    }
+
+    /// A slot is free and jobs were refused for want of one: bid on the
+    /// oldest that still may run here, instead of leaving the slot idle until
+    /// its requester re-announces (R-POL-3: the refusal said "no free slot";
+    /// a requester takes a later bid from a node that refused).
+    fn offer_free_slots(&mut self, now_ms: u64) {
+        while self.running + self.open_bids < self.config.capacity {
+            let Some((refused_at, announce)) = self.waiting.pop_front() else {
+                return;
+            };
+            let job_id = announce.job_id;
+            let still_refused =
+                matches!(self.jobs.get(&job_id), Some(e) if e.slot == Slot::Refused);
+            if !still_refused || now_ms.saturating_sub(refused_at) > LATE_BID_WITHIN_MS {
+                continue;
+            }
+            if self.decide(&announce.spec).is_bid() {
+                let slot = self.open_bid(now_ms, *announce);
+                self.set_slot(job_id, slot);
+            }
+        }
+    }
+
     fn release_bid(&mut self, job_id: JobId) {
         if let Some(Entry {
             slot: Slot::Bid { expires_at_ms, .. },

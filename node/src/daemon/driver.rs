@@ -172,6 +172,10 @@ impl Driver {
             u64::from_le_bytes(key.to_secret_bytes()[..8].try_into().unwrap_or([0; 8])) ^ now_ms();
         let mut rc = RequesterConfig::new(me, seed);
         rc.bid_window_ms = config.bid_window.as_millis() as u64;
+        // Every spare bid holds a slot on its node for the bid's TTL; on a
+        // busy network that idles more slots than a quick re-announcement
+        // (awarded as soon as the known nodes answer) costs on a failure.
+        rc.max_spares = 0;
         let mut requester = Requester::new(rc);
         let now = now_ms();
         let unfinished = db.unfinished_jobs().map_err(|e| e.to_string())?;

@@ -82,9 +82,13 @@ async fn run_in(
     tokio::fs::create_dir_all(root.join("results"))
         .await
         .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    // This node's own store is looked in first anyway; iroh refuses to
+    // dial itself, which would count as a failed provider.
+    let me = ctx.store.addr().id;
     let providers: Vec<EndpointAddr> = providers
         .iter()
-        .filter_map(|p| serde_json::from_str(p).ok())
+        .filter_map(|p| serde_json::from_str::<EndpointAddr>(p).ok())
+        .filter(|a| a.id != me)
         .collect();
     let inputs = Inputs {
         store: &ctx.store,

@@ -148,15 +148,55 @@ fn r_pol_3_refuses_when_full_and_bids_again_once_free() {
             capacity: 1
         }
     );
-    // The first bid expires: the slot is free, and a repeated announcement
-    // of the refused job gets a bid.
+    // The first bid expires: the slot is free, and the job refused for want
+    // of it gets a bid at once, without waiting for a re-announcement.
     c.handle_timeout(3_000);
-    assert_eq!(c.open_bids(), 0);
-    c.handle(3_001, ComputeInput::Announce(second.clone()));
     assert!(matches!(
         sent(&drain(&mut c)).as_slice(),
-        [ToRequester::Bid(_)]
+        [ToRequester::Bid(b)] if b.job_id == second.job_id
     ));
+    assert_eq!(c.open_bids(), 1);
+    c.handle(3_001, ComputeInput::Announce(second.clone()));
+    assert!(drain(&mut c).is_empty(), "answered once");
+}
+
+// R-POL-3: no late bid for a job refused long ago, or one that no longer fits.
+#[test]
+fn late_bids_only_for_recent_jobs_that_still_fit() {
+    let mut c = compute(policy(NoNet, None), 1);
+    let first = job(NoNet, &[]);
+    c.handle(0, ComputeInput::Announce(first.clone()));
+    c.handle(
+        0,
+        ComputeInput::Announce(announce_of(spec("docker", NoNet, &[], 1), 2)),
+    );
+    drain(&mut c);
+    // Freed 20 s later: the refused job is stale.
+    c.handle(
+        20_000,
+        ComputeInput::Cancel {
+            from: node(REQ),
+            cancel: Cancel {
+                job_id: first.job_id,
+                reason: "released".into(),
+            },
+        },
+    );
+    assert!(sent(&drain(&mut c)).is_empty());
+    assert_eq!(c.open_bids(), 0);
+    // A job refused for capacity whose network the policy then forbids.
+    c.handle(20_001, ComputeInput::Announce(first.clone()));
+    c.handle(
+        20_002,
+        ComputeInput::Announce(announce_of(spec("docker", NoNet, &[], 1), 3)),
+    );
+    drain(&mut c);
+    c.set_engines(["wasm".to_string()].into());
+    c.handle_timeout(30_000);
+    assert!(
+        sent(&drain(&mut c)).is_empty(),
+        "the engine went away: no bid"
+    );
 }
 
 #[test]

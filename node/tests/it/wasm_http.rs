@@ -56,35 +56,76 @@ struct Server {
 }
 
 async fn server(ip: &str, body: Vec<u8>) -> Server {
+    serve(ip, body, None).await
+}
+
+/// HTTPS with a fresh self-signed certificate for `name`; returns the
+/// certificate for the node to trust.
+async fn tls_server(
+    name: &str,
+    body: Vec<u8>,
+) -> (
+    Server,
+    tokio_rustls::rustls::pki_types::CertificateDer<'static>,
+) {
+    use tokio_rustls::rustls;
+    let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.key_pair.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let server = serve("127.0.0.1", body, Some(acceptor)).await;
+    (server, cert.cert.der().clone())
+}
+
+async fn serve(ip: &str, body: Vec<u8>, tls: Option<tokio_rustls::TlsAcceptor>) -> Server {
     let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let count = connections.clone();
     let body = Arc::new(body);
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
+        while let Ok((tcp, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             let body = body.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(s) = acceptor.accept(tcp).await {
+                            answer(s, &body).await;
+                        }
                     }
+                    None => answer(tcp, &body).await,
                 }
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
-                );
-                let _ = s.write_all(reply.as_bytes()).await;
-                let _ = s.write_all(&body).await;
-                let _ = s.shutdown().await;
             });
         }
     });
     Server { addr, connections }
+}
+
+async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, body: &[u8]) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = s.write_all(reply.as_bytes()).await;
+    let _ = s.write_all(body).await;
+    let _ = s.shutdown().await;
 }
 
 struct Job {
@@ -196,6 +237,46 @@ async fn r_net_10_allowed_domain_gets_its_answer_and_is_logged() {
     assert_eq!(r.ip, Some("127.0.0.1".parse().unwrap()));
     assert_eq!(r.status, Some(200));
     assert!(r.bytes_up > 0 && r.bytes_down > 26, "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_net_10_https_to_an_allowed_domain_verifies_the_certificate() {
+    let (srv, cert) = tls_server("tls.allowed.test", b"over tls".to_vec()).await;
+    let network = |roots| WasmNetwork {
+        allow_ranges: vec![Cidr::parse("127.0.0.1/32").unwrap()],
+        resolve: vec![("tls.allowed.test".into(), "127.0.0.1".parse().unwrap())],
+        extra_roots: roots,
+        ..WasmNetwork::default()
+    };
+    let mut job = Job::new(
+        NetworkMode::Http,
+        &[".allowed.test"],
+        &format!("tls.allowed.test:{}", srv.addr.port()),
+    );
+    job.params.parameters[0] = "https".into();
+    let trusting = WasmExecutor::new(false)
+        .unwrap()
+        .with_network(network(vec![cert]));
+    job.run(&trusting, &[]).await.unwrap();
+    assert_eq!(job.stdout(), "status 200\nover tls");
+    let log = job.log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(
+        (log[0].decision, log[0].status),
+        (Verdict::Allow, Some(200))
+    );
+
+    // Without the test's root the certificate is not trusted.
+    let job2 = Job {
+        params: job.params.clone(),
+        ..Job::new(NetworkMode::Http, &[".allowed.test"], "unused")
+    };
+    let strict = WasmExecutor::new(false)
+        .unwrap()
+        .with_network(network(vec![]));
+    job2.run(&strict, &[]).await.unwrap();
+    assert!(job2.stdout().starts_with("error "), "{}", job2.stdout());
+    assert_ne!(job2.stdout(), DENIED);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

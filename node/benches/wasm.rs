@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use protocol::job::{
-    DEFAULT_WASM_ENTRYPOINT, InlineSource, ModuleSource, NetworkMode, Source, WasmParams,
+    DEFAULT_WASM_ENTRYPOINT, InlineSource, ModuleSource, Network, Source, WasmParams,
 };
 use skrei_node::executor::wasm::{Cancel, WasmExecutor, WasmTask};
 use skrei_node::executor::{ExecutionDir, Limits};
@@ -119,15 +119,18 @@ fn task<'a>(
     dir: &'a ExecutionDir,
     limits: Limits,
 ) -> WasmTask<'a> {
+    static NO_NETWORK: std::sync::LazyLock<Network> = std::sync::LazyLock::new(Network::default);
     WasmTask {
+        execution_id: "bench",
         module: wasm,
         params,
         task_env: env,
         inputs: &[],
         result_paths: &[],
-        network: NetworkMode::None,
+        network: &NO_NETWORK,
         dir,
         limits,
+        deny: &[],
     }
 }
 

@@ -117,8 +117,9 @@ impl AuditSink for MemorySink {
 
 /// A record being filled in while a request or tunnel runs; written once,
 /// when the last holder drops it, so every exit path produces exactly one
-/// line with the final byte counts.
-pub(crate) struct Entry {
+/// line with the final byte counts. The WASM executor fills one per
+/// wasi-http request (R-NET-10), so its `network.log` has the proxy's format.
+pub struct Entry {
     sink: Arc<dyn AuditSink>,
     record: Mutex<AuditRecord>,
     start: Instant,
@@ -127,7 +128,8 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    pub(crate) fn new(sink: Arc<dyn AuditSink>, job: &str) -> Arc<Entry> {
+    /// A record for `job`, timed from now, denied until updated.
+    pub fn new(sink: Arc<dyn AuditSink>, job: &str) -> Arc<Entry> {
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -154,8 +156,21 @@ impl Entry {
         })
     }
 
-    pub(crate) fn update(&self, f: impl FnOnce(&mut AuditRecord)) {
+    /// Changes the record before it is written.
+    pub fn update(&self, f: impl FnOnce(&mut AuditRecord)) {
         f(&mut self.record.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+}
+
+impl Entry {
+    /// Counts `n` bytes sent towards the upstream.
+    pub fn count_up(&self, n: u64) {
+        self.up.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts `n` bytes received from the upstream.
+    pub fn count_down(&self, n: u64) {
+        self.down.fetch_add(n, Ordering::Relaxed);
     }
 }
 

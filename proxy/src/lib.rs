@@ -104,4 +104,4 @@ pub use rate::RateLimiter;
 pub use resolve::{ResolveError, Resolver, StaticResolver, SystemResolver};
 pub use server::{BuildError, Proxy, ProxyBuilder};
 pub use target::{Target, TargetError};
-pub use upstream::{Connector, TcpConnector};
+pub use upstream::{Connector, TcpConnector, connect_first};

@@ -39,8 +39,9 @@ const MAX_TRIES: usize = 4;
 /// Try the checked addresses in order; the first that connects wins.
 ///
 /// It takes a [`Checked`], which only `Policy::check` can make: the type
-/// system keeps every upstream connection behind the decision.
-pub(crate) async fn connect_first(
+/// system keeps every upstream connection behind the decision. The WASM
+/// executor connects its wasi-http requests through here too (R-NET-10).
+pub async fn connect_first(
     connector: &dyn Connector,
     checked: &Checked,
     timeout: Duration,

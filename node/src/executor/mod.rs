@@ -28,7 +28,7 @@ use protocol::job::{Engine, Task};
 
 pub use docker::{DockerConfig, DockerExecutor};
 pub use output::CappedOutput;
-pub use wasm::WasmExecutor;
+pub use wasm::{WasmExecutor, WasmNetwork};
 
 /// The engines a node offers; an engine left out is refused as unavailable.
 #[derive(Default)]
@@ -107,14 +107,16 @@ pub async fn run(
             })?;
             wasm.run(
                 wasm::WasmTask {
+                    execution_id: execution.id,
                     module,
                     params,
                     task_env: &task.env,
                     inputs: &task.input_sources,
                     result_paths: &task.result_paths,
-                    network: task.network.r#type,
+                    network: &task.network,
                     dir: execution.dir,
                     limits: execution.limits,
+                    deny: execution.deny,
                 },
                 cancel,
             )

@@ -7,3 +7,4 @@ mod daemon;
 mod docker;
 mod p2p;
 mod wasm;
+mod wasm_http;

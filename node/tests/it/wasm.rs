@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use protocol::job::{
-    DEFAULT_WASM_ENTRYPOINT, InlineSource, InputSource, ModuleSource, NetworkMode, ResultPath,
-    Source, WasmParams,
+    DEFAULT_WASM_ENTRYPOINT, InlineSource, InputSource, ModuleSource, Network, NetworkMode,
+    ResultPath, Source, WasmParams,
 };
 use skrei_node::executor::wasm::{Cancel, TRAP_EXIT_CODE, WasmExecutor, WasmTask};
 use skrei_node::executor::{ExecError, ExecutionDir, LimitKind, Limits};
@@ -65,6 +65,7 @@ struct Fixture {
     inputs: Vec<InputSource>,
     outputs: Vec<ResultPath>,
     env: BTreeMap<String, String>,
+    network: Network,
 }
 
 impl Fixture {
@@ -100,19 +101,22 @@ impl Fixture {
                 path: "/outputs".into(),
             }],
             env: BTreeMap::new(),
+            network: Network::default(),
         }
     }
 
     fn task<'a>(&'a self, module: &'a [u8], limits: Limits) -> WasmTask<'a> {
         WasmTask {
+            execution_id: "e1",
             module,
             params: &self.params,
             task_env: &self.env,
             inputs: &self.inputs,
             result_paths: &self.outputs,
-            network: NetworkMode::None,
+            network: &self.network,
             dir: &self.dir,
             limits,
+            deny: &[],
         }
     }
 
@@ -317,7 +321,11 @@ fn networked_wasm_jobs_are_refused_not_run_unfiltered() {
     let exec = WasmExecutor::new(false).unwrap();
     let wasm = greeter();
     let mut task = f.task(&wasm, limits());
-    task.network = NetworkMode::Http;
+    let http = Network {
+        r#type: NetworkMode::Http,
+        domains: protocol::domain::DomainSet::parse(["example.com"]).unwrap(),
+    };
+    task.network = &http;
     let err = runtime()
         .block_on(exec.run(task, Cancel::default()))
         .unwrap_err();

@@ -1,20 +1,40 @@
-//! The WebAssembly engine: WASI preview 1 modules under wasmtime.
+//! The WebAssembly engine: WASI preview 1 modules and WASI 0.2 components
+//! under wasmtime.
 //!
-//! A module sees its inputs read-only and its result folders read-write at
+//! A guest sees its inputs read-only and its result folders read-write at
 //! the paths the job names, its arguments and environment, and nothing else:
-//! no sockets (R-NET-1, R-NET-10), no host files, no clock beyond WASI's.
-//! Time is bounded by an epoch deadline (a ticker thread advances the
-//! engine's epoch), memory by a resource limiter, and CPU by fuel when the
-//! node meters it. Compiled modules are cached by the CID of their bytes.
+//! no sockets, no host files, no clock beyond WASI's. Time is bounded by an
+//! epoch deadline (a ticker thread advances the engine's epoch), memory by a
+//! resource limiter, and CPU by fuel when the node meters it. Compiled
+//! modules and components are cached by the CID of their bytes.
+//!
+//! Network (R-NET-10), told apart by the bytes (a core module or a
+//! component):
+//! - `none`: a core module gets WASI preview 1; a component gets WASI 0.2
+//!   without wasi-http and without sockets, so a component importing
+//!   `wasi:http/outgoing-handler` does not instantiate.
+//! - `http`: components only (a core module has no HTTP interface to
+//!   police). wasi-http is linked and every outgoing request goes through
+//!   the egress proxy's decision, connector, rate limiter and audit record
+//!   ([`egress`]); `network.log` in the results has one JSON line per request.
+//!   WASI sockets stay closed.
+//! - `full`: refused. In-process sockets would come from the node's own
+//!   network namespace, where the node's API and other loopback services
+//!   are (R-NET-2 promises a job never reaches those); `http` is the way out
+//!   for WASM jobs, Docker jobs have `full`.
+
+mod component;
+mod egress;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cid::Cid;
-use protocol::job::{InputSource, NetworkMode, ResultPath, WasmParams};
+use protocol::job::{InputSource, Network, NetworkMode, ResultPath, WasmParams};
 use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -33,16 +53,63 @@ pub const TRAP_EXIT_CODE: i32 = 134;
 
 /// One WASM task, with everything the node prepared for it.
 pub struct WasmTask<'a> {
-    /// The entry module's bytes (fetched and verified by the node).
+    /// Names the execution (the `job` of its `network.log` lines).
+    pub execution_id: &'a str,
+    /// The entry module's or component's bytes (fetched and verified by the
+    /// node).
     pub module: &'a [u8],
     pub params: &'a WasmParams,
     /// The task's `Env`, under the engine's own variables.
     pub task_env: &'a BTreeMap<String, String>,
     pub inputs: &'a [InputSource],
     pub result_paths: &'a [ResultPath],
-    pub network: NetworkMode,
+    pub network: &'a Network,
     pub dir: &'a ExecutionDir,
     pub limits: Limits,
+    /// R-NET-7: control-plane addresses to refuse besides
+    /// [`WasmNetwork::deny`].
+    pub deny: &'a [SocketAddr],
+}
+
+/// Node settings for the outgoing HTTP of `http` WASM jobs (R-NET-10); the
+/// same knobs as the Docker engine's sidecar proxy.
+#[derive(Debug, Clone)]
+pub struct WasmNetwork {
+    /// R-NET-6: bytes per second in each direction for each `http` job.
+    pub http_rate: u64,
+    /// R-NET-7: control-plane addresses no job may reach (this node's and
+    /// its peers' API and libp2p addresses). The host's public addresses
+    /// are added to every job's deny set as well.
+    pub deny: Vec<SocketAddr>,
+    /// Special-purpose ranges the operator allows despite R-NET-8.
+    pub allow_ranges: Vec<proxy::Cidr>,
+    /// Fixed answers for names instead of asking DNS (the addresses are
+    /// still checked); for tests and private deployments.
+    pub resolve: Vec<(String, IpAddr)>,
+    /// Trusted for `https` besides the webpki roots (a private CA).
+    pub extra_roots: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
+    /// How long a connection to an upstream may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for WasmNetwork {
+    fn default() -> Self {
+        WasmNetwork {
+            http_rate: proxy::DEFAULT_RATE,
+            deny: Vec::new(),
+            allow_ranges: Vec::new(),
+            resolve: Vec::new(),
+            extra_roots: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Whether `bytes` are a component rather than a core module: both start
+/// with `\0asm`; the 16-bit layer after the version is 1 for components
+/// (what `wasmparser::Parser::is_component` reads).
+pub fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[6..8] == [1, 0]
 }
 
 /// The WASM engine. Create one per node and share it.
@@ -50,6 +117,8 @@ pub struct WasmExecutor {
     engine: Engine,
     meter_fuel: bool,
     cache: Mutex<ModuleCache>,
+    components: Mutex<ComponentCache>,
+    network: WasmNetwork,
     ticker: Option<std::thread::JoinHandle<()>>,
     stop_ticker: Arc<AtomicBool>,
 }
@@ -57,6 +126,12 @@ pub struct WasmExecutor {
 #[derive(Default)]
 struct ModuleCache {
     modules: BTreeMap<Cid, Module>,
+    order: VecDeque<Cid>,
+}
+
+#[derive(Default)]
+struct ComponentCache {
+    components: BTreeMap<Cid, wasmtime::component::Component>,
     order: VecDeque<Cid>,
 }
 
@@ -87,9 +162,42 @@ impl WasmExecutor {
             engine,
             meter_fuel,
             cache: Mutex::new(ModuleCache::default()),
+            components: Mutex::new(ComponentCache::default()),
+            network: WasmNetwork::default(),
             ticker: Some(ticker),
             stop_ticker,
         })
+    }
+
+    /// The same engine with `network` as its settings for `http` jobs.
+    pub fn with_network(mut self, network: WasmNetwork) -> WasmExecutor {
+        self.network = network;
+        self
+    }
+
+    /// Compiles a component, or takes it from the cache (keyed like
+    /// modules, by the CID of the bytes).
+    pub fn compile_component(
+        &self,
+        bytes: &[u8],
+    ) -> Result<(Cid, wasmtime::component::Component), ExecError> {
+        let cid = protocol::id::blake3_cid(protocol::id::RAW, bytes);
+        let lock = || self.components.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = lock().components.get(&cid) {
+            return Ok((cid, c.clone()));
+        }
+        let component = wasmtime::component::Component::new(&self.engine, bytes)
+            .map_err(|e| ExecError::Missing(format!("the entry component is not valid: {e}")))?;
+        let mut cache = lock();
+        if cache.components.insert(cid, component.clone()).is_none() {
+            cache.order.push_back(cid);
+            while cache.order.len() > CACHE_ENTRIES {
+                if let Some(old) = cache.order.pop_front() {
+                    cache.components.remove(&old);
+                }
+            }
+        }
+        Ok((cid, component))
     }
 
     /// Compiles a module, or takes it from the cache. Returns the CID of
@@ -120,14 +228,26 @@ impl WasmExecutor {
 
     /// Runs a task to its end, its timeout, a limit, or `cancel`.
     pub async fn run(&self, task: WasmTask<'_>, cancel: Cancel) -> Result<RunOutcome, ExecError> {
-        if task.network != NetworkMode::None {
-            // Core WASI modules have no HTTP interface to police; refusing
-            // keeps the promise that `http` means "only these domains".
-            return Err(ExecError::Unavailable(format!(
-                "WASM jobs with network {} need a WASI 0.2 component with wasi:http, which \
-                 this node does not run yet; use network none, or a Docker job",
-                task.network
-            )));
+        let component = is_component(task.module);
+        match task.network.r#type {
+            NetworkMode::None if component => return component::run(self, task, cancel).await,
+            NetworkMode::None => {}
+            NetworkMode::Http if component => return component::run(self, task, cancel).await,
+            NetworkMode::Http => {
+                // A core module has no HTTP interface to police; refusing
+                // keeps the promise that `http` means "only these domains".
+                return Err(ExecError::Unavailable(
+                    "WASM jobs with network http need a WASI 0.2 component that imports \
+                     wasi:http/outgoing-handler; this is a core module"
+                        .into(),
+                ));
+            }
+            other => {
+                return Err(ExecError::Unavailable(format!(
+                    "WASM jobs cannot have network {other}: use network http with the \
+                     job's domains, or a Docker job"
+                )));
+            }
         }
         let (_, module) = self.compile(task.module)?;
         let prepared = prepare(&task)?;
@@ -262,6 +382,42 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
+/// What a guest's failure means: its exit code (an exit, or a trap that is
+/// the program's own result, told in its stderr), or a limit, timeout or
+/// cancel.
+fn failed(
+    e: wasmtime::Error,
+    memory_hit: bool,
+    limits: Limits,
+    cancel: &Cancel,
+    stderr: &CappedOutput,
+) -> Result<i32, ExecError> {
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        Ok(exit.0)
+    } else if memory_hit {
+        Err(ExecError::Limit {
+            kind: LimitKind::Memory,
+            detail: format!("{} bytes", limits.memory_bytes),
+        })
+    } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
+        Err(ExecError::Limit {
+            kind: LimitKind::Cpu,
+            detail: format!("{} units of fuel", limits.fuel.unwrap_or(0)),
+        })
+    } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
+        Err(if cancel.is_cancelled() {
+            ExecError::Cancelled
+        } else {
+            ExecError::Timeout(limits.timeout)
+        })
+    } else {
+        // The program itself failed (unreachable, bad memory access...):
+        // that is its result, told in its stderr.
+        let _ = stderr.append(format!("\nskrei: the module trapped: {e:#}\n").as_bytes());
+        Ok(TRAP_EXIT_CODE)
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_blocking(
     engine: &Engine,
@@ -334,36 +490,10 @@ fn run_blocking(
         })?;
 
     let result = func.call(&mut store, ());
+    let memory_hit = store.data().limiter.hit;
     let exit_code = match result {
         Ok(()) => 0,
-        Err(e) => {
-            if let Some(exit) = e.downcast_ref::<I32Exit>() {
-                exit.0
-            } else if store.data().limiter.hit {
-                return Err(ExecError::Limit {
-                    kind: LimitKind::Memory,
-                    detail: format!("{} bytes", limits.memory_bytes),
-                });
-            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::OutOfFuel)) {
-                return Err(ExecError::Limit {
-                    kind: LimitKind::Cpu,
-                    detail: format!("{} units of fuel", limits.fuel.unwrap_or(0)),
-                });
-            } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
-                return Err(if cancel.is_cancelled() {
-                    ExecError::Cancelled
-                } else {
-                    ExecError::Timeout(limits.timeout)
-                });
-            } else {
-                // The program itself failed (unreachable, bad memory access...):
-                // that is its result, told in its stderr.
-                let _ = p
-                    .stderr
-                    .append(format!("\nskrei: the module trapped: {e:#}\n").as_bytes());
-                TRAP_EXIT_CODE
-            }
-        }
+        Err(e) => failed(e, memory_hit, limits, cancel, &p.stderr)?,
     };
     drop(store);
     write_exit_code(dir, exit_code)?;

@@ -1,0 +1,242 @@
+//! Running a WASI 0.2 component as a command (`wasi:cli/run`), with
+//! wasi-http behind the job's policy in `http` mode (R-NET-10).
+//!
+//! Components run asynchronously on the node's runtime, so a guest waiting
+//! in the host (an HTTP response, a clock) is stopped by the timeout or a
+//! cancel as surely as one spinning in WASM, which the epoch deadline stops.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use protocol::job::NetworkMode;
+use proxy::{DenySet, Policy, StaticResolver, SystemResolver, WriterSink};
+use wasmtime::component::{Linker, ResourceTable};
+use wasmtime::{Store, UpdateDeadline};
+use wasmtime_wasi::p2::bindings::Command;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{Error, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
+
+use super::egress::{Egress, EgressParts, tls_config};
+use super::{
+    Cancel, ExecError, MemoryLimiter, RunOutcome, WasmExecutor, WasmTask, failed, prepare,
+    write_exit_code,
+};
+
+struct ComponentState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    http: WasiHttpCtx,
+    hooks: Box<dyn WasiHttpHooks>,
+    limiter: MemoryLimiter,
+}
+
+impl WasiView for ComponentState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for ComponentState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: self.hooks.as_mut(),
+        }
+    }
+}
+
+/// The hooks of a job without network. wasi-http is not even linked then;
+/// this only makes sure that, were it ever reached, nothing goes out.
+struct NoNetwork;
+
+impl WasiHttpHooks for NoNetwork {
+    fn send_request(
+        &mut self,
+        _request: hyper::http::Request<wasmtime_wasi_http::WasiBody>,
+        _options: Option<wasmtime_wasi_http::RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<
+        dyn Future<
+                Output = Result<
+                    (
+                        hyper::http::Response<wasmtime_wasi_http::WasiBody>,
+                        Box<dyn Future<Output = Result<(), Error>> + Send>,
+                    ),
+                    Error,
+                >,
+            > + Send,
+    > {
+        Box::new(async { Err(Error::HttpRequestDenied) })
+    }
+}
+
+pub(super) async fn run(
+    executor: &WasmExecutor,
+    task: WasmTask<'_>,
+    cancel: Cancel,
+) -> Result<RunOutcome, ExecError> {
+    let started = Instant::now();
+    let http = task.network.r#type == NetworkMode::Http;
+    let (_, component) = executor.compile_component(task.module)?;
+    let p = prepare(&task)?;
+    let limits = task.limits;
+    let deadline = started + limits.timeout;
+
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.args(&p.args)
+        .envs(&p.env)
+        .stdout(p.stdout.clone())
+        .stderr(p.stderr.clone())
+        // No socket of its own in any mode: wasi-http is the only way out.
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    for (host, guest, writable) in &p.preopens {
+        let perms = if *writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        wasi.preopened_dir(host, guest, perms).map_err(|e| {
+            ExecError::Unavailable(format!("cannot open {} for the task: {e}", host.display()))
+        })?;
+    }
+
+    let hooks: Box<dyn WasiHttpHooks> = if http {
+        Box::new(egress(executor, &task, deadline)?)
+    } else {
+        Box::new(NoNetwork)
+    };
+    let state = ComponentState {
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        http: WasiHttpCtx::new(),
+        hooks,
+        limiter: MemoryLimiter {
+            max_bytes: usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX),
+            hit: false,
+        },
+    };
+    let mut store = Store::new(&executor.engine, state);
+    store.limiter(|s| &mut s.limiter);
+    if executor.meter_fuel {
+        store
+            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+            .map_err(|e| ExecError::Unavailable(format!("fuel: {e}")))?;
+    }
+    let watch = cancel.clone();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if watch.is_cancelled() || Instant::now() >= deadline {
+            Ok(UpdateDeadline::Interrupt)
+        } else {
+            // Yield to the runtime each tick, so the timeout and the
+            // cancel below are polled.
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+
+    let mut linker: Linker<ComponentState> = Linker::new(&executor.engine);
+    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        .map_err(|e| ExecError::Unavailable(format!("linking WASI: {e}")))?;
+    if http {
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| ExecError::Unavailable(format!("linking wasi-http: {e}")))?;
+    }
+    let command = Command::instantiate_async(&mut store, &component, &linker)
+        .await
+        .map_err(|e| {
+            ExecError::Missing(format!(
+                "the component cannot be instantiated as a command (it may import something \
+                 other than WASI 0.2{}, or not export wasi:cli/run): {e:#}",
+                if http {
+                    " and wasi:http/outgoing-handler"
+                } else {
+                    "; wasi:http needs network http"
+                }
+            ))
+        })?;
+
+    let result = {
+        let run = command.wasi_cli_run().call_run(&mut store);
+        tokio::select! {
+            r = run => Some(r),
+            () = cancel.cancelled() => None,
+            () = tokio::time::sleep_until(deadline.into()) => None,
+        }
+    };
+    let exit_code = match result {
+        None if cancel.is_cancelled() => return Err(ExecError::Cancelled),
+        None => return Err(ExecError::Timeout(limits.timeout)),
+        Some(Ok(Ok(()))) => 0,
+        Some(Ok(Err(()))) => 1,
+        Some(Err(e)) => {
+            let memory_hit = store.data().limiter.hit;
+            failed(e, memory_hit, limits, &cancel, &p.stderr)?
+        }
+    };
+    // Dropping the store closes the guest's connections, which writes
+    // their audit lines.
+    drop(store);
+    write_exit_code(task.dir, exit_code)?;
+    Ok(RunOutcome {
+        exit_code,
+        stdout_bytes: p.stdout.seen(),
+        stderr_bytes: p.stderr.seen(),
+        stdout_truncated: p.stdout.truncated(),
+        stderr_truncated: p.stderr.truncated(),
+        duration: started.elapsed(),
+    })
+}
+
+/// The job's egress: the proxy's policy over the job's domains, the node's
+/// deny set plus this execution's and the host's public addresses, audit
+/// lines into `<dir>/results/network.log`.
+fn egress(
+    executor: &WasmExecutor,
+    task: &WasmTask<'_>,
+    deadline: Instant,
+) -> Result<Egress, ExecError> {
+    let net = &executor.network;
+    let deny = DenySet::new();
+    for addr in net.deny.iter().chain(task.deny) {
+        deny.insert_socket(*addr);
+    }
+    if let Err(e) = deny.insert_local_public_addresses() {
+        tracing::warn!(error = %e, "cannot list the host's addresses for the WASM deny set");
+    }
+    let mut resolver = StaticResolver::new().with_fallback(Arc::new(SystemResolver));
+    for (name, ip) in &net.resolve {
+        resolver.insert(name.clone(), *ip);
+    }
+    let policy = Policy::new(
+        task.network.domains.clone(),
+        deny,
+        net.allow_ranges.clone(),
+        Arc::new(resolver),
+        // One resolution per request, bounded like the connection.
+        net.connect_timeout,
+    );
+    let log = task.dir.results().join("network.log");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .map_err(ExecError::io("creating network.log"))?;
+    let tls = tls_config(&net.extra_roots)
+        .map_err(|e| ExecError::Unavailable(format!("TLS roots: {e}")))?;
+    Ok(Egress::new(EgressParts {
+        job: task.execution_id.to_owned(),
+        policy,
+        rate: net.http_rate,
+        sink: Arc::new(WriterSink::new(file)),
+        tls: Arc::new(tls),
+        connect_timeout: net.connect_timeout,
+        deadline: deadline.into(),
+    }))
+}

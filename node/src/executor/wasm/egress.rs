@@ -1,0 +1,404 @@
+//! Outgoing wasi-http requests of an `http` WASM job (R-NET-10).
+//!
+//! Every request a component sends goes through [`Egress::send_request`],
+//! which takes the egress proxy's path, in process: the authority is parsed
+//! by the proxy's one parser, decided by the proxy's [`Policy`] (deny set by
+//! name, the job's `DomainSet::allows`, one resolution, every address against
+//! the deny set and the special-purpose table), connected through the proxy's
+//! `connect_first` to a checked address only, rate limited by the job's
+//! shared limiters (one per direction) and written to `network.log` as the
+//! proxy's own [`AuditRecord`](proxy::AuditRecord). A refusal is
+//! `HTTP-request-denied` to the guest, never a connection.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::http::{self, uri::Scheme};
+use hyper_util::rt::TokioIo;
+use protocol::domain::Host;
+use proxy::audit::Entry;
+use proxy::{AuditSink, Policy, RateLimiter, TcpConnector, Verdict};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Instant;
+use tokio_rustls::rustls::{self, pki_types::ServerName};
+use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// A boxed future, as the wasi-http hook hands them around.
+type HookFuture<T> = Box<dyn Future<Output = Result<T, Error>> + Send>;
+
+/// The job's egress, shared by all its requests.
+pub(crate) struct Egress {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    job: String,
+    policy: Policy,
+    up: RateLimiter,
+    down: RateLimiter,
+    sink: Arc<dyn AuditSink>,
+    tls: Arc<rustls::ClientConfig>,
+    connect_timeout: Duration,
+    /// The job's end: no wait on its behalf goes past it.
+    deadline: Instant,
+}
+
+/// What one job's egress is made of.
+pub(crate) struct EgressParts {
+    pub job: String,
+    pub policy: Policy,
+    pub rate: u64,
+    pub sink: Arc<dyn AuditSink>,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub connect_timeout: Duration,
+    pub deadline: Instant,
+}
+
+impl Egress {
+    pub(crate) fn new(p: EgressParts) -> Egress {
+        Egress {
+            inner: Arc::new(Shared {
+                job: p.job,
+                policy: p.policy,
+                up: RateLimiter::new(p.rate),
+                down: RateLimiter::new(p.rate),
+                sink: p.sink,
+                tls: p.tls,
+                connect_timeout: p.connect_timeout,
+                deadline: p.deadline,
+            }),
+        }
+    }
+}
+
+/// TLS for `https` requests: the webpki roots plus `extra` (a private CA,
+/// or a test's own).
+pub(crate) fn tls_config(
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+    };
+    for cert in extra {
+        roots.add(cert.clone())?;
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+impl WasiHttpHooks for Egress {
+    fn is_supported_scheme(&mut self, scheme: &Scheme) -> bool {
+        // R-NET-3: HTTP and HTTPS only.
+        *scheme == Scheme::HTTP || *scheme == Scheme::HTTPS
+    }
+
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ) -> Box<dyn Future<Output = Result<(http::Response<WasiBody>, HookFuture<()>), Error>> + Send>
+    {
+        drop(fut);
+        let inner = self.inner.clone();
+        Box::new(async move { inner.send(request, options).await })
+    }
+}
+
+impl Shared {
+    /// Time left before the job's deadline, capping `wanted`.
+    fn bounded(&self, wanted: Option<Duration>, default: Duration) -> Duration {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        wanted.unwrap_or(default).min(left)
+    }
+
+    async fn send(
+        self: Arc<Self>,
+        mut request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+    ) -> Result<(http::Response<WasiBody>, HookFuture<()>), Error> {
+        let entry = Entry::new(self.sink.clone(), &self.job);
+        entry.update(|r| r.method = request.method().to_string());
+        let uri = request.uri().clone();
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            other => {
+                let other = other.unwrap_or("").to_owned();
+                entry.update(|r| r.reason = Some(format!("scheme `{other}` is not http or https")));
+                return Err(Error::HttpRequestDenied);
+            }
+        };
+        let Some(authority) = uri.authority() else {
+            entry.update(|r| r.reason = Some("no authority in the request".into()));
+            return Err(Error::HttpRequestUriInvalid);
+        };
+        entry.update(|r| r.host = authority.as_str().to_owned());
+        let target =
+            proxy::target::parse_authority(authority.as_str(), Some(if tls { 443 } else { 80 }))
+                .map_err(|e| {
+                    entry.update(|r| r.reason = Some(e.to_string()));
+                    Error::HttpRequestDenied
+                })?;
+        entry.update(|r| {
+            r.host = target.host.to_string();
+            r.port = Some(target.port);
+        });
+        let checked = self.policy.check(&target).await.map_err(|d| {
+            entry.update(|r| {
+                r.ip = d.ip();
+                r.reason = Some(d.to_string());
+            });
+            Error::HttpRequestDenied
+        })?;
+        entry.update(|r| r.decision = Verdict::Allow);
+
+        let opts = options.unwrap_or_default();
+        let connect_timeout = self.bounded(opts.connect_timeout, self.connect_timeout);
+        let (tcp, addr) = proxy::connect_first(&TcpConnector, &checked, connect_timeout)
+            .await
+            .map_err(|e| {
+                entry.update(|r| r.reason = Some(e));
+                Error::ConnectionRefused
+            })?;
+        entry.update(|r| r.ip = Some(addr.ip()));
+        let stream = Metered::new(tcp, self.up.clone(), self.down.clone(), entry.clone());
+
+        let io: Box<dyn Io> = if tls {
+            let name = match &target.host {
+                Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+                Host::Name(n) => ServerName::try_from(n.clone()).map_err(|e| {
+                    entry.update(|r| r.reason = Some(format!("TLS server name: {e}")));
+                    Error::TlsProtocolError
+                })?,
+            };
+            let connector = tokio_rustls::TlsConnector::from(self.tls.clone());
+            let tls = tokio::time::timeout(connect_timeout, connector.connect(name, stream))
+                .await
+                .map_err(|_| Error::ConnectionTimeout)?
+                .map_err(|e| {
+                    entry.update(|r| r.reason = Some(format!("TLS: {e}")));
+                    Error::TlsCertificateError
+                })?;
+            Box::new(tls)
+        } else {
+            Box::new(stream)
+        };
+        let (mut sender, conn) = hyper::client::conn::http1::Builder::new()
+            .handshake::<_, WasiBody>(TokioIo::new(io))
+            .await
+            .map_err(Error::from)?;
+
+        // Origin form upstream, as the proxy forwards; the Host header was
+        // set by wasi-http from the same authority.
+        *request.uri_mut() = http::Uri::builder()
+            .path_and_query(uri.path_and_query().map_or("/", |p| p.as_str()))
+            .build()
+            .map_err(|_| Error::HttpRequestUriInvalid)?;
+        let first_byte = self.bounded(opts.first_byte_timeout, Duration::from_secs(600));
+        let mut conn = Box::pin(conn);
+        let send = tokio::time::timeout(first_byte, sender.send_request(request));
+        tokio::pin!(send);
+        // Drive the connection while waiting for the response head.
+        let mut conn_done = false;
+        let response = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = send.as_mut().poll(cx) {
+                return Poll::Ready(
+                    r.map_err(|_| Error::ConnectionReadTimeout)?
+                        .map_err(Error::from),
+                );
+            }
+            if !conn_done {
+                match conn.as_mut().poll(cx) {
+                    Poll::Ready(Ok(())) => conn_done = true,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(Error::from(e))),
+                    Poll::Pending => {}
+                }
+            }
+            Poll::Pending
+        })
+        .await
+        .inspect_err(|e| {
+            let e = format!("{e:?}");
+            entry.update(|r| r.reason = Some(e));
+        })?;
+        entry.update(|r| r.status = Some(response.status().as_u16()));
+        let between = self.bounded(opts.between_bytes_timeout, Duration::from_secs(600));
+        let response = response
+            .map(|body| BodyExt::boxed_unsync(body.map_err(Error::from).with_timeout(between)));
+        let io: HookFuture<()> = Box::new(async move {
+            if conn_done {
+                return Ok(());
+            }
+            conn.await.map_err(Error::from)
+        });
+        Ok((response, io))
+    }
+}
+
+/// What hyper is given: plain TCP or TLS over it, both metered.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+
+/// A body that fails when no frame arrives for `timeout`.
+trait WithTimeout: Sized {
+    fn with_timeout(self, timeout: Duration) -> Idle<Self>;
+}
+
+impl<B> WithTimeout for B {
+    fn with_timeout(self, timeout: Duration) -> Idle<B> {
+        Idle {
+            body: self,
+            timeout,
+            sleep: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+}
+
+struct Idle<B> {
+    body: B,
+    timeout: Duration,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<B> hyper::body::Body for Idle<B>
+where
+    B: hyper::body::Body<Data = Bytes, Error = Error> + Unpin,
+{
+    type Data = Bytes;
+    type Error = Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Error>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(r) => {
+                let deadline = Instant::now() + this.timeout;
+                this.sleep.as_mut().reset(deadline);
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                ready!(this.sleep.as_mut().poll(cx));
+                Poll::Ready(Some(Err(Error::ConnectionReadTimeout)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A connection whose bytes are counted into the audit record and paced by
+/// the job's limiters (R-NET-6). Bytes are charged after they pass, and the
+/// next read or write waits out the debt: the average rate is the limit.
+/// The audit line is written when the connection is gone (the last holder
+/// of the entry drops it).
+struct Metered<S> {
+    inner: S,
+    up: RateLimiter,
+    down: RateLimiter,
+    up_wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    down_wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    entry: Arc<Entry>,
+}
+
+impl<S> Metered<S> {
+    fn new(inner: S, up: RateLimiter, down: RateLimiter, entry: Arc<Entry>) -> Metered<S> {
+        Metered {
+            inner,
+            up,
+            down,
+            up_wait: None,
+            down_wait: None,
+            entry,
+        }
+    }
+}
+
+fn pay(
+    wait: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if let Some(w) = wait {
+        ready!(w.as_mut().poll(cx));
+        *wait = None;
+    }
+    Poll::Ready(())
+}
+
+fn charge(limiter: &RateLimiter, n: usize) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
+    if n == 0 || !limiter.is_limited() {
+        return None;
+    }
+    let l = limiter.clone();
+    Some(Box::pin(async move { l.acquire(n).await }))
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        ready!(pay(&mut this.down_wait, cx));
+        // At most one chunk per read, as the proxy pumps: the debt of the
+        // last read is never waited out, so it must stay small.
+        let chunk = this.down.chunk().min(buf.remaining());
+        let n = if chunk < buf.remaining() {
+            let mut bounce = [0u8; 16 * 1024];
+            let mut small = ReadBuf::new(&mut bounce[..chunk]);
+            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut small))?;
+            buf.put_slice(small.filled());
+            small.filled().len()
+        } else {
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            buf.filled().len() - before
+        };
+        this.entry.count_down(n as u64);
+        this.down_wait = charge(&this.down, n);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        ready!(pay(&mut this.up_wait, cx));
+        let chunk = buf.len().min(this.up.chunk());
+        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &buf[..chunk]))?;
+        this.entry.count_up(n as u64);
+        this.up_wait = charge(&this.up, n);
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

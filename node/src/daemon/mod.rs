@@ -195,8 +195,18 @@ async fn start_engines(
     p2p_addrs: &[Multiaddr],
 ) -> crate::executor::Engines {
     use crate::executor::docker::{DockerConfig, DockerExecutor};
+    let mut deny = vec![api_addr];
+    deny.extend(p2p_addrs.iter().filter_map(driver::socket_addr));
+    // The same egress rules for WASM `http` jobs as for Docker sidecars.
+    let network = crate::executor::WasmNetwork {
+        http_rate: config.http_rate,
+        deny: deny.clone(),
+        allow_ranges: config.proxy_allow_ranges.clone(),
+        resolve: config.proxy_resolve.clone(),
+        ..Default::default()
+    };
     let wasm = match crate::executor::wasm::WasmExecutor::new(false) {
-        Ok(w) => Some(w),
+        Ok(w) => Some(w.with_network(network)),
         Err(e) => {
             tracing::error!("the WASM engine is unavailable: {e}");
             config.engines.retain(|e| e != "wasm");
@@ -205,8 +215,6 @@ async fn start_engines(
     };
     let mut docker = None;
     if config.engines.iter().any(|e| e == "docker") {
-        let mut deny = vec![api_addr];
-        deny.extend(p2p_addrs.iter().filter_map(driver::socket_addr));
         let docker_config = DockerConfig {
             owner: node_id.to_string(),
             http_rate: config.http_rate,

@@ -63,7 +63,14 @@ pub struct Execution<'a> {
 /// let dir = ExecutionDir::new("/var/lib/skrei/executions/e1");
 /// let outcome = executor::run(
 ///     engines,
-///     Execution { id: "e1", task, dir: &dir, limits: Limits::default(), wasm_module: None },
+///     Execution {
+///         id: "e1",
+///         task,
+///         dir: &dir,
+///         limits: Limits::default(),
+///         wasm_module: None,
+///         deny: &[],
+///     },
 ///     Cancel::default(),
 /// )
 /// .await;

@@ -298,7 +298,7 @@ async fn logs(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResul
     let results = fetched_result(&state, &id)?;
     let first = &results[0];
     let cid = first.result_cid.parse().map_err(ApiError::internal)?;
-    let tmp = tempdir_in(&state)?;
+    let tmp = scratch_dir()?;
     let target = tmp.join("r");
     state
         .store
@@ -322,7 +322,8 @@ async fn logs(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResul
     Ok(Json(out))
 }
 
-fn tempdir_in(_state: &ApiState) -> Result<PathBuf, ApiError> {
+/// A new folder for an export that is read and removed at once.
+fn scratch_dir() -> Result<PathBuf, ApiError> {
     let dir = std::env::temp_dir().join(format!(
         "skrei-api-{}-{}",
         std::process::id(),
@@ -466,9 +467,9 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
         "Jobs submitted to this node, by state",
         jobs.clone(),
     );
-    for record in state.db.jobs(1_000_000).map_err(ApiError::internal)? {
-        jobs.get_or_create(&vec![("state".into(), state_name(&record.state).into())])
-            .inc();
+    for (name, count) in state.db.job_counts().map_err(ApiError::internal)? {
+        jobs.get_or_create(&vec![("state".into(), name)])
+            .set(count as i64);
     }
     let running = Gauge::<i64>::default();
     running.set(i64::from(view.running));

@@ -157,6 +157,20 @@ impl Db {
         Ok(out)
     }
 
+    /// How many jobs are in each state (`bidding`, `running`, `completed`,
+    /// `failed`, `cancelled`), counted by SQLite rather than by reading
+    /// every record.
+    pub fn job_counts(&self) -> Result<Vec<(String, u64)>, DbError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT json_extract(record, '$.state.state'), COUNT(*) FROM jobs GROUP BY 1",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)? as u64))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Jobs that have not ended, for the requester to resume after a restart.
     pub fn unfinished_jobs(&self) -> Result<Vec<JobRecord>, DbError> {
         let conn = self.conn();

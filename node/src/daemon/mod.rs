@@ -178,11 +178,6 @@ impl Node {
             store.shutdown().await;
         }
     }
-
-    /// Waits until the node stops by itself (it does not, unless it fails).
-    pub async fn wait(&mut self) {
-        let _ = (&mut self.driver).await;
-    }
 }
 
 /// The engines the node offers: WASM always, Docker when asked for and

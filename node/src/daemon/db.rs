@@ -326,6 +326,7 @@ mod tests {
             db.unfinished_jobs().unwrap().is_empty(),
             "completed jobs are not resumed"
         );
+        assert_eq!(db.job_counts().unwrap(), vec![("completed".to_string(), 1)]);
         let events = db.events(&id).unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[1].event["event"], "job_completed");

@@ -896,3 +896,83 @@ fn docker_jobs_go_only_to_nodes_that_have_the_image() {
     let logs = cli(&node.api, &["job", "logs", &present]);
     assert_eq!(text(&logs.stdout), "hi\n");
 }
+
+#[test]
+fn a_wasm_http_job_through_a_node_reaches_its_domain_and_is_logged() {
+    // R-NET-10 through a node: the component's request goes through the
+    // node's egress rules (names, allowed ranges from its flags) into
+    // network.log.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+            );
+        }
+    });
+    let files = Files::new();
+    let component = files.path("probe.wasm");
+    std::fs::write(&component, super::wasm_http::probe()).unwrap();
+    let dirs = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(
+        &dirs.path().join("a"),
+        &[
+            "--accept-network",
+            "http",
+            "--proxy-resolve",
+            "allowed.test=127.0.0.1",
+            "--proxy-allow-range",
+            "127.0.0.1/32",
+        ],
+    );
+    let module = node.add(&component);
+    let job = |name: &str, host: &str| {
+        format!(
+            "Name: {name}\nType: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      \
+             Type: wasm\n      Params:\n        EntryModule:\n          Source:\n            \
+             Type: ipfs\n            Params:\n              CID: {module}\n        \
+             Parameters: [http, \"{host}:{port}\", /hello]\n    Network:\n      Type: http\n      \
+             Domains: [allowed.test]\n    Timeouts:\n      QueueTimeout: 5\n"
+        )
+    };
+    let allowed = node.submit(&job("allowed", "allowed.test"));
+    let ended = node.wait(&allowed, Duration::from_secs(60));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    let out = dirs.path().join("allowed");
+    let got = cli(
+        &node.api,
+        &["job", "get", &allowed, "-o", out.to_str().unwrap()],
+    );
+    assert!(got.status.success(), "{}", text(&got.stderr));
+    let stdout = std::fs::read_to_string(out.join("stdout")).unwrap();
+    assert!(
+        stdout.starts_with("status 200") && stdout.contains("hello"),
+        "{stdout}"
+    );
+    let log = std::fs::read_to_string(out.join("network.log")).unwrap();
+    assert!(
+        log.contains("\"host\":\"allowed.test\"") && log.contains("\"allow\""),
+        "{log}"
+    );
+
+    // A name the job did not list: refused, logged, no connection.
+    let other = node.submit(&job("other", "other.test"));
+    let ended = node.wait(&other, Duration::from_secs(60));
+    let out = dirs.path().join("other");
+    let got = cli(
+        &node.api,
+        &["job", "get", &other, "-o", out.to_str().unwrap()],
+    );
+    assert!(got.status.success(), "{ended:#}");
+    let stdout = std::fs::read_to_string(out.join("stdout")).unwrap();
+    assert!(stdout.starts_with("error"), "{stdout}");
+    let log = std::fs::read_to_string(out.join("network.log")).unwrap();
+    assert!(
+        log.contains("other.test") && log.contains("\"deny\""),
+        "{log}"
+    );
+}

@@ -25,7 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const DENIED: &str = "error 15\n";
 
 /// The probe component, built once.
-fn probe() -> &'static [u8] {
+pub(crate) fn probe() -> &'static [u8] {
     static PROBE: OnceLock<Vec<u8>> = OnceLock::new();
     PROBE.get_or_init(|| {
         let wit = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/wit");

@@ -1,6 +1,8 @@
 //! `skrei add` and `skrei get`: content by CID (R-VOL-3).
 //!
-//! Both go through the local node's API (`--api`, `SKREI_API`). With
+//! Both go through the local node's API (`--api`, `SKREI_API`); `get` of
+//! content the node lacks fetches it from the nodes the DHT names (or from
+//! `--from` providers). With
 //! `--data-dir` they work on a data directory directly instead, with no node
 //! running (one that no running node holds open); `get` fetches from the
 //! providers given with `--from` when the content is not there yet.

@@ -49,7 +49,7 @@ enum Command {
     Proxy(proxy::ProxyArgs),
     /// Add a file or folder to the node's store and print its CID.
     Add(data::AddArgs),
-    /// Write out content by CID, fetching it from `--from` providers if needed.
+    /// Write out content by CID, fetching it from the nodes that have it if needed.
     Get(data::GetArgs),
     /// Run a node (requester and compute node), or `skrei node info`.
     Node(node::NodeArgs),

@@ -437,7 +437,23 @@ async fn get_content(State(state): State<ApiState>, Json(body): Json<GetContentB
                 .map_err(|e| ApiError::bad(format!("`{p}` is not a provider address: {e}")))?,
         );
     }
-    if !providers.is_empty() {
+    let here = state.store.has(&cid).await.unwrap_or(false);
+    if !here && providers.is_empty() {
+        // No provider named: ask the DHT who has it (R-P2P-4).
+        let found = ask(&state, |reply| Command::FindProviders { cid, reply }).await?;
+        for p in found {
+            if let Ok(addr) = serde_json::from_str(&p) {
+                providers.push(addr);
+            }
+        }
+        if providers.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "{cid} is not on this node and no node in the network says it has it; \
+                 name one that does with --from"
+            )));
+        }
+    }
+    if !here {
         state
             .store
             .fetch(&cid, &providers, None)

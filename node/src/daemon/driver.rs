@@ -56,6 +56,11 @@ pub enum Command {
     Info { reply: oneshot::Sender<NodeView> },
     /// Tell the network this node has `cid` (after `skrei add`).
     Provide { cid: Cid },
+    /// The blob-store addresses of nodes the DHT names as having `cid`.
+    FindProviders {
+        cid: Cid,
+        reply: oneshot::Sender<Vec<String>>,
+    },
 }
 
 /// The node as the API shows it (`skrei node info`).
@@ -392,6 +397,15 @@ impl Driver {
             }
             Command::Info { reply } => {
                 let _ = reply.send(self.view());
+            }
+            Command::FindProviders { cid, reply } => {
+                let p2p = self.p2p.clone();
+                let data_addrs = self.data_addrs.clone();
+                tokio::spawn(async move {
+                    let mut found = Vec::new();
+                    find_providers(&p2p, &data_addrs, cid, &mut found).await;
+                    let _ = reply.send(found);
+                });
             }
             Command::Provide { cid } => {
                 let p2p = self.p2p.clone();

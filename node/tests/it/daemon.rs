@@ -460,6 +460,42 @@ fn cid_inputs_travel_to_the_compute_node_and_results_come_back() {
     assert_eq!(list["jobs"][0]["job_id"], job.as_str());
     assert_eq!(list["jobs"][0]["state"], "completed");
 
+    // `skrei get` on B of content only A has: found through the DHT.
+    let only_on_a = files.path("only-a.txt");
+    std::fs::write(&only_on_a, "from A\n").unwrap();
+    let cid = a.add(&only_on_a);
+    let copy = dirs.path().join("copy.txt");
+    let out = cli(&b.api, &["get", &cid, "-o", copy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "from A\n");
+    let nowhere = files.path("nowhere.txt");
+    std::fs::write(&nowhere, "never added\n").unwrap();
+    let unknown = {
+        // The CID of content no node has: add it on a throwaway store.
+        let out = skrei()
+            .args(["add", "--data-dir"])
+            .arg(dirs.path().join("scratch"))
+            .arg(&nowhere)
+            .output()
+            .unwrap();
+        text(&out.stdout).trim().to_string()
+    };
+    let out = cli(
+        &b.api,
+        &[
+            "get",
+            &unknown,
+            "-o",
+            dirs.path().join("x").to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no node in the network says it has it"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // The result is in A's store now: it outlives B.
     drop(b);
     let again = dirs.path().join("again");

@@ -20,6 +20,10 @@ pub struct NodeConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// The API's address (loopback by default, R-NET-7).
     pub api: SocketAddr,
+    /// Where the blob store listens (QUIC). `None`: loopback when every
+    /// libp2p listen address is loopback, all interfaces otherwise, so that
+    /// nodes that can reach each other can also fetch from each other.
+    pub data_listen: Option<SocketAddr>,
     /// The highest network mode this node runs (R-POL-1).
     pub accept_network: NetworkMode,
     /// Domains `http` jobs may use here (R-POL-2); re-read when it changes.
@@ -56,6 +60,7 @@ impl NodeConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
             bootstrap: Vec::new(),
             api: SocketAddr::from(([127, 0, 0, 1], 1234)),
+            data_listen: None,
             accept_network: NetworkMode::None,
             allowlist: None,
             engines: vec!["wasm".into()],
@@ -69,6 +74,29 @@ impl NodeConfig {
             proxy_allow_ranges: Vec::new(),
             proxy_resolve: Vec::new(),
             proxy_connect_ports: vec![443],
+        }
+    }
+}
+
+impl NodeConfig {
+    /// The blob store's bind address (see [`NodeConfig::data_listen`]); port
+    /// 0 means "the port it had before, or any".
+    pub fn data_bind(&self) -> SocketAddr {
+        if let Some(addr) = self.data_listen {
+            return addr;
+        }
+        use libp2p::multiaddr::Protocol;
+        let loopback_only = self.listen.iter().all(|a| {
+            a.iter().any(|p| match p {
+                Protocol::Ip4(ip) => ip.is_loopback(),
+                Protocol::Ip6(ip) => ip.is_loopback(),
+                _ => false,
+            })
+        });
+        if loopback_only {
+            SocketAddr::from(([127, 0, 0, 1], 0))
+        } else {
+            SocketAddr::from(([0, 0, 0, 0], 0))
         }
     }
 }

@@ -86,7 +86,7 @@ impl Node {
         let policy = load_policy(config.accept_network, config.allowlist.as_deref())
             .map_err(StartError::Config)?;
         let db = Arc::new(db::Db::open(&data_dir.join("node.db"))?);
-        let store = Arc::new(open_store(data_dir).await?);
+        let store = Arc::new(open_store(data_dir, config.data_bind()).await?);
 
         let mut p2p_config = P2pConfig::new(key.to_secret_bytes()).mdns(config.mdns);
         for addr in &config.listen {
@@ -233,15 +233,17 @@ async fn start_engines(
 /// Opens the blob store on the port it had before, when it is free: the
 /// addresses a node gave out (in announcements, results, node info) stay
 /// good across a restart.
-async fn open_store(data_dir: &Path) -> Result<Store, StartError> {
+async fn open_store(data_dir: &Path, bind: SocketAddr) -> Result<Store, StartError> {
     let port_file = data_dir.join("data.port");
     let previous = std::fs::read_to_string(&port_file)
         .ok()
-        .and_then(|p| p.trim().parse::<u16>().ok());
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .filter(|_| bind.port() == 0);
     let mut config = StoreConfig::new(data_dir);
+    config.bind = bind;
     let store = match previous {
         Some(port) => {
-            config.bind = SocketAddr::from(([127, 0, 0, 1], port));
+            config.bind = SocketAddr::new(bind.ip(), port);
             match Store::open(config.clone()).await {
                 Ok(store) => store,
                 Err(e) => {
@@ -249,7 +251,7 @@ async fn open_store(data_dir: &Path) -> Result<Store, StartError> {
                         port,
                         "the previous data port is taken ({e}); using a new one"
                     );
-                    config.bind = SocketAddr::from(([127, 0, 0, 1], 0));
+                    config.bind = bind;
                     Store::open(config).await?
                 }
             }

@@ -103,6 +103,11 @@ pub struct ComputeConfig {
     /// image are refused ([`RefuseReason::ImageMissing`]), since nodes pull
     /// from no registry. `None` (the default): not checked.
     pub local_images: Option<BTreeSet<String>>,
+    /// Folders local-path inputs may come from (absolute paths); jobs
+    /// reading other local paths are refused
+    /// ([`RefuseReason::LocalInputNotAllowed`]). Default: none. The node
+    /// checks again, symlinks resolved, when it materialises the input.
+    pub local_inputs: Vec<String>,
     /// Where this node serves the results it publishes (its store's
     /// addresses), named in every [`ResultMsg`]. Default: none.
     pub result_providers: Vec<String>,
@@ -128,6 +133,7 @@ impl ComputeConfig {
             max_remembered: 65_536,
             result_providers: Vec::new(),
             local_images: None,
+            local_inputs: Vec::new(),
             seed,
         }
     }
@@ -380,6 +386,19 @@ impl Compute {
             return Decision::Refuse(RefuseReason::ImageMissing {
                 image: params.image.clone(),
             });
+        }
+        for input in &task.input_sources {
+            if let crate::job::Source::Local(local) = &input.source
+                && !self
+                    .config
+                    .local_inputs
+                    .iter()
+                    .any(|dir| path_under(&local.source_path, dir))
+            {
+                return Decision::Refuse(RefuseReason::LocalInputNotAllowed {
+                    path: local.source_path.clone(),
+                });
+            }
         }
         let taken = (self.running + self.open_bids).saturating_sub(held);
         if taken >= self.config.capacity {
@@ -746,4 +765,13 @@ fn image_present(images: &BTreeSet<String>, image: &str) -> bool {
     }
     let last = image.rsplit('/').next().unwrap_or(image);
     !last.contains(':') && !image.contains('@') && images.contains(&format!("{image}:latest"))
+}
+
+/// Whether `path` is `dir` or inside it, comparing whole path segments.
+fn path_under(path: &str, dir: &str) -> bool {
+    let dir = dir.trim_end_matches('/');
+    path == dir
+        || path
+            .strip_prefix(dir)
+            .is_some_and(|rest| rest.starts_with('/') && !rest.split('/').any(|s| s == ".."))
 }

@@ -318,6 +318,12 @@ pub enum RefuseReason {
         /// The image the job names.
         image: String,
     },
+    /// The job reads a local path outside the folders the node's operator
+    /// allows for local inputs (R-POL-3).
+    LocalInputNotAllowed {
+        /// The path the job names.
+        path: String,
+    },
     /// A reason from a newer version of skrei that this one cannot read.
     #[serde(other)]
     Unknown,
@@ -361,6 +367,13 @@ impl fmt::Display for RefuseReason {
             }
             RefuseReason::ImageMissing { image } => {
                 write!(f, "image {} not on the node", image.escape_debug())
+            }
+            RefuseReason::LocalInputNotAllowed { path } => {
+                write!(
+                    f,
+                    "local path {} not allowed on the node",
+                    path.escape_debug()
+                )
             }
             RefuseReason::Unknown => {
                 f.write_str("refused for a reason this version of skrei does not know")

@@ -192,6 +192,11 @@ impl Driver {
         let mut cc = ComputeConfig::new(me, policy, config.engines.iter().cloned(), seed);
         cc.capacity = config.capacity;
         cc.result_providers = vec![data_addr.clone()];
+        cc.local_inputs = config
+            .local_inputs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         let compute = Compute::new(cc);
         let downloader = Downloader::new(DownloadConfig {
             allow_private: config.allow_private_downloads,

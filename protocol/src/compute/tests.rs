@@ -544,3 +544,38 @@ fn image_names_match_as_docker_reads_them() {
     assert!(image_present(&images, "x@sha256:ab"));
     assert!(!image_present(&images, "y@sha256:ab"));
 }
+
+// R-POL-3: local-path inputs only from the folders the operator allows.
+#[test]
+fn r_pol_3_refuses_local_inputs_outside_the_allowed_folders() {
+    let local = |path: &str| {
+        let text = format!(
+            "type: batch\ncount: 1\ntasks:\n  - name: main\n    engine:\n      type: docker\n      \
+             params:\n        image: busybox\n    inputSources:\n      - source:\n          \
+             type: localDirectory\n          params:\n            sourcePath: {path}\n        \
+             target: /inputs\n"
+        );
+        announce_of(JobSpec::parse(&text).unwrap(), 1)
+    };
+    let mut c = compute(policy(NoNet, None), 4);
+    c.handle(0, ComputeInput::Announce(local("/data/set")));
+    assert_eq!(
+        refusal(&drain(&mut c)),
+        RefuseReason::LocalInputNotAllowed {
+            path: "/data/set".into()
+        },
+        "no folder allowed by default"
+    );
+    let mut config = ComputeConfig::new(node(ME), policy(NoNet, None), ["docker"], 0);
+    config.local_inputs = vec!["/data/".into()];
+    let mut c = Compute::new(config);
+    c.handle(0, ComputeInput::Announce(local("/data/set")));
+    assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
+    c.handle(0, ComputeInput::Announce(local("/database")));
+    assert!(matches!(
+        refusal(&drain(&mut c)),
+        RefuseReason::LocalInputNotAllowed { .. }
+    ));
+    assert!(!path_under("/data/../etc", "/data"));
+    assert!(path_under("/data", "/data/"));
+}

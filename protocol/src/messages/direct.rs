@@ -172,6 +172,9 @@ impl Message for Refuse {
             RefuseReason::ImageMissing { image } => {
                 bounds::text("reason.image", image, MAX_REASON_BYTES)
             }
+            RefuseReason::LocalInputNotAllowed { path } => {
+                bounds::text("reason.path", path, MAX_REASON_BYTES)
+            }
             _ => Ok(()),
         }
     }

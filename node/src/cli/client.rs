@@ -341,10 +341,78 @@ pub fn get_content(
 ) -> anyhow::Result<ExitCode> {
     let client = Client::new(api)?;
     let dir = absolute(dir)?;
-    client.post(
-        "/api/v1/get",
-        json!({ "cid": cid, "dir": dir, "providers": providers }),
-    )?;
+    let tty = std::io::stderr().is_terminal();
+    let body = json!({ "cid": cid, "dir": dir, "providers": providers, "progress": tty });
+    if tty {
+        client.get_with_progress(body)?;
+    } else {
+        client.post("/api/v1/get", body)?;
+    }
     eprintln!("wrote {}", dir.display());
     Ok(ExitCode::SUCCESS)
+}
+
+impl Client {
+    /// `POST /api/v1/get` with progress: draws `fetched X of Y MB` on stderr
+    /// from the node's JSON lines until the last one (the result or error).
+    fn get_with_progress(&self, body: Value) -> anyhow::Result<()> {
+        use futures::StreamExt;
+        let url = format!("{}/api/v1/get", self.base);
+        let request = self
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        self.runtime.block_on(async {
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the node at {}", self.base))?;
+            let streamed = response
+                .headers()
+                .get("content-type")
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/x-ndjson"));
+            if !streamed {
+                // Content already here, or a refusal: one JSON answer.
+                let status = response.status();
+                let answer: Value = serde_json::from_slice(&response.bytes().await?)
+                    .with_context(|| format!("the node's answer ({status}) is not JSON"))?;
+                if !status.is_success() {
+                    bail!("{}", answer["error"].as_str().unwrap_or("no reason given"));
+                }
+                return Ok(());
+            }
+            let mut stream = response.bytes_stream();
+            let mut pending = Vec::new();
+            while let Some(chunk) = stream.next().await {
+                pending.extend_from_slice(&chunk?);
+                while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                    let line: Vec<u8> = pending.drain(..=end).collect();
+                    let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+                        continue;
+                    };
+                    if let Some(error) = v["error"].as_str() {
+                        eprintln!();
+                        bail!("{error}");
+                    }
+                    if v.get("cid").is_some() {
+                        eprintln!();
+                        return Ok(());
+                    }
+                    let mb = |n: u64| n as f64 / 1e6;
+                    let fetched = v["fetched"].as_u64().unwrap_or(0);
+                    match v["total"].as_u64() {
+                        Some(total) if total > 0 => eprint!(
+                            "\r\x1b[2Kfetched {:.1} of {:.1} MB ({:.0}%)",
+                            mb(fetched),
+                            mb(total),
+                            100.0 * fetched as f64 / total as f64
+                        ),
+                        _ => eprint!("\r\x1b[2Kfetched {:.1} MB", mb(fetched)),
+                    }
+                }
+            }
+            bail!("the node stopped answering before the content was written")
+        })
+    }
 }

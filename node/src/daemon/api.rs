@@ -423,9 +423,16 @@ struct GetContentBody {
     /// Providers' iroh addresses (JSON strings) to fetch from when needed.
     #[serde(default)]
     providers: Vec<String>,
+    /// Answer with JSON lines: progress (`{"fetched":..,"total":..}`) while
+    /// fetching, then the result (`{"cid":..}`) or `{"error":..}`.
+    #[serde(default)]
+    progress: bool,
 }
 
-async fn get_content(State(state): State<ApiState>, Json(body): Json<GetContentBody>) -> ApiResult {
+async fn get_content(
+    State(state): State<ApiState>,
+    Json(body): Json<GetContentBody>,
+) -> Result<Response, ApiError> {
     let cid = storage::cid::parse(&body.cid)
         .map_err(|e| ApiError::bad(format!("CID: {e}")))?
         .cid();
@@ -453,6 +460,14 @@ async fn get_content(State(state): State<ApiState>, Json(body): Json<GetContentB
             )));
         }
     }
+    if !here && body.progress {
+        return Ok(fetch_with_progress(
+            state.store.clone(),
+            cid,
+            providers,
+            body.dir,
+        ));
+    }
     if !here {
         state
             .store
@@ -466,7 +481,50 @@ async fn get_content(State(state): State<ApiState>, Json(body): Json<GetContentB
             format!("{cid}: {e}; name a node that has it with --from"),
         )
     })?;
-    Ok(Json(json!({ "cid": cid.to_string(), "path": body.dir })))
+    Ok(Json(json!({ "cid": cid.to_string(), "path": body.dir })).into_response())
+}
+
+/// Fetches and exports `cid`, answering with one JSON line per progress
+/// report and a last line with the result or the error (R-CLI-2).
+fn fetch_with_progress(
+    store: Arc<Store>,
+    cid: cid::Cid,
+    providers: Vec<iroh::EndpointAddr>,
+    dir: PathBuf,
+) -> Response {
+    let (lines, rx) = mpsc::channel::<String>(16);
+    tokio::spawn(async move {
+        let (progress, mut reports) = mpsc::channel(16);
+        let fetch = store.fetch(&cid, &providers, Some(progress));
+        tokio::pin!(fetch);
+        let fetched = loop {
+            tokio::select! {
+                result = &mut fetch => break result,
+                Some(p) = reports.recv() => {
+                    let line = json!({ "fetched": p.fetched + p.present, "total": p.total });
+                    let _ = lines.send(format!("{line}\n")).await;
+                }
+            }
+        };
+        let last = match fetched {
+            Err(e) => json!({ "error": format!("fetching {cid}: {e}") }),
+            Ok(_) => match store.export(&cid, &dir).await {
+                Ok(()) => json!({ "cid": cid.to_string(), "path": dir }),
+                Err(e) => json!({ "error": format!("{cid}: {e}") }),
+            },
+        };
+        let _ = lines.send(format!("{last}\n")).await;
+    });
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|line| (Ok::<_, std::convert::Infallible>(line), rx))
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(body),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {

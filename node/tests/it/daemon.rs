@@ -468,6 +468,24 @@ fn cid_inputs_travel_to_the_compute_node_and_results_come_back() {
     let out = cli(&b.api, &["get", &cid, "-o", copy.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), "from A\n");
+    // With progress (what `skrei get` asks for on a terminal): JSON lines,
+    // the last one the result.
+    let big = files.path("big.bin");
+    std::fs::write(&big, vec![7u8; 3 << 20]).unwrap();
+    let cid = a.add(&big);
+    let target = dirs.path().join("big-copy");
+    let body = serde_json::json!({ "cid": cid, "dir": target, "progress": true }).to_string();
+    let (status, lines) = raw_http(
+        &b.api,
+        &format!(
+            "POST /api/v1/get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(status, 200, "{lines}");
+    assert!(lines.contains(&format!("\"cid\":\"{cid}\"")), "{lines}");
+    assert_eq!(std::fs::read(&target).unwrap().len(), 3 << 20);
     let nowhere = files.path("nowhere.txt");
     std::fs::write(&nowhere, "never added\n").unwrap();
     let unknown = {

@@ -107,8 +107,11 @@ pub(super) async fn run(
         })?;
     }
 
+    let mut open_entries = None;
     let hooks: Box<dyn WasiHttpHooks> = if http {
-        Box::new(egress(executor, &task, deadline)?)
+        let egress = egress(executor, &task, deadline)?;
+        open_entries = Some(egress.open_entries());
+        Box::new(egress)
     } else {
         Box::new(NoNetwork)
     };
@@ -181,8 +184,11 @@ pub(super) async fn run(
         }
     };
     // Dropping the store closes the guest's connections, which writes
-    // their audit lines.
+    // their audit lines, on the runtime's threads: wait for them.
     drop(store);
+    if let Some(open) = open_entries {
+        open.settled(std::time::Duration::from_secs(5)).await;
+    }
     write_exit_code(task.dir, exit_code)?;
     Ok(RunOutcome {
         exit_code,

@@ -37,6 +37,50 @@ pub(crate) struct Egress {
     inner: Arc<Shared>,
 }
 
+/// The job's connections whose audit line is not written yet. A connection
+/// may outlive the guest (its task is dropped asynchronously when the store
+/// goes), so the executor waits for this to reach zero before the results
+/// are published: network.log is complete when the run ends.
+#[derive(Default)]
+pub(crate) struct OpenEntries {
+    count: std::sync::atomic::AtomicUsize,
+    closed: tokio::sync::Notify,
+}
+
+impl OpenEntries {
+    fn open(self: &Arc<Self>) -> EntryGuard {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        EntryGuard(self.clone())
+    }
+
+    /// Waits until every connection's audit line is written, or `timeout`.
+    pub(crate) async fn settled(&self, timeout: Duration) {
+        let wait = async {
+            loop {
+                let closed = self.closed.notified();
+                if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return;
+                }
+                closed.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, wait).await;
+    }
+}
+
+/// Held by a connection after its audit entry: dropped after the entry, so
+/// the count falls once the line is written.
+struct EntryGuard(Arc<OpenEntries>);
+
+impl Drop for EntryGuard {
+    fn drop(&mut self) {
+        self.0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.closed.notify_waiters();
+    }
+}
+
 struct Shared {
     job: String,
     policy: Policy,
@@ -47,6 +91,7 @@ struct Shared {
     connect_timeout: Duration,
     /// The job's end: no wait on its behalf goes past it.
     deadline: Instant,
+    open: Arc<OpenEntries>,
 }
 
 /// What one job's egress is made of.
@@ -72,8 +117,14 @@ impl Egress {
                 tls: p.tls,
                 connect_timeout: p.connect_timeout,
                 deadline: p.deadline,
+                open: Arc::default(),
             }),
         }
+    }
+
+    /// The connections whose audit lines are still to be written.
+    pub(crate) fn open_entries(&self) -> Arc<OpenEntries> {
+        self.inner.open.clone()
     }
 }
 
@@ -172,7 +223,13 @@ impl Shared {
                 Error::ConnectionRefused
             })?;
         entry.update(|r| r.ip = Some(addr.ip()));
-        let stream = Metered::new(tcp, self.up.clone(), self.down.clone(), entry.clone());
+        let stream = Metered::new(
+            tcp,
+            self.up.clone(),
+            self.down.clone(),
+            entry.clone(),
+            self.open.open(),
+        );
 
         let io: Box<dyn Io> = if tls {
             let name = match &target.host {
@@ -317,10 +374,19 @@ struct Metered<S> {
     up_wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     down_wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     entry: Arc<Entry>,
+    // After `entry`: fields drop in order, so the count falls after the
+    // line is written.
+    _open: EntryGuard,
 }
 
 impl<S> Metered<S> {
-    fn new(inner: S, up: RateLimiter, down: RateLimiter, entry: Arc<Entry>) -> Metered<S> {
+    fn new(
+        inner: S,
+        up: RateLimiter,
+        down: RateLimiter,
+        entry: Arc<Entry>,
+        open: EntryGuard,
+    ) -> Metered<S> {
         Metered {
             inner,
             up,
@@ -328,6 +394,7 @@ impl<S> Metered<S> {
             up_wait: None,
             down_wait: None,
             entry,
+            _open: open,
         }
     }
 }

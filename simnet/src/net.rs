@@ -20,6 +20,8 @@ pub const ENVELOPE_BYTES: u64 = 170;
 pub struct Network {
     link: LinkModel,
     degree: u32,
+    /// Copies the publisher sends: flood publishing.
+    flood: u32,
     /// `cumulative[h-1]`: probability that a receiver is at most `h` hops
     /// from the publisher.
     cumulative: Vec<f64>,
@@ -39,20 +41,29 @@ impl Network {
         partitions: &[Partition],
     ) -> Network {
         let degree = gossip.mesh_degree.max(2);
-        let d = f64::from(degree);
-        let others = (nodes.saturating_sub(1)).max(1) as f64;
-        // Hops to reach everyone: the mesh grows by a factor D per hop.
-        let hops = ((others.ln() / d.ln()).ceil() as usize).max(1);
-        // A receiver is at hop h with probability proportional to D^h: most
-        // nodes are far from the publisher.
-        let weights: Vec<f64> = (1..=hops).map(|h| d.powi(h as i32)).collect();
-        let total: f64 = weights.iter().sum();
-        let mut acc = 0.0;
-        let cumulative = weights
+        let others = nodes.saturating_sub(1).max(1) as u64;
+        let flood = gossip.publish_peers.max(degree).min(others as u32);
+        // Receivers per hop: the publisher floods to its connected peers,
+        // then each new receiver forwards to its D mesh peers but the one it
+        // heard from. Flood publishing is measured (the publisher sent a
+        // copy to each connected peer: docs/BENCHMARKS.md, "Gossip
+        // dissemination"); the hop counts after it are not, only the times
+        // (CPU-bound on one machine). Most nodes are still at the last hop.
+        let mut counts = vec![u64::from(flood)];
+        let mut reached = u64::from(flood);
+        while reached < others {
+            let frontier = *counts.last().unwrap_or(&1);
+            let next = (frontier * u64::from(degree - 1)).clamp(1, others - reached);
+            counts.push(next);
+            reached += next;
+        }
+        let hops = counts.len();
+        let mut acc = 0;
+        let cumulative = counts
             .iter()
-            .map(|w| {
-                acc += w / total;
-                acc
+            .map(|c| {
+                acc += c;
+                acc as f64 / others as f64
             })
             .collect();
         let reach = (1..=hops)
@@ -64,6 +75,7 @@ impl Network {
         Network {
             link: link.clone(),
             degree,
+            flood,
             cumulative,
             reach,
             partitions: partitions
@@ -83,6 +95,12 @@ impl Network {
     /// Copies of a gossip message each node receives (and forwards): D.
     pub fn degree(&self) -> u32 {
         self.degree
+    }
+
+    /// Copies the publisher sends (flood publishing); each lands on a
+    /// receiver one hop away, one more copy on top of its D.
+    pub fn publish_copies(&self) -> u32 {
+        self.flood
     }
 
     /// Whether a partition separates `a` and `b` at `now`.
@@ -118,11 +136,11 @@ impl Network {
     }
 
     /// A gossip message's fate at receiver `b` of publisher `a`: `None` if
-    /// every copy was lost, else the delay of the first copy (hops × link
-    /// delay). With regions, each hop goes to a peer in another region with
+    /// every copy was lost, else the first copy's hops and delay (hops ×
+    /// link delay). With regions, each hop goes to a peer in another region with
     /// probability `(R-1)/R` (mesh peers are drawn regardless of region),
     /// and a path between regions crosses at least once.
-    pub fn gossip(&self, rng: &mut SimRng, a: usize, b: usize) -> Option<u64> {
+    pub fn gossip(&self, rng: &mut SimRng, a: usize, b: usize) -> Option<GossipDelivery> {
         let roll = rng.unit();
         let hops = self
             .cumulative
@@ -142,13 +160,25 @@ impl Network {
             }
             delay += crossings * self.link.cross_region_ms;
         }
-        Some(delay)
+        Some(GossipDelivery {
+            hops: hops as u32 + 1,
+            delay_ms: delay,
+        })
     }
 
     /// The message sizes.
     pub fn sizes(&self) -> &Sizes {
         &self.sizes
     }
+}
+
+/// How the first copy of a gossip message reached a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GossipDelivery {
+    /// Hops from the publisher: 1 for the publisher's own peers.
+    pub hops: u32,
+    /// Simulated delay from publication.
+    pub delay_ms: u64,
 }
 
 /// Encoded sizes of the messages, as signed on the wire (estimated: the

@@ -110,7 +110,8 @@ pub struct Report {
     pub bytes_per_node: MeanMax,
     /// Mean messages per node divided by jobs.
     pub messages_per_node_per_job: f64,
-    /// Gossip receptions in all (D per reached node and announcement).
+    /// Gossip receptions in all (D per reached node and announcement, one
+    /// more for each of the publisher's peers).
     pub gossip_receptions: u64,
     /// Bids each job received.
     pub bids_per_job: MeanMax,

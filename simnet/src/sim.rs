@@ -583,21 +583,26 @@ impl Sim {
                 announce: Arc::clone(&announce),
             },
         );
+        // The publisher floods its connected peers (see net.rs).
+        let flood = u64::from(self.net.publish_copies());
         let t = &mut self.traffic[i];
-        t.messages += d;
-        t.bytes += d * size;
+        t.messages += flood;
+        t.bytes += flood * size;
         for j in 0..self.nodes.len() {
             if j == i || !self.up[j] || self.net.separated(i, j, self.now) {
                 continue;
             }
-            let Some(delay) = self.net.gossip(&mut self.rng, i, j) else {
+            let Some(delivery) = self.net.gossip(&mut self.rng, i, j) else {
                 continue;
             };
-            // Each reached node hears about D copies and forwards about D.
+            let delay = delivery.delay_ms;
+            // Each reached node hears about D copies (one more from the
+            // publisher when it is one of its peers) and forwards about D.
+            let heard = d + u64::from(delivery.hops == 1);
             let t = &mut self.traffic[j];
-            t.messages += 2 * d;
-            t.bytes += 2 * d * size;
-            self.gossip_receptions += d;
+            t.messages += heard + d;
+            t.bytes += (heard + d) * size;
+            self.gossip_receptions += heard;
             if !announce.draws(&self.ids[j]) {
                 // Its compute side would ignore it (compute.rs, "Draw"):
                 // skip the delivery, and the copy of the job it costs.

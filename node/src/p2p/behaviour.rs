@@ -12,6 +12,7 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{StreamProtocol, identify, kad, mdns};
+use prometheus_client::registry::Registry;
 use protocol::messages::MAX_GOSSIP_BYTES;
 
 use super::codec::{DIRECT_PROTOCOL, DirectCodec};
@@ -45,7 +46,14 @@ pub struct Behaviour {
 }
 
 impl Behaviour {
-    pub fn new(key: &Keypair, kademlia: bool, mdns: bool) -> Result<Behaviour, String> {
+    /// `metrics`: where gossipsub registers its counters (see
+    /// [`super::P2pHandle::gossip_metrics`]).
+    pub fn new(
+        key: &Keypair,
+        kademlia: bool,
+        mdns: bool,
+        metrics: &mut Registry,
+    ) -> Result<Behaviour, String> {
         let peer_id = key.public().to_peer_id();
 
         let identify = identify::Behaviour::new(identify::Config::new(
@@ -84,7 +92,8 @@ impl Behaviour {
             .map_err(|e| format!("gossipsub config: {e}"))?;
         let mut gossipsub =
             gossipsub::Behaviour::new(MessageAuthenticity::Signed(key.clone()), config)
-                .map_err(|e| format!("gossipsub: {e}"))?;
+                .map_err(|e| format!("gossipsub: {e}"))?
+                .with_metrics(metrics, gossipsub::MetricsConfig::default());
         let (params, thresholds) = scoring();
         gossipsub
             .with_peer_score(params, thresholds)

@@ -50,6 +50,7 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, SwarmBuilder, noise, tcp, yamux};
+use prometheus_client::registry::Registry;
 use protocol::id::{NodeId, NodeKey};
 use protocol::messages::{Direct, DirectMessage, Gossip, GossipMessage};
 use tokio::sync::{mpsc, oneshot};
@@ -124,6 +125,7 @@ impl P2p {
         }
 
         let (kademlia, mdns) = (config.kademlia, config.mdns);
+        let mut metrics = Registry::with_prefix("gossipsub");
         let swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -133,7 +135,7 @@ impl P2p {
             )
             .map_err(|e| P2pError::Setup(e.to_string()))?
             .with_behaviour(|key| {
-                Behaviour::new(key, kademlia, mdns)
+                Behaviour::new(key, kademlia, mdns, &mut metrics)
                     .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
             })
             .map_err(|e| P2pError::Setup(e.to_string()))?
@@ -157,6 +159,7 @@ impl P2p {
             node_id,
             commands: commands_tx,
             shared,
+            metrics: Arc::new(metrics),
         };
         Ok((handle, events))
     }
@@ -243,6 +246,9 @@ pub struct P2pHandle {
     node_id: NodeId,
     commands: mpsc::Sender<Command>,
     shared: Arc<Mutex<Shared>>,
+    /// gossipsub's own counters; the swarm task updates them through the
+    /// shared atomics the registry holds.
+    metrics: Arc<Registry>,
 }
 
 impl P2pHandle {
@@ -260,6 +266,19 @@ impl P2pHandle {
     /// The peers the node is connected to now.
     pub fn peers(&self) -> Vec<NodeId> {
         self.shared().peers.iter().copied().collect()
+    }
+
+    /// gossipsub's counters in the OpenMetrics text format, names prefixed
+    /// `gossipsub_`: messages and bytes received per topic before and after
+    /// duplicate filtering (`topic_msg_recv_counts_unfiltered` and
+    /// `topic_msg_recv_counts`), sent, published, mesh sizes, IHAVE/IWANT
+    /// traffic. Topics are labelled by their name. For the node's metrics
+    /// and for measuring gossip overhead (node/benches/gossip.rs).
+    pub fn gossip_metrics(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.metrics);
+        text
     }
 
     /// Publishes a gossip message on its kind's topic. Fails with

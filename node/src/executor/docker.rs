@@ -558,12 +558,7 @@ struct Prepared {
 }
 
 fn prepare(task: &DockerTask<'_>) -> Result<Prepared, ExecError> {
-    let results = task.dir.results();
-    std::fs::create_dir_all(&results).map_err(ExecError::io("creating the results folder"))?;
-    let stdout = CappedOutput::create(&results.join("stdout"), task.limits.output_bytes)
-        .map_err(ExecError::io("creating stdout"))?;
-    let stderr = CappedOutput::create(&results.join("stderr"), task.limits.output_bytes)
-        .map_err(ExecError::io("creating stderr"))?;
+    let (stdout, stderr) = super::open_outputs(task.dir, &task.limits)?;
 
     let mut mounts = Vec::new();
     for input in task.inputs {
@@ -601,7 +596,7 @@ fn prepare(task: &DockerTask<'_>) -> Result<Prepared, ExecError> {
         mounts,
         stdout,
         stderr,
-        network_log: results.join("network.log"),
+        network_log: task.dir.results().join("network.log"),
     })
 }
 

@@ -294,6 +294,21 @@ impl ExecError {
     }
 }
 
+/// Creates the results folder and the capped `stdout` and `stderr` every
+/// engine writes.
+fn open_outputs(
+    dir: &ExecutionDir,
+    limits: &Limits,
+) -> Result<(CappedOutput, CappedOutput), ExecError> {
+    let results = dir.results();
+    std::fs::create_dir_all(&results).map_err(ExecError::io("creating the results folder"))?;
+    let stdout = CappedOutput::create(&results.join("stdout"), limits.output_bytes)
+        .map_err(ExecError::io("creating stdout"))?;
+    let stderr = CappedOutput::create(&results.join("stderr"), limits.output_bytes)
+        .map_err(ExecError::io("creating stderr"))?;
+    Ok((stdout, stderr))
+}
+
 /// Writes `exitCode` the way results carry it (the number, no newline).
 pub fn write_exit_code(dir: &ExecutionDir, code: i32) -> Result<(), ExecError> {
     std::fs::write(dir.results().join("exitCode"), code.to_string())

@@ -293,12 +293,7 @@ struct Prepared {
 }
 
 fn prepare(task: &WasmTask<'_>) -> Result<Prepared, ExecError> {
-    let results = task.dir.results();
-    std::fs::create_dir_all(&results).map_err(ExecError::io("creating the results folder"))?;
-    let stdout = CappedOutput::create(&results.join("stdout"), task.limits.output_bytes)
-        .map_err(ExecError::io("creating stdout"))?;
-    let stderr = CappedOutput::create(&results.join("stderr"), task.limits.output_bytes)
-        .map_err(ExecError::io("creating stderr"))?;
+    let (stdout, stderr) = super::open_outputs(task.dir, &task.limits)?;
 
     let mut preopens = Vec::new();
     let mut seen = BTreeSet::new();

@@ -44,6 +44,8 @@ pub struct ApiState {
     pub store: Arc<Store>,
     pub changes: watch::Receiver<u64>,
     pub node_id: protocol::id::NodeId,
+    /// For gossipsub's own counters on `/metrics`.
+    pub p2p: crate::p2p::P2pHandle,
 }
 
 /// An error as the API returns it: a status and `{"error": "..."}`.
@@ -557,5 +559,10 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
     registry.register("peers_connected", "Peers connected", peers);
     let mut text = String::new();
     encode(&mut text, &registry).map_err(ApiError::internal)?;
+    // One exposition: ours without its end marker, then gossipsub's
+    // (libp2p's names, `skrei/jobs/1` and `skrei/nodes/1` topics).
+    if let Some(ours) = text.strip_suffix("# EOF\n") {
+        text = format!("{ours}{}", state.p2p.gossip_metrics());
+    }
     Ok(text)
 }

@@ -96,6 +96,7 @@ impl Node {
             p2p_config = p2p_config.bootstrap(addr.clone());
         }
         let (p2p, events) = P2p::start(p2p_config).await?;
+        let p2p_for_api = p2p.clone();
         let p2p_addrs = p2p.listen_addrs();
 
         let listener = tokio::net::TcpListener::bind(config.api)
@@ -133,6 +134,7 @@ impl Node {
             store: store.clone(),
             changes: changes_rx,
             node_id,
+            p2p: p2p_for_api,
         };
         let api = tokio::spawn(api::serve(listener, state, stop_rx));
         tracing::info!(%node_id, %api_addr, ?p2p_addrs, "node started");

@@ -797,6 +797,11 @@ fn junk_gossip_bad_api_requests_and_requests_from_jobs_change_nothing() {
         metrics.contains("skrei_jobs{state=\"completed\"} 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("gossipsub"),
+        "gossipsub's counters: {metrics}"
+    );
+    assert_eq!(metrics.matches("# EOF").count(), 1, "{metrics}");
 }
 
 #[test]

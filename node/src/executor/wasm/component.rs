@@ -13,7 +13,7 @@ use proxy::{DenySet, Policy, StaticResolver, SystemResolver, WriterSink};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::Command;
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{Error, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::egress::{Egress, EgressParts, tls_config};
@@ -96,16 +96,7 @@ pub(super) async fn run(
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         .socket_addr_check(|_, _| Box::pin(async { false }));
-    for (host, guest, writable) in &p.preopens {
-        let perms = if *writable {
-            FsPerms::ReadWrite
-        } else {
-            FsPerms::ReadOnly
-        };
-        wasi.preopened_dir(host, guest, perms).map_err(|e| {
-            ExecError::Unavailable(format!("cannot open {} for the task: {e}", host.display()))
-        })?;
-    }
+    super::preopen(&mut wasi, &p.preopens)?;
 
     let mut open_entries = None;
     let hooks: Box<dyn WasiHttpHooks> = if http {

@@ -431,16 +431,7 @@ fn run_blocking(
         .stdout(p.stdout.clone())
         .stderr(p.stderr.clone())
         .allow_blocking_current_thread(true);
-    for (host, guest, writable) in &p.preopens {
-        let perms = if *writable {
-            FsPerms::ReadWrite
-        } else {
-            FsPerms::ReadOnly
-        };
-        wasi.preopened_dir(host, guest, perms).map_err(|e| {
-            ExecError::Unavailable(format!("cannot open {} for the task: {e}", host.display()))
-        })?;
-    }
+    preopen(&mut wasi, &p.preopens)?;
     let state = GuestState {
         wasi: wasi.build_p1(),
         limiter: MemoryLimiter {
@@ -500,4 +491,23 @@ fn run_blocking(
         stderr_truncated: p.stderr.truncated(),
         duration: started.elapsed(),
     })
+}
+
+/// Opens the task's folders for the guest: inputs read-only, result
+/// folders read-write (both engines' WASI contexts).
+fn preopen(
+    wasi: &mut WasiCtxBuilder,
+    preopens: &[(PathBuf, String, bool)],
+) -> Result<(), ExecError> {
+    for (host, guest, writable) in preopens {
+        let perms = if *writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
+        wasi.preopened_dir(host, guest, perms).map_err(|e| {
+            ExecError::Unavailable(format!("cannot open {} for the task: {e}", host.display()))
+        })?;
+    }
+    Ok(())
 }

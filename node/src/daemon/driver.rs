@@ -674,6 +674,7 @@ impl Driver {
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(250);
             let mut sent = p2p.send(to, &direct).await;
+            let mut tries = 1;
             while let (Err(e), Some(until)) = (&sent, retry_until) {
                 if tokio::time::Instant::now() + wait > until {
                     break;
@@ -682,6 +683,10 @@ impl Driver {
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
                 sent = p2p.send(to, &direct).await;
+                tries += 1;
+            }
+            if sent.is_ok() && tries > 1 {
+                tracing::info!(%to, tries, "result delivered once the requester was back");
             }
             if let Err(e) = sent {
                 tracing::debug!(%to, "message not delivered: {e}");

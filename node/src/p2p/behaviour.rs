@@ -11,7 +11,7 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, identify, kad, mdns};
+use libp2p::{StreamProtocol, identify, kad, mdns, ping};
 use prometheus_client::registry::Registry;
 use protocol::messages::MAX_GOSSIP_BYTES;
 
@@ -36,9 +36,23 @@ const GOSSIP_FRAMING: usize = 64 << 10;
 /// How long a direct message waits for its acknowledgement.
 pub const DIRECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often each connection is pinged, and how long a pong may take. A
+/// peer cut off without a goodbye (a network partition, a pulled cable)
+/// leaves its TCP connection silent rather than closed: pongs stopping is
+/// what tells (see [`SILENT_AFTER`]).
+pub const PING_INTERVAL: Duration = Duration::from_secs(2);
+pub const PING_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// A connection with no pong for this long is closed, so that jobs awarded
+/// to a peer cut off move on within seconds rather than at TCP's timeout
+/// (minutes) or libp2p's own ping failure (after two failed pings and a
+/// stream negotiation: 20 s or more).
+pub const SILENT_AFTER: Duration = Duration::from_secs(10);
+
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
     pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
     pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub gossipsub: gossipsub::Behaviour,
@@ -110,8 +124,14 @@ impl Behaviour {
             request_response::Config::default().with_request_timeout(DIRECT_TIMEOUT),
         );
 
+        let ping = ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(PING_INTERVAL)
+                .with_timeout(PING_TIMEOUT),
+        );
         Ok(Behaviour {
             identify,
+            ping,
             kad: kad.into(),
             mdns: mdns.into(),
             gossipsub,

@@ -8,12 +8,12 @@ use std::sync::{Arc, Mutex};
 use futures::StreamExt;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
 use libp2p::request_response::{self, OutboundRequestId};
-use libp2p::swarm::SwarmEvent;
-use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns};
+use libp2p::swarm::{ConnectionId, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns, ping};
 use protocol::id::NodeId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
+use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL, SILENT_AFTER};
 use super::codec::Ack;
 use super::validate::{self, JOBS_TOPIC, NODES_TOPIC, node_id, peer_id};
 use super::{P2pError, P2pEvent};
@@ -71,7 +71,16 @@ pub(super) struct Driver {
     finding: HashMap<kad::QueryId, (BTreeSet<NodeId>, Reply<Vec<NodeId>>)>,
     /// Rejected direct messages per connected peer: see [`Driver::strike`].
     strikes: HashMap<PeerId, u32>,
+    /// The `--bootstrap` addresses, dialled again whenever no peer is
+    /// connected (see [`Driver::rejoin`]).
+    pub bootstrap: Vec<Multiaddr>,
+    /// When each connection last answered a ping (or opened): see
+    /// [`Driver::close_silent`]. Peers without ping are not in it.
+    last_pong: HashMap<ConnectionId, std::time::Instant>,
 }
+
+/// How often a node with no connected peer tries to rejoin the network.
+const REJOIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Driver {
     pub fn new(
@@ -87,13 +96,63 @@ impl Driver {
             providing: HashMap::new(),
             finding: HashMap::new(),
             strikes: HashMap::new(),
+            bootstrap: Vec::new(),
+            last_pong: HashMap::new(),
+        }
+    }
+
+    /// Closes the connections silent for [`SILENT_AFTER`].
+    fn close_silent(&mut self) {
+        let now = std::time::Instant::now();
+        let silent: Vec<ConnectionId> = self
+            .last_pong
+            .iter()
+            .filter(|(_, at)| now.duration_since(**at) > SILENT_AFTER)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in silent {
+            tracing::debug!(connection = %id, "no pong for {SILENT_AFTER:?}: closing the connection");
+            self.last_pong.remove(&id);
+            self.swarm.close_connection(id);
+        }
+    }
+
+    /// Dials the bootstrap peers and walks the DHT from the peers it knows.
+    /// Run at start, and again whenever every connection is gone (a network
+    /// partition, a suspended laptop): libp2p would otherwise wait for
+    /// Kademlia's next periodic bootstrap, minutes away, to reconnect.
+    pub fn rejoin(&mut self) {
+        for addr in &self.bootstrap {
+            // A bootstrap peer that is down now may be up later: a failed
+            // dial is logged, not fatal.
+            if let Err(e) = self.swarm.dial(addr.clone()) {
+                tracing::warn!(%addr, %e, "cannot dial bootstrap peer");
+            }
+        }
+        if let Some(kad) = self.swarm.behaviour_mut().kad.as_mut() {
+            // Fails only when no peer is known at all: nothing to walk.
+            let _ = kad.bootstrap();
         }
     }
 
     /// Runs until a shutdown command, or until every handle is gone.
     pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let mut rejoin = tokio::time::interval_at(
+            tokio::time::Instant::now() + REJOIN_INTERVAL,
+            REJOIN_INTERVAL,
+        );
+        rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut liveness = tokio::time::interval(std::time::Duration::from_secs(1));
+        liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stopped = loop {
             tokio::select! {
+                _ = liveness.tick() => self.close_silent(),
+                _ = rejoin.tick() => {
+                    if self.swarm.connected_peers().next().is_none() {
+                        tracing::debug!("no peer connected: rejoining");
+                        self.rejoin();
+                    }
+                }
                 command = commands.recv() => match command {
                     Some(Command::Shutdown { reply }) => break Some(reply),
                     Some(command) => self.command(command),
@@ -175,10 +234,21 @@ impl Driver {
     }
 
     pub fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match &event {
+            SwarmEvent::ConnectionEstablished { connection_id, .. } => {
+                self.last_pong
+                    .insert(*connection_id, std::time::Instant::now());
+            }
+            SwarmEvent::ConnectionClosed { connection_id, .. } => {
+                self.last_pong.remove(connection_id);
+            }
+            _ => {}
+        }
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(event)) => self.gossip(event),
             SwarmEvent::Behaviour(BehaviourEvent::Direct(event)) => self.direct(event),
             SwarmEvent::Behaviour(BehaviourEvent::Identify(event)) => self.identify(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.ping(event),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.kad(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.mdns(event),
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -329,6 +399,26 @@ impl Driver {
         {
             for addr in info.listen_addrs {
                 kad.add_address(&peer_id, addr);
+            }
+        }
+    }
+
+    /// Pongs keep a connection open: see [`SILENT_AFTER`].
+    fn ping(&mut self, event: ping::Event) {
+        match event.result {
+            Ok(_) => {
+                if let Some(at) = self.last_pong.get_mut(&event.connection) {
+                    *at = std::time::Instant::now();
+                }
+            }
+            // A peer without ping (not a skrei node) is not silent for that.
+            Err(ping::Failure::Unsupported) => {
+                self.last_pong.remove(&event.connection);
+            }
+            Err(e) => {
+                tracing::debug!(peer = %event.peer, %e, "ping failed: closing the connection");
+                self.last_pong.remove(&event.connection);
+                self.swarm.close_connection(event.connection);
             }
         }
     }

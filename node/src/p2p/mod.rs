@@ -226,16 +226,10 @@ fn bootstrap(driver: &mut Driver, addrs: &[Multiaddr]) -> Result<(), P2pError> {
         if let Some(kad) = driver.swarm.behaviour_mut().kad.as_mut() {
             kad.add_address(&peer, addr.clone());
         }
-        // A bootstrap peer that is down now may be up later: Kademlia keeps
-        // its address, so a failed dial is logged, not fatal.
-        if let Err(e) = driver.swarm.dial(addr.clone()) {
-            tracing::warn!(%addr, %e, "cannot dial bootstrap peer");
-        }
     }
-    if !addrs.is_empty()
-        && let Some(kad) = driver.swarm.behaviour_mut().kad.as_mut()
-    {
-        let _ = kad.bootstrap();
+    driver.bootstrap = addrs.to_vec();
+    if !addrs.is_empty() {
+        driver.rejoin();
     }
     Ok(())
 }

@@ -58,6 +58,12 @@ pub struct NodeFlags {
     /// The API's address. Default 127.0.0.1:1234; keep it on loopback.
     #[arg(long, value_name = "HOST:PORT")]
     api: Option<String>,
+    /// A source address or CIDR range the API answers besides loopback
+    /// (repeatable), e.g. the Docker gateway when the node runs in a
+    /// container. Whoever is in it can run jobs: never a job network.
+    #[arg(long, value_name = "CIDR")]
+    #[serde(default)]
+    api_allow: Vec<String>,
     /// Network access this node gives jobs: none (default), http or full.
     #[arg(long, value_name = "MODE")]
     accept_network: Option<String>,
@@ -139,6 +145,11 @@ impl NodeFlags {
                 .parse::<SocketAddr>()
                 .with_context(|| format!("--api {api}: give HOST:PORT, e.g. 127.0.0.1:1234"))?;
         }
+        for range in &self.api_allow {
+            let cidr = protocol::address::Cidr::parse(range)
+                .map_err(|e| anyhow::anyhow!("--api-allow {range}: {e}"))?;
+            config.api_allow.push(cidr);
+        }
         if let Some(mode) = &self.accept_network {
             config.accept_network =
                 parse_accept_network(mode).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -203,6 +214,7 @@ impl NodeFlags {
             listen: list(self.listen, file.listen),
             bootstrap: list(self.bootstrap, file.bootstrap),
             api: pick(self.api, file.api),
+            api_allow: list(self.api_allow, file.api_allow),
             accept_network: pick(self.accept_network, file.accept_network),
             allowlist: pick(self.allowlist, file.allowlist),
             engines: list(self.engines, file.engines),

@@ -11,6 +11,8 @@ use super::client::{self, ApiArgs, WaitArgs};
 use super::{EXIT_INVALID, Output, print_job_errors};
 
 #[derive(Subcommand, Debug)]
+// Parsed once per run: the size of the variants does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum DockerCommand {
     /// Run a container: `skrei docker run [flags] IMAGE [-- CMD...]`.
     Run {
@@ -28,6 +30,10 @@ pub enum DockerCommand {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<String>,
     },
+    /// Print the tag of this skrei's own Docker image, building it first if
+    /// the engine lacks it: `docker run TAG node ...` runs a node in a
+    /// container (`simnet up --docker` does).
+    Image,
 }
 
 #[derive(Subcommand, Debug)]
@@ -122,13 +128,16 @@ impl JobFlags {
 }
 
 pub fn docker(command: DockerCommand) -> anyhow::Result<ExitCode> {
-    let DockerCommand::Run {
-        job,
-        entrypoint,
-        workdir,
-        image,
-        command,
-    } = command;
+    let (job, entrypoint, workdir, image, command) = match command {
+        DockerCommand::Run {
+            job,
+            entrypoint,
+            workdir,
+            image,
+            command,
+        } => (job, entrypoint, workdir, image, command),
+        DockerCommand::Image => return self_image(),
+    };
     let engine = EngineFlags::Docker {
         image,
         entrypoint,
@@ -179,4 +188,17 @@ fn submit(engine: EngineFlags, job: &JobFlags) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     client::submit_and_follow(&job.api, spec.to_json_pretty(), &job.wait, job.format)
+}
+
+/// `skrei docker image`: builds (if needed) and prints this executable's image.
+fn self_image() -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe().context("finding the running executable")?;
+    let runtime = super::node::runtime()?;
+    let tag = runtime
+        .block_on(skrei_node::executor::docker::self_image(&exe))
+        .map_err(|e| {
+            anyhow::anyhow!("{e}; start a Docker engine, or run nodes without --docker")
+        })?;
+    println!("{tag}");
+    Ok(ExitCode::SUCCESS)
 }

@@ -46,6 +46,8 @@ pub struct ApiState {
     pub node_id: protocol::id::NodeId,
     /// For gossipsub's own counters on `/metrics`.
     pub p2p: crate::p2p::P2pHandle,
+    /// Sources besides loopback the API answers (`--api-allow`).
+    pub allow: Arc<[protocol::address::Cidr]>,
 }
 
 /// An error as the API returns it: a status and `{"error": "..."}`.
@@ -92,6 +94,7 @@ pub async fn serve(
 }
 
 pub fn router(state: ApiState) -> Router {
+    let allow = state.allow.clone();
     Router::new()
         .route("/api/v1/node", get(node_info))
         .route("/api/v1/jobs", post(submit).get(list))
@@ -103,12 +106,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/add", post(add))
         .route("/api/v1/get", post(get_content))
         .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn(refuse_jobs))
+        .layer(axum::middleware::from_fn_with_state(allow, refuse_jobs))
         .with_state(state)
 }
 
 /// R-NET-7: nothing a job sends may reach the API.
 async fn refuse_jobs(
+    State(allow): State<Arc<[protocol::address::Cidr]>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
@@ -120,13 +124,14 @@ async fn refuse_jobs(
         )
         .into_response();
     }
-    if !peer.ip().is_loopback() {
-        // The API is for clients on this machine; a job network's address
-        // (or any other) is not one.
+    if !peer.ip().to_canonical().is_loopback() && !allow.iter().any(|c| c.contains(peer.ip())) {
+        // The API is for clients on this machine (and the operator's own
+        // `--api-allow` sources); a job network's address is not one.
         return ApiError(
             StatusCode::FORBIDDEN,
             format!(
-                "requests from {} are refused: use the API from this machine",
+                "requests from {} are refused: use the API from this machine, or start the \
+                 node with --api-allow for this source",
                 peer.ip()
             ),
         )
@@ -565,4 +570,72 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
         text = format!("{ours}{}", state.p2p.gossip_metrics());
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::extract::connect_info::MockConnectInfo;
+    use axum::http::{Request, StatusCode};
+    use axum::routing::get;
+    use axum::{Router, middleware};
+    use protocol::address::Cidr;
+    use tower::ServiceExt;
+
+    use super::{JOB_HEADER, refuse_jobs};
+
+    /// The API's gate in front of a route that answers 200.
+    async fn status(allow: &[&str], from: &str, job_header: bool) -> StatusCode {
+        let allow: Arc<[Cidr]> = allow.iter().map(|c| Cidr::parse(c).unwrap()).collect();
+        let from: SocketAddr = from.parse().unwrap();
+        let app = Router::new()
+            .route("/api/v1/node", get(|| async { "ok" }))
+            .layer(middleware::from_fn_with_state(allow, refuse_jobs))
+            .layer(MockConnectInfo(from));
+        let mut request = Request::get("/api/v1/node");
+        if job_header {
+            request = request.header(JOB_HEADER, "j1");
+        }
+        app.oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+            .status()
+    }
+
+    #[tokio::test]
+    async fn r_net_7_only_loopback_and_allowed_sources_reach_the_api() {
+        assert_eq!(status(&[], "127.0.0.1:5000", false).await, StatusCode::OK);
+        assert_eq!(status(&[], "[::1]:5000", false).await, StatusCode::OK);
+        assert_eq!(
+            status(&[], "[::ffff:127.0.0.1]:5000", false).await,
+            StatusCode::OK
+        );
+        // A job network's address, or any other, is refused by default...
+        for from in ["172.17.0.2:5000", "10.1.2.3:5000", "[fd00::2]:5000"] {
+            assert_eq!(status(&[], from, false).await, StatusCode::FORBIDDEN);
+        }
+        // ...and answered only when the operator allows exactly it.
+        let allow = ["172.18.0.1", "10.9.0.0/16"];
+        assert_eq!(
+            status(&allow, "172.18.0.1:5000", false).await,
+            StatusCode::OK
+        );
+        assert_eq!(status(&allow, "10.9.3.4:5000", false).await, StatusCode::OK);
+        assert_eq!(
+            status(&allow, "172.18.0.2:5000", false).await,
+            StatusCode::FORBIDDEN
+        );
+        // What a job sends is refused from anywhere, allowed or not.
+        assert_eq!(
+            status(&allow, "172.18.0.1:5000", true).await,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            status(&[], "127.0.0.1:5000", true).await,
+            StatusCode::FORBIDDEN
+        );
+    }
 }

@@ -20,6 +20,9 @@ pub struct NodeConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// The API's address (loopback by default, R-NET-7).
     pub api: SocketAddr,
+    /// Sources besides loopback the API answers, e.g. the host of a node
+    /// in a container. Never a job network: what is here can start jobs.
+    pub api_allow: Vec<protocol::address::Cidr>,
     /// Where the blob store listens (QUIC). `None`: loopback when every
     /// libp2p listen address is loopback, all interfaces otherwise, so that
     /// nodes that can reach each other can also fetch from each other.
@@ -60,6 +63,7 @@ impl NodeConfig {
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
             bootstrap: Vec::new(),
             api: SocketAddr::from(([127, 0, 0, 1], 1234)),
+            api_allow: Vec::new(),
             data_listen: None,
             accept_network: NetworkMode::None,
             allowlist: None,

@@ -111,6 +111,7 @@ impl Node {
         })?;
 
         let mut config = config;
+        let api_allow: Arc<[protocol::address::Cidr]> = config.api_allow.clone().into();
         let engines = start_engines(&mut config, &node_id, api_addr, &p2p_addrs).await;
         let (commands, command_rx) = mpsc::channel(256);
         let (stop, stop_rx) = watch::channel(false);
@@ -135,6 +136,7 @@ impl Node {
             changes: changes_rx,
             node_id,
             p2p: p2p_for_api,
+            allow: api_allow,
         };
         let api = tokio::spawn(api::serve(listener, state, stop_rx));
         tracing::info!(%node_id, %api_addr, ?p2p_addrs, "node started");

@@ -110,6 +110,31 @@ pub struct DockerTask<'a> {
     pub deny: &'a [SocketAddr],
 }
 
+/// The local engine (`DOCKER_HOST` or the default socket), checked to answer.
+async fn connect() -> Result<Docker, ExecError> {
+    let docker = Docker::connect_with_local_defaults()
+        .map_err(|e| ExecError::Unavailable(format!("cannot reach the Docker engine: {e}")))?
+        .negotiate_version()
+        .await
+        .map_err(|e| ExecError::Unavailable(format!("cannot reach the Docker engine: {e}")))?;
+    docker
+        .ping()
+        .await
+        .map_err(|e| ExecError::Unavailable(format!("the Docker engine does not answer: {e}")))?;
+    Ok(docker)
+}
+
+/// The image of the skrei executable `exe` on the local engine, built
+/// (`FROM scratch`: the executable and its libraries, entrypoint `skrei`)
+/// unless the engine has it; returns its tag. `docker run TAG node ...`
+/// runs a node in a container; the `http` sidecar runs from it too.
+pub async fn self_image(exe: &std::path::Path) -> Result<String, ExecError> {
+    let docker = connect().await?;
+    sidecar::ensure_image(&docker, exe)
+        .await
+        .map_err(ExecError::Unavailable)
+}
+
 /// The Docker engine. Create one per node (it checks the engine, removes
 /// leftovers and prepares `http` isolation) and share it.
 pub struct DockerExecutor {
@@ -131,14 +156,7 @@ impl DockerExecutor {
     /// negotiates the API version, removes this owner's leftovers, and sets
     /// up `http` support where the engine can isolate it.
     pub async fn new(config: DockerConfig) -> Result<DockerExecutor, ExecError> {
-        let docker = Docker::connect_with_local_defaults()
-            .map_err(|e| ExecError::Unavailable(format!("cannot reach the Docker engine: {e}")))?
-            .negotiate_version()
-            .await
-            .map_err(|e| ExecError::Unavailable(format!("cannot reach the Docker engine: {e}")))?;
-        docker.ping().await.map_err(|e| {
-            ExecError::Unavailable(format!("the Docker engine does not answer: {e}"))
-        })?;
+        let docker = connect().await?;
         let mut executor = DockerExecutor {
             docker,
             config,

@@ -19,6 +19,9 @@ use super::{
     PROXY_PORT, Resources, SIDECAR_START, engine, locked_down,
 };
 
+/// The label on images of skrei itself, for pruning old builds' images.
+const SELF_IMAGE_LABEL: &str = "skrei.self-image";
+
 /// Where the executable sits in the image.
 const EXE_IN_IMAGE: &str = "/skrei";
 
@@ -68,8 +71,9 @@ pub(super) fn proxy_args(
     args
 }
 
-/// Builds the sidecar image for `exe` unless this engine already has it;
-/// returns its tag. The tag follows the executable's size and modification
+/// Builds the image of `exe` (its entrypoint: `skrei`; the sidecar runs
+/// `skrei proxy` in it, `skrei docker image` offers it for running nodes)
+/// unless this engine already has it; returns its tag. The tag follows the executable's size and modification
 /// time, so a new build of the node gets a new image.
 pub(super) async fn ensure_image(docker: &Docker, exe: &Path) -> Result<String, String> {
     let meta = std::fs::metadata(exe)
@@ -78,7 +82,7 @@ pub(super) async fn ensure_image(docker: &Docker, exe: &Path) -> Result<String, 
     exe.hash(&mut h);
     meta.len().hash(&mut h);
     meta.modified().ok().hash(&mut h);
-    let tag = format!("skrei-sidecar:{:016x}", h.finish());
+    let tag = format!("skrei:{:016x}", h.finish());
     prune_old_images(docker, &tag).await;
     if docker.inspect_image(&tag).await.is_ok() {
         return Ok(tag);
@@ -91,15 +95,15 @@ pub(super) async fn ensure_image(docker: &Docker, exe: &Path) -> Result<String, 
         t: Some(tag.clone()),
         rm: true,
         forcerm: true,
-        labels: Some([("skrei.sidecar".to_string(), "1".to_string())].into()),
+        labels: Some([(SELF_IMAGE_LABEL.to_string(), "1".to_string())].into()),
         ..Default::default()
     };
     let mut build = docker.build_image(options, None, Some(bollard::body_full(context.into())));
     while let Some(step) = build.next().await {
-        let step = step.map_err(|e| format!("the engine cannot build the sidecar image: {e}"))?;
+        let step = step.map_err(|e| format!("the engine cannot build the image of skrei: {e}"))?;
         if let Some(detail) = step.error_detail {
             return Err(format!(
-                "the engine cannot build the sidecar image: {}",
+                "the engine cannot build the image of skrei: {}",
                 detail.message.unwrap_or_default()
             ));
         }
@@ -107,16 +111,16 @@ pub(super) async fn ensure_image(docker: &Docker, exe: &Path) -> Result<String, 
     Ok(tag)
 }
 
-/// Sidecar images older than this, and not this node's, are removed at
+/// Images of skrei older than this, and not this node's, are removed at
 /// start-up: each new build of skrei makes one (~180 MB). The age keeps a
 /// node from removing the image another node on the engine just built.
 const OLD_IMAGE: Duration = Duration::from_secs(3600);
 
-/// Removes other builds' sidecar images no container uses (the engine
+/// Removes other builds' images of skrei no container uses (the engine
 /// refuses to remove those) once they are [`OLD_IMAGE`] old.
 async fn prune_old_images(docker: &Docker, keep: &str) {
     use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions};
-    let filters = HashMap::from([("label".to_string(), vec!["skrei.sidecar=1".to_string()])]);
+    let filters = HashMap::from([("label".to_string(), vec![format!("{SELF_IMAGE_LABEL}=1")])]);
     let Ok(images) = docker
         .list_images(Some(ListImagesOptions {
             filters: Some(filters),
@@ -140,7 +144,7 @@ async fn prune_old_images(docker: &Docker, keep: &str) {
             ..Default::default()
         };
         if let Err(e) = docker.remove_image(&image.id, Some(options), None).await {
-            tracing::debug!(image = %image.id, "old sidecar image kept: {e}");
+            tracing::debug!(image = %image.id, "old image of skrei kept: {e}");
         }
     }
 }

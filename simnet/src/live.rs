@@ -24,15 +24,22 @@
 //!
 //! The children run in process groups of their own: a Ctrl-C at the
 //! terminal reaches `simnet up` only, which then stops them in order.
+//!
+//! With [`LiveOptions::docker`] each node runs in a container of its own
+//! on a Docker network made for the testnet (see the `docker` module), and
+//! [`LiveNet::partition`] and [`LiveNet::heal`] cut a node off and put it
+//! back.
 
 mod api;
+mod docker;
 pub mod policies;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -70,6 +77,8 @@ pub struct LiveOptions {
     /// Seconds between each node's node info messages (`--node-info-interval`).
     /// Short, so that nodes learn about each other (and restarts) quickly.
     pub node_info_interval_s: u64,
+    /// Each node in a Docker container of its own, on one Docker network.
+    pub docker: bool,
 }
 
 impl LiveOptions {
@@ -81,6 +90,7 @@ impl LiveOptions {
             policies: Vec::new(),
             data_dir: None,
             node_info_interval_s: 1,
+            docker: false,
         }
     }
 }
@@ -110,7 +120,7 @@ pub enum LiveError {
     #[error("node {index} stopped before it was ready ({status}); the end of {}:\n{tail}", log.display())]
     Exited {
         index: usize,
-        status: ExitStatus,
+        status: String,
         log: PathBuf,
         tail: String,
     },
@@ -127,6 +137,12 @@ pub enum LiveError {
         CONNECT_TIMEOUT.as_secs()
     )]
     NotConnected { heard: Vec<(usize, usize)> },
+    #[error("{0}")]
+    Docker(String),
+    #[error("cutting node {index} off needs a Docker testnet (`simnet up --docker`)")]
+    NeedsDocker { index: usize },
+    #[error("node {index} is cut off: heal it first")]
+    Partitioned { index: usize },
 }
 
 /// Where the `skrei` binary is when not named: `$SKREI_BIN`, else beside
@@ -152,7 +168,11 @@ struct LiveNode {
     node_id: String,
     /// The libp2p listen address with `/p2p/<node_id>`, as `--bootstrap` takes it.
     p2p: String,
+    /// The node's process; in a Docker testnet, the `docker logs -f`
+    /// following its container. `None` once stopped or killed.
     child: Option<Child>,
+    /// Cut off the network by [`LiveNet::partition`].
+    partitioned: bool,
 }
 
 /// A running network of `skrei node` processes. Dropping it stops them.
@@ -162,6 +182,8 @@ pub struct LiveNet {
     /// Holds the temporary folder (removed when dropped), if it is one.
     _temp: Option<tempfile::TempDir>,
     nodes: Vec<LiveNode>,
+    /// The Docker network and image, in a Docker testnet.
+    docker: Option<docker::DockerNet>,
 }
 
 impl LiveNet {
@@ -190,11 +212,17 @@ impl LiveNet {
                 (temp.path().to_path_buf(), Some(temp))
             }
         };
+        let docker = if options.docker {
+            Some(docker::DockerNet::create(&options.skrei, &root)?)
+        } else {
+            None
+        };
         let mut net = LiveNet {
             root,
             _temp: temp,
             nodes: Vec::with_capacity(options.nodes),
             options,
+            docker,
         };
         for i in 0..net.options.nodes {
             let policy = net.options.policies.get(i).cloned().unwrap_or_default();
@@ -209,9 +237,23 @@ impl LiveNet {
                 node_id: String::new(),
                 p2p: String::new(),
                 child: None,
+                partitioned: false,
             });
         }
         // `net` stops whatever did start if anything below fails.
+        if net.docker.is_some() {
+            net.run_container(0, None)?;
+            net.ready_docker(0)?;
+            let bootstrap = net.nodes[0].p2p.clone();
+            for i in 1..net.nodes.len() {
+                net.run_container(i, Some(&bootstrap))?;
+            }
+            for i in 1..net.nodes.len() {
+                net.ready_docker(i)?;
+            }
+            net.wait_connected()?;
+            return Ok(net);
+        }
         let first = net.spawn(0, "127.0.0.1:0", "/ip4/127.0.0.1/tcp/0", None)?;
         net.ready(0, first)?;
         let bootstrap = net.nodes[0].p2p.clone();
@@ -273,10 +315,25 @@ impl LiveNet {
 
     /// Whether node `i` is running (started and not stopped or killed).
     pub fn is_running(&mut self, i: usize) -> bool {
-        match self.nodes.get_mut(i).and_then(|n| n.child.as_mut()) {
+        let alive = match self.nodes.get_mut(i).and_then(|n| n.child.as_mut()) {
             Some(child) => matches!(child.try_wait(), Ok(None)),
             None => false,
+        };
+        match &self.docker {
+            Some(docker) => alive && docker.running(i),
+            None => alive,
         }
+    }
+
+    /// The Docker network of a Docker testnet (`docker network disconnect
+    /// NAME CONTAINER` cuts a node off by hand).
+    pub fn docker_network(&self) -> Option<&str> {
+        self.docker.as_ref().map(|d| d.name.as_str())
+    }
+
+    /// Node `i`'s container, in a Docker testnet.
+    pub fn container(&self, i: usize) -> Option<String> {
+        self.docker.as_ref().map(|d| d.container(i))
     }
 
     /// Crashes node `i` (SIGKILL): no goodbye to its peers, its data
@@ -287,6 +344,12 @@ impl LiveNet {
             .child
             .take()
             .ok_or(LiveError::NotRunning { index: i })?;
+        if let Some(docker) = &self.docker {
+            // The log follower ends with the container.
+            let killed = docker.kill(i);
+            stop_all(vec![child]);
+            return killed;
+        }
         let _ = child.kill();
         let _ = child.wait();
         Ok(())
@@ -300,8 +363,77 @@ impl LiveNet {
             .child
             .take()
             .ok_or(LiveError::NotRunning { index: i })?;
+        if let Some(docker) = &self.docker {
+            let stopped = docker.stop(&[i], STOP_TIMEOUT.as_secs());
+            stop_all(vec![child]);
+            return stopped;
+        }
         stop_all(vec![child]);
         Ok(())
+    }
+
+    /// Cuts node `i` off the network (Docker testnets only): it keeps
+    /// running, but no peer reaches it, nor the host its API. Jobs awarded
+    /// to it are re-awarded elsewhere; [`heal`](Self::heal) ends it.
+    pub fn partition(&mut self, i: usize) -> Result<(), LiveError> {
+        let docker = self.docker_for(i)?;
+        if self.nodes[i].partitioned {
+            return Ok(());
+        }
+        docker.disconnect(i)?;
+        self.nodes[i].partitioned = true;
+        Ok(())
+    }
+
+    /// Puts node `i` back on the network after [`partition`](Self::partition)
+    /// and returns once it and the running nodes have heard from each
+    /// other again. Its address may change: [`api`](Self::api) follows.
+    pub fn heal(&mut self, i: usize) -> Result<(), LiveError> {
+        let docker = self.docker_for(i)?;
+        if !self.nodes[i].partitioned {
+            return Ok(());
+        }
+        docker.connect(i)?;
+        self.nodes[i].partitioned = false;
+        self.ready_docker(i)?;
+        self.wait_reconnected(i)?;
+        self.wait_connected()
+    }
+
+    /// Until some running node is connected to node `i` again: until then
+    /// the others may still list it, with its node info, from before.
+    fn wait_reconnected(&self, i: usize) -> Result<(), LiveError> {
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
+        let others: Vec<usize> = (0..self.nodes.len())
+            .filter(|&j| j != i && self.nodes[j].child.is_some() && !self.nodes[j].partitioned)
+            .collect();
+        loop {
+            for &j in &others {
+                let info = self.nodes[j].api.get("/api/v1/node")?;
+                let connected = info["peers"].as_array().is_some_and(|peers| {
+                    peers.iter().any(|p| {
+                        p["connected"] == true && p["node_id"] == self.nodes[i].node_id.as_str()
+                    })
+                });
+                if connected {
+                    return Ok(());
+                }
+            }
+            if others.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(LiveError::NotConnected {
+                    heard: vec![(i, 0)],
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether node `i` is cut off by [`partition`](Self::partition).
+    pub fn is_partitioned(&self, i: usize) -> bool {
+        self.nodes.get(i).is_some_and(|n| n.partitioned)
     }
 
     /// Starts node `i` again (after [`kill`](Self::kill) or
@@ -310,8 +442,17 @@ impl LiveNet {
     /// once it has heard from the running nodes.
     pub fn restart(&mut self, i: usize) -> Result<(), LiveError> {
         self.check(i)?;
+        if self.nodes[i].partitioned {
+            return Err(LiveError::Partitioned { index: i });
+        }
         if self.nodes[i].child.is_some() {
             self.stop(i)?;
+        }
+        if self.docker.is_some() {
+            // The container keeps its arguments and (in its folder) its data.
+            self.start_container(i)?;
+            self.ready_docker(i)?;
+            return self.wait_connected();
         }
         let old_api = self.nodes[i]
             .api
@@ -355,12 +496,31 @@ impl LiveNet {
     }
 
     fn stop_everything(&mut self) {
-        let children: Vec<Child> = self
-            .nodes
-            .iter_mut()
-            .filter_map(|n| n.child.take())
-            .collect();
+        let mut running = Vec::new();
+        let mut children = Vec::new();
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            if let Some(child) = node.child.take() {
+                running.push(i);
+                children.push(child);
+            }
+        }
+        if let Some(docker) = self.docker.take() {
+            if let Err(e) = docker.stop(&running, STOP_TIMEOUT.as_secs()) {
+                eprintln!("stopping the testnet's containers: {e}");
+            }
+            stop_all(children);
+            docker.remove(self.nodes.len());
+            return;
+        }
         stop_all(children);
+    }
+
+    /// The Docker network, for cutting node `i` off or healing it.
+    fn docker_for(&self, i: usize) -> Result<&docker::DockerNet, LiveError> {
+        self.check(i)?;
+        self.docker
+            .as_ref()
+            .ok_or(LiveError::NeedsDocker { index: i })
     }
 
     fn check(&self, i: usize) -> Result<(), LiveError> {
@@ -378,6 +538,124 @@ impl LiveNet {
         self.root.join(format!("node-{i}.allow"))
     }
 
+    /// The `skrei node` arguments of node `i`, but for its API and libp2p
+    /// addresses.
+    fn node_args(&self, i: usize, bootstrap: Option<&str>) -> Vec<String> {
+        let node = &self.nodes[i];
+        let mut args: Vec<String> = vec![
+            "--data-dir".into(),
+            self.root
+                .join(format!("node-{i}"))
+                .to_string_lossy()
+                .into_owned(),
+            "--node-info-interval".into(),
+            self.options.node_info_interval_s.to_string(),
+            "--accept-network".into(),
+            node.policy.accept_network.to_string(),
+        ];
+        if let Some(b) = bootstrap {
+            args.extend(["--bootstrap".into(), b.to_owned()]);
+        }
+        if node.policy.allowlist.is_some() {
+            args.extend([
+                "--allowlist".into(),
+                self.allowlist_file(i).to_string_lossy().into_owned(),
+            ]);
+        }
+        if let Some(engines) = &node.policy.engines {
+            args.extend(["--engines".into(), engines.join(",")]);
+        }
+        if let Some(capacity) = node.policy.capacity {
+            args.extend(["--capacity".into(), capacity.to_string()]);
+        }
+        args
+    }
+
+    /// Creates and starts node `i`'s container; [`ready_docker`](Self::ready_docker)
+    /// waits for it.
+    fn run_container(&mut self, i: usize, bootstrap: Option<&str>) -> Result<(), LiveError> {
+        let docker = self.docker.as_ref().expect("a Docker testnet");
+        let mut args = self.node_args(i, bootstrap);
+        args.extend([
+            "--api".into(),
+            format!("0.0.0.0:{}", docker::API_PORT),
+            "--api-allow".into(),
+            docker.gateway.to_string(),
+            "--listen".into(),
+            format!("/ip4/0.0.0.0/tcp/{}", docker::P2P_PORT),
+        ]);
+        docker.run(i, &self.root, &args)?;
+        self.follow_logs(i)
+    }
+
+    /// Starts node `i`'s stopped container again.
+    fn start_container(&mut self, i: usize) -> Result<(), LiveError> {
+        self.docker.as_ref().expect("a Docker testnet").start(i)?;
+        self.follow_logs(i)
+    }
+
+    fn follow_logs(&mut self, i: usize) -> Result<(), LiveError> {
+        let log = self.open_log(i)?;
+        let child = self
+            .docker
+            .as_ref()
+            .expect("a Docker testnet")
+            .follow_logs(i, log)?;
+        self.nodes[i].child = Some(child);
+        Ok(())
+    }
+
+    /// Node `i`'s log, opened to append: a restarted node's log follows
+    /// its earlier life.
+    fn open_log(&self, i: usize) -> Result<File, LiveError> {
+        let log_path = self.log(i);
+        File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|source| LiveError::Io {
+                path: log_path,
+                source,
+            })
+    }
+
+    /// Waits until node `i`'s container answers on its API, and learns its
+    /// id and its (perhaps new) address.
+    fn ready_docker(&mut self, i: usize) -> Result<(), LiveError> {
+        let docker = self.docker.as_ref().expect("a Docker testnet");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if !docker.running(i) {
+                return Err(LiveError::Exited {
+                    index: i,
+                    status: format!("container {} stopped", docker.container(i)),
+                    log: self.log(i),
+                    tail: tail(&self.log(i), 20),
+                });
+            }
+            if let Some(ip) = docker.ip(i)? {
+                let api = Api::new(format!("http://{}", SocketAddr::new(ip, docker::API_PORT)));
+                if let Ok(info) = api.get("/api/v1/node")
+                    && let Some(id) = info["node_id"].as_str().filter(|id| !id.is_empty())
+                {
+                    let family = if ip.is_ipv4() { "ip4" } else { "ip6" };
+                    let node = &mut self.nodes[i];
+                    node.p2p = format!("/{family}/{ip}/tcp/{}/p2p/{id}", docker::P2P_PORT);
+                    node.node_id = id.to_owned();
+                    node.api = api;
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(LiveError::NotReady {
+                    index: i,
+                    log: self.log(i),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Starts node `i`'s process; [`ready`](Self::ready) waits for it.
     fn spawn(
         &mut self,
@@ -386,40 +664,12 @@ impl LiveNet {
         listen: &str,
         bootstrap: Option<&str>,
     ) -> Result<mpsc::Receiver<String>, LiveError> {
-        let log_path = self.log(i);
-        // Appended to: a restarted node's log follows its earlier life.
-        let log = File::options()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|source| LiveError::Io {
-                path: log_path.clone(),
-                source,
-            })?;
-        let node = &self.nodes[i];
+        let log = self.open_log(i)?;
         let mut command = Command::new(&self.options.skrei);
         command
             .arg("node")
-            .arg("--data-dir")
-            .arg(self.root.join(format!("node-{i}")))
-            .args(["--api", api, "--listen", listen])
-            .args([
-                "--node-info-interval",
-                &self.options.node_info_interval_s.to_string(),
-            ])
-            .args(["--accept-network", &node.policy.accept_network.to_string()]);
-        if let Some(b) = bootstrap {
-            command.args(["--bootstrap", b]);
-        }
-        if node.policy.allowlist.is_some() {
-            command.arg("--allowlist").arg(self.allowlist_file(i));
-        }
-        if let Some(engines) = &node.policy.engines {
-            command.args(["--engines", &engines.join(",")]);
-        }
-        if let Some(capacity) = node.policy.capacity {
-            command.args(["--capacity", &capacity.to_string()]);
-        }
+            .args(self.node_args(i, bootstrap))
+            .args(["--api", api, "--listen", listen]);
         command
             .env_remove("SKREI_DATA_DIR")
             .stdin(Stdio::null())
@@ -459,7 +709,7 @@ impl LiveNet {
                 })?;
                 return Err(LiveError::Exited {
                     index: i,
-                    status,
+                    status: status.to_string(),
                     log: self.log(i),
                     tail: tail(&self.log(i), 20),
                 });
@@ -498,12 +748,12 @@ impl LiveNet {
     }
 
     /// Until every running node has heard a node info message from every
-    /// other running node.
+    /// other running node (cut-off nodes aside).
     fn wait_connected(&mut self) -> Result<(), LiveError> {
         let deadline = Instant::now() + CONNECT_TIMEOUT;
         loop {
             let running: Vec<usize> = (0..self.nodes.len())
-                .filter(|&i| self.nodes[i].child.is_some())
+                .filter(|&i| self.nodes[i].child.is_some() && !self.nodes[i].partitioned)
                 .collect();
             let mut heard = Vec::new();
             for &i in &running {

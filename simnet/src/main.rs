@@ -77,6 +77,11 @@ struct Up {
     /// temporary folder, removed at the end].
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
+    /// Run each node in a Docker container of its own, all on one Docker
+    /// network made for the testnet: `docker network disconnect NETWORK
+    /// CONTAINER` cuts a node off, `docker network connect` heals it.
+    #[arg(long)]
+    docker: bool,
 }
 
 /// The scenario: a file, and flags that override it (or the defaults).
@@ -406,6 +411,7 @@ fn run_up(up: Up) -> Result<ExitCode, String> {
         }
     }
     options.data_dir = up.data_dir;
+    options.docker = up.docker;
     // Listening before any node starts: a Ctrl-C while they start is then
     // seen once they are up, and never leaves them running without us (they
     // are in process groups of their own and do not get the terminal's
@@ -429,12 +435,19 @@ fn run_up(up: Up) -> Result<ExitCode, String> {
     }
     let _ = std::io::stdout().flush();
     for i in 0..net.len() {
+        let container = net
+            .container(i)
+            .map(|c| format!("  container {c}"))
+            .unwrap_or_default();
         eprintln!(
-            "node {i}: {}  policy {}  log {}",
+            "node {i}: {}  policy {}  log {}{container}",
             net.node_id(i),
             net.policy(i).describe(),
             net.log(i).display()
         );
+    }
+    if let Some(network) = net.docker_network() {
+        eprintln!("Docker network {network}");
     }
     eprintln!(
         "{} nodes running under {}; Ctrl-C stops them",

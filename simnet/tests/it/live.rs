@@ -23,7 +23,7 @@ const HELLO_WASM: &[u8] = include_bytes!("../../../examples/wasm/hello.wasm");
 /// Longest one job may take, from submission to its results fetched.
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 
-fn skrei() -> PathBuf {
+pub(crate) fn skrei() -> PathBuf {
     if let Some(path) = default_skrei() {
         return path;
     }

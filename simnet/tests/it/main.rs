@@ -2,6 +2,7 @@
 //! can fail. Every failing run prints its seed and event index.
 
 mod live;
+mod live_docker;
 
 use std::process::Command;
 

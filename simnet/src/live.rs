@@ -23,7 +23,11 @@
 //! `node-i.log` and its allowlist, if any, in `node-i.allow`.
 //!
 //! The children run in process groups of their own: a Ctrl-C at the
-//! terminal reaches `simnet up` only, which then stops them in order.
+//! terminal reaches `simnet up` only, which then stops them in order. They
+//! also stop by themselves when the thread that started them ends, even if
+//! `simnet` is killed (`skrei node --parent-pid`: the kernel's parent-death
+//! signal, which follows the spawning thread): drive a [`LiveNet`] from
+//! one thread.
 //!
 //! With [`LiveOptions::docker`] each node runs in a container of its own
 //! on a Docker network made for the testnet (see the `docker` module), and
@@ -669,7 +673,10 @@ impl LiveNet {
         command
             .arg("node")
             .args(self.node_args(i, bootstrap))
-            .args(["--api", api, "--listen", listen]);
+            .args(["--api", api, "--listen", listen])
+            // The node stops when this process exits, even if killed.
+            .arg("--parent-pid")
+            .arg(std::process::id().to_string());
         command
             .env_remove("SKREI_DATA_DIR")
             .stdin(Stdio::null())

@@ -23,6 +23,10 @@ pub struct NodeArgs {
     command: Option<NodeCommand>,
     #[command(flatten)]
     flags: NodeFlags,
+    /// Stop (as on SIGTERM) when the process PID, which started this node,
+    /// exits: testnet tools use it so that no node outlives them.
+    #[arg(long, value_name = "PID", hide = true)]
+    parent_pid: Option<i32>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -246,6 +250,18 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// Asks the kernel for SIGTERM when the parent exits; if `parent` is
+/// already gone (this process was reparented before asking), stops now.
+fn stop_with_parent(parent: i32) -> anyhow::Result<()> {
+    use nix::sys::signal::Signal;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)
+        .context("--parent-pid: asking for a signal when the parent exits")?;
+    if nix::unistd::getppid().as_raw() != parent {
+        anyhow::bail!("--parent-pid {parent}: that process has already exited");
+    }
+    Ok(())
+}
+
 pub fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,libp2p=warn,iroh=warn"));
@@ -266,6 +282,9 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_INVALID));
         }
     };
+    if let Some(pid) = args.parent_pid {
+        stop_with_parent(pid)?;
+    }
     init_logs();
     runtime()?.block_on(async {
         let node = Node::start(config).await?;

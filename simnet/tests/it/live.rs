@@ -265,3 +265,38 @@ fn a_restarted_node_takes_new_ports_when_its_old_ones_are_taken() {
     );
     net.shutdown();
 }
+
+/// A `simnet up` killed outright (no chance to stop its nodes) leaves no
+/// node running: each stops on its parent-death signal.
+#[test]
+fn nodes_stop_when_simnet_up_is_killed() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut up = Command::new(env!("CARGO_BIN_EXE_simnet"))
+        .args(["up", "--nodes", "1", "--skrei"])
+        .arg(skrei())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("simnet runs");
+    let line = BufReader::new(up.stdout.take().unwrap())
+        .lines()
+        .next()
+        .expect("a SKREI_API line")
+        .unwrap();
+    let api = Api::new(line.strip_prefix("SKREI_API=").expect("SKREI_API=URL"));
+    api.get("/api/v1/node").expect("the node answers");
+
+    up.kill().unwrap();
+    up.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while api.get("/api/v1/node").is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "{} still answers after simnet was killed",
+            api.url()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

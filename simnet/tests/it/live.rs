@@ -183,28 +183,38 @@ fn five_live_nodes_run_jobs_through_any_node_and_survive_losing_one() {
     net.shutdown();
 }
 
-/// `simnet up` itself: one `SKREI_API=` line per node, node 0 first, nodes
-/// that answer and know each other, and all of them gone after SIGTERM.
-#[test]
-fn simnet_up_prints_each_api_and_stops_the_nodes_on_sigterm() {
+/// Starts `simnet up --nodes N` and reads its N `SKREI_API=` lines. The
+/// child's stdout stays open (dropping it would close the pipe).
+fn simnet_up(nodes: usize) -> (std::process::Child, Vec<Api>) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
     let mut up = Command::new(env!("CARGO_BIN_EXE_simnet"))
-        .args(["up", "--nodes", "2", "--skrei"])
+        .args(["up", "--nodes", &nodes.to_string(), "--skrei"])
         .arg(skrei())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("simnet runs");
-    let mut lines = BufReader::new(up.stdout.take().unwrap()).lines();
-    let apis: Vec<Api> = (0..2)
+    let stdout = up.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let apis = (0..nodes)
         .map(|_| {
             let line = lines.next().expect("a line per node").unwrap();
             let url = line.strip_prefix("SKREI_API=").expect("SKREI_API=URL");
             Api::new(url)
         })
         .collect();
+    // Keep reading so that simnet never writes to a closed pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (up, apis)
+}
+
+/// `simnet up` itself: one `SKREI_API=` line per node, node 0 first, nodes
+/// that answer and know each other, and all of them gone after SIGTERM.
+#[test]
+fn simnet_up_prints_each_api_and_stops_the_nodes_on_sigterm() {
+    let (mut up, apis) = simnet_up(2);
     let first = apis[0].get("/api/v1/node").expect("node 0 answers");
     let second = apis[1].get("/api/v1/node").expect("node 1 answers");
     let peers_of_1: Vec<&str> = second["peers"]
@@ -270,22 +280,8 @@ fn a_restarted_node_takes_new_ports_when_its_old_ones_are_taken() {
 /// node running: each stops on its parent-death signal.
 #[test]
 fn nodes_stop_when_simnet_up_is_killed() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
-
-    let mut up = Command::new(env!("CARGO_BIN_EXE_simnet"))
-        .args(["up", "--nodes", "1", "--skrei"])
-        .arg(skrei())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("simnet runs");
-    let line = BufReader::new(up.stdout.take().unwrap())
-        .lines()
-        .next()
-        .expect("a SKREI_API line")
-        .unwrap();
-    let api = Api::new(line.strip_prefix("SKREI_API=").expect("SKREI_API=URL"));
+    let (mut up, apis) = simnet_up(1);
+    let api = &apis[0];
     api.get("/api/v1/node").expect("the node answers");
 
     up.kill().unwrap();

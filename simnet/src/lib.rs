@@ -194,6 +194,7 @@
 //! `SKREI_API=http://...` line per node (node 0 first) and stops them on
 //! Ctrl-C. Tests drive the same network through [`live::LiveNet`].
 
+pub mod blobs;
 pub mod check;
 pub mod config;
 pub mod live;

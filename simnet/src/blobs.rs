@@ -1,8 +1,14 @@
 //! Blobs: the CID inputs jobs read, the nodes that hold them, the nodes'
-//! links, and how long a fetch takes.
+//! links, and how long a fetch takes. The model and its assumptions are in
+//! the crate docs ("Inputs and bandwidth").
 
 use crate::config::BandwidthClass;
 use crate::rng::SimRng;
+
+/// How an execution that gave up on an input says why: `input CID <cid>:
+/// no provider reachable`. Also its kind in
+/// [`crate::Report::execution_failures_by_kind`].
+pub const NO_PROVIDER: &str = "no provider reachable";
 
 /// A node's link to the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +88,39 @@ pub fn draw_size(rng: &mut SimRng, (lo, hi): (u64, u64)) -> u64 {
     }
     let (a, b) = ((lo as f64).ln(), (hi as f64).ln());
     ((a + rng.unit() * (b - a)).exp().round() as u64).clamp(lo, hi)
+}
+
+/// What the run's input fetches came to.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InputStats {
+    /// Each transfer between two nodes: connection, request and bytes.
+    pub(crate) fetch_ms: Vec<u64>,
+    /// Blob bytes each node sent and received.
+    pub(crate) bytes_per_node: Vec<u64>,
+    /// Blob bytes moved between nodes, each transfer once.
+    pub(crate) bytes_total: u64,
+    /// Inputs an executing node already held (it was the submitter or a
+    /// replica): read from its own store.
+    pub(crate) local_reads: u64,
+}
+
+impl InputStats {
+    pub(crate) fn new(nodes: usize) -> InputStats {
+        InputStats {
+            bytes_per_node: vec![0; nodes],
+            ..InputStats::default()
+        }
+    }
+
+    /// Counts one transfer of `bytes` from `from` to `to` taking `ms`.
+    pub(crate) fn transfer(&mut self, from: usize, to: usize, bytes: u64, ms: u64) {
+        self.fetch_ms.push(ms);
+        self.bytes_total = self.bytes_total.saturating_add(bytes);
+        for node in [from, to] {
+            let b = &mut self.bytes_per_node[node];
+            *b = b.saturating_add(bytes);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,11 @@ pub struct SimConfig {
     /// them to the policy they were given. Only for showing that the checker
     /// catches a broken node.
     pub faulty_nodes: Vec<usize>,
+    /// Nodes whose blob client never finds a provider: every input they
+    /// fetch fails for "no provider reachable", even when a holder is up
+    /// and reachable. Only for showing that the checker catches a broken
+    /// fetch.
+    pub faulty_fetch_nodes: Vec<usize>,
     /// The run stops with an error after this many events (a run that does
     /// not settle).
     pub max_events: u64,
@@ -160,6 +165,7 @@ impl SimConfig {
                 (u64::from(m.inputs_per_job.0), u64::from(m.inputs_per_job.1)),
             ),
             ("mix.input_bytes", m.input_bytes),
+            ("execution.fetch_retry_ms", self.execution.fetch_retry_ms),
         ];
         for (name, (lo, hi)) in ranges {
             if lo > hi {
@@ -198,11 +204,16 @@ impl SimConfig {
                 ));
             }
         }
-        if let Some(f) = self.faulty_nodes.iter().find(|f| **f >= self.nodes) {
-            return bad(format!(
-                "faulty_nodes: node {f} does not exist in a network of {} nodes",
-                self.nodes
-            ));
+        for (name, nodes) in [
+            ("faulty_nodes", &self.faulty_nodes),
+            ("faulty_fetch_nodes", &self.faulty_fetch_nodes),
+        ] {
+            if let Some(f) = nodes.iter().find(|f| **f >= self.nodes) {
+                return bad(format!(
+                    "{name}: node {f} does not exist in a network of {} nodes",
+                    self.nodes
+                ));
+            }
         }
         Ok(())
     }
@@ -224,6 +235,7 @@ impl SimConfig {
             mix: JobMix::default(),
             execution: ExecutionModel::default(),
             faulty_nodes: Vec::new(),
+            faulty_fetch_nodes: Vec::new(),
             max_events: 2_000_000_000,
         }
     }
@@ -447,8 +459,14 @@ impl Default for JobMix {
 pub struct ExecutionModel {
     /// Run time, drawn uniformly in this range.
     pub run_ms: (u64, u64),
-    /// Probability that an execution fails.
+    /// Probability that an execution fails (once its inputs are in).
     pub failure: f64,
+    /// When no holder of an input is reachable, the node looks once more
+    /// after a delay drawn uniformly in this range, then gives up. A real
+    /// node makes 4 attempts 0.5, 1 and 2 s apart, each waiting up to its
+    /// 10 s connect timeout for a provider that is down or cut off: it
+    /// gives up 3.5-43.5 s after the first.
+    pub fetch_retry_ms: (u64, u64),
 }
 
 impl Default for ExecutionModel {
@@ -456,6 +474,7 @@ impl Default for ExecutionModel {
         ExecutionModel {
             run_ms: (500, 10_000),
             failure: 0.05,
+            fetch_retry_ms: (3_500, 43_500),
         }
     }
 }
@@ -489,6 +508,11 @@ mod tests {
             ("[mix]\ninput_share = 1.5", "mix.input_share"),
             ("[mix]\ninput_bytes = [10, 1]", "mix.input_bytes"),
             ("[mix]\ninputs_per_job = [0, 2]", "mix.inputs_per_job"),
+            (
+                "[execution]\nfetch_retry_ms = [9, 1]",
+                "execution.fetch_retry_ms",
+            ),
+            ("nodes = 3\nfaulty_fetch_nodes = [3]", "faulty_fetch_nodes"),
             ("[population]\nbandwidth = []", "population.bandwidth"),
             (
                 "[[population.bandwidth]]\nshare = 0.5\nup_mbps = 5\ndown_mbps = 5",

@@ -3,7 +3,10 @@
 //! It trusts none of the machines it checks: policies, engines and
 //! capacities come from the run's own [`NodePlan`]s (what each operator
 //! configured), not from the compute state machines, so a node that
-//! ignores its policy is caught.
+//! ignores its policy is caught. Likewise who holds an input comes from the
+//! run's plan (its submitter and drawn replicas), and whether a holder is
+//! up and reachable from the simulator's own state, not from the fetch
+//! that gave up ([`check_unreachable`]).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -189,6 +192,28 @@ pub fn check_failure_reason(
     Ok(())
 }
 
+/// Whether node `node` may give up on input `cid` saying no provider is
+/// reachable: it holds no copy itself, and every node in `holders` (the
+/// submitter and the replicas, as drawn) is down or cut off from it at this
+/// moment, by `reachable`, the simulator's own view of the network.
+pub fn check_unreachable(
+    node: usize,
+    cid: &str,
+    holders: &[usize],
+    reachable: impl Fn(usize) -> bool,
+) -> Result<(), String> {
+    let claim = format!("gave up on input {cid} saying no provider is reachable");
+    if holders.contains(&node) {
+        return Err(format!("{claim}, but it holds the input itself"));
+    }
+    match holders.iter().find(|&&p| reachable(p)) {
+        Some(p) => Err(format!(
+            "{claim}, but node {p} holds it and is up and reachable"
+        )),
+        None => Ok(()),
+    }
+}
+
 fn domains(spec: &JobSpec) -> String {
     spec.task()
         .network
@@ -197,4 +222,23 @@ fn domains(spec: &JobSpec) -> String {
         .map(|d| d.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_provider_reachable_must_be_true() {
+        let cid = "bafkr4i...";
+        let holders = [3, 7];
+        // Both down or cut off: true.
+        assert_eq!(check_unreachable(1, cid, &holders, |_| false), Ok(()));
+        // One up and reachable: false, and the message names it.
+        let err = check_unreachable(1, cid, &holders, |p| p == 7).unwrap_err();
+        assert!(err.contains("node 7 holds it"), "{err}");
+        // The node holds a copy itself: false, whatever the others do.
+        let err = check_unreachable(3, cid, &holders, |_| false).unwrap_err();
+        assert!(err.contains("holds the input itself"), "{err}");
+    }
 }

@@ -39,6 +39,11 @@ pub struct SimConfig {
     /// them to the policy they were given. Only for showing that the checker
     /// catches a broken node.
     pub faulty_nodes: Vec<usize>,
+    /// Nodes whose blob client never finds a provider: every input they
+    /// fetch fails for "no provider reachable", even when a holder is up
+    /// and reachable. Only for showing that the checker catches a broken
+    /// fetch.
+    pub faulty_fetch_nodes: Vec<usize>,
     /// The run stops with an error after this many events (a run that does
     /// not settle).
     pub max_events: u64,
@@ -62,6 +67,43 @@ impl fmt::Display for ScenarioError {
 }
 
 impl std::error::Error for ScenarioError {}
+
+/// Most inputs a simulated job has (they mount at `/inputs/0`, ...).
+pub const MAX_INPUTS_PER_JOB: u32 = 16;
+
+/// Most replicas of an input besides the submitter's copy: a real node
+/// keeps at most 16 providers per input (`protocol::messages::MAX_ADDRS`).
+pub const MAX_REPLICAS: u32 = 15;
+
+/// The bandwidth classes must be a distribution over positive rates.
+fn validate_bandwidth(classes: &[BandwidthClass]) -> Result<(), ScenarioError> {
+    let bad = |what: String| Err(ScenarioError(what));
+    if classes.is_empty() {
+        return bad("population.bandwidth: give at least one class, e.g. \
+             { share = 1.0, up_mbps = 500, down_mbps = 500 }"
+            .to_owned());
+    }
+    for (k, class) in classes.iter().enumerate() {
+        if !(0.0..=1.0).contains(&class.share) {
+            return bad(format!(
+                "population.bandwidth[{k}].share is {}: write a share from 0 to 1",
+                class.share
+            ));
+        }
+        if class.up_mbps == 0 || class.down_mbps == 0 {
+            return bad(format!(
+                "population.bandwidth[{k}]: up_mbps and down_mbps are at least 1 (Mbit/s)"
+            ));
+        }
+    }
+    let total: f64 = classes.iter().map(|c| c.share).sum();
+    if (total - 1.0).abs() > 1e-6 {
+        return bad(format!(
+            "population.bandwidth: the shares add up to {total}, not 1"
+        ));
+    }
+    Ok(())
+}
 
 impl SimConfig {
     /// Reads a scenario file (TOML, the format in the crate docs): every
@@ -103,6 +145,7 @@ impl SimConfig {
             ("mix.full_share", m.full_share),
             ("mix.wasm_share", m.wasm_share),
             ("mix.http_share + full_share", m.http_share + m.full_share),
+            ("mix.input_share", m.input_share),
             ("execution.failure", self.execution.failure),
         ];
         for (name, share) in shares {
@@ -117,6 +160,12 @@ impl SimConfig {
                 "population.capacity",
                 (u64::from(p.capacity.0), u64::from(p.capacity.1)),
             ),
+            (
+                "mix.inputs_per_job",
+                (u64::from(m.inputs_per_job.0), u64::from(m.inputs_per_job.1)),
+            ),
+            ("mix.input_bytes", m.input_bytes),
+            ("execution.fetch_retry_ms", self.execution.fetch_retry_ms),
         ];
         for (name, (lo, hi)) in ranges {
             if lo > hi {
@@ -131,6 +180,22 @@ impl SimConfig {
         if m.max_count == 0 {
             return bad("mix.max_count: a job runs at least once".to_owned());
         }
+        if m.inputs_per_job.0 == 0 || m.inputs_per_job.1 > MAX_INPUTS_PER_JOB {
+            return bad(format!(
+                "mix.inputs_per_job: a job with inputs has 1 to {MAX_INPUTS_PER_JOB} of them"
+            ));
+        }
+        if m.input_bytes.0 == 0 {
+            return bad("mix.input_bytes: an input holds at least 1 byte".to_owned());
+        }
+        if m.replicas > MAX_REPLICAS {
+            return bad(format!(
+                "mix.replicas is {}: at most {MAX_REPLICAS} (a node names at most 16 providers \
+                 of an input, the submitter one of them)",
+                m.replicas
+            ));
+        }
+        validate_bandwidth(&p.bandwidth)?;
         for (k, part) in self.partitions.iter().enumerate() {
             if !(0.0..=1.0).contains(&part.share) || part.until_ms <= part.from_ms {
                 return bad(format!(
@@ -139,11 +204,16 @@ impl SimConfig {
                 ));
             }
         }
-        if let Some(f) = self.faulty_nodes.iter().find(|f| **f >= self.nodes) {
-            return bad(format!(
-                "faulty_nodes: node {f} does not exist in a network of {} nodes",
-                self.nodes
-            ));
+        for (name, nodes) in [
+            ("faulty_nodes", &self.faulty_nodes),
+            ("faulty_fetch_nodes", &self.faulty_fetch_nodes),
+        ] {
+            if let Some(f) = nodes.iter().find(|f| **f >= self.nodes) {
+                return bad(format!(
+                    "{name}: node {f} does not exist in a network of {} nodes",
+                    self.nodes
+                ));
+            }
         }
         Ok(())
     }
@@ -165,6 +235,7 @@ impl SimConfig {
             mix: JobMix::default(),
             execution: ExecutionModel::default(),
             faulty_nodes: Vec::new(),
+            faulty_fetch_nodes: Vec::new(),
             max_events: 2_000_000_000,
         }
     }
@@ -288,6 +359,9 @@ pub struct Population {
     pub wasm_only_share: f64,
     /// Slots per node, drawn uniformly in this range.
     pub capacity: (u32, u32),
+    /// The nodes' links to the internet: each node falls in one class, with
+    /// the class's share as probability.
+    pub bandwidth: Vec<BandwidthClass>,
 }
 
 impl Default for Population {
@@ -299,7 +373,38 @@ impl Default for Population {
             docker_only_share: 0.3,
             wasm_only_share: 0.1,
             capacity: (1, 4),
+            bandwidth: BandwidthClass::defaults(),
         }
+    }
+}
+
+/// A kind of link a node may have, and how common it is.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BandwidthClass {
+    /// Share of the nodes in this class.
+    pub share: f64,
+    /// Upload rate, Mbit/s.
+    pub up_mbps: u64,
+    /// Download rate, Mbit/s.
+    pub down_mbps: u64,
+}
+
+impl BandwidthClass {
+    /// 30% at 50 Mbit/s (a home or small-office line), 50% at 500 Mbit/s
+    /// (fibre, a cloud VM's usual share), 20% at 5 Gbit/s (servers in a
+    /// data centre). Symmetric: nodes that offer compute are assumed to sit
+    /// on symmetric lines; write an asymmetric class for ADSL or cable.
+    /// An assumption, not a measurement.
+    pub fn defaults() -> Vec<BandwidthClass> {
+        [(0.3, 50), (0.5, 500), (0.2, 5_000)]
+            .into_iter()
+            .map(|(share, mbps)| BandwidthClass {
+                share,
+                up_mbps: mbps,
+                down_mbps: mbps,
+            })
+            .collect()
     }
 }
 
@@ -319,6 +424,16 @@ pub struct JobMix {
     pub execution_timeout_s: u64,
     /// The jobs' `QueueTimeout`, in seconds.
     pub queue_timeout_s: u64,
+    /// Share of jobs that read CID inputs (`skrei add`, then submit).
+    pub input_share: f64,
+    /// Inputs of such a job, drawn uniformly in this range.
+    pub inputs_per_job: (u32, u32),
+    /// An input's size in bytes, drawn log-uniformly in this range (as
+    /// many inputs of 1-10 KiB as of 1-10 MiB).
+    pub input_bytes: (u64, u64),
+    /// Copies of each input on other nodes, drawn at random, besides the
+    /// one on the node the job is submitted to (`skrei get` elsewhere).
+    pub replicas: u32,
 }
 
 impl Default for JobMix {
@@ -330,6 +445,10 @@ impl Default for JobMix {
             max_count: 3,
             execution_timeout_s: 60,
             queue_timeout_s: 30,
+            input_share: 0.5,
+            inputs_per_job: (1, 3),
+            input_bytes: (1 << 10, 1 << 30),
+            replicas: 0,
         }
     }
 }
@@ -340,8 +459,14 @@ impl Default for JobMix {
 pub struct ExecutionModel {
     /// Run time, drawn uniformly in this range.
     pub run_ms: (u64, u64),
-    /// Probability that an execution fails.
+    /// Probability that an execution fails (once its inputs are in).
     pub failure: f64,
+    /// When no holder of an input is reachable, the node looks once more
+    /// after a delay drawn uniformly in this range, then gives up. A real
+    /// node makes 4 attempts 0.5, 1 and 2 s apart, each waiting up to its
+    /// 10 s connect timeout for a provider that is down or cut off: it
+    /// gives up 3.5-43.5 s after the first.
+    pub fetch_retry_ms: (u64, u64),
 }
 
 impl Default for ExecutionModel {
@@ -349,6 +474,57 @@ impl Default for ExecutionModel {
         ExecutionModel {
             run_ms: (500, 10_000),
             failure: 0.05,
+            fetch_retry_ms: (3_500, 43_500),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_files_set_inputs_and_bandwidth() {
+        let c = SimConfig::from_toml(
+            "[mix]\ninput_share = 1.0\nreplicas = 2\ninput_bytes = [1000, 2000]\n\
+             [[population.bandwidth]]\nshare = 0.25\nup_mbps = 10\ndown_mbps = 100\n\
+             [[population.bandwidth]]\nshare = 0.75\nup_mbps = 1000\ndown_mbps = 1000\n",
+        )
+        .unwrap();
+        assert_eq!((c.mix.input_share, c.mix.replicas), (1.0, 2));
+        assert_eq!(c.mix.input_bytes, (1000, 2000));
+        assert_eq!(c.population.bandwidth.len(), 2);
+        assert_eq!(c.population.bandwidth[0].up_mbps, 10);
+        // Left out, the defaults hold.
+        let d = SimConfig::from_toml("nodes = 5").unwrap();
+        assert_eq!(d.population.bandwidth, BandwidthClass::defaults());
+        assert_eq!((d.mix.input_share, d.mix.replicas), (0.5, 0));
+    }
+
+    #[test]
+    fn scenario_files_with_bad_inputs_or_bandwidth_are_refused() {
+        for (text, names) in [
+            ("[mix]\nreplicas = 16", "mix.replicas"),
+            ("[mix]\ninput_share = 1.5", "mix.input_share"),
+            ("[mix]\ninput_bytes = [10, 1]", "mix.input_bytes"),
+            ("[mix]\ninputs_per_job = [0, 2]", "mix.inputs_per_job"),
+            (
+                "[execution]\nfetch_retry_ms = [9, 1]",
+                "execution.fetch_retry_ms",
+            ),
+            ("nodes = 3\nfaulty_fetch_nodes = [3]", "faulty_fetch_nodes"),
+            ("[population]\nbandwidth = []", "population.bandwidth"),
+            (
+                "[[population.bandwidth]]\nshare = 0.5\nup_mbps = 5\ndown_mbps = 5",
+                "add up to 0.5",
+            ),
+            (
+                "[[population.bandwidth]]\nshare = 1.0\nup_mbps = 0\ndown_mbps = 5",
+                "population.bandwidth[0]",
+            ),
+        ] {
+            let err = SimConfig::from_toml(text).unwrap_err().to_string();
+            assert!(err.contains(names), "{text}: {err}");
         }
     }
 }

@@ -18,12 +18,14 @@
 //! ```
 //!
 //! From the command line: `simnet run --nodes 100 --jobs 300 --seed 7
-//! --churn 0.1 --partition 0.3@10000-40000 [--report r.json] [--plot p.svg]`,
+//! --churn 0.1 --partition 0.3@10000-40000 --input-share 0.5 --replicas 1
+//! [--report r.json] [--plot p.svg]`,
 //! or `simnet run --scenario FILE` with flags that override the file, and
 //! `simnet sweep --seeds 1..100 ...` to run many seeds on every core.
 //! `--report` writes the [`Report`] as JSON (latency percentiles, success
 //! rate, failures by kind with an example each, messages and bytes per
-//! node, bids per job, the configuration and the trace hash); `--plot`
+//! node, bids per job, executions failed by kind, input fetch times and
+//! bytes moved, the configuration and the trace hash); `--plot`
 //! draws the latency CDF and messages per node as SVG ([`plot`]).
 //!
 //! # Scenario files
@@ -31,7 +33,8 @@
 //! the run, a table per model. Every key is optional (left out, it keeps
 //! [`SimConfig::default`]'s value); an unknown key or a share outside 0..1
 //! is refused with its name ([`SimConfig::from_toml`]). Times are simulated
-//! milliseconds, `[LOW, HIGH]` pairs are uniform ranges. The CI scenario,
+//! milliseconds, `[LOW, HIGH]` pairs are uniform ranges (`input_bytes`:
+//! log-uniform). The CI scenario,
 //! `simnet/scenarios/ci.toml`, shows every key with its meaning:
 //!
 //! ```toml
@@ -49,9 +52,14 @@
 //! [population]                  # policies: http_share, full_share, allowlist_share;
 //! http_share = 0.3              # engines: docker_only_share, wasm_only_share;
 //! capacity = [1, 4]             # slots
+//! [[population.bandwidth]]      # repeatable: share, up_mbps, down_mbps
+//! share = 1.0
+//! up_mbps = 500
+//! down_mbps = 500
 //! [mix]                         # jobs: http_share, full_share, wasm_share, max_count,
-//! max_count = 3                 # execution_timeout_s, queue_timeout_s
-//! [execution]
+//! max_count = 3                 # execution_timeout_s, queue_timeout_s; inputs:
+//! input_share = 0.5             # input_share, inputs_per_job, input_bytes, replicas
+//! [execution]                   # run_ms, failure, fetch_retry_ms
 //! run_ms = [500, 10_000]
 //! failure = 0.05
 //! ```
@@ -77,8 +85,9 @@
 //! earliest pending), and `poll_output` is drained after every input:
 //! `Publish` becomes gossip deliveries (the node's own compute side gets its
 //! announcement at once), `Send` a direct delivery after a link delay (to
-//! itself: at once and never lost), `Start` an execution that ends after a
-//! drawn time with a drawn outcome, fed back as `ExecutionFinished`.
+//! itself: at once and never lost), `Start` an execution that fetches its
+//! inputs ([`blobs`]), then ends after a drawn time with a drawn outcome,
+//! fed back as `ExecutionFinished`.
 //! [`Report::trace_hash`] is BLAKE3 over every delivered event (time, kind,
 //! nodes, job and execution): the determinism test compares it.
 //!
@@ -90,8 +99,9 @@
 //!   per message; each message is lost independently with probability
 //!   `loss`. Pair classes are regions (`--regions R --cross-region-ms MS`):
 //!   node `i` is in region `i % R`, and a message between regions takes
-//!   `MS` longer; loss and jitter are the same for every pair. No bandwidth
-//!   limit or queueing, no connection set-up. Reordering happens only
+//!   `MS` longer; loss and jitter are the same for every pair. Messages
+//!   meet no bandwidth limit or queueing (they are small; blobs are
+//!   modelled below), no connection set-up. Reordering happens only
 //!   through jitter.
 //! - **Gossip** ([`net::Network::gossip`]): gossipsub as a fan-out model,
 //!   not a simulated mesh, calibrated against real libp2p gossipsub swarms
@@ -141,11 +151,44 @@
 //!   Nodes that are down take no submissions: a job goes to the next node
 //!   that is up. All nodes are up again before the end, so liveness is
 //!   checked on a healed network.
-//! - **Executions** ([`config::ExecutionModel`]): run time uniform in
-//!   0.5-10 s; failure with probability 5% (`--exec-failure`), else success
-//!   with a fake result CID ([`protocol::id::blake3_cid`] of drawn bytes).
-//!   A stopped execution still reports its end; the compute side ignores
-//!   it, as it may.
+//! - **Executions** ([`config::ExecutionModel`]): once their inputs are in
+//!   (below), run time uniform in 0.5-10 s; failure with probability 5%
+//!   (`--exec-failure`), else success with a fake result CID
+//!   ([`protocol::id::blake3_cid`] of drawn bytes). The result stays on the
+//!   node (the jobs publish locally): no result bytes move, and none are
+//!   counted. A stopped execution still reports its end (and goes on
+//!   fetching); the compute side ignores it, as it may.
+//! - **Inputs and bandwidth** ([`blobs`]): a share of jobs (`--input-share`,
+//!   50%) reads 1-3 CID inputs, each of a size drawn log-uniformly in
+//!   1 KiB-1 GiB (as many of 1-10 KiB as of 100 MiB-1 GiB; median 1 MiB),
+//!   named as `cid` input sources in the job file with CIDs of drawn bytes.
+//!   The compute side takes them as it takes any job: it refuses only
+//!   local-path inputs, so bids and refusals are those of the same job
+//!   without inputs. Each input is held by the node the job is submitted
+//!   to (`skrei add`, then submit: the announcement names that node's blob
+//!   store as provider, as a real node's does) and by `--replicas K` other
+//!   nodes drawn at random (default 0; what a provider lookup finds). Each
+//!   node's link is one of `population.bandwidth`'s classes: by default
+//!   30% at 50 Mbit/s (home and small-office lines), 50% at 500 Mbit/s
+//!   (fibre, a cloud VM's share) and 20% at 5 Gbit/s (data centres), the
+//!   same up and down; an assumption, not a measurement. An execution
+//!   fetches its inputs one after another (a real node fetches them
+//!   concurrently, but they mostly come from the same provider and share
+//!   its upload: one after another takes about as long, and needs no model
+//!   of shared bandwidth). For each it asks, at the moment it gets to it,
+//!   the announcement's providers, then the replicas: it reads its own
+//!   copy at once if it holds one, else fetches from the first that is up
+//!   and not across an active partition, in 2 link delays (connect,
+//!   request) plus `size / min(provider up, receiver down)`. With none
+//!   reachable it looks once more after a delay uniform in 3.5-43.5 s (a
+//!   real node's 4 attempts with 10 s connect timeouts), then fails with
+//!   `input CID <cid>: no provider reachable`. Transfers do not share
+//!   links or queue: each gets its full rate however many run at once,
+//!   and a provider that crashes or is cut off mid-transfer still
+//!   finishes it; bytes are counted when a transfer starts. Fetched copies
+//!   do not become providers. The job's `ExecutionTimeout` (plus the
+//!   requester's 30 s grace) runs from the award, fetch included, as on a
+//!   real node: 1 GiB at 50 Mbit/s (172 s) does not fit the default 60 s.
 //! - **Nodes** ([`config::Population`]): a share accepts `http`
 //!   (`--http-share`, default 30%; 70% of them with an allowlist of 1-4
 //!   entries drawn from [`population::DOMAIN_UNIVERSE`]'s entries, some
@@ -155,16 +198,17 @@
 //!   window (60 s) to uniformly drawn nodes; 30% `http` (`--http-jobs`)
 //!   naming 1-2 domains of the universe, 5% `full` (`--full-jobs`), the
 //!   rest `none`; 20% WASM; `Count` uniform in 1..=3; `ExecutionTimeout`
-//!   60 s and `QueueTimeout` 30 s. Jobs are real job files, parsed and
-//!   validated as a user's would be.
+//!   60 s and `QueueTimeout` 30 s; CID inputs as above. Jobs are real job
+//!   files, parsed and validated as a user's would be.
 //! - **Message sizes** ([`net::Sizes`]): an announcement's canonical
 //!   encoding plus a typical envelope (170 bytes); direct messages by kind,
 //!   measured once on a sample, plus the free text they carry.
 //!
 //! Not modelled yet: `NodeInfo` gossip (requesters explain failures from
-//! refusals alone), blob availability and transfer, policy hot reloads,
-//! user cancellations, per-pair loss, and live testnets of real
-//! `skrei node` processes (issue 7, item 5).
+//! refusals alone), shared bandwidth and queueing of blob transfers, result
+//! transfers, WASM modules fetched by URL, policy hot reloads, user
+//! cancellations, per-pair loss, and live testnets of real `skrei node`
+//! processes (issue 7, item 5).
 //!
 //! # Invariants ([`check`])
 //! Checked against the policies, engines and capacities the operators
@@ -180,7 +224,11 @@
 //!    or the slots taken at that moment), and every failure reason that
 //!    groups nodes ("12 nodes: network=http not accepted ...") claims no
 //!    more nodes than truly refuse the job for that reason;
-//! 4. every failure has a non-empty reason.
+//! 4. every failure has a non-empty reason;
+//! 5. an execution that gives up on an input for "no provider reachable"
+//!    does not hold it itself, and every node holding it (the submitter
+//!    and the replicas, as drawn) is down or across a partition from it at
+//!    that moment ([`SimConfig::faulty_fetch_nodes`] shows it is caught).
 //!
 //! At the end (liveness, after every fault healed): every job ended -
 //! completed, failed or cancelled - and its requester's record agrees.
@@ -194,6 +242,7 @@
 //! `SKREI_API=http://...` line per node (node 0 first) and stops them on
 //! Ctrl-C. Tests drive the same network through [`live::LiveNet`].
 
+pub mod blobs;
 pub mod check;
 pub mod config;
 pub mod live;

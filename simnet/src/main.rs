@@ -133,9 +133,20 @@ struct Scenario {
     /// Probability that an execution fails [default: 0.05].
     #[arg(long)]
     exec_failure: Option<f64>,
+    /// Share of jobs that read 1-3 CID inputs, held by the node they are
+    /// submitted to [default: 0.5].
+    #[arg(long, value_name = "P")]
+    input_share: Option<f64>,
+    /// Copies of each input on other nodes, drawn at random [default: 0].
+    #[arg(long, value_name = "K")]
+    replicas: Option<u32>,
     /// Nodes that ignore their policy (shows that the checker catches them).
     #[arg(long, value_delimiter = ',')]
     faulty: Vec<usize>,
+    /// Nodes whose fetches never find a provider (shows that the checker
+    /// catches them).
+    #[arg(long, value_delimiter = ',')]
+    faulty_fetch: Vec<usize>,
 }
 
 impl Scenario {
@@ -198,8 +209,17 @@ impl Scenario {
         if let Some(v) = self.exec_failure {
             c.execution.failure = v;
         }
+        if let Some(v) = self.input_share {
+            c.mix.input_share = v;
+        }
+        if let Some(v) = self.replicas {
+            c.mix.replicas = v;
+        }
         if !self.faulty.is_empty() {
             c.faulty_nodes = self.faulty.clone();
+        }
+        if !self.faulty_fetch.is_empty() {
+            c.faulty_fetch_nodes = self.faulty_fetch.clone();
         }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
@@ -211,7 +231,13 @@ impl Scenario {
         if let Some(path) = &self.scenario {
             s.push_str(&format!(" --scenario {}", path.display()));
         }
-        let flags: [(&str, Option<String>); 14] = [
+        let list = |nodes: &[usize]| {
+            (!nodes.is_empty()).then(|| {
+                let f: Vec<String> = nodes.iter().map(ToString::to_string).collect();
+                f.join(",")
+            })
+        };
+        let flags: [(&str, Option<String>); 17] = [
             ("nodes", self.nodes.map(|v| v.to_string())),
             ("jobs", self.jobs.map(|v| v.to_string())),
             ("churn", self.churn.map(|v| v.to_string())),
@@ -228,13 +254,10 @@ impl Scenario {
             ("full-jobs", self.full_jobs.map(|v| v.to_string())),
             ("window", self.window.map(|v| v.to_string())),
             ("exec-failure", self.exec_failure.map(|v| v.to_string())),
-            (
-                "faulty",
-                (!self.faulty.is_empty()).then(|| {
-                    let f: Vec<String> = self.faulty.iter().map(ToString::to_string).collect();
-                    f.join(",")
-                }),
-            ),
+            ("input-share", self.input_share.map(|v| v.to_string())),
+            ("replicas", self.replicas.map(|v| v.to_string())),
+            ("faulty", list(&self.faulty)),
+            ("faulty-fetch", list(&self.faulty_fetch)),
         ];
         for (name, value) in flags {
             if let Some(value) = value {

@@ -127,12 +127,18 @@ impl Network {
         if rng.chance(self.link.loss) {
             return None;
         }
+        Some(self.pair_delay(rng, a, b))
+    }
+
+    /// One link delay between `a` and `b`, drawn: the region crossing
+    /// included, loss not.
+    pub fn pair_delay(&self, rng: &mut SimRng, a: usize, b: usize) -> u64 {
         let cross = if self.cross_region(a, b) {
             self.link.cross_region_ms
         } else {
             0
         };
-        Some(self.link_delay(rng) + cross)
+        self.link_delay(rng) + cross
     }
 
     /// A gossip message's fate at receiver `b` of publisher `a`: `None` if

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::blobs::{InputStats, NO_PROVIDER};
 use crate::config::SimConfig;
 use crate::sim::Traffic;
 
@@ -115,6 +116,12 @@ pub struct Report {
     pub gossip_receptions: u64,
     /// Bids each job received.
     pub bids_per_job: MeanMax,
+    /// Executions that failed, by why: `exit code (simulated)` or `no
+    /// provider reachable` (an input no holder served), counted as their
+    /// nodes reported them.
+    pub execution_failures_by_kind: BTreeMap<String, u64>,
+    /// The executions' input fetches.
+    pub inputs: InputFigures,
     /// Completed jobs' latencies, sorted (for plots).
     #[serde(skip)]
     pub latencies_ms: Vec<u64>,
@@ -137,6 +144,8 @@ impl Report {
         events: u64,
         simulated_ms: u64,
         gossip_receptions: u64,
+        inputs: &InputStats,
+        execution_failures: &BTreeMap<&'static str, u64>,
         trace_hash: String,
     ) -> Report {
         latencies.sort_unstable();
@@ -177,6 +186,11 @@ impl Report {
             messages_per_node_per_job: messages_per_node.mean / jobs,
             gossip_receptions,
             bids_per_job: MeanMax::of(bids.into_iter()),
+            execution_failures_by_kind: execution_failures
+                .iter()
+                .map(|(kind, n)| ((*kind).to_owned(), *n))
+                .collect(),
+            inputs: InputFigures::new(inputs, execution_failures),
             latencies_ms: latencies,
             node_messages: traffic.iter().map(|t| t.messages).collect(),
             failure_examples,
@@ -184,9 +198,49 @@ impl Report {
     }
 }
 
-/// A failure reason's kind: how the requester's explanation starts.
+/// What the executions' input fetches came to.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct InputFigures {
+    /// Inputs fetched from another node.
+    pub fetched: u64,
+    /// Inputs the executing node held already (it was their submitter or
+    /// a replica).
+    pub read_locally: u64,
+    /// Executions that gave up on an input: no provider reachable.
+    pub unreachable: u64,
+    /// One fetch from another node, from connecting to the last byte,
+    /// simulated.
+    pub fetch_ms: Percentiles,
+    /// Input bytes moved between nodes in all, each transfer once.
+    pub bytes_total: u64,
+    /// Input bytes each node sent and received (most nodes move none).
+    pub bytes_per_node: Percentiles,
+}
+
+impl InputFigures {
+    fn new(stats: &InputStats, execution_failures: &BTreeMap<&'static str, u64>) -> InputFigures {
+        let mut fetch_ms = stats.fetch_ms.clone();
+        fetch_ms.sort_unstable();
+        let mut per_node = stats.bytes_per_node.clone();
+        per_node.sort_unstable();
+        InputFigures {
+            fetched: fetch_ms.len() as u64,
+            read_locally: stats.local_reads,
+            unreachable: execution_failures.get(NO_PROVIDER).copied().unwrap_or(0),
+            fetch_ms: Percentiles::of(&fetch_ms),
+            bytes_total: stats.bytes_total,
+            bytes_per_node: Percentiles::of(&per_node),
+        }
+    }
+}
+
+/// A failure reason's kind: how the requester's explanation starts, or
+/// `input unreachable` when an attempt it lists gave up on an input that
+/// no provider served (that cause, rare as it is, is the one to see).
 pub fn failure_kind(reason: &str) -> &'static str {
-    if reason.starts_with("no node accepts this job") {
+    if reason.contains(NO_PROVIDER) {
+        "input unreachable"
+    } else if reason.starts_with("no node accepts this job") {
         "no node accepts the job"
     } else if reason.starts_with("no drawn node accepts this job") {
         "no drawn node accepts the job"
@@ -268,10 +322,59 @@ impl fmt::Display for Report {
             self.bytes_per_node.mean,
             self.bytes_per_node.max
         )?;
-        write!(
+        writeln!(
             f,
             "  bids per job: mean {:.1}, max {}",
             self.bids_per_job.mean, self.bids_per_job.max
+        )?;
+        let kinds: Vec<String> = self
+            .execution_failures_by_kind
+            .iter()
+            .map(|(kind, n)| format!("{kind}: {n}"))
+            .collect();
+        writeln!(
+            f,
+            "  executions failed: {}",
+            if kinds.is_empty() {
+                "none".to_owned()
+            } else {
+                kinds.join(", ")
+            }
+        )?;
+        write!(f, "{}", self.inputs)
+    }
+}
+
+impl fmt::Display for InputFigures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.fetch_ms;
+        let b = self.bytes_per_node;
+        write!(
+            f,
+            "  inputs: {} fetched, {} read locally, {} executions found no provider; \
+             fetch (simulated) p50 {} ms, p90 {} ms, p99 {} ms, max {} ms; \
+             {} moved, per node p50 {}, max {}",
+            self.fetched,
+            self.read_locally,
+            self.unreachable,
+            t.p50,
+            t.p90,
+            t.p99,
+            t.max,
+            bytes(self.bytes_total),
+            bytes(b.p50),
+            bytes(b.max)
         )
     }
+}
+
+/// `512 B`, `3.2 MB`, `1.4 GB`: decimal units.
+fn bytes(n: u64) -> String {
+    let units = [(1e12, "TB"), (1e9, "GB"), (1e6, "MB"), (1e3, "kB")];
+    units
+        .iter()
+        .find(|(size, _)| n as f64 >= *size)
+        .map_or(format!("{n} B"), |(size, unit)| {
+            format!("{:.1} {unit}", n as f64 / size)
+        })
 }

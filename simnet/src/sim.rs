@@ -7,6 +7,8 @@
 //! inputs go to `handle`, `handle_timeout` runs at `poll_timeout`, and
 //! `poll_output` is drained after every input.
 
+mod fetch;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use protocol::requester::{
     RequesterOutput, ToCompute,
 };
 
+use crate::blobs::{self, InputStats};
 use crate::check::{self, Violation};
 use crate::config::SimConfig;
 use crate::net::{Network, Sizes};
@@ -50,6 +53,8 @@ enum Event {
     },
     /// An execution ends (if the node has not crashed since it started).
     Finished(Box<Finished>),
+    /// An execution looks for its next input's provider (again).
+    Fetch(Box<fetch::Fetch>),
     /// A node's timers are due.
     Wake(u32),
     /// A node crashes: it drops everything until it restarts.
@@ -161,6 +166,8 @@ pub struct Sim {
     /// What each crashed node persisted: its jobs' records.
     persisted: Vec<Vec<JobRecord>>,
     faulty: Vec<bool>,
+    /// Nodes whose fetches never find a provider (a test knob).
+    faulty_fetch: Vec<bool>,
     /// The event queue: events by time, each time's in the order they were
     /// pushed. Many events share a millisecond (an announcement's
     /// receivers), so this orders by (time, sequence) at the cost of one
@@ -173,6 +180,9 @@ pub struct Sim {
     job_index: IdMap<JobId, u32>,
     traffic: Vec<Traffic>,
     gossip_receptions: u64,
+    inputs: InputStats,
+    /// Executions that ended in failure, by why (the executor's view).
+    execution_failures: BTreeMap<&'static str, u64>,
     trace: Trace,
     /// (node, time, count) of the latest wakes, to catch a timer that does
     /// not advance.
@@ -191,13 +201,9 @@ impl Sim {
             .enumerate()
             .map(|(i, id)| (*id, i as u32))
             .collect();
-        let mut faulty = vec![false; nodes.len()];
-        for &f in &config.faulty_nodes {
-            if let Some(slot) = faulty.get_mut(f) {
-                *slot = true;
-            }
-        }
         let n = nodes.len();
+        let faulty = flags(n, &config.faulty_nodes);
+        let faulty_fetch = flags(n, &config.faulty_fetch_nodes);
         let net = Network::new(n, &config.link, &config.gossip, &config.partitions);
         let mut sim = Sim {
             requesters: Vec::with_capacity(n),
@@ -207,6 +213,7 @@ impl Sim {
             wake_at: vec![None; n],
             persisted: vec![Vec::new(); n],
             faulty,
+            faulty_fetch,
             queue: BTreeMap::new(),
             now: 0,
             events: 0,
@@ -214,6 +221,8 @@ impl Sim {
             job_index: IdMap::default(),
             traffic: vec![Traffic::default(); n],
             gossip_receptions: 0,
+            inputs: InputStats::new(n),
+            execution_failures: BTreeMap::new(),
             trace: Trace::new(),
             last_wake: (u32::MAX, 0, 0),
             config,
@@ -417,6 +426,11 @@ impl Sim {
                 if !self.up[i] || self.incarnation[i] != incarnation {
                     return Ok(());
                 }
+                if let Outcome::Failed { reason } = &outcome {
+                    // Counted once reported: executions lost in a crash are not.
+                    let kind = execution_failure_kind(reason);
+                    *self.execution_failures.entry(kind).or_default() += 1;
+                }
                 self.computes[i].handle(
                     self.now,
                     ComputeInput::ExecutionFinished {
@@ -426,6 +440,11 @@ impl Sim {
                     },
                 );
                 self.drain(i)
+            }
+            Event::Fetch(fetch) => {
+                8u8.hash(&mut self.trace);
+                fetch.hash_into(&mut self.trace);
+                self.on_fetch(*fetch)
             }
             Event::Wake(node) => {
                 let i = node as usize;
@@ -493,8 +512,11 @@ impl Sim {
             return Ok(());
         };
         let spec = JobSpec::clone(&self.jobs[j].spec);
+        // A real node names its blob store in every announcement: the
+        // inputs `skrei add` put there are fetched from it.
+        let providers = vec![blobs::address(by, &self.ids[by])];
         let job_id = self.requesters[by]
-            .submit(self.now, spec, self.now, Vec::new())
+            .submit(self.now, spec, self.now, providers)
             .map_err(|e| self.violation(format!("job {j} could not be submitted: {e}")))?;
         self.job_index.insert(job_id, j as u32);
         let track = &mut self.tracks[j];
@@ -540,12 +562,12 @@ impl Sim {
                     job_id,
                     execution_id,
                     spec,
-                    ..
+                    providers,
                 } => {
                     let running = self.computes[i].running();
                     check::check_start(&self.nodes[i], &spec, running)
                         .map_err(|what| self.violation(format!("node {i} {what}")))?;
-                    self.start(i, job_id, execution_id);
+                    self.start_execution(i, job_id, execution_id, &providers)?;
                 }
                 ComputeOutput::Stop { .. } | ComputeOutput::Event { .. } => {}
             }
@@ -641,8 +663,9 @@ impl Sim {
         self.push(self.now + delay, event);
     }
 
-    /// An execution: runs for a drawn time, then completes or fails.
-    fn start(&mut self, i: usize, job_id: JobId, execution_id: ExecutionId) {
+    /// An execution with its inputs in from `from_ms` on: runs for a drawn
+    /// time, then completes or fails.
+    fn run_execution(&mut self, i: usize, job_id: JobId, execution_id: ExecutionId, from_ms: u64) {
         let (lo, hi) = self.config.execution.run_ms;
         let run = self.rng.range(lo, hi);
         let outcome = if self.rng.chance(self.config.execution.failure) {
@@ -661,7 +684,7 @@ impl Sim {
         };
         let incarnation = self.incarnation[i];
         self.push(
-            self.now + run,
+            from_ms + run,
             Event::Finished(Box::new(Finished {
                 node: i as u32,
                 incarnation,
@@ -807,7 +830,30 @@ impl Sim {
             self.events,
             self.now,
             self.gossip_receptions,
+            &self.inputs,
+            &self.execution_failures,
             self.trace.digest(),
         )
     }
+}
+
+/// Why an execution failed, in a word: no provider served one of its
+/// inputs ([`fetch`]), or its program failed.
+fn execution_failure_kind(reason: &str) -> &'static str {
+    if reason.ends_with(blobs::NO_PROVIDER) {
+        blobs::NO_PROVIDER
+    } else {
+        "exit code (simulated)"
+    }
+}
+
+/// Flags for nodes `0..n`, set for those listed.
+fn flags(n: usize, set: &[usize]) -> Vec<bool> {
+    let mut flags = vec![false; n];
+    for &i in set {
+        if let Some(flag) = flags.get_mut(i) {
+            *flag = true;
+        }
+    }
+    flags
 }

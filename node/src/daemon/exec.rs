@@ -97,7 +97,20 @@ async fn run_in(
         allowed_local: &ctx.local_inputs,
     };
     let task = spec.task();
-    let module = prepare_with_retries(&inputs, root, spec).await?;
+    let limits = Limits::for_task(task, Limits::default());
+    // The requester expects an answer within ExecutionTimeout (and a grace)
+    // of the award: the timeout covers fetching the inputs as well as the
+    // run, so a slow fetch ends in a reason, not in silence.
+    let started = std::time::Instant::now();
+    let module = tokio::select! {
+        prepared = prepare_with_retries(&inputs, root, spec) => prepared?,
+        () = cancel.cancelled() => return Err(executor::ExecError::Cancelled.to_string()),
+        () = tokio::time::sleep(limits.timeout) => return Err(inputs_timed_out(limits.timeout)),
+    };
+    let limits = Limits {
+        timeout: limits.timeout.saturating_sub(started.elapsed()),
+        ..limits
+    };
     let dir = ExecutionDir::new(root);
     // Unique on this node: it names containers and networks, and it is the
     // job in every network.log line (R-NET-9).
@@ -106,7 +119,7 @@ async fn run_in(
         id: &id,
         task,
         dir: &dir,
-        limits: Limits::for_task(task, Limits::default()),
+        limits,
         wasm_module: module.as_deref(),
         deny,
     };
@@ -130,6 +143,14 @@ async fn run_in(
         result_cid: published.cid,
         exit_code: outcome.exit_code,
     })
+}
+
+fn inputs_timed_out(timeout: Duration) -> String {
+    format!(
+        "the inputs were not in within the job's ExecutionTimeout ({} s), which counts \
+         fetching them: raise ExecutionTimeout for large inputs or slow providers",
+        timeout.as_secs()
+    )
 }
 
 /// Attempts at fetching a job's inputs when a provider fails on the way

@@ -1035,3 +1035,44 @@ fn a_wasm_http_job_through_a_node_reaches_its_domain_and_is_logged() {
         "{log}"
     );
 }
+
+#[test]
+fn an_input_that_never_arrives_fails_the_execution_within_its_timeout() {
+    // The requester waits ExecutionTimeout plus a grace from the award: the
+    // node's own timeout covers fetching inputs, so the job ends with the
+    // reason rather than with the node's silence.
+    let files = Files::new();
+    let dirs = tempfile::tempdir().unwrap();
+    let server = HeldServer::start();
+    let node = NodeProc::start(&dirs.path().join("n"), &["--allow-private-downloads"]);
+    let module = node.add(&files.module());
+    let job = hello_job("held input", &module, &url_input(&server.url), "").replace(
+        "QueueTimeout: 3\n",
+        "QueueTimeout: 3\n      ExecutionTimeout: 2\n",
+    );
+    let started = Instant::now();
+    let job_id = node.submit(&job);
+    server.wait_for_request();
+    let ended = node.wait(&job_id, Duration::from_secs(60));
+    assert_eq!(ended["state"], "failed", "{ended:#}");
+    let failures: Vec<&str> = ended["job"]["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["state"]["reason"].as_str())
+        .collect();
+    assert!(!failures.is_empty(), "{ended:#}");
+    for reason in &failures {
+        assert!(
+            reason.contains("ExecutionTimeout (2 s)"),
+            "each attempt ends on the timeout: {ended:#}"
+        );
+    }
+    // Well before the requester's own deadline (2 s + 30 s grace) per attempt.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "took {:?}",
+        started.elapsed()
+    );
+    server.release();
+}

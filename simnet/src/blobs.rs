@@ -10,6 +10,10 @@ use crate::rng::SimRng;
 /// [`crate::Report::execution_failures_by_kind`].
 pub const NO_PROVIDER: &str = "no provider reachable";
 
+/// How a failed execution's reason says its inputs took longer than the
+/// job's `ExecutionTimeout` (words of the node's own reason).
+pub const INPUTS_TIMED_OUT: &str = "inputs were not in within the job's ExecutionTimeout";
+
 /// A node's link to the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bandwidth {

@@ -186,9 +186,13 @@
 //!   links or queue: each gets its full rate however many run at once,
 //!   and a provider that crashes or is cut off mid-transfer still
 //!   finishes it; bytes are counted when a transfer starts. Fetched copies
-//!   do not become providers. The job's `ExecutionTimeout` (plus the
-//!   requester's 30 s grace) runs from the award, fetch included, as on a
-//!   real node: 1 GiB at 50 Mbit/s (172 s) does not fit the default 60 s.
+//!   do not become providers. The job's `ExecutionTimeout` runs from the
+//!   execution's start and counts the fetch, as on a real node: inputs not
+//!   in by then fail the execution with `the inputs were not in within the
+//!   job's ExecutionTimeout`, and a run that would end later fails at the
+//!   timeout, both before the requester's own deadline (the timeout plus
+//!   30 s of grace from the award). 1 GiB at 50 Mbit/s (172 s) does not
+//!   fit the default 60 s.
 //! - **Nodes** ([`config::Population`]): a share accepts `http`
 //!   (`--http-share`, default 30%; 70% of them with an allowlist of 1-4
 //!   entries drawn from [`population::DOMAIN_UNIVERSE`]'s entries, some

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::blobs::{InputStats, NO_PROVIDER};
+use crate::blobs::{INPUTS_TIMED_OUT, InputStats, NO_PROVIDER};
 use crate::config::SimConfig;
 use crate::sim::Traffic;
 
@@ -116,7 +116,8 @@ pub struct Report {
     pub gossip_receptions: u64,
     /// Bids each job received.
     pub bids_per_job: MeanMax,
-    /// Executions that failed, by why: `exit code (simulated)` or `no
+    /// Executions that failed, by why: `exit code (simulated)`, `inputs
+    /// timed out`, `run timed out` or `no
     /// provider reachable` (an input no holder served), counted as their
     /// nodes reported them.
     pub execution_failures_by_kind: BTreeMap<String, u64>,
@@ -240,6 +241,8 @@ impl InputFigures {
 pub fn failure_kind(reason: &str) -> &'static str {
     if reason.contains(NO_PROVIDER) {
         "input unreachable"
+    } else if reason.contains(INPUTS_TIMED_OUT) {
+        "inputs timed out"
     } else if reason.starts_with("no node accepts this job") {
         "no node accepts the job"
     } else if reason.starts_with("no drawn node accepts this job") {

@@ -665,10 +665,27 @@ impl Sim {
 
     /// An execution with its inputs in from `from_ms` on: runs for a drawn
     /// time, then completes or fails.
-    fn run_execution(&mut self, i: usize, job_id: JobId, execution_id: ExecutionId, from_ms: u64) {
+    /// Runs an execution from `from_ms`; it ends by `deadline_ms` (its
+    /// start plus the job's `ExecutionTimeout`, which counts the inputs'
+    /// fetch too) or fails there, as a real node's executor stops it.
+    fn run_execution(
+        &mut self,
+        i: usize,
+        job_id: JobId,
+        execution_id: ExecutionId,
+        from_ms: u64,
+        deadline_ms: u64,
+    ) {
         let (lo, hi) = self.config.execution.run_ms;
         let run = self.rng.range(lo, hi);
-        let outcome = if self.rng.chance(self.config.execution.failure) {
+        let outcome = if from_ms + run > deadline_ms {
+            Outcome::Failed {
+                reason: format!(
+                    "{RUN_TIMED_OUT} of {} s",
+                    self.config.mix.execution_timeout_s
+                ),
+            }
+        } else if self.rng.chance(self.config.execution.failure) {
             Outcome::Failed {
                 reason: "exit code 1 (a simulated failure)".to_owned(),
             }
@@ -684,7 +701,7 @@ impl Sim {
         };
         let incarnation = self.incarnation[i];
         self.push(
-            from_ms + run,
+            (from_ms + run).min(deadline_ms),
             Event::Finished(Box::new(Finished {
                 node: i as u32,
                 incarnation,
@@ -693,6 +710,11 @@ impl Sim {
                 outcome,
             })),
         );
+    }
+
+    /// The job's `ExecutionTimeout`, in simulated ms.
+    pub(super) fn execution_timeout_ms(&self) -> u64 {
+        self.config.mix.execution_timeout_s.saturating_mul(1000)
     }
 
     fn check_refusal(
@@ -837,11 +859,19 @@ impl Sim {
     }
 }
 
+/// How a node's reason starts when the run went past the timeout.
+const RUN_TIMED_OUT: &str = "the task ran longer than its timeout";
+
 /// Why an execution failed, in a word: no provider served one of its
-/// inputs ([`fetch`]), or its program failed.
+/// inputs ([`fetch`]), its inputs or its run went past the timeout, or its
+/// program failed.
 fn execution_failure_kind(reason: &str) -> &'static str {
     if reason.ends_with(blobs::NO_PROVIDER) {
         blobs::NO_PROVIDER
+    } else if reason.contains(blobs::INPUTS_TIMED_OUT) {
+        "inputs timed out"
+    } else if reason.starts_with(RUN_TIMED_OUT) {
+        "run timed out"
     } else {
         "exit code (simulated)"
     }

@@ -7,7 +7,7 @@ use protocol::id::{ExecutionId, JobId};
 use protocol::messages::Outcome;
 
 use super::{Event, Finished, Sim};
-use crate::blobs::{self, NO_PROVIDER};
+use crate::blobs::{self, INPUTS_TIMED_OUT, NO_PROVIDER};
 use crate::check::{self, Violation};
 
 /// An execution on its way through its inputs.
@@ -25,6 +25,9 @@ pub(crate) struct Fetch {
     retried: bool,
     /// The providers the job's announcement named: the submitter's store.
     announced: Vec<u32>,
+    /// When the execution ends unless it is done: its start plus the job's
+    /// `ExecutionTimeout`, which counts fetching the inputs (as on a node).
+    deadline_ms: u64,
 }
 
 impl Fetch {
@@ -48,8 +51,9 @@ impl Sim {
         let Some(&job) = self.job_index.get(&job_id) else {
             return Err(self.violation(format!("node {i} started a job nobody submitted")));
         };
+        let deadline_ms = self.now + self.execution_timeout_ms();
         if self.jobs[job as usize].inputs.is_empty() {
-            self.run_execution(i, job_id, execution_id, self.now);
+            self.run_execution(i, job_id, execution_id, self.now, deadline_ms);
             return Ok(());
         }
         let announced = providers
@@ -66,6 +70,7 @@ impl Sim {
             input: 0,
             retried: false,
             announced,
+            deadline_ms,
         })
     }
 
@@ -103,7 +108,11 @@ impl Sim {
                 fetch.retried = true;
                 let (lo, hi) = self.config.execution.fetch_retry_ms;
                 let at = self.now + self.rng.range(lo, hi);
-                self.push(at, Event::Fetch(Box::new(fetch)));
+                if at > fetch.deadline_ms {
+                    self.timed_out(fetch);
+                } else {
+                    self.push(at, Event::Fetch(Box::new(fetch)));
+                }
                 return Ok(());
             }
             None => return self.give_up(fetch),
@@ -111,8 +120,13 @@ impl Sim {
         fetch.input += 1;
         fetch.retried = false;
         let at = self.now + took;
+        if at > fetch.deadline_ms {
+            self.timed_out(fetch);
+            return Ok(());
+        }
         if fetch.input == self.jobs[fetch.job as usize].inputs.len() {
-            self.run_execution(i, fetch.job_id, fetch.execution_id, at);
+            let deadline_ms = fetch.deadline_ms;
+            self.run_execution(i, fetch.job_id, fetch.execution_id, at, deadline_ms);
         } else {
             self.push(at, Event::Fetch(Box::new(fetch)));
         }
@@ -150,6 +164,28 @@ impl Sim {
         took
     }
 
+    /// The inputs are not in by the deadline: the execution fails then,
+    /// with the reason a node gives.
+    fn timed_out(&mut self, fetch: Fetch) {
+        let timeout_s = self.config.mix.execution_timeout_s;
+        let at = fetch.deadline_ms.max(self.now);
+        self.fail(fetch, at, format!("the {INPUTS_TIMED_OUT} ({timeout_s} s)"));
+    }
+
+    /// Ends the execution at `at` with a failure.
+    fn fail(&mut self, fetch: Fetch, at: u64, reason: String) {
+        self.push(
+            at,
+            Event::Finished(Box::new(Finished {
+                node: fetch.node,
+                incarnation: fetch.incarnation,
+                job_id: fetch.job_id,
+                execution_id: fetch.execution_id,
+                outcome: Outcome::Failed { reason },
+            })),
+        );
+    }
+
     /// The execution fails for an input no provider serves: checked against
     /// who truly holds it and the network at this moment, then reported.
     fn give_up(&mut self, fetch: Fetch) -> Result<(), Violation> {
@@ -166,18 +202,7 @@ impl Sim {
             self.up[p] && !self.net.separated(p, i, self.now)
         })
         .map_err(|what| self.violation(format!("node {i} {what}")))?;
-        self.push(
-            self.now,
-            Event::Finished(Box::new(Finished {
-                node: fetch.node,
-                incarnation: fetch.incarnation,
-                job_id: fetch.job_id,
-                execution_id: fetch.execution_id,
-                outcome: Outcome::Failed {
-                    reason: format!("input CID {cid}: {NO_PROVIDER}"),
-                },
-            })),
-        );
+        self.fail(fetch, self.now, format!("input CID {cid}: {NO_PROVIDER}"));
         Ok(())
     }
 }

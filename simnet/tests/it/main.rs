@@ -176,25 +176,33 @@ fn inputs_without_a_reachable_provider_fail_and_replicas_help() {
     );
 }
 
+/// Every job reads one input of `bytes`; every node's link is `up` and
+/// `down` Mbit/s.
+fn one_input_each(mut c: SimConfig, bytes: u64, up: u64, down: u64) -> SimConfig {
+    c.mix.input_share = 1.0;
+    c.mix.inputs_per_job = (1, 1);
+    c.mix.input_bytes = (bytes, bytes);
+    c.population.bandwidth = vec![simnet::config::BandwidthClass {
+        share: 1.0,
+        up_mbps: up,
+        down_mbps: down,
+    }];
+    c
+}
+
 /// Issue 7 (transfer time by size and bandwidth): a fetch takes two link
 /// delays and the size over the slower of the provider's upload and the
 /// receiver's download, and every byte is counted.
 #[test]
 fn input_fetches_take_size_over_bandwidth() {
-    use simnet::config::BandwidthClass;
-
     let seed = 8;
-    let mut c = SimConfig::new(40, 60, seed);
-    c.mix.input_share = 1.0;
-    c.mix.inputs_per_job = (1, 1);
-    c.mix.input_bytes = (1_000_000, 1_000_000);
     // 8 Mbit/s up (1 MB/s), 80 down: the upload sets the pace.
-    c.population.bandwidth = vec![BandwidthClass {
-        share: 1.0,
-        up_mbps: 8,
-        down_mbps: 80,
-    }];
-    let r = run_ok(c);
+    let r = run_ok(one_input_each(
+        SimConfig::new(40, 60, seed),
+        1_000_000,
+        8,
+        80,
+    ));
     let i = &r.inputs;
     assert!(i.fetched >= 40, "seed {seed}: {r}");
     // 1,000 ms of bytes plus two link delays of 50-75 ms.
@@ -205,6 +213,37 @@ fn input_fetches_take_size_over_bandwidth() {
     );
     assert_eq!(i.bytes_total, i.fetched * 1_000_000, "seed {seed}");
     assert!(i.bytes_per_node.max >= 1_000_000, "seed {seed}");
+}
+
+/// Inputs too large for the job's `ExecutionTimeout` end each execution at
+/// the timeout with that reason (as a real node's do), never in the node's
+/// silence: every job fails as "inputs timed out", none as "no answer".
+#[test]
+fn inputs_longer_than_the_timeout_fail_with_that_reason() {
+    let seed = 5;
+    // 100 MB at 8 Mbit/s: 100 s, over the 60 s timeout.
+    let r = run_ok(one_input_each(
+        SimConfig::new(30, 20, seed),
+        100_000_000,
+        8,
+        8,
+    ));
+    // Only jobs that ran where their input was (their submitter) complete;
+    // a job no node accepts for its network mode fails for that.
+    assert!(
+        r.failures_by_kind.get("inputs timed out") >= Some(&10),
+        "seed {seed}: {r}"
+    );
+    for kind in r.failures_by_kind.keys() {
+        assert!(
+            ["inputs timed out", "no node accepts the job"].contains(&kind.as_str()),
+            "seed {seed}: a job failed as {kind}: {r}"
+        );
+    }
+    assert!(
+        r.execution_failures_by_kind.get("inputs timed out") >= Some(&40),
+        "seed {seed}: {r}"
+    );
 }
 
 /// The failure-reason check is not vacuous: a reason claiming more nodes

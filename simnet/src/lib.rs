@@ -211,8 +211,8 @@
 //! Not modelled yet: `NodeInfo` gossip (requesters explain failures from
 //! refusals alone), shared bandwidth and queueing of blob transfers, result
 //! transfers, WASM modules fetched by URL, policy hot reloads, user
-//! cancellations, per-pair loss, and live testnets of real `skrei node`
-//! processes (issue 7, item 5).
+//! cancellations and per-pair loss. Real `skrei node` processes run in
+//! live testnets instead ([`live`]).
 //!
 //! # Invariants ([`check`])
 //! Checked against the policies, engines and capacities the operators
@@ -245,6 +245,10 @@
 //! the policy the file gives it ([`live::policies`]); it prints one
 //! `SKREI_API=http://...` line per node (node 0 first) and stops them on
 //! Ctrl-C. Tests drive the same network through [`live::LiveNet`].
+//! `simnet up --docker` puts each node in a container of its own on a Docker
+//! network made for the testnet, so that a node can be cut off and healed
+//! (`docker network disconnect`/`connect`, or [`live::LiveNet::partition`]
+//! and [`live::LiveNet::heal`]).
 
 pub mod blobs;
 pub mod check;

@@ -77,7 +77,12 @@ pub(super) struct Driver {
     /// When each connection last answered a ping (or opened): see
     /// [`Driver::close_silent`]. Peers without ping are not in it.
     last_pong: HashMap<ConnectionId, std::time::Instant>,
+    /// When [`Driver::close_silent`] last ran.
+    last_liveness_check: std::time::Instant,
 }
+
+/// How often connections are checked for silence.
+const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How often a node with no connected peer tries to rejoin the network.
 const REJOIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -98,12 +103,24 @@ impl Driver {
             strikes: HashMap::new(),
             bootstrap: Vec::new(),
             last_pong: HashMap::new(),
+            last_liveness_check: std::time::Instant::now(),
         }
     }
 
     /// Closes the connections silent for [`SILENT_AFTER`].
     fn close_silent(&mut self) {
         let now = std::time::Instant::now();
+        let since_last = now.duration_since(self.last_liveness_check);
+        self.last_liveness_check = now;
+        if since_last > LIVENESS_CHECK * 3 {
+            // This task itself was held up (a suspended process, a starved
+            // machine): the pongs may be waiting in its queue. Judge from
+            // now on instead of closing every connection.
+            for at in self.last_pong.values_mut() {
+                *at = now;
+            }
+            return;
+        }
         let silent: Vec<ConnectionId> = self
             .last_pong
             .iter()
@@ -142,7 +159,7 @@ impl Driver {
             REJOIN_INTERVAL,
         );
         rejoin.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut liveness = tokio::time::interval(std::time::Duration::from_secs(1));
+        let mut liveness = tokio::time::interval(LIVENESS_CHECK);
         liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stopped = loop {
             tokio::select! {

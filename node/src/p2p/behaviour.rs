@@ -36,18 +36,9 @@ const GOSSIP_FRAMING: usize = 64 << 10;
 /// How long a direct message waits for its acknowledgement.
 pub const DIRECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often each connection is pinged, and how long a pong may take. A
-/// peer cut off without a goodbye (a network partition, a pulled cable)
-/// leaves its TCP connection silent rather than closed: pongs stopping is
-/// what tells (see [`SILENT_AFTER`]).
-pub const PING_INTERVAL: Duration = Duration::from_secs(2);
-pub const PING_TIMEOUT: Duration = Duration::from_secs(4);
-
-/// A connection with no pong for this long is closed, so that jobs awarded
-/// to a peer cut off move on within seconds rather than at TCP's timeout
-/// (minutes) or libp2p's own ping failure (after two failed pings and a
-/// stream negotiation: 20 s or more).
-pub const SILENT_AFTER: Duration = Duration::from_secs(10);
+/// How long a pong may take; a late one is a failed ping. The interval and
+/// what silence closes a connection are in [`super::P2pConfig`].
+const PING_TIMEOUT: Duration = Duration::from_secs(4);
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
@@ -66,6 +57,7 @@ impl Behaviour {
         key: &Keypair,
         kademlia: bool,
         mdns: bool,
+        ping_interval: Duration,
         metrics: &mut Registry,
     ) -> Result<Behaviour, String> {
         let peer_id = key.public().to_peer_id();
@@ -126,7 +118,7 @@ impl Behaviour {
 
         let ping = ping::Behaviour::new(
             ping::Config::new()
-                .with_interval(PING_INTERVAL)
+                .with_interval(ping_interval)
                 .with_timeout(PING_TIMEOUT),
         );
         Ok(Behaviour {

@@ -1,5 +1,7 @@
 //! What a node's network layer needs to start.
 
+use std::time::Duration;
+
 use libp2p::Multiaddr;
 
 /// Configuration of [`super::P2p::start`].
@@ -33,6 +35,13 @@ pub struct P2pConfig {
     /// gossip is dropped (with a warning) and direct messages are answered
     /// "busy", so the sender can retry: the swarm never blocks on a slow reader.
     pub event_buffer: usize,
+    /// How often each connection is pinged.
+    pub ping_interval: Duration,
+    /// A connection with no pong for this long is closed, so that jobs
+    /// awarded to a peer cut off without a goodbye move on within seconds
+    /// (a cut link stays silent rather than closed: TCP would take minutes,
+    /// libp2p's own ping failure 20 s or more). `None`: only libp2p's.
+    pub silent_after: Option<Duration>,
 }
 
 impl P2pConfig {
@@ -47,7 +56,21 @@ impl P2pConfig {
             kademlia: true,
             command_buffer: 256,
             event_buffer: 256,
+            ping_interval: Duration::from_secs(2),
+            silent_after: Some(Duration::from_secs(10)),
         }
+    }
+
+    /// Sets how often connections are pinged and after how long without a
+    /// pong one is closed (see [`P2pConfig::silent_after`]).
+    pub fn liveness(
+        mut self,
+        ping_interval: Duration,
+        silent_after: Option<Duration>,
+    ) -> P2pConfig {
+        self.ping_interval = ping_interval;
+        self.silent_after = silent_after;
+        self
     }
 
     /// Adds a listen address.
@@ -85,6 +108,8 @@ impl std::fmt::Debug for P2pConfig {
             .field("kademlia", &self.kademlia)
             .field("command_buffer", &self.command_buffer)
             .field("event_buffer", &self.event_buffer)
+            .field("ping_interval", &self.ping_interval)
+            .field("silent_after", &self.silent_after)
             .finish_non_exhaustive()
     }
 }

@@ -13,7 +13,7 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns, ping};
 use protocol::id::NodeId;
 use tokio::sync::{mpsc, oneshot};
 
-use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL, SILENT_AFTER};
+use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::codec::Ack;
 use super::validate::{self, JOBS_TOPIC, NODES_TOPIC, node_id, peer_id};
 use super::{P2pError, P2pEvent};
@@ -74,6 +74,8 @@ pub(super) struct Driver {
     /// The `--bootstrap` addresses, dialled again whenever no peer is
     /// connected (see [`Driver::rejoin`]).
     pub bootstrap: Vec<Multiaddr>,
+    /// How long a connection may go without a pong (`None`: no limit).
+    pub silent_after: Option<std::time::Duration>,
     /// When each connection last answered a ping (or opened): see
     /// [`Driver::close_silent`]. Peers without ping are not in it.
     last_pong: HashMap<ConnectionId, std::time::Instant>,
@@ -102,13 +104,17 @@ impl Driver {
             finding: HashMap::new(),
             strikes: HashMap::new(),
             bootstrap: Vec::new(),
+            silent_after: None,
             last_pong: HashMap::new(),
             last_liveness_check: std::time::Instant::now(),
         }
     }
 
-    /// Closes the connections silent for [`SILENT_AFTER`].
+    /// Closes the connections silent for [`Driver::silent_after`].
     fn close_silent(&mut self) {
+        let Some(silent_after) = self.silent_after else {
+            return;
+        };
         let now = std::time::Instant::now();
         let since_last = now.duration_since(self.last_liveness_check);
         self.last_liveness_check = now;
@@ -124,11 +130,11 @@ impl Driver {
         let silent: Vec<ConnectionId> = self
             .last_pong
             .iter()
-            .filter(|(_, at)| now.duration_since(**at) > SILENT_AFTER)
+            .filter(|(_, at)| now.duration_since(**at) > silent_after)
             .map(|(id, _)| *id)
             .collect();
         for id in silent {
-            tracing::debug!(connection = %id, "no pong for {SILENT_AFTER:?}: closing the connection");
+            tracing::debug!(connection = %id, "no pong for {silent_after:?}: closing the connection");
             self.last_pong.remove(&id);
             self.swarm.close_connection(id);
         }
@@ -420,7 +426,7 @@ impl Driver {
         }
     }
 
-    /// Pongs keep a connection open: see [`SILENT_AFTER`].
+    /// Pongs keep a connection open: see [`Driver::silent_after`].
     fn ping(&mut self, event: ping::Event) {
         match event.result {
             Ok(_) => {
@@ -431,6 +437,10 @@ impl Driver {
             // A peer without ping (not a skrei node) is not silent for that.
             Err(ping::Failure::Unsupported) => {
                 self.last_pong.remove(&event.connection);
+            }
+            // With no silence limit, failed pings are only reported.
+            Err(e) if self.silent_after.is_none() => {
+                tracing::debug!(peer = %event.peer, %e, "ping failed");
             }
             Err(e) => {
                 tracing::debug!(peer = %event.peer, %e, "ping failed: closing the connection");

@@ -124,7 +124,7 @@ impl P2p {
             });
         }
 
-        let (kademlia, mdns) = (config.kademlia, config.mdns);
+        let (kademlia, mdns, ping_interval) = (config.kademlia, config.mdns, config.ping_interval);
         let mut metrics = Registry::with_prefix("gossipsub");
         let swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
@@ -135,7 +135,7 @@ impl P2p {
             )
             .map_err(|e| P2pError::Setup(e.to_string()))?
             .with_behaviour(|key| {
-                Behaviour::new(key, kademlia, mdns, &mut metrics)
+                Behaviour::new(key, kademlia, mdns, ping_interval, &mut metrics)
                     .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
             })
             .map_err(|e| P2pError::Setup(e.to_string()))?
@@ -146,6 +146,7 @@ impl P2p {
         let (commands_tx, commands) = mpsc::channel(config.command_buffer.max(1));
         let shared = Arc::new(Mutex::new(Shared::default()));
         let mut driver = Driver::new(swarm, events_tx, shared.clone());
+        driver.silent_after = config.silent_after;
 
         listen(&mut driver, &config.listen).await?;
         bootstrap(&mut driver, &config.bootstrap)?;

@@ -418,6 +418,19 @@ fn node_settings_are_checked_before_anything_starts() {
         "{}",
         text(&out.stderr)
     );
+    // --api-allow takes an address or a CIDR range, host bits clear.
+    for (bad, says) in [
+        ("gateway", "is not a CIDR range"),
+        ("172.18.0.1/16", "write `172.18.0.0/16`"),
+    ] {
+        let out = skrei(&["node", "--api-allow", bad, "--data-dir", "/nonexistent/x"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("--api-allow") && text(&out.stderr).contains(says),
+            "{}",
+            text(&out.stderr)
+        );
+    }
     let out = skrei(&["devstack", "--nodes", "2", "--policy", "5=http"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

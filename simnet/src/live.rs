@@ -411,6 +411,9 @@ impl LiveNet {
         let others: Vec<usize> = (0..self.nodes.len())
             .filter(|&j| j != i && self.nodes[j].child.is_some() && !self.nodes[j].partitioned)
             .collect();
+        if others.is_empty() {
+            return Ok(());
+        }
         loop {
             for &j in &others {
                 let info = self.nodes[j].api.get("/api/v1/node")?;
@@ -422,9 +425,6 @@ impl LiveNet {
                 if connected {
                     return Ok(());
                 }
-            }
-            if others.is_empty() {
-                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(LiveError::NotConnected {

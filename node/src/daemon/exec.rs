@@ -107,8 +107,13 @@ async fn run_in(
         () = cancel.cancelled() => return Err(executor::ExecError::Cancelled.to_string()),
         () = tokio::time::sleep(limits.timeout) => return Err(inputs_timed_out(limits.timeout)),
     };
+    // What is left of the timeout is the run's.
+    let left = limits.timeout.saturating_sub(started.elapsed());
+    if left.is_zero() {
+        return Err(inputs_timed_out(limits.timeout));
+    }
     let limits = Limits {
-        timeout: limits.timeout.saturating_sub(started.elapsed()),
+        timeout: left,
         ..limits
     };
     let dir = ExecutionDir::new(root);

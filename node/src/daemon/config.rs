@@ -53,6 +53,12 @@ pub struct NodeConfig {
     pub proxy_resolve: Vec<(String, std::net::IpAddr)>,
     /// Ports `CONNECT` may reach through the proxies. Default 443.
     pub proxy_connect_ports: Vec<u16>,
+    /// Most bytes of one job's results this node fetches as its requester
+    /// (R-SEC-5). Default 10 GiB.
+    pub max_result_size: u64,
+    /// Most bytes one CID input may take when this node runs a job
+    /// (R-SEC-5). Default 10 GiB.
+    pub max_input_size: u64,
 }
 
 impl NodeConfig {
@@ -78,6 +84,8 @@ impl NodeConfig {
             proxy_allow_ranges: Vec::new(),
             proxy_resolve: Vec::new(),
             proxy_connect_ports: vec![443],
+            max_result_size: 10 << 30,
+            max_input_size: 10 << 30,
         }
     }
 }

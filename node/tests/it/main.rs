@@ -5,6 +5,8 @@
 mod cli;
 mod daemon;
 mod docker;
+mod harness;
 mod p2p;
+mod trust;
 mod wasm;
 mod wasm_http;

@@ -5,6 +5,7 @@
 mod cli;
 mod daemon;
 mod docker;
+mod docker_host;
 mod p2p;
 mod wasm;
 mod wasm_http;

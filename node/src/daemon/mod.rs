@@ -222,13 +222,13 @@ async fn start_engines(
     if config.engines.iter().any(|e| e == "docker") {
         let docker_config = DockerConfig {
             owner: node_id.to_string(),
+            services,
+            accepts_full: config.accept_network == protocol::job::NetworkMode::Full,
             http_rate: config.http_rate,
             deny,
             allow_ranges: config.proxy_allow_ranges.clone(),
             resolve: config.proxy_resolve.clone(),
             connect_ports: config.proxy_connect_ports.clone(),
-            services,
-            accepts_full: config.accept_network == protocol::job::NetworkMode::Full,
             ..DockerConfig::default()
         };
         match DockerExecutor::new(docker_config).await {

@@ -134,7 +134,8 @@ impl Node {
                 source,
             }
         })?;
-        let engines = start_engines(&mut config, &node_id, api_addr, &p2p_addrs).await;
+        let data_addrs: Vec<SocketAddr> = store.addr().ip_addrs().copied().collect();
+        let engines = start_engines(&mut config, &node_id, api_addr, &p2p_addrs, &data_addrs).await;
         let (commands, command_rx) = mpsc::channel(256);
         let (stop, stop_rx) = watch::channel(false);
         let (changes, changes_rx) = watch::channel(0u64);
@@ -234,10 +235,15 @@ async fn start_engines(
     node_id: &NodeId,
     api_addr: SocketAddr,
     p2p_addrs: &[Multiaddr],
+    data_addrs: &[SocketAddr],
 ) -> crate::executor::Engines {
     use crate::executor::docker::{DockerConfig, DockerExecutor};
     let mut deny = vec![api_addr];
     deny.extend(p2p_addrs.iter().filter_map(driver::socket_addr));
+    // Named in the warning when `full` jobs cannot be kept off the host.
+    let mut services = vec![("API".to_string(), api_addr)];
+    services.extend(deny[1..].iter().map(|a| ("libp2p".to_string(), *a)));
+    services.extend(data_addrs.iter().map(|a| ("data".to_string(), *a)));
     // The same egress rules for WASM `http` jobs as for Docker sidecars.
     let network = crate::executor::WasmNetwork {
         http_rate: config.http_rate,
@@ -258,6 +264,8 @@ async fn start_engines(
     if config.engines.iter().any(|e| e == "docker") {
         let docker_config = DockerConfig {
             owner: node_id.to_string(),
+            services,
+            accepts_full: config.accept_network == protocol::job::NetworkMode::Full,
             http_rate: config.http_rate,
             deny,
             allow_ranges: config.proxy_allow_ranges.clone(),

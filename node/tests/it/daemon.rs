@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -637,6 +637,104 @@ fn a_docker_http_job_reaches_only_its_domains_and_never_the_control_plane() {
         log.contains(&p2p_port),
         "the refused control-plane port is logged: {log}"
     );
+}
+
+#[test]
+fn a_full_docker_job_cannot_reach_its_own_nodes_api_or_libp2p_port() {
+    // R-NET-2, R-NET-7, R-SEC-3 through a node: its API and libp2p listen
+    // on all interfaces, and a `full` job it runs dials both through its
+    // gateway, Docker's bridge address and the host's LAN address: every
+    // attempt is refused (on main each one connected).
+    use super::docker::{docker0, engine, lan_address, probe_image};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some((image, gw)) = runtime.block_on(async {
+        let docker = engine().await?;
+        Some((probe_image(&docker).await, docker0(&docker).await))
+    }) else {
+        return;
+    };
+    let dirs = tempfile::tempdir().unwrap();
+    let data = dirs.path().join("n");
+    let args = [
+        "node",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--api",
+        "0.0.0.0:0",
+        "--listen",
+        "/ip4/0.0.0.0/tcp/0",
+        "--engines",
+        "docker",
+        "--accept-network",
+        "full",
+    ];
+    let node = NodeProc::spawn(args.iter().map(|a| a.to_string()).collect());
+    if !node.info()["engines"].to_string().contains("docker") {
+        assert!(
+            !super::docker::require_docker(),
+            "no Docker engine on the node"
+        );
+        return;
+    }
+    let api = node.api.rsplit(':').next().unwrap().to_string();
+    let p2p = node.bootstrap().split('/').nth(4).unwrap().to_string();
+    let mut targets = vec![format!("gw {api}"), format!("gw {p2p}")];
+    let mut hosts = vec![gw.to_string()];
+    hosts.extend(
+        lan_address()
+            .filter(|a| !a.is_loopback())
+            .map(|a| a.to_string()),
+    );
+    for host in &hosts {
+        targets.push(format!("tcp {host} {api}"));
+        targets.push(format!("tcp {host} {p2p}"));
+    }
+    let words: Vec<String> = targets
+        .join(" , ")
+        .split_whitespace()
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    let job = format!(
+        "Type: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      \
+         Params:\n        Image: {image}\n        Entrypoint: [/probe]\n        \
+         Parameters: [{}]\n    Network:\n      Type: full\n    \
+         Timeouts:\n      QueueTimeout: 10\n",
+        words.join(", ")
+    );
+    let id = node.submit(&job);
+    let ended = node.wait(&id, Duration::from_secs(120));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    let logs = cli(&node.api, &["job", "logs", &id]);
+    let stdout = text(&logs.stdout);
+    eprintln!("{stdout}");
+    assert_eq!(stdout.lines().count(), targets.len(), "{stdout}");
+    for l in stdout.lines() {
+        // "no banner" would mean it connected: the node answered.
+        assert!(l.contains("Connection refused"), "{stdout}");
+    }
+    // Stopped cleanly, the node takes its firewall table with it.
+    let mut node = node;
+    let pid = node.child.id();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the node did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    let tables = text(&tables.stdout);
+    assert!(!tables.contains(&format!("_{pid}_")), "{tables}");
 }
 
 #[test]

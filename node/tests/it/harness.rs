@@ -17,7 +17,7 @@ pub(crate) const HELLO: &[u8] = include_bytes!("../../../examples/wasm/hello.was
 
 /// A `skrei node` process, killed when dropped.
 pub(crate) struct NodeProc {
-    child: Child,
+    pub(crate) child: Child,
     pub(crate) api: String,
     args: Vec<String>,
     /// The API token, read from the data folder (R-SEC-1).

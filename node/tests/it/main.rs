@@ -5,6 +5,7 @@
 mod cli;
 mod daemon;
 mod docker;
+mod docker_host;
 mod harness;
 mod p2p;
 mod trust;

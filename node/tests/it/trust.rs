@@ -386,3 +386,69 @@ fn r_sec_5_inputs_over_the_compute_nodes_budget_fail_with_that_reason() {
     assert!(reason.contains("budget of 1024 bytes"), "{reason}");
     drop(b);
 }
+
+// R-SEC-1: the client sends a token it found in this user's record only to
+// a socket of this user: another user who takes the port of a stopped node
+// gets nothing.
+#[test]
+fn r_sec_1_a_recorded_token_is_not_sent_to_another_users_listener() {
+    if !is_root() {
+        assert!(
+            std::env::var_os("SKREI_REQUIRE_DOCKER").is_none(),
+            "this test needs root in CI"
+        );
+        return;
+    }
+    let dirs = tempfile::tempdir().unwrap();
+    let state = dirs.path().join("state");
+    // `nobody` listens on a loopback port and reports what it receives.
+    let mut listener = std::process::Command::new("setpriv")
+        .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
+        .args([
+            // The system's Python: one under root's home is not nobody's.
+            "/usr/bin/python3",
+            "-c",
+            "import socket,sys\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen()\n\
+             print(s.getsockname()[1],flush=True)\ns.settimeout(20)\n\
+             try:\n  c,_=s.accept();c.settimeout(2);print(c.recv(4096),flush=True)\n\
+             except Exception as e:\n  print('nothing',flush=True)\n",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(listener.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    // This user's record says a node of ours was at that address.
+    let token_file = dirs.path().join("api.token");
+    std::fs::write(&token_file, "ab".repeat(32)).unwrap();
+    let apis = state.join("apis");
+    std::fs::create_dir_all(&apis).unwrap();
+    std::fs::write(
+        apis.join(format!("127_0_0_1_{port}")),
+        serde_json::json!({ "api": format!("127.0.0.1:{port}"), "token_file": token_file })
+            .to_string(),
+    )
+    .unwrap();
+    let run = skrei()
+        .args(["node", "info", "--api", &format!("http://127.0.0.1:{port}")])
+        .env("SKREI_STATE_DIR", &state)
+        .env_remove("SKREI_API_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!run.status.success());
+    assert!(
+        text(&run.stderr).contains("is not this user's"),
+        "{}",
+        text(&run.stderr)
+    );
+    let _ = listener.kill();
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+    let _ = listener.wait();
+    assert!(
+        !rest.contains(&"ab".repeat(32)),
+        "the token was sent: {rest}"
+    );
+}

@@ -19,6 +19,8 @@
 //!   and progress (a directory's files concurrently), export to the file
 //!   system.
 //! - [`download`]: bounded, retrying HTTP(S) downloads of URL inputs.
+//! - [`allowed`]: the folders the operator lets jobs read from and
+//!   publish to, and the one rule that keeps paths inside them.
 //! - [`inputs`]: a job's inputs (CID, URL, inline, local path) materialised
 //!   read-only in an execution folder, concurrently.
 //! - [`publish`]: an execution's results stored as one directory CID and
@@ -39,6 +41,7 @@
 //! ```
 
 pub mod address;
+pub mod allowed;
 pub mod cid;
 pub mod download;
 mod fetch;

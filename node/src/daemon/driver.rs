@@ -197,6 +197,11 @@ impl Driver {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
+        cc.publish_dirs = config
+            .publish_dirs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         let compute = Compute::new(cc);
         let downloader = Downloader::new(DownloadConfig {
             allow_private: config.allow_private_downloads,
@@ -209,6 +214,7 @@ impl Driver {
             downloader,
             engines,
             local_inputs: config.local_inputs.clone(),
+            publish_dirs: config.publish_dirs.clone(),
         });
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let allowlist_stamp = config.allowlist.as_deref().and_then(stamp);

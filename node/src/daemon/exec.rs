@@ -24,6 +24,8 @@ pub(super) struct ExecContext {
     pub downloader: Downloader,
     pub engines: Engines,
     pub local_inputs: Vec<PathBuf>,
+    /// Folders `dir` publishers may write under (R-SEC-2).
+    pub publish_dirs: Vec<PathBuf>,
 }
 
 /// Runs one execution to its end; never fails, reports why instead.
@@ -141,6 +143,7 @@ async fn run_in(
         &task.publisher,
         Some(&job_id.to_string()),
         None,
+        &ctx.publish_dirs,
     )
     .await
     .map_err(|e| format!("publishing results: {e}"))?;

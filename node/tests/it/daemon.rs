@@ -4,6 +4,9 @@
 use std::path::Path;
 use std::process::Command;
 
+// Tests of single trust boundaries, using this file's harness.
+mod publish_dir;
+
 fn skrei() -> Command {
     Command::new(env!("CARGO_BIN_EXE_skrei"))
 }

@@ -2,6 +2,8 @@
 //! feeding them what the network, the API, executions and the clock say, and
 //! carrying out what they ask.
 
+mod pace;
+
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +31,8 @@ use super::config::{NodeConfig, load_policy};
 use super::db::Db;
 use super::exec::{self, ExecContext};
 use crate::executor::{Cancel, Engines};
-use crate::p2p::{P2pEvent, P2pHandle};
+use crate::p2p::{P2pError, P2pEvent, P2pHandle};
+use pace::Pacer;
 
 /// How often the list of local Docker images is refreshed.
 const IMAGES_EVERY: Duration = Duration::from_secs(5);
@@ -89,12 +92,17 @@ pub struct PeerView {
 /// An awarded node that disconnected and stays away this long has failed
 /// its execution: the job is re-awarded instead of waiting for its timeout.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(3);
+/// How long another message is offered to a peer that answers "busy".
+const BUSY_RETRY_FOR: Duration = Duration::from_secs(3);
 /// How long a result is offered to an unreachable requester (it may be
 /// restarting) before it is given up.
 const RESULT_RETRY_FOR: Duration = Duration::from_secs(120);
 
 /// Peers' blob store addresses, shared with executions looking for providers.
 type DataAddrs = Arc<std::sync::Mutex<HashMap<NodeId, Vec<String>>>>;
+
+/// Announcements of this node's waiting to be published (see `pace`).
+const MAX_OUTBOX: usize = 4_096;
 
 /// Longest wait for the DHT to name providers of one input.
 const PROVIDER_LOOKUP: Duration = Duration::from_secs(3);
@@ -141,6 +149,8 @@ pub(super) struct Driver {
     peers: BTreeMap<NodeId, (bool, Option<NodeInfo>)>,
     /// Peers' blob store addresses, from their node info.
     data_addrs: DataAddrs,
+    /// This node's announcements, paced to what peers take.
+    outbox: Pacer<Gossip>,
     info_seq: u64,
     next_info: tokio::time::Instant,
     /// Peers gone, and when their awarded executions count as failed.
@@ -238,6 +248,7 @@ impl Driver {
             internal_rx,
             peers: BTreeMap::new(),
             data_addrs: DataAddrs::default(),
+            outbox: Pacer::new(protocol::rate::ANNOUNCE_RATE, MAX_OUTBOX),
             info_seq: 0,
             gone: HashMap::new(),
             allowlist_stamp,
@@ -293,6 +304,7 @@ impl Driver {
             }
             self.fail_gone_nodes(now);
             self.drain();
+            self.send_paced(now);
         }
         for cancel in self.running.values() {
             cancel.cancel();
@@ -312,6 +324,7 @@ impl Driver {
         if let Some(gone) = self.gone.values().min() {
             at = at.min(*gone);
         }
+        let machine = machine.into_iter().chain(self.outbox.next_ms(now)).min();
         if let Some(ms) = machine {
             let wait = Duration::from_millis(ms.saturating_sub(now));
             at = at.min(tokio::time::Instant::now() + wait);
@@ -354,6 +367,20 @@ impl Driver {
             P2pEvent::Rejected { from, reason } => {
                 tracing::debug!(%from, ?reason, "message refused");
             }
+            P2pEvent::Connection { .. } => {}
+        }
+    }
+
+    /// Publishes the announcements whose turn has come.
+    fn send_paced(&mut self, now: u64) {
+        for gossip in self.outbox.due(now) {
+            let p2p = self.p2p.clone();
+            tokio::spawn(async move {
+                if let Err(e) = p2p.publish(&gossip).await {
+                    // With no peers yet, the re-announcement reaches them.
+                    tracing::debug!("announcement not published: {e}");
+                }
+            });
         }
     }
 
@@ -502,14 +529,8 @@ impl Driver {
             RequesterOutput::Publish(announce) => {
                 match announce.sign(&self.key) {
                     Ok(signed) => {
-                        let p2p = self.p2p.clone();
-                        let job_id = announce.job_id;
-                        tokio::spawn(async move {
-                            if let Err(e) = p2p.publish(&Gossip::Announce(signed)).await {
-                                // With no peers yet, the re-announcement reaches them.
-                                tracing::debug!(%job_id, "announcement not published: {e}");
-                            }
-                        });
+                        self.outbox.push(Gossip::Announce(signed));
+                        self.send_paced(now);
                     }
                     Err(e) => tracing::error!("signing an announcement: {e}"),
                 }
@@ -674,25 +695,32 @@ impl Driver {
         let p2p = self.p2p.clone();
         let tx = self.internal_tx.clone();
         // Results are what a job is for: keep offering one while its
-        // requester is away (restarting, say). Other messages go once.
-        let retry_until = matches!(direct, Direct::Result(_))
-            .then(|| tokio::time::Instant::now() + RESULT_RETRY_FOR);
+        // requester is away (restarting, say). Other messages go once,
+        // unless the peer answers "busy" (its queue is full, or this node
+        // is over its rate there): then for a little while.
+        let start = tokio::time::Instant::now();
+        let result_until = matches!(direct, Direct::Result(_)).then(|| start + RESULT_RETRY_FOR);
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(250);
             let mut sent = p2p.send(to, &direct).await;
             let mut tries = 1;
-            while let (Err(e), Some(until)) = (&sent, retry_until) {
+            while let Err(e) = &sent {
+                let until = match (result_until, e) {
+                    (Some(until), _) => until,
+                    (None, P2pError::Busy { .. }) => start + BUSY_RETRY_FOR,
+                    _ => break,
+                };
                 if tokio::time::Instant::now() + wait > until {
                     break;
                 }
-                tracing::debug!(%to, "result not delivered yet: {e}");
+                tracing::debug!(%to, "not delivered yet: {e}");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
                 sent = p2p.send(to, &direct).await;
                 tries += 1;
             }
             if sent.is_ok() && tries > 1 {
-                tracing::info!(%to, tries, "result delivered once the requester was back");
+                tracing::info!(%to, tries, "delivered after {tries} tries");
             }
             if let Err(e) = sent {
                 tracing::debug!(%to, "message not delivered: {e}");

@@ -3,8 +3,9 @@
 //! carrying out what they ask.
 
 mod pace;
+mod peers;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,6 +34,7 @@ use super::exec::{self, ExecContext};
 use crate::executor::{Cancel, Engines};
 use crate::p2p::{P2pError, P2pEvent, P2pHandle};
 use pace::Pacer;
+use peers::{MAX_PEERS, Peers, is_local_ip};
 
 /// How often the list of local Docker images is refreshed.
 const IMAGES_EVERY: Duration = Duration::from_secs(5);
@@ -78,7 +80,11 @@ pub struct NodeView {
     pub running: u32,
     pub accept_network: String,
     pub allowlist: Option<String>,
+    /// At most `MAX_PEERS`, connected and recently heard ones kept.
     pub peers: Vec<PeerView>,
+    /// Addresses no job on this node may reach (R-NET-7): its own, and
+    /// those its peers advertise where they were seen (capped).
+    pub job_deny: Vec<String>,
 }
 
 /// A peer as this node knows it.
@@ -146,8 +152,9 @@ pub(super) struct Driver {
     result_providers: HashMap<(JobId, ExecutionId), Vec<String>>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
-    peers: BTreeMap<NodeId, (bool, Option<NodeInfo>)>,
-    /// Peers' blob store addresses, from their node info.
+    peers: Peers,
+    /// Peers' blob store addresses, from their node info: the same peers
+    /// as `peers`.
     data_addrs: DataAddrs,
     /// This node's announcements, paced to what peers take.
     outbox: Pacer<Gossip>,
@@ -191,6 +198,9 @@ impl Driver {
         // busy network that idles more slots than a quick re-announcement
         // (awarded as soon as the known nodes answer) costs on a failure.
         rc.max_spares = 0;
+        // The requester keeps node infos of the peers the driver keeps,
+        // and forgets those the driver evicts.
+        rc.max_known_nodes = MAX_PEERS;
         let mut requester = Requester::new(rc);
         let now = now_ms();
         let unfinished = db.unfinished_jobs().map_err(|e| e.to_string())?;
@@ -246,7 +256,7 @@ impl Driver {
             result_providers: HashMap::new(),
             internal_tx,
             internal_rx,
-            peers: BTreeMap::new(),
+            peers: Peers::new(MAX_PEERS),
             data_addrs: DataAddrs::default(),
             outbox: Pacer::new(protocol::rate::ANNOUNCE_RATE, MAX_OUTBOX),
             info_seq: 0,
@@ -340,34 +350,55 @@ impl Driver {
                     self.compute.handle(now, ComputeInput::Announce(announce));
                 }
                 GossipMessage::NodeInfo(info) => {
+                    // Replayed (seq not above the last), or no room: the
+                    // maps below and the requester's stay as they are.
+                    let Some(evicted) = self.peers.node_info(from, &info) else {
+                        tracing::debug!(%from, seq = info.seq, "node info not taken");
+                        return;
+                    };
+                    self.forget(evicted);
                     self.data_addrs
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(from, info.data_addrs.clone());
-                    self.peers.entry(from).or_insert((true, None)).1 = Some(info.clone());
                     self.requester
                         .handle(now, RequesterInput::NodeInfo { from, info });
                 }
                 _ => {}
             },
             P2pEvent::Direct { from, message } => self.on_direct(now, from, message),
+            P2pEvent::Connection { peer, remote } => {
+                let ip = socket_addr(&remote).map(|a| a.ip());
+                let evicted = self.peers.connected(peer, ip);
+                self.forget(evicted);
+            }
             P2pEvent::PeerConnected(peer) => {
                 self.gone.remove(&peer);
-                self.peers.entry(peer).or_insert((true, None)).0 = true;
+                let evicted = self.peers.connected(peer, None);
+                self.forget(evicted);
                 let soon = tokio::time::Instant::now() + INFO_AFTER_CONNECT;
                 self.next_info = self.next_info.min(soon);
             }
             P2pEvent::PeerDisconnected(peer) => {
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    p.0 = false;
-                }
+                self.peers.disconnected(&peer);
                 self.gone
                     .insert(peer, tokio::time::Instant::now() + DISCONNECT_GRACE);
             }
             P2pEvent::Rejected { from, reason } => {
                 tracing::debug!(%from, ?reason, "message refused");
             }
-            P2pEvent::Connection { .. } => {}
+        }
+    }
+
+    /// Peers the table let go: the maps kept beside it follow.
+    fn forget(&mut self, evicted: Vec<NodeId>) {
+        if evicted.is_empty() {
+            return;
+        }
+        let mut data_addrs = self.data_addrs.lock().unwrap_or_else(|e| e.into_inner());
+        for node in evicted {
+            data_addrs.remove(&node);
+            self.requester.forget_node(&node);
         }
     }
 
@@ -938,19 +969,8 @@ impl Driver {
     fn control_plane(&self) -> Vec<SocketAddr> {
         let mut addrs = vec![self.api_addr];
         addrs.extend(self.p2p.listen_addrs().iter().filter_map(socket_addr));
-        for info in self.peers.values().filter_map(|(_, info)| info.as_ref()) {
-            addrs.extend(
-                info.api_addrs
-                    .iter()
-                    .filter_map(|a| a.parse::<SocketAddr>().ok()),
-            );
-            addrs.extend(
-                info.p2p_addrs
-                    .iter()
-                    .filter_map(|a| a.parse::<libp2p::Multiaddr>().ok())
-                    .filter_map(|a| socket_addr(&a)),
-            );
-        }
+        // Only where each peer was seen: see `peers`.
+        addrs.extend(self.peers.deny_set(is_local_ip));
         addrs.sort();
         addrs.dedup();
         addrs
@@ -980,11 +1000,16 @@ impl Driver {
             peers: self
                 .peers
                 .iter()
-                .map(|(id, (connected, info))| PeerView {
+                .map(|(id, peer)| PeerView {
                     node_id: id.to_string(),
-                    connected: *connected,
-                    info: info.clone(),
+                    connected: peer.connected,
+                    info: peer.info.clone(),
                 })
+                .collect(),
+            job_deny: self
+                .control_plane()
+                .iter()
+                .map(ToString::to_string)
                 .collect(),
         }
     }

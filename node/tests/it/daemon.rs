@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 // Tests of single trust boundaries, using this file's harness.
+mod gossip;
 mod publish_dir;
 
 fn skrei() -> Command {

@@ -61,10 +61,11 @@ pub const ANNOUNCE_RATE: Rate = Rate {
 };
 
 /// Node infos taken from one node (gossip, per signer): a node sends one
-/// every few seconds, and one soon after each new connection.
+/// every few seconds, and one 300 ms after new connections (at most about
+/// three a second while connections keep opening, under this rate).
 pub const NODE_INFO_RATE: Rate = Rate {
     burst: 8,
-    per_second: 2,
+    per_second: 4,
 };
 
 /// Direct messages taken from one peer (bids, refusals, awards, results,

@@ -421,7 +421,16 @@ impl Driver {
             DirectMessage::Refuse(refuse) => RequesterInput::Refuse { from, refuse },
             DirectMessage::Decline(decline) => RequesterInput::Decline { from, decline },
             DirectMessage::Result(result) => {
-                if matches!(result.outcome, Outcome::Completed { .. }) {
+                // Kept only for an execution this node awarded to `from`:
+                // job and execution ids are free to make (R-SEC-5).
+                let awarded = self.requester.job(&result.job_id).is_some_and(|job| {
+                    !job.state.is_terminal()
+                        && job
+                            .executions
+                            .iter()
+                            .any(|e| e.execution_id == result.execution_id && e.node == from)
+                });
+                if awarded && matches!(result.outcome, Outcome::Completed { .. }) {
                     self.result_providers.insert(
                         (result.job_id, result.execution_id),
                         result.providers.clone(),

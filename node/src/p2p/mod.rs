@@ -48,6 +48,7 @@ mod codec;
 mod config;
 mod driver;
 mod error;
+mod limits;
 pub mod validate;
 
 use std::sync::{Arc, Mutex};
@@ -146,7 +147,7 @@ impl P2p {
 
         let (kademlia, mdns, ping_interval) = (config.kademlia, config.mdns, config.ping_interval);
         let mut metrics = Registry::default();
-        let rate_limited = driver::RateLimited::default();
+        let rate_limited = limits::RateLimited::default();
         metrics.register(
             "skrei_p2p_rate_limited",
             "Messages from peers dropped over their per-peer rate (R-SEC-5), by kind",
@@ -172,7 +173,7 @@ impl P2p {
         let (events_tx, events) = mpsc::channel(config.event_buffer.max(1));
         let (commands_tx, commands) = mpsc::channel(config.command_buffer.max(1));
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let limits = driver::Limits::new(rate_limited);
+        let limits = limits::Limits::new(rate_limited);
         let mut driver = Driver::new(swarm, events_tx, shared.clone(), limits);
         driver.silent_after = config.silent_after;
 

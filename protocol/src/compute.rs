@@ -45,8 +45,9 @@
 //!   is ignored: no answer, nothing remembered, so a wider re-announcement
 //!   is decided afresh.
 //! - **Announcement.** The node bids when its [`AcceptancePolicy`] allows
-//!   the job's network (mode and allowlist), it has the job's engine, and a
-//!   slot is free (running executions plus open bids below its capacity);
+//!   the job's network (mode and allowlist), it has the job's engine (and
+//!   image), the job's local inputs and `dir` publisher lie in folders the
+//!   operator listed (R-SEC-2), and a slot is free (running executions plus open bids below its capacity);
 //!   otherwise it refuses, saying why ([`RefuseReason`]). A bid stays open
 //!   for [`ComputeConfig::bid_ttl_ms`] and holds a slot meanwhile. An
 //!   announcement is answered once: a repeat gets no answer, unless the
@@ -108,6 +109,12 @@ pub struct ComputeConfig {
     /// ([`RefuseReason::LocalInputNotAllowed`]). Default: none. The node
     /// checks again, symlinks resolved, when it materialises the input.
     pub local_inputs: Vec<String>,
+    /// Folders `dir` publishers may write under (absolute paths, the
+    /// operator's `--publish-dir`); jobs publishing elsewhere are refused
+    /// ([`RefuseReason::PublishDirNotAllowed`]), and with none listed every
+    /// `dir` publisher is (R-SEC-2). Default: none. The node checks again,
+    /// symlinks resolved, when it publishes.
+    pub publish_dirs: Vec<String>,
     /// Where this node serves the results it publishes (its store's
     /// addresses), named in every [`ResultMsg`]. Default: none.
     pub result_providers: Vec<String>,
@@ -134,6 +141,7 @@ impl ComputeConfig {
             result_providers: Vec::new(),
             local_images: None,
             local_inputs: Vec::new(),
+            publish_dirs: Vec::new(),
             seed,
         }
     }
@@ -399,6 +407,17 @@ impl Compute {
                     path: local.source_path.clone(),
                 });
             }
+        }
+        if let crate::job::Publisher::Dir(dir) = &task.publisher
+            && !self
+                .config
+                .publish_dirs
+                .iter()
+                .any(|allowed| path_under(&dir.path, allowed))
+        {
+            return Decision::Refuse(RefuseReason::PublishDirNotAllowed {
+                path: dir.path.clone(),
+            });
         }
         let taken = (self.running + self.open_bids).saturating_sub(held);
         if taken >= self.config.capacity {

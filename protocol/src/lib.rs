@@ -83,6 +83,7 @@
 //! - [`messages`]: the wire messages and their size limits (R-P2P-2/3).
 //! - [`requester`]: the requester state machine (R-POL-3/4, R-OPS-2).
 //! - [`compute`]: the compute state machine (R-POL-1..3).
+//! - [`rate`]: per-peer rate limits on what peers send (R-SEC-5).
 
 pub mod address;
 pub mod compute;
@@ -91,6 +92,7 @@ pub mod id;
 pub mod job;
 pub mod messages;
 pub mod policy;
+pub mod rate;
 pub mod requester;
 #[cfg(test)]
 mod testnet;

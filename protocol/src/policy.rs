@@ -324,6 +324,13 @@ pub enum RefuseReason {
         /// The path the job names.
         path: String,
     },
+    /// The job's `dir` publisher names a folder outside those the node's
+    /// operator lists for publishing (`--publish-dir`), or the node lists
+    /// none (R-SEC-2, R-POL-3).
+    PublishDirNotAllowed {
+        /// The folder the job names.
+        path: String,
+    },
     /// A reason from a newer version of skrei that this one cannot read.
     #[serde(other)]
     Unknown,
@@ -372,6 +379,14 @@ impl fmt::Display for RefuseReason {
                 write!(
                     f,
                     "local path {} not allowed on the node",
+                    path.escape_debug()
+                )
+            }
+            RefuseReason::PublishDirNotAllowed { path } => {
+                write!(
+                    f,
+                    "publishing to {} not allowed on the node (its operator lists the folders \
+                     with --publish-dir)",
                     path.escape_debug()
                 )
             }

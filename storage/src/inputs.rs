@@ -25,6 +25,7 @@ use futures::future::join_all;
 use iroh::EndpointAddr;
 use protocol::job::{InputSource, Source, rules};
 
+use crate::allowed::{AllowedDirs, Outside};
 use crate::cid as cids;
 use crate::download::{DownloadError, Downloader};
 use crate::store::{ExportError, FetchError, Store};
@@ -277,33 +278,21 @@ async fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Copies a local input after checking that it, and everything it links
-/// to, lies under an allowed directory.
+/// to, lies under an allowed directory ([`crate::allowed`]).
 fn copy_local(allowed: &[PathBuf], source: &Path, dest: &Path) -> Result<(), InputErrorKind> {
-    let not_allowed = || InputErrorKind::NotAllowed {
-        path: source.display().to_string(),
-    };
-    // `..` is refused outright rather than resolved: the job spec says what
-    // it means, and a path that climbs is either a mistake or an attack.
-    if !source.is_absolute() || source.components().any(|c| c == Component::ParentDir) {
-        return Err(not_allowed());
-    }
-    let roots: Vec<PathBuf> = allowed
-        .iter()
-        .filter_map(|a| std::fs::canonicalize(a).ok())
-        .collect();
-    let real = std::fs::canonicalize(source).map_err(|e| InputErrorKind::Io {
-        path: source.to_owned(),
-        source: e,
+    let dirs = AllowedDirs::resolve(allowed);
+    let real = dirs.real_path(source).map_err(|e| match e {
+        Outside::Io { path, source } => InputErrorKind::Io { path, source },
+        _ => InputErrorKind::NotAllowed {
+            path: source.display().to_string(),
+        },
     })?;
-    if !roots.iter().any(|r| real.starts_with(r)) {
-        return Err(not_allowed());
-    }
     let mut links = 0;
-    copy_tree(&roots, &real, dest, &mut links)
+    copy_tree(&dirs, &real, dest, &mut links)
 }
 
 fn copy_tree(
-    roots: &[PathBuf],
+    dirs: &AllowedDirs,
     real: &Path,
     dest: &Path,
     links: &mut usize,
@@ -340,7 +329,7 @@ fn copy_tree(
                 });
             }
             let target = std::fs::canonicalize(&path).map_err(io_err(&path))?;
-            if !roots.iter().any(|r| target.starts_with(r)) {
+            if !dirs.contains(&target) {
                 return Err(InputErrorKind::NotAllowed {
                     path: format!("{} (a symlink to {})", path.display(), target.display()),
                 });
@@ -349,7 +338,7 @@ fn copy_tree(
         } else {
             path
         };
-        copy_tree(roots, &child_real, &dest.join(entry.file_name()), links)?;
+        copy_tree(dirs, &child_real, &dest.join(entry.file_name()), links)?;
     }
     Ok(())
 }

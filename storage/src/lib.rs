@@ -22,6 +22,8 @@
 //!   node's disk or, through the node's API, from a user's) and the one
 //!   that writes a tree out, with its budgets, for every caller.
 //! - [`download`]: bounded, retrying HTTP(S) downloads of URL inputs.
+//! - [`allowed`]: the folders the operator lets jobs read from and
+//!   publish to, and the one rule that keeps paths inside them.
 //! - [`inputs`]: a job's inputs (CID, URL, inline, local path) materialised
 //!   read-only in an execution folder, concurrently.
 //! - [`publish`]: an execution's results stored as one directory CID and
@@ -43,6 +45,7 @@
 //! ```
 
 pub mod address;
+pub mod allowed;
 pub mod cid;
 pub mod download;
 pub mod export;

@@ -8,7 +8,11 @@
 //! - `local` (the default): nothing more; the store serves the CID over iroh
 //!   and the requester or `skrei get` fetches it.
 //! - `dir:PATH`: the tree is also written to `PATH/<job id>` (or
-//!   `PATH/<cid>` when there is no job id).
+//!   `PATH/<cid>` when there is no job id), only when PATH, symlinks
+//!   resolved, lies under a folder the node's operator lists
+//!   (`--publish-dir`, R-SEC-2; the rule of [`crate::allowed`]). The job
+//!   comes from a peer: without the list it would choose where the node
+//!   writes.
 //! - `s3`: every file of the tree is uploaded to the node's configured
 //!   S3-compatible endpoint, at `<key prefix>/<job id or cid>/<path>`
 //!   ([`crate::s3`]); empty directories have no S3 form and are left out.
@@ -18,6 +22,7 @@ use std::path::{Path, PathBuf};
 use cid::Cid;
 use protocol::job::Publisher;
 
+use crate::allowed::{AllowedDirs, Outside};
 use crate::manifest::check_name;
 use crate::s3::{S3Client, S3Error};
 use crate::store::{AddError, ExportError, Store};
@@ -49,19 +54,27 @@ pub enum PublishError {
     Dir(#[from] ExportError),
     #[error("cannot publish to a directory: {path} does not exist or is not a directory")]
     DirMissing { path: PathBuf },
+    #[error(
+        "cannot publish to {path}: it is not under a folder this node's operator lists with \
+         --publish-dir"
+    )]
+    DirNotAllowed { path: PathBuf },
     #[error("this node has no S3 endpoint configured; use the `local` or `dir` publisher")]
     S3Unconfigured,
     #[error("cannot publish to S3: {0}")]
     S3(#[from] S3Error),
 }
 
-/// Stores `results` (a folder laid out as above) and publishes it.
+/// Stores `results` (a folder laid out as above) and publishes it. `dirs`:
+/// the folders `dir` publishers may write under (the operator's
+/// `--publish-dir`); with none, `dir` publishers are refused.
 pub async fn publish(
     store: &Store,
     results: &Path,
     publisher: &Publisher,
     job_id: Option<&str>,
     s3: Option<&S3Client>,
+    dirs: &[PathBuf],
 ) -> Result<Published, PublishError> {
     for file in REQUIRED {
         if !tokio::fs::metadata(results.join(file))
@@ -82,6 +95,11 @@ pub async fn publish(
         }
         _ => None,
     };
+    // Refused before anything is stored or written.
+    let dir_base = match publisher {
+        Publisher::Dir(d) => Some(allowed_base(PathBuf::from(&d.path), dirs.to_vec()).await?),
+        _ => None,
+    };
     if let Some(id) = job_id {
         check_name(id).map_err(|_| PublishError::JobId(id.to_string()))?;
     }
@@ -93,11 +111,8 @@ pub async fn publish(
         url: None,
     };
     match publisher {
-        Publisher::Dir(d) => {
-            let base = PathBuf::from(&d.path);
-            if !tokio::fs::metadata(&base).await.is_ok_and(|m| m.is_dir()) {
-                return Err(PublishError::DirMissing { path: base });
-            }
+        Publisher::Dir(_) => {
+            let base = dir_base.expect("checked above");
             let target = base.join(name);
             // The results are the node's own, just made: no budget beyond
             // the disk.
@@ -118,4 +133,27 @@ pub async fn publish(
         Publisher::Local => {}
     }
     Ok(published)
+}
+
+/// The real path of a `dir` publisher's folder, if the operator allows it.
+async fn allowed_base(path: PathBuf, dirs: Vec<PathBuf>) -> Result<PathBuf, PublishError> {
+    let checked = path.clone();
+    let resolved = tokio::task::spawn_blocking(move || {
+        let real = AllowedDirs::resolve(&dirs).real_path(&checked)?;
+        if std::fs::metadata(&real).is_ok_and(|m| m.is_dir()) {
+            Ok(real)
+        } else {
+            Err(Outside::Io {
+                path: checked,
+                source: std::io::ErrorKind::NotADirectory.into(),
+            })
+        }
+    })
+    .await;
+    match resolved {
+        Ok(Ok(real)) => Ok(real),
+        Ok(Err(Outside::Io { .. })) => Err(PublishError::DirMissing { path }),
+        // Refused, or the runtime is shutting down: write nothing.
+        _ => Err(PublishError::DirNotAllowed { path }),
+    }
 }

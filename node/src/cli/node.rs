@@ -92,6 +92,11 @@ pub struct NodeFlags {
     #[arg(long, value_name = "DIR")]
     #[serde(default)]
     local_inputs: Vec<PathBuf>,
+    /// A folder `dir` publishers may write results under (repeatable);
+    /// without one, jobs with a `dir` publisher are refused.
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    publish_dir: Vec<PathBuf>,
     /// Seconds between node info messages. Default 30.
     #[arg(long, value_name = "SECONDS")]
     node_info_interval: Option<u64>,
@@ -187,6 +192,7 @@ impl NodeFlags {
         }
         config.mdns = self.mdns;
         config.local_inputs = self.local_inputs;
+        config.publish_dirs = absolute("--publish-dir", self.publish_dir)?;
         if let Some(secs) = self.node_info_interval {
             config.node_info_interval = Duration::from_secs(secs.max(1));
         }
@@ -239,6 +245,7 @@ impl NodeFlags {
             http_rate: pick(self.http_rate, file.http_rate),
             mdns: self.mdns || file.mdns,
             local_inputs: list(self.local_inputs, file.local_inputs),
+            publish_dir: list(self.publish_dir, file.publish_dir),
             node_info_interval: pick(self.node_info_interval, file.node_info_interval),
             allow_private_downloads: self.allow_private_downloads || file.allow_private_downloads,
             proxy_allow_range: list(self.proxy_allow_range, file.proxy_allow_range),
@@ -255,6 +262,17 @@ pub fn parse_size(flag: &str, text: &str) -> anyhow::Result<u64> {
     text.parse::<protocol::job::ByteSize>()
         .map(|s| s.0)
         .map_err(|e| anyhow::anyhow!("{flag} {text}: {e}"))
+}
+
+/// Folders as absolute paths (jobs name absolute paths, so a relative
+/// folder would never match).
+fn absolute(flag: &str, dirs: Vec<PathBuf>) -> anyhow::Result<Vec<PathBuf>> {
+    dirs.into_iter()
+        .map(|d| {
+            std::path::absolute(&d)
+                .with_context(|| format!("{flag} {}: give an absolute path", d.display()))
+        })
+        .collect()
 }
 
 /// Where a node keeps its data unless told otherwise.

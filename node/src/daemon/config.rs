@@ -41,6 +41,9 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Folders local-path inputs may come from.
     pub local_inputs: Vec<PathBuf>,
+    /// Folders `dir` publishers may write under; none: `dir` is refused
+    /// (R-SEC-2).
+    pub publish_dirs: Vec<PathBuf>,
     /// How often node info is gossiped.
     pub node_info_interval: Duration,
     /// How long the requester collects bids before awarding.
@@ -78,6 +81,7 @@ impl NodeConfig {
             http_rate: 1_250_000,
             mdns: false,
             local_inputs: Vec::new(),
+            publish_dirs: Vec::new(),
             node_info_interval: Duration::from_secs(30),
             bid_window: Duration::from_millis(300),
             allow_private_downloads: false,

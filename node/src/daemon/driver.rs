@@ -2,7 +2,10 @@
 //! feeding them what the network, the API, executions and the clock say, and
 //! carrying out what they ask.
 
-use std::collections::{BTreeMap, HashMap};
+mod pace;
+mod peers;
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -29,7 +32,9 @@ use super::config::{NodeConfig, load_policy};
 use super::db::Db;
 use super::exec::{self, ExecContext};
 use crate::executor::{Cancel, Engines};
-use crate::p2p::{P2pEvent, P2pHandle};
+use crate::p2p::{P2pError, P2pEvent, P2pHandle};
+use pace::Pacer;
+use peers::{MAX_PEERS, Peers, is_local_ip};
 
 /// How often the list of local Docker images is refreshed.
 const IMAGES_EVERY: Duration = Duration::from_secs(5);
@@ -75,7 +80,11 @@ pub struct NodeView {
     pub running: u32,
     pub accept_network: String,
     pub allowlist: Option<String>,
+    /// At most `MAX_PEERS`, connected and recently heard ones kept.
     pub peers: Vec<PeerView>,
+    /// Addresses no job on this node may reach (R-NET-7): its own, and
+    /// those its peers advertise where they were seen (capped).
+    pub job_deny: Vec<String>,
 }
 
 /// A peer as this node knows it.
@@ -89,12 +98,17 @@ pub struct PeerView {
 /// An awarded node that disconnected and stays away this long has failed
 /// its execution: the job is re-awarded instead of waiting for its timeout.
 const DISCONNECT_GRACE: Duration = Duration::from_secs(3);
+/// How long another message is offered to a peer that answers "busy".
+const BUSY_RETRY_FOR: Duration = Duration::from_secs(3);
 /// How long a result is offered to an unreachable requester (it may be
 /// restarting) before it is given up.
 const RESULT_RETRY_FOR: Duration = Duration::from_secs(120);
 
 /// Peers' blob store addresses, shared with executions looking for providers.
 type DataAddrs = Arc<std::sync::Mutex<HashMap<NodeId, Vec<String>>>>;
+
+/// Announcements of this node's waiting to be published (see `pace`).
+const MAX_OUTBOX: usize = 4_096;
 
 /// Longest wait for the DHT to name providers of one input.
 const PROVIDER_LOOKUP: Duration = Duration::from_secs(3);
@@ -144,9 +158,12 @@ pub(super) struct Driver {
     result_providers: HashMap<(JobId, ExecutionId), Vec<String>>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
-    peers: BTreeMap<NodeId, (bool, Option<NodeInfo>)>,
-    /// Peers' blob store addresses, from their node info.
+    peers: Peers,
+    /// Peers' blob store addresses, from their node info: the same peers
+    /// as `peers`.
     data_addrs: DataAddrs,
+    /// This node's announcements, paced to what peers take.
+    outbox: Pacer<Gossip>,
     info_seq: u64,
     next_info: tokio::time::Instant,
     /// Peers gone, and when their awarded executions count as failed.
@@ -187,6 +204,9 @@ impl Driver {
         // busy network that idles more slots than a quick re-announcement
         // (awarded as soon as the known nodes answer) costs on a failure.
         rc.max_spares = 0;
+        // The requester keeps node infos of the peers the driver keeps,
+        // and forgets those the driver evicts.
+        rc.max_known_nodes = MAX_PEERS;
         let mut requester = Requester::new(rc);
         let now = now_ms();
         let unfinished = db.unfinished_jobs().map_err(|e| e.to_string())?;
@@ -203,6 +223,11 @@ impl Driver {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
+        cc.publish_dirs = config
+            .publish_dirs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         let compute = Compute::new(cc);
         let downloader = Downloader::new(DownloadConfig {
             allow_private: config.allow_private_downloads,
@@ -216,6 +241,7 @@ impl Driver {
             engines,
             local_inputs: config.local_inputs.clone(),
             max_input_size: config.max_input_size,
+            publish_dirs: config.publish_dirs.clone(),
         });
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let allowlist_stamp = config.allowlist.as_deref().and_then(stamp);
@@ -237,8 +263,9 @@ impl Driver {
             result_providers: HashMap::new(),
             internal_tx,
             internal_rx,
-            peers: BTreeMap::new(),
+            peers: Peers::new(MAX_PEERS),
             data_addrs: DataAddrs::default(),
+            outbox: Pacer::new(protocol::rate::ANNOUNCE_RATE, MAX_OUTBOX),
             info_seq: 0,
             gone: HashMap::new(),
             allowlist_stamp,
@@ -294,6 +321,7 @@ impl Driver {
             }
             self.fail_gone_nodes(now);
             self.drain();
+            self.send_paced(now);
         }
         for cancel in self.running.values() {
             cancel.cancel();
@@ -313,6 +341,7 @@ impl Driver {
         if let Some(gone) = self.gone.values().min() {
             at = at.min(*gone);
         }
+        let machine = machine.into_iter().chain(self.outbox.next_ms(now)).min();
         if let Some(ms) = machine {
             let wait = Duration::from_millis(ms.saturating_sub(now));
             at = at.min(tokio::time::Instant::now() + wait);
@@ -328,27 +357,37 @@ impl Driver {
                     self.compute.handle(now, ComputeInput::Announce(announce));
                 }
                 GossipMessage::NodeInfo(info) => {
+                    // Replayed (seq not above the last), or no room: the
+                    // maps below and the requester's stay as they are.
+                    let Some(evicted) = self.peers.node_info(from, &info) else {
+                        tracing::debug!(%from, seq = info.seq, "node info not taken");
+                        return;
+                    };
+                    self.forget(evicted);
                     self.data_addrs
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(from, info.data_addrs.clone());
-                    self.peers.entry(from).or_insert((true, None)).1 = Some(info.clone());
                     self.requester
                         .handle(now, RequesterInput::NodeInfo { from, info });
                 }
                 _ => {}
             },
             P2pEvent::Direct { from, message } => self.on_direct(now, from, message),
+            P2pEvent::Connection { peer, remote } => {
+                let ip = socket_addr(&remote).map(|a| a.ip());
+                let evicted = self.peers.connected(peer, ip);
+                self.forget(evicted);
+            }
             P2pEvent::PeerConnected(peer) => {
                 self.gone.remove(&peer);
-                self.peers.entry(peer).or_insert((true, None)).0 = true;
+                let evicted = self.peers.connected(peer, None);
+                self.forget(evicted);
                 let soon = tokio::time::Instant::now() + INFO_AFTER_CONNECT;
                 self.next_info = self.next_info.min(soon);
             }
             P2pEvent::PeerDisconnected(peer) => {
-                if let Some(p) = self.peers.get_mut(&peer) {
-                    p.0 = false;
-                }
+                self.peers.disconnected(&peer);
                 self.gone
                     .insert(peer, tokio::time::Instant::now() + DISCONNECT_GRACE);
             }
@@ -358,13 +397,47 @@ impl Driver {
         }
     }
 
+    /// Peers the table let go: the maps kept beside it follow.
+    fn forget(&mut self, evicted: Vec<NodeId>) {
+        if evicted.is_empty() {
+            return;
+        }
+        let mut data_addrs = self.data_addrs.lock().unwrap_or_else(|e| e.into_inner());
+        for node in evicted {
+            data_addrs.remove(&node);
+            self.requester.forget_node(&node);
+        }
+    }
+
+    /// Publishes the announcements whose turn has come.
+    fn send_paced(&mut self, now: u64) {
+        for gossip in self.outbox.due(now) {
+            let p2p = self.p2p.clone();
+            tokio::spawn(async move {
+                if let Err(e) = p2p.publish(&gossip).await {
+                    // With no peers yet, the re-announcement reaches them.
+                    tracing::debug!("announcement not published: {e}");
+                }
+            });
+        }
+    }
+
     fn on_direct(&mut self, now: u64, from: NodeId, message: DirectMessage) {
         let input = match message {
             DirectMessage::Bid(bid) => RequesterInput::Bid { from, bid },
             DirectMessage::Refuse(refuse) => RequesterInput::Refuse { from, refuse },
             DirectMessage::Decline(decline) => RequesterInput::Decline { from, decline },
             DirectMessage::Result(result) => {
-                if matches!(result.outcome, Outcome::Completed { .. }) {
+                // Kept only for an execution this node awarded to `from`:
+                // job and execution ids are free to make (R-SEC-5).
+                let awarded = self.requester.job(&result.job_id).is_some_and(|job| {
+                    !job.state.is_terminal()
+                        && job
+                            .executions
+                            .iter()
+                            .any(|e| e.execution_id == result.execution_id && e.node == from)
+                });
+                if awarded && matches!(result.outcome, Outcome::Completed { .. }) {
                     self.result_providers.insert(
                         (result.job_id, result.execution_id),
                         result.providers.clone(),
@@ -513,14 +586,8 @@ impl Driver {
             RequesterOutput::Publish(announce) => {
                 match announce.sign(&self.key) {
                     Ok(signed) => {
-                        let p2p = self.p2p.clone();
-                        let job_id = announce.job_id;
-                        tokio::spawn(async move {
-                            if let Err(e) = p2p.publish(&Gossip::Announce(signed)).await {
-                                // With no peers yet, the re-announcement reaches them.
-                                tracing::debug!(%job_id, "announcement not published: {e}");
-                            }
-                        });
+                        self.outbox.push(Gossip::Announce(signed));
+                        self.send_paced(now);
                     }
                     Err(e) => tracing::error!("signing an announcement: {e}"),
                 }
@@ -685,25 +752,36 @@ impl Driver {
         let p2p = self.p2p.clone();
         let tx = self.internal_tx.clone();
         // Results are what a job is for: keep offering one while its
-        // requester is away (restarting, say). Other messages go once.
-        let retry_until = matches!(direct, Direct::Result(_))
-            .then(|| tokio::time::Instant::now() + RESULT_RETRY_FOR);
+        // requester is away (restarting, say). Other messages go once,
+        // unless the peer answers "busy" (its queue is full, or this node
+        // is over its rate there): then for a little while.
+        let start = tokio::time::Instant::now();
+        let result_until = matches!(direct, Direct::Result(_)).then(|| start + RESULT_RETRY_FOR);
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(250);
             let mut sent = p2p.send(to, &direct).await;
             let mut tries = 1;
-            while let (Err(e), Some(until)) = (&sent, retry_until) {
+            while let Err(e) = &sent {
+                let until = match (result_until, e) {
+                    (Some(until), _) => until,
+                    (None, P2pError::Busy { .. }) => start + BUSY_RETRY_FOR,
+                    _ => break,
+                };
                 if tokio::time::Instant::now() + wait > until {
                     break;
                 }
-                tracing::debug!(%to, "result not delivered yet: {e}");
+                tracing::debug!(%to, "not delivered yet: {e}");
                 tokio::time::sleep(wait).await;
                 wait = (wait * 2).min(Duration::from_secs(5));
                 sent = p2p.send(to, &direct).await;
                 tries += 1;
             }
             if sent.is_ok() && tries > 1 {
-                tracing::info!(%to, tries, "result delivered once the requester was back");
+                if result_until.is_some() {
+                    tracing::info!(%to, tries, "result delivered once the requester was back");
+                } else {
+                    tracing::info!(%to, tries, "delivered after {tries} tries");
+                }
             }
             if let Err(e) = sent {
                 tracing::debug!(%to, "message not delivered: {e}");
@@ -936,19 +1014,8 @@ impl Driver {
     fn control_plane(&self) -> Vec<SocketAddr> {
         let mut addrs = vec![self.api_addr];
         addrs.extend(self.p2p.listen_addrs().iter().filter_map(socket_addr));
-        for info in self.peers.values().filter_map(|(_, info)| info.as_ref()) {
-            addrs.extend(
-                info.api_addrs
-                    .iter()
-                    .filter_map(|a| a.parse::<SocketAddr>().ok()),
-            );
-            addrs.extend(
-                info.p2p_addrs
-                    .iter()
-                    .filter_map(|a| a.parse::<libp2p::Multiaddr>().ok())
-                    .filter_map(|a| socket_addr(&a)),
-            );
-        }
+        // Only where each peer was seen: see `peers`.
+        addrs.extend(self.peers.deny_set(is_local_ip));
         addrs.sort();
         addrs.dedup();
         addrs
@@ -978,11 +1045,16 @@ impl Driver {
             peers: self
                 .peers
                 .iter()
-                .map(|(id, (connected, info))| PeerView {
+                .map(|(id, peer)| PeerView {
                     node_id: id.to_string(),
-                    connected: *connected,
-                    info: info.clone(),
+                    connected: peer.connected,
+                    info: peer.info.clone(),
                 })
+                .collect(),
+            job_deny: self
+                .control_plane()
+                .iter()
+                .map(ToString::to_string)
                 .collect(),
         }
     }

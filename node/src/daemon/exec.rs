@@ -26,6 +26,8 @@ pub(super) struct ExecContext {
     pub local_inputs: Vec<PathBuf>,
     /// Most bytes one CID input may take (`--max-input-size`).
     pub max_input_size: u64,
+    /// Folders `dir` publishers may write under (R-SEC-2).
+    pub publish_dirs: Vec<PathBuf>,
 }
 
 /// Runs one execution to its end; never fails, reports why instead.
@@ -144,6 +146,7 @@ async fn run_in(
         &task.publisher,
         Some(&job_id.to_string()),
         None,
+        &ctx.publish_dirs,
     )
     .await
     .map_err(|e| format!("publishing results: {e}"))?;

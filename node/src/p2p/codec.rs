@@ -30,7 +30,8 @@ pub const MAX_ACK_REASON_BYTES: usize = 1024;
 pub enum Ack {
     /// Verified and handed to the application.
     Accepted,
-    /// Verified, but the application's queue is full: retry later.
+    /// Not taken now (the application's queue is full, or the sender is
+    /// over its rate): retry later.
     Busy,
     /// Refused (malformed, bad signature, not signed by the sending peer).
     Rejected(String),

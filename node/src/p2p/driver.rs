@@ -11,10 +11,12 @@ use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns, ping};
 use protocol::id::NodeId;
+use protocol::rate::Verdict;
 use tokio::sync::{mpsc, oneshot};
 
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::codec::Ack;
+use super::limits::{Kind, Limits};
 use super::validate::{self, JOBS_TOPIC, NODES_TOPIC, node_id, peer_id};
 use super::{P2pError, P2pEvent};
 
@@ -71,6 +73,7 @@ pub(super) struct Driver {
     finding: HashMap<kad::QueryId, (BTreeSet<NodeId>, Reply<Vec<NodeId>>)>,
     /// Rejected direct messages per connected peer: see [`Driver::strike`].
     strikes: HashMap<PeerId, u32>,
+    limits: Limits,
     /// The `--bootstrap` addresses, dialled again whenever no peer is
     /// connected (see [`Driver::rejoin`]).
     pub bootstrap: Vec<Multiaddr>,
@@ -83,6 +86,9 @@ pub(super) struct Driver {
     last_liveness_check: std::time::Instant,
 }
 
+/// Strikes that graylist a peer (see [`Driver::strike`]).
+const GRAYLIST_STRIKES: u32 = 3;
+
 /// How often connections are checked for silence.
 const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -94,6 +100,7 @@ impl Driver {
         swarm: Swarm<Behaviour>,
         events: mpsc::Sender<P2pEvent>,
         shared: Arc<Mutex<Shared>>,
+        limits: Limits,
     ) -> Driver {
         Driver {
             swarm,
@@ -103,6 +110,7 @@ impl Driver {
             providing: HashMap::new(),
             finding: HashMap::new(),
             strikes: HashMap::new(),
+            limits,
             bootstrap: Vec::new(),
             silent_after: None,
             last_pong: HashMap::new(),
@@ -290,12 +298,19 @@ impl Driver {
             SwarmEvent::ConnectionEstablished {
                 peer_id,
                 num_established,
+                endpoint,
                 ..
-            } if num_established.get() == 1 => {
+            } => {
                 if let Ok(node) = node_id(&peer_id) {
-                    tracing::debug!(peer = %node, "connected");
-                    self.shared().peers.insert(node);
-                    self.emit(P2pEvent::PeerConnected(node));
+                    if num_established.get() == 1 {
+                        tracing::debug!(peer = %node, "connected");
+                        self.shared().peers.insert(node);
+                        self.emit(P2pEvent::PeerConnected(node));
+                    }
+                    self.emit(P2pEvent::Connection {
+                        peer: node,
+                        remote: endpoint.get_remote_address().clone(),
+                    });
                 }
             }
             SwarmEvent::ConnectionClosed {
@@ -327,6 +342,30 @@ impl Driver {
         else {
             return;
         };
+        if let (Some(author), Some(kind)) = (message.source, Kind::of_topic(message.topic.as_str()))
+        {
+            let verdict = self.limits.check(kind, &author);
+            if verdict != Verdict::Allow {
+                // Only a flood from the author itself counts against the
+                // neighbour: an honest relay may forward a burst this node
+                // counts differently.
+                let floods = verdict == Verdict::Flood && author == propagation_source;
+                let acceptance = if floods {
+                    MessageAcceptance::Reject
+                } else {
+                    MessageAcceptance::Ignore
+                };
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+                match self.limits.rejection(kind, &author) {
+                    Some(reason) if floods => self.rejected(&propagation_source, reason),
+                    _ => tracing::debug!(%author, kind = kind.label(), "over its rate: dropped"),
+                }
+                return;
+            }
+        }
         let verdict = validate::gossip(
             message.topic.as_str(),
             message.source.as_ref(),
@@ -357,21 +396,25 @@ impl Driver {
                     },
                 ..
             } => {
-                let ack = match validate::direct(&peer, &request) {
-                    Ok((from, message)) => {
-                        match self.events.try_send(P2pEvent::Direct { from, message }) {
-                            Ok(()) => Ack::Accepted,
-                            Err(_) => {
-                                tracing::warn!(%peer,
-                                    "event queue full: direct message answered busy");
-                                Ack::Busy
-                            }
-                        }
+                let ack = match self.limits.check(Kind::Direct, &peer) {
+                    Verdict::Allow => self.deliver_direct(&peer, &request),
+                    Verdict::Drop => {
+                        tracing::debug!(%peer, "direct message over its rate: answered busy");
+                        Ack::Busy
                     }
-                    Err(reason) => {
-                        let ack = Ack::rejected(&reason.to_string());
-                        self.strike(&peer);
-                        self.rejected(&peer, reason);
+                    Verdict::Flood => {
+                        let reason = self.limits.rejection(Kind::Direct, &peer);
+                        let ack =
+                            Ack::rejected(&reason.as_ref().map_or_else(
+                                || "over the rate limit".to_owned(),
+                                |r| r.to_string(),
+                            ));
+                        // Past a graylisting, more reports say nothing new.
+                        if self.strike(&peer) <= GRAYLIST_STRIKES
+                            && let Some(reason) = reason
+                        {
+                            self.rejected(&peer, reason);
+                        }
                         ack
                     }
                 };
@@ -412,6 +455,25 @@ impl Driver {
                 tracing::debug!(%peer, %error, "inbound direct message failed");
             }
             request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    /// Validates a direct message within its sender's rate and hands it on.
+    fn deliver_direct(&mut self, peer: &PeerId, request: &[u8]) -> Ack {
+        match validate::direct(peer, request) {
+            Ok((from, message)) => match self.events.try_send(P2pEvent::Direct { from, message }) {
+                Ok(()) => Ack::Accepted,
+                Err(_) => {
+                    tracing::warn!(%peer, "event queue full: direct message answered busy");
+                    Ack::Busy
+                }
+            },
+            Err(reason) => {
+                let ack = Ack::rejected(&reason.to_string());
+                self.strike(peer);
+                self.rejected(peer, reason);
+                ack
+            }
         }
     }
 
@@ -522,14 +584,16 @@ impl Driver {
     /// strikes score `-10 n²`, the curve rejected gossip follows (P4), so
     /// three bad direct messages graylist a peer too. Kept while the peer
     /// stays connected.
-    fn strike(&mut self, peer: &PeerId) {
+    fn strike(&mut self, peer: &PeerId) -> u32 {
         let strikes = self.strikes.entry(*peer).or_default();
         *strikes = strikes.saturating_add(1);
-        let penalty = -f64::from(*strikes).powi(2);
+        let count = *strikes;
+        let penalty = -f64::from(count).powi(2);
         self.swarm
             .behaviour_mut()
             .gossipsub
             .set_application_score(peer, penalty);
+        count
     }
 
     fn rejected(&mut self, sender: &PeerId, reason: validate::Rejection) {

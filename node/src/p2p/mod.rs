@@ -17,6 +17,12 @@
 //!   rejected direct message is answered with the reason, dropped, and
 //!   counted against the sender's score as well.
 //!
+//! - **Rate limits** (R-SEC-5): each peer may send so many announcements,
+//!   node infos and direct messages a second ([`protocol::rate`]), checked
+//!   before anything is decoded; the excess is dropped (gossip not
+//!   forwarded, direct messages answered "busy") and counted, and a peer
+//!   flooding far past its rate is penalised like a sender of bad messages.
+//!
 //! The swarm task never blocks on the application: when the event channel
 //! is full, gossip is dropped with a warning and direct messages are
 //! answered "busy" (the sender sees [`P2pError::Busy`] and may retry).
@@ -42,6 +48,7 @@ mod codec;
 mod config;
 mod driver;
 mod error;
+mod limits;
 pub mod validate;
 
 use std::sync::{Arc, Mutex};
@@ -88,12 +95,26 @@ pub enum P2pEvent {
         /// The message.
         message: DirectMessage,
     },
+    /// A connection to `peer` opened (each one; the first after
+    /// [`P2pEvent::PeerConnected`]): `remote` is the address it was dialled
+    /// at or came from, an address the peer was seen using, unlike those
+    /// it advertises.
+    Connection {
+        /// The peer.
+        peer: NodeId,
+        /// Its address on this connection.
+        remote: Multiaddr,
+    },
     /// The first connection to a peer opened.
     PeerConnected(NodeId),
     /// The last connection to a peer closed.
     PeerDisconnected(NodeId),
     /// A message from `from` was refused, counted against `from`'s peer
     /// score and (for gossip) not forwarded. For metrics and tests.
+    /// Messages merely over their sender's rate are dropped without this
+    /// event (they are counted in `skrei_p2p_rate_limited_total`, see
+    /// [`P2pHandle::gossip_metrics`]); a peer flooding far past it gets
+    /// [`Rejection::RateLimited`].
     Rejected {
         /// The peer that sent it to us (for gossip: the neighbour that
         /// delivered it, whose score pays).
@@ -125,7 +146,13 @@ impl P2p {
         }
 
         let (kademlia, mdns, ping_interval) = (config.kademlia, config.mdns, config.ping_interval);
-        let mut metrics = Registry::with_prefix("gossipsub");
+        let mut metrics = Registry::default();
+        let rate_limited = limits::RateLimited::default();
+        metrics.register(
+            "skrei_p2p_rate_limited",
+            "Messages from peers dropped over their per-peer rate (R-SEC-5), by kind",
+            rate_limited.clone(),
+        );
         let swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
             .with_tcp(
@@ -135,7 +162,8 @@ impl P2p {
             )
             .map_err(|e| P2pError::Setup(e.to_string()))?
             .with_behaviour(|key| {
-                Behaviour::new(key, kademlia, mdns, ping_interval, &mut metrics)
+                let gossipsub_metrics = metrics.sub_registry_with_prefix("gossipsub");
+                Behaviour::new(key, kademlia, mdns, ping_interval, gossipsub_metrics)
                     .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
             })
             .map_err(|e| P2pError::Setup(e.to_string()))?
@@ -145,7 +173,8 @@ impl P2p {
         let (events_tx, events) = mpsc::channel(config.event_buffer.max(1));
         let (commands_tx, commands) = mpsc::channel(config.command_buffer.max(1));
         let shared = Arc::new(Mutex::new(Shared::default()));
-        let mut driver = Driver::new(swarm, events_tx, shared.clone());
+        let limits = limits::Limits::new(rate_limited);
+        let mut driver = Driver::new(swarm, events_tx, shared.clone(), limits);
         driver.silent_after = config.silent_after;
 
         listen(&mut driver, &config.listen).await?;
@@ -263,8 +292,10 @@ impl P2pHandle {
         self.shared().peers.iter().copied().collect()
     }
 
-    /// gossipsub's counters in the OpenMetrics text format, names prefixed
-    /// `gossipsub_`: messages and bytes received per topic before and after
+    /// The network layer's counters in the OpenMetrics text format:
+    /// `skrei_p2p_rate_limited_total{kind}` (messages dropped over their
+    /// sender's rate: `announce`, `node_info`, `direct`), and gossipsub's
+    /// own, names prefixed `gossipsub_`: messages and bytes received per topic before and after
     /// duplicate filtering (`topic_msg_recv_counts_unfiltered` and
     /// `topic_msg_recv_counts`), sent, published, mesh sizes, IHAVE/IWANT
     /// traffic. Topics are labelled by their name. For the node's metrics

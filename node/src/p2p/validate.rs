@@ -22,7 +22,7 @@ pub const JOBS_TOPIC: &str = "skrei/jobs/1";
 pub const NODES_TOPIC: &str = "skrei/nodes/1";
 
 /// Why a message from a peer was refused. Every variant counts against the
-/// peer that sent it.
+/// peer that sent it, except [`Rejection::RateLimited`] short of a flood.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
@@ -52,6 +52,24 @@ pub enum Rejection {
     /// strict validation mode; kept so the check does not rely on it).
     #[error("a gossip message with no authenticated author")]
     Anonymous,
+    /// More messages of one kind from `signer` than its rate allows
+    /// ([`protocol::rate`]); checked before the message is even decoded.
+    /// A burst just past the rate is dropped quietly (a relaying neighbour
+    /// is never penalised for it); a peer that floods, sending far past its
+    /// rate itself, has it counted against its score.
+    #[error(
+        "more {kind} from {signer} than its rate allows ({per_second} a second, {burst} at once)"
+    )]
+    RateLimited {
+        /// The node whose rate it is: the gossip author, or the sender.
+        signer: NodeId,
+        /// What: `job announcements`, `node infos`, `direct messages`.
+        kind: &'static str,
+        /// The rate's burst.
+        burst: u32,
+        /// The rate, a second.
+        per_second: u32,
+    },
     /// A message of one kind on another kind's topic.
     #[error("a {kind} on topic {topic}")]
     WrongTopic {

@@ -8,6 +8,10 @@ use std::time::{Duration, Instant};
 
 use crate::harness::*;
 
+// Tests of single trust boundaries, using the harness.
+mod gossip;
+mod publish_dir;
+
 #[test]
 fn example_module_matches_its_source() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/wasm");

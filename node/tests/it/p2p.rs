@@ -14,6 +14,8 @@ use protocol::messages::{
 use skrei_node::p2p::{JOBS_TOPIC, P2p, P2pConfig, P2pError, P2pEvent, P2pHandle, Rejection};
 use tokio::sync::mpsc::Receiver;
 
+mod rate;
+
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
 

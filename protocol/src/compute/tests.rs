@@ -579,3 +579,45 @@ fn r_pol_3_refuses_local_inputs_outside_the_allowed_folders() {
     assert!(!path_under("/data/../etc", "/data"));
     assert!(path_under("/data", "/data/"));
 }
+
+// R-SEC-2, R-POL-3: a `dir` publisher only into the folders the operator
+// lists (`--publish-dir`); without any, every `dir` publisher is refused,
+// with the reason.
+#[test]
+fn r_sec_2_refuses_dir_publishers_outside_the_listed_folders() {
+    let publishing = |path: &str, at: u64| {
+        let text = format!(
+            "type: batch\ncount: 1\ntasks:\n  - name: main\n    engine:\n      type: docker\n      \
+             params:\n        image: busybox\n    publisher:\n      type: dir\n      params:\n        \
+             path: {path}\n"
+        );
+        announce_of(JobSpec::parse(&text).unwrap(), at)
+    };
+    let mut c = compute(policy(NoNet, None), 4);
+    c.handle(0, ComputeInput::Announce(publishing("/srv/out", 1)));
+    let reason = refusal(&drain(&mut c));
+    assert_eq!(
+        reason,
+        RefuseReason::PublishDirNotAllowed {
+            path: "/srv/out".into()
+        },
+        "no folder allowed by default"
+    );
+    assert!(reason.to_string().contains("--publish-dir"), "{reason}");
+    let mut config = ComputeConfig::new(node(ME), policy(NoNet, None), ["docker"], 0);
+    config.publish_dirs = vec!["/srv/out".into()];
+    let mut c = Compute::new(config);
+    c.handle(0, ComputeInput::Announce(publishing("/srv/out", 1)));
+    assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
+    c.handle(0, ComputeInput::Announce(publishing("/srv/out/team", 2)));
+    assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
+    for outside in ["/srv/outside", "/srv", "/etc"] {
+        c.handle(0, ComputeInput::Announce(publishing(outside, 3)));
+        assert_eq!(
+            refusal(&drain(&mut c)),
+            RefuseReason::PublishDirNotAllowed {
+                path: outside.into()
+            }
+        );
+    }
+}

@@ -270,6 +270,9 @@ fn r_pol_3_refuse_reason_encoding() {
             running: 4,
             capacity: 4,
         },
+        RefuseReason::PublishDirNotAllowed {
+            path: "/srv/out".into(),
+        },
         RefuseReason::Unknown,
     ];
     let golden = [
@@ -278,6 +281,7 @@ fn r_pol_3_refuse_reason_encoding() {
         r#"{"kind":"empty_allowlist"}"#,
         r#"{"kind":"engine_unavailable","engine":"wasm"}"#,
         r#"{"kind":"no_capacity","running":4,"capacity":4}"#,
+        r#"{"kind":"publish_dir_not_allowed","path":"/srv/out"}"#,
         r#"{"kind":"unknown"}"#,
     ];
     for (reason, json) in reasons.iter().zip(golden) {

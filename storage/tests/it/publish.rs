@@ -28,7 +28,7 @@ async fn local_publisher_keeps_one_cid() {
         .unwrap();
     let dir = tmp.path().join("results");
     results(&dir);
-    let published = publish(&store, &dir, &Publisher::Local, Some("j-1"), None)
+    let published = publish(&store, &dir, &Publisher::Local, Some("j-1"), None, &[])
         .await
         .unwrap();
     assert!(published.cid.to_string().starts_with("bafyr4i"));
@@ -61,24 +61,87 @@ async fn dir_publisher_writes_the_tree() {
     let publisher = Publisher::Dir(DirPublisher {
         path: out.to_str().unwrap().into(),
     });
-    let published = publish(&store, &dir, &publisher, Some("j-2"), None)
+    let allowed = [out.clone()];
+    let published = publish(&store, &dir, &publisher, Some("j-2"), None, &allowed)
         .await
         .unwrap();
     assert_eq!(published.path.as_deref(), Some(out.join("j-2").as_path()));
     assert_same_tree(&dir, &out.join("j-2"));
     // Without a job id the CID names the folder.
-    let by_cid = publish(&store, &dir, &publisher, None, None).await.unwrap();
+    let by_cid = publish(&store, &dir, &publisher, None, None, &allowed)
+        .await
+        .unwrap();
     assert_eq!(by_cid.cid, published.cid);
     assert_same_tree(&dir, &out.join(published.cid.to_string()));
     // Never overwrites, never leaves PATH.
     assert!(matches!(
-        publish(&store, &dir, &publisher, Some("j-2"), None).await,
+        publish(&store, &dir, &publisher, Some("j-2"), None, &allowed).await,
         Err(PublishError::Dir(_))
     ));
     assert!(matches!(
-        publish(&store, &dir, &publisher, Some("../escape"), None).await,
+        publish(&store, &dir, &publisher, Some("../escape"), None, &allowed).await,
         Err(PublishError::JobId(_))
     ));
+    store.shutdown().await;
+}
+
+// R-SEC-2: a `dir` publisher writes only under the folders the operator
+// lists: elsewhere, through `..`, or through a symlink out of a listed
+// folder, it is refused before anything is stored or written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_sec_2_dir_publisher_stays_in_the_listed_folders() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreConfig::new(tmp.path().join("node")))
+        .await
+        .unwrap();
+    let dir = tmp.path().join("results");
+    results(&dir);
+    let listed = tmp.path().join("published");
+    let elsewhere = tmp.path().join("elsewhere");
+    std::fs::create_dir_all(listed.join("team")).unwrap();
+    std::fs::create_dir(&elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, listed.join("link")).unwrap();
+    let to = |path: &Path| {
+        Publisher::Dir(DirPublisher {
+            path: path.to_str().unwrap().into(),
+        })
+    };
+    let allowed = [listed.clone()];
+    for refused in [
+        elsewhere.clone(),
+        listed.join("link"),
+        listed.join("team/../../elsewhere"),
+    ] {
+        let err = publish(&store, &dir, &to(&refused), Some("j-x"), None, &allowed)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, PublishError::DirNotAllowed { .. }),
+            "{}: {err}",
+            refused.display()
+        );
+        assert!(err.to_string().contains("--publish-dir"), "{err}");
+    }
+    // Without --publish-dir, no folder at all.
+    assert!(matches!(
+        publish(&store, &dir, &to(&listed), Some("j-x"), None, &[]).await,
+        Err(PublishError::DirNotAllowed { .. })
+    ));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0);
+    assert!(!listed.join("j-x").exists());
+    // A folder under a listed one is fine.
+    let published = publish(
+        &store,
+        &dir,
+        &to(&listed.join("team")),
+        Some("j-y"),
+        None,
+        &allowed,
+    )
+    .await
+    .unwrap();
+    assert_same_tree(&dir, &listed.join("team/j-y"));
+    assert!(published.path.unwrap().ends_with("team/j-y"));
     store.shutdown().await;
 }
 
@@ -93,7 +156,7 @@ async fn publish_errors_are_clear() {
     let dir = tmp.path().join("results");
     results(&dir);
     std::fs::remove_file(dir.join("exitCode")).unwrap();
-    let err = publish(&store, &dir, &Publisher::Local, None, None)
+    let err = publish(&store, &dir, &Publisher::Local, None, None, &[])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("exitCode"), "{err}");
@@ -102,7 +165,7 @@ async fn publish_errors_are_clear() {
         path: tmp.path().join("nope").to_str().unwrap().into(),
     });
     assert!(matches!(
-        publish(&store, &dir, &missing, None, None).await,
+        publish(&store, &dir, &missing, None, None, &[tmp.path().into()]).await,
         Err(PublishError::DirMissing { .. })
     ));
     let s3 = Publisher::S3(S3Publisher {
@@ -112,7 +175,7 @@ async fn publish_errors_are_clear() {
         region: None,
     });
     assert!(matches!(
-        publish(&store, &dir, &s3, None, None).await,
+        publish(&store, &dir, &s3, None, None, &[]).await,
         Err(PublishError::S3Unconfigured)
     ));
     store.shutdown().await;
@@ -205,7 +268,7 @@ async fn s3_publisher_round_trip() {
         endpoint: None,
         region: None,
     });
-    let published = publish(&store, &dir, &publisher, Some("j-3"), Some(&client))
+    let published = publish(&store, &dir, &publisher, Some("j-3"), Some(&client), &[])
         .await
         .unwrap();
     assert_eq!(
@@ -233,7 +296,7 @@ async fn s3_publisher_round_trip() {
         endpoint: Some("http://169.254.169.254".into()),
         region: None,
     });
-    let err = publish(&store, &dir, &hostile, Some("j-4"), Some(&client))
+    let err = publish(&store, &dir, &hostile, Some("j-4"), Some(&client), &[])
         .await
         .unwrap_err();
     assert!(
@@ -246,9 +309,16 @@ async fn s3_publisher_round_trip() {
         endpoint: None,
         region: None,
     });
-    let err = publish(&store, &dir, &missing_bucket, Some("j-5"), Some(&client))
-        .await
-        .unwrap_err();
+    let err = publish(
+        &store,
+        &dir,
+        &missing_bucket,
+        Some("j-5"),
+        Some(&client),
+        &[],
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("no-such-bucket"), "{err}");
     store.shutdown().await;
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use protocol::domain::DomainSet;
 
 use crate::deny::DenySet;
+use crate::local::OwnAddresses;
 use crate::ranges::Cidr;
 
 /// R-NET-6: 10 Mbit/s in each direction.
@@ -32,13 +33,16 @@ pub struct ProxyConfig {
     pub allowed_ranges: Vec<Cidr>,
     /// Control-plane destinations no job may reach (shared, updatable).
     pub deny: DenySet,
+    /// The node's own addresses, refused unless an allowed range covers
+    /// them (R-SEC-3): this host's by default.
+    pub own_addresses: OwnAddresses,
     /// Timeouts and sizes.
     pub limits: Limits,
 }
 
 impl ProxyConfig {
     /// Defaults for a job: 10 Mbit/s each way, `CONNECT` to 443 only, no
-    /// allowed ranges, an empty deny set.
+    /// allowed ranges, an empty deny set, this host's addresses as its own.
     pub fn new(job_id: impl Into<String>, domains: DomainSet) -> ProxyConfig {
         ProxyConfig {
             job_id: job_id.into(),
@@ -48,6 +52,7 @@ impl ProxyConfig {
             connect_ports: vec![443],
             allowed_ranges: Vec::new(),
             deny: DenySet::new(),
+            own_addresses: OwnAddresses::system(),
             limits: Limits::default(),
         }
     }

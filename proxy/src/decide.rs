@@ -40,6 +40,7 @@ use std::time::Duration;
 use protocol::domain::{DomainSet, Host};
 
 use crate::deny::DenySet;
+use crate::local::OwnAddresses;
 use crate::ranges::{Cidr, classify};
 use crate::resolve::Resolver;
 use crate::target::Target;
@@ -75,6 +76,15 @@ pub enum Denial {
         /// Which special-purpose range.
         why: &'static str,
     },
+    /// A resolved address is one of the node's own (R-SEC-3) and no
+    /// allowed range covers it.
+    #[error("{host} resolves to {ip}, an address of this node")]
+    OwnAddress {
+        /// The host as requested (normalised).
+        host: String,
+        /// The refused address.
+        ip: IpAddr,
+    },
 }
 
 impl Denial {
@@ -82,7 +92,7 @@ impl Denial {
     pub fn ip(&self) -> Option<IpAddr> {
         match self {
             Denial::DeniedAddress { addr, .. } => Some(addr.ip()),
-            Denial::SpecialAddress { ip, .. } => Some(*ip),
+            Denial::SpecialAddress { ip, .. } | Denial::OwnAddress { ip, .. } => Some(*ip),
             _ => None,
         }
     }
@@ -106,6 +116,7 @@ pub struct Policy {
     domains: DomainSet,
     deny: DenySet,
     allowed_ranges: Vec<Cidr>,
+    own: OwnAddresses,
     resolver: Arc<dyn Resolver>,
     resolve_timeout: Duration,
 }
@@ -120,7 +131,9 @@ impl fmt::Debug for Policy {
 }
 
 impl Policy {
-    /// A policy from its parts.
+    /// A policy from its parts; the node's own addresses are this host's
+    /// ([`OwnAddresses::system`]) unless [`Policy::with_own_addresses`]
+    /// says otherwise.
     pub fn new(
         domains: DomainSet,
         deny: DenySet,
@@ -132,9 +145,16 @@ impl Policy {
             domains,
             deny,
             allowed_ranges,
+            own: OwnAddresses::system(),
             resolver,
             resolve_timeout,
         }
+    }
+
+    /// Treat `own` as the node's own addresses.
+    pub fn with_own_addresses(mut self, own: OwnAddresses) -> Policy {
+        self.own = own;
+        self
     }
 
     /// Decide whether `target` may be reached and where exactly.
@@ -163,14 +183,18 @@ impl Policy {
             if self.deny.denies(addr) {
                 return Err(Denial::DeniedAddress { host: name, addr });
             }
+            let allowed = self.allowed_ranges.iter().any(|r| r.contains(ip));
             if let Some(why) = classify(ip)
-                && !self.allowed_ranges.iter().any(|r| r.contains(ip))
+                && !allowed
             {
                 return Err(Denial::SpecialAddress {
                     host: name,
                     ip,
                     why,
                 });
+            }
+            if !allowed && self.own.contains(ip) {
+                return Err(Denial::OwnAddress { host: name, ip });
             }
             if !addrs.contains(&addr) {
                 addrs.push(addr);
@@ -274,5 +298,30 @@ mod tests {
             p.check(&t("lo.test", 80)).await,
             Err(Denial::DeniedAddress { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn r_sec_3_own_addresses_are_refused_unless_a_range_allows_them() {
+        // 11.0.0.0/8 is public to the table; here it stands for the node's own.
+        let r = StaticResolver::new()
+            .with("own.test", "11.0.0.7".parse().unwrap())
+            .with("mapped.test", "::ffff:11.0.0.7".parse().unwrap())
+            .with("other.test", "11.0.0.8".parse().unwrap());
+        let own = OwnAddresses::fixed(["11.0.0.7".parse().unwrap()]);
+        let (p, _) = policy(&[".test", "11.0.0.7"], &[], r.clone());
+        let p = p.with_own_addresses(own.clone());
+        for host in ["own.test", "mapped.test", "11.0.0.7"] {
+            assert!(
+                matches!(
+                    p.check(&t(host, 80)).await,
+                    Err(Denial::OwnAddress { ip, .. }) if ip == "11.0.0.7".parse::<IpAddr>().unwrap()
+                ),
+                "{host}"
+            );
+        }
+        assert!(p.check(&t("other.test", 80)).await.is_ok());
+        let (p, _) = policy(&[".test"], &["11.0.0.0/29"], r);
+        let p = p.with_own_addresses(own);
+        assert!(p.check(&t("own.test", 80)).await.is_ok());
     }
 }

@@ -28,9 +28,10 @@
 //! 3. **Decision** ([`decide`]): the normalised host against the control-plane
 //!    [`DenySet`] by name, then the job's domains (`DomainSet::allows`, the
 //!    one matching rule), then one resolution (none for an IP literal), then
-//!    every resolved address against the deny set (`IP:port` and IP) and the
-//!    special-purpose table ([`ranges::classify`]) unless an operator-allowed
-//!    range covers it. One bad address refuses the request. Names outside
+//!    every resolved address against the deny set (`IP:port` and IP), the
+//!    special-purpose table ([`ranges::classify`]) and the node's own
+//!    addresses ([`OwnAddresses`], re-read as interfaces change), the last
+//!    two unless an operator-allowed range covers the address. One bad address refuses the request. Names outside
 //!    the job's domains are never resolved (no DNS queries on the job's
 //!    behalf for arbitrary names).
 //! 4. **Connection** ([`upstream`]): only to an address from that checked
@@ -47,9 +48,8 @@
 //!
 //! The control-plane deny set is filled by the node (its API and libp2p
 //! addresses, every peer's advertised addresses); a proxy adds its own
-//! listening address, and [`DenySet::insert_local_public_addresses`] adds the
-//! host's public addresses (its loopback and private ones are refused by the
-//! table already).
+//! listening address. The node's own addresses are this host's interfaces'
+//! by default; a proxy in a container of its own is given the host's too.
 //!
 //! Each client connection carries one request or one tunnel and is then
 //! closed: a pipelined second request can never ride on the first one's
@@ -98,7 +98,7 @@ pub use audit::{AuditRecord, AuditSink, MemorySink, Verdict, WriterSink};
 pub use config::{DEFAULT_RATE, JOB_HEADER, Limits, ProxyConfig};
 pub use decide::{Checked, Denial, Policy};
 pub use deny::DenySet;
-pub use local::local_addresses;
+pub use local::{OwnAddresses, local_addresses};
 pub use ranges::{Cidr, CidrError, classify};
 pub use rate::RateLimiter;
 pub use resolve::{ResolveError, Resolver, StaticResolver, SystemResolver};

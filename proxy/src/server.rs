@@ -92,7 +92,8 @@ impl ProxyBuilder {
             c.allowed_ranges.clone(),
             self.resolver,
             c.limits.resolve_timeout,
-        );
+        )
+        .with_own_addresses(c.own_addresses.clone());
         Ok(Proxy {
             inner: Arc::new(Inner {
                 up: RateLimiter::new(c.rate_up),

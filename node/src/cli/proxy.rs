@@ -46,6 +46,13 @@ pub struct ProxyArgs {
     #[arg(long = "deny", value_name = "ADDR:PORT")]
     pub deny: Vec<SocketAddr>,
 
+    /// An address of the node this proxy guards, refused like this host's
+    /// own addresses unless `--allow-range` covers it (R-SEC-3). A node
+    /// gives its host's addresses to a proxy in a container, whose own
+    /// interfaces are the container's. Repeatable.
+    #[arg(long = "own-address", value_name = "IP")]
+    pub own_address: Vec<IpAddr>,
+
     /// Ports `CONNECT` may reach, comma-separated.
     #[arg(
         long = "connect-ports",
@@ -174,11 +181,10 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     for addr in &args.deny {
         config.deny.insert_socket(*addr);
     }
-    // R-NET-7: no job reaches this host's own public addresses; its
-    // loopback and private ones are refused by the special-purpose table.
-    if let Err(e) = config.deny.insert_local_public_addresses() {
-        eprintln!("warning: cannot list this host's addresses to deny them: {e}");
-    }
+    // R-SEC-3: this host's addresses (re-read as they change) and those
+    // the node names.
+    config.own_addresses =
+        ::proxy::OwnAddresses::system().with_extra(args.own_address.iter().copied());
 
     let mut answers: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
     for (name, ip) in &args.resolve {

@@ -5,6 +5,8 @@
 mod cli;
 mod daemon;
 mod docker;
+mod docker_egress;
 mod p2p;
+mod trap;
 mod wasm;
 mod wasm_http;

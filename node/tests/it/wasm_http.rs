@@ -53,6 +53,8 @@ pub(crate) fn probe() -> &'static [u8] {
 struct Server {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    /// The request heads received, in order.
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 async fn server(ip: &str, body: Vec<u8>) -> Server {
@@ -89,28 +91,39 @@ async fn serve(ip: &str, body: Vec<u8>, tls: Option<tokio_rustls::TlsAcceptor>) 
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let count = connections.clone();
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
     let body = Arc::new(body);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             let body = body.clone();
             let tls = tls.clone();
+            let seen = seen.clone();
             tokio::spawn(async move {
                 match tls {
                     Some(acceptor) => {
                         if let Ok(s) = acceptor.accept(tcp).await {
-                            answer(s, &body).await;
+                            answer(s, &body, &seen).await;
                         }
                     }
-                    None => answer(tcp, &body).await,
+                    None => answer(tcp, &body, &seen).await,
                 }
             });
         }
     });
-    Server { addr, connections }
+    Server {
+        addr,
+        connections,
+        heads,
+    }
 }
 
-async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, body: &[u8]) {
+async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    body: &[u8],
+    heads: &std::sync::Mutex<Vec<String>>,
+) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -119,6 +132,10 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: 
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
+    heads
+        .lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&head).into_owned());
     let reply = format!(
         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -277,6 +294,48 @@ async fn r_net_10_https_to_an_allowed_domain_verifies_the_certificate() {
     job2.run(&strict, &[]).await.unwrap();
     assert!(job2.stdout().starts_with("error "), "{}", job2.stdout());
     assert_ne!(job2.stdout(), DENIED);
+}
+
+/// R-NET-7: like the sidecar, WASM egress marks every request with the real
+/// execution id in `X-Skrei-Job` (which the node API refuses), over HTTP and
+/// HTTPS alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_net_7_requests_carry_the_job_header() {
+    let srv = server("127.0.0.1", b"seen".to_vec()).await;
+    let exec = executor(&["api.allowed.test"], "127.0.0.1", proxy::DEFAULT_RATE);
+    let job = Job::new(
+        NetworkMode::Http,
+        &[".allowed.test"],
+        &format!("api.allowed.test:{}", srv.addr.port()),
+    );
+    job.run(&exec, &[]).await.unwrap();
+    assert_eq!(job.stdout(), "status 200\nseen");
+    let (tls, cert) = tls_server("tls.allowed.test", b"seen".to_vec()).await;
+    let trusting = WasmExecutor::new(false).unwrap().with_network(WasmNetwork {
+        allow_ranges: vec![Cidr::parse("127.0.0.1/32").unwrap()],
+        resolve: vec![("tls.allowed.test".into(), "127.0.0.1".parse().unwrap())],
+        extra_roots: vec![cert],
+        ..WasmNetwork::default()
+    });
+    let mut job = Job::new(
+        NetworkMode::Http,
+        &[".allowed.test"],
+        &format!("tls.allowed.test:{}", tls.addr.port()),
+    );
+    job.params.parameters[0] = "https".into();
+    job.run(&trusting, &[]).await.unwrap();
+    assert_eq!(job.stdout(), "status 200\nseen");
+    for heads in [&srv.heads, &tls.heads] {
+        let heads = heads.lock().unwrap();
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        let lines: Vec<&str> = heads[0].lines().collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case("x-skrei-job: wasm-http-1")),
+            "{lines:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,3 +8,4 @@ mod inputs;
 mod provider;
 mod publish;
 mod transfer;
+mod trap;

@@ -26,12 +26,15 @@ const SELF_IMAGE_LABEL: &str = "skrei.self-image";
 const EXE_IN_IMAGE: &str = "/skrei";
 
 /// The arguments of `skrei proxy` for one job; audit lines go to stdout,
-/// which the executor collects into `network.log`.
+/// which the executor collects into `network.log`. `own` are the host's
+/// addresses: the sidecar's own interfaces are its container's, so the
+/// host's must be named (R-SEC-3).
 pub(super) fn proxy_args(
     config: &DockerConfig,
     job_id: &str,
     domains: &DomainSet,
     extra_deny: &[std::net::SocketAddr],
+    own: &[IpAddr],
 ) -> Vec<String> {
     let mut args: Vec<String> = [
         "proxy",
@@ -54,6 +57,10 @@ pub(super) fn proxy_args(
     for a in config.deny.iter().chain(extra_deny) {
         args.push("--deny".into());
         args.push(a.to_string());
+    }
+    for ip in own {
+        args.push("--own-address".into());
+        args.push(ip.to_string());
     }
     for r in &config.allow_ranges {
         args.push("--allow-range".into());
@@ -238,11 +245,17 @@ impl DockerExecutor {
         let egress = format!("{base}-egress");
         self.create_network(&egress, false, HashMap::new(), labels, resources)
             .await?;
+        // Read for each job, so a new job sees the host's interfaces as
+        // they are now; the loopback and private ones need no mention (the
+        // special-purpose table refuses them unless a range allows them,
+        // and a range allows an own address too).
+        let own = proxy::OwnAddresses::system().public();
         let args = proxy_args(
             &self.config,
             task.execution_id,
             &task.network.domains,
             task.deny,
+            &own,
         );
         let body = ContainerCreateBody {
             image: Some(http.sidecar_image.clone()),
@@ -390,12 +403,13 @@ mod tests {
             ..DockerConfig::default()
         };
         let domains = DomainSet::parse([".example.com"]).unwrap();
-        let args = proxy_args(&config, "e1", &domains, &[]).join(" ");
+        let own = ["11.0.0.1".parse().unwrap()];
+        let args = proxy_args(&config, "e1", &domains, &[], &own).join(" ");
         assert_eq!(
             args,
             "proxy --listen 0.0.0.0:3128 --job-id e1 --rate 1250000 --audit /dev/stdout \
-             --allow .example.com --deny 10.0.0.5:4001 --resolve a.test=172.17.0.1 \
-             --connect-ports 443"
+             --allow .example.com --deny 10.0.0.5:4001 --own-address 11.0.0.1 \
+             --resolve a.test=172.17.0.1 --connect-ports 443"
         );
     }
 }

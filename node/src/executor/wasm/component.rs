@@ -192,8 +192,8 @@ pub(super) async fn run(
 }
 
 /// The job's egress: the proxy's policy over the job's domains, the node's
-/// deny set plus this execution's and the host's public addresses, audit
-/// lines into `<dir>/results/network.log`.
+/// deny set plus this execution's, the host's own addresses as the policy
+/// reads them (R-SEC-3), audit lines into `<dir>/results/network.log`.
 fn egress(
     executor: &WasmExecutor,
     task: &WasmTask<'_>,
@@ -203,9 +203,6 @@ fn egress(
     let deny = DenySet::new();
     for addr in net.deny.iter().chain(task.deny) {
         deny.insert_socket(*addr);
-    }
-    if let Err(e) = deny.insert_local_public_addresses() {
-        tracing::warn!(error = %e, "cannot list the host's addresses for the WASM deny set");
     }
     let mut resolver = StaticResolver::new().with_fallback(Arc::new(SystemResolver));
     for (name, ip) in &net.resolve {
@@ -227,8 +224,16 @@ fn egress(
         .map_err(ExecError::io("creating network.log"))?;
     let tls = tls_config(&net.extra_roots)
         .map_err(|e| ExecError::Unavailable(format!("TLS roots: {e}")))?;
+    let job_header = hyper::header::HeaderValue::from_str(task.execution_id).map_err(|_| {
+        ExecError::Unavailable(format!(
+            "execution id `{}` cannot be sent as the {} header",
+            task.execution_id,
+            proxy::JOB_HEADER
+        ))
+    })?;
     Ok(Egress::new(EgressParts {
         job: task.execution_id.to_owned(),
+        job_header,
         policy,
         rate: net.http_rate,
         sink: Arc::new(WriterSink::new(file)),

@@ -7,7 +7,10 @@
 //! the deny set and the special-purpose table), connected through the proxy's
 //! `connect_first` to a checked address only, rate limited by the job's
 //! shared limiters (one per direction) and written to `network.log` as the
-//! proxy's own [`AuditRecord`](proxy::AuditRecord). A refusal is
+//! proxy's own [`AuditRecord`](proxy::AuditRecord). Like the proxy, it
+//! replaces any `X-Skrei-Job` header with the real execution id, so the node
+//! API (which refuses requests carrying it, R-NET-7) and any other skrei
+//! service can tell a job's request from a local user's. A refusal is
 //! `HTTP-request-denied` to the guest, never a connection.
 
 use std::future::Future;
@@ -83,6 +86,8 @@ impl Drop for EntryGuard {
 
 struct Shared {
     job: String,
+    /// The value of `X-Skrei-Job` on every request.
+    job_header: http::HeaderValue,
     policy: Policy,
     up: RateLimiter,
     down: RateLimiter,
@@ -97,6 +102,7 @@ struct Shared {
 /// What one job's egress is made of.
 pub(crate) struct EgressParts {
     pub job: String,
+    pub job_header: http::HeaderValue,
     pub policy: Policy,
     pub rate: u64,
     pub sink: Arc<dyn AuditSink>,
@@ -110,6 +116,7 @@ impl Egress {
         Egress {
             inner: Arc::new(Shared {
                 job: p.job,
+                job_header: p.job_header,
                 policy: p.policy,
                 up: RateLimiter::new(p.rate),
                 down: RateLimiter::new(p.rate),
@@ -256,6 +263,12 @@ impl Shared {
             .await
             .map_err(Error::from)?;
 
+        // R-NET-7: the guest's own value never goes out. On HTTPS too:
+        // in process the request is seen before TLS, unlike the sidecar's
+        // tunnels, so a skrei API behind TLS is told as well.
+        let headers = request.headers_mut();
+        headers.remove(proxy::JOB_HEADER);
+        headers.insert(proxy::JOB_HEADER, self.job_header.clone());
         // Origin form upstream, as the proxy forwards; the Host header was
         // set by wasi-http from the same authority.
         *request.uri_mut() = http::Uri::builder()

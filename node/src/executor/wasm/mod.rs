@@ -78,8 +78,8 @@ pub struct WasmNetwork {
     /// R-NET-6: bytes per second in each direction for each `http` job.
     pub http_rate: u64,
     /// R-NET-7: control-plane addresses no job may reach (this node's and
-    /// its peers' API and libp2p addresses). The host's public addresses
-    /// are added to every job's deny set as well.
+    /// its peers' API and libp2p addresses). The host's own addresses are
+    /// refused as well (R-SEC-3), unless `allow_ranges` covers them.
     pub deny: Vec<SocketAddr>,
     /// Special-purpose ranges the operator allows despite R-NET-8.
     pub allow_ranges: Vec<proxy::Cidr>,

@@ -29,6 +29,9 @@ pub struct ProxyConfig {
     pub rate_down: u64,
     /// Ports `CONNECT` may reach (default: 443 only).
     pub connect_ports: Vec<u16>,
+    /// Ports plain HTTP may reach (default: 80 only), so that a POST cannot
+    /// be aimed at a database or cache port of an allowed host (R-NET-3).
+    pub http_ports: Vec<u16>,
     /// Ranges the operator allows despite the special-purpose table.
     pub allowed_ranges: Vec<Cidr>,
     /// Control-plane destinations no job may reach (shared, updatable).
@@ -41,7 +44,8 @@ pub struct ProxyConfig {
 }
 
 impl ProxyConfig {
-    /// Defaults for a job: 10 Mbit/s each way, `CONNECT` to 443 only, no
+    /// Defaults for a job: 10 Mbit/s each way, plain HTTP to port 80 and
+    /// `CONNECT` to 443 only, no
     /// allowed ranges, an empty deny set, this host's addresses as its own.
     pub fn new(job_id: impl Into<String>, domains: DomainSet) -> ProxyConfig {
         ProxyConfig {
@@ -50,6 +54,7 @@ impl ProxyConfig {
             rate_up: DEFAULT_RATE,
             rate_down: DEFAULT_RATE,
             connect_ports: vec![443],
+            http_ports: vec![80],
             allowed_ranges: Vec::new(),
             deny: DenySet::new(),
             own_addresses: OwnAddresses::system(),

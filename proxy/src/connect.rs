@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::audit::Entry;
 use crate::body::{ProxyBody, empty};
+use crate::decide::Scheme;
 use crate::forward::check_host_header;
 use crate::io::Tracked;
 use crate::rate::RateLimiter;
@@ -42,16 +43,7 @@ pub(crate) async fn handle(
     if req.headers().contains_key(hyper::header::HOST) {
         check_host_header(req.headers(), req.version(), &target, target.port)?;
     }
-    let ports = &inner.config.connect_ports;
-    if !ports.contains(&target.port) {
-        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-        return Err(Refusal::forbidden(format!(
-            "CONNECT to port {} is not allowed (allowed: {})",
-            target.port,
-            list.join(", ")
-        )));
-    }
-    let stream = open_checked(inner, &target, &entry).await?;
+    let stream = open_checked(inner, &target, Scheme::Https, &entry).await?;
     let limits = &inner.config.limits;
     let upstream = Tracked::new(stream, ctx.activity.clone());
     let (up, down) = (inner.up.clone(), inner.down.clone());

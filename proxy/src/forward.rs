@@ -1,5 +1,5 @@
-//! Plain HTTP by absolute URI (R-NET-3): checked, then forwarded to exactly
-//! the checked address. Redirects go back to the client, never followed.
+//! Plain HTTP by absolute URI (R-NET-3), to port 80 unless the operator
+//! opens more: checked, then forwarded to exactly the checked address. Redirects go back to the client, never followed.
 
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ use hyper_util::rt::TokioIo;
 use crate::audit::Entry;
 use crate::body::{Direction, ProxyBody, empty, pump};
 use crate::config::JOB_HEADER;
+use crate::decide::Scheme;
 use crate::io::Tracked;
 use crate::server::{ConnCtx, Inner, Refusal};
 use crate::target::{Target, parse_authority};
@@ -123,7 +124,7 @@ pub(crate) async fn handle(
         r.port = Some(target.port);
     });
     check_host_header(req.headers(), req.version(), &target, 80)?;
-    let stream = open_checked(inner, &target, &entry).await?;
+    let stream = open_checked(inner, &target, Scheme::Http, &entry).await?;
     let limits = &inner.config.limits;
 
     let io = TokioIo::new(Tracked::new(stream, ctx.activity.clone()));

@@ -18,22 +18,24 @@
 //!    `Transfer-Encoding`, repeated framing headers, two `Host` headers,
 //!    non-ASCII target or host, `Upgrade`), before hyper can reinterpret it.
 //! 2. **Target** ([`target`]): plain HTTP only in absolute form
-//!    (`GET http://host[:port]/path`), HTTPS only as `CONNECT host:port` to
-//!    an allowed port (443 by default). The authority is split once and its
+//!    (`GET http://host[:port]/path`) to an allowed port (80 by default),
+//!    HTTPS only as `CONNECT host:port` to an allowed port (443 by default). The authority is split once and its
 //!    host parsed by `protocol::domain::Host::parse`, the grammar of the
 //!    job's domains: numeric forms resolvers would read as addresses
 //!    (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`) are refused, userinfo
 //!    (`allowed.com@evil.com`) is refused, and a `Host` header that names
 //!    another host or port than the target is refused.
-//! 3. **Decision** ([`decide`]): the normalised host against the control-plane
+//! 3. **Decision** ([`decide`]): the port (plain HTTP and HTTPS each have
+//!    their list), then the normalised host against the control-plane
 //!    [`DenySet`] by name, then the job's domains (`DomainSet::allows`, the
 //!    one matching rule), then one resolution (none for an IP literal), then
 //!    every resolved address against the deny set (`IP:port` and IP), the
 //!    special-purpose table ([`ranges::classify`]) and the node's own
 //!    addresses ([`OwnAddresses`], re-read as interfaces change), the last
-//!    two unless an operator-allowed range covers the address. One bad address refuses the request. Names outside
-//!    the job's domains are never resolved (no DNS queries on the job's
-//!    behalf for arbitrary names).
+//!    two unless an operator-allowed range covers the address. One bad
+//!    address refuses the request. Names outside the job's domains are
+//!    never resolved (no DNS queries on the job's behalf for arbitrary
+//!    names).
 //! 4. **Connection** ([`upstream`]): only to an address from that checked
 //!    list, through a [`Connector`] that is given the `SocketAddr` itself: no
 //!    second lookup, so DNS rebinding has nothing to act on, and no proxy
@@ -96,7 +98,7 @@ pub mod upstream;
 
 pub use audit::{AuditRecord, AuditSink, MemorySink, Verdict, WriterSink};
 pub use config::{DEFAULT_RATE, JOB_HEADER, Limits, ProxyConfig};
-pub use decide::{Checked, Denial, Policy};
+pub use decide::{Checked, Denial, Policy, Scheme};
 pub use deny::DenySet;
 pub use local::{OwnAddresses, local_addresses};
 pub use ranges::{Cidr, CidrError, classify};

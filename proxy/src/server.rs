@@ -93,7 +93,8 @@ impl ProxyBuilder {
             self.resolver,
             c.limits.resolve_timeout,
         )
-        .with_own_addresses(c.own_addresses.clone());
+        .with_own_addresses(c.own_addresses.clone())
+        .with_ports(c.http_ports.clone(), c.connect_ports.clone());
         Ok(Proxy {
             inner: Arc::new(Inner {
                 up: RateLimiter::new(c.rate_up),

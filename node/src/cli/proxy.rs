@@ -62,6 +62,16 @@ pub struct ProxyArgs {
     )]
     pub connect_ports: Vec<u16>,
 
+    /// Ports plain HTTP may reach, comma-separated (R-NET-3: a job allowed a
+    /// host must not POST to its database port).
+    #[arg(
+        long = "http-ports",
+        value_name = "PORTS",
+        value_delimiter = ',',
+        default_value = "80"
+    )]
+    pub http_ports: Vec<u16>,
+
     /// Append audit records (JSON lines) to this file instead of stderr.
     #[arg(long, value_name = "FILE")]
     pub audit: Option<PathBuf>,
@@ -167,15 +177,21 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(super::EXIT_INVALID));
         }
     };
-    if args.connect_ports.contains(&0) {
-        eprintln!("error: --connect-ports: 0 is not a port");
-        return Ok(ExitCode::from(super::EXIT_INVALID));
+    for (flag, ports) in [
+        ("--connect-ports", &args.connect_ports),
+        ("--http-ports", &args.http_ports),
+    ] {
+        if ports.contains(&0) {
+            eprintln!("error: {flag}: 0 is not a port; list ports from 1 to 65535");
+            return Ok(ExitCode::from(super::EXIT_INVALID));
+        }
     }
 
     let mut config = ::proxy::ProxyConfig::new(args.job_id.clone(), domains);
     config.rate_up = args.rate;
     config.rate_down = args.rate;
     config.connect_ports = args.connect_ports.clone();
+    config.http_ports = args.http_ports.clone();
     config.limits.max_connections = args.max_connections;
     config.allowed_ranges = args.allow_range.clone();
     for addr in &args.deny {

@@ -53,6 +53,8 @@ pub struct NodeConfig {
     pub proxy_resolve: Vec<(String, std::net::IpAddr)>,
     /// Ports `CONNECT` may reach through the proxies. Default 443.
     pub proxy_connect_ports: Vec<u16>,
+    /// Ports plain HTTP may reach through the proxies. Default 80.
+    pub proxy_http_ports: Vec<u16>,
 }
 
 impl NodeConfig {
@@ -78,6 +80,7 @@ impl NodeConfig {
             proxy_allow_ranges: Vec::new(),
             proxy_resolve: Vec::new(),
             proxy_connect_ports: vec![443],
+            proxy_http_ports: vec![80],
         }
     }
 }

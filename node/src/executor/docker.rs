@@ -76,6 +76,8 @@ pub struct DockerConfig {
     pub resolve: Vec<(String, IpAddr)>,
     /// Ports `CONNECT` may reach.
     pub connect_ports: Vec<u16>,
+    /// Ports plain HTTP may reach.
+    pub http_ports: Vec<u16>,
     /// Processes a task may have at once.
     pub pids_limit: i64,
 }
@@ -90,6 +92,7 @@ impl Default for DockerConfig {
             allow_ranges: Vec::new(),
             resolve: Vec::new(),
             connect_ports: vec![443],
+            http_ports: vec![80],
             pids_limit: 512,
         }
     }

@@ -16,7 +16,7 @@ use skrei_node::executor::docker::DockerTask;
 use skrei_node::executor::{Cancel, DockerConfig, DockerExecutor, ExecutionDir, Limits};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::docker::{BANNER, engine, probe_image, require_docker};
+use crate::docker::{BANNER, docker0, engine, probe_image, require_docker};
 use crate::trap::Trap;
 
 /// A listener on `ip` that answers like a web server and counts connections.
@@ -158,6 +158,7 @@ async fn r_sec_3_the_sidecar_refuses_the_hosts_own_public_address() {
     let port = server.port();
     let Some(s) = Sidecar::new("own", |c| {
         c.connect_ports = vec![port];
+        c.http_ports = vec![port];
     })
     .await
     else {
@@ -185,4 +186,41 @@ async fn r_sec_3_the_sidecar_refuses_the_hosts_own_public_address() {
             "{r}"
         );
     }
+}
+
+/// R-NET-3: the sidecar sends plain HTTP to port 80 only unless the node
+/// lists more: a POST to another port of an allowed host is refused, and
+/// the listener there (on the host, at the Docker bridge's gateway, which
+/// the node allows) sees nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_net_3_the_sidecar_refuses_plain_http_to_unlisted_ports() {
+    let Some(docker) = engine().await else {
+        return;
+    };
+    let gw = docker0(&docker).await;
+    let (server, hits) = counting_server(IpAddr::V4(gw)).await;
+    let port = server.port();
+    let Some(s) = Sidecar::new("ports", |c| {
+        c.resolve = vec![("db.allowed.test".into(), IpAddr::V4(gw))];
+        c.allow_ranges = vec![format!("{gw}/32").parse().unwrap()];
+    })
+    .await
+    else {
+        return;
+    };
+    let lines = s
+        .probe(
+            &[".allowed.test"],
+            &format!("http http://db.allowed.test:{port}/"),
+            limits(),
+        )
+        .await;
+    assert!(lines[0].starts_with("http 403"), "{lines:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the listener was reached");
+    let log = s.log();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(
+        log[0]["reason"],
+        format!("plain HTTP to port {port} is not allowed (allowed: 80)")
+    );
 }

@@ -211,11 +211,19 @@ impl Job {
     }
 }
 
+/// Every port: the test servers listen on ports of the system's choosing
+/// (the port rule itself has its own test).
+fn every_port() -> Vec<u16> {
+    (1..=u16::MAX).collect()
+}
+
 /// An executor that maps `names` to `ip` and allows 127.0.0.1/32 only.
 fn executor(names: &[&str], ip: &str, rate: u64) -> WasmExecutor {
     WasmExecutor::new(false).unwrap().with_network(WasmNetwork {
         http_rate: rate,
         allow_ranges: vec![Cidr::parse("127.0.0.1/32").unwrap()],
+        http_ports: every_port(),
+        connect_ports: every_port(),
         resolve: names
             .iter()
             .map(|n| (n.to_string(), ip.parse().unwrap()))
@@ -263,6 +271,7 @@ async fn r_net_10_https_to_an_allowed_domain_verifies_the_certificate() {
         allow_ranges: vec![Cidr::parse("127.0.0.1/32").unwrap()],
         resolve: vec![("tls.allowed.test".into(), "127.0.0.1".parse().unwrap())],
         extra_roots: roots,
+        connect_ports: every_port(),
         ..WasmNetwork::default()
     };
     let mut job = Job::new(
@@ -315,6 +324,7 @@ async fn r_net_7_requests_carry_the_job_header() {
         allow_ranges: vec![Cidr::parse("127.0.0.1/32").unwrap()],
         resolve: vec![("tls.allowed.test".into(), "127.0.0.1".parse().unwrap())],
         extra_roots: vec![cert],
+        connect_ports: every_port(),
         ..WasmNetwork::default()
     });
     let mut job = Job::new(
@@ -363,6 +373,43 @@ async fn r_net_10_domain_not_listed_is_refused_and_logged() {
             .contains("not in the job's allowed domains"),
         "{log:?}"
     );
+}
+
+/// R-NET-3: plain HTTP goes to port 80 and HTTPS to 443 unless the node
+/// lists more, as through the sidecar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_net_3_ports_other_than_the_listed_ones_are_refused() {
+    let srv = server("127.0.0.1", b"leak".to_vec()).await;
+    let p = srv.addr.port();
+    let exec = WasmExecutor::new(false).unwrap().with_network(WasmNetwork {
+        allow_ranges: vec![Cidr::parse("127.0.0.1/32").unwrap()],
+        resolve: vec![("db.allowed.test".into(), "127.0.0.1".parse().unwrap())],
+        ..WasmNetwork::default()
+    });
+    for (scheme, why) in [
+        (
+            "http",
+            format!("plain HTTP to port {p} is not allowed (allowed: 80)"),
+        ),
+        (
+            "https",
+            format!("HTTPS (CONNECT) to port {p} is not allowed (allowed: 443)"),
+        ),
+    ] {
+        let mut job = Job::new(
+            NetworkMode::Http,
+            &[".allowed.test"],
+            &format!("db.allowed.test:{p}"),
+        );
+        job.params.parameters[0] = scheme.into();
+        job.run(&exec, &[]).await.unwrap();
+        assert_eq!(job.stdout(), DENIED, "{scheme}");
+        let log = job.log();
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert_eq!(log[0].decision, Verdict::Deny);
+        assert_eq!(log[0].reason.as_deref(), Some(why.as_str()), "{log:?}");
+    }
+    assert_eq!(srv.connections.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -220,6 +220,10 @@ pub struct Opts {
     pub ranges: Vec<&'static str>,
     pub resolve: Vec<(&'static str, &'static str)>,
     pub connect_ports: Option<Vec<u16>>,
+    /// Ports plain HTTP may reach; `None` opens every port, since most
+    /// tests' upstreams listen on ports of the system's choosing (the port
+    /// rule itself is tested in `ports.rs`).
+    pub http_ports: Option<Vec<u16>>,
     pub resolver: Option<Arc<dyn Resolver>>,
     pub config: Box<dyn FnOnce(&mut ProxyConfig) + Send>,
 }
@@ -231,6 +235,7 @@ impl Default for Opts {
             ranges: vec![],
             resolve: vec![],
             connect_ports: None,
+            http_ports: None,
             resolver: None,
             config: Box::new(|_| {}),
         }
@@ -257,6 +262,7 @@ impl Env {
         if let Some(p) = opts.connect_ports {
             config.connect_ports = p;
         }
+        config.http_ports = opts.http_ports.unwrap_or_else(|| (1..=u16::MAX).collect());
         config.rate_up = 0;
         config.rate_down = 0;
         (opts.config)(&mut config);

@@ -10,4 +10,5 @@ mod domains;
 mod limits;
 mod malformed;
 mod own;
+mod ports;
 mod resolution;

@@ -70,10 +70,15 @@ pub(super) fn proxy_args(
         args.push("--resolve".into());
         args.push(format!("{name}={ip}"));
     }
-    if !config.connect_ports.is_empty() {
-        args.push("--connect-ports".into());
-        let ports: Vec<String> = config.connect_ports.iter().map(u16::to_string).collect();
-        args.push(ports.join(","));
+    for (flag, ports) in [
+        ("--connect-ports", &config.connect_ports),
+        ("--http-ports", &config.http_ports),
+    ] {
+        if !ports.is_empty() {
+            args.push(flag.into());
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            args.push(ports.join(","));
+        }
     }
     args
 }
@@ -409,7 +414,7 @@ mod tests {
             args,
             "proxy --listen 0.0.0.0:3128 --job-id e1 --rate 1250000 --audit /dev/stdout \
              --allow .example.com --deny 10.0.0.5:4001 --own-address 11.0.0.1 \
-             --resolve a.test=172.17.0.1 --connect-ports 443"
+             --resolve a.test=172.17.0.1 --connect-ports 443 --http-ports 80"
         );
     }
 }

@@ -215,7 +215,8 @@ fn egress(
         Arc::new(resolver),
         // One resolution per request, bounded like the connection.
         net.connect_timeout,
-    );
+    )
+    .with_ports(net.http_ports.clone(), net.connect_ports.clone());
     let log = task.dir.results().join("network.log");
     let file = std::fs::OpenOptions::new()
         .create(true)

@@ -212,7 +212,12 @@ impl Shared {
             r.host = target.host.to_string();
             r.port = Some(target.port);
         });
-        let checked = self.policy.check(&target).await.map_err(|d| {
+        let scheme = if tls {
+            proxy::Scheme::Https
+        } else {
+            proxy::Scheme::Http
+        };
+        let checked = self.policy.check(&target, scheme).await.map_err(|d| {
             entry.update(|r| {
                 r.ip = d.ip();
                 r.reason = Some(d.to_string());

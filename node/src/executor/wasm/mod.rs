@@ -86,6 +86,10 @@ pub struct WasmNetwork {
     /// Fixed answers for names instead of asking DNS (the addresses are
     /// still checked); for tests and private deployments.
     pub resolve: Vec<(String, IpAddr)>,
+    /// Ports `https` requests may reach (the sidecar's `CONNECT` ports).
+    pub connect_ports: Vec<u16>,
+    /// Ports plain `http` requests may reach.
+    pub http_ports: Vec<u16>,
     /// Trusted for `https` besides the webpki roots (a private CA).
     pub extra_roots: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
     /// How long a connection to an upstream may take.
@@ -99,6 +103,8 @@ impl Default for WasmNetwork {
             deny: Vec::new(),
             allow_ranges: Vec::new(),
             resolve: Vec::new(),
+            connect_ports: vec![443],
+            http_ports: vec![80],
             extra_roots: Vec::new(),
             connect_timeout: Duration::from_secs(10),
         }

@@ -8,7 +8,7 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 
 use crate::audit::Entry;
-use crate::body::{Direction, ProxyBody, empty, pump};
+use crate::body::{ProxyBody, boxed, empty};
 use crate::config::JOB_HEADER;
 use crate::decide::Scheme;
 use crate::io::Tracked;
@@ -165,7 +165,7 @@ pub(crate) async fn handle(
     let body = if hyper::body::Body::is_end_stream(&body) {
         empty()
     } else {
-        pump(body, inner.up.clone(), entry.clone(), Direction::Up)
+        boxed(body)
     };
     let mut up = Request::new(body);
     *up.method_mut() = parts.method;
@@ -185,8 +185,7 @@ pub(crate) async fn handle(
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let body = pump(body, inner.down.clone(), entry, Direction::Down);
-    Ok(Response::from_parts(parts, body))
+    Ok(Response::from_parts(parts, boxed(body)))
 }
 
 /// The host as it goes into a `Host` header (IPv6 in brackets).

@@ -43,10 +43,15 @@
 //! 5. **Forwarding**: the request goes upstream in origin form with the
 //!    normalised `Host`; hop-by-hop and `Proxy-*` headers removed both ways, a
 //!    client's `X-Skrei-Job` replaced with the real job id, redirects
-//!    returned to the client and never followed; tunnels and bodies pass
-//!    through the job's shared [`RateLimiter`]s.
-//! 6. **Audit** ([`audit`]): one JSON record per request or tunnel, written
-//!    when it ends, with the decision, the reason and the byte counts.
+//!    returned to the client and never followed.
+//! 6. **Rate and counts** ([`meter`]): the whole client connection passes
+//!    through the job's shared [`RateLimiter`]s and is counted, heads
+//!    included both ways (the head that is read before any decision is
+//!    charged as soon as it is complete), so no byte the job moves escapes
+//!    the limit or the record.
+//! 7. **Audit** ([`audit`]): one JSON record per request or tunnel, written
+//!    when its connection ends, with the decision, the reason and the byte
+//!    counts.
 //!
 //! The control-plane deny set is filled by the node (its API and libp2p
 //! addresses, every peer's advertised addresses); a proxy adds its own
@@ -89,6 +94,7 @@ mod forward;
 mod head;
 mod io;
 pub mod local;
+pub mod meter;
 pub mod ranges;
 pub mod rate;
 pub mod resolve;
@@ -101,6 +107,7 @@ pub use config::{DEFAULT_RATE, JOB_HEADER, Limits, ProxyConfig};
 pub use decide::{Checked, Denial, Policy, Scheme};
 pub use deny::DenySet;
 pub use local::{OwnAddresses, local_addresses};
+pub use meter::{Meter, Metered};
 pub use ranges::{Cidr, CidrError, classify};
 pub use rate::RateLimiter;
 pub use resolve::{ResolveError, Resolver, StaticResolver, SystemResolver};

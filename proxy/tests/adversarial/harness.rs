@@ -146,6 +146,12 @@ async fn serve_http(mut s: TcpStream, received: Arc<Mutex<Vec<String>>>) {
         format!(
             "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
+    } else if let Some(n) = path.strip_prefix("/bighead?n=") {
+        let n: usize = n.parse().unwrap();
+        format!(
+            "HTTP/1.1 200 OK\r\nX-Pad: {}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+            "h".repeat(n)
+        )
     } else if let Some(n) = path.strip_prefix("/big?n=") {
         let n: usize = n.parse().unwrap();
         format!(

@@ -7,6 +7,7 @@ mod trap;
 mod connect;
 mod deny;
 mod domains;
+mod heads;
 mod limits;
 mod malformed;
 mod own;

@@ -51,7 +51,8 @@
 //!    the limit or the record.
 //! 7. **Audit** ([`audit`]): one JSON record per request or tunnel, written
 //!    when its connection ends, with the decision, the reason and the byte
-//!    counts.
+//!    counts. A job's log is capped ([`capped`]): past the cap the oldest
+//!    records go and the log says how many.
 //!
 //! The control-plane deny set is filled by the node (its API and libp2p
 //! addresses, every peer's advertised addresses); a proxy adds its own
@@ -86,6 +87,7 @@
 
 pub mod audit;
 mod body;
+pub mod capped;
 pub mod config;
 mod connect;
 pub mod decide;
@@ -103,6 +105,7 @@ pub mod target;
 pub mod upstream;
 
 pub use audit::{AuditRecord, AuditSink, MemorySink, Verdict, WriterSink};
+pub use capped::{CappedLog, Dropped};
 pub use config::{DEFAULT_RATE, JOB_HEADER, Limits, ProxyConfig};
 pub use decide::{Checked, Denial, Policy, Scheme};
 pub use deny::DenySet;

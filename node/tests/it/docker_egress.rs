@@ -224,3 +224,46 @@ async fn r_net_3_the_sidecar_refuses_plain_http_to_unlisted_ports() {
         format!("plain HTTP to port {port} is not allowed (allowed: 80)")
     );
 }
+
+/// R-SEC-4, R-NET-9: a job that floods its proxy with refused requests
+/// cannot hide what it did last: past the cap (the task's output limit)
+/// network.log keeps the most recent records and opens with a line that
+/// counts the dropped ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_sec_4_network_log_keeps_the_latest_records_past_its_cap() {
+    const N: usize = 60;
+    const CAP: u64 = 4096;
+    let Some(s) = Sidecar::new("cap", |_| {}).await else {
+        return;
+    };
+    // Refused by the job's domains: nothing is resolved or connected.
+    let cmd: Vec<String> = (0..N)
+        .map(|i| format!("http http://denied-{i}.test/"))
+        .collect();
+    let lines = s
+        .probe(
+            &[".allowed.test"],
+            &cmd.join(" , "),
+            Limits {
+                output_bytes: CAP,
+                ..limits()
+            },
+        )
+        .await;
+    assert_eq!(lines.len(), N, "{lines:?}");
+    assert!(lines.iter().all(|l| l.starts_with("http 403")), "{lines:?}");
+    let text = s.read("network.log");
+    assert!(text.len() as u64 <= CAP, "{} bytes", text.len());
+    let log = s.log();
+    let note: proxy::Dropped = serde_json::from_value(log[0].clone()).expect("a note first");
+    assert!(note.dropped_records > 0, "{note:?}");
+    let records = &log[1..];
+    assert_eq!(note.dropped_records as usize + records.len(), N);
+    let first = note.dropped_records as usize;
+    let hosts: Vec<&str> = records
+        .iter()
+        .map(|r| r["host"].as_str().unwrap())
+        .collect();
+    let latest: Vec<String> = (first..N).map(|i| format!("denied-{i}.test")).collect();
+    assert_eq!(hosts, latest);
+}

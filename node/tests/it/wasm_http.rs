@@ -183,6 +183,15 @@ impl Job {
             timeout: std::time::Duration::from_secs(60),
             ..Limits::default()
         };
+        self.run_with(exec, deny, limits).await
+    }
+
+    async fn run_with(
+        &self,
+        exec: &WasmExecutor,
+        deny: &[SocketAddr],
+        limits: Limits,
+    ) -> Result<RunOutcome, ExecError> {
         let task = WasmTask {
             execution_id: "wasm-http-1",
             module: probe(),
@@ -495,4 +504,41 @@ async fn r_net_10_none_links_no_wasi_http_and_full_is_refused() {
     let job = Job::new(NetworkMode::Full, &[], "127.0.0.1:9");
     let err = job.run(&exec, &[]).await.unwrap_err();
     assert!(matches!(err, ExecError::Unavailable(_)), "{err}");
+}
+
+/// R-SEC-4, R-NET-9: a job that makes requests faster than anyone reads
+/// them cannot hide what it did last: past the cap (the task's output
+/// limit) network.log keeps the most recent records and opens with a line
+/// that counts the dropped ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_sec_4_network_log_keeps_the_latest_records_past_its_cap() {
+    const N: usize = 60;
+    const CAP: u64 = 4096;
+    let exec = executor(&[], "127.0.0.1", proxy::DEFAULT_RATE);
+    // Refused by the job's domains: no name is resolved, nothing connects.
+    let mut job = Job::new(NetworkMode::Http, &[".allowed.test"], "denied-0.test");
+    job.params
+        .parameters
+        .extend((1..N).map(|i| format!("denied-{i}.test")));
+    let limits = Limits {
+        timeout: std::time::Duration::from_secs(60),
+        output_bytes: CAP,
+        ..Limits::default()
+    };
+    job.run_with(&exec, &[], limits).await.unwrap();
+    assert_eq!(job.stdout(), DENIED.repeat(N));
+    let text = std::fs::read_to_string(job.dir.results().join("network.log")).unwrap();
+    assert!(text.len() as u64 <= CAP, "{} bytes", text.len());
+    let lines: Vec<&str> = text.lines().collect();
+    let note: proxy::Dropped = serde_json::from_str(lines[0]).expect("a note first");
+    let records: Vec<AuditRecord> = lines[1..]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(note.dropped_records > 0, "{note:?}");
+    assert_eq!(note.dropped_records as usize + records.len(), N);
+    let first = note.dropped_records as usize;
+    let hosts: Vec<String> = records.iter().map(|r| r.host.clone()).collect();
+    let latest: Vec<String> = (first..N).map(|i| format!("denied-{i}.test")).collect();
+    assert_eq!(hosts, latest);
 }

@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest};
-use bollard::query_parameters::BuildImageOptions;
+use bollard::query_parameters::{AttachContainerOptions, BuildImageOptions};
 use futures::StreamExt;
 use protocol::domain::DomainSet;
 
@@ -294,11 +296,15 @@ impl DockerExecutor {
             .map_err(engine("attaching the proxy sidecar to the job's network"))?;
         let dir = proxy_dir(task.dir);
         std::fs::create_dir_all(&dir).map_err(ExecError::io("creating the proxy's folder"))?;
-        let audit = CappedOutput::create(&dir.join("proxy-audit"), task.limits.output_bytes)
-            .map_err(ExecError::io("creating the proxy's audit file"))?;
+        // R-SEC-4: past the cap the most recent records are kept, and the
+        // log says how many went.
+        let audit = Arc::new(
+            proxy::CappedLog::create(&dir, task.limits.output_bytes)
+                .map_err(ExecError::io("creating the proxy's audit file"))?,
+        );
         let log = CappedOutput::create(&dir.join("proxy-stderr"), 64 << 10)
             .map_err(ExecError::io("creating the proxy's log file"))?;
-        let pump = self.attach(&id, audit.clone(), log.clone()).await?;
+        let pump = self.attach_proxy(&id, audit.clone(), log).await?;
         self.docker
             .start_container(&id, None)
             .await
@@ -346,6 +352,47 @@ impl DockerExecutor {
             audit,
         })
     }
+
+    /// Streams the sidecar's audit lines (stdout) into `audit` and its log
+    /// (stderr) into `log` until it ends. Attached before start, so nothing
+    /// is missed.
+    async fn attach_proxy(
+        &self,
+        id: &str,
+        audit: Arc<proxy::CappedLog>,
+        log: CappedOutput,
+    ) -> Result<tokio::task::JoinHandle<()>, ExecError> {
+        let attached = self
+            .docker
+            .attach_container(
+                id,
+                Some(AttachContainerOptions {
+                    stream: true,
+                    stdout: true,
+                    stderr: true,
+                    logs: false,
+                    stdin: false,
+                    detach_keys: None,
+                }),
+            )
+            .await
+            .map_err(engine("attaching to the proxy sidecar"))?;
+        let mut output = attached.output;
+        Ok(tokio::spawn(async move {
+            while let Some(Ok(chunk)) = output.next().await {
+                match chunk {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        audit.push_bytes(&message)
+                    }
+                    // A full disk loses the proxy's own log, not the run.
+                    LogOutput::StdErr { message } => {
+                        let _ = log.append(&message);
+                    }
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+        }))
+    }
 }
 
 /// The running proxy of one `http` job.
@@ -355,7 +402,7 @@ pub(super) struct Sidecar {
     pump: tokio::task::JoinHandle<()>,
     /// Holds the audit and log files until they are collected.
     dir: PathBuf,
-    audit: CappedOutput,
+    audit: Arc<proxy::CappedLog>,
 }
 
 impl Sidecar {
@@ -367,9 +414,17 @@ impl Sidecar {
     ) -> Result<(), ExecError> {
         executor.kill(&self.id).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), self.pump).await;
-        drop(self.audit);
-        std::fs::rename(self.dir.join("proxy-audit"), network_log)
+        let summary = self
+            .audit
+            .finish(network_log)
             .map_err(ExecError::io("writing network.log"))?;
+        if summary.dropped > 0 {
+            tracing::info!(
+                dropped = summary.dropped,
+                kept = summary.kept,
+                "network.log reached its cap; the earliest records were dropped"
+            );
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())
     }

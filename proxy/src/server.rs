@@ -288,6 +288,8 @@ impl Proxy {
         if !self.paced(inner.up.acquire(buf.len())).await {
             return;
         }
+        // Waiting for the rate is not the client being idle.
+        activity.touch();
         let handled = Arc::new(AtomicBool::new(false));
         let entry_slot = Arc::new(Mutex::new(None));
         let ctx = ConnCtx {

@@ -38,7 +38,20 @@ impl Drop for NodeProc {
     }
 }
 
+/// Every node of a bench network gets this API token (R-SEC-1), written
+/// into its data folder before it starts, so one client serves them all.
+const TOKEN: &str = "5e1f0b3c0de5e1f0b3c0de5e1f0b3c0de5e1f0b3c0de5e1f0b3c0de5e1f0b3c0";
+
 fn start(dir: &Path, bootstrap: Option<&str>) -> Result<NodeProc> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let mut token = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(dir.join("api.token"))?;
+    std::io::Write::write_all(&mut token, TOKEN.as_bytes())?;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_skrei"));
     cmd.args(["node", "--data-dir"])
         .arg(dir)
@@ -72,6 +85,20 @@ struct Api {
 }
 
 impl Api {
+    fn new() -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {TOKEN}").parse().expect("a header value"),
+        );
+        Api {
+            http: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .expect("an HTTP client"),
+        }
+    }
+
     async fn get(&self, url: &str) -> Result<Value> {
         let r = self.http.get(url).send().await?;
         Ok(serde_json::from_slice(&r.bytes().await?)?)
@@ -93,13 +120,21 @@ impl Api {
     }
 
     async fn add(&self, api: &str, path: &Path) -> Result<String> {
-        let v = self
-            .post(
-                &format!("{api}/api/v1/add"),
-                json!({ "path": path }).to_string(),
-            )
+        let r = self
+            .http
+            .post(format!("{api}/api/v1/blobs"))
+            .header("content-type", "application/octet-stream")
+            .body(std::fs::read(path)?)
+            .send()
             .await?;
-        Ok(v["cid"].as_str().context("cid")?.to_string())
+        let v: Value = serde_json::from_slice(&r.bytes().await?)?;
+        let cid = v["cid"].as_str().context("cid")?.to_string();
+        self.post(
+            &format!("{api}/api/v1/provide"),
+            json!({ "cid": cid }).to_string(),
+        )
+        .await?;
+        Ok(cid)
     }
 
     /// Submits and waits until the results are in the requester's store.
@@ -148,9 +183,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 async fn network(root: &Path, n: usize) -> Result<Vec<NodeProc>> {
     let first = start(&root.join("node-0"), None)?;
-    let api = Api {
-        http: reqwest::Client::new(),
-    };
+    let api = Api::new();
     let info = api.get(&format!("{}/api/v1/node", first.api)).await?;
     let boot = info["p2p_addrs"][0].as_str().context("addr")?.to_string();
     let boot = if boot.contains("/p2p/") {
@@ -192,9 +225,7 @@ async fn inputs(api: &Api, node: &NodeProc, dir: &Path) -> Result<(String, Strin
 
 async fn latency(root: &Path) -> Result<(Duration, Duration, Duration)> {
     let nodes = network(&root.join("latency"), 3).await?;
-    let api = Api {
-        http: reqwest::Client::new(),
-    };
+    let api = Api::new();
     let (module, input) = inputs(&api, &nodes[2], root).await?;
     // One warm-up job (module compiled and cached where it runs).
     api.run(&nodes[0].api, job("warm-up", &module, &input))
@@ -216,9 +247,7 @@ async fn latency(root: &Path) -> Result<(Duration, Duration, Duration)> {
 
 async fn throughput(root: &Path) -> Result<(f64, Duration)> {
     let nodes = network(&root.join("throughput"), THROUGHPUT_NODES).await?;
-    let api = std::sync::Arc::new(Api {
-        http: reqwest::Client::new(),
-    });
+    let api = std::sync::Arc::new(Api::new());
     let (module, input) = inputs(&api, &nodes[0], root).await?;
     let started = Instant::now();
     let per_worker = THROUGHPUT_JOBS / (THROUGHPUT_NODES * IN_FLIGHT_PER_NODE);

@@ -3,6 +3,7 @@
 //! the API as they land), so the binary and the integration tests in
 //! `tests/` use the same code.
 
+pub mod api_token;
 pub mod daemon;
 pub mod executor;
 pub mod p2p;

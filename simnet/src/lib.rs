@@ -243,7 +243,8 @@
 //! `simnet up --nodes N [--policies FILE]` runs the real thing instead: N
 //! `skrei node` processes on loopback, bootstrapped from node 0, each with
 //! the policy the file gives it ([`live::policies`]); it prints one
-//! `SKREI_API=http://...` line per node (node 0 first) and stops them on
+//! `SKREI_API=http://...` line per node (node 0 first), each followed by its
+//! `SKREI_API_TOKEN=...` line, and stops them on
 //! Ctrl-C. Tests drive the same network through [`live::LiveNet`].
 //! `simnet up --docker` puts each node in a container of its own on a Docker
 //! network made for the testnet, so that a node can be cut off and healed

@@ -237,7 +237,7 @@ impl LiveNet {
             }
             net.nodes.push(LiveNode {
                 policy,
-                api: Api::new(""),
+                api: Api::new("", None),
                 node_id: String::new(),
                 p2p: String::new(),
                 child: None,
@@ -538,6 +538,15 @@ impl LiveNet {
         }
     }
 
+    /// Node `i`'s API token, once it has made one (its data folder is on
+    /// this host, for Docker nodes too).
+    fn token(&self, i: usize) -> Option<String> {
+        let path = self.root.join(format!("node-{i}")).join("api.token");
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|t| t.trim().to_owned())
+    }
+
     fn allowlist_file(&self, i: usize) -> PathBuf {
         self.root.join(format!("node-{i}.allow"))
     }
@@ -638,7 +647,10 @@ impl LiveNet {
                 });
             }
             if let Some(ip) = docker.ip(i)? {
-                let api = Api::new(format!("http://{}", SocketAddr::new(ip, docker::API_PORT)));
+                let api = Api::new(
+                    format!("http://{}", SocketAddr::new(ip, docker::API_PORT)),
+                    self.token(i),
+                );
                 if let Ok(info) = api.get("/api/v1/node")
                     && let Some(id) = info["node_id"].as_str().filter(|id| !id.is_empty())
                 {
@@ -731,7 +743,7 @@ impl LiveNet {
                 });
             }
         };
-        let api = Api::new(url);
+        let api = Api::new(url, self.token(i));
         let info = api.get("/api/v1/node")?;
         let node_id = info["node_id"].as_str().unwrap_or_default().to_owned();
         let addr = info["p2p_addrs"]

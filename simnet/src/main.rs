@@ -55,7 +55,8 @@ enum Command {
         threads: Option<usize>,
     },
     /// Start real `skrei node` processes on loopback, print their APIs
-    /// (`SKREI_API=http://...`, node 0 first) and run until Ctrl-C.
+    /// (`SKREI_API=http://...` and `SKREI_API_TOKEN=...`, node 0 first) and
+    /// run until Ctrl-C.
     Up(Up),
 }
 
@@ -455,6 +456,9 @@ fn run_up(up: Up) -> Result<ExitCode, String> {
     let net = LiveNet::start(options).map_err(|e| e.to_string())?;
     for api in net.apis() {
         out(format!("SKREI_API={}", api.url()));
+        if let Some(token) = api.token() {
+            out(format!("SKREI_API_TOKEN={token}"));
+        }
     }
     let _ = std::io::stdout().flush();
     for i in 0..net.len() {

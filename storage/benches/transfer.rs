@@ -69,7 +69,9 @@ async fn run(dir: &Path, size: u64, runs: usize) -> Result<String> {
     for i in 0..runs {
         let store = Store::open(StoreConfig::new(dir.join(format!("fetch{i}")))).await?;
         let t = Instant::now();
-        store.fetch(&cid, &[provider.addr()], None).await?;
+        store
+            .fetch(&cid, &[provider.addr()], None, u64::MAX)
+            .await?;
         fetch.push(t.elapsed());
         store.shutdown().await;
         let _ = std::fs::remove_dir_all(dir.join(format!("fetch{i}")));

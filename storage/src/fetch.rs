@@ -24,6 +24,21 @@ use crate::store::{FetchError, FetchReport, MAX_ENTRIES, Progress, Store, StoreE
 /// Blob transfers in flight at once within one directory.
 pub const CONCURRENT_BLOBS: usize = 8;
 
+/// The content passed the fetch's byte budget.
+struct OverBudget {
+    cid: cid::Cid,
+    max: u64,
+}
+
+impl From<OverBudget> for FetchError {
+    fn from(e: OverBudget) -> FetchError {
+        FetchError::TooLarge {
+            cid: e.cid,
+            max: e.max,
+        }
+    }
+}
+
 /// This fetch's link to one provider.
 #[derive(Debug, Clone)]
 enum Link {
@@ -50,6 +65,9 @@ pub(crate) struct FetchRun<'a> {
     /// Blobs handled in this fetch: a tree that lists one subtree many
     /// times costs one walk of it.
     seen: Mutex<HashSet<Content>>,
+    /// Most bytes the content may have in the store (R-SEC-5).
+    max_bytes: u64,
+    root: cid::Cid,
 }
 
 impl<'a> FetchRun<'a> {
@@ -57,6 +75,8 @@ impl<'a> FetchRun<'a> {
         store: &'a Store,
         providers: &[EndpointAddr],
         progress: Option<mpsc::Sender<Progress>>,
+        root: cid::Cid,
+        max_bytes: u64,
     ) -> Self {
         FetchRun {
             store,
@@ -68,7 +88,25 @@ impl<'a> FetchRun<'a> {
             blobs: AtomicU64::new(0),
             total: AtomicU64::new(u64::MAX),
             seen: Mutex::new(HashSet::new()),
+            max_bytes,
+            root,
         }
+    }
+
+    /// An error once the content's distinct bytes pass the budget.
+    fn check_budget(&self, more: u64) -> Result<(), OverBudget> {
+        let bytes = self
+            .present
+            .load(Ordering::Relaxed)
+            .saturating_add(self.fetched.load(Ordering::Relaxed))
+            .saturating_add(more);
+        if bytes > self.max_bytes {
+            return Err(OverBudget {
+                cid: self.root,
+                max: self.max_bytes,
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn report(&self) -> FetchReport {
@@ -168,6 +206,7 @@ impl<'a> FetchRun<'a> {
         self.blobs.fetch_add(1, Ordering::Relaxed);
         self.present
             .fetch_add(local.local_bytes(), Ordering::Relaxed);
+        self.check_budget(0)?;
         if local.is_complete() {
             self.emit();
             return Ok(());
@@ -205,6 +244,7 @@ impl<'a> FetchRun<'a> {
                         }
                         if depth == 0 && content.kind == Kind::File {
                             self.total.store(size, Ordering::Relaxed);
+                            self.check_budget(size.saturating_sub(local.local_bytes()))?;
                         }
                     }
                     Ok(Err(e)) => {
@@ -230,11 +270,14 @@ impl<'a> FetchRun<'a> {
                             .fetch_add(n.saturating_sub(counted), Ordering::Relaxed);
                         counted = counted.max(n);
                         self.emit();
+                        // Dropping the stream ends the transfer.
+                        self.check_budget(0)?;
                     }
                     Ok(Some(GetProgressItem::Done(stats))) => {
                         let n = stats.payload_bytes_read;
                         self.fetched
                             .fetch_add(n.saturating_sub(counted), Ordering::Relaxed);
+                        self.check_budget(0)?;
                         break Ok(());
                     }
                     Ok(Some(GetProgressItem::Error(e))) => break Err(format!("{e:#}")),

@@ -41,6 +41,8 @@ pub struct Inputs<'a> {
     pub downloader: &'a Downloader,
     /// Directories local-path inputs may come from (the operator's allowlist).
     pub allowed_local: &'a [PathBuf],
+    /// Most bytes one CID input may take, fetched and written out (R-SEC-5).
+    pub max_cid_bytes: u64,
 }
 
 /// One input, in place.
@@ -179,8 +181,12 @@ async fn one(
     }
     match &input.source {
         Source::Cid(s) => {
-            inputs.store.fetch(&s.cid, inputs.providers, None).await?;
-            inputs.store.export(&s.cid, &host_path).await?;
+            let max = inputs.max_cid_bytes;
+            inputs
+                .store
+                .fetch(&s.cid, inputs.providers, None, max)
+                .await?;
+            inputs.store.export(&s.cid, &host_path, max).await?;
             m.cid = Some(s.cid);
         }
         Source::Url(s) => {

@@ -18,6 +18,9 @@
 //!   presence, fetch from several providers with verification, resumption
 //!   and progress (a directory's files concurrently), export to the file
 //!   system.
+//! - [`import`] and [`export`]: the one walk that adds a tree (from the
+//!   node's disk or, through the node's API, from a user's) and the one
+//!   that writes a tree out, with its budgets, for every caller.
 //! - [`download`]: bounded, retrying HTTP(S) downloads of URL inputs.
 //! - [`inputs`]: a job's inputs (CID, URL, inline, local path) materialised
 //!   read-only in an execution folder, concurrently.
@@ -33,15 +36,18 @@
 //! # -> Result<(), Box<dyn std::error::Error>> {
 //! let cid = provider.add_path("results".as_ref()).await?;
 //! // `provider.addr()` travels to the other node, e.g. in gossip.
-//! let report = me.fetch(&cid, &[provider.addr()], None).await?;
-//! me.export(&cid, "copy-of-results".as_ref()).await?;
+//! // Both ends bound what the content may cost them: here 1 GiB.
+//! let report = me.fetch(&cid, &[provider.addr()], None, 1 << 30).await?;
+//! me.export(&cid, "copy-of-results".as_ref(), 1 << 30).await?;
 //! # let _ = report; Ok(()) }
 //! ```
 
 pub mod address;
 pub mod cid;
 pub mod download;
+pub mod export;
 mod fetch;
+pub mod import;
 pub mod inputs;
 pub mod manifest;
 pub mod publish;

@@ -99,7 +99,9 @@ pub async fn publish(
                 return Err(PublishError::DirMissing { path: base });
             }
             let target = base.join(name);
-            store.export(&cid, &target).await?;
+            // The results are the node's own, just made: no budget beyond
+            // the disk.
+            store.export(&cid, &target, u64::MAX).await?;
             published.path = Some(target);
         }
         Publisher::S3(_) => {

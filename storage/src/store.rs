@@ -29,7 +29,7 @@
 //!   store: shutting the router down is the whole, correctly ordered,
 //!   shutdown.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -45,8 +45,9 @@ use iroh_blobs::store::fs::FsStore;
 use tokio::sync::mpsc;
 
 use crate::cid::{self as cids, CidError, Content, Kind};
+pub use crate::export::ExportReport;
 use crate::fetch::FetchRun;
-use crate::manifest::{Entry, MAX_MANIFEST_BYTES, Manifest, ManifestError, Mode, check_name};
+use crate::manifest::{MAX_MANIFEST_BYTES, Manifest, ManifestError};
 
 /// Deepest directory nesting accepted when walking a manifest from the network.
 pub const MAX_DEPTH: usize = 64;
@@ -142,6 +143,8 @@ pub enum AddError {
     Name { path: PathBuf, reason: String },
     #[error("the blob store failed while adding {path}: {reason}")]
     Store { path: PathBuf, reason: String },
+    #[error("{path} ({cid}) is not in the store: add a folder's entries before the folder")]
+    Incomplete { path: PathBuf, cid: Cid },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,6 +162,8 @@ pub enum StoreError {
     TooDeep { cid: Cid },
     #[error("{cid}: the tree has more than {MAX_ENTRIES} entries")]
     TooManyEntries { cid: Cid },
+    #[error("{cid} is {size} bytes, more than the {max} accepted here")]
+    TooLarge { cid: Cid, size: u64, max: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +173,8 @@ pub enum FetchError {
     NoProviders { cid: Cid },
     #[error("cannot fetch {cid}: every provider failed: {}", failures.join("; "))]
     AllProvidersFailed { cid: Cid, failures: Vec<String> },
+    #[error("cannot fetch {cid}: it is larger than the budget of {max} bytes")]
+    TooLarge { cid: Cid, max: u64 },
     #[error("cannot fetch: {0}")]
     Content(#[from] StoreError),
 }
@@ -183,6 +190,10 @@ pub enum ExportError {
         target: PathBuf,
         source: io::Error,
     },
+    #[error(
+        "cannot export {cid}: it is {bytes} bytes written out, more than the budget of {max} bytes"
+    )]
+    TooLarge { cid: Cid, bytes: u64, max: u64 },
     #[error("cannot export: {0}")]
     Content(#[from] StoreError),
 }
@@ -263,73 +274,55 @@ impl Store {
     }
 
     /// Adds a file or a directory tree, streaming each file into the store,
-    /// and returns its CID.
+    /// and returns its CID. See [`crate::import`] for the rules.
     pub async fn add_path(&self, path: &Path) -> Result<Cid, AddError> {
-        let path = std::path::absolute(path).map_err(|source| AddError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        let cid = self.add_any(&path).await?.cid;
-        self.sync(&path).await?;
+        let cid = crate::import::add(self, path).await?;
+        self.sync(path).await?;
         Ok(cid)
     }
 
-    /// Commits the store's database: what was added survives the process
-    /// being killed the moment after (iroh-blobs batches its writes).
-    async fn sync(&self, path: &Path) -> Result<(), AddError> {
-        self.blobs.sync_db().await.map_err(|e| AddError::Store {
-            path: path.to_owned(),
-            reason: format!("committing the store: {e:#}"),
-        })
+    /// Adds one file's bytes as they arrive (from a client of the node's
+    /// API) and returns its `raw` CID. `what` names the source in errors.
+    pub async fn add_stream(
+        &self,
+        bytes: impl futures::Stream<Item = io::Result<bytes::Bytes>> + Send + Sync + 'static,
+        what: &Path,
+    ) -> Result<Cid, AddError> {
+        let items = self.blobs.add_stream(bytes).await.stream().await;
+        let hash = self.tag_added(items, false, what).await?;
+        self.sync(what).await?;
+        Ok(cids::file_cid(*hash.as_bytes()))
     }
 
-    async fn add_any(&self, path: &Path) -> Result<Entry, AddError> {
-        let read = |source| AddError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let meta = tokio::fs::symlink_metadata(path).await.map_err(read)?;
-        let ft = meta.file_type();
-        if ft.is_symlink() {
-            return Err(AddError::Symlink {
-                path: path.to_owned(),
-            });
-        }
-        if ft.is_file() {
-            use std::os::unix::fs::PermissionsExt;
-            let hash = self.import_file(path, meta.len()).await?;
-            let mode = if meta.permissions().mode() & 0o111 != 0 {
-                Mode::Executable
-            } else {
-                Mode::File
-            };
-            return Ok(Entry {
-                cid: cids::file_cid(*hash.as_bytes()),
-                size: meta.len(),
-                mode,
-            });
-        }
-        if !ft.is_dir() {
-            return Err(AddError::Special {
-                path: path.to_owned(),
-            });
-        }
-        let mut manifest = Manifest::default();
-        let mut dir = tokio::fs::read_dir(path).await.map_err(read)?;
-        while let Some(item) = dir.next_entry().await.map_err(read)? {
-            let child = item.path();
-            let name = item.file_name().into_string().map_err(|_| AddError::Name {
-                path: child.clone(),
-                reason: "not UTF-8".into(),
-            })?;
-            check_name(&name).map_err(|e| AddError::Name {
-                path: child.clone(),
+    /// Adds a folder's manifest (from a client of the node's API) once
+    /// every entry it lists is complete in the store, and returns its
+    /// `dag-cbor` CID: the store never holds a folder it cannot serve.
+    pub async fn add_manifest(&self, manifest: &Manifest, what: &Path) -> Result<Cid, AddError> {
+        for (name, entry) in &manifest.entries {
+            let content = entry.content().map_err(|e| AddError::Store {
+                path: what.join(name),
                 reason: e.to_string(),
             })?;
-            let entry = Box::pin(self.add_any(&child)).await?;
-            manifest.entries.insert(name, entry);
+            let complete = self
+                .blob_complete(content)
+                .await
+                .map_err(|e| AddError::Store {
+                    path: what.join(name),
+                    reason: e.to_string(),
+                })?;
+            if !complete {
+                return Err(AddError::Incomplete {
+                    path: what.join(name),
+                    cid: entry.cid,
+                });
+            }
         }
-        let size = manifest.size();
+        let cid = self.store_manifest(manifest, what).await?;
+        self.sync(what).await?;
+        Ok(cid)
+    }
+
+    async fn store_manifest(&self, manifest: &Manifest, path: &Path) -> Result<Cid, AddError> {
         let tag = self
             .blobs
             .add_bytes(manifest.encode())
@@ -339,10 +332,15 @@ impl Store {
                 path: path.to_owned(),
                 reason: format!("{e:#}"),
             })?;
-        Ok(Entry {
-            cid: cids::dir_cid(*tag.hash.as_bytes()),
-            size,
-            mode: Mode::Dir,
+        Ok(cids::dir_cid(*tag.hash.as_bytes()))
+    }
+
+    /// Commits the store's database: what was added survives the process
+    /// being killed the moment after (iroh-blobs batches its writes).
+    async fn sync(&self, path: &Path) -> Result<(), AddError> {
+        self.blobs.sync_db().await.map_err(|e| AddError::Store {
+            path: path.to_owned(),
+            reason: format!("committing the store: {e:#}"),
         })
     }
 
@@ -358,14 +356,26 @@ impl Store {
     /// delivered. Small files keep the prompt loop: a pause would cost them
     /// more than the wake-ups it saves.
     async fn import_file(&self, path: &Path, size: u64) -> Result<iroh_blobs::Hash, AddError> {
+        let paced = size >= PACED_PROGRESS_BYTES;
+        let items = self.blobs.add_path(path).stream().await;
+        self.tag_added(items, paced, path).await
+    }
+
+    /// Follows an import to its end and tags the blob, returning its hash.
+    /// `paced`: read progress reports only every [`PROGRESS_PERIOD`].
+    async fn tag_added(
+        &self,
+        items: impl futures::Stream<Item = iroh_blobs::api::blobs::AddProgressItem>,
+        paced: bool,
+        path: &Path,
+    ) -> Result<iroh_blobs::Hash, AddError> {
         use futures::StreamExt;
         use iroh_blobs::api::blobs::AddProgressItem;
         let store_err = |reason: String| AddError::Store {
             path: path.to_owned(),
             reason,
         };
-        let paced = size >= PACED_PROGRESS_BYTES;
-        let mut items = std::pin::pin!(self.blobs.add_path(path).stream().await);
+        let mut items = std::pin::pin!(items);
         let temp_tag = loop {
             match items.next().await {
                 Some(AddProgressItem::Done(tt)) => break tt,
@@ -480,14 +490,19 @@ impl Store {
     /// slowing the transfer when the receiver falls behind, except the last
     /// one of a successful fetch. A directory's files are fetched
     /// concurrently.
+    ///
+    /// The content's distinct bytes (what it takes in the store) may not
+    /// pass `max_bytes`: a fetch that would is stopped with
+    /// [`FetchError::TooLarge`] as soon as the count passes it.
     pub async fn fetch(
         &self,
         cid: &Cid,
         providers: &[EndpointAddr],
         progress: Option<mpsc::Sender<Progress>>,
+        max_bytes: u64,
     ) -> Result<FetchReport, FetchError> {
         let content = cids::content(cid).map_err(StoreError::from)?;
-        let run = FetchRun::new(self, providers, progress);
+        let run = FetchRun::new(self, providers, progress, *cid, max_bytes);
         run.content(content, 0).await?;
         run.finish().await;
         // Fetched content is kept across a crash like added content.
@@ -497,115 +512,116 @@ impl Store {
         Ok(run.report())
     }
 
-    /// Writes the content to `target`, which must not exist: a file for a
-    /// file CID, a directory tree for a directory CID. Names come from
-    /// validated manifests, so nothing is written outside `target`.
-    pub async fn export(&self, cid: &Cid, target: &Path) -> Result<(), ExportError> {
-        let content = cids::content(cid).map_err(StoreError::from)?;
-        let target = std::path::absolute(target).map_err(|source| ExportError::Io {
-            cid: *cid,
-            target: target.to_owned(),
-            source,
-        })?;
-        if tokio::fs::symlink_metadata(&target).await.is_ok() {
-            return Err(ExportError::Exists {
+    /// Writes the content to `target`, which must not exist (its parent
+    /// must): a file for a file CID, a directory tree for a directory CID,
+    /// refusing content that would take more than `max_bytes` on disk. See
+    /// [`crate::export`] for the rules.
+    pub async fn export(
+        &self,
+        cid: &Cid,
+        target: &Path,
+        max_bytes: u64,
+    ) -> Result<ExportReport, ExportError> {
+        crate::export::export(self, cid, target, max_bytes).await
+    }
+
+    /// A complete blob's size, or `Missing`.
+    pub async fn blob_size(&self, cid: &Cid) -> Result<u64, StoreError> {
+        self.complete_size(cids::content(cid)?).await
+    }
+
+    async fn complete_size(&self, content: Content) -> Result<u64, StoreError> {
+        let status = self
+            .blobs
+            .blobs()
+            .status(content.blob_hash())
+            .await
+            .map_err(|e| store_err(content, e))?;
+        match status {
+            BlobStatus::Complete { size } => Ok(size),
+            _ => Err(StoreError::Missing { cid: content.cid() }),
+        }
+    }
+
+    /// A complete blob's size and a reader of its bytes (a file's content,
+    /// or a directory's manifest), for streaming it out.
+    pub async fn open_blob(
+        &self,
+        cid: &Cid,
+    ) -> Result<(u64, impl tokio::io::AsyncRead + Send + Unpin + use<>), StoreError> {
+        let content = cids::content(cid)?;
+        let size = self.complete_size(content).await?;
+        Ok((size, self.blobs.blobs().reader(content.blob_hash())))
+    }
+
+    /// A complete blob's bytes, refusing blobs over `max` bytes.
+    pub async fn read_blob(&self, cid: &Cid, max: u64) -> Result<Vec<u8>, StoreError> {
+        let content = cids::content(cid)?;
+        let size = self.complete_size(content).await?;
+        if size > max {
+            return Err(StoreError::TooLarge {
                 cid: *cid,
-                target: target.clone(),
+                size,
+                max,
             });
         }
-        // Count first, so a tree that would explode on disk (one subtree
-        // listed many times over) is refused before anything is written.
-        let count = self.count_entries(content, 0, &mut HashMap::new()).await?;
-        if count > MAX_ENTRIES {
-            return Err(StoreError::TooManyEntries { cid: *cid }.into());
-        }
-        let mut entries = 0;
-        self.export_content(content, Mode::File, &target, 0, &mut entries)
+        let bytes = self
+            .blobs
+            .blobs()
+            .get_bytes(content.blob_hash())
             .await
+            .map_err(|e| store_err(content, e))?;
+        Ok(bytes.to_vec())
+    }
+}
+
+impl crate::import::Sink for Store {
+    async fn add_file(&self, path: &Path, size: u64) -> Result<Cid, AddError> {
+        let hash = self.import_file(path, size).await?;
+        Ok(cids::file_cid(*hash.as_bytes()))
     }
 
-    /// Entries of the tree counted per path (saturating), each distinct
-    /// manifest read once.
-    async fn count_entries(
-        &self,
-        content: Content,
-        depth: usize,
-        memo: &mut HashMap<Content, u64>,
-    ) -> Result<u64, StoreError> {
-        if content.kind == Kind::File {
-            return Ok(1);
-        }
-        if let Some(n) = memo.get(&content) {
-            return Ok(*n);
-        }
-        let manifest = self.manifest(content, depth).await?;
-        let mut n: u64 = 1;
-        for entry in manifest.entries.values() {
-            let child = cids::content(&entry.cid)?;
-            let below = Box::pin(self.count_entries(child, depth + 1, memo)).await?;
-            n = n.saturating_add(below);
-        }
-        memo.insert(content, n);
-        Ok(n)
+    async fn add_manifest(&self, manifest: &Manifest, path: &Path) -> Result<Cid, AddError> {
+        self.store_manifest(manifest, path).await
+    }
+}
+
+impl crate::export::Source for Store {
+    async fn manifest(&self, content: Content) -> Result<Manifest, StoreError> {
+        Store::manifest(self, content, 0).await
     }
 
-    async fn export_content(
+    async fn file_size(&self, content: Content) -> Result<u64, StoreError> {
+        self.complete_size(content).await
+    }
+
+    async fn write_file(
         &self,
         content: Content,
-        mode: Mode,
         target: &Path,
-        depth: usize,
-        entries: &mut u64,
-    ) -> Result<(), ExportError> {
-        use std::os::unix::fs::PermissionsExt;
+        executable: bool,
+    ) -> Result<u64, ExportError> {
         let cid = content.cid();
-        *entries += 1;
-        if *entries > MAX_ENTRIES {
-            return Err(StoreError::TooManyEntries { cid }.into());
-        }
+        let size = self.complete_size(content).await?;
         let io_err = |source| ExportError::Io {
             cid,
             target: target.to_owned(),
             source,
         };
-        match content.kind {
-            Kind::File => {
-                if !self.blob_complete(content).await? {
-                    return Err(StoreError::Missing { cid }.into());
-                }
-                self.blobs
-                    .blobs()
-                    .export(content.blob_hash(), target)
-                    .finish()
-                    .await
-                    .map_err(|e| io_err(io::Error::other(format!("{e:#}"))))?;
-                let bits = if mode == Mode::Executable {
-                    0o755
-                } else {
-                    0o644
-                };
-                tokio::fs::set_permissions(target, std::fs::Permissions::from_mode(bits))
-                    .await
-                    .map_err(io_err)?;
-            }
-            Kind::Dir => {
-                let manifest = self.manifest(content, depth).await?;
-                tokio::fs::create_dir(target).await.map_err(io_err)?;
-                for (name, entry) in &manifest.entries {
-                    let child = cids::content(&entry.cid).map_err(StoreError::from)?;
-                    let child_target = target.join(name);
-                    Box::pin(self.export_content(
-                        child,
-                        entry.mode,
-                        &child_target,
-                        depth + 1,
-                        entries,
-                    ))
-                    .await?;
-                }
-            }
+        // iroh-blobs writes the file itself (a copy, or a reflink where
+        // the file system has them), created with the process's umask.
+        self.blobs
+            .blobs()
+            .export(content.blob_hash(), target)
+            .finish()
+            .await
+            .map_err(|e| io_err(io::Error::other(format!("{e:#}"))))?;
+        if executable {
+            crate::export::make_executable(target)
+                .await
+                .map_err(io_err)?;
         }
-        Ok(())
+        Ok(size)
     }
 }
 

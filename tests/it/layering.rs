@@ -92,7 +92,9 @@ fn our_crates_point_one_way() {
         );
     }
     assert!(
-        of("storage").iter().all(|d| d == "protocol" || d == "proxy"),
+        of("storage")
+            .iter()
+            .all(|d| d == "protocol" || d == "proxy"),
         "storage depends on {:?}",
         of("storage")
     );

@@ -43,6 +43,27 @@ pub struct Client {
     base: String,
     http: reqwest::Client,
     runtime: tokio::runtime::Runtime,
+    /// The node's API token, when one was found (see [`find_token`]).
+    token: Option<String>,
+}
+
+/// The token for the API at `base`: `SKREI_API_TOKEN`, else the record of
+/// the nodes this user started (R-SEC-1).
+fn find_token(base: &str) -> anyhow::Result<Option<String>> {
+    use skrei_node::api_token::{TOKEN_ENV, record};
+    if let Ok(token) = std::env::var(TOKEN_ENV) {
+        let token = token.trim();
+        if !token.is_empty() {
+            return Ok(Some(token.to_string()));
+        }
+    }
+    let Ok(url) = reqwest::Url::parse(base) else {
+        return Ok(None);
+    };
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return Ok(None);
+    };
+    Ok(record::find(host, port)?)
 }
 
 impl Client {
@@ -56,19 +77,37 @@ impl Client {
             .build()
             .context("starting the async runtime")?;
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
+            .connect_timeout(Duration::from_secs(10))
+            .read_timeout(Duration::from_secs(120))
             .no_proxy()
             .build()
             .context("building the HTTP client")?;
+        let token = find_token(&base)?;
         Ok(Client {
             base,
             http,
             runtime,
+            token,
         })
+    }
+
+    /// A request to the API, carrying the token.
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.content().request(method, path)
+    }
+
+    /// The API as a source and sink of content.
+    fn content(&self) -> super::content::ApiContent<'_> {
+        super::content::ApiContent {
+            base: &self.base,
+            http: &self.http,
+            token: self.token.as_deref(),
+        }
     }
 
     fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let base = &self.base;
+        let no_token = self.token.is_none();
         self.runtime.block_on(async {
             let response = request.send().await.map_err(|e| {
                 anyhow!(
@@ -85,6 +124,12 @@ impl Client {
                 .with_context(|| format!("the node's answer ({status}) is not JSON"))?;
             if !status.is_success() {
                 let message = body["error"].as_str().unwrap_or("no reason given");
+                if status == reqwest::StatusCode::UNAUTHORIZED && no_token {
+                    bail!(
+                        "{message} (no token for {base} was found in SKREI_API_TOKEN nor among \
+                         the nodes this user started)"
+                    );
+                }
                 bail!("{message}");
             }
             Ok(body)
@@ -92,13 +137,12 @@ impl Client {
     }
 
     pub fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call(self.http.get(format!("{}{path}", self.base)))
+        self.call(self.request(reqwest::Method::GET, path))
     }
 
     pub fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         self.call(
-            self.http
-                .post(format!("{}{path}", self.base))
+            self.request(reqwest::Method::POST, path)
                 .header("content-type", "application/json")
                 .body(body.to_string()),
         )
@@ -106,8 +150,7 @@ impl Client {
 
     pub fn submit(&self, job: String) -> anyhow::Result<String> {
         let answer = self.call(
-            self.http
-                .post(format!("{}/api/v1/jobs", self.base))
+            self.request(reqwest::Method::POST, "/api/v1/jobs")
                 .header("content-type", "application/yaml")
                 .body(job),
         )?;
@@ -135,9 +178,12 @@ impl Client {
                 last_line = line;
             }
             let state = job["state"].as_str().unwrap_or("");
-            let fetched = job["results"]
-                .as_array()
-                .is_some_and(|r| !r.is_empty() && r.iter().all(|r| r["fetched"] == true));
+            // Fetched, or refused (over the node's --max-result-size).
+            let fetched = job["results"].as_array().is_some_and(|r| {
+                !r.is_empty()
+                    && r.iter()
+                        .all(|r| r["fetched"] == true || r["refused"].is_string())
+            });
             if matches!(state, "failed" | "cancelled") || (state == "completed" && fetched) {
                 if tty {
                     eprintln!();
@@ -299,20 +345,83 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }
 
-pub fn get_results(api: &ApiArgs, id: &str, dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+/// Writes a job's results here: `dir` itself for one execution, `dir/<n>`
+/// for each of several.
+pub fn get_results(
+    api: &ApiArgs,
+    id: &str,
+    dir: Option<PathBuf>,
+    max_size: &str,
+) -> anyhow::Result<ExitCode> {
+    let max = match super::node::parse_size("--max-size", max_size) {
+        Ok(max) => max,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(super::EXIT_INVALID));
+        }
+    };
     let client = Client::new(api)?;
     let dir = absolute(&dir.unwrap_or_else(|| PathBuf::from(format!("job-{id}"))))?;
-    let answer = client.post(&format!("/api/v1/jobs/{id}/get"), json!({ "dir": dir }))?;
-    for r in answer["results"].as_array().into_iter().flatten() {
+    if std::fs::symlink_metadata(&dir).is_ok() {
+        bail!(
+            "{} already exists: give a new folder with -o",
+            dir.display()
+        );
+    }
+    let answer = client.get(&format!("/api/v1/jobs/{id}/results"))?;
+    let results = answer["results"].as_array().cloned().unwrap_or_default();
+    if results.len() > 1 {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    } else if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    for r in &results {
+        let cid: cid::Cid = r["cid"]
+            .as_str()
+            .unwrap_or_default()
+            .parse()
+            .context("the node listed a result without a CID")?;
+        let target = if results.len() == 1 {
+            dir.clone()
+        } else {
+            dir.join(r["execution_id"].to_string())
+        };
+        client.export(&cid, &target, max)?;
         eprintln!(
             "wrote {} (execution {} on {}, exit code {})",
-            r["path"].as_str().unwrap_or(""),
+            target.display(),
             r["execution_id"],
             r["node"].as_str().unwrap_or(""),
             r["exit_code"]
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+impl Client {
+    /// Writes content the node has to `target`, as this user.
+    fn export(&self, cid: &cid::Cid, target: &Path, max: u64) -> anyhow::Result<()> {
+        self.runtime
+            .block_on(storage::export::export(&self.content(), cid, target, max))
+            .map_err(|e| match e {
+                storage::store::ExportError::TooLarge { .. } => {
+                    anyhow!("{e}; raise the budget with --max-size")
+                }
+                other => anyhow!(other),
+            })?;
+        Ok(())
+    }
+
+    /// Adds the user's file or folder to the node, read here, as this user.
+    pub fn add(&self, path: &Path) -> anyhow::Result<cid::Cid> {
+        let content = self.content();
+        self.runtime.block_on(async {
+            let cid = storage::import::add(&content, path).await?;
+            content.provide(&cid).await.map_err(|e| anyhow!(e))?;
+            anyhow::Ok(cid)
+        })
+    }
 }
 
 pub fn cancel(api: &ApiArgs, id: &str) -> anyhow::Result<ExitCode> {
@@ -324,10 +433,12 @@ pub fn cancel(api: &ApiArgs, id: &str) -> anyhow::Result<ExitCode> {
 
 pub fn add(api: &ApiArgs, path: &Path, output: Output) -> anyhow::Result<ExitCode> {
     let client = Client::new(api)?;
-    let answer = client.post("/api/v1/add", json!({ "path": absolute(path)? }))?;
-    let cid = answer["cid"].as_str().unwrap_or("");
+    let cid = client
+        .add(path)
+        .with_context(|| format!("adding {}", path.display()))?
+        .to_string();
     match output {
-        Output::Text => print_line(cid),
+        Output::Text => print_line(&cid),
         Output::Json => print_line(&json!({ "cid": cid }).to_string()),
     }
     Ok(ExitCode::SUCCESS)
@@ -338,29 +449,38 @@ pub fn get_content(
     cid: &str,
     dir: &Path,
     providers: &[String],
+    max: u64,
 ) -> anyhow::Result<ExitCode> {
     let client = Client::new(api)?;
     let dir = absolute(dir)?;
-    let tty = std::io::stderr().is_terminal();
-    let body = json!({ "cid": cid, "dir": dir, "providers": providers, "progress": tty });
-    if tty {
-        client.get_with_progress(body)?;
-    } else {
-        client.post("/api/v1/get", body)?;
+    if std::fs::symlink_metadata(&dir).is_ok() {
+        bail!("{} already exists: give a new path with -o", dir.display());
     }
+    let tty = std::io::stderr().is_terminal();
+    let body = json!({ "cid": cid, "providers": providers, "progress": tty, "max_bytes": max });
+    if tty {
+        client.fetch_with_progress(body)?;
+    } else {
+        client.post("/api/v1/fetch", body)?;
+    }
+    let cid: cid::Cid = storage::cid::parse(cid)?.cid();
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    client.export(&cid, &dir, max)?;
     eprintln!("wrote {}", dir.display());
     Ok(ExitCode::SUCCESS)
 }
 
 impl Client {
-    /// `POST /api/v1/get` with progress: draws `fetched X of Y MB` on stderr
-    /// from the node's JSON lines until the last one (the result or error).
-    fn get_with_progress(&self, body: Value) -> anyhow::Result<()> {
+    /// `POST /api/v1/fetch` with progress: draws `fetched X of Y MB` on
+    /// stderr from the node's JSON lines until the last one (the result or
+    /// error).
+    fn fetch_with_progress(&self, body: Value) -> anyhow::Result<()> {
         use futures::StreamExt;
-        let url = format!("{}/api/v1/get", self.base);
         let request = self
-            .http
-            .post(&url)
+            .request(reqwest::Method::POST, "/api/v1/fetch")
             .header("content-type", "application/json")
             .body(body.to_string());
         self.runtime.block_on(async {

@@ -1,8 +1,9 @@
 //! `skrei add` and `skrei get`: content by CID (R-VOL-3).
 //!
-//! Both go through the local node's API (`--api`, `SKREI_API`); `get` of
-//! content the node lacks fetches it from the nodes the DHT names (or from
-//! `--from` providers). With
+//! Both go through the local node's API (`--api`, `SKREI_API`), and read
+//! or write the user's files here, as the user who runs `skrei`: the node
+//! only sees bytes. `get` of content the node lacks has the node fetch it
+//! from the nodes the DHT names (or from `--from` providers). With
 //! `--data-dir` they work on a data directory directly instead, with no node
 //! running (one that no running node holds open); `get` fetches from the
 //! providers given with `--from` when the content is not there yet.
@@ -47,6 +48,9 @@ pub struct GetArgs {
     /// the content is not here yet. Repeatable.
     #[arg(long = "from", value_name = "ADDR")]
     from: Vec<String>,
+    /// Most bytes to fetch or write (refused before anything is written).
+    #[arg(long, value_name = "SIZE", default_value = "10Gi")]
+    max_size: String,
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -101,9 +105,16 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let max = match super::node::parse_size("--max-size", &args.max_size) {
+        Ok(max) => max,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(EXIT_INVALID));
+        }
+    };
     let target = args.output.unwrap_or_else(|| PathBuf::from(&args.cid));
     let Some(data_dir) = args.data_dir else {
-        return client::get_content(&args.api, &args.cid, &target, &args.from);
+        return client::get_content(&args.api, &args.cid, &target, &args.from, max);
     };
     runtime()?.block_on(async {
         let store = Store::open(StoreConfig::new(&data_dir))
@@ -111,9 +122,9 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("opening the store in {}", data_dir.display()))?;
         let result = async {
             if !providers.is_empty() {
-                store.fetch(&cid, &providers, None).await?;
+                store.fetch(&cid, &providers, None, max).await?;
             }
-            store.export(&cid, &target).await?;
+            store.export(&cid, &target, max).await?;
             anyhow::Ok(())
         }
         .await;

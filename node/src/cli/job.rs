@@ -61,6 +61,10 @@ pub enum JobCommand {
         /// Where to write them; must not exist yet. Default: job-<ID>.
         #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
         output: Option<PathBuf>,
+        /// Most bytes to write, per execution's results (refused before
+        /// anything is written).
+        #[arg(long, value_name = "SIZE", default_value = "10Gi")]
+        max_size: String,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -104,7 +108,12 @@ pub fn run(command: JobCommand) -> anyhow::Result<ExitCode> {
         JobCommand::List { output, api } => client::list(&api, output),
         JobCommand::Describe { id, output, api } => client::describe(&api, &id, output),
         JobCommand::Logs { id, api } => client::logs(&api, &id),
-        JobCommand::Get { id, output, api } => client::get_results(&api, &id, output),
+        JobCommand::Get {
+            id,
+            output,
+            max_size,
+            api,
+        } => client::get_results(&api, &id, output, &max_size),
         JobCommand::Cancel { id, api } => client::cancel(&api, &id),
     }
 }

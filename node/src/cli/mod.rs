@@ -2,6 +2,7 @@
 //! where they exist.
 
 mod client;
+mod content;
 mod data;
 mod job;
 mod node;

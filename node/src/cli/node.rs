@@ -117,6 +117,13 @@ pub struct NodeFlags {
     #[arg(long, value_delimiter = ',', value_name = "PORTS")]
     #[serde(default)]
     proxy_http_ports: Vec<u16>,
+    /// Most bytes of one job's results this node fetches as requester
+    /// (`10Gi` by default); bigger results fail the job with that reason.
+    #[arg(long, value_name = "SIZE")]
+    max_result_size: Option<String>,
+    /// Most bytes one CID input may take on this node (`10Gi` by default).
+    #[arg(long, value_name = "SIZE")]
+    max_input_size: Option<String>,
 }
 
 impl NodeFlags {
@@ -212,6 +219,12 @@ impl NodeFlags {
         if !self.proxy_http_ports.is_empty() {
             config.proxy_http_ports = self.proxy_http_ports;
         }
+        if let Some(size) = &self.max_result_size {
+            config.max_result_size = parse_size("--max-result-size", size)?;
+        }
+        if let Some(size) = &self.max_input_size {
+            config.max_input_size = parse_size("--max-input-size", size)?;
+        }
         Ok(config)
     }
 
@@ -243,8 +256,17 @@ impl NodeFlags {
             proxy_resolve: list(self.proxy_resolve, file.proxy_resolve),
             proxy_connect_ports: list(self.proxy_connect_ports, file.proxy_connect_ports),
             proxy_http_ports: list(self.proxy_http_ports, file.proxy_http_ports),
+            max_result_size: pick(self.max_result_size, file.max_result_size),
+            max_input_size: pick(self.max_input_size, file.max_input_size),
         }
     }
+}
+
+/// A size flag (`10Gi`, `500MB`, bytes), for the error with the flag's name.
+pub fn parse_size(flag: &str, text: &str) -> anyhow::Result<u64> {
+    text.parse::<protocol::job::ByteSize>()
+        .map(|s| s.0)
+        .map_err(|e| anyhow::anyhow!("{flag} {text}: {e}"))
 }
 
 /// Where a node keeps its data unless told otherwise.
@@ -304,6 +326,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<ExitCode> {
         for addr in node.p2p_addrs() {
             eprintln!("  p2p: {addr}");
         }
+        eprintln!("  api token: {}", node.api_token_file().display());
         print_line(&format!("SKREI_API=http://{}", node.api_addr()));
         wait_for_signal().await;
         eprintln!("stopping");
@@ -458,6 +481,7 @@ pub fn devstack(args: DevstackArgs) -> anyhow::Result<ExitCode> {
         wait_until_connected(&nodes).await;
         for node in &nodes {
             print_line(&format!("SKREI_API=http://{}", node.api_addr()));
+            print_line(&format!("SKREI_API_TOKEN={}", node.api_token().as_str()));
         }
         let code = if args.example {
             let first = format!("http://{}", nodes[0].api_addr());
@@ -543,9 +567,7 @@ fn run_example(first: &str, last: &str) -> anyhow::Result<ExitCode> {
     std::fs::write(&name, "skrei\n")?;
     let on_last = ApiArgs { url: last.into() };
     let add = |path: &Path| -> anyhow::Result<String> {
-        let answer =
-            Client::new(&on_last)?.post("/api/v1/add", serde_json::json!({ "path": path }))?;
-        Ok(answer["cid"].as_str().unwrap_or_default().to_string())
+        Ok(Client::new(&on_last)?.add(path)?.to_string())
     };
     let module_cid = add(&module)?;
     let input_cid = add(&name)?;

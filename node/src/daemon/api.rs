@@ -1,21 +1,23 @@
 //! The node's HTTP API (JSON, under `/api/v1`), for the `skrei` client
 //! commands on the same machine.
 //!
-//! It listens on loopback by default, and refuses any request carrying an
-//! `X-Skrei-Job` header (set by the egress proxy on what jobs send) or
-//! coming from a job network: a job must never start another job (R-NET-7).
+//! It listens on loopback by default. [`gate`] decides who may use it: the
+//! holder of the node's token, never a job (R-NET-7) nor a web page
+//! (R-SEC-1).
 //!
-//! Paths in requests (`add`, `get`) are read and written by the node
-//! itself: the API serves clients that share the node's file system.
+//! The node never opens a path a request names: it cannot tell which local
+//! user calls it over TCP. Content moves through the API as bytes
+//! ([`content`]): the client reads and writes the user's files as that user.
+
+mod content;
+pub mod gate;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -30,8 +32,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::db::Db;
 use super::driver::Command;
 
-/// The header the egress proxy adds to every request a job makes.
-pub const JOB_HEADER: &str = "x-skrei-job";
+pub use gate::{Gate, JOB_HEADER};
+
+/// Largest stdout or stderr `logs` answers with; bigger ones are read with
+/// `skrei job get`.
+const MAX_LOG_BYTES: u64 = 16 << 20;
 
 /// Longest a client may wait in one `changes` call.
 const MAX_WAIT: Duration = Duration::from_secs(30);
@@ -46,13 +51,11 @@ pub struct ApiState {
     pub node_id: protocol::id::NodeId,
     /// For gossipsub's own counters on `/metrics`.
     pub p2p: crate::p2p::P2pHandle,
-    /// Sources besides loopback the API answers (`--api-allow`).
-    pub allow: Arc<[protocol::address::Cidr]>,
 }
 
 /// An error as the API returns it: a status and `{"error": "..."}`.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl ApiError {
     fn bad(message: impl Into<String>) -> ApiError {
@@ -78,9 +81,10 @@ type ApiResult = Result<Json<Value>, ApiError>;
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
+    gate: Gate,
     mut stop: watch::Receiver<bool>,
 ) {
-    let app = router(state);
+    let app = router(state, gate);
     let server = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<SocketAddr>(),
@@ -93,51 +97,19 @@ pub async fn serve(
     }
 }
 
-pub fn router(state: ApiState) -> Router {
-    let allow = state.allow.clone();
+pub fn router(state: ApiState, gate: Gate) -> Router {
     Router::new()
         .route("/api/v1/node", get(node_info))
         .route("/api/v1/jobs", post(submit).get(list))
         .route("/api/v1/jobs/{id}", get(describe))
         .route("/api/v1/jobs/{id}/cancel", post(cancel))
         .route("/api/v1/jobs/{id}/logs", get(logs))
-        .route("/api/v1/jobs/{id}/get", post(get_results))
+        .route("/api/v1/jobs/{id}/results", get(results))
         .route("/api/v1/changes", get(changes))
-        .route("/api/v1/add", post(add))
-        .route("/api/v1/get", post(get_content))
+        .merge(content::routes())
         .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn_with_state(allow, refuse_jobs))
+        .layer(axum::middleware::from_fn_with_state(gate, gate::check))
         .with_state(state)
-}
-
-/// R-NET-7: nothing a job sends may reach the API.
-async fn refuse_jobs(
-    State(allow): State<Arc<[protocol::address::Cidr]>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if request.headers().contains_key(JOB_HEADER) {
-        return ApiError(
-            StatusCode::FORBIDDEN,
-            "requests from jobs are refused: a job cannot start or control jobs".into(),
-        )
-        .into_response();
-    }
-    if !peer.ip().to_canonical().is_loopback() && !allow.iter().any(|c| c.contains(peer.ip())) {
-        // The API is for clients on this machine (and the operator's own
-        // `--api-allow` sources); a job network's address is not one.
-        return ApiError(
-            StatusCode::FORBIDDEN,
-            format!(
-                "requests from {} are refused: use the API from this machine, or start the \
-                 node with --api-allow for this source",
-                peer.ip()
-            ),
-        )
-        .into_response();
-    }
-    next.run(request).await
 }
 
 async fn ask<T>(
@@ -290,7 +262,14 @@ fn fetched_result(state: &ApiState, id: &JobId) -> Result<Vec<super::db::ResultR
             },
         ));
     }
+    let refused = results.iter().find_map(|r| r.refused.clone());
     let fetched: Vec<_> = results.into_iter().filter(|r| r.fetched).collect();
+    if let (true, Some(reason)) = (fetched.is_empty(), refused) {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("job {id} has no results here: {reason}"),
+        ));
+    }
     if fetched.is_empty() {
         return Err(ApiError(
             StatusCode::CONFLICT,
@@ -300,238 +279,66 @@ fn fetched_result(state: &ApiState, id: &JobId) -> Result<Vec<super::db::ResultR
     Ok(fetched)
 }
 
+/// The first result's stdout and stderr, read from its manifest alone (the
+/// rest of the tree is not touched).
 async fn logs(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     let id = job_id(&id)?;
     let results = fetched_result(&state, &id)?;
     let first = &results[0];
-    let cid = first.result_cid.parse().map_err(ApiError::internal)?;
-    let tmp = scratch_dir()?;
-    let target = tmp.join("r");
-    state
+    let cid: cid::Cid = first.result_cid.parse().map_err(ApiError::internal)?;
+    let manifest = state
         .store
-        .export(&cid, &target)
+        .manifest_of(&cid)
         .await
         .map_err(ApiError::internal)?;
-    let read = |name: &str| {
-        std::fs::read(target.join(name))
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    };
-    let out = json!({
+    let mut streams = [String::new(), String::new()];
+    for (name, text) in ["stdout", "stderr"].into_iter().zip(&mut streams) {
+        let Some(entry) = manifest.entries.get(name) else {
+            continue;
+        };
+        let bytes = state
+            .store
+            .read_blob(&entry.cid, MAX_LOG_BYTES)
+            .await
+            .map_err(|e| match e {
+                storage::store::StoreError::TooLarge { size, .. } => ApiError(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "the {name} of job {id} is {size} bytes, more than `logs` shows: write                          the results out with `skrei job get {id}`"
+                    ),
+                ),
+                other => ApiError::internal(other),
+            })?;
+        *text = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    let [stdout, stderr] = streams;
+    Ok(Json(json!({
         "job_id": id.to_string(),
         "execution_id": first.execution_id,
         "node": first.node,
         "exit_code": first.exit_code,
-        "stdout": read("stdout"),
-        "stderr": read("stderr"),
-    });
-    let _ = std::fs::remove_dir_all(&tmp);
-    Ok(Json(out))
+        "stdout": stdout,
+        "stderr": stderr,
+    })))
 }
 
-/// A new folder for an export that is read and removed at once.
-fn scratch_dir() -> Result<PathBuf, ApiError> {
-    let dir = std::env::temp_dir().join(format!(
-        "skrei-api-{}-{}",
-        std::process::id(),
-        NEXT_TMP.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).map_err(ApiError::internal)?;
-    Ok(dir)
-}
-
-static NEXT_TMP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-#[derive(Deserialize)]
-struct GetBody {
-    /// Where to write; must not exist yet. Absolute.
-    dir: PathBuf,
-}
-
-fn absolute_new(dir: &std::path::Path) -> Result<(), ApiError> {
-    if !dir.is_absolute() {
-        return Err(ApiError::bad(format!(
-            "{} is not an absolute path",
-            dir.display()
-        )));
-    }
-    if dir.exists() {
-        return Err(ApiError::bad(format!(
-            "{} already exists: give a new folder",
-            dir.display()
-        )));
-    }
-    Ok(())
-}
-
-/// Writes a job's results: `dir` itself for one execution, `dir/<n>` for more.
-async fn get_results(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-    Json(body): Json<GetBody>,
-) -> ApiResult {
+/// The job's fetched results, for the client to write out: one for each
+/// execution that completed.
+async fn results(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult {
     let id = job_id(&id)?;
-    absolute_new(&body.dir)?;
     let results = fetched_result(&state, &id)?;
-    let mut written = Vec::new();
-    for r in &results {
-        let cid = r.result_cid.parse().map_err(ApiError::internal)?;
-        let target = if results.len() == 1 {
-            body.dir.clone()
-        } else {
-            body.dir.join(r.execution_id.to_string())
-        };
-        if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(ApiError::internal)?;
-        }
-        state
-            .store
-            .export(&cid, &target)
-            .await
-            .map_err(ApiError::internal)?;
-        written.push(json!({
-            "execution_id": r.execution_id,
-            "node": r.node,
-            "cid": r.result_cid,
-            "exit_code": r.exit_code,
-            "path": target,
-        }));
-    }
-    Ok(Json(json!({ "results": written })))
-}
-
-#[derive(Deserialize)]
-struct AddBody {
-    path: PathBuf,
-}
-
-async fn add(State(state): State<ApiState>, Json(body): Json<AddBody>) -> ApiResult {
-    if !body.path.is_absolute() || !body.path.exists() {
-        return Err(ApiError::bad(format!(
-            "{} is not an absolute path to a file or folder",
-            body.path.display()
-        )));
-    }
-    let cid = state
-        .store
-        .add_path(&body.path)
-        .await
-        .map_err(|e| ApiError::bad(format!("adding {}: {e}", body.path.display())))?;
-    // Other nodes find it through the DHT; not being able to say so is no
-    // reason to fail the add.
-    let _ = state.commands.send(Command::Provide { cid }).await;
-    Ok(Json(json!({ "cid": cid.to_string() })))
-}
-
-#[derive(Deserialize)]
-struct GetContentBody {
-    cid: String,
-    dir: PathBuf,
-    /// Providers' iroh addresses (JSON strings) to fetch from when needed.
-    #[serde(default)]
-    providers: Vec<String>,
-    /// Answer with JSON lines: progress (`{"fetched":..,"total":..}`) while
-    /// fetching, then the result (`{"cid":..}`) or `{"error":..}`.
-    #[serde(default)]
-    progress: bool,
-}
-
-async fn get_content(
-    State(state): State<ApiState>,
-    Json(body): Json<GetContentBody>,
-) -> Result<Response, ApiError> {
-    let cid = storage::cid::parse(&body.cid)
-        .map_err(|e| ApiError::bad(format!("CID: {e}")))?
-        .cid();
-    absolute_new(&body.dir)?;
-    let mut providers = Vec::new();
-    for p in &body.providers {
-        providers.push(
-            serde_json::from_str(p)
-                .map_err(|e| ApiError::bad(format!("`{p}` is not a provider address: {e}")))?,
-        );
-    }
-    let here = state.store.has(&cid).await.unwrap_or(false);
-    if !here && providers.is_empty() {
-        // No provider named: ask the DHT who has it (R-P2P-4).
-        let found = ask(&state, |reply| Command::FindProviders { cid, reply }).await?;
-        for p in found {
-            if let Ok(addr) = serde_json::from_str(&p) {
-                providers.push(addr);
-            }
-        }
-        if providers.is_empty() {
-            return Err(ApiError::not_found(format!(
-                "{cid} is not on this node and no node in the network says it has it; \
-                 name one that does with --from"
-            )));
-        }
-    }
-    if !here && body.progress {
-        return Ok(fetch_with_progress(
-            state.store.clone(),
-            cid,
-            providers,
-            body.dir,
-        ));
-    }
-    if !here {
-        state
-            .store
-            .fetch(&cid, &providers, None)
-            .await
-            .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, format!("fetching {cid}: {e}")))?;
-    }
-    state.store.export(&cid, &body.dir).await.map_err(|e| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            format!("{cid}: {e}; name a node that has it with --from"),
-        )
-    })?;
-    Ok(Json(json!({ "cid": cid.to_string(), "path": body.dir })).into_response())
-}
-
-/// Fetches and exports `cid`, answering with one JSON line per progress
-/// report and a last line with the result or the error (R-CLI-2).
-fn fetch_with_progress(
-    store: Arc<Store>,
-    cid: cid::Cid,
-    providers: Vec<iroh::EndpointAddr>,
-    dir: PathBuf,
-) -> Response {
-    let (lines, rx) = mpsc::channel::<String>(16);
-    tokio::spawn(async move {
-        let (progress, mut reports) = mpsc::channel(16);
-        let fetch = store.fetch(&cid, &providers, Some(progress));
-        tokio::pin!(fetch);
-        let fetched = loop {
-            tokio::select! {
-                result = &mut fetch => break result,
-                Some(p) = reports.recv() => {
-                    let line = json!({ "fetched": p.fetched + p.present, "total": p.total });
-                    let _ = lines.send(format!("{line}\n")).await;
-                }
-            }
-        };
-        let last = match fetched {
-            Err(e) => json!({ "error": format!("fetching {cid}: {e}") }),
-            Ok(_) => match store.export(&cid, &dir).await {
-                Ok(()) => json!({ "cid": cid.to_string(), "path": dir }),
-                Err(e) => json!({ "error": format!("{cid}: {e}") }),
-            },
-        };
-        let _ = lines.send(format!("{last}\n")).await;
-    });
-    let body = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|line| (Ok::<_, std::convert::Infallible>(line), rx))
-    });
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
-        axum::body::Body::from_stream(body),
-    )
-        .into_response()
+    let list: Vec<Value> = results
+        .iter()
+        .map(|r| {
+            json!({
+                "execution_id": r.execution_id,
+                "node": r.node,
+                "cid": r.result_cid,
+                "exit_code": r.exit_code,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "job_id": id.to_string(), "results": list })))
 }
 
 async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
@@ -570,72 +377,4 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
         text = format!("{ours}{}", state.p2p.gossip_metrics());
     }
     Ok(text)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::net::SocketAddr;
-    use std::sync::Arc;
-
-    use axum::body::Body;
-    use axum::extract::connect_info::MockConnectInfo;
-    use axum::http::{Request, StatusCode};
-    use axum::routing::get;
-    use axum::{Router, middleware};
-    use protocol::address::Cidr;
-    use tower::ServiceExt;
-
-    use super::{JOB_HEADER, refuse_jobs};
-
-    /// The API's gate in front of a route that answers 200.
-    async fn status(allow: &[&str], from: &str, job_header: bool) -> StatusCode {
-        let allow: Arc<[Cidr]> = allow.iter().map(|c| Cidr::parse(c).unwrap()).collect();
-        let from: SocketAddr = from.parse().unwrap();
-        let app = Router::new()
-            .route("/api/v1/node", get(|| async { "ok" }))
-            .layer(middleware::from_fn_with_state(allow, refuse_jobs))
-            .layer(MockConnectInfo(from));
-        let mut request = Request::get("/api/v1/node");
-        if job_header {
-            request = request.header(JOB_HEADER, "j1");
-        }
-        app.oneshot(request.body(Body::empty()).unwrap())
-            .await
-            .unwrap()
-            .status()
-    }
-
-    #[tokio::test]
-    async fn r_net_7_only_loopback_and_allowed_sources_reach_the_api() {
-        assert_eq!(status(&[], "127.0.0.1:5000", false).await, StatusCode::OK);
-        assert_eq!(status(&[], "[::1]:5000", false).await, StatusCode::OK);
-        assert_eq!(
-            status(&[], "[::ffff:127.0.0.1]:5000", false).await,
-            StatusCode::OK
-        );
-        // A job network's address, or any other, is refused by default...
-        for from in ["172.17.0.2:5000", "10.1.2.3:5000", "[fd00::2]:5000"] {
-            assert_eq!(status(&[], from, false).await, StatusCode::FORBIDDEN);
-        }
-        // ...and answered only when the operator allows exactly it.
-        let allow = ["172.18.0.1", "10.9.0.0/16"];
-        assert_eq!(
-            status(&allow, "172.18.0.1:5000", false).await,
-            StatusCode::OK
-        );
-        assert_eq!(status(&allow, "10.9.3.4:5000", false).await, StatusCode::OK);
-        assert_eq!(
-            status(&allow, "172.18.0.2:5000", false).await,
-            StatusCode::FORBIDDEN
-        );
-        // What a job sends is refused from anywhere, allowed or not.
-        assert_eq!(
-            status(&allow, "172.18.0.1:5000", true).await,
-            StatusCode::FORBIDDEN
-        );
-        assert_eq!(
-            status(&[], "127.0.0.1:5000", true).await,
-            StatusCode::FORBIDDEN
-        );
-    }
 }

@@ -55,6 +55,12 @@ pub struct NodeConfig {
     pub proxy_connect_ports: Vec<u16>,
     /// Ports plain HTTP may reach through the proxies. Default 80.
     pub proxy_http_ports: Vec<u16>,
+    /// Most bytes of one job's results this node fetches as its requester
+    /// (R-SEC-5). Default 10 GiB.
+    pub max_result_size: u64,
+    /// Most bytes one CID input may take when this node runs a job
+    /// (R-SEC-5). Default 10 GiB.
+    pub max_input_size: u64,
 }
 
 impl NodeConfig {
@@ -81,6 +87,8 @@ impl NodeConfig {
             proxy_resolve: Vec::new(),
             proxy_connect_ports: vec![443],
             proxy_http_ports: vec![80],
+            max_result_size: 10 << 30,
+            max_input_size: 10 << 30,
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct ResultRow {
     pub providers: Vec<String>,
     /// The results are in this node's store.
     pub fetched: bool,
+    /// Why this node will not fetch them (over `--max-result-size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 /// One step of a job, for `skrei job describe` and progress lines.
@@ -87,6 +90,13 @@ impl Db {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Added after the first release: databases made before lack it.
+        let has_refused = conn
+            .prepare("SELECT 1 FROM pragma_table_info('results') WHERE name = 'refused'")?
+            .exists([])?;
+        if !has_refused {
+            conn.execute_batch("ALTER TABLE results ADD COLUMN refused TEXT")?;
+        }
         Ok(Db {
             conn: Mutex::new(conn),
         })
@@ -237,11 +247,25 @@ impl Db {
         Ok(())
     }
 
+    /// Records why this node will not fetch a result.
+    pub fn set_refused(
+        &self,
+        job_id: &JobId,
+        execution_id: u64,
+        reason: &str,
+    ) -> Result<(), DbError> {
+        self.conn().execute(
+            "UPDATE results SET refused = ?3 WHERE job_id = ?1 AND execution_id = ?2",
+            params![job_id.to_string(), execution_id as i64, reason],
+        )?;
+        Ok(())
+    }
+
     /// A job's results, by execution.
     pub fn results(&self, job_id: &JobId) -> Result<Vec<ResultRow>, DbError> {
         self.result_rows(
-            "SELECT job_id, execution_id, node, result_cid, exit_code, providers, fetched
-             FROM results WHERE job_id = ?1 ORDER BY execution_id",
+            "SELECT job_id, execution_id, node, result_cid, exit_code, providers, fetched,
+             refused FROM results WHERE job_id = ?1 ORDER BY execution_id",
             Some(job_id.to_string()),
         )
     }
@@ -249,8 +273,8 @@ impl Db {
     /// Results reported but not yet in this node's store.
     pub fn unfetched_results(&self) -> Result<Vec<ResultRow>, DbError> {
         self.result_rows(
-            "SELECT job_id, execution_id, node, result_cid, exit_code, providers, fetched
-             FROM results WHERE fetched = 0",
+            "SELECT job_id, execution_id, node, result_cid, exit_code, providers, fetched,
+             refused FROM results WHERE fetched = 0 AND refused IS NULL",
             None,
         )
     }
@@ -268,6 +292,7 @@ impl Db {
                     exit_code: row.get(4)?,
                     providers: Vec::new(),
                     fetched: row.get(6)?,
+                    refused: row.get(7)?,
                 },
                 row.get::<_, String>(5)?,
             ))

@@ -116,6 +116,12 @@ enum Internal {
         job_id: JobId,
         execution_id: ExecutionId,
     },
+    /// A result this node will not fetch (over its byte budget).
+    FetchRefused {
+        job_id: JobId,
+        execution_id: ExecutionId,
+        reason: String,
+    },
     /// The Docker engine's images, listed again.
     Images(std::collections::BTreeSet<String>),
 }
@@ -209,6 +215,7 @@ impl Driver {
             downloader,
             engines,
             local_inputs: config.local_inputs.clone(),
+            max_input_size: config.max_input_size,
         });
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let allowlist_stamp = config.allowlist.as_deref().and_then(stamp);
@@ -465,6 +472,16 @@ impl Driver {
             } => {
                 if let Err(e) = self.db.set_fetched(&job_id, execution_id.0) {
                     tracing::error!(%job_id, "recording a fetched result: {e}");
+                }
+                self.changed();
+            }
+            Internal::FetchRefused {
+                job_id,
+                execution_id,
+                reason,
+            } => {
+                if let Err(e) = self.db.set_refused(&job_id, execution_id.0, &reason) {
+                    tracing::error!(%job_id, "recording a refused result: {e}");
                 }
                 self.changed();
             }
@@ -756,6 +773,7 @@ impl Driver {
     ) {
         let store = self.store.clone();
         let tx = self.internal_tx.clone();
+        let max = self.config.max_result_size;
         tokio::spawn(async move {
             let addrs: Vec<EndpointAddr> = providers
                 .iter()
@@ -763,11 +781,25 @@ impl Driver {
                 .collect();
             let mut wait = Duration::from_millis(200);
             for _ in 0..8 {
-                match store.fetch(&cid, &addrs, None).await {
+                match store.fetch(&cid, &addrs, None, max).await {
                     Ok(_) => {
                         let _ = tx.send(Internal::Fetched {
                             job_id,
                             execution_id,
+                        });
+                        return;
+                    }
+                    // Asking again would cost as much again (R-SEC-5).
+                    Err(e @ storage::store::FetchError::TooLarge { .. }) => {
+                        tracing::warn!(%job_id, %cid, "not fetching the result: {e}");
+                        let reason = format!(
+                            "the results are larger than this node fetches (--max-result-size \
+                             {max} bytes): {e}"
+                        );
+                        let _ = tx.send(Internal::FetchRefused {
+                            job_id,
+                            execution_id,
+                            reason,
                         });
                         return;
                     }

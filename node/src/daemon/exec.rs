@@ -24,6 +24,8 @@ pub(super) struct ExecContext {
     pub downloader: Downloader,
     pub engines: Engines,
     pub local_inputs: Vec<PathBuf>,
+    /// Most bytes one CID input may take (`--max-input-size`).
+    pub max_input_size: u64,
 }
 
 /// Runs one execution to its end; never fails, reports why instead.
@@ -95,6 +97,7 @@ async fn run_in(
         providers: &providers,
         downloader: &ctx.downloader,
         allowed_local: &ctx.local_inputs,
+        max_cid_bytes: ctx.max_input_size,
     };
     let task = spec.task();
     let limits = Limits::for_task(task, Limits::default());

@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 pub use config::{NodeConfig, load_policy};
 pub use driver::{Command, NodeView};
 
+use crate::api_token::{ApiToken, TOKEN_FILE, record};
 use crate::p2p::{P2p, P2pConfig};
 
 /// Why a node could not start.
@@ -57,6 +58,11 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("the API token in {path}: {source}")]
+    Token {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Config(String),
 }
@@ -71,17 +77,23 @@ pub struct Node {
     driver: JoinHandle<()>,
     api: JoinHandle<()>,
     store: Arc<Store>,
+    token: ApiToken,
+    token_file: std::path::PathBuf,
 }
 
 impl Node {
     /// Opens the data directory, joins the network and serves the API.
     pub async fn start(config: NodeConfig) -> Result<Node, StartError> {
-        let data_dir = &config.data_dir;
+        let data_dir = &config.data_dir.clone();
         std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
             path: data_dir.display().to_string(),
             source,
         })?;
         let key = load_or_create_key(&data_dir.join("node.key"))?;
+        let token = ApiToken::load_or_create(data_dir).map_err(|source| StartError::Token {
+            path: data_dir.join(TOKEN_FILE).display().to_string(),
+            source,
+        })?;
         let node_id = key.node_id();
         let policy = load_policy(config.accept_network, config.allowlist.as_deref())
             .map_err(StartError::Config)?;
@@ -111,8 +123,19 @@ impl Node {
         })?;
 
         let mut config = config;
-        let api_allow: Arc<[protocol::address::Cidr]> = config.api_allow.clone().into();
-        let engines = start_engines(&mut config, &node_id, api_addr, &p2p_addrs).await;
+        let gate = api::Gate {
+            token: token.clone(),
+            listen: api_addr,
+            allow: config.api_allow.clone().into(),
+        };
+        let token_file = std::path::absolute(data_dir.join(TOKEN_FILE)).map_err(|source| {
+            StartError::DataDir {
+                path: data_dir.display().to_string(),
+                source,
+            }
+        })?;
+        let data_addrs: Vec<SocketAddr> = store.addr().ip_addrs().copied().collect();
+        let engines = start_engines(&mut config, &node_id, api_addr, &p2p_addrs, &data_addrs).await;
         let (commands, command_rx) = mpsc::channel(256);
         let (stop, stop_rx) = watch::channel(false);
         let (changes, changes_rx) = watch::channel(0u64);
@@ -136,10 +159,17 @@ impl Node {
             changes: changes_rx,
             node_id,
             p2p: p2p_for_api,
-            allow: api_allow,
         };
-        let api = tokio::spawn(api::serve(listener, state, stop_rx));
-        tracing::info!(%node_id, %api_addr, ?p2p_addrs, "node started");
+        let api = tokio::spawn(api::serve(listener, state, gate, stop_rx));
+        // The `skrei` client finds the token through this record when the
+        // same user calls this node; without it, SKREI_API_TOKEN works.
+        if let Err(e) = record::remember(api_addr, &token_file) {
+            tracing::warn!(
+                "could not record this node's API for the skrei client ({e}); clients need \
+                 SKREI_API_TOKEN"
+            );
+        }
+        tracing::info!(%node_id, %api_addr, ?p2p_addrs, token = %token_file.display(), "node started");
         Ok(Node {
             node_id,
             api_addr,
@@ -149,7 +179,19 @@ impl Node {
             driver,
             api,
             store,
+            token,
+            token_file,
         })
+    }
+
+    /// The API's token (`Authorization: Bearer TOKEN`).
+    pub fn api_token(&self) -> &ApiToken {
+        &self.token
+    }
+
+    /// The file holding the API's token.
+    pub fn api_token_file(&self) -> &Path {
+        &self.token_file
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -174,6 +216,7 @@ impl Node {
     /// Stops the API, the driver (cancelling running executions) and the
     /// network, and waits for them.
     pub async fn shutdown(self) {
+        record::forget(self.api_addr, &self.token_file);
         let _ = self.stop.send(true);
         let _ = self.api.await;
         let _ = self.driver.await;
@@ -192,10 +235,15 @@ async fn start_engines(
     node_id: &NodeId,
     api_addr: SocketAddr,
     p2p_addrs: &[Multiaddr],
+    data_addrs: &[SocketAddr],
 ) -> crate::executor::Engines {
     use crate::executor::docker::{DockerConfig, DockerExecutor};
     let mut deny = vec![api_addr];
     deny.extend(p2p_addrs.iter().filter_map(driver::socket_addr));
+    // Named in the warning when `full` jobs cannot be kept off the host.
+    let mut services = vec![("API".to_string(), api_addr)];
+    services.extend(deny[1..].iter().map(|a| ("libp2p".to_string(), *a)));
+    services.extend(data_addrs.iter().map(|a| ("data".to_string(), *a)));
     // The same egress rules for WASM `http` jobs as for Docker sidecars.
     let network = crate::executor::WasmNetwork {
         http_rate: config.http_rate,
@@ -218,6 +266,8 @@ async fn start_engines(
     if config.engines.iter().any(|e| e == "docker") {
         let docker_config = DockerConfig {
             owner: node_id.to_string(),
+            services,
+            accepts_full: config.accept_network == protocol::job::NetworkMode::Full,
             http_rate: config.http_rate,
             deny,
             allow_ranges: config.proxy_allow_ranges.clone(),

@@ -8,18 +8,22 @@
 //!
 //! Networks, by mode:
 //! - `none`: Docker's network mode `none`: loopback only.
-//! - `full`: a bridge network of its own, never the host's namespace.
+//! - `full`: a bridge network of its own, never the host's namespace, and
+//!   refused every address of the host where the node may filter (see
+//!   [`firewall`]): the job reaches other hosts, not this one.
 //! - `http`: an internal network that gives the host no address (see
 //!   [`isolation`]), whose only other member is a proxy sidecar running
 //!   `skrei proxy` with the job's domains, also attached to an egress bridge
 //!   of its own. The job gets the sidecar in the four proxy variables; the
-//!   sidecar's audit lines become `network.log`.
+//!   sidecar's audit lines become `network.log`. The job's container
+//!   has no IPv6 and a resolver on its own loopback ([`isolation::confine`]).
 //!
 //! Every container and network carries `skrei.managed=1`,
 //! `skrei.owner=<node>` and `skrei.execution=<id>`, is removed when the run
 //! ends (also when the run's future is dropped), and
 //! [`DockerExecutor::remove_orphans`] removes what a crashed node left.
 
+mod firewall;
 mod isolation;
 mod resources;
 mod sidecar;
@@ -27,6 +31,7 @@ mod sidecar;
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -39,6 +44,7 @@ use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, KillContainerOptions, ListContainersOptions,
     ListNetworksOptions,
 };
+use firewall::HostGuard;
 use futures::StreamExt;
 use protocol::job::{DockerParams, InputSource, Network, NetworkMode, ResultPath};
 use resources::Resources;
@@ -80,6 +86,13 @@ pub struct DockerConfig {
     pub http_ports: Vec<u16>,
     /// Processes a task may have at once.
     pub pids_limit: i64,
+    /// This node's own services by name (`API`, `libp2p`, `data`), named in
+    /// the start-up warning when `full` jobs cannot be kept off the host.
+    pub services: Vec<(String, SocketAddr)>,
+    /// Whether the node accepts `full` jobs: then that warning is loud.
+    pub accepts_full: bool,
+    /// The nftables tool (`nft`) the node keeps jobs off the host with.
+    pub nft: PathBuf,
 }
 
 impl Default for DockerConfig {
@@ -94,6 +107,9 @@ impl Default for DockerConfig {
             connect_ports: vec![443],
             http_ports: vec![80],
             pids_limit: 512,
+            services: Vec::new(),
+            accepts_full: false,
+            nft: PathBuf::from("nft"),
         }
     }
 }
@@ -146,6 +162,9 @@ pub struct DockerExecutor {
     /// The sidecar image and the options that isolate an internal network,
     /// or why `http` jobs are refused here.
     http: Result<HttpSupport, String>,
+    /// What keeps jobs' bridges off the host's addresses, or why nothing
+    /// does here.
+    guard: Result<Arc<HostGuard>, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -164,6 +183,7 @@ impl DockerExecutor {
             docker,
             config,
             http: Err("not checked yet".into()),
+            guard: Err("not installed yet".into()),
         };
         let removed = executor.remove_orphans().await?;
         if removed > 0 {
@@ -171,6 +191,17 @@ impl DockerExecutor {
                 removed,
                 "removed containers and networks left by an earlier run"
             );
+        }
+        executor.guard = executor.prepare_guard().await;
+        match &executor.guard {
+            Ok(guard) => tracing::info!(
+                table = guard.table(),
+                "Docker jobs' networks are refused this host's addresses"
+            ),
+            Err(why) if executor.config.accepts_full => {
+                tracing::warn!(%why, "{}", executor.full_exposure().unwrap_or_default());
+            }
+            Err(why) => tracing::info!(%why, "Docker jobs' networks cannot be kept off this host"),
         }
         executor.http = executor.prepare_http().await;
         if let Err(why) = &executor.http {
@@ -180,15 +211,20 @@ impl DockerExecutor {
     }
 
     async fn prepare_http(&self) -> Result<HttpSupport, String> {
-        let network_options =
-            isolation::find_isolating_options(&self.docker, &self.labels("isolation-check"))
-                .await?;
         let exe = match &self.config.sidecar_executable {
             Some(p) => p.clone(),
             None => std::env::current_exe()
                 .map_err(|e| format!("cannot find the running executable: {e}"))?,
         };
         let sidecar_image = sidecar::ensure_image(&self.docker, &exe).await?;
+        let dns_forwarding = isolation::engine_forwards_internal_dns(&self.docker).await?;
+        let network_options = isolation::find_isolating_options(
+            &self.docker,
+            &self.labels("isolation-check"),
+            &sidecar_image,
+            dns_forwarding,
+        )
+        .await?;
         Ok(HttpSupport {
             sidecar_image,
             network_options,
@@ -255,7 +291,7 @@ impl DockerExecutor {
             }))
             .await
             .map_err(engine("listing leftover networks"))?;
-        let mut resources = Resources::new(self.docker.clone());
+        let mut resources = Resources::new(self.docker.clone(), None);
         resources.containers = containers.into_iter().filter_map(|c| c.id).collect();
         resources.networks = networks.into_iter().filter_map(|n| n.id).collect();
         let count = resources.containers.len() + resources.networks.len();
@@ -291,7 +327,7 @@ impl DockerExecutor {
             })?;
         let prepared = prepare(&task)?;
 
-        let mut resources = Resources::new(self.docker.clone());
+        let mut resources = Resources::new(self.docker.clone(), self.guard.clone().ok());
         let result = self
             .run_prepared(&task, prepared, http, &mut resources, cancel)
             .await;
@@ -316,8 +352,12 @@ impl DockerExecutor {
             NetworkMode::None => "none".to_string(),
             NetworkMode::Full => {
                 let name = format!("{base}-net");
-                self.create_network(&name, false, HashMap::new(), &labels, resources)
+                let id = self
+                    .create_network(&name, false, HashMap::new(), &labels, resources)
                     .await?;
+                // Without a guard the node runs `full` jobs as the operator
+                // accepted them, having said at start-up what they reach.
+                self.keep_off_host(&id, resources).await?;
                 name
             }
             NetworkMode::Http => {
@@ -325,14 +365,18 @@ impl DockerExecutor {
                     ExecError::Unavailable("http support was not checked for this run".into())
                 })?;
                 let internal = format!("{base}-int");
-                self.create_network(
-                    &internal,
-                    true,
-                    http.network_options.clone(),
-                    &labels,
-                    resources,
-                )
-                .await?;
+                let id = self
+                    .create_network(
+                        &internal,
+                        true,
+                        http.network_options.clone(),
+                        &labels,
+                        resources,
+                    )
+                    .await?;
+                // The bridge has no host address already (checked at
+                // start-up); the guard is a second wall.
+                self.keep_off_host(&id, resources).await?;
                 if !task.network.domains.is_empty() {
                     let s = self
                         .start_sidecar(task, &http, &base, &internal, &labels, resources)
@@ -347,7 +391,7 @@ impl DockerExecutor {
             }
         };
 
-        let host_config = HostConfig {
+        let mut host_config = HostConfig {
             network_mode: Some(network_mode),
             mounts: Some(p.mounts),
             memory: i64::try_from(task.limits.memory_bytes).ok(),
@@ -360,6 +404,9 @@ impl DockerExecutor {
             pids_limit: Some(self.config.pids_limit),
             ..locked_down()
         };
+        if task.network.r#type == NetworkMode::Http {
+            isolation::confine(&mut host_config);
+        }
         let body = ContainerCreateBody {
             image: Some(task.params.image.clone()),
             entrypoint: (!task.params.entrypoint.is_empty())
@@ -448,7 +495,8 @@ impl DockerExecutor {
                 name: name.to_string(),
                 driver: Some("bridge".into()),
                 internal: Some(internal),
-                // IPv4 only: the isolation check covers IPv4.
+                // IPv4 only: jobs on internal networks get no IPv6 at all
+                // (see `isolation`), the guard refuses the host either way.
                 enable_ipv6: Some(false),
                 options: Some(options),
                 labels: Some(labels.clone()),

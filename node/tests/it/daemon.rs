@@ -1,12 +1,12 @@
 //! Nodes for real: `skrei devstack`, `skrei node` processes, the API
 //! (R-CLI-1, R-OPS-2, R-POL-1..3, R-NET-7).
 
+use std::io::{Read, Write};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-fn skrei() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_skrei"))
-}
+use crate::harness::*;
 
 #[test]
 fn example_module_matches_its_source() {
@@ -44,251 +44,6 @@ fn devstack_example_runs_a_wasm_job_across_nodes() {
         "stdout:\n{stdout}\nstderr:\n{stderr}"
     );
     assert!(stderr.contains("-> done"), "{stderr}");
-}
-
-// ------------------------------------------------------------ harness
-
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
-
-use serde_json::Value;
-
-const HELLO: &[u8] = include_bytes!("../../../examples/wasm/hello.wasm");
-
-/// A `skrei node` process, killed when dropped.
-struct NodeProc {
-    child: Child,
-    api: String,
-    args: Vec<String>,
-}
-
-impl NodeProc {
-    fn start(dir: &Path, extra: &[&str]) -> NodeProc {
-        let mut args: Vec<String> = vec![
-            "node".into(),
-            "--data-dir".into(),
-            dir.display().to_string(),
-            "--api".into(),
-            "127.0.0.1:0".into(),
-            "--node-info-interval".into(),
-            "1".into(),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        if !extra.contains(&"--listen") {
-            args.extend(["--listen".into(), "/ip4/127.0.0.1/tcp/0".into()]);
-        }
-        Self::spawn(args)
-    }
-
-    fn spawn(args: Vec<String>) -> NodeProc {
-        let mut child = skrei()
-            .args(&args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(api) = line.strip_prefix("SKREI_API=") {
-                    let _ = tx.send(api.to_string());
-                }
-            }
-        });
-        let api = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the node printed SKREI_API=");
-        NodeProc { child, api, args }
-    }
-
-    /// Kills the process (SIGKILL: nothing is flushed on the way out).
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts it again with the same flags (same data folder).
-    fn restart(&mut self) {
-        self.kill();
-        *self = Self::spawn(self.args.clone());
-    }
-
-    fn info(&self) -> Value {
-        json(&cli(&self.api, &["node", "info", "--output", "json"]))
-    }
-
-    fn id(&self) -> String {
-        self.info()["node_id"].as_str().unwrap().to_string()
-    }
-
-    fn bootstrap(&self) -> String {
-        self.info()["p2p_addrs"][0].as_str().unwrap().to_string()
-    }
-
-    fn add(&self, path: &Path) -> String {
-        let out = cli(&self.api, &["add", path.to_str().unwrap()]);
-        assert!(out.status.success(), "add: {}", text(&out.stderr));
-        text(&out.stdout).trim().to_string()
-    }
-
-    fn submit(&self, job: &str) -> String {
-        let mut child = skrei()
-            .args(["job", "run", "-", "--no-wait", "--api", &self.api])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(job.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "job run: {}", text(&out.stderr));
-        text(&out.stdout).trim().to_string()
-    }
-
-    fn describe(&self, job_id: &str) -> Value {
-        json(&cli(
-            &self.api,
-            &["job", "describe", job_id, "--output", "json"],
-        ))
-    }
-
-    /// Waits for the job to end (and, if it completed, for its results to
-    /// be here).
-    fn wait(&self, job_id: &str, timeout: Duration) -> Value {
-        self.wait_for(job_id, timeout, "the job to end", |job| {
-            let results = job["results"].as_array().cloned().unwrap_or_default();
-            match job["state"].as_str() {
-                Some("failed" | "cancelled") => true,
-                Some("completed") => results.iter().all(|r| r["fetched"] == true),
-                _ => false,
-            }
-        })
-    }
-
-    fn wait_for(
-        &self,
-        job_id: &str,
-        timeout: Duration,
-        what: &str,
-        done: impl Fn(&Value) -> bool,
-    ) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let job = self.describe(job_id);
-            if done(&job) {
-                return job;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {job:#}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for NodeProc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn cli(api: &str, args: &[&str]) -> std::process::Output {
-    skrei().args(args).args(["--api", api]).output().unwrap()
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn json(out: &std::process::Output) -> Value {
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)))
-}
-
-/// The example job: the hello module on `input` (a job input source, YAML),
-/// with `network` lines under the task.
-fn hello_job(name: &str, module_cid: &str, input: &str, network: &str) -> String {
-    format!(
-        "Name: {name}\nType: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      \
-         Type: wasm\n      Params:\n        EntryModule:\n          Source:\n            \
-         Type: ipfs\n            Params:\n              CID: {module_cid}\n    InputSources:\n\
-         {input}    ResultPaths:\n      - Name: outputs\n        Path: /outputs\n{network}    \
-         Timeouts:\n      QueueTimeout: 3\n"
-    )
-}
-
-fn cid_input(cid: &str) -> String {
-    format!(
-        "      - Source:\n          Type: ipfs\n          Params:\n            CID: {cid}\n        \
-         Target: /inputs/name.txt\n"
-    )
-}
-
-fn url_input(url: &str) -> String {
-    format!(
-        "      - Source:\n          Type: urlDownload\n          Params:\n            URL: {url}\n        \
-         Target: /inputs\n"
-    )
-}
-
-fn http_network(domains: &[&str]) -> String {
-    let mut s = "    Network:\n      Type: http\n      Domains:\n".to_string();
-    for d in domains {
-        s.push_str(&format!("        - {d}\n"));
-    }
-    s
-}
-
-/// Files the tests add: the module and a name to greet.
-struct Files {
-    dir: tempfile::TempDir,
-}
-
-impl Files {
-    fn new() -> Files {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("hello.wasm"), HELLO).unwrap();
-        std::fs::write(dir.path().join("name.txt"), "skrei\n").unwrap();
-        Files { dir }
-    }
-    fn module(&self) -> PathBuf {
-        self.dir.path().join("hello.wasm")
-    }
-    fn name(&self) -> PathBuf {
-        self.dir.path().join("name.txt")
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-}
-
-fn executions_on(job: &Value) -> Vec<String> {
-    job["job"]["executions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e["node"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn refusers(job: &Value) -> Vec<String> {
-    job["job"]["refusals"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .map(|(n, _)| n.clone())
-        .collect()
 }
 
 // ------------------------------------------------------------ tests
@@ -474,17 +229,18 @@ fn cid_inputs_travel_to_the_compute_node_and_results_come_back() {
     std::fs::write(&big, vec![7u8; 3 << 20]).unwrap();
     let cid = a.add(&big);
     let target = dirs.path().join("big-copy");
-    let body = serde_json::json!({ "cid": cid, "dir": target, "progress": true }).to_string();
-    let (status, lines) = raw_http(
-        &b.api,
-        &format!(
-            "POST /api/v1/get HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        ),
-    );
+    let body = serde_json::json!({ "cid": cid, "progress": true }).to_string();
+    let (status, lines) = b.raw(&format!(
+        "POST /api/v1/fetch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    ));
     assert_eq!(status, 200, "{lines}");
+    assert!(lines.contains("\"fetched\":"), "{lines}");
     assert!(lines.contains(&format!("\"cid\":\"{cid}\"")), "{lines}");
+    // Fetched into B's store; the client writes it out.
+    let out = cli(&b.api, &["get", &cid, "-o", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(&target).unwrap().len(), 3 << 20);
     let nowhere = files.path("nowhere.txt");
     std::fs::write(&nowhere, "never added\n").unwrap();
@@ -675,25 +431,6 @@ fn a_restarted_requester_loses_no_job_and_no_result() {
     assert_eq!(text(&logs.stdout), "hello skrei\n");
 }
 
-/// One raw HTTP/1.1 request to the API; returns the status code and body.
-fn raw_http(api: &str, request: &str) -> (u16, String) {
-    let addr = api.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {response:?}"));
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
-}
-
 #[test]
 fn junk_gossip_bad_api_requests_and_requests_from_jobs_change_nothing() {
     // R-P2P-3, R-NET-7, SPEC section 6.
@@ -754,26 +491,21 @@ fn junk_gossip_bad_api_requests_and_requests_from_jobs_change_nothing() {
     });
 
     // Requests from jobs, and bad requests, are refused with a reason.
-    let (status, body) = raw_http(
-        &node.api,
+    let (status, body) = node.raw(
         "GET /api/v1/node HTTP/1.1\r\nHost: x\r\nX-Skrei-Job: j1\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("requests from jobs are refused"), "{body}");
     let junk_job = "not: [a job";
-    let (status, body) = raw_http(
-        &node.api,
-        &format!(
-            "POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{junk_job}",
-            junk_job.len()
-        ),
-    );
+    let (status, body) = node.raw(&format!(
+        "POST /api/v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: application/yaml\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{junk_job}",
+        junk_job.len()
+    ));
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("the job is not valid"), "{body}");
-    let (status, body) = raw_http(
-        &node.api,
-        "GET /api/v1/jobs/not-a-job HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
+    let (status, body) =
+        node.raw("GET /api/v1/jobs/not-a-job HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(status, 400, "{body}");
     let list = json(&cli(&node.api, &["job", "list", "--output", "json"]));
     assert_eq!(
@@ -788,10 +520,8 @@ fn junk_gossip_bad_api_requests_and_requests_from_jobs_change_nothing() {
     let job = node.submit(&hello_job("after junk", &module, &input, ""));
     let ended = node.wait(&job, Duration::from_secs(30));
     assert_eq!(ended["state"], "completed", "{ended:#}");
-    let (status, metrics) = raw_http(
-        &node.api,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    );
+    let (status, metrics) =
+        node.raw("GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(status, 200);
     assert!(
         metrics.contains("skrei_jobs{state=\"completed\"} 1"),
@@ -909,6 +639,104 @@ fn a_docker_http_job_reaches_only_its_domains_and_never_the_control_plane() {
         log.contains(&p2p_port),
         "the refused control-plane port is logged: {log}"
     );
+}
+
+#[test]
+fn a_full_docker_job_cannot_reach_its_own_nodes_api_or_libp2p_port() {
+    // R-NET-2, R-NET-7, R-SEC-3 through a node: its API and libp2p listen
+    // on all interfaces, and a `full` job it runs dials both through its
+    // gateway, Docker's bridge address and the host's LAN address: every
+    // attempt is refused (on main each one connected).
+    use super::docker::{docker0, engine, lan_address, probe_image};
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some((image, gw)) = runtime.block_on(async {
+        let docker = engine().await?;
+        Some((probe_image(&docker).await, docker0(&docker).await))
+    }) else {
+        return;
+    };
+    let dirs = tempfile::tempdir().unwrap();
+    let data = dirs.path().join("n");
+    let args = [
+        "node",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--api",
+        "0.0.0.0:0",
+        "--listen",
+        "/ip4/0.0.0.0/tcp/0",
+        "--engines",
+        "docker",
+        "--accept-network",
+        "full",
+    ];
+    let node = NodeProc::spawn(args.iter().map(|a| a.to_string()).collect());
+    if !node.info()["engines"].to_string().contains("docker") {
+        assert!(
+            !super::docker::require_docker(),
+            "no Docker engine on the node"
+        );
+        return;
+    }
+    let api = node.api.rsplit(':').next().unwrap().to_string();
+    let p2p = node.bootstrap().split('/').nth(4).unwrap().to_string();
+    let mut targets = vec![format!("gw {api}"), format!("gw {p2p}")];
+    let mut hosts = vec![gw.to_string()];
+    hosts.extend(
+        lan_address()
+            .filter(|a| !a.is_loopback())
+            .map(|a| a.to_string()),
+    );
+    for host in &hosts {
+        targets.push(format!("tcp {host} {api}"));
+        targets.push(format!("tcp {host} {p2p}"));
+    }
+    let words: Vec<String> = targets
+        .join(" , ")
+        .split_whitespace()
+        .map(|w| format!("\"{w}\""))
+        .collect();
+    let job = format!(
+        "Type: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      \
+         Params:\n        Image: {image}\n        Entrypoint: [/probe]\n        \
+         Parameters: [{}]\n    Network:\n      Type: full\n    \
+         Timeouts:\n      QueueTimeout: 10\n",
+        words.join(", ")
+    );
+    let id = node.submit(&job);
+    let ended = node.wait(&id, Duration::from_secs(120));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    let logs = cli(&node.api, &["job", "logs", &id]);
+    let stdout = text(&logs.stdout);
+    eprintln!("{stdout}");
+    assert_eq!(stdout.lines().count(), targets.len(), "{stdout}");
+    for l in stdout.lines() {
+        // "no banner" would mean it connected: the node answered.
+        assert!(l.contains("Connection refused"), "{stdout}");
+    }
+    // Stopped cleanly, the node takes its firewall table with it.
+    let mut node = node;
+    let pid = node.child.id();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while node.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "the node did not stop");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let tables = Command::new("nft")
+        .args(["list", "tables"])
+        .output()
+        .unwrap();
+    let tables = text(&tables.stdout);
+    assert!(!tables.contains(&format!("_{pid}_")), "{tables}");
 }
 
 #[test]

@@ -9,6 +9,10 @@
  *   tcp IP PORT        connect, send an HTTP request, expect the test server's banner
  *   gw PORT            the same against the first address of this container's subnet
  *   dns NAME           resolve NAME with the system resolver
+ *   dnstrap NAME       listen for DNS on 127.0.0.1:53 (this namespace), ask the
+ *                      resolver in /etc/resolv.conf for NAME, and say whether the
+ *                      query came to the listener (where lookups are forwarded)
+ *   ipv6               how many IPv6 addresses this namespace has
  *   http URL           GET URL through $http_proxy (absolute form)
  *   connect HOST:PORT  CONNECT through $http_proxy, then GET through the tunnel
  *   hog MB             allocate and touch MB megabytes
@@ -141,6 +145,104 @@ static void cmd_dns(const char *name) {
     inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr, ip, sizeof ip);
     freeaddrinfo(res);
     printf("dns ok %s %s\n", name, ip);
+}
+
+/* The first nameserver of /etc/resolv.conf, or 0. */
+static int resolver(char *ip, size_t len) {
+    char line[256];
+    FILE *f = fopen("/etc/resolv.conf", "r");
+    if (!f) return 0;
+    int found = 0;
+    while (!found && fgets(line, sizeof line, f)) {
+        char addr[64];
+        if (sscanf(line, "nameserver %63s", addr) == 1 && strlen(addr) < len) {
+            strcpy(ip, addr);
+            found = 1;
+        }
+    }
+    fclose(f);
+    return found;
+}
+
+static void cmd_dnstrap(const char *name) {
+    int trap = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in local;
+    memset(&local, 0, sizeof local);
+    local.sin_family = AF_INET;
+    local.sin_port = htons(53);
+    local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (trap < 0 || bind(trap, (struct sockaddr *)&local, sizeof local) < 0) {
+        printf("dnstrap fail: %s bind 127.0.0.1:53: %s\n", name, strerror(errno));
+        if (trap >= 0) close(trap);
+        return;
+    }
+    char ns[64];
+    if (!resolver(ns, sizeof ns)) {
+        printf("dnstrap fail: %s no nameserver in /etc/resolv.conf\n", name);
+        close(trap);
+        return;
+    }
+    /* A query for NAME, type A, recursion desired. */
+    unsigned char q[512] = {0x5e, 0x11, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0};
+    size_t n = 12;
+    const char *p = name;
+    while (*p && n < sizeof q - 64) {
+        size_t l = strcspn(p, ".");
+        if (l == 0 || l > 63) break;
+        q[n++] = (unsigned char)l;
+        memcpy(q + n, p, l);
+        n += l;
+        p += l;
+        if (*p == '.') p++;
+    }
+    q[n++] = 0;
+    q[n++] = 0, q[n++] = 1, q[n++] = 0, q[n++] = 1;
+    int ask = socket(AF_INET, SOCK_DGRAM, 0);
+    struct sockaddr_in server;
+    memset(&server, 0, sizeof server);
+    server.sin_family = AF_INET;
+    server.sin_port = htons(53);
+    inet_pton(AF_INET, ns, &server.sin_addr);
+    sendto(ask, q, n, 0, (struct sockaddr *)&server, sizeof server);
+    /* Wait for the forwarded query (answer it: NXDOMAIN) and the answer. */
+    size_t first = strcspn(name, ".");
+    int seen = 0, rcode = -1;
+    struct pollfd fds[2] = {{trap, POLLIN, 0}, {ask, POLLIN, 0}};
+    while (rcode < 0 && poll(fds, 2, 8000) > 0) {
+        unsigned char buf[512];
+        struct sockaddr_in from;
+        socklen_t fl = sizeof from;
+        if (fds[0].revents & POLLIN) {
+            ssize_t r = recvfrom(trap, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+            if (r > 12) {
+                if (memmem(buf + 12, (size_t)r - 12, name, first)) seen = 1;
+                buf[2] |= 0x80;
+                buf[3] = (unsigned char)((buf[3] & 0xf0) | 3);
+                sendto(trap, buf, (size_t)r, 0, (struct sockaddr *)&from, fl);
+            }
+        }
+        if (fds[1].revents & POLLIN) {
+            ssize_t r = recv(ask, buf, sizeof buf, 0);
+            if (r >= 4) rcode = buf[3] & 0x0f;
+        }
+    }
+    close(trap);
+    close(ask);
+    if (seen)
+        printf("dnstrap ok %s forwarded to this namespace, rcode %d\n", name, rcode);
+    else
+        printf("dnstrap fail: %s not forwarded to this namespace, rcode %d\n", name, rcode);
+}
+
+static void cmd_ipv6(void) {
+    char line[256];
+    int n = 0;
+    FILE *f = fopen("/proc/net/if_inet6", "r");
+    if (f) {
+        while (fgets(line, sizeof line, f)) n++;
+        fclose(f);
+    }
+    printf("ipv6 %d addresses\n", n);
 }
 
 /* $http_proxy as "http://IP:PORT" -> ip, port. */
@@ -288,6 +390,8 @@ int main(int argc, char **argv) {
         if (n == 3 && !strcmp(c, "tcp")) cmd_tcp("tcp", argv[i + 1], atoi(argv[i + 2]));
         else if (n == 2 && !strcmp(c, "gw")) cmd_gw(atoi(argv[i + 1]));
         else if (n == 2 && !strcmp(c, "dns")) cmd_dns(argv[i + 1]);
+        else if (n == 2 && !strcmp(c, "dnstrap")) cmd_dnstrap(argv[i + 1]);
+        else if (n == 1 && !strcmp(c, "ipv6")) cmd_ipv6();
         else if (n == 2 && !strcmp(c, "http")) cmd_http(argv[i + 1]);
         else if (n == 2 && !strcmp(c, "connect")) cmd_connect(argv[i + 1]);
         else if (n == 2 && !strcmp(c, "hog")) cmd_hog(atoi(argv[i + 1]));

@@ -17,15 +17,27 @@ pub struct ApiError {
     pub message: String,
 }
 
-/// A node's HTTP API (`http://127.0.0.1:PORT`), JSON in and out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A node's HTTP API (`http://127.0.0.1:PORT`), JSON in and out, with the
+/// node's token (R-SEC-1).
+#[derive(Clone, PartialEq, Eq)]
 pub struct Api {
     base: String,
+    token: Option<String>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").field("base", &self.base).finish()
+    }
 }
 
 impl Api {
-    pub fn new(base: impl Into<String>) -> Api {
-        Api { base: base.into() }
+    /// The API at `base`, called with `token` (the node's `api.token`).
+    pub fn new(base: impl Into<String>, token: Option<String>) -> Api {
+        Api {
+            base: base.into(),
+            token,
+        }
     }
 
     /// `http://127.0.0.1:PORT`, as `skrei` commands take it in `--api`.
@@ -33,13 +45,48 @@ impl Api {
         &self.base
     }
 
+    /// The node's API token, as `SKREI_API_TOKEN` takes it.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    fn authorize(&self, request: attohttpc::RequestBuilder) -> attohttpc::RequestBuilder {
+        let request = request.proxy_settings(attohttpc::ProxySettings::builder().build());
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+
     pub fn get(&self, path: &str) -> Result<Value, ApiError> {
         let url = format!("{}{path}", self.base);
-        let answer = attohttpc::get(&url)
-            .proxy_settings(attohttpc::ProxySettings::builder().build())
+        let answer = self
+            .authorize(attohttpc::get(&url))
             .timeout(Duration::from_secs(30))
             .send();
         answer_json("GET", url, answer)
+    }
+
+    /// Adds one file's bytes to the node's store and has the node say so
+    /// in the DHT; returns its CID.
+    pub fn add_file(&self, path: &std::path::Path) -> Result<String, ApiError> {
+        let url = format!("{}/api/v1/blobs", self.base);
+        let bytes = std::fs::read(path).map_err(|e| ApiError {
+            method: "POST",
+            url: url.clone(),
+            status: None,
+            message: format!("reading {}: {e}", path.display()),
+        })?;
+        let answer = self
+            .authorize(attohttpc::post(&url))
+            .timeout(Duration::from_secs(120))
+            .header("content-type", "application/octet-stream")
+            .bytes(bytes)
+            .send();
+        let answer = answer_json("POST", url.clone(), answer)?;
+        let cid = answer["cid"].as_str().unwrap_or_default().to_owned();
+        self.post("/api/v1/provide", &serde_json::json!({ "cid": cid }))?;
+        Ok(cid)
     }
 
     pub fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
@@ -62,8 +109,8 @@ impl Api {
 
     fn post_text(&self, path: &str, kind: &str, body: String) -> Result<Value, ApiError> {
         let url = format!("{}{path}", self.base);
-        let answer = attohttpc::post(&url)
-            .proxy_settings(attohttpc::ProxySettings::builder().build())
+        let answer = self
+            .authorize(attohttpc::post(&url))
             .timeout(Duration::from_secs(120))
             .header("content-type", kind)
             .text(body)

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use simnet::live::{Api, LiveNet, LiveOptions, default_skrei};
 
 /// The example module: greets the name in /inputs/name.txt on stdout.
@@ -41,13 +41,8 @@ pub(crate) fn skrei() -> PathBuf {
 }
 
 fn add(api: &Api, path: &Path) -> String {
-    let answer = api
-        .post("/api/v1/add", &json!({ "path": path }))
-        .unwrap_or_else(|e| panic!("adding {}: {e}", path.display()));
-    answer["cid"]
-        .as_str()
-        .expect("add answers a CID")
-        .to_owned()
+    api.add_file(path)
+        .unwrap_or_else(|e| panic!("adding {}: {e}", path.display()))
 }
 
 /// The job `skrei devstack --example` runs: the module and its input by CID.
@@ -198,11 +193,16 @@ fn simnet_up(nodes: usize) -> (std::process::Child, Vec<Api>) {
         .expect("simnet runs");
     let stdout = up.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    // R-SEC-1: each node's token on the line after its address.
     let apis = (0..nodes)
         .map(|_| {
             let line = lines.next().expect("a line per node").unwrap();
             let url = line.strip_prefix("SKREI_API=").expect("SKREI_API=URL");
-            Api::new(url)
+            let line = lines.next().expect("a token line per node").unwrap();
+            let token = line
+                .strip_prefix("SKREI_API_TOKEN=")
+                .expect("SKREI_API_TOKEN=TOKEN");
+            Api::new(url, Some(token.to_owned()))
         })
         .collect();
     // Keep reading so that simnet never writes to a closed pipe.

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use simnet::live::{Api, LiveNet, LiveOptions};
 
 use super::live::skrei;
@@ -60,10 +60,8 @@ fn sleeper_job(module: &str) -> String {
 }
 
 fn add(api: &Api, path: &Path) -> String {
-    let answer = api
-        .post("/api/v1/add", &json!({ "path": path }))
-        .unwrap_or_else(|e| panic!("adding {}: {e}", path.display()));
-    answer["cid"].as_str().expect("a CID").to_owned()
+    api.add_file(path)
+        .unwrap_or_else(|e| panic!("adding {}: {e}", path.display()))
 }
 
 /// The job's executions as (node id, state).

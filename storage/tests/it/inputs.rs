@@ -62,6 +62,7 @@ struct Node {
     store: Store,
     downloader: Downloader,
     allowed: Vec<PathBuf>,
+    max_cid_bytes: u64,
 }
 
 impl Node {
@@ -82,6 +83,7 @@ impl Node {
             })
             .unwrap(),
             allowed: vec![allowed],
+            max_cid_bytes: 10 << 30,
         }
     }
 
@@ -96,6 +98,7 @@ impl Node {
             providers: &providers,
             downloader: &self.downloader,
             allowed_local: &self.allowed,
+            max_cid_bytes: self.max_cid_bytes,
         };
         materialise(&inputs, exec, sources).await
     }

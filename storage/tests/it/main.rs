@@ -2,6 +2,7 @@
 //! processes, a real HTTP server on loopback, real files. Each test names the
 //! requirement it checks. Nothing leaves the machine.
 
+mod budget;
 mod fixtures;
 mod http;
 mod inputs;

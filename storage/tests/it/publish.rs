@@ -42,7 +42,7 @@ async fn local_publisher_keeps_one_cid() {
     );
     // `skrei job get` writes the same layout back.
     let got = tmp.path().join("got");
-    store.export(&published.cid, &got).await.unwrap();
+    store.export(&published.cid, &got, u64::MAX).await.unwrap();
     assert_same_tree(&dir, &got);
     store.shutdown().await;
 }

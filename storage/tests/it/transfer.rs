@@ -48,7 +48,12 @@ async fn file_and_tree_between_processes() {
         last
     });
     let report = store
-        .fetch(&dir_cid, std::slice::from_ref(&provider.addr), Some(tx))
+        .fetch(
+            &dir_cid,
+            std::slice::from_ref(&provider.addr),
+            Some(tx),
+            u64::MAX,
+        )
         .await
         .unwrap();
     let last: Progress = watcher.await.unwrap().expect("progress events");
@@ -63,14 +68,22 @@ async fn file_and_tree_between_processes() {
     assert!(store.has(&dir_cid).await.unwrap());
 
     store
-        .fetch(&file_cid, std::slice::from_ref(&provider.addr), None)
+        .fetch(
+            &file_cid,
+            std::slice::from_ref(&provider.addr),
+            None,
+            u64::MAX,
+        )
         .await
         .unwrap();
     let out = tmp.path().join("out");
     std::fs::create_dir(&out).unwrap();
-    store.export(&dir_cid, &out.join("tree")).await.unwrap();
     store
-        .export(&file_cid, &out.join("single.txt"))
+        .export(&dir_cid, &out.join("tree"), u64::MAX)
+        .await
+        .unwrap();
+    store
+        .export(&file_cid, &out.join("single.txt"), u64::MAX)
         .await
         .unwrap();
     assert_same_tree(&tree, &out.join("tree"));
@@ -78,7 +91,12 @@ async fn file_and_tree_between_processes() {
 
     // Fetching again moves nothing: everything is present.
     let again = store
-        .fetch(&dir_cid, std::slice::from_ref(&provider.addr), None)
+        .fetch(
+            &dir_cid,
+            std::slice::from_ref(&provider.addr),
+            None,
+            u64::MAX,
+        )
         .await
         .unwrap();
     assert_eq!(again.bytes_fetched, 0);
@@ -88,13 +106,13 @@ async fn file_and_tree_between_processes() {
     );
 
     // Content complete in the store needs no provider.
-    let local = store.fetch(&dir_cid, &[], None).await.unwrap();
+    let local = store.fetch(&dir_cid, &[], None, u64::MAX).await.unwrap();
     assert_eq!(local.bytes_fetched, 0);
 
     // Exports never overwrite.
     assert!(
         store
-            .export(&file_cid, &out.join("single.txt"))
+            .export(&file_cid, &out.join("single.txt"), u64::MAX)
             .await
             .is_err()
     );
@@ -150,7 +168,7 @@ async fn corrupted_provider_is_detected() {
 
     let store = local_store(&tmp.path().join("fetcher")).await;
     let err = store
-        .fetch(&cid, std::slice::from_ref(&bad.addr), None)
+        .fetch(&cid, std::slice::from_ref(&bad.addr), None, u64::MAX)
         .await
         .unwrap_err();
     assert!(
@@ -160,12 +178,12 @@ async fn corrupted_provider_is_detected() {
     assert!(!store.has(&cid).await.unwrap());
 
     let report = store
-        .fetch(&cid, &[bad.addr.clone(), good.addr.clone()], None)
+        .fetch(&cid, &[bad.addr.clone(), good.addr.clone()], None, u64::MAX)
         .await
         .unwrap();
     assert!(report.bytes_fetched > 0);
     let out = tmp.path().join("out.bin");
-    store.export(&cid, &out).await.unwrap();
+    store.export(&cid, &out, u64::MAX).await.unwrap();
     assert_eq!(file_hash(&out), file_hash(&file));
     bad.stop();
     good.stop();
@@ -247,7 +265,7 @@ async fn lying_provider_is_caught_by_the_receiver() {
 
     let store = local_store(&tmp.path().join("fetcher")).await;
     let err = store
-        .fetch(&cid, std::slice::from_ref(&liar_addr), None)
+        .fetch(&cid, std::slice::from_ref(&liar_addr), None, u64::MAX)
         .await
         .unwrap_err();
     let msg = err.to_string();
@@ -261,7 +279,12 @@ async fn lying_provider_is_caught_by_the_receiver() {
     );
     assert!(!store.has(&cid).await.unwrap());
     let report = store
-        .fetch(&cid, &[liar_addr.clone(), honest.addr.clone()], None)
+        .fetch(
+            &cid,
+            &[liar_addr.clone(), honest.addr.clone()],
+            None,
+            u64::MAX,
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -269,7 +292,7 @@ async fn lying_provider_is_caught_by_the_receiver() {
         "nothing of the lie was kept: {report:?}"
     );
     let out = tmp.path().join("out.bin");
-    store.export(&cid, &out).await.unwrap();
+    store.export(&cid, &out, u64::MAX).await.unwrap();
     assert_eq!(file_hash(&out), file_hash(&real));
     honest.stop();
     store.shutdown().await;
@@ -293,7 +316,7 @@ async fn cut_transfer_resumes() {
     let cut_at = 20 * MB as u64;
     let addr = provider.addr.clone();
     let (first, killed_at) = tokio::join!(
-        store.fetch(&cid, std::slice::from_ref(&addr), Some(tx)),
+        store.fetch(&cid, std::slice::from_ref(&addr), Some(tx), u64::MAX),
         async {
             let mut killed_at = None;
             while let Some(p) = rx.recv().await {
@@ -313,7 +336,7 @@ async fn cut_transfer_resumes() {
     // Same data directory, same key: the provider comes back on a new port.
     let provider = Provider::start(&provider_dir, &[]);
     let second = store
-        .fetch(&cid, std::slice::from_ref(&provider.addr), None)
+        .fetch(&cid, std::slice::from_ref(&provider.addr), None, u64::MAX)
         .await
         .unwrap();
     eprintln!("cut at {killed_at} bytes; resumed: {second:?}");
@@ -327,7 +350,7 @@ async fn cut_transfer_resumes() {
         "re-downloaded present bytes: {second:?}"
     );
     let out = tmp.path().join("out.bin");
-    store.export(&cid, &out).await.unwrap();
+    store.export(&cid, &out, u64::MAX).await.unwrap();
     assert_eq!(file_hash(&out), file_hash(&file));
     provider.stop();
     store.shutdown().await;
@@ -363,7 +386,7 @@ async fn hostile_manifests_are_refused() {
     let raw = provider.add_path(&evil_file).await.unwrap();
     let as_dir = storage::cid::dir_cid(storage::cid::content(&raw).unwrap().hash);
     let err = store
-        .fetch(&as_dir, &[provider.addr()], None)
+        .fetch(&as_dir, &[provider.addr()], None, u64::MAX)
         .await
         .unwrap_err();
     assert!(
@@ -372,7 +395,7 @@ async fn hostile_manifests_are_refused() {
     );
     assert!(err.to_string().contains("\"..\""), "{err}");
     let out = tmp.path().join("out");
-    assert!(store.export(&as_dir, &out).await.is_err());
+    assert!(store.export(&as_dir, &out, u64::MAX).await.is_err());
     assert!(!out.exists());
 
     let huge = tmp.path().join("huge.bin");
@@ -380,11 +403,14 @@ async fn hostile_manifests_are_refused() {
     let raw = provider.add_path(&huge).await.unwrap();
     let as_dir = storage::cid::dir_cid(storage::cid::content(&raw).unwrap().hash);
     let err = store
-        .fetch(&as_dir, &[provider.addr()], None)
+        .fetch(&as_dir, &[provider.addr()], None, u64::MAX)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("more than"), "{err}");
-    let report = store.fetch(&raw, &[provider.addr()], None).await.unwrap();
+    let report = store
+        .fetch(&raw, &[provider.addr()], None, u64::MAX)
+        .await
+        .unwrap();
     assert_eq!(
         report.bytes_present, 0,
         "the manifest check downloaded nothing"
@@ -409,7 +435,7 @@ async fn file_progress_and_missing_content() {
     let cid = provider.add_path(&file).await.unwrap();
     let (tx, mut rx) = mpsc::channel(1024);
     store
-        .fetch(&cid, &[provider.addr()], Some(tx))
+        .fetch(&cid, &[provider.addr()], Some(tx), u64::MAX)
         .await
         .unwrap();
     let mut last = None;
@@ -421,12 +447,12 @@ async fn file_progress_and_missing_content() {
 
     let absent = storage::cid::file_cid(blake3::hash(b"absent").into());
     let err = store
-        .fetch(&absent, &[provider.addr()], None)
+        .fetch(&absent, &[provider.addr()], None, u64::MAX)
         .await
         .unwrap_err();
     assert!(err.to_string().contains(&absent.to_string()), "{err}");
     assert!(matches!(
-        store.fetch(&absent, &[], None).await,
+        store.fetch(&absent, &[], None, u64::MAX).await,
         Err(FetchError::NoProviders { .. })
     ));
     // The fetcher first: closing its connections to a live provider is quick.
@@ -464,11 +490,14 @@ async fn manifest_bombs_are_bounded() {
         mode = Mode::Dir;
     }
     let started = std::time::Instant::now();
-    let report = store.fetch(&cid, &[provider.addr()], None).await.unwrap();
+    let report = store
+        .fetch(&cid, &[provider.addr()], None, u64::MAX)
+        .await
+        .unwrap();
     assert_eq!(report.blobs, 7);
     assert!(store.has(&cid).await.unwrap());
     let out = tmp.path().join("out");
-    let err = store.export(&cid, &out).await.unwrap_err();
+    let err = store.export(&cid, &out, u64::MAX).await.unwrap_err();
     assert!(
         matches!(err, ExportError::Content(StoreError::TooManyEntries { .. })),
         "{err}"
@@ -529,7 +558,7 @@ async fn unreachable_provider_is_skipped() {
 
     let started = std::time::Instant::now();
     let report = store
-        .fetch(&cid, &[dead, provider.addr()], None)
+        .fetch(&cid, &[dead, provider.addr()], None, u64::MAX)
         .await
         .unwrap();
     assert_eq!(report.blobs, 41);
@@ -540,7 +569,7 @@ async fn unreachable_provider_is_skipped() {
         started.elapsed()
     );
     let out = tmp.path().join("out");
-    store.export(&cid, &out).await.unwrap();
+    store.export(&cid, &out, u64::MAX).await.unwrap();
     assert_same_tree(&tree, &out);
     // The fetcher first: closing its connections to a live provider is quick.
     store.shutdown().await;

@@ -244,6 +244,7 @@ impl Contestant {
             .args(["--allow", &upstream.ip().to_string()])
             .args(["--allow-range", "127.0.0.0/8"])
             .args(["--connect-ports", &upstream.port().to_string()])
+            .args(["--http-ports", &upstream.port().to_string()])
             .args(["--rate", &rate.to_string()])
             // As squid and tinyproxy are configured: room for the idle-tunnel test.
             .args(["--max-connections", "4096"])

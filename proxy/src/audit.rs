@@ -5,12 +5,13 @@
 
 use std::io::Write;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
+
+use crate::meter::Meter;
 
 /// Whether the proxy let the request through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,9 +44,12 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     /// The status sent to the client (200 for an established tunnel).
     pub status: Option<u16>,
-    /// Bytes from the job to the upstream (bodies and tunnel payload).
+    /// Bytes from the job: everything it sent for this request (request
+    /// head and body, or `CONNECT` head and tunnel payload). Counted where
+    /// the rate limit applies (R-SEC-4).
     pub bytes_up: u64,
-    /// Bytes from the upstream to the job.
+    /// Bytes to the job: everything it was sent (response head and body,
+    /// or the tunnel's answer and payload).
     pub bytes_down: u64,
     /// From the request's arrival to the end of the exchange or tunnel.
     pub duration_ms: u64,
@@ -123,13 +127,18 @@ pub struct Entry {
     sink: Arc<dyn AuditSink>,
     record: Mutex<AuditRecord>,
     start: Instant,
-    pub(crate) up: AtomicU64,
-    pub(crate) down: AtomicU64,
+    meter: Arc<Meter>,
 }
 
 impl Entry {
     /// A record for `job`, timed from now, denied until updated.
     pub fn new(sink: Arc<dyn AuditSink>, job: &str) -> Arc<Entry> {
+        Entry::metered(sink, job, Meter::new())
+    }
+
+    /// A record whose byte counts are `meter`'s (the metered streams of
+    /// its request or tunnel count into it).
+    pub fn metered(sink: Arc<dyn AuditSink>, job: &str, meter: Arc<Meter>) -> Arc<Entry> {
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -151,8 +160,7 @@ impl Entry {
                 duration_ms: 0,
             }),
             start: Instant::now(),
-            up: AtomicU64::new(0),
-            down: AtomicU64::new(0),
+            meter,
         })
     }
 
@@ -163,14 +171,9 @@ impl Entry {
 }
 
 impl Entry {
-    /// Counts `n` bytes sent towards the upstream.
-    pub fn count_up(&self, n: u64) {
-        self.up.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// Counts `n` bytes received from the upstream.
-    pub fn count_down(&self, n: u64) {
-        self.down.fetch_add(n, Ordering::Relaxed);
+    /// The counts this record will carry.
+    pub fn meter(&self) -> Arc<Meter> {
+        self.meter.clone()
     }
 }
 
@@ -181,8 +184,8 @@ impl Drop for Entry {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        r.bytes_up = self.up.load(Ordering::Relaxed);
-        r.bytes_down = self.down.load(Ordering::Relaxed);
+        r.bytes_up = self.meter.up();
+        r.bytes_down = self.meter.down();
         r.duration_ms = self.start.elapsed().as_millis() as u64;
         match r.decision {
             Verdict::Allow => tracing::info!(
@@ -225,7 +228,7 @@ mod tests {
             r.port = Some(80);
             r.decision = Verdict::Allow;
         });
-        e.up.fetch_add(5, Ordering::Relaxed);
+        e.meter().add_up(5);
         drop(e);
         let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
         assert_eq!(text.lines().count(), 1);

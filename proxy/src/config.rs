@@ -5,6 +5,7 @@ use std::time::Duration;
 use protocol::domain::DomainSet;
 
 use crate::deny::DenySet;
+use crate::local::OwnAddresses;
 use crate::ranges::Cidr;
 
 /// R-NET-6: 10 Mbit/s in each direction.
@@ -28,17 +29,24 @@ pub struct ProxyConfig {
     pub rate_down: u64,
     /// Ports `CONNECT` may reach (default: 443 only).
     pub connect_ports: Vec<u16>,
+    /// Ports plain HTTP may reach (default: 80 only), so that a POST cannot
+    /// be aimed at a database or cache port of an allowed host (R-NET-3).
+    pub http_ports: Vec<u16>,
     /// Ranges the operator allows despite the special-purpose table.
     pub allowed_ranges: Vec<Cidr>,
     /// Control-plane destinations no job may reach (shared, updatable).
     pub deny: DenySet,
+    /// The node's own addresses, refused unless an allowed range covers
+    /// them (R-SEC-3): this host's by default.
+    pub own_addresses: OwnAddresses,
     /// Timeouts and sizes.
     pub limits: Limits,
 }
 
 impl ProxyConfig {
-    /// Defaults for a job: 10 Mbit/s each way, `CONNECT` to 443 only, no
-    /// allowed ranges, an empty deny set.
+    /// Defaults for a job: 10 Mbit/s each way, plain HTTP to port 80 and
+    /// `CONNECT` to 443 only, no
+    /// allowed ranges, an empty deny set, this host's addresses as its own.
     pub fn new(job_id: impl Into<String>, domains: DomainSet) -> ProxyConfig {
         ProxyConfig {
             job_id: job_id.into(),
@@ -46,8 +54,10 @@ impl ProxyConfig {
             rate_up: DEFAULT_RATE,
             rate_down: DEFAULT_RATE,
             connect_ports: vec![443],
+            http_ports: vec![80],
             allowed_ranges: Vec::new(),
             deny: DenySet::new(),
+            own_addresses: OwnAddresses::system(),
             limits: Limits::default(),
         }
     }

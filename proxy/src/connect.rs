@@ -1,9 +1,9 @@
 //! HTTPS by `CONNECT host:port` (R-NET-3): authority form only, allowed
 //! ports only, checked like plain HTTP, tunnelled to exactly the checked
-//! address through the job's rate limiters.
+//! address. The tunnel's client side is the metered client connection, so
+//! its payload is paced and counted there.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
@@ -11,9 +11,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::audit::Entry;
 use crate::body::{ProxyBody, empty};
+use crate::decide::Scheme;
 use crate::forward::check_host_header;
 use crate::io::Tracked;
-use crate::rate::RateLimiter;
 use crate::server::{ConnCtx, Inner, Refusal};
 use crate::target::parse_authority;
 use crate::upstream::open_checked;
@@ -42,19 +42,9 @@ pub(crate) async fn handle(
     if req.headers().contains_key(hyper::header::HOST) {
         check_host_header(req.headers(), req.version(), &target, target.port)?;
     }
-    let ports = &inner.config.connect_ports;
-    if !ports.contains(&target.port) {
-        let list: Vec<String> = ports.iter().map(u16::to_string).collect();
-        return Err(Refusal::forbidden(format!(
-            "CONNECT to port {} is not allowed (allowed: {})",
-            target.port,
-            list.join(", ")
-        )));
-    }
-    let stream = open_checked(inner, &target, &entry).await?;
+    let stream = open_checked(inner, &target, Scheme::Https, &entry).await?;
     let limits = &inner.config.limits;
     let upstream = Tracked::new(stream, ctx.activity.clone());
-    let (up, down) = (inner.up.clone(), inner.down.clone());
     let idle = limits.idle_timeout;
     let mut stop = inner.stop.subscribe();
     tokio::spawn(async move {
@@ -67,12 +57,7 @@ pub(crate) async fn handle(
         };
         let (cr, cw) = tokio::io::split(client);
         let (ur, uw) = tokio::io::split(upstream);
-        let both = async {
-            tokio::join!(
-                copy(cr, uw, &up, &entry.up),
-                copy(ur, cw, &down, &entry.down)
-            )
-        };
+        let both = async { tokio::join!(copy(cr, uw), copy(ur, cw)) };
         tokio::select! {
             _ = both => {}
             () = ctx.activity.clone().idle(idle) => {
@@ -87,23 +72,21 @@ pub(crate) async fn handle(
     Ok(Response::new(empty()))
 }
 
-/// Copy one direction through the limiter until EOF, then pass the EOF on.
-async fn copy<R, W>(mut r: R, mut w: W, limiter: &RateLimiter, count: &AtomicU64)
+/// Copy one direction until EOF, then pass the EOF on.
+async fn copy<R, W>(mut r: R, mut w: W)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; limiter.chunk()];
+    let mut buf = vec![0u8; 16 * 1024];
     loop {
         let n = match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        limiter.acquire(n).await;
         if w.write_all(&buf[..n]).await.is_err() {
             break;
         }
-        count.fetch_add(n as u64, Ordering::Relaxed);
     }
     let _ = w.shutdown().await;
 }

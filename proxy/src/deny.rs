@@ -1,8 +1,9 @@
 //! The control-plane deny set (R-NET-7).
 //!
 //! Addresses no job may reach whatever its allowlist says: the node's API and
-//! libp2p addresses, every peer's advertised addresses, the local host's
-//! addresses. The node updates the set at runtime (gossip brings new peers)
+//! libp2p addresses, every peer's advertised addresses. (The host's own
+//! addresses are [`crate::local::OwnAddresses`], which an operator's
+//! allowed range can open; nothing opens an entry here.) The node updates the set at runtime (gossip brings new peers)
 //! through any clone of the handle; every proxy holding a clone sees the
 //! change on its next decision.
 //!
@@ -77,21 +78,6 @@ impl DenySet {
                 self.write().names.insert(n.clone());
             }
         }
-    }
-
-    /// Refuse every address of this host that the special-purpose table
-    /// does not refuse already (its public addresses), so that an operator
-    /// range such as `127.0.0.0/8` for tests stays usable. Returns how many
-    /// were added.
-    pub fn insert_local_public_addresses(&self) -> std::io::Result<usize> {
-        let public: Vec<IpAddr> = crate::local::local_addresses()?
-            .into_iter()
-            .filter(|ip| crate::ranges::classify(*ip).is_none())
-            .collect();
-        for ip in &public {
-            self.insert_ip(*ip);
-        }
-        Ok(public.len())
     }
 
     /// Replace every `IP:port` entry at once (a fresh view of the peers).

@@ -1,5 +1,5 @@
-//! Plain HTTP by absolute URI (R-NET-3): checked, then forwarded to exactly
-//! the checked address. Redirects go back to the client, never followed.
+//! Plain HTTP by absolute URI (R-NET-3), to port 80 unless the operator
+//! opens more: checked, then forwarded to exactly the checked address. Redirects go back to the client, never followed.
 
 use std::sync::Arc;
 
@@ -8,8 +8,9 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 use hyper_util::rt::TokioIo;
 
 use crate::audit::Entry;
-use crate::body::{Direction, ProxyBody, empty, pump};
+use crate::body::{ProxyBody, boxed, empty};
 use crate::config::JOB_HEADER;
+use crate::decide::Scheme;
 use crate::io::Tracked;
 use crate::server::{ConnCtx, Inner, Refusal};
 use crate::target::{Target, parse_authority};
@@ -123,7 +124,7 @@ pub(crate) async fn handle(
         r.port = Some(target.port);
     });
     check_host_header(req.headers(), req.version(), &target, 80)?;
-    let stream = open_checked(inner, &target, &entry).await?;
+    let stream = open_checked(inner, &target, Scheme::Http, &entry).await?;
     let limits = &inner.config.limits;
 
     let io = TokioIo::new(Tracked::new(stream, ctx.activity.clone()));
@@ -164,7 +165,7 @@ pub(crate) async fn handle(
     let body = if hyper::body::Body::is_end_stream(&body) {
         empty()
     } else {
-        pump(body, inner.up.clone(), entry.clone(), Direction::Up)
+        boxed(body)
     };
     let mut up = Request::new(body);
     *up.method_mut() = parts.method;
@@ -184,8 +185,7 @@ pub(crate) async fn handle(
     }
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    let body = pump(body, inner.down.clone(), entry, Direction::Down);
-    Ok(Response::from_parts(parts, body))
+    Ok(Response::from_parts(parts, boxed(body)))
 }
 
 /// The host as it goes into a `Host` header (IPv6 in brackets).

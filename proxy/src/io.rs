@@ -28,7 +28,7 @@ impl Activity {
         })
     }
 
-    fn touch(&self) {
+    pub(crate) fn touch(&self) {
         let now = self.epoch.elapsed().as_millis() as u64;
         self.last_ms.fetch_max(now, Ordering::Relaxed);
     }

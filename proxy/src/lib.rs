@@ -18,21 +18,24 @@
 //!    `Transfer-Encoding`, repeated framing headers, two `Host` headers,
 //!    non-ASCII target or host, `Upgrade`), before hyper can reinterpret it.
 //! 2. **Target** ([`target`]): plain HTTP only in absolute form
-//!    (`GET http://host[:port]/path`), HTTPS only as `CONNECT host:port` to
-//!    an allowed port (443 by default). The authority is split once and its
+//!    (`GET http://host[:port]/path`) to an allowed port (80 by default),
+//!    HTTPS only as `CONNECT host:port` to an allowed port (443 by default). The authority is split once and its
 //!    host parsed by `protocol::domain::Host::parse`, the grammar of the
 //!    job's domains: numeric forms resolvers would read as addresses
 //!    (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`) are refused, userinfo
 //!    (`allowed.com@evil.com`) is refused, and a `Host` header that names
 //!    another host or port than the target is refused.
-//! 3. **Decision** ([`decide`]): the normalised host against the control-plane
+//! 3. **Decision** ([`decide`]): the port (plain HTTP and HTTPS each have
+//!    their list), then the normalised host against the control-plane
 //!    [`DenySet`] by name, then the job's domains (`DomainSet::allows`, the
 //!    one matching rule), then one resolution (none for an IP literal), then
-//!    every resolved address against the deny set (`IP:port` and IP) and the
-//!    special-purpose table ([`ranges::classify`]) unless an operator-allowed
-//!    range covers it. One bad address refuses the request. Names outside
-//!    the job's domains are never resolved (no DNS queries on the job's
-//!    behalf for arbitrary names).
+//!    every resolved address against the deny set (`IP:port` and IP), the
+//!    special-purpose table ([`ranges::classify`]) and the node's own
+//!    addresses ([`OwnAddresses`], re-read as interfaces change), the last
+//!    two unless an operator-allowed range covers the address. One bad
+//!    address refuses the request. Names outside the job's domains are
+//!    never resolved (no DNS queries on the job's behalf for arbitrary
+//!    names).
 //! 4. **Connection** ([`upstream`]): only to an address from that checked
 //!    list, through a [`Connector`] that is given the `SocketAddr` itself: no
 //!    second lookup, so DNS rebinding has nothing to act on, and no proxy
@@ -40,16 +43,21 @@
 //! 5. **Forwarding**: the request goes upstream in origin form with the
 //!    normalised `Host`; hop-by-hop and `Proxy-*` headers removed both ways, a
 //!    client's `X-Skrei-Job` replaced with the real job id, redirects
-//!    returned to the client and never followed; tunnels and bodies pass
-//!    through the job's shared [`RateLimiter`]s.
-//! 6. **Audit** ([`audit`]): one JSON record per request or tunnel, written
-//!    when it ends, with the decision, the reason and the byte counts.
+//!    returned to the client and never followed.
+//! 6. **Rate and counts** ([`meter`]): the whole client connection passes
+//!    through the job's shared [`RateLimiter`]s and is counted, heads
+//!    included both ways (the head that is read before any decision is
+//!    charged as soon as it is complete), so no byte the job moves escapes
+//!    the limit or the record.
+//! 7. **Audit** ([`audit`]): one JSON record per request or tunnel, written
+//!    when its connection ends, with the decision, the reason and the byte
+//!    counts. A job's log is capped ([`capped`]): past the cap the oldest
+//!    records go and the log says how many.
 //!
 //! The control-plane deny set is filled by the node (its API and libp2p
 //! addresses, every peer's advertised addresses); a proxy adds its own
-//! listening address, and [`DenySet::insert_local_public_addresses`] adds the
-//! host's public addresses (its loopback and private ones are refused by the
-//! table already).
+//! listening address. The node's own addresses are this host's interfaces'
+//! by default; a proxy in a container of its own is given the host's too.
 //!
 //! Each client connection carries one request or one tunnel and is then
 //! closed: a pipelined second request can never ride on the first one's
@@ -79,6 +87,7 @@
 
 pub mod audit;
 mod body;
+pub mod capped;
 pub mod config;
 mod connect;
 pub mod decide;
@@ -87,6 +96,7 @@ mod forward;
 mod head;
 mod io;
 pub mod local;
+pub mod meter;
 pub mod ranges;
 pub mod rate;
 pub mod resolve;
@@ -95,10 +105,12 @@ pub mod target;
 pub mod upstream;
 
 pub use audit::{AuditRecord, AuditSink, MemorySink, Verdict, WriterSink};
+pub use capped::{CappedLog, Dropped};
 pub use config::{DEFAULT_RATE, JOB_HEADER, Limits, ProxyConfig};
-pub use decide::{Checked, Denial, Policy};
+pub use decide::{Checked, Denial, Policy, Scheme};
 pub use deny::DenySet;
-pub use local::local_addresses;
+pub use local::{OwnAddresses, local_addresses};
+pub use meter::{Meter, Metered};
 pub use ranges::{Cidr, CidrError, classify};
 pub use rate::RateLimiter;
 pub use resolve::{ResolveError, Resolver, StaticResolver, SystemResolver};

@@ -1,62 +1,154 @@
-//! The local host's own addresses (R-NET-7), for the deny set.
+//! The node's own addresses (R-SEC-3, R-NET-7).
 //!
-//! A job must not reach any service of the machine it runs on. Loopback and
-//! private addresses are refused by the special-purpose table already, but a
-//! host with a public address would otherwise be reachable on it. Read from
-//! Linux's `/proc` (no `unsafe`, no extra crate): IPv4 from the local routes
-//! of `/proc/net/fib_trie`, IPv6 from `/proc/net/if_inet6`.
+//! A job must not reach any service of the machine it runs on, nor make the
+//! node fetch from one for it. Loopback and private addresses are refused by
+//! the special-purpose table already; a host with a public address would
+//! otherwise be reachable on it, by IP or by any name that resolves to it.
+//! So every address of the host's interfaces is refused unless an
+//! operator-allowed range covers it.
+//!
+//! Interfaces change while a node runs (DHCP, a VPN coming up, an operator
+//! adding an address), so the view is re-read: at most once per
+//! [`REFRESH`], when a decision needs it, through `getifaddrs` (one netlink
+//! dump of the addresses, whatever the size of the routing table). One view
+//! is shared by the whole process. A proxy that runs in a container of its
+//! own (the Docker sidecar) sees the container's interfaces, not the host's:
+//! the node passes the host's addresses in ([`OwnAddresses::with_extra`],
+//! `skrei proxy --own-address`).
 
+use std::collections::HashSet;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
-/// Every address configured on this host's interfaces (Linux; elsewhere an
-/// `Unsupported` error).
+/// How stale the view of the host's interfaces may get.
+pub const REFRESH: Duration = Duration::from_secs(1);
+
+/// Every address configured on this host's interfaces, read now.
 pub fn local_addresses() -> io::Result<Vec<IpAddr>> {
-    if !cfg!(target_os = "linux") {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "listing local addresses needs Linux's /proc",
-        ));
-    }
-    let mut out = Vec::new();
-    match std::fs::read_to_string("/proc/net/fib_trie") {
-        Ok(text) => out.extend(parse_fib_trie(&text).into_iter().map(IpAddr::V4)),
-        Err(e) => return Err(e),
-    }
-    // A host without IPv6 has no such file.
-    if let Ok(text) = std::fs::read_to_string("/proc/net/if_inet6") {
-        out.extend(parse_if_inet6(&text).into_iter().map(IpAddr::V6));
-    }
+    let mut out: Vec<IpAddr> = if_addrs::get_if_addrs()?
+        .into_iter()
+        .map(|i| i.ip().to_canonical())
+        .collect();
     out.sort();
     out.dedup();
     Ok(out)
 }
 
-/// `|-- ADDR` followed by `/32 host LOCAL` names a local address.
-fn parse_fib_trie(text: &str) -> Vec<Ipv4Addr> {
-    let mut out = Vec::new();
-    let mut last: Option<Ipv4Addr> = None;
-    for line in text.lines() {
-        let t = line.trim();
-        if let Some(addr) = t.strip_prefix("|-- ") {
-            last = addr.trim().parse().ok();
-        } else if t.starts_with("/32 host LOCAL")
-            && let Some(a) = last
-        {
-            out.push(a);
-        }
-    }
-    out
+/// The process-wide view of this host's addresses.
+struct HostView {
+    cache: Mutex<Cached>,
 }
 
-/// The first field of each line is the address as 32 hex digits.
-fn parse_if_inet6(text: &str) -> Vec<Ipv6Addr> {
-    text.lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|h| h.len() == 32)
-        .filter_map(|h| u128::from_str_radix(h, 16).ok())
-        .map(Ipv6Addr::from)
-        .collect()
+struct Cached {
+    ips: Arc<HashSet<IpAddr>>,
+    read_at: Option<Instant>,
+}
+
+impl HostView {
+    fn get() -> &'static HostView {
+        static VIEW: OnceLock<HostView> = OnceLock::new();
+        VIEW.get_or_init(|| HostView {
+            cache: Mutex::new(Cached {
+                ips: Arc::default(),
+                read_at: None,
+            }),
+        })
+    }
+
+    /// The addresses, re-read when older than [`REFRESH`]. A failed read
+    /// keeps the last good view (and is retried at the next refresh).
+    fn current(&self) -> Arc<HashSet<IpAddr>> {
+        let mut c = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = c.read_at.is_some_and(|t| t.elapsed() < REFRESH);
+        if !fresh {
+            match local_addresses() {
+                Ok(ips) => c.ips = Arc::new(ips.into_iter().collect()),
+                Err(e) => tracing::warn!(error = %e, "cannot list this host's addresses"),
+            }
+            c.read_at = Some(Instant::now());
+        }
+        c.ips.clone()
+    }
+}
+
+/// The addresses a decision treats as the node's own: this host's
+/// (re-read as they change), plus any given explicitly. Cheap to clone.
+///
+/// ```
+/// use proxy::OwnAddresses;
+/// let own = OwnAddresses::system().with_extra(["203.0.113.9".parse().unwrap()]);
+/// assert!(own.contains("127.0.0.1".parse().unwrap()));
+/// assert!(own.contains("203.0.113.9".parse().unwrap()));
+/// ```
+#[derive(Debug, Clone)]
+pub struct OwnAddresses {
+    host: bool,
+    extra: Arc<[IpAddr]>,
+}
+
+impl Default for OwnAddresses {
+    /// This host's addresses: the safe default.
+    fn default() -> OwnAddresses {
+        OwnAddresses::system()
+    }
+}
+
+impl OwnAddresses {
+    /// This host's addresses, as they are when asked (within [`REFRESH`]).
+    pub fn system() -> OwnAddresses {
+        OwnAddresses {
+            host: true,
+            extra: Arc::new([]),
+        }
+    }
+
+    /// Exactly `ips`, never the host's (tests, and hosts whose addresses are
+    /// known better elsewhere).
+    pub fn fixed(ips: impl IntoIterator<Item = IpAddr>) -> OwnAddresses {
+        OwnAddresses {
+            host: false,
+            extra: ips.into_iter().map(|ip| ip.to_canonical()).collect(),
+        }
+    }
+
+    /// These addresses as well (the host's, for a proxy in a container).
+    pub fn with_extra(self, ips: impl IntoIterator<Item = IpAddr>) -> OwnAddresses {
+        let extra = self
+            .extra
+            .iter()
+            .copied()
+            .chain(ips.into_iter().map(|ip| ip.to_canonical()))
+            .collect();
+        OwnAddresses { extra, ..self }
+    }
+
+    /// Whether `ip` (in any form, IPv4-mapped included) is one of them.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.extra.contains(&ip) || (self.host && HostView::get().current().contains(&ip))
+    }
+
+    /// All of them now, sorted.
+    pub fn snapshot(&self) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = self.extra.to_vec();
+        if self.host {
+            out.extend(HostView::get().current().iter().copied());
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Those the special-purpose table does not refuse already: what a
+    /// proxy in another network namespace must be told about.
+    pub fn public(&self) -> Vec<IpAddr> {
+        self.snapshot()
+            .into_iter()
+            .filter(|ip| crate::ranges::classify(*ip).is_none())
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -64,23 +156,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_proc_formats() {
-        let fib = "Main:\n  +-- 0.0.0.0/0 3 0 5\n     |-- 0.0.0.0\n        /0 universe UNICAST\n     +-- 127.0.0.0/8 2 0 2\n        |-- 127.0.0.0\n           /8 host LOCAL\n        |-- 127.0.0.1\n           /32 host LOCAL\n     |-- 203.0.113.5\n        /32 host LOCAL\n     |-- 203.0.113.255\n        /32 link BROADCAST\n";
-        assert_eq!(
-            parse_fib_trie(fib),
-            [Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(203, 0, 113, 5)]
-        );
-        let v6 = "00000000000000000000000000000001 01 80 10 80       lo\nfe800000000000000000000000000001 02 40 20 80     eth0\n";
-        assert_eq!(
-            parse_if_inet6(v6),
-            [Ipv6Addr::LOCALHOST, "fe80::1".parse::<Ipv6Addr>().unwrap()]
-        );
+    fn r_sec_3_this_host_has_loopback() {
+        let all = local_addresses().unwrap();
+        assert!(all.contains(&"127.0.0.1".parse().unwrap()), "{all:?}");
+        assert!(OwnAddresses::system().contains("127.0.0.1".parse().unwrap()));
+        assert!(OwnAddresses::system().contains("::ffff:127.0.0.1".parse().unwrap()));
     }
 
-    #[cfg(target_os = "linux")]
     #[test]
-    fn r_net_7_this_host_has_loopback() {
-        let all = local_addresses().unwrap();
-        assert!(all.contains(&IpAddr::V4(Ipv4Addr::LOCALHOST)), "{all:?}");
+    fn r_sec_3_fixed_and_extra() {
+        let fixed = OwnAddresses::fixed(["::ffff:203.0.113.5".parse().unwrap()]);
+        assert!(fixed.contains("203.0.113.5".parse().unwrap()));
+        assert!(!fixed.contains("127.0.0.1".parse().unwrap()));
+        let more = fixed.with_extra(["11.0.0.1".parse().unwrap()]);
+        assert_eq!(
+            more.snapshot(),
+            [
+                "11.0.0.1".parse::<IpAddr>().unwrap(),
+                "203.0.113.5".parse().unwrap()
+            ]
+        );
+        // 203.0.113.0/24 is documentation space: the table refuses it anyway.
+        assert_eq!(more.public(), ["11.0.0.1".parse::<IpAddr>().unwrap()]);
     }
 }

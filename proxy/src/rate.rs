@@ -93,7 +93,7 @@ impl RateLimiter {
     }
 
     /// Charge `n` bytes now and return how long to wait before sending them.
-    fn charge(&self, n: usize) -> Option<Duration> {
+    pub(crate) fn charge(&self, n: usize) -> Option<Duration> {
         let bucket = self.bucket.as_ref()?;
         let mut b = bucket.lock().unwrap_or_else(PoisonError::into_inner);
         let now = Instant::now();

@@ -10,8 +10,8 @@
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::BytesMut;
 use hyper::header::HeaderValue;
@@ -28,6 +28,7 @@ use crate::config::ProxyConfig;
 use crate::decide::Policy;
 use crate::head::{HeadError, read_head, shown};
 use crate::io::{Activity, Rewind, Tracked};
+use crate::meter::{Meter, Metered};
 use crate::rate::RateLimiter;
 use crate::resolve::{Resolver, SystemResolver};
 use crate::upstream::{Connector, TcpConnector};
@@ -92,7 +93,9 @@ impl ProxyBuilder {
             c.allowed_ranges.clone(),
             self.resolver,
             c.limits.resolve_timeout,
-        );
+        )
+        .with_own_addresses(c.own_addresses.clone())
+        .with_ports(c.http_ports.clone(), c.connect_ports.clone());
         Ok(Proxy {
             inner: Arc::new(Inner {
                 up: RateLimiter::new(c.rate_up),
@@ -150,6 +153,11 @@ pub(crate) struct ConnCtx {
     handled: Arc<AtomicBool>,
     /// Held by the tunnel too, so a tunnel counts against the limits.
     pub(crate) _permits: Arc<(Option<OwnedSemaphorePermit>, OwnedSemaphorePermit)>,
+    /// The connection's byte counts (its metered stream counts into it).
+    meter: Arc<Meter>,
+    /// The request's audit entry, held until the connection has ended so
+    /// that its record has every byte written to the client.
+    entry: Arc<Mutex<Option<Arc<Entry>>>>,
 }
 
 impl Proxy {
@@ -222,15 +230,15 @@ impl Proxy {
     pub async fn serve_connection(&self, stream: TcpStream, peer: SocketAddr) {
         let inner = &self.inner;
         let limits = &inner.config.limits;
+        let meter = Meter::new();
         let Some(permits) = self.permits() else {
-            let entry = Entry::new(inner.audit.clone(), &inner.config.job_id);
+            let entry = Entry::metered(inner.audit.clone(), &inner.config.job_id, meter.clone());
             entry.update(|r| {
                 r.status = Some(503);
                 r.reason = Some("too many connections".into());
             });
             let mut stream = stream;
-            let _ = stream
-                .write_all(&raw_response(503, "too many connections"))
+            self.answer(&mut stream, &meter, 503, "too many connections")
                 .await;
             return;
         };
@@ -246,11 +254,20 @@ impl Proxy {
             limits.header_read_timeout,
         )
         .await;
+        // R-SEC-4: the head is read at once (its timeout measures the
+        // client, not the rate), then charged like any other bytes of the
+        // job, accepted or not, before anything is done with it.
+        meter.add_up(buf.len() as u64);
         match head {
             Ok(()) => {}
-            Err(HeadError::Closed) => return,
+            Err(HeadError::Closed) => {
+                // Nothing to answer: the debt is left for the job's next bytes.
+                let _ = inner.up.charge(buf.len());
+                return;
+            }
             Err(HeadError::Rejected(r)) => {
-                let entry = Entry::new(inner.audit.clone(), &inner.config.job_id);
+                let entry =
+                    Entry::metered(inner.audit.clone(), &inner.config.job_id, meter.clone());
                 entry.update(|rec| {
                     rec.method = r.method.clone();
                     rec.host = r.target.clone();
@@ -258,20 +275,32 @@ impl Proxy {
                     rec.reason = Some(r.reason.clone());
                 });
                 tracing::debug!(%peer, reason = %r.reason, "request head refused");
-                let _ = tokio::time::timeout(
-                    limits.header_read_timeout,
-                    stream.write_all(&raw_response(r.status, &r.reason)),
-                )
-                .await;
+                if self.paced(inner.up.acquire(buf.len())).await {
+                    let _ = tokio::time::timeout(
+                        limits.header_read_timeout,
+                        self.answer(&mut stream, &meter, r.status, &r.reason),
+                    )
+                    .await;
+                }
                 return;
             }
         }
+        if !self.paced(inner.up.acquire(buf.len())).await {
+            return;
+        }
+        // Waiting for the rate is not the client being idle.
+        activity.touch();
         let handled = Arc::new(AtomicBool::new(false));
+        let entry_slot = Arc::new(Mutex::new(None));
         let ctx = ConnCtx {
             activity: activity.clone(),
             handled: handled.clone(),
             _permits: Arc::new(permits),
+            meter: meter.clone(),
+            entry: entry_slot.clone(),
         };
+        // Everything after the head passes through the job's limiters.
+        let stream = Metered::job_side(stream, inner.up.clone(), inner.down.clone(), meter.clone());
         let io = TokioIo::new(Rewind::new(buf.freeze(), stream));
         let this = self.clone();
         let service = service_fn(move |req| {
@@ -301,12 +330,45 @@ impl Proxy {
         if let Some(reason) = ended {
             tracing::debug!(%peer, %reason, "client connection ended");
             if !handled.load(Ordering::Acquire) {
-                let entry = Entry::new(inner.audit.clone(), &inner.config.job_id);
+                let entry = Entry::metered(inner.audit.clone(), &inner.config.job_id, meter);
                 entry.update(|r| {
                     r.status = Some(400);
                     r.reason = Some(reason);
                 });
             }
+        }
+        // The exchange is over (a tunnel holds its own reference): the
+        // record can be written with its final counts.
+        drop(
+            entry_slot
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+    }
+
+    /// Waits for the rate limiter (`wait`) unless the proxy shuts down
+    /// first; whether to go on.
+    async fn paced(&self, wait: impl std::future::Future<Output = ()>) -> bool {
+        tokio::select! {
+            () = wait => true,
+            () = self.inner.stopped() => false,
+        }
+    }
+
+    /// Writes an answer of the proxy's own before hyper runs, paced and
+    /// counted like any bytes to the job.
+    async fn answer<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        stream: &mut W,
+        meter: &Meter,
+        status: u16,
+        reason: &str,
+    ) {
+        let bytes = raw_response(status, reason);
+        meter.add_down(bytes.len() as u64);
+        if self.paced(self.inner.down.acquire(bytes.len())).await {
+            let _ = stream.write_all(&bytes).await;
         }
     }
 
@@ -317,7 +379,8 @@ impl Proxy {
     ) -> Response<ProxyBody> {
         ctx.handled.store(true, Ordering::Release);
         let inner = &self.inner;
-        let entry = Entry::new(inner.audit.clone(), &inner.config.job_id);
+        let entry = Entry::metered(inner.audit.clone(), &inner.config.job_id, ctx.meter.clone());
+        *ctx.entry.lock().unwrap_or_else(PoisonError::into_inner) = Some(entry.clone());
         entry.update(|r| {
             r.method = shown(req.method().as_str());
             r.host = shown(&req.uri().to_string());

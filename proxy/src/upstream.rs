@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use hyper::StatusCode;
 
 use crate::audit::{Entry, Verdict};
-use crate::decide::Checked;
+use crate::decide::{Checked, Scheme};
 use crate::resolve::BoxFuture;
 use crate::server::{Inner, Refusal};
 use crate::target::Target;
@@ -61,14 +61,16 @@ pub async fn connect_first(
 }
 
 /// The one path from a request's target to an upstream socket, shared by
-/// plain HTTP and CONNECT: decide (deny set, domains, one resolution, address
-/// table), record the verdict, connect to an address that passed.
+/// plain HTTP and CONNECT: decide (port, deny set, domains, one resolution,
+/// address table, own addresses), record the verdict, connect to an address
+/// that passed.
 pub(crate) async fn open_checked(
     inner: &Inner,
     target: &Target,
+    scheme: Scheme,
     entry: &Entry,
 ) -> Result<TcpStream, Refusal> {
-    let checked = inner.policy.check(target).await.map_err(|d| {
+    let checked = inner.policy.check(target, scheme).await.map_err(|d| {
         entry.update(|r| r.ip = d.ip());
         Refusal::forbidden(d.to_string())
     })?;

@@ -4,29 +4,64 @@
 //! job could have the node read its own loopback services, the cloud
 //! metadata endpoint or the operator's private network, and receive the
 //! answer as an input. So, unless the operator allows private addresses,
-//! downloads go only to globally routable addresses, decided on the
-//! resolved IP (names are resolved by [`GuardedResolver`], and the client
-//! connects to exactly the addresses it returns), on IP-literal hosts and on
-//! every redirect.
+//! downloads go only to globally routable addresses that are not the
+//! node's own (R-SEC-3: a service listening only on the node's public
+//! address is the node's, not the world's), decided on the resolved IP
+//! (names are resolved by [`GuardedResolver`], and the client connects to
+//! exactly the addresses it returns), on IP-literal hosts and on every
+//! redirect. The node's own addresses are the egress proxy's view of them
+//! ([`proxy::OwnAddresses`], re-read as the interfaces change).
+//!
+//! `allow_private` (the operator's one range option for downloads) lifts
+//! the guard altogether: it opens the node's loopback services, so its own
+//! public address is no more sensitive than they are.
 
+use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use proxy::OwnAddresses;
+
 /// Why an address was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "{host} is a special-purpose address ({ip}: {why}); the node downloads only from public addresses"
-)]
+#[error("{host} is {why} ({ip}); the node downloads only from public addresses not its own")]
 pub struct Blocked {
     pub host: String,
     pub ip: IpAddr,
-    pub why: &'static str,
+    pub why: Why,
+}
+
+/// Which rule refused an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Why {
+    /// A special-purpose range of [`protocol::address::classify`].
+    Special(&'static str),
+    /// One of the node's own addresses (R-SEC-3).
+    Own,
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Why::Special(range) => write!(f, "a special-purpose address: {range}"),
+            Why::Own => f.write_str("an address of this node"),
+        }
+    }
 }
 
 /// Why `ip` is not a public address, if it is not: the same table the
 /// egress proxy decides with ([`protocol::address::classify`]).
 pub fn special(ip: IpAddr) -> Option<&'static str> {
     protocol::address::classify(ip)
+}
+
+/// Why the node will not download from `ip`, if it will not.
+pub fn refused(ip: IpAddr) -> Option<Why> {
+    if let Some(range) = special(ip) {
+        return Some(Why::Special(range));
+    }
+    OwnAddresses::system().contains(ip).then_some(Why::Own)
 }
 
 /// Checks a URL's host when it is an IP literal (names go through the
@@ -37,7 +72,7 @@ pub fn check_literal(url: &url::Url) -> Result<(), Blocked> {
         Some(url::Host::Ipv6(v6)) => IpAddr::V6(v6),
         _ => return Ok(()),
     };
-    match special(ip) {
+    match refused(ip) {
         Some(why) => Err(Blocked {
             host: url.host_str().unwrap_or_default().to_string(),
             ip,
@@ -47,8 +82,8 @@ pub fn check_literal(url: &url::Url) -> Result<(), Blocked> {
     }
 }
 
-/// A resolver that drops every non-public address of a name, and fails
-/// when none is left.
+/// A resolver that drops every non-public address of a name and every
+/// address of the node's own, and fails when none is left.
 #[derive(Debug, Clone, Default)]
 pub struct GuardedResolver;
 
@@ -61,7 +96,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
             let mut first_blocked = None;
             let public: Vec<SocketAddr> = addrs
                 .into_iter()
-                .filter(|a| match special(a.ip()) {
+                .filter(|a| match refused(a.ip()) {
                     None => true,
                     Some(why) => {
                         first_blocked.get_or_insert(Blocked {

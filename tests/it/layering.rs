@@ -71,9 +71,11 @@ fn protocol_depends_on_no_io_crate() {
 
 #[test]
 fn our_crates_point_one_way() {
-    // protocol depends on none of ours; storage and proxy only on protocol;
-    // simnet only on protocol too (its live testnets run the `skrei` binary
-    // and talk to its HTTP API, never link the node).
+    // protocol depends on none of ours; proxy and simnet only on protocol
+    // (simnet's live testnets run the `skrei` binary and talk to its HTTP
+    // API, never link the node); storage on protocol and proxy, whose view
+    // of the node's own addresses URL downloads refuse too (R-SEC-3: one
+    // place for that rule).
     let ours = ["protocol", "storage", "proxy", "node", "simnet"];
     let of = |k: &str| -> Vec<String> {
         dependencies(&manifest(k), "dependencies")
@@ -82,11 +84,18 @@ fn our_crates_point_one_way() {
             .collect()
     };
     assert!(of("protocol").is_empty());
-    for k in ["storage", "proxy", "simnet"] {
+    for k in ["proxy", "simnet"] {
         assert!(
             of(k).iter().all(|d| d == "protocol"),
             "{k} depends on {:?}",
             of(k)
         );
     }
+    assert!(
+        of("storage")
+            .iter()
+            .all(|d| d == "protocol" || d == "proxy"),
+        "storage depends on {:?}",
+        of("storage")
+    );
 }

@@ -117,6 +117,11 @@ pub struct NodeFlags {
     #[arg(long, value_delimiter = ',', value_name = "PORTS")]
     #[serde(default)]
     proxy_connect_ports: Vec<u16>,
+    /// Ports plain HTTP may reach through the proxies, comma-separated.
+    /// Default 80.
+    #[arg(long, value_delimiter = ',', value_name = "PORTS")]
+    #[serde(default)]
+    proxy_http_ports: Vec<u16>,
     /// Most bytes of one job's results this node fetches as requester
     /// (`10Gi` by default); bigger results fail the job with that reason.
     #[arg(long, value_name = "SIZE")]
@@ -214,6 +219,12 @@ impl NodeFlags {
         if !self.proxy_connect_ports.is_empty() {
             config.proxy_connect_ports = self.proxy_connect_ports;
         }
+        if self.proxy_http_ports.contains(&0) {
+            anyhow::bail!("--proxy-http-ports: 0 is not a port; list ports from 1 to 65535");
+        }
+        if !self.proxy_http_ports.is_empty() {
+            config.proxy_http_ports = self.proxy_http_ports;
+        }
         if let Some(size) = &self.max_result_size {
             config.max_result_size = parse_size("--max-result-size", size)?;
         }
@@ -251,6 +262,7 @@ impl NodeFlags {
             proxy_allow_range: list(self.proxy_allow_range, file.proxy_allow_range),
             proxy_resolve: list(self.proxy_resolve, file.proxy_resolve),
             proxy_connect_ports: list(self.proxy_connect_ports, file.proxy_connect_ports),
+            proxy_http_ports: list(self.proxy_http_ports, file.proxy_http_ports),
             max_result_size: pick(self.max_result_size, file.max_result_size),
             max_input_size: pick(self.max_input_size, file.max_input_size),
         }
@@ -588,4 +600,41 @@ fn run_example(first: &str, last: &str) -> anyhow::Result<ExitCode> {
     eprintln!("submitting the job on the first node");
     let wait = super::client::WaitArgs::default();
     super::client::submit_and_follow(&ApiArgs { url: first.into() }, job, &wait, Output::Text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_http_ports_from_the_flag_or_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, "proxy-http-ports = [80, 8080]\n").unwrap();
+        let from_file = NodeFlags {
+            config: Some(file.clone()),
+            ..NodeFlags::default()
+        };
+        assert_eq!(from_file.resolve().unwrap().proxy_http_ports, [80, 8080]);
+        let flag_wins = NodeFlags {
+            config: Some(file),
+            proxy_http_ports: vec![8081],
+            ..NodeFlags::default()
+        };
+        assert_eq!(flag_wins.resolve().unwrap().proxy_http_ports, [8081]);
+        assert_eq!(
+            NodeFlags::default().resolve().unwrap().proxy_http_ports,
+            [80]
+        );
+        let zero = NodeFlags {
+            proxy_http_ports: vec![0],
+            ..NodeFlags::default()
+        };
+        assert!(
+            zero.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("not a port")
+        );
+    }
 }

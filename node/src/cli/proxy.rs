@@ -46,6 +46,13 @@ pub struct ProxyArgs {
     #[arg(long = "deny", value_name = "ADDR:PORT")]
     pub deny: Vec<SocketAddr>,
 
+    /// An address of the node this proxy guards, refused like this host's
+    /// own addresses unless `--allow-range` covers it (R-SEC-3). A node
+    /// gives its host's addresses to a proxy in a container, whose own
+    /// interfaces are the container's. Repeatable.
+    #[arg(long = "own-address", value_name = "IP")]
+    pub own_address: Vec<IpAddr>,
+
     /// Ports `CONNECT` may reach, comma-separated.
     #[arg(
         long = "connect-ports",
@@ -54,6 +61,16 @@ pub struct ProxyArgs {
         default_value = "443"
     )]
     pub connect_ports: Vec<u16>,
+
+    /// Ports plain HTTP may reach, comma-separated (R-NET-3: a job allowed a
+    /// host must not POST to its database port).
+    #[arg(
+        long = "http-ports",
+        value_name = "PORTS",
+        value_delimiter = ',',
+        default_value = "80"
+    )]
+    pub http_ports: Vec<u16>,
 
     /// Append audit records (JSON lines) to this file instead of stderr.
     #[arg(long, value_name = "FILE")]
@@ -160,25 +177,30 @@ pub fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(super::EXIT_INVALID));
         }
     };
-    if args.connect_ports.contains(&0) {
-        eprintln!("error: --connect-ports: 0 is not a port");
-        return Ok(ExitCode::from(super::EXIT_INVALID));
+    for (flag, ports) in [
+        ("--connect-ports", &args.connect_ports),
+        ("--http-ports", &args.http_ports),
+    ] {
+        if ports.contains(&0) {
+            eprintln!("error: {flag}: 0 is not a port; list ports from 1 to 65535");
+            return Ok(ExitCode::from(super::EXIT_INVALID));
+        }
     }
 
     let mut config = ::proxy::ProxyConfig::new(args.job_id.clone(), domains);
     config.rate_up = args.rate;
     config.rate_down = args.rate;
     config.connect_ports = args.connect_ports.clone();
+    config.http_ports = args.http_ports.clone();
     config.limits.max_connections = args.max_connections;
     config.allowed_ranges = args.allow_range.clone();
     for addr in &args.deny {
         config.deny.insert_socket(*addr);
     }
-    // R-NET-7: no job reaches this host's own public addresses; its
-    // loopback and private ones are refused by the special-purpose table.
-    if let Err(e) = config.deny.insert_local_public_addresses() {
-        eprintln!("warning: cannot list this host's addresses to deny them: {e}");
-    }
+    // R-SEC-3: this host's addresses (re-read as they change) and those
+    // the node names.
+    config.own_addresses =
+        ::proxy::OwnAddresses::system().with_extra(args.own_address.iter().copied());
 
     let mut answers: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
     for (name, ip) in &args.resolve {

@@ -56,6 +56,8 @@ pub struct NodeConfig {
     pub proxy_resolve: Vec<(String, std::net::IpAddr)>,
     /// Ports `CONNECT` may reach through the proxies. Default 443.
     pub proxy_connect_ports: Vec<u16>,
+    /// Ports plain HTTP may reach through the proxies. Default 80.
+    pub proxy_http_ports: Vec<u16>,
     /// Most bytes of one job's results this node fetches as its requester
     /// (R-SEC-5). Default 10 GiB.
     pub max_result_size: u64,
@@ -88,6 +90,7 @@ impl NodeConfig {
             proxy_allow_ranges: Vec::new(),
             proxy_resolve: Vec::new(),
             proxy_connect_ports: vec![443],
+            proxy_http_ports: vec![80],
             max_result_size: 10 << 30,
             max_input_size: 10 << 30,
         }

@@ -250,6 +250,8 @@ async fn start_engines(
         deny: deny.clone(),
         allow_ranges: config.proxy_allow_ranges.clone(),
         resolve: config.proxy_resolve.clone(),
+        connect_ports: config.proxy_connect_ports.clone(),
+        http_ports: config.proxy_http_ports.clone(),
         ..Default::default()
     };
     let wasm = match crate::executor::wasm::WasmExecutor::new(false) {
@@ -271,6 +273,7 @@ async fn start_engines(
             allow_ranges: config.proxy_allow_ranges.clone(),
             resolve: config.proxy_resolve.clone(),
             connect_ports: config.proxy_connect_ports.clone(),
+            http_ports: config.proxy_http_ports.clone(),
             ..DockerConfig::default()
         };
         match DockerExecutor::new(docker_config).await {

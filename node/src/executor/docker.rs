@@ -82,6 +82,8 @@ pub struct DockerConfig {
     pub resolve: Vec<(String, IpAddr)>,
     /// Ports `CONNECT` may reach.
     pub connect_ports: Vec<u16>,
+    /// Ports plain HTTP may reach.
+    pub http_ports: Vec<u16>,
     /// Processes a task may have at once.
     pub pids_limit: i64,
     /// This node's own services by name (`API`, `libp2p`, `data`), named in
@@ -103,6 +105,7 @@ impl Default for DockerConfig {
             allow_ranges: Vec::new(),
             resolve: Vec::new(),
             connect_ports: vec![443],
+            http_ports: vec![80],
             pids_limit: 512,
             services: Vec::new(),
             accepts_full: false,

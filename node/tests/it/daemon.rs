@@ -584,6 +584,8 @@ fn a_docker_http_job_reaches_only_its_domains_and_never_the_control_plane() {
             &format!("{gw}/32"),
             "--proxy-connect-ports",
             &port,
+            "--proxy-http-ports",
+            &port,
         ],
     );
     let info = compute.info();
@@ -818,6 +820,8 @@ fn a_wasm_http_job_through_a_node_reaches_its_domain_and_is_logged() {
             "allowed.test=127.0.0.1",
             "--proxy-allow-range",
             "127.0.0.1/32",
+            "--proxy-http-ports",
+            &port.to_string(),
         ],
     );
     let module = node.add(&component);

@@ -403,6 +403,7 @@ async fn http_mode_reaches_only_allowed_domains_through_its_sidecar() {
         allow_ranges: vec![format!("{gw}/32").parse().unwrap()],
         deny: vec![SocketAddr::new(IpAddr::V4(gw), control.port())],
         connect_ports: vec![443, server.port(), control.port(), loopback.port()],
+        http_ports: vec![80, server.port(), control.port(), loopback.port()],
         ..f.config()
     };
     let exec = f.executor(config).await;

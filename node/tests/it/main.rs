@@ -5,9 +5,11 @@
 mod cli;
 mod daemon;
 mod docker;
+mod docker_egress;
 mod docker_host;
 mod harness;
 mod p2p;
+mod trap;
 mod trust;
 mod wasm;
 mod wasm_http;

@@ -1,8 +1,9 @@
 ;; The wasi-http test guest (core module, canonical ABI by hand), made a
 ;; component with wit-component against wit/probe.wit.
 ;;
-;; Arguments: SCHEME AUTHORITY PATH (after argv[0]); "https" (5 bytes) picks
-;; HTTPS, anything else HTTP. It GETs SCHEME://AUTHORITY/PATH and prints
+;; Arguments: SCHEME AUTHORITY PATH [AUTHORITY...] (after argv[0]); "https"
+;; (5 bytes) picks HTTPS, anything else HTTP. It GETs SCHEME://AUTHORITY/PATH
+;; for the first AUTHORITY, then for each further one in turn, and prints
 ;; "status N\n" then the body, or "error N\n" with N the index of the
 ;; wasi:http error-code case (15 is HTTP-request-denied).
 ;;
@@ -88,25 +89,41 @@
     (call $print (i32.const 288) (i32.const 1)))
 
   (func (export "wasi:cli/run@0.2.12#run") (result i32)
-    (local $args i32) (local $req i32) (local $fut i32) (local $resp i32) (local $stream i32)
+    (local $args i32) (local $n i32) (local $i i32)
     (global.set $out (call $get_stdout))
     (call $get_args (i32.const 64))
     (local.set $args (i32.load (i32.const 64)))
-    (if (i32.lt_u (i32.load (i32.const 68)) (i32.const 4))
+    (local.set $n (i32.load (i32.const 68)))
+    (if (i32.lt_u (local.get $n) (i32.const 4))
       (then (call $print (i32.const 300) (i32.const 12)) (return (i32.const 1))))
+    ;; argv[2], then argv[4] onwards: one GET per authority (8 bytes per string)
+    (call $get_one (local.get $args) (i32.add (local.get $args) (i32.const 16)))
+    (local.set $i (i32.const 4))
+    (block $end
+      (loop $each
+        (br_if $end (i32.ge_u (local.get $i) (local.get $n)))
+        (call $get_one (local.get $args)
+          (i32.add (local.get $args) (i32.shl (local.get $i) (i32.const 3))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $each)))
+    (i32.const 0))
+
+  ;; GET SCHEME:// the authority at $authority (pointer, length) PATH
+  (func $get_one (param $args i32) (param $authority i32)
+    (local $req i32) (local $fut i32) (local $resp i32) (local $stream i32)
     (local.set $req (call $request_new (call $fields_new)))
     ;; option<scheme>: some, HTTPS (1) when argv[1] has 5 bytes, else HTTP (0)
     (drop (call $set_scheme (local.get $req) (i32.const 1)
       (i32.eq (i32.load offset=12 (local.get $args)) (i32.const 5))
       (i32.const 0) (i32.const 0)))
     (drop (call $set_authority (local.get $req) (i32.const 1)
-      (i32.load offset=16 (local.get $args)) (i32.load offset=20 (local.get $args))))
+      (i32.load (local.get $authority)) (i32.load offset=4 (local.get $authority))))
     (drop (call $set_path (local.get $req) (i32.const 1)
       (i32.load offset=24 (local.get $args)) (i32.load offset=28 (local.get $args))))
     ;; result<future-incoming-response, error-code>: case at 16, payload at 24
     (call $handle (local.get $req) (i32.const 0) (i32.const 0) (i32.const 16))
     (if (i32.load8_u (i32.const 16))
-      (then (call $print_error (i32.load8_u (i32.const 24))) (return (i32.const 0))))
+      (then (call $print_error (i32.load8_u (i32.const 24))) (return)))
     (local.set $fut (i32.load (i32.const 24)))
     (call $block (call $subscribe (local.get $fut)))
     ;; option<result<result<incoming-response, error-code>>>: 16, 24, 32, payload 40
@@ -114,7 +131,7 @@
     (if (i32.eqz (i32.load8_u (i32.const 16))) (then (unreachable)))
     (if (i32.load8_u (i32.const 24)) (then (unreachable)))
     (if (i32.load8_u (i32.const 32))
-      (then (call $print_error (i32.load8_u (i32.const 40))) (return (i32.const 0))))
+      (then (call $print_error (i32.load8_u (i32.const 40))) (return)))
     (local.set $resp (i32.load (i32.const 40)))
     (call $print (i32.const 256) (i32.const 7))
     (call $print_num (call $status (local.get $resp)))
@@ -133,6 +150,5 @@
         (call $read (local.get $stream) (i64.const 4096) (i32.const 16))
         (br_if $done (i32.load8_u (i32.const 16)))
         (call $print (i32.load (i32.const 20)) (i32.load (i32.const 24)))
-        (br $more)))
-    (i32.const 0))
+        (br $more))))
 )

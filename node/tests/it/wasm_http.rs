@@ -53,6 +53,8 @@ pub(crate) fn probe() -> &'static [u8] {
 struct Server {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    /// The request heads received, in order.
+    heads: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 async fn server(ip: &str, body: Vec<u8>) -> Server {
@@ -89,28 +91,39 @@ async fn serve(ip: &str, body: Vec<u8>, tls: Option<tokio_rustls::TlsAcceptor>) 
     let addr = listener.local_addr().unwrap();
     let connections = Arc::new(AtomicUsize::new(0));
     let count = connections.clone();
+    let heads = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = heads.clone();
     let body = Arc::new(body);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             count.fetch_add(1, Ordering::SeqCst);
             let body = body.clone();
             let tls = tls.clone();
+            let seen = seen.clone();
             tokio::spawn(async move {
                 match tls {
                     Some(acceptor) => {
                         if let Ok(s) = acceptor.accept(tcp).await {
-                            answer(s, &body).await;
+                            answer(s, &body, &seen).await;
                         }
                     }
-                    None => answer(tcp, &body).await,
+                    None => answer(tcp, &body, &seen).await,
                 }
             });
         }
     });
-    Server { addr, connections }
+    Server {
+        addr,
+        connections,
+        heads,
+    }
 }
 
-async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: S, body: &[u8]) {
+async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut s: S,
+    body: &[u8],
+    heads: &std::sync::Mutex<Vec<String>>,
+) {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -119,6 +132,10 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut s: 
             Ok(n) => head.extend_from_slice(&buf[..n]),
         }
     }
+    heads
+        .lock()
+        .unwrap()
+        .push(String::from_utf8_lossy(&head).into_owned());
     let reply = format!(
         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -166,6 +183,15 @@ impl Job {
             timeout: std::time::Duration::from_secs(60),
             ..Limits::default()
         };
+        self.run_with(exec, deny, limits).await
+    }
+
+    async fn run_with(
+        &self,
+        exec: &WasmExecutor,
+        deny: &[SocketAddr],
+        limits: Limits,
+    ) -> Result<RunOutcome, ExecError> {
         let task = WasmTask {
             execution_id: "wasm-http-1",
             module: probe(),
@@ -194,11 +220,19 @@ impl Job {
     }
 }
 
+/// Every port: the test servers listen on ports of the system's choosing
+/// (the port rule itself has its own test).
+fn every_port() -> Vec<u16> {
+    (1..=u16::MAX).collect()
+}
+
 /// An executor that maps `names` to `ip` and allows 127.0.0.1/32 only.
 fn executor(names: &[&str], ip: &str, rate: u64) -> WasmExecutor {
     WasmExecutor::new(false).unwrap().with_network(WasmNetwork {
         http_rate: rate,
         allow_ranges: vec![Cidr::parse("127.0.0.1/32").unwrap()],
+        http_ports: every_port(),
+        connect_ports: every_port(),
         resolve: names
             .iter()
             .map(|n| (n.to_string(), ip.parse().unwrap()))
@@ -246,6 +280,7 @@ async fn r_net_10_https_to_an_allowed_domain_verifies_the_certificate() {
         allow_ranges: vec![Cidr::parse("127.0.0.1/32").unwrap()],
         resolve: vec![("tls.allowed.test".into(), "127.0.0.1".parse().unwrap())],
         extra_roots: roots,
+        connect_ports: every_port(),
         ..WasmNetwork::default()
     };
     let mut job = Job::new(
@@ -279,6 +314,49 @@ async fn r_net_10_https_to_an_allowed_domain_verifies_the_certificate() {
     assert_ne!(job2.stdout(), DENIED);
 }
 
+/// R-NET-7: like the sidecar, WASM egress marks every request with the real
+/// execution id in `X-Skrei-Job` (which the node API refuses), over HTTP and
+/// HTTPS alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_net_7_requests_carry_the_job_header() {
+    let srv = server("127.0.0.1", b"seen".to_vec()).await;
+    let exec = executor(&["api.allowed.test"], "127.0.0.1", proxy::DEFAULT_RATE);
+    let job = Job::new(
+        NetworkMode::Http,
+        &[".allowed.test"],
+        &format!("api.allowed.test:{}", srv.addr.port()),
+    );
+    job.run(&exec, &[]).await.unwrap();
+    assert_eq!(job.stdout(), "status 200\nseen");
+    let (tls, cert) = tls_server("tls.allowed.test", b"seen".to_vec()).await;
+    let trusting = WasmExecutor::new(false).unwrap().with_network(WasmNetwork {
+        allow_ranges: vec![Cidr::parse("127.0.0.1/32").unwrap()],
+        resolve: vec![("tls.allowed.test".into(), "127.0.0.1".parse().unwrap())],
+        extra_roots: vec![cert],
+        connect_ports: every_port(),
+        ..WasmNetwork::default()
+    });
+    let mut job = Job::new(
+        NetworkMode::Http,
+        &[".allowed.test"],
+        &format!("tls.allowed.test:{}", tls.addr.port()),
+    );
+    job.params.parameters[0] = "https".into();
+    job.run(&trusting, &[]).await.unwrap();
+    assert_eq!(job.stdout(), "status 200\nseen");
+    for heads in [&srv.heads, &tls.heads] {
+        let heads = heads.lock().unwrap();
+        assert_eq!(heads.len(), 1, "{heads:?}");
+        let lines: Vec<&str> = heads[0].lines().collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.eq_ignore_ascii_case("x-skrei-job: wasm-http-1")),
+            "{lines:?}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r_net_10_domain_not_listed_is_refused_and_logged() {
     let srv = server("127.0.0.1", b"leak".to_vec()).await;
@@ -304,6 +382,43 @@ async fn r_net_10_domain_not_listed_is_refused_and_logged() {
             .contains("not in the job's allowed domains"),
         "{log:?}"
     );
+}
+
+/// R-NET-3: plain HTTP goes to port 80 and HTTPS to 443 unless the node
+/// lists more, as through the sidecar.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_net_3_ports_other_than_the_listed_ones_are_refused() {
+    let srv = server("127.0.0.1", b"leak".to_vec()).await;
+    let p = srv.addr.port();
+    let exec = WasmExecutor::new(false).unwrap().with_network(WasmNetwork {
+        allow_ranges: vec![Cidr::parse("127.0.0.1/32").unwrap()],
+        resolve: vec![("db.allowed.test".into(), "127.0.0.1".parse().unwrap())],
+        ..WasmNetwork::default()
+    });
+    for (scheme, why) in [
+        (
+            "http",
+            format!("plain HTTP to port {p} is not allowed (allowed: 80)"),
+        ),
+        (
+            "https",
+            format!("HTTPS (CONNECT) to port {p} is not allowed (allowed: 443)"),
+        ),
+    ] {
+        let mut job = Job::new(
+            NetworkMode::Http,
+            &[".allowed.test"],
+            &format!("db.allowed.test:{p}"),
+        );
+        job.params.parameters[0] = scheme.into();
+        job.run(&exec, &[]).await.unwrap();
+        assert_eq!(job.stdout(), DENIED, "{scheme}");
+        let log = job.log();
+        assert_eq!(log.len(), 1, "{log:?}");
+        assert_eq!(log[0].decision, Verdict::Deny);
+        assert_eq!(log[0].reason.as_deref(), Some(why.as_str()), "{log:?}");
+    }
+    assert_eq!(srv.connections.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,4 +504,41 @@ async fn r_net_10_none_links_no_wasi_http_and_full_is_refused() {
     let job = Job::new(NetworkMode::Full, &[], "127.0.0.1:9");
     let err = job.run(&exec, &[]).await.unwrap_err();
     assert!(matches!(err, ExecError::Unavailable(_)), "{err}");
+}
+
+/// R-SEC-4, R-NET-9: a job that makes requests faster than anyone reads
+/// them cannot hide what it did last: past the cap (the task's output
+/// limit) network.log keeps the most recent records and opens with a line
+/// that counts the dropped ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r_sec_4_network_log_keeps_the_latest_records_past_its_cap() {
+    const N: usize = 60;
+    const CAP: u64 = 4096;
+    let exec = executor(&[], "127.0.0.1", proxy::DEFAULT_RATE);
+    // Refused by the job's domains: no name is resolved, nothing connects.
+    let mut job = Job::new(NetworkMode::Http, &[".allowed.test"], "denied-0.test");
+    job.params
+        .parameters
+        .extend((1..N).map(|i| format!("denied-{i}.test")));
+    let limits = Limits {
+        timeout: std::time::Duration::from_secs(60),
+        output_bytes: CAP,
+        ..Limits::default()
+    };
+    job.run_with(&exec, &[], limits).await.unwrap();
+    assert_eq!(job.stdout(), DENIED.repeat(N));
+    let text = std::fs::read_to_string(job.dir.results().join("network.log")).unwrap();
+    assert!(text.len() as u64 <= CAP, "{} bytes", text.len());
+    let lines: Vec<&str> = text.lines().collect();
+    let note: proxy::Dropped = serde_json::from_str(lines[0]).expect("a note first");
+    let records: Vec<AuditRecord> = lines[1..]
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(note.dropped_records > 0, "{note:?}");
+    assert_eq!(note.dropped_records as usize + records.len(), N);
+    let first = note.dropped_records as usize;
+    let hosts: Vec<String> = records.iter().map(|r| r.host.clone()).collect();
+    let latest: Vec<String> = (first..N).map(|i| format!("denied-{i}.test")).collect();
+    assert_eq!(hosts, latest);
 }

@@ -22,7 +22,8 @@ async fn r_net_3_connect_to_an_allowed_host_tunnels_bytes_both_ways() {
     let up = Upstream::echo("127.0.0.1").await;
     let env = env(Some(vec![443, up.port()])).await;
     let target = format!("tunnel.allowed.test:{}", up.port());
-    let (mut s, head) = connect(&env, &target, &format!("Host: {target}\r\n")).await;
+    let extra = format!("Host: {target}\r\n");
+    let (mut s, head) = connect(&env, &target, &extra).await;
     assert_eq!(status(&head), 200, "{head}");
     s.write_all(b"ping through the tunnel").await.unwrap();
     let mut buf = [0u8; 23];
@@ -33,8 +34,10 @@ async fn r_net_3_connect_to_an_allowed_host_tunnels_bytes_both_ways() {
     assert_eq!(recs[0].method, "CONNECT");
     assert_eq!(recs[0].decision, proxy::Verdict::Allow);
     assert_eq!(recs[0].host, "tunnel.allowed.test");
-    assert_eq!(recs[0].bytes_up, 23);
-    assert_eq!(recs[0].bytes_down, 23);
+    // R-SEC-4: the heads count too, both ways.
+    let request = format!("CONNECT {target} HTTP/1.1\r\n{extra}\r\n");
+    assert_eq!(recs[0].bytes_up, (request.len() + 23) as u64);
+    assert_eq!(recs[0].bytes_down, (head.len() + 23) as u64);
 }
 
 #[tokio::test]

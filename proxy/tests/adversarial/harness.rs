@@ -45,7 +45,10 @@ impl Upstream {
 
     async fn start(ip: &str, mode: Mode) -> Upstream {
         let ip: IpAddr = ip.parse().unwrap();
-        assert!(ip.is_loopback(), "tests listen on loopback only");
+        assert!(
+            ip.is_loopback() || crate::trap::is_trap(ip),
+            "tests listen on loopback (or a trap address on it) only"
+        );
         let listener = TcpListener::bind((ip, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
@@ -143,6 +146,12 @@ async fn serve_http(mut s: TcpStream, received: Arc<Mutex<Vec<String>>>) {
         format!(
             "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
+    } else if let Some(n) = path.strip_prefix("/bighead?n=") {
+        let n: usize = n.parse().unwrap();
+        format!(
+            "HTTP/1.1 200 OK\r\nX-Pad: {}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+            "h".repeat(n)
+        )
     } else if let Some(n) = path.strip_prefix("/big?n=") {
         let n: usize = n.parse().unwrap();
         format!(
@@ -164,7 +173,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Connects only to loopback; records every address it was asked for.
+/// Connects only to loopback (and trap addresses on it); records every
+/// address it was asked for.
 #[derive(Default)]
 pub struct LoopbackOnly {
     attempts: Mutex<Vec<SocketAddr>>,
@@ -180,7 +190,8 @@ impl Connector for LoopbackOnly {
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'_, io::Result<TcpStream>> {
         self.attempts.lock().unwrap().push(addr);
         Box::pin(async move {
-            if !addr.ip().to_canonical().is_loopback() {
+            let ip = addr.ip().to_canonical();
+            if !ip.is_loopback() && !crate::trap::is_trap(ip) {
                 return Err(io::Error::new(
                     io::ErrorKind::ConnectionRefused,
                     "test connector: not loopback",
@@ -215,6 +226,10 @@ pub struct Opts {
     pub ranges: Vec<&'static str>,
     pub resolve: Vec<(&'static str, &'static str)>,
     pub connect_ports: Option<Vec<u16>>,
+    /// Ports plain HTTP may reach; `None` opens every port, since most
+    /// tests' upstreams listen on ports of the system's choosing (the port
+    /// rule itself is tested in `ports.rs`).
+    pub http_ports: Option<Vec<u16>>,
     pub resolver: Option<Arc<dyn Resolver>>,
     pub config: Box<dyn FnOnce(&mut ProxyConfig) + Send>,
 }
@@ -226,6 +241,7 @@ impl Default for Opts {
             ranges: vec![],
             resolve: vec![],
             connect_ports: None,
+            http_ports: None,
             resolver: None,
             config: Box::new(|_| {}),
         }
@@ -252,6 +268,7 @@ impl Env {
         if let Some(p) = opts.connect_ports {
             config.connect_ports = p;
         }
+        config.http_ports = opts.http_ports.unwrap_or_else(|| (1..=u16::MAX).collect());
         config.rate_up = 0;
         config.rate_down = 0;
         (opts.config)(&mut config);

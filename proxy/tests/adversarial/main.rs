@@ -2,10 +2,14 @@
 //! (issue 3). Each test names the requirement it checks.
 
 mod harness;
+mod trap;
 
 mod connect;
 mod deny;
 mod domains;
+mod heads;
 mod limits;
 mod malformed;
+mod own;
+mod ports;
 mod resolution;

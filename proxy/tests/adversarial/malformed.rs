@@ -247,11 +247,10 @@ async fn r_net_3_request_body_is_forwarded_and_counted() {
     let up = Upstream::http("127.0.0.1").await;
     let env = env().await;
     let p = up.port();
-    let r = env
-        .send(&format!(
-            "POST http://allowed.test:{p}/post HTTP/1.1\r\nHost: allowed.test:{p}\r\nContent-Length: 11\r\n\r\nhello world"
-        ))
-        .await;
+    let request = format!(
+        "POST http://allowed.test:{p}/post HTTP/1.1\r\nHost: allowed.test:{p}\r\nContent-Length: 11\r\n\r\nhello world"
+    );
+    let r = env.send(&request).await;
     assert_eq!(status(&r), 200, "{r}");
     assert!(
         up.received()[0].ends_with("\r\n\r\nhello world"),
@@ -259,8 +258,9 @@ async fn r_net_3_request_body_is_forwarded_and_counted() {
         up.received()
     );
     let recs = env.records(1).await;
-    assert_eq!(recs[0].bytes_up, 11);
-    assert_eq!(recs[0].bytes_down, "hello from upstream".len() as u64);
+    // Everything the job sent and received, heads included (R-SEC-4).
+    assert_eq!(recs[0].bytes_up, request.len() as u64);
+    assert_eq!(recs[0].bytes_down, r.len() as u64);
     assert_eq!(recs[0].method, "POST");
     assert_eq!(recs[0].port, Some(p));
     assert_eq!(recs[0].ip, Some("127.0.0.1".parse().unwrap()));
@@ -386,17 +386,16 @@ async fn r_net_3_chunked_request_body_is_forwarded() {
     let up = Upstream::http("127.0.0.1").await;
     let env = env().await;
     let p = up.port();
-    let r = env
-        .send(&format!(
-            "POST http://allowed.test:{p}/post HTTP/1.1\r\nHost: allowed.test:{p}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
-        ))
-        .await;
+    let request = format!(
+        "POST http://allowed.test:{p}/post HTTP/1.1\r\nHost: allowed.test:{p}\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+    );
+    let r = env.send(&request).await;
     assert_eq!(status(&r), 200, "{r}");
     let got = up.received()[0].to_ascii_lowercase();
     assert!(got.contains("transfer-encoding: chunked"), "{got}");
     assert!(got.contains("hello") && got.contains(" world"), "{got}");
     let recs = env.records(1).await;
-    assert_eq!(recs[0].bytes_up, 11);
+    assert_eq!(recs[0].bytes_up, request.len() as u64);
 }
 
 #[tokio::test]

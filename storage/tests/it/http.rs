@@ -501,3 +501,43 @@ async fn private_addresses_are_refused_by_default() {
     assert_eq!(server.hits("/data/hello.txt"), 0);
     assert!(names(dir.path()).is_empty());
 }
+
+// R-SEC-3: a service listening only on the node's own public address is the
+// node's, not the world's: a URL input naming that address is refused like
+// loopback. The address is a trap on this host's loopback interface with a
+// listener, so a download that got through is counted here.
+#[tokio::test]
+async fn r_sec_3_the_nodes_own_public_address_is_refused() {
+    let Some(trap) = crate::trap::Trap::add("11.22.2.1").await else {
+        return;
+    };
+    let listener = TcpListener::bind((trap.ip, 0)).await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\ntrap")
+                .await;
+        }
+    });
+    let guarded = Downloader::new(DownloadConfig {
+        retries: 1,
+        backoff: Duration::from_millis(20),
+        ..DownloadConfig::default()
+    })
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        format!("http://11.22.2.1:{port}/secret"),
+        format!("http://[::ffff:11.22.2.1]:{port}/secret"),
+    ] {
+        let err = guarded.download(&url, dir.path()).await.unwrap_err();
+        assert!(matches!(err, DownloadError::Blocked { .. }), "{url}: {err}");
+        assert!(err.to_string().contains("an address of this node"), "{err}");
+    }
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(names(dir.path()).is_empty());
+}

@@ -9,3 +9,4 @@ mod inputs;
 mod provider;
 mod publish;
 mod transfer;
+mod trap;

@@ -216,11 +216,14 @@ async fn jobs_are_confined(
     confine(&mut host_config);
     let body = ContainerCreateBody {
         image: Some(image.to_string()),
-        // The sidecar's own command: it stays up until removed.
+        // The sidecar's own command: it stays up until removed. It needs a
+        // domain: `skrei proxy` with none exits at once, and then the
+        // container's namespace may be gone before it is read.
         cmd: Some(super::sidecar::proxy_args(
             &super::DockerConfig::default(),
             "isolation-check",
-            &DomainSet::default(),
+            &DomainSet::parse(["isolation-check.invalid"]).map_err(|e| format!("{e:?}"))?,
+            &[],
             &[],
         )),
         labels: Some(labels.clone()),

@@ -6,11 +6,13 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkConnectRequest};
-use bollard::query_parameters::BuildImageOptions;
+use bollard::query_parameters::{AttachContainerOptions, BuildImageOptions};
 use futures::StreamExt;
 use protocol::domain::DomainSet;
 
@@ -26,12 +28,15 @@ const SELF_IMAGE_LABEL: &str = "skrei.self-image";
 const EXE_IN_IMAGE: &str = "/skrei";
 
 /// The arguments of `skrei proxy` for one job; audit lines go to stdout,
-/// which the executor collects into `network.log`.
+/// which the executor collects into `network.log`. `own` are the host's
+/// addresses: the sidecar's own interfaces are its container's, so the
+/// host's must be named (R-SEC-3).
 pub(super) fn proxy_args(
     config: &DockerConfig,
     job_id: &str,
     domains: &DomainSet,
     extra_deny: &[std::net::SocketAddr],
+    own: &[IpAddr],
 ) -> Vec<String> {
     let mut args: Vec<String> = [
         "proxy",
@@ -55,6 +60,10 @@ pub(super) fn proxy_args(
         args.push("--deny".into());
         args.push(a.to_string());
     }
+    for ip in own {
+        args.push("--own-address".into());
+        args.push(ip.to_string());
+    }
     for r in &config.allow_ranges {
         args.push("--allow-range".into());
         args.push(r.to_string());
@@ -63,10 +72,15 @@ pub(super) fn proxy_args(
         args.push("--resolve".into());
         args.push(format!("{name}={ip}"));
     }
-    if !config.connect_ports.is_empty() {
-        args.push("--connect-ports".into());
-        let ports: Vec<String> = config.connect_ports.iter().map(u16::to_string).collect();
-        args.push(ports.join(","));
+    for (flag, ports) in [
+        ("--connect-ports", &config.connect_ports),
+        ("--http-ports", &config.http_ports),
+    ] {
+        if !ports.is_empty() {
+            args.push(flag.into());
+            let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+            args.push(ports.join(","));
+        }
     }
     args
 }
@@ -238,11 +252,17 @@ impl DockerExecutor {
         let egress = format!("{base}-egress");
         self.create_network(&egress, false, HashMap::new(), labels, resources)
             .await?;
+        // Read for each job, so a new job sees the host's interfaces as
+        // they are now; the loopback and private ones need no mention (the
+        // special-purpose table refuses them unless a range allows them,
+        // and a range allows an own address too).
+        let own = proxy::OwnAddresses::system().public();
         let args = proxy_args(
             &self.config,
             task.execution_id,
             &task.network.domains,
             task.deny,
+            &own,
         );
         let body = ContainerCreateBody {
             image: Some(http.sidecar_image.clone()),
@@ -276,11 +296,15 @@ impl DockerExecutor {
             .map_err(engine("attaching the proxy sidecar to the job's network"))?;
         let dir = proxy_dir(task.dir);
         std::fs::create_dir_all(&dir).map_err(ExecError::io("creating the proxy's folder"))?;
-        let audit = CappedOutput::create(&dir.join("proxy-audit"), task.limits.output_bytes)
-            .map_err(ExecError::io("creating the proxy's audit file"))?;
+        // R-SEC-4: past the cap the most recent records are kept, and the
+        // log says how many went.
+        let audit = Arc::new(
+            proxy::CappedLog::create(&dir, task.limits.output_bytes)
+                .map_err(ExecError::io("creating the proxy's audit file"))?,
+        );
         let log = CappedOutput::create(&dir.join("proxy-stderr"), 64 << 10)
             .map_err(ExecError::io("creating the proxy's log file"))?;
-        let pump = self.attach(&id, audit.clone(), log.clone()).await?;
+        let pump = self.attach_proxy(&id, audit.clone(), log).await?;
         self.docker
             .start_container(&id, None)
             .await
@@ -328,6 +352,47 @@ impl DockerExecutor {
             audit,
         })
     }
+
+    /// Streams the sidecar's audit lines (stdout) into `audit` and its log
+    /// (stderr) into `log` until it ends. Attached before start, so nothing
+    /// is missed.
+    async fn attach_proxy(
+        &self,
+        id: &str,
+        audit: Arc<proxy::CappedLog>,
+        log: CappedOutput,
+    ) -> Result<tokio::task::JoinHandle<()>, ExecError> {
+        let attached = self
+            .docker
+            .attach_container(
+                id,
+                Some(AttachContainerOptions {
+                    stream: true,
+                    stdout: true,
+                    stderr: true,
+                    logs: false,
+                    stdin: false,
+                    detach_keys: None,
+                }),
+            )
+            .await
+            .map_err(engine("attaching to the proxy sidecar"))?;
+        let mut output = attached.output;
+        Ok(tokio::spawn(async move {
+            while let Some(Ok(chunk)) = output.next().await {
+                match chunk {
+                    LogOutput::StdOut { message } | LogOutput::Console { message } => {
+                        audit.push_bytes(&message)
+                    }
+                    // A full disk loses the proxy's own log, not the run.
+                    LogOutput::StdErr { message } => {
+                        let _ = log.append(&message);
+                    }
+                    LogOutput::StdIn { .. } => {}
+                }
+            }
+        }))
+    }
 }
 
 /// The running proxy of one `http` job.
@@ -337,7 +402,7 @@ pub(super) struct Sidecar {
     pump: tokio::task::JoinHandle<()>,
     /// Holds the audit and log files until they are collected.
     dir: PathBuf,
-    audit: CappedOutput,
+    audit: Arc<proxy::CappedLog>,
 }
 
 impl Sidecar {
@@ -349,9 +414,17 @@ impl Sidecar {
     ) -> Result<(), ExecError> {
         executor.kill(&self.id).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), self.pump).await;
-        drop(self.audit);
-        std::fs::rename(self.dir.join("proxy-audit"), network_log)
+        let summary = self
+            .audit
+            .finish(network_log)
             .map_err(ExecError::io("writing network.log"))?;
+        if summary.dropped > 0 {
+            tracing::info!(
+                dropped = summary.dropped,
+                kept = summary.kept,
+                "network.log reached its cap; the earliest records were dropped"
+            );
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())
     }
@@ -390,12 +463,13 @@ mod tests {
             ..DockerConfig::default()
         };
         let domains = DomainSet::parse([".example.com"]).unwrap();
-        let args = proxy_args(&config, "e1", &domains, &[]).join(" ");
+        let own = ["11.0.0.1".parse().unwrap()];
+        let args = proxy_args(&config, "e1", &domains, &[], &own).join(" ");
         assert_eq!(
             args,
             "proxy --listen 0.0.0.0:3128 --job-id e1 --rate 1250000 --audit /dev/stdout \
-             --allow .example.com --deny 10.0.0.5:4001 --resolve a.test=172.17.0.1 \
-             --connect-ports 443"
+             --allow .example.com --deny 10.0.0.5:4001 --own-address 11.0.0.1 \
+             --resolve a.test=172.17.0.1 --connect-ports 443 --http-ports 80"
         );
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use protocol::job::NetworkMode;
-use proxy::{DenySet, Policy, StaticResolver, SystemResolver, WriterSink};
+use proxy::{CappedLog, DenySet, Policy, StaticResolver, SystemResolver};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::Command;
@@ -99,9 +99,11 @@ pub(super) async fn run(
     super::preopen(&mut wasi, &p.preopens)?;
 
     let mut open_entries = None;
+    let mut audit = None;
     let hooks: Box<dyn WasiHttpHooks> = if http {
-        let egress = egress(executor, &task, deadline)?;
+        let (egress, log) = egress(executor, &task, deadline)?;
         open_entries = Some(egress.open_entries());
+        audit = Some(log);
         Box::new(egress)
     } else {
         Box::new(NoNetwork)
@@ -180,6 +182,19 @@ pub(super) async fn run(
     if let Some(open) = open_entries {
         open.settled(std::time::Duration::from_secs(5)).await;
     }
+    if let Some(log) = audit {
+        let summary = log
+            .finish(&task.dir.results().join("network.log"))
+            .map_err(ExecError::io("writing network.log"))?;
+        let _ = std::fs::remove_dir(task.dir.root().join("egress"));
+        if summary.dropped > 0 {
+            tracing::info!(
+                dropped = summary.dropped,
+                kept = summary.kept,
+                "network.log reached its cap; the earliest records were dropped"
+            );
+        }
+    }
     write_exit_code(task.dir, exit_code)?;
     Ok(RunOutcome {
         exit_code,
@@ -192,20 +207,19 @@ pub(super) async fn run(
 }
 
 /// The job's egress: the proxy's policy over the job's domains, the node's
-/// deny set plus this execution's and the host's public addresses, audit
-/// lines into `<dir>/results/network.log`.
+/// deny set plus this execution's, the host's own addresses as the policy
+/// reads them (R-SEC-3), audit lines into a log capped at the task's output
+/// limit (R-SEC-4), which becomes `<dir>/results/network.log` when the run
+/// ends.
 fn egress(
     executor: &WasmExecutor,
     task: &WasmTask<'_>,
     deadline: Instant,
-) -> Result<Egress, ExecError> {
+) -> Result<(Egress, Arc<CappedLog>), ExecError> {
     let net = &executor.network;
     let deny = DenySet::new();
     for addr in net.deny.iter().chain(task.deny) {
         deny.insert_socket(*addr);
-    }
-    if let Err(e) = deny.insert_local_public_addresses() {
-        tracing::warn!(error = %e, "cannot list the host's addresses for the WASM deny set");
     }
     let mut resolver = StaticResolver::new().with_fallback(Arc::new(SystemResolver));
     for (name, ip) in &net.resolve {
@@ -218,22 +232,33 @@ fn egress(
         Arc::new(resolver),
         // One resolution per request, bounded like the connection.
         net.connect_timeout,
+    )
+    .with_ports(net.http_ports.clone(), net.connect_ports.clone());
+    // Beside the results, not in them: only the finished log is published.
+    let work = task.dir.root().join("egress");
+    std::fs::create_dir_all(&work).map_err(ExecError::io("creating the egress folder"))?;
+    let log = Arc::new(
+        CappedLog::create(&work, task.limits.output_bytes)
+            .map_err(ExecError::io("creating the audit log"))?,
     );
-    let log = task.dir.results().join("network.log");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log)
-        .map_err(ExecError::io("creating network.log"))?;
     let tls = tls_config(&net.extra_roots)
         .map_err(|e| ExecError::Unavailable(format!("TLS roots: {e}")))?;
-    Ok(Egress::new(EgressParts {
+    let job_header = hyper::header::HeaderValue::from_str(task.execution_id).map_err(|_| {
+        ExecError::Unavailable(format!(
+            "execution id `{}` cannot be sent as the {} header",
+            task.execution_id,
+            proxy::JOB_HEADER
+        ))
+    })?;
+    let egress = Egress::new(EgressParts {
         job: task.execution_id.to_owned(),
+        job_header,
         policy,
         rate: net.http_rate,
-        sink: Arc::new(WriterSink::new(file)),
+        sink: log.clone(),
         tls: Arc::new(tls),
         connect_timeout: net.connect_timeout,
         deadline: deadline.into(),
-    }))
+    });
+    Ok((egress, log))
 }

@@ -7,7 +7,10 @@
 //! the deny set and the special-purpose table), connected through the proxy's
 //! `connect_first` to a checked address only, rate limited by the job's
 //! shared limiters (one per direction) and written to `network.log` as the
-//! proxy's own [`AuditRecord`](proxy::AuditRecord). A refusal is
+//! proxy's own [`AuditRecord`](proxy::AuditRecord). Like the proxy, it
+//! replaces any `X-Skrei-Job` header with the real execution id, so the node
+//! API (which refuses requests carrying it, R-NET-7) and any other skrei
+//! service can tell a job's request from a local user's. A refusal is
 //! `HTTP-request-denied` to the guest, never a connection.
 
 use std::future::Future;
@@ -23,7 +26,7 @@ use hyper::http::{self, uri::Scheme};
 use hyper_util::rt::TokioIo;
 use protocol::domain::Host;
 use proxy::audit::Entry;
-use proxy::{AuditSink, Policy, RateLimiter, TcpConnector, Verdict};
+use proxy::{AuditSink, Metered, Policy, RateLimiter, TcpConnector, Verdict};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 use tokio_rustls::rustls::{self, pki_types::ServerName};
@@ -83,6 +86,8 @@ impl Drop for EntryGuard {
 
 struct Shared {
     job: String,
+    /// The value of `X-Skrei-Job` on every request.
+    job_header: http::HeaderValue,
     policy: Policy,
     up: RateLimiter,
     down: RateLimiter,
@@ -97,6 +102,7 @@ struct Shared {
 /// What one job's egress is made of.
 pub(crate) struct EgressParts {
     pub job: String,
+    pub job_header: http::HeaderValue,
     pub policy: Policy,
     pub rate: u64,
     pub sink: Arc<dyn AuditSink>,
@@ -110,6 +116,7 @@ impl Egress {
         Egress {
             inner: Arc::new(Shared {
                 job: p.job,
+                job_header: p.job_header,
                 policy: p.policy,
                 up: RateLimiter::new(p.rate),
                 down: RateLimiter::new(p.rate),
@@ -205,7 +212,12 @@ impl Shared {
             r.host = target.host.to_string();
             r.port = Some(target.port);
         });
-        let checked = self.policy.check(&target).await.map_err(|d| {
+        let scheme = if tls {
+            proxy::Scheme::Https
+        } else {
+            proxy::Scheme::Http
+        };
+        let checked = self.policy.check(&target, scheme).await.map_err(|d| {
             entry.update(|r| {
                 r.ip = d.ip();
                 r.reason = Some(d.to_string());
@@ -223,13 +235,11 @@ impl Shared {
                 Error::ConnectionRefused
             })?;
         entry.update(|r| r.ip = Some(addr.ip()));
-        let stream = Metered::new(
-            tcp,
-            self.up.clone(),
-            self.down.clone(),
-            entry.clone(),
-            self.open.open(),
-        );
+        let stream = Conn {
+            stream: Metered::world_side(tcp, self.up.clone(), self.down.clone(), entry.meter()),
+            _entry: entry.clone(),
+            _open: self.open.open(),
+        };
 
         let io: Box<dyn Io> = if tls {
             let name = match &target.host {
@@ -256,6 +266,12 @@ impl Shared {
             .await
             .map_err(Error::from)?;
 
+        // R-NET-7: the guest's own value never goes out. On HTTPS too:
+        // in process the request is seen before TLS, unlike the sidecar's
+        // tunnels, so a skrei API behind TLS is told as well.
+        let headers = request.headers_mut();
+        headers.remove(proxy::JOB_HEADER);
+        headers.insert(proxy::JOB_HEADER, self.job_header.clone());
         // Origin form upstream, as the proxy forwards; the Host header was
         // set by wasi-http from the same authority.
         *request.uri_mut() = http::Uri::builder()
@@ -362,110 +378,43 @@ where
     }
 }
 
-/// A connection whose bytes are counted into the audit record and paced by
-/// the job's limiters (R-NET-6). Bytes are charged after they pass, and the
-/// next read or write waits out the debt: the average rate is the limit.
-/// The audit line is written when the connection is gone (the last holder
-/// of the entry drops it).
-struct Metered<S> {
-    inner: S,
-    up: RateLimiter,
-    down: RateLimiter,
-    up_wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    down_wait: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    entry: Arc<Entry>,
-    // After `entry`: fields drop in order, so the count falls after the
+/// A connection of the job: its bytes (heads, bodies and TLS alike) are
+/// counted into the audit record and paced by the job's limiters through
+/// the proxy's own [`Metered`] stream (R-NET-6, R-SEC-4). The audit line is
+/// written when the connection is gone (the last holder of the entry drops
+/// it).
+struct Conn<S> {
+    stream: Metered<S>,
+    _entry: Arc<Entry>,
+    // After `_entry`: fields drop in order, so the count falls after the
     // line is written.
     _open: EntryGuard,
 }
 
-impl<S> Metered<S> {
-    fn new(
-        inner: S,
-        up: RateLimiter,
-        down: RateLimiter,
-        entry: Arc<Entry>,
-        open: EntryGuard,
-    ) -> Metered<S> {
-        Metered {
-            inner,
-            up,
-            down,
-            up_wait: None,
-            down_wait: None,
-            entry,
-            _open: open,
-        }
-    }
-}
-
-fn pay(
-    wait: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    cx: &mut Context<'_>,
-) -> Poll<()> {
-    if let Some(w) = wait {
-        ready!(w.as_mut().poll(cx));
-        *wait = None;
-    }
-    Poll::Ready(())
-}
-
-fn charge(limiter: &RateLimiter, n: usize) -> Option<Pin<Box<dyn Future<Output = ()> + Send>>> {
-    if n == 0 || !limiter.is_limited() {
-        return None;
-    }
-    let l = limiter.clone();
-    Some(Box::pin(async move { l.acquire(n).await }))
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Metered<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = &mut *self;
-        ready!(pay(&mut this.down_wait, cx));
-        // At most one chunk per read, as the proxy pumps: the debt of the
-        // last read is never waited out, so it must stay small.
-        let chunk = this.down.chunk().min(buf.remaining());
-        let n = if chunk < buf.remaining() {
-            let mut bounce = [0u8; 16 * 1024];
-            let mut small = ReadBuf::new(&mut bounce[..chunk]);
-            ready!(Pin::new(&mut this.inner).poll_read(cx, &mut small))?;
-            buf.put_slice(small.filled());
-            small.filled().len()
-        } else {
-            let before = buf.filled().len();
-            ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
-            buf.filled().len() - before
-        };
-        this.entry.count_down(n as u64);
-        this.down_wait = charge(&this.down, n);
-        Poll::Ready(Ok(()))
+        Pin::new(&mut self.stream).poll_read(cx, buf)
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = &mut *self;
-        ready!(pay(&mut this.up_wait, cx));
-        let chunk = buf.len().min(this.up.chunk());
-        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &buf[..chunk]))?;
-        this.entry.count_up(n as u64);
-        this.up_wait = charge(&this.up, n);
-        Poll::Ready(Ok(n))
+        Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

@@ -78,14 +78,18 @@ pub struct WasmNetwork {
     /// R-NET-6: bytes per second in each direction for each `http` job.
     pub http_rate: u64,
     /// R-NET-7: control-plane addresses no job may reach (this node's and
-    /// its peers' API and libp2p addresses). The host's public addresses
-    /// are added to every job's deny set as well.
+    /// its peers' API and libp2p addresses). The host's own addresses are
+    /// refused as well (R-SEC-3), unless `allow_ranges` covers them.
     pub deny: Vec<SocketAddr>,
     /// Special-purpose ranges the operator allows despite R-NET-8.
     pub allow_ranges: Vec<proxy::Cidr>,
     /// Fixed answers for names instead of asking DNS (the addresses are
     /// still checked); for tests and private deployments.
     pub resolve: Vec<(String, IpAddr)>,
+    /// Ports `https` requests may reach (the sidecar's `CONNECT` ports).
+    pub connect_ports: Vec<u16>,
+    /// Ports plain `http` requests may reach.
+    pub http_ports: Vec<u16>,
     /// Trusted for `https` besides the webpki roots (a private CA).
     pub extra_roots: Vec<tokio_rustls::rustls::pki_types::CertificateDer<'static>>,
     /// How long a connection to an upstream may take.
@@ -99,6 +103,8 @@ impl Default for WasmNetwork {
             deny: Vec::new(),
             allow_ranges: Vec::new(),
             resolve: Vec::new(),
+            connect_ports: vec![443],
+            http_ports: vec![80],
             extra_roots: Vec::new(),
             connect_timeout: Duration::from_secs(10),
         }

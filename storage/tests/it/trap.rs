@@ -1,0 +1,59 @@
+//! Trap addresses (R-SEC-3): a public-looking address put on this host's
+//! loopback interface for one test, with the test's listener on it, so that
+//! a request the code should refuse but does not connects here and is
+//! caught, never leaving the machine. Adding an address needs
+//! CAP_NET_ADMIN: without it these tests skip, unless
+//! `SKREI_REQUIRE_NET_ADMIN=1` (then they fail). Each test uses an address
+//! of its own (11.0.0.0/8 is public to the special-purpose table), removed
+//! when the test ends.
+
+use std::net::IpAddr;
+use std::process::Command;
+use std::time::Duration;
+
+pub struct Trap {
+    pub ip: IpAddr,
+}
+
+impl Trap {
+    /// Puts `ip/32` on `lo`, and waits until every view of this host's
+    /// addresses has had time to see it; `None` (skip) without the rights.
+    pub async fn add(ip: &str) -> Option<Trap> {
+        let ip: IpAddr = ip.parse().unwrap();
+        assert!(
+            protocol::address::classify(ip).is_none(),
+            "a trap address must look public"
+        );
+        let out = Command::new("ip")
+            .args(["addr", "add", &format!("{ip}/32"), "dev", "lo"])
+            .output();
+        let why = match out {
+            Ok(o) if o.status.success() => None,
+            // Left by a test that was killed: it is ours all the same.
+            Ok(o) if String::from_utf8_lossy(&o.stderr).contains("File exists") => None,
+            Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_owned()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = why {
+            if std::env::var("SKREI_REQUIRE_NET_ADMIN").is_ok_and(|v| v == "1") {
+                panic!("SKREI_REQUIRE_NET_ADMIN=1 but `ip addr add {ip}/32 dev lo` failed: {why}");
+            }
+            eprintln!(
+                "skipping: cannot add a trap address ({why}); run as root, or set \
+                 SKREI_REQUIRE_NET_ADMIN=1 to fail instead"
+            );
+            return None;
+        }
+        let trap = Trap { ip };
+        tokio::time::sleep(proxy::local::REFRESH + Duration::from_millis(200)).await;
+        Some(trap)
+    }
+}
+
+impl Drop for Trap {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["addr", "del", &format!("{}/32", self.ip), "dev", "lo"])
+            .output();
+    }
+}

@@ -17,7 +17,12 @@ use skrei_node::executor::{Cancel, DockerConfig, DockerExecutor, ExecutionDir, L
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::docker::{BANNER, docker0, engine, probe_image, require_docker};
-use crate::trap::Trap;
+use testkit::Trap;
+
+/// How long a new trap address takes to be seen by every view of this
+/// host's addresses.
+const SETTLE: std::time::Duration =
+    std::time::Duration::from_millis(proxy::local::REFRESH.as_millis() as u64 + 200);
 
 /// A listener on `ip` that answers like a web server and counts connections.
 async fn counting_server(ip: IpAddr) -> (SocketAddr, Arc<AtomicUsize>) {
@@ -151,7 +156,7 @@ fn limits() -> Limits {
 /// counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r_sec_3_the_sidecar_refuses_the_hosts_own_public_address() {
-    let Some(trap) = Trap::add("11.22.3.1").await else {
+    let Some(trap) = Trap::add("11.22.3.1", SETTLE).await else {
         return;
     };
     let (server, hits) = counting_server(trap.ip).await;

@@ -9,7 +9,6 @@ mod docker_egress;
 mod docker_host;
 mod harness;
 mod p2p;
-mod trap;
 mod trust;
 mod wasm;
 mod wasm_http;

@@ -46,7 +46,7 @@ impl Upstream {
     async fn start(ip: &str, mode: Mode) -> Upstream {
         let ip: IpAddr = ip.parse().unwrap();
         assert!(
-            ip.is_loopback() || crate::trap::is_trap(ip),
+            ip.is_loopback() || testkit::is_trap(ip),
             "tests listen on loopback (or a trap address on it) only"
         );
         let listener = TcpListener::bind((ip, 0)).await.unwrap();
@@ -191,7 +191,7 @@ impl Connector for LoopbackOnly {
         self.attempts.lock().unwrap().push(addr);
         Box::pin(async move {
             let ip = addr.ip().to_canonical();
-            if !ip.is_loopback() && !crate::trap::is_trap(ip) {
+            if !ip.is_loopback() && !testkit::is_trap(ip) {
                 return Err(io::Error::new(
                     io::ErrorKind::ConnectionRefused,
                     "test connector: not loopback",

@@ -2,7 +2,6 @@
 //! (issue 3). Each test names the requirement it checks.
 
 mod harness;
-mod trap;
 
 mod connect;
 mod deny;

@@ -4,7 +4,12 @@
 //! request that got through would be counted here.
 
 use crate::harness::*;
-use crate::trap::Trap;
+use testkit::Trap;
+
+/// How long a new trap address takes to be seen by every view of this
+/// host's addresses.
+const SETTLE: std::time::Duration =
+    std::time::Duration::from_millis(proxy::local::REFRESH.as_millis() as u64 + 200);
 
 fn opts(ip: &'static str, port: u16, ranges: Vec<&'static str>) -> Opts {
     Opts {
@@ -25,7 +30,7 @@ fn refused_as_own(r: &proxy::AuditRecord) -> bool {
 
 #[tokio::test]
 async fn r_sec_3_the_hosts_public_address_is_refused_by_ip_and_by_name() {
-    let Some(trap) = Trap::add("11.22.1.1").await else {
+    let Some(trap) = Trap::add("11.22.1.1", SETTLE).await else {
         return;
     };
     let up = Upstream::http(&trap.ip.to_string()).await;
@@ -62,7 +67,7 @@ async fn r_sec_3_an_address_added_while_the_proxy_runs_is_refused() {
     // the connector refuses what is not on this host).
     let r = env.get("http://own.allowed.test:9/").await;
     assert_ne!(status(&r), 200, "{r}");
-    let Some(trap) = Trap::add("11.22.1.2").await else {
+    let Some(trap) = Trap::add("11.22.1.2", SETTLE).await else {
         return;
     };
     let up = Upstream::http(&trap.ip.to_string()).await;
@@ -79,7 +84,7 @@ async fn r_sec_3_an_address_added_while_the_proxy_runs_is_refused() {
 /// special-purpose table.
 #[tokio::test]
 async fn r_sec_3_an_allowed_range_opens_an_own_address() {
-    let Some(trap) = Trap::add("11.22.1.3").await else {
+    let Some(trap) = Trap::add("11.22.1.3", SETTLE).await else {
         return;
     };
     let up = Upstream::http(&trap.ip.to_string()).await;

@@ -15,6 +15,11 @@ use tokio::net::TcpListener;
 
 use crate::fixtures::file_hash;
 
+/// How long a new trap address takes to be seen by every view of this
+/// host's addresses.
+const SETTLE: std::time::Duration =
+    std::time::Duration::from_millis(proxy::local::REFRESH.as_millis() as u64 + 200);
+
 /// One response: status line, extra headers, body, and a pause before the body.
 pub struct Reply {
     status: &'static str,
@@ -508,7 +513,7 @@ async fn private_addresses_are_refused_by_default() {
 // listener, so a download that got through is counted here.
 #[tokio::test]
 async fn r_sec_3_the_nodes_own_public_address_is_refused() {
-    let Some(trap) = crate::trap::Trap::add("11.22.2.1").await else {
+    let Some(trap) = testkit::Trap::add("11.22.2.1", SETTLE).await else {
         return;
     };
     let listener = TcpListener::bind((trap.ip, 0)).await.unwrap();

@@ -9,4 +9,3 @@ mod inputs;
 mod provider;
 mod publish;
 mod transfer;
-mod trap;

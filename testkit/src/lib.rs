@@ -1,35 +1,41 @@
-//! Trap addresses (R-SEC-3): a public-looking address put on this host's
-//! loopback interface for one test, with the test's listener on it, so that
-//! a request the code should refuse but does not connects here and is
-//! caught, never leaving the machine. Adding an address needs
-//! CAP_NET_ADMIN: without it these tests skip, unless
-//! `SKREI_REQUIRE_NET_ADMIN=1` (then they fail). Each test uses an address
-//! of its own (11.0.0.0/8 is public to the special-purpose table), removed
-//! when the test ends.
+//! What several crates' tests share (dev-dependency only).
+//!
+//! [`Trap`]: trap addresses (R-SEC-3). A public-looking address is put on
+//! this host's loopback interface for one test, with the test's listener on
+//! it, so that a request the code should refuse but does not connects here
+//! and is caught, never leaving the machine. Adding an address needs
+//! CAP_NET_ADMIN: without it the tests skip, unless
+//! `SKREI_REQUIRE_NET_ADMIN=1` (then they fail; CI sets it). Each test uses
+//! an address of its own (11.0.0.0/8 is public to the special-purpose
+//! table), removed when the test ends.
 
 use std::net::IpAddr;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// The traps present now: the only non-loopback addresses the tests'
-/// connector and upstreams accept.
+/// The traps present now, for harnesses that accept only them (and
+/// loopback) as destinations.
 static LIVE: Mutex<Vec<IpAddr>> = Mutex::new(Vec::new());
 
 /// Whether `ip` is a trap on this host right now.
 pub fn is_trap(ip: IpAddr) -> bool {
-    LIVE.lock().unwrap().contains(&ip.to_canonical())
+    LIVE.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&ip.to_canonical())
 }
 
+/// A trap address on `lo`, removed when dropped.
 pub struct Trap {
     pub ip: IpAddr,
 }
 
 impl Trap {
-    /// Puts `ip/32` on `lo`, and waits until every view of this host's
-    /// addresses has had time to see it; `None` (skip) without the rights.
-    pub async fn add(ip: &str) -> Option<Trap> {
-        let ip: IpAddr = ip.parse().unwrap();
+    /// Puts `ip/32` on `lo` and waits `settle` (long enough for every view
+    /// of this host's addresses to see it); `None` (skip) without the
+    /// rights, unless `SKREI_REQUIRE_NET_ADMIN=1`.
+    pub async fn add(ip: &str, settle: Duration) -> Option<Trap> {
+        let ip: IpAddr = ip.parse().expect("a trap address is an IP address");
         assert!(
             protocol::address::classify(ip).is_none(),
             "a trap address must look public"
@@ -54,16 +60,18 @@ impl Trap {
             );
             return None;
         }
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(ip);
         let trap = Trap { ip };
-        LIVE.lock().unwrap().push(ip);
-        tokio::time::sleep(proxy::local::REFRESH + Duration::from_millis(200)).await;
+        tokio::time::sleep(settle).await;
         Some(trap)
     }
 }
 
 impl Drop for Trap {
     fn drop(&mut self) {
-        LIVE.lock().unwrap().retain(|ip| *ip != self.ip);
+        LIVE.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|ip| *ip != self.ip);
         let _ = Command::new("ip")
             .args(["addr", "del", &format!("{}/32", self.ip), "dev", "lo"])
             .output();

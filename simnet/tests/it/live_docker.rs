@@ -125,8 +125,24 @@ fn a_node_cut_off_mid_job_loses_it_to_another_and_its_late_result_is_ignored() {
     let (first, _) = executions(&awarded).remove(0);
     let victim = net.index_of(&first).expect("awarded to one of ours");
     assert_ne!(victim, 0, "node 0 has no capacity: {awarded:#}");
-    // Let it fetch the module and start sleeping, then cut it off.
-    std::thread::sleep(Duration::from_secs(1));
+    // Let it fetch the module and start sleeping (on a loaded machine the
+    // award and the fetch take a while), then cut it off.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let info = net
+            .api(victim)
+            .get("/api/v1/node")
+            .expect("the victim answers");
+        if info["running"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node {victim} never started the job: {info:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
     net.partition(victim).expect("cut off");
     eprintln!("node {victim} cut off at {:?}", started.elapsed());
 
@@ -165,14 +181,27 @@ fn a_node_cut_off_mid_job_loses_it_to_another_and_its_late_result_is_ignored() {
     // and now delivers that result, which must not complete the job again.
     net.heal(victim).expect("healed and heard from");
     eprintln!("node {victim} back at {:?}", started.elapsed());
-    // It offers the result again at least every 5 s.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // It offers the result again at least every 5 s once a try has failed,
+    // and a try on the connection the cut left behind takes up to the
+    // direct-message timeout (10 s) to fail: allow a few rounds (the result
+    // is offered for 2 minutes).
+    let deadline = Instant::now() + Duration::from_secs(60);
     let delivered = "result delivered once the requester was back";
     while !std::fs::read_to_string(net.log(victim)).is_ok_and(|log| log.contains(delivered)) {
         assert!(
             Instant::now() < deadline,
-            "node {victim} did not deliver its late result; see {}",
-            net.log(victim).display()
+            "node {victim} did not deliver its late result; the end of its log (the \
+             testnet's folder is removed):\n{}",
+            std::fs::read_to_string(net.log(victim))
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n")
         );
         std::thread::sleep(Duration::from_millis(200));
     }

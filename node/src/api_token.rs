@@ -20,10 +20,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-/// The token's file in a node's data folder.
-pub const TOKEN_FILE: &str = "api.token";
-/// The environment variable the client reads the token from first.
-pub const TOKEN_ENV: &str = "SKREI_API_TOKEN";
+pub use api::gate::{TOKEN_ENV, TOKEN_FILE};
 /// Overrides where the per-user record of started nodes lives.
 pub const STATE_ENV: &str = "SKREI_STATE_DIR";
 

@@ -69,14 +69,29 @@ fn protocol_depends_on_no_io_crate() {
     );
 }
 
+/// The API seam is plain types and rules too: besides what `protocol` may
+/// use, `http`'s types (no client or server), constant-time comparison.
+#[test]
+fn the_api_seam_does_no_io() {
+    let deps = dependencies(&manifest("api"), "dependencies");
+    assert!(!deps.is_empty(), "could not read api's dependencies");
+    let impure: Vec<&String> = deps
+        .iter()
+        .filter(|d| {
+            !PURE.contains(&d.as_str()) && !["protocol", "http", "subtle"].contains(&d.as_str())
+        })
+        .collect();
+    assert!(impure.is_empty(), "api must stay free of I/O: {impure:?}");
+}
+
 #[test]
 fn our_crates_point_one_way() {
-    // protocol depends on none of ours; proxy and simnet only on protocol
-    // (simnet's live testnets run the `skrei` binary and talk to its HTTP
-    // API, never link the node); storage on protocol and proxy, whose view
+    // protocol depends on none of ours; api and proxy only on protocol;
+    // simnet on protocol and api (its live testnets run the `skrei` binary
+    // and talk to its HTTP API, never link the node); storage on protocol and proxy, whose view
     // of the node's own addresses URL downloads refuse too (R-SEC-3: one
     // place for that rule).
-    let ours = ["protocol", "storage", "proxy", "node", "simnet"];
+    let ours = ["protocol", "api", "storage", "proxy", "node", "simnet"];
     let of = |k: &str| -> Vec<String> {
         dependencies(&manifest(k), "dependencies")
             .into_iter()
@@ -84,13 +99,22 @@ fn our_crates_point_one_way() {
             .collect()
     };
     assert!(of("protocol").is_empty());
-    for k in ["proxy", "simnet"] {
-        assert!(
-            of(k).iter().all(|d| d == "protocol"),
-            "{k} depends on {:?}",
-            of(k)
-        );
-    }
+    assert!(
+        of("api").iter().all(|d| d == "protocol"),
+        "api depends on {:?}",
+        of("api")
+    );
+    assert!(
+        of("proxy").iter().all(|d| d == "protocol"),
+        "proxy depends on {:?}",
+        of("proxy")
+    );
+    // simnet's live client speaks the API's types.
+    assert!(
+        of("simnet").iter().all(|d| d == "protocol" || d == "api"),
+        "simnet depends on {:?}",
+        of("simnet")
+    );
     assert!(
         of("storage")
             .iter()

@@ -457,7 +457,13 @@ pub fn get_content(
         bail!("{} already exists: give a new path with -o", dir.display());
     }
     let tty = std::io::stderr().is_terminal();
-    let body = json!({ "cid": cid, "providers": providers, "progress": tty, "max_bytes": max });
+    let body = api::requests::Fetch {
+        cid: cid.to_owned(),
+        providers: providers.to_vec(),
+        progress: tty,
+        max_bytes: Some(max),
+    };
+    let body = serde_json::to_value(&body)?;
     if tty {
         client.fetch_with_progress(body)?;
     } else {

@@ -89,11 +89,14 @@ impl ApiContent<'_> {
 
     /// Says in the DHT that the node has `cid`.
     pub async fn provide(&self, cid: &Cid) -> Result<(), String> {
-        let body = serde_json::json!({ "cid": cid.to_string() });
+        let body = api::requests::Provide {
+            cid: cid.to_string(),
+        };
+        let body = serde_json::to_string(&body).map_err(|e| e.to_string())?;
         let request = self
             .request(reqwest::Method::POST, "/api/v1/provide")
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string());
+            .body(body);
         self.send(request).await.map(drop)
     }
 }

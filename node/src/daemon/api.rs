@@ -108,7 +108,10 @@ pub fn router(state: ApiState, gate: Gate) -> Router {
         .route("/api/v1/changes", get(changes))
         .merge(content::routes())
         .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn_with_state(gate, gate::check))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(gate),
+            gate::check,
+        ))
         .with_state(state)
 }
 

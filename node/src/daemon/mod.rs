@@ -124,9 +124,9 @@ impl Node {
 
         let mut config = config;
         let gate = api::Gate {
-            token: token.clone(),
+            token: token.as_str().to_owned(),
             listen: api_addr,
-            allow: config.api_allow.clone().into(),
+            allow: config.api_allow.clone(),
         };
         let token_file = std::path::absolute(data_dir.join(TOKEN_FILE)).map_err(|source| {
             StartError::DataDir {

@@ -85,7 +85,14 @@ impl Api {
             .send();
         let answer = answer_json("POST", url.clone(), answer)?;
         let cid = answer["cid"].as_str().unwrap_or_default().to_owned();
-        self.post("/api/v1/provide", &serde_json::json!({ "cid": cid }))?;
+        let provide = api::requests::Provide { cid: cid.clone() };
+        let provide = serde_json::to_value(&provide).map_err(|e| ApiError {
+            method: "POST",
+            url: url.clone(),
+            status: None,
+            message: e.to_string(),
+        })?;
+        self.post("/api/v1/provide", &provide)?;
         Ok(cid)
     }
 

@@ -15,6 +15,7 @@
 
 use std::sync::Arc;
 
+use ::api::requests::{Fetch, Provide};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
@@ -23,7 +24,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cid::Cid;
 use futures::{SinkExt, StreamExt};
-use serde::Deserialize;
 use serde_json::json;
 use storage::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use storage::store::{FetchError, Store, StoreError};
@@ -87,14 +87,8 @@ async fn add_manifest(State(state): State<ApiState>, body: bytes::Bytes) -> ApiR
     Ok(Json(json!({ "cid": cid.to_string() })))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProvideBody {
-    cid: String,
-}
-
 /// Says in the DHT that this node has a CID it holds completely.
-async fn provide(State(state): State<ApiState>, Json(body): Json<ProvideBody>) -> ApiResult {
+async fn provide(State(state): State<ApiState>, Json(body): Json<Provide>) -> ApiResult {
     let cid = parse_cid(&body.cid)?;
     if !state.store.has(&cid).await.unwrap_or(false) {
         return Err(ApiError::not_found(format!(
@@ -133,27 +127,11 @@ async fn read_blob(
         .into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FetchBody {
-    cid: String,
-    /// Providers' iroh addresses (JSON strings) to fetch from when needed.
-    #[serde(default)]
-    providers: Vec<String>,
-    /// Answer with JSON lines: progress (`{"fetched":..,"total":..}`) while
-    /// fetching, then the result (`{"cid":..}`) or `{"error":..}`.
-    #[serde(default)]
-    progress: bool,
-    /// Most bytes the content may take in the store.
-    #[serde(default)]
-    max_bytes: Option<u64>,
-}
-
 /// Makes sure the content is in the store, fetching it from the named
 /// providers, or from those the DHT knows (R-P2P-4).
 async fn fetch(
     State(state): State<ApiState>,
-    Json(body): Json<FetchBody>,
+    Json(body): Json<Fetch>,
 ) -> Result<Response, ApiError> {
     let cid = parse_cid(&body.cid)?;
     let max_bytes = body.max_bytes.unwrap_or(DEFAULT_FETCH_BYTES);

@@ -3,17 +3,22 @@
 
 use protocol::domain::{Domain, DomainSet, Host};
 use protocol::policy::{Allowlist, AllowlistError};
+use proxy::target::parse_authority;
 
 /// Text read as every kind of domain input (target `domain`): each line as
-/// a `Domain` entry and as a `Host`, all lines as a `DomainSet` (a job's
-/// `Domains`) and the whole text as an allowlist file.
+/// a `Domain` entry, as a `Host` and as a proxy target authority
+/// (`host[:port]`, proxy/src/target.rs: the same grammar with a port), all
+/// lines as a `DomainSet` (a job's `Domains`) and the whole text as an
+/// allowlist file.
 ///
 /// Invariants: normalising is idempotent and printing parses back; an entry
 /// allows the host it names; every suggestion an error offers parses (the
 /// `DomainError::suggestion` contract); a set is sorted and minimised, and
 /// minimising changes no decision; an allowlist written back in normal form
 /// reads as the same allowlist, with the same digest; every bad allowlist
-/// line is reported with its line number, in order.
+/// line is reported with its line number, in order; an entry that covers
+/// another allows every host the other allows (R-POL-2); a parsed authority
+/// prints as one that parses back to it.
 pub fn domain(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -22,7 +27,9 @@ pub fn domain(data: &[u8]) {
     for line in &lines {
         entry(line);
         host(line);
+        authority(line);
     }
+    covers(&lines);
     set(&lines);
     allowlist(text);
 }
@@ -125,26 +132,13 @@ fn set(lines: &[&str]) {
     assert!(set.uncovered(&set).is_empty());
     // Minimising changes no decision: probe the names and their neighbours.
     for d in &entries {
-        let mut probes: Vec<String> = Vec::new();
-        if let Some(ip) = d.ip() {
-            probes.push(ip.to_string());
-        }
-        if let Some(name) = d.name() {
-            probes.push(name.to_owned());
-            probes.push(format!("a.{name}"));
-            if let Some((_, parent)) = name.split_once('.') {
-                probes.push(parent.to_owned());
-            }
-        }
-        for probe in probes {
-            if let Ok(h) = Host::parse(&probe) {
-                let by_entries = entries.iter().any(|e| e.allows(&h));
-                assert_eq!(
-                    set.allows(&h),
-                    by_entries,
-                    "{h}: the set and its entries disagree"
-                );
-            }
+        for h in probes(d) {
+            let by_entries = entries.iter().any(|e| e.allows(&h));
+            assert_eq!(
+                set.allows(&h),
+                by_entries,
+                "{h}: the set and its entries disagree"
+            );
         }
     }
     assert_eq!(
@@ -180,6 +174,54 @@ fn allowlist(text: &str) {
         }
         Err(e) => {
             let _ = e.to_string();
+        }
+    }
+}
+
+fn authority(input: &str) {
+    for default_port in [None, Some(80)] {
+        if let Ok(target) = parse_authority(input, default_port) {
+            let printed = target.to_string();
+            assert_eq!(
+                parse_authority(&printed, None).as_ref(),
+                Ok(&target),
+                "the authority {input:?} prints as {printed:?}, which reads back differently"
+            );
+        }
+    }
+}
+
+/// Hosts near an entry: its address, its name, a subdomain and the parent.
+fn probes(d: &Domain) -> Vec<Host> {
+    let mut texts: Vec<String> = Vec::new();
+    if let Some(ip) = d.ip() {
+        texts.push(ip.to_string());
+    }
+    if let Some(name) = d.name() {
+        texts.push(name.to_owned());
+        texts.push(format!("a.{name}"));
+        if let Some((_, parent)) = name.split_once('.') {
+            texts.push(parent.to_owned());
+        }
+    }
+    texts.iter().filter_map(|t| Host::parse(t).ok()).collect()
+}
+
+/// `covers` means what R-POL-2 needs: a node entry that covers a job entry
+/// allows every host the job entry allows.
+fn covers(lines: &[&str]) {
+    let entries: Vec<Domain> = lines
+        .iter()
+        .take(16)
+        .filter_map(|l| Domain::parse(l).ok())
+        .collect();
+    for a in &entries {
+        for b in &entries {
+            if a.covers(b) {
+                for h in probes(b) {
+                    assert!(!b.allows(&h) || a.allows(&h), "{a} covers {b} but not {h}");
+                }
+            }
         }
     }
 }

@@ -56,6 +56,9 @@ const ALLOWED_RANGE: &str = "10.9.0.0/16";
 const CONNECT_PORTS: &[u16] = &[443, 8443];
 
 struct Harness {
+    /// Held for a whole exchange: tests on several threads share the
+    /// harness, and the records of one exchange must not mix with another's.
+    one_at_a_time: Mutex<()>,
     rt: tokio::runtime::Runtime,
     proxy: Proxy,
     domains: DomainSet,
@@ -130,6 +133,7 @@ fn harness() -> &'static Harness {
             })
             .expect("the harness's proxy builds");
         Harness {
+            one_at_a_time: Mutex::new(()),
             rt,
             proxy,
             domains,
@@ -233,6 +237,10 @@ pub fn proxy_head(data: &[u8]) {
 /// proxy tried to connect to, the audit records.
 fn exchange(data: &[u8]) -> (Vec<u8>, Vec<SocketAddr>, Vec<AuditRecord>) {
     let h = harness();
+    let _alone = h
+        .one_at_a_time
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
     let response = h.rt.block_on(async {
         let (mut client, server) = tokio::io::duplex(64 * 1024);
         let proxy = h.proxy.clone();

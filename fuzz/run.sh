@@ -14,11 +14,13 @@
 # fix it, copy the input to fuzz/regressions/<target>/, add a unit test
 # beside the code, rerun. The summary line of every run is appended to
 # fuzz/logs/summary.tsv (target, executions, seconds, cov, ft, corpus files,
-# result), the full libFuzzer output to fuzz/logs/<target>.log.
+# result: "clean (limit)" when RUNS or MAX_TIME was reached, "clean
+# (plateau)" when coverage stalled), the full libFuzzer output to fuzz/logs/<target>.log.
 #
 # MODE=cmin only minimises the corpora (no seeds, no fuzzing).
 #
-# Environment: RUNS, PLATEAU, MAX_LEN (libFuzzer -max_len, default 4096;
+# Environment: RUNS, PLATEAU, MAX_TIME (seconds, default none: a longer
+# soak with RUNS=-1 MAX_TIME=3600), MAX_LEN (libFuzzer -max_len, default 4096;
 # the wire targets get 16384), FUZZ_TARGET_DIR (default
 # $HOME/.cache/skrei-fuzz-target), SEED=0 to skip writing the seeds.
 set -euo pipefail
@@ -28,6 +30,7 @@ repo=$(cd .. && pwd)
 
 RUNS=${RUNS:-2000000}
 PLATEAU=${PLATEAU:-600}
+MAX_TIME=${MAX_TIME:-0}
 TARGET_DIR=${FUZZ_TARGET_DIR:-$HOME/.cache/skrei-fuzz-target}
 mkdir -p logs artifacts corpus
 
@@ -68,7 +71,7 @@ for target in $targets; do
         # watched (and interrupted at a plateau) is the fuzzer. Without -jobs,
         # libFuzzer fuzzes in this one process with one worker (-jobs=1
         # -workers=1 would do the same in a child process logging elsewhere).
-        "$bin_dir/$target" -runs="$RUNS" -max_len="$max_len" -timeout=10 \
+        "$bin_dir/$target" -runs="$RUNS" -max_total_time="$MAX_TIME" -max_len="$max_len" -timeout=10 \
             -rss_limit_mb=2048 -print_final_stats=1 \
             -artifact_prefix="$fuzz_dir/artifacts/$target/" "${dict_arg[@]}" \
             "corpus/$target" >"$log" 2>&1 &
@@ -76,7 +79,7 @@ for target in $targets; do
 
         # Watch the log: stop the run once cov and ft have not grown for PLATEAU
         # seconds.
-        last_cov="" last_growth=$start reason="runs"
+        last_cov="" last_growth=$start reason="limit"
         while kill -0 "$pid" 2>/dev/null; do
             sleep 10
             cov=$(grep -oE 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -1 || true)

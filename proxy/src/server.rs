@@ -18,7 +18,7 @@ use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -228,6 +228,19 @@ impl Proxy {
 
     /// Serve one client connection.
     pub async fn serve_connection(&self, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        self.serve_stream(stream, peer).await;
+    }
+
+    /// Serve one client connection over any byte stream: everything
+    /// [`Proxy::serve_connection`] does once the TCP socket is set up. The
+    /// fuzz targets (`fuzz/` at the repository root) drive whole requests
+    /// through it in memory, with a [`Connector`] that records where the
+    /// proxy would connect.
+    pub async fn serve_stream<S>(&self, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let inner = &self.inner;
         let limits = &inner.config.limits;
         let meter = Meter::new();
@@ -242,7 +255,6 @@ impl Proxy {
                 .await;
             return;
         };
-        let _ = stream.set_nodelay(true);
         let activity = Activity::new();
         let mut stream = Tracked::new(stream, activity.clone());
         let mut buf = BytesMut::new();

@@ -125,9 +125,13 @@ impl Manifest {
         Ok(manifest)
     }
 
-    /// Total bytes of the files under this directory.
+    /// Total bytes of the files under this directory, as the entries claim
+    /// them. Saturates at `u64::MAX`: a manifest from the network may claim
+    /// any sizes, and their sum must not overflow (a panic in debug builds).
     pub fn size(&self) -> u64 {
-        self.entries.values().map(|e| e.size).sum()
+        self.entries
+            .values()
+            .fold(0u64, |total, e| total.saturating_add(e.size))
     }
 }
 
@@ -202,6 +206,20 @@ mod tests {
             let err = Manifest::decode(&m.encode()).unwrap_err();
             assert!(matches!(err, ManifestError::Name { .. }), "{bad:?}: {err}");
         }
+    }
+
+    /// Found while writing the fuzz target `manifest` (fuzz/regressions/
+    /// manifest/size-overflow): claimed sizes whose sum overflows made
+    /// `size()`, which `fetch` calls on every fetched directory, panic.
+    #[test]
+    fn claimed_sizes_that_overflow_saturate() {
+        let mut m = Manifest::default();
+        let mut big = file(b"x");
+        big.size = u64::MAX;
+        m.entries.insert("a".into(), big);
+        m.entries.insert("b".into(), file(b"y"));
+        let decoded = Manifest::decode(&m.encode()).unwrap();
+        assert_eq!(decoded.size(), u64::MAX);
     }
 
     #[test]

@@ -1,3 +1,4 @@
 //! End-to-end tests across crates; one module per area.
 
+mod fuzz_corpora;
 mod layering;

@@ -113,10 +113,11 @@ impl<T: SignedKind> Signed<T> {
 }
 
 impl<T: SignedKind> Signed<T> {
-    /// Signs arbitrary bytes as a payload of kind `T`, canonical or not: lets
-    /// tests check what receivers do with well-signed garbage.
-    #[cfg(test)]
-    pub(crate) fn sign_payload(key: &NodeKey, payload: Vec<u8>) -> Signed<T> {
+    /// Signs arbitrary bytes as a payload of kind `T`, canonical or not: what
+    /// a hostile peer can send with its own key. For tests and the fuzz
+    /// targets (`fuzz/` at the repository root), which check what receivers
+    /// do with well-signed garbage; nodes sign values with [`Signed::sign`].
+    pub fn sign_payload(key: &NodeKey, payload: Vec<u8>) -> Signed<T> {
         let signature = key.sign_bytes(&signed_bytes(T::KIND, &payload));
         Signed::from_parts(key.node_id(), payload, signature)
     }

@@ -1,0 +1,4 @@
+#![no_main]
+//! The entry `gossip` of `fuzz_entries::TARGETS` (see fuzz/README.md).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_entries::run("gossip", data));

@@ -91,6 +91,7 @@ pub mod domain;
 pub mod id;
 pub mod job;
 pub mod messages;
+pub mod node;
 pub mod policy;
 pub mod rate;
 pub mod requester;

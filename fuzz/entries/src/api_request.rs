@@ -91,12 +91,17 @@ fn check_passed(peer: SocketAddr, method: &Method, path: &str, headers: &HeaderM
         .get(header::HOST)
         .map(|h| h.to_str().expect("a Host that passed is text"))
         .unwrap_or("");
-    let name = host.rsplit_once(':').map_or(host, |(n, _)| n);
-    let literal = name.trim_start_matches('[').trim_end_matches(']');
-    assert!(
-        literal.parse::<std::net::IpAddr>().is_ok() || name.eq_ignore_ascii_case("localhost"),
-        "Host {host:?} passed: DNS rebinding"
-    );
+    // With or without what may be a port, bracketed or not: an address,
+    // or `localhost`, never another name.
+    let without_port = host.rsplit_once(':').map_or(host, |(n, _)| n);
+    let own = [host, without_port].into_iter().any(|name| {
+        let literal = name
+            .strip_prefix('[')
+            .and_then(|n| n.strip_suffix(']'))
+            .unwrap_or(name);
+        literal.parse::<std::net::IpAddr>().is_ok() || name.eq_ignore_ascii_case("localhost")
+    });
+    assert!(own, "Host {host:?} passed: DNS rebinding");
     if let Some(origin) = headers.get(header::ORIGIN) {
         assert!(
             origin

@@ -221,9 +221,11 @@ impl Node {
         self.requester.job(job_id)
     }
 
-    /// Replaces the acceptance policy (an allowlist reloaded).
-    pub fn set_policy(&mut self, policy: AcceptancePolicy) {
+    /// Replaces the acceptance policy (an allowlist reloaded); node info
+    /// goes out at once to say so.
+    pub fn set_policy(&mut self, now_ms: u64, policy: AcceptancePolicy) {
         self.compute.set_policy(policy);
+        self.next_info_ms = Some(now_ms);
     }
 
     /// The Docker images at hand (`None`: unknown).

@@ -1,6 +1,7 @@
-//! The driver: one task owning the requester and compute state machines,
-//! feeding them what the network, the API, executions and the clock say, and
-//! carrying out what they ask.
+//! The driver: one task owning the node's sans-IO core
+//! ([`protocol::node::Node`]), feeding it what the network, the API,
+//! executions and the clock say, and carrying out what it asks. The rules
+//! live in the core; this file moves bytes, timers, records and executions.
 
 mod pace;
 mod peers;
@@ -12,17 +13,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cid::Cid;
 use iroh::EndpointAddr;
-use protocol::compute::{Compute, ComputeConfig, ComputeInput, ComputeOutput, ToRequester};
+use protocol::compute::ToRequester;
 use protocol::id::{ExecutionId, JobId, NodeId, NodeKey};
 use protocol::job::JobSpec;
-use protocol::messages::{
-    Decline, Direct, DirectMessage, Gossip, GossipMessage, Message, NodeInfo, Outcome,
-};
+use protocol::messages::{Award, Direct, Gossip, GossipMessage, Message, NodeInfo, Outcome};
+use protocol::node::{Node as Core, NodeConfig as CoreConfig, NodeInput, NodeOutput};
 use protocol::policy::AcceptancePolicy;
-use protocol::requester::{
-    ExecutionState, Requester, RequesterConfig, RequesterEvent, RequesterInput, RequesterOutput,
-    ToCompute,
-};
+use protocol::requester::{RequesterEvent, ToCompute};
 use serde::Serialize;
 use storage::download::{DownloadConfig, Downloader};
 use storage::store::Store;
@@ -40,9 +37,6 @@ use peers::{MAX_PEERS, Peers, is_local_ip};
 const IMAGES_EVERY: Duration = Duration::from_secs(5);
 /// How often the allowlist file is checked for changes.
 const POLICY_CHECK_EVERY: Duration = Duration::from_secs(1);
-/// After a peer connects, node info goes out this soon (not at once: a
-/// burst of connections at start-up gives one message).
-const INFO_AFTER_CONNECT: Duration = Duration::from_millis(300);
 
 /// What the API asks of the driver.
 #[derive(Debug)]
@@ -95,9 +89,6 @@ pub struct PeerView {
     pub info: Option<NodeInfo>,
 }
 
-/// An awarded node that disconnected and stays away this long has failed
-/// its execution: the job is re-awarded instead of waiting for its timeout.
-const DISCONNECT_GRACE: Duration = Duration::from_secs(3);
 /// How long another message is offered to a peer that answers "busy".
 const BUSY_RETRY_FOR: Duration = Duration::from_secs(3);
 /// How long a result is offered to an unreachable requester (it may be
@@ -119,11 +110,10 @@ enum Internal {
         execution_id: ExecutionId,
         outcome: Outcome,
     },
-    /// An award could not be delivered: treated as the node declining it.
+    /// An award could not be delivered: the core counts it as declined.
     AwardUndelivered {
         to: NodeId,
-        job_id: JobId,
-        execution_id: ExecutionId,
+        award: Award,
         error: String,
     },
     Fetched {
@@ -144,8 +134,8 @@ pub(super) struct Driver {
     config: NodeConfig,
     key: NodeKey,
     me: NodeId,
-    requester: Requester,
-    compute: Compute,
+    /// The rules: requester, compute side, and what makes them one node.
+    core: Core,
     p2p: P2pHandle,
     store: Arc<Store>,
     db: Arc<Db>,
@@ -154,8 +144,6 @@ pub(super) struct Driver {
     changes: watch::Sender<u64>,
     exec: Arc<ExecContext>,
     running: HashMap<(JobId, ExecutionId), Cancel>,
-    /// Result providers named by compute nodes, until the result is taken.
-    result_providers: HashMap<(JobId, ExecutionId), Vec<String>>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     peers: Peers,
@@ -165,9 +153,6 @@ pub(super) struct Driver {
     /// This node's announcements, paced to what peers take.
     outbox: Pacer<Gossip>,
     info_seq: u64,
-    next_info: tokio::time::Instant,
-    /// Peers gone, and when their awarded executions count as failed.
-    gone: HashMap<NodeId, tokio::time::Instant>,
     allowlist_stamp: Option<(SystemTime, u64)>,
 }
 
@@ -198,37 +183,32 @@ impl Driver {
         let me = key.node_id();
         let seed =
             u64::from_le_bytes(key.to_secret_bytes()[..8].try_into().unwrap_or([0; 8])) ^ now_ms();
-        let mut rc = RequesterConfig::new(me, seed);
-        rc.bid_window_ms = config.bid_window.as_millis() as u64;
-        // Every spare bid holds a slot on its node for the bid's TTL; on a
-        // busy network that idles more slots than a quick re-announcement
-        // (awarded as soon as the known nodes answer) costs on a failure.
-        rc.max_spares = 0;
+        let data_addr = serde_json::to_string(&store.addr()).map_err(|e| e.to_string())?;
+        let mut cc = CoreConfig::new(me, policy, config.engines.iter().cloned(), seed);
+        cc.requester.bid_window_ms = config.bid_window.as_millis() as u64;
         // The requester keeps node infos of the peers the driver keeps,
         // and forgets those the driver evicts.
-        rc.max_known_nodes = MAX_PEERS;
-        let mut requester = Requester::new(rc);
-        let now = now_ms();
-        let unfinished = db.unfinished_jobs().map_err(|e| e.to_string())?;
-        for record in unfinished {
-            tracing::info!(job_id = %record.job_id(), "resuming job");
-            requester.restore(now, record);
-        }
-        let data_addr = serde_json::to_string(&store.addr()).map_err(|e| e.to_string())?;
-        let mut cc = ComputeConfig::new(me, policy, config.engines.iter().cloned(), seed);
-        cc.capacity = config.capacity;
-        cc.result_providers = vec![data_addr.clone()];
-        cc.local_inputs = config
+        cc.requester.max_known_nodes = MAX_PEERS;
+        cc.compute.capacity = config.capacity;
+        cc.compute.result_providers = vec![data_addr.clone()];
+        cc.compute.local_inputs = config
             .local_inputs
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        cc.publish_dirs = config
+        cc.compute.publish_dirs = config
             .publish_dirs
             .iter()
             .map(|p| p.display().to_string())
             .collect();
-        let compute = Compute::new(cc);
+        cc.node_info_interval_ms = config.node_info_interval.as_millis() as u64;
+        let mut core = Core::new(cc);
+        let now = now_ms();
+        let unfinished = db.unfinished_jobs().map_err(|e| e.to_string())?;
+        for record in unfinished {
+            tracing::info!(job_id = %record.job_id(), "resuming job");
+            core.restore(now, record);
+        }
         let downloader = Downloader::new(DownloadConfig {
             allow_private: config.allow_private_downloads,
             ..DownloadConfig::default()
@@ -246,12 +226,10 @@ impl Driver {
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let allowlist_stamp = config.allowlist.as_deref().and_then(stamp);
         Ok(Driver {
-            next_info: tokio::time::Instant::now() + INFO_AFTER_CONNECT,
             config,
             key,
             me,
-            requester,
-            compute,
+            core,
             p2p,
             store,
             db,
@@ -260,14 +238,12 @@ impl Driver {
             changes,
             exec,
             running: HashMap::new(),
-            result_providers: HashMap::new(),
             internal_tx,
             internal_rx,
             peers: Peers::new(MAX_PEERS),
             data_addrs: DataAddrs::default(),
             outbox: Pacer::new(protocol::rate::ANNOUNCE_RATE, MAX_OUTBOX),
             info_seq: 0,
-            gone: HashMap::new(),
             allowlist_stamp,
         })
     }
@@ -314,12 +290,7 @@ impl Driver {
                 Some(()) = sighup => self.check_allowlist(true),
             }
             let now = now_ms();
-            self.requester.handle_timeout(now);
-            self.compute.handle_timeout(now);
-            if tokio::time::Instant::now() >= self.next_info {
-                self.publish_node_info();
-            }
-            self.fail_gone_nodes(now);
+            self.core.handle_timeout(now);
             self.drain();
             self.send_paced(now);
         }
@@ -330,23 +301,18 @@ impl Driver {
         tracing::info!("node stopped");
     }
 
-    /// The next time a state machine or node info wants the driver.
+    /// The next time the core or the outbox wants the driver.
     fn next_deadline(&self) -> tokio::time::Instant {
         let now = now_ms();
-        let machine = [self.requester.poll_timeout(), self.compute.poll_timeout()]
+        let next = [self.core.poll_timeout(), self.outbox.next_ms(now)]
             .into_iter()
             .flatten()
             .min();
-        let mut at = self.next_info;
-        if let Some(gone) = self.gone.values().min() {
-            at = at.min(*gone);
-        }
-        let machine = machine.into_iter().chain(self.outbox.next_ms(now)).min();
-        if let Some(ms) = machine {
-            let wait = Duration::from_millis(ms.saturating_sub(now));
-            at = at.min(tokio::time::Instant::now() + wait);
-        }
-        at
+        // Nothing due: look again in a while anyway (cheap).
+        let wait = next.map_or(Duration::from_secs(60), |ms| {
+            Duration::from_millis(ms.saturating_sub(now))
+        });
+        tokio::time::Instant::now() + wait
     }
 
     fn on_p2p(&mut self, event: P2pEvent) {
@@ -354,7 +320,7 @@ impl Driver {
         match event {
             P2pEvent::Gossip { from, message } => match message {
                 GossipMessage::Announce(announce) => {
-                    self.compute.handle(now, ComputeInput::Announce(announce));
+                    self.core.handle(now, NodeInput::Announce(announce));
                 }
                 GossipMessage::NodeInfo(info) => {
                     // Replayed (seq not above the last), or no room: the
@@ -368,28 +334,26 @@ impl Driver {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(from, info.data_addrs.clone());
-                    self.requester
-                        .handle(now, RequesterInput::NodeInfo { from, info });
+                    self.core.handle(now, NodeInput::NodeInfo { from, info });
                 }
                 _ => {}
             },
-            P2pEvent::Direct { from, message } => self.on_direct(now, from, message),
+            P2pEvent::Direct { from, message } => {
+                self.core.handle(now, NodeInput::Direct { from, message });
+            }
             P2pEvent::Connection { peer, remote } => {
                 let ip = socket_addr(&remote).map(|a| a.ip());
                 let evicted = self.peers.connected(peer, ip);
                 self.forget(evicted);
             }
             P2pEvent::PeerConnected(peer) => {
-                self.gone.remove(&peer);
                 let evicted = self.peers.connected(peer, None);
                 self.forget(evicted);
-                let soon = tokio::time::Instant::now() + INFO_AFTER_CONNECT;
-                self.next_info = self.next_info.min(soon);
+                self.core.handle(now, NodeInput::Connected(peer));
             }
             P2pEvent::PeerDisconnected(peer) => {
                 self.peers.disconnected(&peer);
-                self.gone
-                    .insert(peer, tokio::time::Instant::now() + DISCONNECT_GRACE);
+                self.core.handle(now, NodeInput::Disconnected(peer));
             }
             P2pEvent::Rejected { from, reason } => {
                 tracing::debug!(%from, ?reason, "message refused");
@@ -402,10 +366,11 @@ impl Driver {
         if evicted.is_empty() {
             return;
         }
+        let now = now_ms();
         let mut data_addrs = self.data_addrs.lock().unwrap_or_else(|e| e.into_inner());
         for node in evicted {
             data_addrs.remove(&node);
-            self.requester.forget_node(&node);
+            self.core.handle(now, NodeInput::ForgetNode(node));
         }
     }
 
@@ -422,51 +387,14 @@ impl Driver {
         }
     }
 
-    fn on_direct(&mut self, now: u64, from: NodeId, message: DirectMessage) {
-        let input = match message {
-            DirectMessage::Bid(bid) => RequesterInput::Bid { from, bid },
-            DirectMessage::Refuse(refuse) => RequesterInput::Refuse { from, refuse },
-            DirectMessage::Decline(decline) => RequesterInput::Decline { from, decline },
-            DirectMessage::Result(result) => {
-                // Kept only for an execution this node awarded to `from`:
-                // job and execution ids are free to make (R-SEC-5).
-                let awarded = self.requester.job(&result.job_id).is_some_and(|job| {
-                    !job.state.is_terminal()
-                        && job
-                            .executions
-                            .iter()
-                            .any(|e| e.execution_id == result.execution_id && e.node == from)
-                });
-                if awarded && matches!(result.outcome, Outcome::Completed { .. }) {
-                    self.result_providers.insert(
-                        (result.job_id, result.execution_id),
-                        result.providers.clone(),
-                    );
-                }
-                RequesterInput::Result { from, result }
-            }
-            DirectMessage::Award(award) => {
-                self.compute
-                    .handle(now, ComputeInput::Award { from, award });
-                return;
-            }
-            DirectMessage::Cancel(cancel) => {
-                self.compute
-                    .handle(now, ComputeInput::Cancel { from, cancel });
-                return;
-            }
-            _ => return,
-        };
-        self.requester.handle(now, input);
-    }
-
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Submit { spec, reply } => {
                 let providers = vec![self.data_addr.clone()];
+                let now = now_ms();
                 let result = self
-                    .requester
-                    .submit(now_ms(), *spec, now_ms(), providers)
+                    .core
+                    .submit(now, *spec, now, providers)
                     .map_err(|e| e.to_string());
                 // The job is saved (its first step) before the client hears
                 // its id, so the id is never unknown to the API.
@@ -475,9 +403,10 @@ impl Driver {
             }
             Command::Cancel { job_id, reply } => {
                 let result = self
-                    .requester
-                    .cancel(job_id, "cancelled by the user")
+                    .core
+                    .cancel(now_ms(), job_id, "cancelled by the user")
                     .map_err(|e| e.to_string());
+                self.drain();
                 let _ = reply.send(result);
             }
             Command::Info { reply } => {
@@ -512,32 +441,22 @@ impl Driver {
                 outcome,
             } => {
                 self.running.remove(&(job_id, execution_id));
-                self.compute.handle(
+                self.core.handle(
                     now,
-                    ComputeInput::ExecutionFinished {
+                    NodeInput::ExecutionFinished {
                         job_id,
                         execution_id,
                         outcome,
                     },
                 );
             }
-            Internal::AwardUndelivered {
-                to,
-                job_id,
-                execution_id,
-                error,
-            } => {
-                let decline = Decline {
-                    job_id,
-                    execution_id,
-                    node: to,
-                    reason: format!("the award could not be delivered: {error}"),
-                };
-                self.requester
-                    .handle(now, RequesterInput::Decline { from: to, decline });
+            Internal::AwardUndelivered { to, award, error } => {
+                let msg = ToCompute::Award(award);
+                self.core
+                    .handle(now, NodeInput::Undelivered { to, msg, error });
             }
             Internal::Images(images) => {
-                self.compute.set_local_images(Some(images));
+                self.core.set_local_images(Some(images));
             }
             Internal::Fetched {
                 job_id,
@@ -561,186 +480,119 @@ impl Driver {
         }
     }
 
-    /// Carries out everything both machines asked for, until neither asks
-    /// more (messages between this node's two halves go around again).
+    /// Carries out everything the core asked for.
     fn drain(&mut self) {
-        loop {
-            let mut progressed = false;
-            while let Some(out) = self.requester.poll_output() {
-                progressed = true;
-                self.on_requester_output(out);
-            }
-            while let Some(out) = self.compute.poll_output() {
-                progressed = true;
-                self.on_compute_output(out);
-            }
-            if !progressed {
-                break;
-            }
-        }
-    }
-
-    fn on_requester_output(&mut self, out: RequesterOutput) {
         let now = now_ms();
-        match out {
-            RequesterOutput::Publish(announce) => {
-                match announce.sign(&self.key) {
+        while let Some(out) = self.core.poll_output() {
+            match out {
+                NodeOutput::Publish(announce) => match announce.sign(&self.key) {
                     Ok(signed) => {
                         self.outbox.push(Gossip::Announce(signed));
                         self.send_paced(now);
                     }
                     Err(e) => tracing::error!("signing an announcement: {e}"),
+                },
+                NodeOutput::ToCompute { to, msg } => {
+                    let (direct, award) = match msg {
+                        ToCompute::Award(award) => {
+                            (award.sign(&self.key).map(Direct::from), Some(award))
+                        }
+                        ToCompute::Cancel(cancel) => {
+                            (cancel.sign(&self.key).map(Direct::from), None)
+                        }
+                    };
+                    self.send(to, direct, award);
                 }
-                self.compute.handle(now, ComputeInput::Announce(announce));
-            }
-            RequesterOutput::Send { to, msg } if to == self.me => {
-                let input = match msg {
-                    ToCompute::Award(award) => ComputeInput::Award {
-                        from: self.me,
-                        award,
-                    },
-                    ToCompute::Cancel(cancel) => ComputeInput::Cancel {
-                        from: self.me,
-                        cancel,
-                    },
-                };
-                self.compute.handle(now, input);
-            }
-            RequesterOutput::Send { to, msg } => {
-                let (direct, award) = match msg {
-                    ToCompute::Award(award) => (
-                        award.sign(&self.key).map(Direct::from),
-                        Some((award.job_id, award.execution_id)),
-                    ),
-                    ToCompute::Cancel(cancel) => (cancel.sign(&self.key).map(Direct::from), None),
-                };
-                self.send(to, direct, award);
-            }
-            RequesterOutput::Event { job_id, event } => self.on_job_event(job_id, event),
-        }
-    }
-
-    fn on_compute_output(&mut self, out: ComputeOutput) {
-        let now = now_ms();
-        match out {
-            ComputeOutput::Send { to, msg } if to == self.me => {
-                let from = self.me;
-                let input = match msg {
-                    ToRequester::Bid(bid) => RequesterInput::Bid { from, bid },
-                    ToRequester::Refuse(refuse) => RequesterInput::Refuse { from, refuse },
-                    ToRequester::Decline(decline) => RequesterInput::Decline { from, decline },
-                    ToRequester::Result(result) => {
-                        self.result_providers.insert(
-                            (result.job_id, result.execution_id),
-                            result.providers.clone(),
-                        );
-                        RequesterInput::Result { from, result }
-                    }
-                };
-                self.requester.handle(now, input);
-            }
-            ComputeOutput::Send { to, msg } => {
-                let direct = match msg {
-                    ToRequester::Bid(m) => m.sign(&self.key).map(Direct::from),
-                    ToRequester::Refuse(m) => m.sign(&self.key).map(Direct::from),
-                    ToRequester::Decline(m) => m.sign(&self.key).map(Direct::from),
-                    ToRequester::Result(m) => m.sign(&self.key).map(Direct::from),
-                };
-                self.send(to, direct, None);
-            }
-            ComputeOutput::Start {
-                job_id,
-                execution_id,
-                spec,
-                providers,
-            } => {
-                tracing::info!(%job_id, %execution_id, "starting execution");
-                let cancel = Cancel::default();
-                self.running.insert((job_id, execution_id), cancel.clone());
-                let ctx = self.exec.clone();
-                let tx = self.internal_tx.clone();
-                let p2p = self.p2p.clone();
-                let data_addrs = self.data_addrs.clone();
-                let deny = self.control_plane();
-                tokio::spawn(async move {
-                    let mut providers = providers;
-                    for cid in exec::content_inputs(&spec) {
-                        find_providers(&p2p, &data_addrs, cid, &mut providers).await;
-                    }
-                    let outcome =
-                        exec::run(ctx, job_id, execution_id, spec, providers, deny, cancel).await;
-                    if let Outcome::Failed { reason } = &outcome {
-                        tracing::warn!(%job_id, %execution_id, "execution failed: {reason}");
-                    }
-                    let _ = tx.send(Internal::Finished {
-                        job_id,
-                        execution_id,
-                        outcome,
-                    });
-                });
-            }
-            ComputeOutput::Stop {
-                job_id,
-                execution_id,
-            } => {
-                if let Some(cancel) = self.running.get(&(job_id, execution_id)) {
-                    cancel.cancel();
+                NodeOutput::ToRequester { to, msg } => {
+                    let direct = match msg {
+                        ToRequester::Bid(m) => m.sign(&self.key).map(Direct::from),
+                        ToRequester::Refuse(m) => m.sign(&self.key).map(Direct::from),
+                        ToRequester::Decline(m) => m.sign(&self.key).map(Direct::from),
+                        ToRequester::Result(m) => m.sign(&self.key).map(Direct::from),
+                    };
+                    self.send(to, direct, None);
                 }
-            }
-            ComputeOutput::Event { job_id, event } => {
-                tracing::debug!(%job_id, ?event, "compute");
-            }
-        }
-    }
-
-    /// Executions awarded to nodes that left and did not come back fail,
-    /// so their jobs are re-awarded (R-OPS-2: a job whose node dies).
-    fn fail_gone_nodes(&mut self, now: u64) {
-        let clock = tokio::time::Instant::now();
-        let expired: Vec<NodeId> = self
-            .gone
-            .iter()
-            .filter(|(_, at)| **at <= clock)
-            .map(|(n, _)| *n)
-            .collect();
-        for node in expired {
-            self.gone.remove(&node);
-            let lost: Vec<(JobId, ExecutionId)> = self
-                .requester
-                .jobs()
-                .filter(|j| !j.state.is_terminal())
-                .flat_map(|j| {
-                    j.executions
-                        .iter()
-                        .filter(|e| e.node == node && e.state == ExecutionState::Awarded)
-                        .map(move |e| (j.job_id(), e.execution_id))
-                })
-                .collect();
-            for (job_id, execution_id) in lost {
-                tracing::warn!(%job_id, %node, "the node running the job is gone; re-awarding");
-                let result = protocol::messages::ResultMsg {
+                NodeOutput::Start {
+                    job_id,
+                    execution_id,
+                    spec,
+                    providers,
+                } => self.start(job_id, execution_id, spec, providers),
+                NodeOutput::Stop {
+                    job_id,
+                    execution_id,
+                } => {
+                    if let Some(cancel) = self.running.get(&(job_id, execution_id)) {
+                        cancel.cancel();
+                    }
+                }
+                NodeOutput::JobEvent { job_id, event } => self.on_job_event(now, job_id, event),
+                NodeOutput::ResultAccepted {
                     job_id,
                     execution_id,
                     node,
-                    outcome: Outcome::Failed {
-                        reason: format!(
-                            "the node disconnected and did not come back within {}s",
-                            DISCONNECT_GRACE.as_secs()
-                        ),
-                    },
-                    providers: Vec::new(),
-                };
-                self.requester
-                    .handle(now, RequesterInput::Result { from: node, result });
+                    result_cid,
+                    exit_code,
+                    providers,
+                } => {
+                    let stored = self.db.add_result(
+                        &job_id,
+                        execution_id.0,
+                        &node,
+                        &result_cid.to_string(),
+                        exit_code,
+                        &providers,
+                    );
+                    if let Err(e) = stored {
+                        tracing::error!(%job_id, "recording a result: {e}");
+                    }
+                    self.fetch_result(job_id, execution_id, result_cid, providers);
+                }
+                NodeOutput::ComputeEvent { job_id, event } => {
+                    tracing::debug!(%job_id, ?event, "compute");
+                }
+                NodeOutput::NodeInfoDue => self.publish_node_info(),
             }
         }
+    }
+
+    fn start(
+        &mut self,
+        job_id: JobId,
+        execution_id: ExecutionId,
+        spec: JobSpec,
+        providers: Vec<String>,
+    ) {
+        tracing::info!(%job_id, %execution_id, "starting execution");
+        let cancel = Cancel::default();
+        self.running.insert((job_id, execution_id), cancel.clone());
+        let ctx = self.exec.clone();
+        let tx = self.internal_tx.clone();
+        let p2p = self.p2p.clone();
+        let data_addrs = self.data_addrs.clone();
+        let deny = self.control_plane();
+        tokio::spawn(async move {
+            let mut providers = providers;
+            for cid in exec::content_inputs(&spec) {
+                find_providers(&p2p, &data_addrs, cid, &mut providers).await;
+            }
+            let outcome = exec::run(ctx, job_id, execution_id, spec, providers, deny, cancel).await;
+            if let Outcome::Failed { reason } = &outcome {
+                tracing::warn!(%job_id, %execution_id, "execution failed: {reason}");
+            }
+            let _ = tx.send(Internal::Finished {
+                job_id,
+                execution_id,
+                outcome,
+            });
+        });
     }
 
     fn send(
         &self,
         to: NodeId,
         direct: Result<Direct, protocol::messages::MessageError>,
-        award: Option<(JobId, ExecutionId)>,
+        award: Option<Award>,
     ) {
         let direct = match direct {
             Ok(d) => d,
@@ -785,11 +637,10 @@ impl Driver {
             }
             if let Err(e) = sent {
                 tracing::debug!(%to, "message not delivered: {e}");
-                if let Some((job_id, execution_id)) = award {
+                if let Some(award) = award {
                     let _ = tx.send(Internal::AwardUndelivered {
                         to,
-                        job_id,
-                        execution_id,
+                        award,
                         error: e.to_string(),
                     });
                 }
@@ -797,45 +648,14 @@ impl Driver {
         });
     }
 
-    fn on_job_event(&mut self, job_id: JobId, event: RequesterEvent) {
-        let now = now_ms();
+    /// Stores the job's record with the step that changed it. The core
+    /// forgets ended jobs after a while; the database keeps them.
+    fn on_job_event(&mut self, now: u64, job_id: JobId, event: RequesterEvent) {
         tracing::info!(%job_id, ?event, "job");
-        if let RequesterEvent::Completed {
-            node,
-            execution_id,
-            result_cid,
-            exit_code,
-        } = &event
-        {
-            let providers = self
-                .result_providers
-                .remove(&(job_id, *execution_id))
-                .unwrap_or_default();
-            let stored = self.db.add_result(
-                &job_id,
-                execution_id.0,
-                node,
-                &result_cid.to_string(),
-                *exit_code,
-                &providers,
-            );
-            if let Err(e) = stored {
-                tracing::error!(%job_id, "recording a result: {e}");
-            }
-            self.fetch_result(job_id, *execution_id, *result_cid, providers);
-        }
-        if let Some(record) = self.requester.job(&job_id)
+        if let Some(record) = self.core.job(&job_id)
             && let Err(e) = self.db.save_job(record, Some((now, &event)))
         {
             tracing::error!(%job_id, "saving the job: {e}");
-        }
-        if matches!(
-            event,
-            RequesterEvent::JobCompleted
-                | RequesterEvent::JobFailed { .. }
-                | RequesterEvent::JobCancelled
-        ) {
-            self.result_providers.retain(|(j, _), _| *j != job_id);
         }
         self.changed();
     }
@@ -900,7 +720,7 @@ impl Driver {
             return;
         };
         match docker.image_refs().await {
-            Ok(images) => self.compute.set_local_images(Some(images)),
+            Ok(images) => self.core.set_local_images(Some(images)),
             Err(e) => tracing::warn!("{e}"),
         }
         let tx = self.internal_tx.clone();
@@ -961,10 +781,9 @@ impl Driver {
         self.allowlist_stamp = now;
         match load_policy(self.config.accept_network, Some(&path)) {
             Ok(policy) => {
-                if &policy != self.compute.policy() {
+                if &policy != self.core.compute().policy() {
                     tracing::info!(allowlist = %path.display(), "allowlist reloaded");
-                    self.compute.set_policy(policy);
-                    self.next_info = tokio::time::Instant::now();
+                    self.core.set_policy(now_ms(), policy);
                 }
             }
             Err(e) => tracing::error!("keeping the previous allowlist: {e}"),
@@ -973,12 +792,13 @@ impl Driver {
 
     fn node_info(&mut self) -> NodeInfo {
         self.info_seq += 1;
-        let policy = self.compute.policy();
+        let compute = self.core.compute();
+        let policy = compute.policy();
         NodeInfo {
             node: self.me,
             engines: self.config.engines.clone(),
-            capacity: self.compute.config().capacity,
-            running: self.compute.running(),
+            capacity: compute.config().capacity,
+            running: compute.running(),
             accept_network: policy.accept(),
             allowlist_digest: policy.allowlist().map(|a| a.digest()),
             api_addrs: vec![self.api_addr.to_string()],
@@ -994,7 +814,6 @@ impl Driver {
     }
 
     fn publish_node_info(&mut self) {
-        self.next_info = tokio::time::Instant::now() + self.config.node_info_interval;
         let info = self.node_info();
         match info.sign(&self.key) {
             Ok(signed) => {
@@ -1022,7 +841,8 @@ impl Driver {
     }
 
     fn view(&self) -> NodeView {
-        let policy = self.compute.policy();
+        let compute = self.core.compute();
+        let policy = compute.policy();
         NodeView {
             node_id: self.me.to_string(),
             p2p_addrs: self
@@ -1034,8 +854,8 @@ impl Driver {
             api_addr: self.api_addr.to_string(),
             data_addr: self.data_addr.clone(),
             engines: self.config.engines.clone(),
-            capacity: self.compute.config().capacity,
-            running: self.compute.running(),
+            capacity: compute.config().capacity,
+            running: compute.running(),
             accept_network: policy.accept().to_string(),
             allowlist: self
                 .config

@@ -53,13 +53,15 @@ pub struct NodeConfig {
     /// An awarded node that disconnected and stays away this long has
     /// failed its execution. Default 3 s.
     pub disconnect_grace_ms: u64,
-    /// Node info goes out this often. Default 30 s.
+    /// Node info goes out this often. Default 30 s; 0: never (a network
+    /// model that does not gossip node info).
     pub node_info_interval_ms: u64,
     /// ... and this soon after a peer connects. Default 300 ms.
     pub node_info_after_connect_ms: u64,
     /// Ended jobs are kept in memory this long, then forgotten (the
-    /// driver's database keeps them). Default 10 min.
-    pub retention_ms: u64,
+    /// driver's database keeps them). Default 10 min; `None`: kept (a
+    /// simulation that reads every record at the end).
+    pub retention_ms: Option<u64>,
 }
 
 impl NodeConfig {
@@ -81,7 +83,7 @@ impl NodeConfig {
             disconnect_grace_ms: 3_000,
             node_info_interval_ms: 30_000,
             node_info_after_connect_ms: 300,
-            retention_ms: 10 * 60 * 1000,
+            retention_ms: Some(10 * 60 * 1000),
         }
     }
 }
@@ -225,7 +227,9 @@ impl Node {
     /// goes out at once to say so.
     pub fn set_policy(&mut self, now_ms: u64, policy: AcceptancePolicy) {
         self.compute.set_policy(policy);
-        self.next_info_ms = Some(now_ms);
+        if self.config.node_info_interval_ms > 0 {
+            self.next_info_ms = Some(now_ms);
+        }
     }
 
     /// The Docker images at hand (`None`: unknown).
@@ -275,12 +279,14 @@ impl Node {
             NodeInput::Direct { from, message } => self.on_direct(now_ms, from, message),
             NodeInput::Connected(peer) => {
                 self.gone.remove(&peer);
-                let soon = now_ms + self.config.node_info_after_connect_ms;
-                self.next_info_ms = Some(self.next_info_ms.map_or(soon, |at| at.min(soon)));
+                if self.config.node_info_interval_ms > 0 {
+                    let soon = now_ms.saturating_add(self.config.node_info_after_connect_ms);
+                    self.next_info_ms = Some(self.next_info_ms.map_or(soon, |at| at.min(soon)));
+                }
             }
             NodeInput::Disconnected(peer) => {
                 self.gone
-                    .insert(peer, now_ms + self.config.disconnect_grace_ms);
+                    .insert(peer, now_ms.saturating_add(self.config.disconnect_grace_ms));
             }
             NodeInput::ExecutionFinished {
                 job_id,
@@ -321,7 +327,7 @@ impl Node {
         self.compute.handle_timeout(now_ms);
         self.fail_gone_nodes(now_ms);
         if self.next_info_ms.is_some_and(|at| at <= now_ms) {
-            self.next_info_ms = Some(now_ms + self.config.node_info_interval_ms);
+            self.next_info_ms = Some(now_ms.saturating_add(self.config.node_info_interval_ms));
             self.out.push_back(NodeOutput::NodeInfoDue);
         }
         while let Some(entry) = self.retire.first_entry() {
@@ -356,8 +362,8 @@ impl Node {
 
     /// The first input sets the node-info clock going.
     fn arm_node_info(&mut self, now_ms: u64) {
-        if self.next_info_ms.is_none() {
-            self.next_info_ms = Some(now_ms + self.config.node_info_after_connect_ms);
+        if self.next_info_ms.is_none() && self.config.node_info_interval_ms > 0 {
+            self.next_info_ms = Some(now_ms.saturating_add(self.config.node_info_after_connect_ms));
         }
     }
 
@@ -554,8 +560,10 @@ impl Node {
         self.out.push_back(NodeOutput::JobEvent { job_id, event });
         if ended {
             self.result_providers.retain(|(j, _), _| *j != job_id);
-            self.retire
-                .insert((now_ms + self.config.retention_ms, job_id), ());
+            if let Some(retention) = self.config.retention_ms {
+                self.retire
+                    .insert((now_ms.saturating_add(retention), job_id), ());
+            }
         }
     }
 }

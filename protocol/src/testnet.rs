@@ -1,7 +1,8 @@
 //! A tiny deterministic network for testing the requester and compute state
 //! machines together, and the helpers their unit tests share.
 //!
-//! Every node runs a [`Requester`] and a [`Compute`]. Messages travel
+//! Every node runs a [`Node`], the object the daemon and simnet run, with
+//! the same defaults ([`NodeConfig::new`]) but for shorter timeouts. Messages travel
 //! through one event queue ordered by (time, sequence) with delays, losses
 //! and silent nodes drawn from the test's random schedule; executions end
 //! after a drawn time, completed or failed, or never (a node that hangs).
@@ -16,7 +17,9 @@ use crate::compute::{Compute, ComputeConfig, ComputeInput, ComputeOutput, ToRequ
 use crate::domain::DomainSet;
 use crate::id::{DAG_CBOR, ExecutionId, JobId, NodeId, NodeKey, blake3_cid};
 use crate::job::{JobSpec, NetworkMode};
+use crate::messages::DirectMessage;
 use crate::messages::Outcome;
+use crate::node::{Node, NodeConfig, NodeInput, NodeOutput};
 use crate::policy::{AcceptancePolicy, Allowlist, Decision};
 use crate::requester::{
     JobState, Requester, RequesterConfig, RequesterEvent, RequesterInput, RequesterOutput,
@@ -106,8 +109,9 @@ struct Plan {
 
 #[derive(Debug, Clone)]
 enum Delivery {
-    ToCompute(usize, ComputeInput),
-    ToRequester(usize, RequesterInput),
+    /// An input for node `.0`: a message from the network, or an
+    /// execution's end.
+    Input(usize, Box<NodeInput>),
     Submit(usize),
     Cancel(usize, usize),
     Reload(usize),
@@ -117,8 +121,7 @@ enum Delivery {
 struct Sim {
     plan: Plan,
     ids: Vec<NodeId>,
-    requesters: Vec<Requester>,
-    computes: Vec<Compute>,
+    nodes: Vec<Node>,
     queue: BTreeMap<(u64, u64), Delivery>,
     seq: u64,
     rng: u64,
@@ -137,32 +140,33 @@ struct Sim {
 impl Sim {
     fn new(plan: Plan) -> Sim {
         let ids: Vec<NodeId> = (0..plan.nodes.len()).map(|i| node(i as u8)).collect();
-        let mut requesters = Vec::new();
-        let mut computes = Vec::new();
+        let mut nodes = Vec::new();
         for (i, n) in plan.nodes.iter().enumerate() {
-            let mut rc = RequesterConfig::new(ids[i], plan.seed ^ i as u64);
+            let mut config = NodeConfig::new(
+                ids[i],
+                policy(n.accept, n.allowlist.as_deref()),
+                n.engines.iter().map(|e| e.to_string()),
+                plan.seed ^ i as u64,
+            );
+            let rc = &mut config.requester;
             rc.queue_timeout_ms = plan.queue_timeout_ms;
             rc.execution_timeout_ms = 2_000;
             rc.execution_grace_ms = 500;
             rc.max_attempts = 4;
             rc.bid_ttl_ms = 800;
-            requesters.push(Requester::new(rc));
-            let mut cc = ComputeConfig::new(
-                ids[i],
-                policy(n.accept, n.allowlist.as_deref()),
-                n.engines.iter().copied(),
-                plan.seed,
-            );
-            cc.capacity = n.capacity;
-            cc.bid_ttl_ms = 1_000;
-            computes.push(Compute::new(cc));
+            config.compute.capacity = n.capacity;
+            config.compute.bid_ttl_ms = 1_000;
+            // The end-of-run checks read every job's record; node info
+            // is not modelled (and would keep the run going forever).
+            config.retention_ms = None;
+            config.node_info_interval_ms = 0;
+            nodes.push(Node::new(config));
         }
         let mut sim = Sim {
             rng: plan.seed | 1,
             plan,
             ids,
-            requesters,
-            computes,
+            nodes,
             queue: BTreeMap::new(),
             seq: 0,
             now: 0,
@@ -225,15 +229,7 @@ impl Sim {
             steps += 1;
             assert!(steps < 200_000, "the simulation does not settle");
             // Wake the machines whose deadlines come first.
-            let next_timer = (0..self.ids.len())
-                .flat_map(|i| {
-                    [
-                        self.requesters[i].poll_timeout(),
-                        self.computes[i].poll_timeout(),
-                    ]
-                })
-                .flatten()
-                .min();
+            let next_timer = self.nodes.iter().filter_map(Node::poll_timeout).min();
             let next_event = self.queue.keys().next().map(|k| k.0);
             let now = match (next_timer, next_event) {
                 (None, None) => break,
@@ -251,8 +247,7 @@ impl Sim {
             self.now = now;
             self.deliver(delivery);
             for i in 0..self.ids.len() {
-                self.requesters[i].handle_timeout(self.now);
-                self.computes[i].handle_timeout(self.now);
+                self.nodes[i].handle_timeout(self.now);
                 self.drain(i);
             }
         }
@@ -265,74 +260,66 @@ impl Sim {
             Delivery::Submit(j) => {
                 let job = self.plan.jobs[j].clone();
                 let spec = spec(job.engine, job.mode, &job.domains, job.count);
-                let id = self.requesters[job.by]
+                let id = self.nodes[job.by]
                     .submit(self.now, spec, self.now, vec![])
                     .expect("a valid job");
                 self.job_ids.insert(j, (job.by, id));
+                self.drain(job.by);
             }
             Delivery::Cancel(i, j) => {
                 if let Some((_, id)) = self.job_ids.get(&j).copied() {
-                    let _ = self.requesters[i].cancel(id, "test");
+                    let _ = self.nodes[i].cancel(self.now, id, "test");
+                    self.drain(i);
                 }
             }
             Delivery::Reload(i) => {
                 let (_, mode, allow) = self.plan.nodes[i].reload.clone().expect("a reload");
-                self.computes[i].set_policy(policy(mode, allow.as_deref()));
+                self.nodes[i].set_policy(self.now, policy(mode, allow.as_deref()));
                 self.reloaded.insert(i);
             }
-            Delivery::ToCompute(i, input) => {
+            Delivery::Input(i, input) => {
                 if !self.silent(i) {
-                    self.computes[i].handle(self.now, input);
-                }
-            }
-            Delivery::ToRequester(i, input) => {
-                if !self.silent(i) {
-                    self.requesters[i].handle(self.now, input);
+                    self.nodes[i].handle(self.now, *input);
+                    self.drain(i);
                 }
             }
         }
     }
 
     fn drain(&mut self, i: usize) {
-        while let Some(out) = self.requesters[i].poll_output() {
-            self.trace.push(format!("{} r{i} {out:?}", self.now));
-            self.check_requester(i, &out);
+        let from = self.ids[i];
+        while let Some(out) = self.nodes[i].poll_output() {
+            self.trace.push(format!("{} n{i} {out:?}", self.now));
+            self.check_output(i, &out);
             match out {
-                RequesterOutput::Publish(announce) => {
-                    for to in 0..self.ids.len() {
-                        self.transmit(
-                            i,
-                            Delivery::ToCompute(to, ComputeInput::Announce(announce.clone())),
-                        );
+                NodeOutput::Publish(announce) => {
+                    // Its own compute side has it already.
+                    for to in (0..self.ids.len()).filter(|to| *to != i) {
+                        let input = NodeInput::Announce(announce.clone());
+                        self.transmit(i, Delivery::Input(to, Box::new(input)));
                     }
                 }
-                RequesterOutput::Send { to, msg } => {
+                NodeOutput::ToCompute { to, msg } => {
                     let to = self.index(&to);
-                    let from = self.ids[i];
-                    let input = match msg {
-                        ToCompute::Award(award) => ComputeInput::Award { from, award },
-                        ToCompute::Cancel(cancel) => ComputeInput::Cancel { from, cancel },
+                    let message = match msg {
+                        ToCompute::Award(award) => DirectMessage::Award(award),
+                        ToCompute::Cancel(cancel) => DirectMessage::Cancel(cancel),
                     };
-                    self.transmit(i, Delivery::ToCompute(to, input));
+                    let input = NodeInput::Direct { from, message };
+                    self.transmit(i, Delivery::Input(to, Box::new(input)));
                 }
-                RequesterOutput::Event { .. } => {}
-            }
-        }
-        while let Some(out) = self.computes[i].poll_output() {
-            self.trace.push(format!("{} c{i} {out:?}", self.now));
-            match out {
-                ComputeOutput::Send { to, msg } => {
+                NodeOutput::ToRequester { to, msg } => {
                     let to = self.index(&to);
-                    let from = self.ids[i];
-                    let input = match msg {
-                        ToRequester::Bid(bid) => RequesterInput::Bid { from, bid },
-                        ToRequester::Refuse(refuse) => RequesterInput::Refuse { from, refuse },
-                        ToRequester::Decline(decline) => RequesterInput::Decline { from, decline },
-                        ToRequester::Result(result) => RequesterInput::Result { from, result },
+                    let message = match msg {
+                        ToRequester::Bid(bid) => DirectMessage::Bid(bid),
+                        ToRequester::Refuse(refuse) => DirectMessage::Refuse(refuse),
+                        ToRequester::Decline(decline) => DirectMessage::Decline(decline),
+                        ToRequester::Result(result) => DirectMessage::Result(result),
                     };
-                    self.transmit(i, Delivery::ToRequester(to, input));
+                    let input = NodeInput::Direct { from, message };
+                    self.transmit(i, Delivery::Input(to, Box::new(input)));
                 }
-                ComputeOutput::Start {
+                NodeOutput::Start {
                     job_id,
                     execution_id,
                     spec,
@@ -341,7 +328,11 @@ impl Sim {
                     self.check_start(i, &spec);
                     self.schedule_run(i, job_id, execution_id);
                 }
-                ComputeOutput::Stop { .. } | ComputeOutput::Event { .. } => {}
+                NodeOutput::Stop { .. }
+                | NodeOutput::JobEvent { .. }
+                | NodeOutput::ResultAccepted { .. }
+                | NodeOutput::ComputeEvent { .. }
+                | NodeOutput::NodeInfoDue => {}
             }
         }
     }
@@ -365,13 +356,13 @@ impl Sim {
         };
         self.push(
             self.now + ms,
-            Delivery::ToCompute(
+            Delivery::Input(
                 i,
-                ComputeInput::ExecutionFinished {
+                Box::new(NodeInput::ExecutionFinished {
                     job_id,
                     execution_id,
                     outcome,
-                },
+                }),
             ),
         );
     }
@@ -393,13 +384,16 @@ impl Sim {
             self.now
         );
         assert!(n.engines.contains(&task.engine.kind()), "no such engine");
-        assert!(self.computes[i].running() <= n.capacity, "over capacity");
+        assert!(
+            self.nodes[i].compute().running() <= n.capacity,
+            "over capacity"
+        );
     }
 
     /// Invariant 2: at most `Count` completions, one JobCompleted, nothing
     /// after the end.
-    fn check_requester(&mut self, _i: usize, out: &RequesterOutput) {
-        let RequesterOutput::Event { job_id, event } = out else {
+    fn check_output(&mut self, _i: usize, out: &NodeOutput) {
+        let NodeOutput::JobEvent { job_id, event } = out else {
             return;
         };
         assert!(
@@ -425,7 +419,7 @@ impl Sim {
     /// Invariants 2 and 3, at the end.
     fn check_end(&self) {
         for (j, (by, id)) in &self.job_ids {
-            let record = self.requesters[*by].job(id).expect("the job is kept");
+            let record = self.nodes[*by].job(id).expect("the job is kept");
             let count = self.plan.jobs[*j].count;
             let nodes: BTreeSet<NodeId> = record.executions.iter().map(|e| e.node).collect();
             assert_eq!(nodes.len(), record.executions.len(), "a node awarded twice");
@@ -597,7 +591,7 @@ proptest! {
         let sim = Sim::new(plan).run();
         sim.check_end();
         for (by, id) in sim.job_ids.values() {
-            let state = &sim.requesters[*by].job(id).unwrap().state;
+            let state = &sim.nodes[*by].job(id).unwrap().state;
             prop_assert_eq!(state, &JobState::Completed);
         }
     }
@@ -647,10 +641,7 @@ fn a_healthy_network_completes_every_job() {
     .run();
     sim.check_end();
     for (by, id) in sim.job_ids.values() {
-        assert_eq!(
-            sim.requesters[*by].job(id).unwrap().state,
-            JobState::Completed
-        );
+        assert_eq!(sim.nodes[*by].job(id).unwrap().state, JobState::Completed);
     }
 }
 

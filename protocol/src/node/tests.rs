@@ -260,7 +260,7 @@ fn ended_jobs_are_forgotten_after_the_retention_window() {
     a.cancel(100, job, "not needed").unwrap();
     let out = drain(&mut a);
     assert!(job_events(&out).contains(&&RequesterEvent::JobCancelled));
-    let retention = a.config().retention_ms;
+    let retention = a.config().retention_ms.expect("the default forgets");
     run_until(&mut a, 100 + retention - 1);
     assert!(a.job(&job).is_some(), "kept within the window");
     run_until(&mut a, 100 + retention);

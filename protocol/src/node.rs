@@ -16,7 +16,9 @@
 //! - **Disconnect grace.** An awarded node that disconnects and stays away
 //!   [`NodeConfig::disconnect_grace_ms`] has failed its execution: the job is
 //!   re-awarded now, not after the execution timeout.
-//! - **Undeliverable awards** count as declines.
+//! - **Undeliverable awards** count as declines; **undeliverable results**
+//!   are offered again, backing off, for [`NodeConfig::result_retry_ms`]
+//!   (their requester may be restarting).
 //! - **Results' providers.** The blob-store addresses a compute node names
 //!   in its result are kept only for an execution this node awarded to it
 //!   (ids are free to make up) and handed out with the completed result
@@ -58,6 +60,13 @@ pub struct NodeConfig {
     pub node_info_interval_ms: u64,
     /// ... and this soon after a peer connects. Default 300 ms.
     pub node_info_after_connect_ms: u64,
+    /// How long a result that could not be delivered is offered again.
+    /// Default 2 min.
+    pub result_retry_ms: u64,
+    /// After a restart, an awarded node this node has not connected to
+    /// within this long has failed its execution: it may have died while
+    /// this node was down, which no disconnection will tell. Default 30 s.
+    pub restart_grace_ms: u64,
     /// Ended jobs are kept in memory this long, then forgotten (the
     /// driver's database keeps them). Default 10 min; `None`: kept (a
     /// simulation that reads every record at the end).
@@ -81,6 +90,8 @@ impl NodeConfig {
             requester,
             compute: ComputeConfig::new(me, policy, engines, seed.rotate_left(17)),
             disconnect_grace_ms: 3_000,
+            restart_grace_ms: 30_000,
+            result_retry_ms: 120_000,
             node_info_interval_ms: 30_000,
             node_info_after_connect_ms: 300,
             retention_ms: Some(10 * 60 * 1000),
@@ -111,17 +122,24 @@ pub enum NodeInput {
         execution_id: ExecutionId,
         outcome: Outcome,
     },
-    /// A message to `to` could not be delivered (an award counts as
-    /// declined).
+    /// A message to `to` could not be delivered: an award counts as
+    /// declined, a result is offered again later.
     Undelivered {
         to: NodeId,
-        msg: ToCompute,
+        msg: Outgoing,
         error: String,
     },
     /// The driver's estimate of the network's size (0: unknown).
     NetworkSize(u64),
     /// The driver let go of what it knew of a peer.
     ForgetNode(NodeId),
+}
+
+/// A message this node sends to another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outgoing {
+    ToCompute(ToCompute),
+    ToRequester(ToRequester),
 }
 
 /// What the node asks its driver to do.
@@ -131,9 +149,13 @@ pub enum NodeOutput {
     Publish(Announce),
     /// Sign and send a message of this node's requester.
     ToCompute { to: NodeId, msg: ToCompute },
-    /// Sign and send a message of this node's compute side; a result is
-    /// worth retrying while its requester is away.
-    ToRequester { to: NodeId, msg: ToRequester },
+    /// Sign and send a message of this node's compute side. `attempt` is
+    /// 0 the first time, then counts the offers of an undelivered result.
+    ToRequester {
+        to: NodeId,
+        msg: ToRequester,
+        attempt: u32,
+    },
     /// Fetch the inputs and run the job; report with
     /// [`NodeInput::ExecutionFinished`].
     Start {
@@ -169,6 +191,17 @@ pub enum NodeOutput {
     NodeInfoDue,
 }
 
+/// A result offered again until it is taken or its time is up.
+#[derive(Debug, Clone)]
+struct Resend {
+    to: NodeId,
+    result: ResultMsg,
+    until_ms: u64,
+    next_ms: u64,
+    backoff_ms: u64,
+    attempt: u32,
+}
+
 /// One node's sans-IO core.
 #[derive(Debug)]
 pub struct Node {
@@ -182,6 +215,8 @@ pub struct Node {
     result_providers: BTreeMap<(JobId, ExecutionId), Vec<String>>,
     /// Ended jobs, by when they are forgotten.
     retire: BTreeMap<(u64, JobId), ()>,
+    /// Results to offer again, by execution.
+    resend: BTreeMap<(JobId, ExecutionId), Resend>,
     next_info_ms: Option<u64>,
 }
 
@@ -195,6 +230,7 @@ impl Node {
             gone: BTreeMap::new(),
             result_providers: BTreeMap::new(),
             retire: BTreeMap::new(),
+            resend: BTreeMap::new(),
             next_info_ms: None,
         }
     }
@@ -237,9 +273,46 @@ impl Node {
         self.compute.set_local_images(images);
     }
 
-    /// Takes back a job this node had before it stopped.
+    /// Takes back a job this node had before it stopped. Executions it had
+    /// awarded to itself died with it (its compute side starts empty):
+    /// they fail now, so the job is re-awarded instead of waiting out its
+    /// execution timeout. Nodes it had awarded work to must connect within
+    /// [`NodeConfig::restart_grace_ms`], or their executions fail too.
     pub fn restore(&mut self, now_ms: u64, record: JobRecord) {
+        let me = self.me();
+        let job_id = record.job_id();
+        if !record.state.is_terminal() {
+            let deadline = now_ms.saturating_add(self.config.restart_grace_ms);
+            for e in &record.executions {
+                if e.node != me && e.state == ExecutionState::Awarded {
+                    self.gone.entry(e.node).or_insert(deadline);
+                }
+            }
+        }
+        let lost: Vec<ExecutionId> = if record.state.is_terminal() {
+            Vec::new()
+        } else {
+            record
+                .executions
+                .iter()
+                .filter(|e| e.node == me && e.state == ExecutionState::Awarded)
+                .map(|e| e.execution_id)
+                .collect()
+        };
         self.requester.restore(now_ms, record);
+        for execution_id in lost {
+            let result = ResultMsg {
+                job_id,
+                execution_id,
+                node: me,
+                outcome: Outcome::Failed {
+                    reason: "this node restarted while it ran the job".into(),
+                },
+                providers: Vec::new(),
+            };
+            self.requester
+                .handle(now_ms, RequesterInput::Result { from: me, result });
+        }
         self.route(now_ms);
     }
 
@@ -302,8 +375,8 @@ impl Node {
                     },
                 );
             }
-            NodeInput::Undelivered { to, msg, error } => {
-                if let ToCompute::Award(award) = msg {
+            NodeInput::Undelivered { to, msg, error } => match msg {
+                Outgoing::ToCompute(ToCompute::Award(award)) => {
                     let decline = Decline {
                         job_id: award.job_id,
                         execution_id: award.execution_id,
@@ -313,7 +386,13 @@ impl Node {
                     self.requester
                         .handle(now_ms, RequesterInput::Decline { from: to, decline });
                 }
-            }
+                Outgoing::ToRequester(ToRequester::Result(result)) => {
+                    self.offer_again(now_ms, to, result);
+                }
+                // A bid, refusal, decline or cancellation is not worth
+                // more: the other side's timers cover its loss.
+                _ => {}
+            },
             NodeInput::NetworkSize(nodes) => self.requester.set_network_size(nodes),
             NodeInput::ForgetNode(node) => self.requester.forget_node(&node),
         }
@@ -326,6 +405,26 @@ impl Node {
         self.requester.handle_timeout(now_ms);
         self.compute.handle_timeout(now_ms);
         self.fail_gone_nodes(now_ms);
+        let due: Vec<(JobId, ExecutionId)> = self
+            .resend
+            .iter()
+            .filter(|(_, r)| r.next_ms <= now_ms)
+            .map(|(k, _)| *k)
+            .collect();
+        // Offers whose time is up are dropped, delivered or not.
+        self.resend.retain(|_, r| r.until_ms > now_ms);
+        for key in due {
+            if let Some(r) = self.resend.get_mut(&key) {
+                r.attempt += 1;
+                // Held until the driver says it failed again.
+                r.next_ms = u64::MAX;
+                self.out.push_back(NodeOutput::ToRequester {
+                    to: r.to,
+                    msg: ToRequester::Result(r.result.clone()),
+                    attempt: r.attempt,
+                });
+            }
+        }
         if self.next_info_ms.is_some_and(|at| at <= now_ms) {
             self.next_info_ms = Some(now_ms.saturating_add(self.config.node_info_interval_ms));
             self.out.push_back(NodeOutput::NodeInfoDue);
@@ -352,12 +451,43 @@ impl Node {
             self.requester.poll_timeout(),
             self.compute.poll_timeout(),
             self.gone.values().min().copied(),
+            self.resend
+                .values()
+                .map(|r| r.next_ms.min(r.until_ms))
+                .min(),
             self.next_info_ms,
             self.retire.keys().next().map(|(at, _)| *at),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// Schedules an undelivered result's next offer, backing off from
+    /// 250 ms to 5 s, until [`NodeConfig::result_retry_ms`] after the first.
+    fn offer_again(&mut self, now_ms: u64, to: NodeId, result: ResultMsg) {
+        let key = (result.job_id, result.execution_id);
+        let until = now_ms.saturating_add(self.config.result_retry_ms);
+        let r = self.resend.entry(key).or_insert(Resend {
+            to,
+            result,
+            until_ms: until,
+            next_ms: now_ms,
+            backoff_ms: 125,
+            attempt: 0,
+        });
+        r.backoff_ms = (r.backoff_ms * 2).min(5_000);
+        let next = now_ms.saturating_add(r.backoff_ms);
+        if next > r.until_ms {
+            self.resend.remove(&key);
+        } else {
+            r.next_ms = next;
+        }
+    }
+
+    /// A result was taken: no more offers.
+    pub fn delivered(&mut self, job_id: JobId, execution_id: ExecutionId) {
+        self.resend.remove(&(job_id, execution_id));
     }
 
     /// The first input sets the node-info clock going.
@@ -498,7 +628,11 @@ impl Node {
                         self.requester.handle(now_ms, input);
                     }
                     ComputeOutput::Send { to, msg } => {
-                        self.out.push_back(NodeOutput::ToRequester { to, msg });
+                        self.out.push_back(NodeOutput::ToRequester {
+                            to,
+                            msg,
+                            attempt: 0,
+                        });
                     }
                     ComputeOutput::Start {
                         job_id,

@@ -308,7 +308,7 @@ impl Sim {
                     let input = NodeInput::Direct { from, message };
                     self.transmit(i, Delivery::Input(to, Box::new(input)));
                 }
-                NodeOutput::ToRequester { to, msg } => {
+                NodeOutput::ToRequester { to, msg, .. } => {
                     let to = self.index(&to);
                     let message = match msg {
                         ToRequester::Bid(bid) => DirectMessage::Bid(bid),

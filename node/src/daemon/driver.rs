@@ -16,8 +16,8 @@ use iroh::EndpointAddr;
 use protocol::compute::ToRequester;
 use protocol::id::{ExecutionId, JobId, NodeId, NodeKey};
 use protocol::job::JobSpec;
-use protocol::messages::{Award, Direct, Gossip, GossipMessage, Message, NodeInfo, Outcome};
-use protocol::node::{Node as Core, NodeConfig as CoreConfig, NodeInput, NodeOutput};
+use protocol::messages::{Direct, Gossip, GossipMessage, Message, NodeInfo, Outcome};
+use protocol::node::{Node as Core, NodeConfig as CoreConfig, NodeInput, NodeOutput, Outgoing};
 use protocol::policy::AcceptancePolicy;
 use protocol::requester::{RequesterEvent, ToCompute};
 use serde::Serialize;
@@ -91,9 +91,6 @@ pub struct PeerView {
 
 /// How long another message is offered to a peer that answers "busy".
 const BUSY_RETRY_FOR: Duration = Duration::from_secs(3);
-/// How long a result is offered to an unreachable requester (it may be
-/// restarting) before it is given up.
-const RESULT_RETRY_FOR: Duration = Duration::from_secs(120);
 
 /// Peers' blob store addresses, shared with executions looking for providers.
 type DataAddrs = Arc<std::sync::Mutex<HashMap<NodeId, Vec<String>>>>;
@@ -110,10 +107,10 @@ enum Internal {
         execution_id: ExecutionId,
         outcome: Outcome,
     },
-    /// An award could not be delivered: the core counts it as declined.
-    AwardUndelivered {
+    /// A message could not be delivered: the core decides what that means.
+    Undelivered {
         to: NodeId,
-        award: Award,
+        msg: Outgoing,
         error: String,
     },
     Fetched {
@@ -450,8 +447,7 @@ impl Driver {
                     },
                 );
             }
-            Internal::AwardUndelivered { to, award, error } => {
-                let msg = ToCompute::Award(award);
+            Internal::Undelivered { to, msg, error } => {
                 self.core
                     .handle(now, NodeInput::Undelivered { to, msg, error });
             }
@@ -493,24 +489,20 @@ impl Driver {
                     Err(e) => tracing::error!("signing an announcement: {e}"),
                 },
                 NodeOutput::ToCompute { to, msg } => {
-                    let (direct, award) = match msg {
-                        ToCompute::Award(award) => {
-                            (award.sign(&self.key).map(Direct::from), Some(award))
-                        }
-                        ToCompute::Cancel(cancel) => {
-                            (cancel.sign(&self.key).map(Direct::from), None)
-                        }
+                    let direct = match &msg {
+                        ToCompute::Award(m) => m.sign(&self.key).map(Direct::from),
+                        ToCompute::Cancel(m) => m.sign(&self.key).map(Direct::from),
                     };
-                    self.send(to, direct, award);
+                    self.send(to, direct, Outgoing::ToCompute(msg), 0);
                 }
-                NodeOutput::ToRequester { to, msg } => {
-                    let direct = match msg {
+                NodeOutput::ToRequester { to, msg, attempt } => {
+                    let direct = match &msg {
                         ToRequester::Bid(m) => m.sign(&self.key).map(Direct::from),
                         ToRequester::Refuse(m) => m.sign(&self.key).map(Direct::from),
                         ToRequester::Decline(m) => m.sign(&self.key).map(Direct::from),
                         ToRequester::Result(m) => m.sign(&self.key).map(Direct::from),
                     };
-                    self.send(to, direct, None);
+                    self.send(to, direct, Outgoing::ToRequester(msg), attempt);
                 }
                 NodeOutput::Start {
                     job_id,
@@ -588,11 +580,16 @@ impl Driver {
         });
     }
 
+    /// Sends a signed message. A peer that answers "busy" (its queue is
+    /// full, or this node is over its rate there) is asked again for a
+    /// little while; any other failure goes back to the core, which decides
+    /// what it means (an award declined, a result offered again later).
     fn send(
         &self,
         to: NodeId,
         direct: Result<Direct, protocol::messages::MessageError>,
-        award: Option<Award>,
+        msg: Outgoing,
+        attempt: u32,
     ) {
         let direct = match direct {
             Ok(d) => d,
@@ -603,44 +600,28 @@ impl Driver {
         };
         let p2p = self.p2p.clone();
         let tx = self.internal_tx.clone();
-        // Results are what a job is for: keep offering one while its
-        // requester is away (restarting, say). Other messages go once,
-        // unless the peer answers "busy" (its queue is full, or this node
-        // is over its rate there): then for a little while.
-        let start = tokio::time::Instant::now();
-        let result_until = matches!(direct, Direct::Result(_)).then(|| start + RESULT_RETRY_FOR);
+        let until = tokio::time::Instant::now() + BUSY_RETRY_FOR;
         tokio::spawn(async move {
             let mut wait = Duration::from_millis(250);
             let mut sent = p2p.send(to, &direct).await;
-            let mut tries = 1;
-            while let Err(e) = &sent {
-                let until = match (result_until, e) {
-                    (Some(until), _) => until,
-                    (None, P2pError::Busy { .. }) => start + BUSY_RETRY_FOR,
-                    _ => break,
-                };
+            while let Err(P2pError::Busy { .. }) = &sent {
                 if tokio::time::Instant::now() + wait > until {
                     break;
                 }
-                tracing::debug!(%to, "not delivered yet: {e}");
                 tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(5));
+                wait = (wait * 2).min(Duration::from_secs(1));
                 sent = p2p.send(to, &direct).await;
-                tries += 1;
             }
-            if sent.is_ok() && tries > 1 {
-                if result_until.is_some() {
-                    tracing::info!(%to, tries, "result delivered once the requester was back");
-                } else {
-                    tracing::info!(%to, tries, "delivered after {tries} tries");
+            match sent {
+                Ok(()) if attempt > 0 => {
+                    tracing::info!(%to, attempt, "result delivered once the requester was back");
                 }
-            }
-            if let Err(e) = sent {
-                tracing::debug!(%to, "message not delivered: {e}");
-                if let Some(award) = award {
-                    let _ = tx.send(Internal::AwardUndelivered {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::debug!(%to, attempt, "message not delivered: {e}");
+                    let _ = tx.send(Internal::Undelivered {
                         to,
-                        award,
+                        msg,
                         error: e.to_string(),
                     });
                 }

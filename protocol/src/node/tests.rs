@@ -181,7 +181,7 @@ fn an_undeliverable_award_counts_as_declined() {
         1_500,
         NodeInput::Undelivered {
             to: node(2),
-            msg: ToCompute::Award(award.clone()),
+            msg: Outgoing::ToCompute(ToCompute::Award(award.clone())),
             error: "no route".into(),
         },
     );
@@ -293,4 +293,62 @@ fn the_shipped_defaults_keep_no_spare_bids() {
     let config = NodeConfig::new(node(1), policy(NetworkMode::None, None), [], 1);
     assert_eq!(config.requester.max_spares, 0);
     assert_eq!(config.disconnect_grace_ms, 3_000);
+}
+
+#[test]
+fn a_restarted_node_fails_what_it_had_awarded_itself() {
+    let mut a = make(1, 1);
+    let job = a
+        .submit(0, spec("wasm", NetworkMode::None, &[], 1), 0, vec![])
+        .unwrap();
+    let out = run_until(&mut a, 1_000);
+    assert!(out.iter().any(|o| matches!(o, NodeOutput::Start { .. })));
+    // The node stops; a new one starts from the stored record.
+    let record = a.job(&job).unwrap().clone();
+    let mut again = make(1, 1);
+    again.restore(5_000, record);
+    let out = drain(&mut again);
+    let reason = job_events(&out)
+        .into_iter()
+        .find_map(|e| match e {
+            RequesterEvent::ExecutionFailed { reason, .. } => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("the lost execution failed at once");
+    assert!(reason.contains("restarted"), "{reason}");
+}
+
+#[test]
+fn after_a_restart_awarded_nodes_must_connect_within_the_grace() {
+    let mut a = make(1, 0);
+    let (job, _) = awarded_to_peer(&mut a);
+    let record = a.job(&job).unwrap().clone();
+    // Node 2 comes back: nothing fails.
+    let mut again = make(1, 0);
+    again.restore(5_000, record.clone());
+    again.handle(6_000, NodeInput::Connected(node(2)));
+    let out = run_until(&mut again, 60_000);
+    assert!(
+        !job_events(&out)
+            .iter()
+            .any(|e| matches!(e, RequesterEvent::ExecutionFailed { .. })),
+        "{out:?}"
+    );
+    // Node 2 never shows up: its execution fails once the grace is over.
+    let mut alone = make(1, 0);
+    alone.restore(5_000, record);
+    let grace = alone.config().restart_grace_ms;
+    let before = run_until(&mut alone, 5_000 + grace - 1);
+    assert!(
+        !job_events(&before)
+            .iter()
+            .any(|e| matches!(e, RequesterEvent::ExecutionFailed { .. }))
+    );
+    let after = run_until(&mut alone, 5_000 + grace);
+    assert!(
+        job_events(&after)
+            .iter()
+            .any(|e| matches!(e, RequesterEvent::ExecutionFailed { node: n, .. } if *n == node(2))),
+        "{after:?}"
+    );
 }

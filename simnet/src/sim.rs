@@ -3,9 +3,13 @@
 //! One queue of events ordered by (simulated time in ms, order pushed),
 //! one seeded RNG ([`SimRng`]) for every random choice, and time that jumps
 //! to the next event: an idle node costs nothing. Each node runs one
-//! [`Requester`] and one [`Compute`], driven as the real node drives them:
-//! inputs go to `handle`, `handle_timeout` runs at `poll_timeout`, and
-//! `poll_output` is drained after every input.
+//! [`Node`], the object a real node runs, with the node's defaults, driven
+//! as the real node drives it: inputs go to `handle`, `handle_timeout` runs
+//! at `poll_timeout`, and `poll_output` is drained after every input. What
+//! the daemon's driver learns from its connections, the simulation tells
+//! it too: a crashed node's peers that awarded it work see it disconnect
+//! (and reconnect when it restarts), so the disconnect grace re-awards its
+//! jobs as on a real network.
 
 mod fetch;
 
@@ -13,15 +17,13 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
-use protocol::compute::{Compute, ComputeConfig, ComputeInput, ComputeOutput, ToRequester};
+use protocol::compute::ToRequester;
 use protocol::id::{ExecutionId, JobId, NodeId, RAW, blake3_cid};
 use protocol::job::{JobSpec, NetworkMode};
-use protocol::messages::{Announce, Outcome};
+use protocol::messages::{Announce, DirectMessage, Outcome};
+use protocol::node::{Node, NodeConfig, NodeInput, NodeOutput, Outgoing};
 use protocol::policy::AcceptancePolicy;
-use protocol::requester::{
-    JobRecord, JobState, Requester, RequesterConfig, RequesterEvent, RequesterInput,
-    RequesterOutput, ToCompute,
-};
+use protocol::requester::{JobRecord, JobState, RequesterEvent, ToCompute};
 
 use crate::blobs::{self, InputStats};
 use crate::check::{self, Violation};
@@ -61,7 +63,23 @@ enum Event {
     Crash(u32),
     /// A crashed node starts again from what it persisted.
     Restart(u32),
+    /// Node `to` sees its connection to `peer` close (or come back).
+    Link { to: u32, peer: u32, up: bool },
+    /// Node `to` learns that its message could not reach `peer`.
+    Undelivered {
+        to: u32,
+        peer: u32,
+        msg: Box<Outgoing>,
+    },
 }
+
+/// How long a send to a node across a partition takes to fail: the
+/// node's direct-message timeout.
+const SEND_TIMEOUT_MS: u64 = 10_000;
+
+/// How soon a crashed node's peers see its connections close: its
+/// operating system resets them at once; the message takes a network hop.
+const CRASH_NOTICE_MS: u64 = 50;
 
 /// An execution's end, as the executor reports it.
 #[derive(Debug)]
@@ -158,13 +176,20 @@ pub struct Sim {
     nodes: Vec<NodePlan>,
     ids: Vec<NodeId>,
     index: IdMap<NodeId, u32>,
-    requesters: Vec<Requester>,
-    computes: Vec<Compute>,
+    cores: Vec<Node>,
     up: Vec<bool>,
     incarnation: Vec<u32>,
     wake_at: Vec<Option<u64>>,
     /// What each crashed node persisted: its jobs' records.
     persisted: Vec<Vec<JobRecord>>,
+    /// Every job's record as its requester last stored it (the daemon's
+    /// database): the core forgets ended jobs after a while.
+    records: IdMap<JobId, JobRecord>,
+    /// The requesters that awarded work to each node, so that they see it
+    /// go when it crashes...
+    awarded_by: Vec<Vec<u32>>,
+    /// ... and come back when it restarts.
+    saw_crash: Vec<Vec<u32>>,
     faulty: Vec<bool>,
     /// Nodes whose fetches never find a provider (a test knob).
     faulty_fetch: Vec<bool>,
@@ -206,12 +231,14 @@ impl Sim {
         let faulty_fetch = flags(n, &config.faulty_fetch_nodes);
         let net = Network::new(n, &config.link, &config.gossip, &config.partitions);
         let mut sim = Sim {
-            requesters: Vec::with_capacity(n),
-            computes: Vec::with_capacity(n),
+            cores: Vec::with_capacity(n),
             up: vec![true; n],
             incarnation: vec![0; n],
             wake_at: vec![None; n],
             persisted: vec![Vec::new(); n],
+            records: IdMap::default(),
+            awarded_by: vec![Vec::new(); n],
+            saw_crash: vec![Vec::new(); n],
             faulty,
             faulty_fetch,
             queue: BTreeMap::new(),
@@ -234,10 +261,8 @@ impl Sim {
             jobs,
         };
         for i in 0..n {
-            let requester = sim.new_requester(i);
-            sim.requesters.push(requester);
-            let compute = sim.new_compute(i);
-            sim.computes.push(compute);
+            let core = sim.new_core(i);
+            sim.cores.push(core);
         }
         for j in 0..sim.jobs.len() {
             let at = sim.jobs[j].at_ms;
@@ -256,29 +281,29 @@ impl Sim {
         sim
     }
 
-    fn new_requester(&mut self, i: usize) -> Requester {
-        let mut requester = Requester::new(RequesterConfig::new(self.ids[i], self.rng.u64()));
-        // A real node estimates this from the peers it has heard of; the
-        // simulation knows it.
-        requester.set_network_size(self.nodes.len() as u64);
-        requester
-    }
-
-    fn new_compute(&mut self, i: usize) -> Compute {
+    /// Node `i`'s core with the node's own defaults.
+    fn new_core(&mut self, i: usize) -> Node {
         let plan = &self.nodes[i];
         let policy = if self.faulty[i] {
             AcceptancePolicy::new(NetworkMode::Full, None)
         } else {
             plan.policy.clone()
         };
-        let mut config = ComputeConfig::new(
+        let mut config = NodeConfig::new(
             plan.id,
             policy,
             plan.engines.iter().cloned(),
             self.rng.u64(),
         );
-        config.capacity = plan.capacity;
-        Compute::new(config)
+        config.compute.capacity = plan.capacity;
+        // Node info gossip is not modelled; its one use here, the
+        // network's size for the requester's draw, is given below.
+        config.node_info_interval_ms = 0;
+        let mut core = Node::new(config);
+        // A real node estimates this from the peers it has heard of; the
+        // simulation knows it.
+        core.handle(self.now, NodeInput::NetworkSize(self.nodes.len() as u64));
+        core
     }
 
     /// The nodes as drawn.
@@ -360,7 +385,7 @@ impl Sim {
                     return Ok(());
                 }
                 let announce = Announce::clone(&announce);
-                self.computes[to as usize].handle(self.now, ComputeInput::Announce(announce));
+                self.cores[to as usize].handle(self.now, NodeInput::Announce(announce));
                 self.drain(to as usize)
             }
             Event::ToCompute { to, from, msg } => {
@@ -370,18 +395,18 @@ impl Sim {
                     return Ok(());
                 }
                 let from = self.ids[from as usize];
-                let input = match *msg {
+                let message = match *msg {
                     ToCompute::Award(award) => {
                         award.job_id.hash(&mut self.trace);
                         award.execution_id.0.hash(&mut self.trace);
-                        ComputeInput::Award { from, award }
+                        DirectMessage::Award(award)
                     }
                     ToCompute::Cancel(cancel) => {
                         cancel.job_id.hash(&mut self.trace);
-                        ComputeInput::Cancel { from, cancel }
+                        DirectMessage::Cancel(cancel)
                     }
                 };
-                self.computes[to as usize].handle(self.now, input);
+                self.cores[to as usize].handle(self.now, NodeInput::Direct { from, message });
                 self.drain(to as usize)
             }
             Event::ToRequester { to, from, msg } => {
@@ -391,25 +416,25 @@ impl Sim {
                     return Ok(());
                 }
                 let from = self.ids[from as usize];
-                let input = match *msg {
+                let message = match *msg {
                     ToRequester::Bid(bid) => {
                         (0u8, bid.job_id).hash(&mut self.trace);
-                        RequesterInput::Bid { from, bid }
+                        DirectMessage::Bid(bid)
                     }
                     ToRequester::Refuse(refuse) => {
                         (1u8, refuse.job_id).hash(&mut self.trace);
-                        RequesterInput::Refuse { from, refuse }
+                        DirectMessage::Refuse(refuse)
                     }
                     ToRequester::Decline(decline) => {
                         (2u8, decline.job_id).hash(&mut self.trace);
-                        RequesterInput::Decline { from, decline }
+                        DirectMessage::Decline(decline)
                     }
                     ToRequester::Result(result) => {
                         (3u8, result.job_id).hash(&mut self.trace);
-                        RequesterInput::Result { from, result }
+                        DirectMessage::Result(result)
                     }
                 };
-                self.requesters[to as usize].handle(self.now, input);
+                self.cores[to as usize].handle(self.now, NodeInput::Direct { from, message });
                 self.drain(to as usize)
             }
             Event::Finished(finished) => {
@@ -431,9 +456,9 @@ impl Sim {
                     let kind = execution_failure_kind(reason);
                     *self.execution_failures.entry(kind).or_default() += 1;
                 }
-                self.computes[i].handle(
+                self.cores[i].handle(
                     self.now,
-                    ComputeInput::ExecutionFinished {
+                    NodeInput::ExecutionFinished {
                         job_id,
                         execution_id,
                         outcome,
@@ -469,8 +494,7 @@ impl Sim {
                 } else {
                     self.last_wake = (node, self.now, 0);
                 }
-                self.requesters[i].handle_timeout(self.now);
-                self.computes[i].handle_timeout(self.now);
+                self.cores[i].handle_timeout(self.now);
                 self.drain(i)
             }
             Event::Crash(node) => {
@@ -482,7 +506,21 @@ impl Sim {
                 self.wake_at[i] = None;
                 // The driver stores a job's record after every event, and
                 // every output was drained: what it persisted is what it has.
-                self.persisted[i] = self.requesters[i].jobs().cloned().collect();
+                self.persisted[i] = self.cores[i].requester().jobs().cloned().collect();
+                // Those that awarded it work see its connections close.
+                let at = self.now + CRASH_NOTICE_MS;
+                let peers = std::mem::take(&mut self.awarded_by[i]);
+                for &to in &peers {
+                    self.push(
+                        at,
+                        Event::Link {
+                            to,
+                            peer: node,
+                            up: false,
+                        },
+                    );
+                }
+                self.saw_crash[i] = peers;
                 Ok(())
             }
             Event::Restart(node) => {
@@ -490,11 +528,71 @@ impl Sim {
                 node.hash(&mut self.trace);
                 let i = node as usize;
                 self.up[i] = true;
-                self.requesters[i] = self.new_requester(i);
-                self.computes[i] = self.new_compute(i);
+                self.cores[i] = self.new_core(i);
+                let at = self.now + CRASH_NOTICE_MS;
                 for record in std::mem::take(&mut self.persisted[i]) {
-                    self.requesters[i].restore(self.now, record);
+                    // It connects again to the nodes it awarded work to
+                    // that are up and within reach.
+                    for e in &record.executions {
+                        let j = self.index[&e.node];
+                        if j as usize != i
+                            && self.up[j as usize]
+                            && !self.net.separated(i, j as usize, self.now)
+                        {
+                            self.push(
+                                at,
+                                Event::Link {
+                                    to: node,
+                                    peer: j,
+                                    up: true,
+                                },
+                            );
+                        }
+                    }
+                    self.cores[i].restore(self.now, record);
                 }
+                let at = self.now + CRASH_NOTICE_MS;
+                for to in std::mem::take(&mut self.saw_crash[i]) {
+                    self.push(
+                        at,
+                        Event::Link {
+                            to,
+                            peer: node,
+                            up: true,
+                        },
+                    );
+                }
+                self.drain(i)
+            }
+            Event::Undelivered { to, peer, msg } => {
+                10u8.hash(&mut self.trace);
+                (to, peer).hash(&mut self.trace);
+                let i = to as usize;
+                if !self.up[i] {
+                    return Ok(());
+                }
+                let input = NodeInput::Undelivered {
+                    to: self.ids[peer as usize],
+                    msg: *msg,
+                    error: "the node is unreachable".to_owned(),
+                };
+                self.cores[i].handle(self.now, input);
+                self.drain(i)
+            }
+            Event::Link { to, peer, up } => {
+                9u8.hash(&mut self.trace);
+                (to, peer, up).hash(&mut self.trace);
+                let i = to as usize;
+                if !self.up[i] {
+                    return Ok(());
+                }
+                let peer = self.ids[peer as usize];
+                let input = if up {
+                    NodeInput::Connected(peer)
+                } else {
+                    NodeInput::Disconnected(peer)
+                };
+                self.cores[i].handle(self.now, input);
                 self.drain(i)
             }
         }
@@ -515,7 +613,7 @@ impl Sim {
         // A real node names its blob store in every announcement: the
         // inputs `skrei add` put there are fetched from it.
         let providers = vec![blobs::address(by, &self.ids[by])];
-        let job_id = self.requesters[by]
+        let job_id = self.cores[by]
             .submit(self.now, spec, self.now, providers)
             .map_err(|e| self.violation(format!("job {j} could not be submitted: {e}")))?;
         self.job_index.insert(job_id, j as u32);
@@ -525,65 +623,97 @@ impl Sim {
         self.drain(by)
     }
 
-    /// Carries out everything node `i`'s machines ask for, checking each.
+    /// Carries out everything node `i`'s core asks for, checking each.
     fn drain(&mut self, i: usize) -> Result<(), Violation> {
-        while let Some(out) = self.requesters[i].poll_output() {
+        while let Some(out) = self.cores[i].poll_output() {
             match out {
-                RequesterOutput::Publish(announce) => self.publish(i, announce),
-                RequesterOutput::Send { to, msg } => {
+                NodeOutput::Publish(announce) => self.publish(i, announce),
+                NodeOutput::ToCompute { to, msg } => {
                     let size = self.net.sizes().to_compute(&msg);
                     let to = self.index[&to];
+                    // A real node's send fails when no connection can be
+                    // had: the core counts the award as declined.
+                    if matches!(msg, ToCompute::Award(_))
+                        && self.undeliverable(i, to, Outgoing::ToCompute(msg.clone()))
+                    {
+                        continue;
+                    }
                     self.send(i, to as usize, size, |from| Event::ToCompute {
                         to,
                         from,
                         msg: Box::new(msg),
                     });
                 }
-                RequesterOutput::Event { job_id, event } => {
-                    self.on_requester_event(i, job_id, event)?
-                }
-            }
-        }
-        while let Some(out) = self.computes[i].poll_output() {
-            match out {
-                ComputeOutput::Send { to, msg } => {
+                NodeOutput::ToRequester { to, msg, .. } => {
                     if let ToRequester::Refuse(refuse) = &msg {
                         self.check_refusal(i, refuse)?;
                     }
                     let size = self.net.sizes().to_requester(&msg);
                     let to = self.index[&to];
+                    // A result that cannot be delivered is offered again
+                    // by the core, as on a real node.
+                    if matches!(msg, ToRequester::Result(_))
+                        && self.undeliverable(i, to, Outgoing::ToRequester(msg.clone()))
+                    {
+                        continue;
+                    }
                     self.send(i, to as usize, size, |from| Event::ToRequester {
                         to,
                         from,
                         msg: Box::new(msg),
                     });
                 }
-                ComputeOutput::Start {
+                NodeOutput::JobEvent { job_id, event } => {
+                    if let Some(record) = self.cores[i].job(&job_id) {
+                        self.records.insert(job_id, record.clone());
+                    }
+                    self.on_requester_event(i, job_id, event)?
+                }
+                NodeOutput::Start {
                     job_id,
                     execution_id,
                     spec,
                     providers,
                 } => {
-                    let running = self.computes[i].running();
+                    let running = self.cores[i].compute().running();
                     check::check_start(&self.nodes[i], &spec, running)
                         .map_err(|what| self.violation(format!("node {i} {what}")))?;
                     self.start_execution(i, job_id, execution_id, &providers)?;
                 }
-                ComputeOutput::Stop { .. } | ComputeOutput::Event { .. } => {}
+                NodeOutput::Stop { .. }
+                | NodeOutput::ResultAccepted { .. }
+                | NodeOutput::ComputeEvent { .. }
+                | NodeOutput::NodeInfoDue => {}
             }
         }
         self.schedule_wake(i);
         Ok(())
     }
 
+    /// Whether `msg` from `i` cannot reach `to` now (down, or across a
+    /// partition); if so its sender hears of it as a real node's send would
+    /// fail: at once for a node that is down, after the direct-message
+    /// timeout across a partition.
+    fn undeliverable(&mut self, i: usize, to: u32, msg: Outgoing) -> bool {
+        let after = if !self.up[to as usize] {
+            CRASH_NOTICE_MS
+        } else if self.net.separated(i, to as usize, self.now) {
+            SEND_TIMEOUT_MS
+        } else {
+            return false;
+        };
+        let event = Event::Undelivered {
+            to: i as u32,
+            peer: to,
+            msg: Box::new(msg),
+        };
+        self.push(self.now + after, event);
+        true
+    }
+
     fn schedule_wake(&mut self, i: usize) {
-        let next = match (
-            self.requesters[i].poll_timeout(),
-            self.computes[i].poll_timeout(),
-        ) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return,
+        let Some(next) = self.cores[i].poll_timeout() else {
+            return;
         };
         let at = next.max(self.now);
         if self.wake_at[i].is_none_or(|w| at < w) {
@@ -592,19 +722,13 @@ impl Sim {
         }
     }
 
-    /// Gossips an announcement: the publisher's own compute side gets it at
-    /// once; every other node, if reachable, after its drawn hops.
+    /// Gossips an announcement (the publisher's own compute side has it
+    /// already, from its core): every other node, if reachable, after its
+    /// drawn hops.
     fn publish(&mut self, i: usize, announce: Announce) {
         let size = Sizes::announce(&announce);
         let d = u64::from(self.net.degree());
         let announce = Arc::new(announce);
-        self.push(
-            self.now,
-            Event::Announce {
-                to: i as u32,
-                announce: Arc::clone(&announce),
-            },
-        );
         // The publisher floods its connected peers (see net.rs).
         let flood = u64::from(self.net.publish_copies());
         let t = &mut self.traffic[i];
@@ -725,7 +849,7 @@ impl Sim {
         let Some(&j) = self.job_index.get(&refuse.job_id) else {
             return Err(self.violation(format!("node {i} refused a job nobody submitted")));
         };
-        let compute = &self.computes[i];
+        let compute = self.cores[i].compute();
         let taken = compute.running() + compute.open_bids();
         check::check_refusal(
             &self.nodes[i],
@@ -778,9 +902,14 @@ impl Sim {
                 Some(JobOutcome::Failed { reason })
             }
             RequesterEvent::JobCancelled => Some(JobOutcome::Cancelled),
-            RequesterEvent::Awarded { .. } => {
+            RequesterEvent::Awarded { node, .. } => {
                 let now = self.now;
                 self.tracks[j].first_award_ms.get_or_insert(now);
+                // It will see the awarded node go if that one crashes.
+                let on = self.index[&node] as usize;
+                if on != i && !self.awarded_by[on].contains(&(i as u32)) {
+                    self.awarded_by[on].push(i as u32);
+                }
                 None
             }
             _ => None,
@@ -800,7 +929,7 @@ impl Sim {
             let Some((by, job_id)) = track.submitted else {
                 return Err(self.violation(format!("job {j} was never submitted")));
             };
-            let Some(record) = self.requesters[by as usize].job(&job_id) else {
+            let Some(record) = self.records.get(&job_id) else {
                 return Err(self.violation(format!(
                     "job {j} ({job_id}) is unknown to its requester, node {by}"
                 )));
@@ -835,8 +964,8 @@ impl Sim {
             if let Some(award) = track.first_award_ms {
                 award_latencies.push(award - track.submitted_at_ms);
             }
-            if let Some((by, job_id)) = track.submitted
-                && let Some(record) = self.requesters[by as usize].job(&job_id)
+            if let Some((_, job_id)) = track.submitted
+                && let Some(record) = self.records.get(&job_id)
             {
                 bids.push(u64::from(record.bids_received));
             }

@@ -88,6 +88,7 @@
 pub mod address;
 pub mod compute;
 pub mod domain;
+pub mod failure;
 pub mod id;
 pub mod job;
 pub mod messages;

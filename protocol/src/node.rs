@@ -38,9 +38,10 @@ use cid::Cid;
 use crate::compute::{
     Compute, ComputeConfig, ComputeEvent, ComputeInput, ComputeOutput, ToRequester,
 };
+use crate::failure::{Failure, FailureCause};
 use crate::id::{ExecutionId, JobId, NodeId};
 use crate::job::JobSpec;
-use crate::messages::{Announce, Decline, DirectMessage, NodeInfo, Outcome, ResultMsg};
+use crate::messages::{Announce, DirectMessage, NodeInfo, Outcome, ResultMsg};
 use crate::policy::AcceptancePolicy;
 use crate::requester::{
     CancelError, ExecutionState, JobRecord, Requester, RequesterConfig, RequesterEvent,
@@ -306,7 +307,10 @@ impl Node {
                 execution_id,
                 node: me,
                 outcome: Outcome::Failed {
-                    reason: "this node restarted while it ran the job".into(),
+                    failure: Failure::new(
+                        FailureCause::NodeRestarted,
+                        "this node restarted while it ran the job",
+                    ),
                 },
                 providers: Vec::new(),
             };
@@ -377,14 +381,21 @@ impl Node {
             }
             NodeInput::Undelivered { to, msg, error } => match msg {
                 Outgoing::ToCompute(ToCompute::Award(award)) => {
-                    let decline = Decline {
+                    // As if the node had said so: its attempt is lost.
+                    let result = ResultMsg {
                         job_id: award.job_id,
                         execution_id: award.execution_id,
                         node: to,
-                        reason: format!("the award could not be delivered: {error}"),
+                        outcome: Outcome::Failed {
+                            failure: Failure::new(
+                                FailureCause::NodeLost,
+                                format!("the award could not be delivered: {error}"),
+                            ),
+                        },
+                        providers: Vec::new(),
                     };
                     self.requester
-                        .handle(now_ms, RequesterInput::Decline { from: to, decline });
+                        .handle(now_ms, RequesterInput::Result { from: to, result });
                 }
                 Outgoing::ToRequester(ToRequester::Result(result)) => {
                     self.offer_again(now_ms, to, result);
@@ -566,9 +577,12 @@ impl Node {
                     execution_id,
                     node,
                     outcome: Outcome::Failed {
-                        reason: format!(
-                            "the node disconnected and did not come back within {} s",
-                            self.config.disconnect_grace_ms / 1000
+                        failure: Failure::new(
+                            FailureCause::NodeLost,
+                            format!(
+                                "the node disconnected and did not come back within {} s",
+                                self.config.disconnect_grace_ms / 1000
+                            ),
                         ),
                     },
                     providers: Vec::new(),

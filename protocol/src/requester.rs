@@ -105,6 +105,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use serde::{Deserialize, Serialize};
 
+use crate::failure::{Failure, FailureCause};
 use crate::id::{EncodeError, ExecutionId, JobId, NodeId};
 use crate::job::{JobErrors, JobSpec, NetworkMode};
 use crate::messages::{
@@ -305,7 +306,11 @@ pub enum RequesterEvent {
         /// The execution.
         execution_id: ExecutionId,
         /// Why.
-        reason: String,
+        #[serde(
+            alias = "reason",
+            deserialize_with = "crate::failure::failure_or_reason"
+        )]
+        failure: Failure,
     },
     /// An execution completed.
     Completed {
@@ -324,7 +329,11 @@ pub enum RequesterEvent {
     /// The job failed.
     JobFailed {
         /// Why, explained (R-POL-3).
-        reason: String,
+        #[serde(
+            alias = "reason",
+            deserialize_with = "crate::failure::failure_or_reason"
+        )]
+        failure: Failure,
     },
     /// The job was cancelled by its user.
     JobCancelled,
@@ -682,8 +691,11 @@ impl Requester {
         if from != decline.node {
             return;
         }
-        let reason = truncate(&format!("declined the award: {}", decline.reason));
-        self.fail_execution(now_ms, decline.job_id, decline.execution_id, from, reason);
+        let failure = Failure::new(
+            FailureCause::Declined,
+            format!("declined the award: {}", decline.reason),
+        );
+        self.fail_execution(now_ms, decline.job_id, decline.execution_id, from, failure);
     }
 
     fn on_result(&mut self, now_ms: u64, from: NodeId, result: ResultMsg) {
@@ -691,8 +703,8 @@ impl Requester {
             return;
         }
         match result.outcome {
-            Outcome::Failed { reason } => {
-                self.fail_execution(now_ms, result.job_id, result.execution_id, from, reason);
+            Outcome::Failed { failure } => {
+                self.fail_execution(now_ms, result.job_id, result.execution_id, from, failure);
             }
             Outcome::Completed {
                 result_cid,
@@ -804,8 +816,8 @@ impl Requester {
             return;
         };
         if job.ends_by_ms.is_some_and(|t| t <= now_ms) {
-            let reason = explain::total_timeout(job, &self.known);
-            self.fail_job(job_id, reason);
+            let failure = explain::total_timeout(job, &self.known);
+            self.fail_job(job_id, failure);
             return;
         }
         let Some(job) = self.live_job(&job_id) else {
@@ -829,8 +841,11 @@ impl Requester {
                     ),
                 }),
             });
-            let reason = format!("no answer from the node within {silence}");
-            self.fail_execution(now_ms, job_id, execution_id, node, reason);
+            let failure = Failure::new(
+                FailureCause::NodeSilent,
+                format!("no answer from the node within {silence}"),
+            );
+            self.fail_execution(now_ms, job_id, execution_id, node, failure);
         }
         let Some(job) = self.live_job(&job_id) else {
             return;
@@ -849,8 +864,8 @@ impl Requester {
         if let Some(since) = job.timers.waiting_since_ms
             && since.saturating_add(job.queue_timeout_ms) <= now_ms
         {
-            let reason = explain::queue_timeout(job, &self.known);
-            self.fail_job(job_id, reason);
+            let failure = explain::queue_timeout(job, &self.known);
+            self.fail_job(job_id, failure);
             return;
         }
         if job.timers.reannounce_at_ms.is_some_and(|t| t <= now_ms) {
@@ -888,7 +903,7 @@ impl Requester {
         job_id: JobId,
         execution_id: ExecutionId,
         node: NodeId,
-        reason: String,
+        failure: Failure,
     ) {
         let Some(job) = self.live_job(&job_id) else {
             return;
@@ -899,14 +914,14 @@ impl Requester {
             return;
         };
         execution.state = ExecutionState::Failed {
-            reason: reason.clone(),
+            failure: failure.clone(),
         };
         self.event(
             job_id,
             RequesterEvent::ExecutionFailed {
                 node,
                 execution_id,
-                reason,
+                failure,
             },
         );
         self.refill(now_ms, job_id);
@@ -992,8 +1007,8 @@ impl Requester {
             && exhausted
             && let Some(job) = self.jobs.get(&job_id)
         {
-            let reason = explain::attempts_exhausted(job);
-            self.fail_job(job_id, reason);
+            let failure = explain::attempts_exhausted(job);
+            self.fail_job(job_id, failure);
             return;
         }
         self.update_state(job_id);
@@ -1009,16 +1024,15 @@ impl Requester {
         }
     }
 
-    fn fail_job(&mut self, job_id: JobId, reason: String) {
+    fn fail_job(&mut self, job_id: JobId, failure: Failure) {
         self.cancel_active(job_id, "the job failed");
-        let reason = truncate(&reason);
         if let Some(job) = self.jobs.get_mut(&job_id) {
             job.state = JobState::Failed {
-                reason: reason.clone(),
+                failure: failure.clone(),
             };
             job.timers = JobTimers::default();
         }
-        self.event(job_id, RequesterEvent::JobFailed { reason });
+        self.event(job_id, RequesterEvent::JobFailed { failure });
     }
 
     /// Cancels every awarded execution of the job.

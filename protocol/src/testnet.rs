@@ -9,6 +9,7 @@
 //! The invariants of the crate docs are checked on every output and at the
 //! end.
 
+use crate::failure::{Failure, FailureCause};
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
@@ -346,7 +347,7 @@ impl Sim {
         }
         let outcome = if fails {
             Outcome::Failed {
-                reason: "exit: boom".into(),
+                failure: Failure::new(FailureCause::EngineUnavailable, "exit: boom"),
             }
         } else {
             Outcome::Completed {
@@ -411,8 +412,12 @@ impl Sim {
             }
             _ => {}
         }
-        if let RequesterEvent::JobFailed { reason } = event {
-            assert!(!reason.trim().is_empty(), "a failure without a reason");
+        if let RequesterEvent::JobFailed { failure } = event {
+            assert!(
+                !failure.detail.trim().is_empty(),
+                "a failure without a reason"
+            );
+            assert_ne!(failure.cause, FailureCause::Other, "an untyped failure");
         }
     }
 
@@ -427,7 +432,7 @@ impl Sim {
             assert!(completed <= count, "{completed} completions of {count}");
             match &record.state {
                 JobState::Completed => assert_eq!(completed, count),
-                JobState::Failed { reason } => assert!(!reason.is_empty()),
+                JobState::Failed { failure } => assert!(!failure.detail.is_empty()),
                 JobState::Cancelled => {}
                 other => panic!("job {id} did not end: {other:?}"),
             }

@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use protocol::failure::{Failure, FailureCause};
 use protocol::job::JobSpec;
 use protocol::policy::{Decision, RefuseReason};
 
@@ -147,10 +148,22 @@ pub fn check_refusal(
 pub fn check_failure_reason(
     nodes: &[NodePlan],
     spec: &JobSpec,
-    reason: &str,
+    failure: &Failure,
 ) -> Result<(), String> {
+    let reason = failure.detail.as_str();
     if reason.trim().is_empty() {
         return Err("a job failed without a reason".to_owned());
+    }
+    // A job fails for a reason of the job's own, never an attempt's.
+    if !matches!(
+        failure.cause,
+        FailureCause::NoNodeAccepts
+            | FailureCause::NoNodeAnswered
+            | FailureCause::QueueTimeout
+            | FailureCause::AttemptsExhausted
+            | FailureCause::TotalTimeout
+    ) {
+        return Err(format!("a job failed with the cause {}", failure.cause));
     }
     let groups = if let Some(rest) = reason.strip_prefix("no node accepts this job: ") {
         rest

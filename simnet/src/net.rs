@@ -2,6 +2,7 @@
 //! message sizes. See the crate docs for their assumptions.
 
 use protocol::compute::ToRequester;
+use protocol::failure::{Failure, FailureCause};
 use protocol::id::{ExecutionId, JobId, to_canonical};
 use protocol::messages::{Announce, Award, Bid, Cancel, Decline, Outcome, Refuse, ResultMsg};
 use protocol::policy::RefuseReason;
@@ -249,7 +250,7 @@ impl Sizes {
                 exit_code: 0,
             }))),
             failed: len(to_canonical(&outcome(Outcome::Failed {
-                reason: String::new(),
+                failure: Failure::new(FailureCause::Other, ""),
             }))),
         }
     }
@@ -267,7 +268,7 @@ impl Sizes {
             ToRequester::Decline(d) => self.decline + d.reason.len() as u64,
             ToRequester::Result(r) => match &r.outcome {
                 Outcome::Completed { .. } => self.completed,
-                Outcome::Failed { reason } => self.failed + reason.len() as u64,
+                Outcome::Failed { failure } => self.failed + failure.detail.len() as u64,
             },
         }
     }

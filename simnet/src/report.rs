@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::blobs::{INPUTS_TIMED_OUT, InputStats, NO_PROVIDER};
+use protocol::failure::{Failure, FailureCause};
+
+use crate::blobs::InputStats;
 use crate::config::SimConfig;
 use crate::sim::Traffic;
 
@@ -16,7 +18,10 @@ pub enum JobOutcome {
     /// It failed, for this reason.
     Failed {
         /// The requester's explanation.
-        reason: String,
+        failure: Failure,
+        /// The cause of its last failed attempt, if any attempt failed: what
+        /// went wrong on the nodes when the job gave up.
+        last_attempt: Option<FailureCause>,
     },
     /// Its user cancelled it.
     Cancelled,
@@ -103,8 +108,10 @@ pub struct Report {
     /// Submit to the first award (announcement, bid window, award),
     /// simulated, for jobs that got one.
     pub award_latency_ms: Percentiles,
-    /// Failures by kind (the start of the reason).
-    pub failures_by_kind: BTreeMap<String, u64>,
+    /// Failed jobs by their cause.
+    pub failures_by_cause: BTreeMap<FailureCause, u64>,
+    /// Failed jobs that had failed attempts, by the cause of the last one.
+    pub failures_by_last_attempt: BTreeMap<FailureCause, u64>,
     /// Messages each node sent and received (gossip duplicates counted).
     pub messages_per_node: MeanMax,
     /// Bytes each node sent and received.
@@ -116,11 +123,10 @@ pub struct Report {
     pub gossip_receptions: u64,
     /// Bids each job received.
     pub bids_per_job: MeanMax,
-    /// Executions that failed, by why: `exit code (simulated)`, `inputs
-    /// timed out`, `run timed out` or `no
-    /// provider reachable` (an input no holder served), counted as their
-    /// nodes reported them.
-    pub execution_failures_by_kind: BTreeMap<String, u64>,
+    /// Executions that failed, by cause, counted as their nodes reported
+    /// them: `input_unavailable` (an input no holder served),
+    /// `input_timeout`, `timeout` (the run), `other` (a simulated failure).
+    pub execution_failures_by_cause: BTreeMap<FailureCause, u64>,
     /// The executions' input fetches.
     pub inputs: InputFigures,
     /// Completed jobs' latencies, sorted (for plots).
@@ -129,8 +135,8 @@ pub struct Report {
     /// Messages per node, by node (for plots).
     #[serde(skip)]
     pub node_messages: Vec<u64>,
-    /// One failure reason per kind, as an example.
-    pub failure_examples: BTreeMap<String, String>,
+    /// One failure detail per cause, as an example.
+    pub failure_examples: BTreeMap<FailureCause, String>,
 }
 
 impl Report {
@@ -146,25 +152,31 @@ impl Report {
         simulated_ms: u64,
         gossip_receptions: u64,
         inputs: &InputStats,
-        execution_failures: &BTreeMap<&'static str, u64>,
+        execution_failures: &BTreeMap<FailureCause, u64>,
         trace_hash: String,
     ) -> Report {
         latencies.sort_unstable();
         award_latencies.sort_unstable();
-        let mut failures_by_kind = BTreeMap::new();
+        let mut failures_by_cause = BTreeMap::new();
+        let mut failures_by_last_attempt = BTreeMap::new();
         let mut failure_examples = BTreeMap::new();
         let (mut completed, mut failed, mut cancelled) = (0, 0, 0);
         for outcome in outcomes {
             match outcome {
                 JobOutcome::Completed => completed += 1,
                 JobOutcome::Cancelled => cancelled += 1,
-                JobOutcome::Failed { reason } => {
+                JobOutcome::Failed {
+                    failure,
+                    last_attempt,
+                } => {
                     failed += 1;
-                    let kind = failure_kind(reason);
-                    *failures_by_kind.entry(kind.to_owned()).or_insert(0) += 1;
+                    *failures_by_cause.entry(failure.cause).or_insert(0) += 1;
+                    if let Some(cause) = last_attempt {
+                        *failures_by_last_attempt.entry(*cause).or_insert(0) += 1;
+                    }
                     failure_examples
-                        .entry(kind.to_owned())
-                        .or_insert_with(|| reason.clone());
+                        .entry(failure.cause)
+                        .or_insert_with(|| failure.detail.clone());
                 }
             }
         }
@@ -181,16 +193,14 @@ impl Report {
             success_rate: completed as f64 / jobs,
             latency_ms: Percentiles::of(&latencies),
             award_latency_ms: Percentiles::of(&award_latencies),
-            failures_by_kind,
+            failures_by_cause,
+            failures_by_last_attempt,
             messages_per_node,
             bytes_per_node: MeanMax::of(traffic.iter().map(|t| t.bytes)),
             messages_per_node_per_job: messages_per_node.mean / jobs,
             gossip_receptions,
             bids_per_job: MeanMax::of(bids.into_iter()),
-            execution_failures_by_kind: execution_failures
-                .iter()
-                .map(|(kind, n)| ((*kind).to_owned(), *n))
-                .collect(),
+            execution_failures_by_cause: execution_failures.clone(),
             inputs: InputFigures::new(inputs, execution_failures),
             latencies_ms: latencies,
             node_messages: traffic.iter().map(|t| t.messages).collect(),
@@ -219,7 +229,7 @@ pub struct InputFigures {
 }
 
 impl InputFigures {
-    fn new(stats: &InputStats, execution_failures: &BTreeMap<&'static str, u64>) -> InputFigures {
+    fn new(stats: &InputStats, execution_failures: &BTreeMap<FailureCause, u64>) -> InputFigures {
         let mut fetch_ms = stats.fetch_ms.clone();
         fetch_ms.sort_unstable();
         let mut per_node = stats.bytes_per_node.clone();
@@ -227,36 +237,14 @@ impl InputFigures {
         InputFigures {
             fetched: fetch_ms.len() as u64,
             read_locally: stats.local_reads,
-            unreachable: execution_failures.get(NO_PROVIDER).copied().unwrap_or(0),
+            unreachable: execution_failures
+                .get(&FailureCause::InputUnavailable)
+                .copied()
+                .unwrap_or(0),
             fetch_ms: Percentiles::of(&fetch_ms),
             bytes_total: stats.bytes_total,
             bytes_per_node: Percentiles::of(&per_node),
         }
-    }
-}
-
-/// A failure reason's kind: how the requester's explanation starts, or
-/// `input unreachable` when an attempt it lists gave up on an input that
-/// no provider served (that cause, rare as it is, is the one to see).
-pub fn failure_kind(reason: &str) -> &'static str {
-    if reason.contains(NO_PROVIDER) {
-        "input unreachable"
-    } else if reason.contains(INPUTS_TIMED_OUT) {
-        "inputs timed out"
-    } else if reason.starts_with("no node accepts this job") {
-        "no node accepts the job"
-    } else if reason.starts_with("no drawn node accepts this job") {
-        "no drawn node accepts the job"
-    } else if reason.starts_with("no node answered") {
-        "no node answered"
-    } else if reason.starts_with("only ") {
-        "queue timeout after attempts"
-    } else if reason.starts_with("gave up after") {
-        "attempts exhausted"
-    } else if reason.starts_with("the job did not finish within its total timeout") {
-        "total timeout"
-    } else {
-        "other"
     }
 }
 
@@ -309,9 +297,9 @@ impl fmt::Display for Report {
             "  latency submit -> first award (simulated): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
             a.p50, a.p90, a.p99, a.max
         )?;
-        for (kind, n) in &self.failures_by_kind {
-            writeln!(f, "  failed, {kind}: {n}")?;
-            if let Some(example) = self.failure_examples.get(kind) {
+        for (cause, n) in &self.failures_by_cause {
+            writeln!(f, "  failed, {cause}: {n}")?;
+            if let Some(example) = self.failure_examples.get(cause) {
                 let short: String = example.chars().take(160).collect();
                 writeln!(f, "    e.g. {short}")?;
             }
@@ -330,10 +318,22 @@ impl fmt::Display for Report {
             "  bids per job: mean {:.1}, max {}",
             self.bids_per_job.mean, self.bids_per_job.max
         )?;
+        if !self.failures_by_last_attempt.is_empty() {
+            let causes: Vec<String> = self
+                .failures_by_last_attempt
+                .iter()
+                .map(|(cause, n)| format!("{cause}: {n}"))
+                .collect();
+            writeln!(
+                f,
+                "  failed jobs by their last attempt: {}",
+                causes.join(", ")
+            )?;
+        }
         let kinds: Vec<String> = self
-            .execution_failures_by_kind
+            .execution_failures_by_cause
             .iter()
-            .map(|(kind, n)| format!("{kind}: {n}"))
+            .map(|(cause, n)| format!("{cause}: {n}"))
             .collect();
         writeln!(
             f,

@@ -18,12 +18,13 @@ use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 use protocol::compute::ToRequester;
+use protocol::failure::{Failure, FailureCause};
 use protocol::id::{ExecutionId, JobId, NodeId, RAW, blake3_cid};
 use protocol::job::{JobSpec, NetworkMode};
 use protocol::messages::{Announce, DirectMessage, Outcome};
 use protocol::node::{Node, NodeConfig, NodeInput, NodeOutput, Outgoing};
 use protocol::policy::AcceptancePolicy;
-use protocol::requester::{JobRecord, JobState, RequesterEvent, ToCompute};
+use protocol::requester::{ExecutionState, JobRecord, JobState, RequesterEvent, ToCompute};
 
 use crate::blobs::{self, InputStats};
 use crate::check::{self, Violation};
@@ -207,7 +208,7 @@ pub struct Sim {
     gossip_receptions: u64,
     inputs: InputStats,
     /// Executions that ended in failure, by why (the executor's view).
-    execution_failures: BTreeMap<&'static str, u64>,
+    execution_failures: BTreeMap<FailureCause, u64>,
     trace: Trace,
     /// (node, time, count) of the latest wakes, to catch a timer that does
     /// not advance.
@@ -451,10 +452,9 @@ impl Sim {
                 if !self.up[i] || self.incarnation[i] != incarnation {
                     return Ok(());
                 }
-                if let Outcome::Failed { reason } = &outcome {
+                if let Outcome::Failed { failure } = &outcome {
                     // Counted once reported: executions lost in a crash are not.
-                    let kind = execution_failure_kind(reason);
-                    *self.execution_failures.entry(kind).or_default() += 1;
+                    *self.execution_failures.entry(failure.cause).or_default() += 1;
                 }
                 self.cores[i].handle(
                     self.now,
@@ -804,14 +804,17 @@ impl Sim {
         let run = self.rng.range(lo, hi);
         let outcome = if from_ms + run > deadline_ms {
             Outcome::Failed {
-                reason: format!(
-                    "{RUN_TIMED_OUT} of {} s",
-                    self.config.mix.execution_timeout_s
+                failure: Failure::new(
+                    FailureCause::Timeout,
+                    format!(
+                        "the task ran longer than its timeout of {} s",
+                        self.config.mix.execution_timeout_s
+                    ),
                 ),
             }
         } else if self.rng.chance(self.config.execution.failure) {
             Outcome::Failed {
-                reason: "exit code 1 (a simulated failure)".to_owned(),
+                failure: Failure::new(FailureCause::Other, "a simulated failure"),
             }
         } else {
             let mut bytes = [0u8; 24];
@@ -896,10 +899,19 @@ impl Sim {
                 }
                 Some(JobOutcome::Completed)
             }
-            RequesterEvent::JobFailed { reason } => {
-                check::check_failure_reason(&self.nodes, &self.jobs[j].spec, &reason)
+            RequesterEvent::JobFailed { failure } => {
+                check::check_failure_reason(&self.nodes, &self.jobs[j].spec, &failure)
                     .map_err(|what| self.violation(format!("job {j} ({job_id}): {what}")))?;
-                Some(JobOutcome::Failed { reason })
+                let last_attempt = self.records.get(&job_id).and_then(|r| {
+                    r.executions.iter().rev().find_map(|e| match &e.state {
+                        ExecutionState::Failed { failure } => Some(failure.cause),
+                        _ => None,
+                    })
+                });
+                Some(JobOutcome::Failed {
+                    failure,
+                    last_attempt,
+                })
             }
             RequesterEvent::JobCancelled => Some(JobOutcome::Cancelled),
             RequesterEvent::Awarded { node, .. } => {
@@ -936,8 +948,8 @@ impl Sim {
             };
             let ended = match (&record.state, &track.outcome) {
                 (JobState::Completed, Some(JobOutcome::Completed)) => true,
-                (JobState::Failed { reason }, Some(JobOutcome::Failed { reason: r })) => {
-                    !reason.is_empty() && reason == r
+                (JobState::Failed { failure }, Some(JobOutcome::Failed { failure: f, .. })) => {
+                    !failure.detail.is_empty() && failure == f
                 }
                 (JobState::Cancelled, Some(JobOutcome::Cancelled)) => true,
                 _ => false,
@@ -985,24 +997,6 @@ impl Sim {
             &self.execution_failures,
             self.trace.digest(),
         )
-    }
-}
-
-/// How a node's reason starts when the run went past the timeout.
-const RUN_TIMED_OUT: &str = "the task ran longer than its timeout";
-
-/// Why an execution failed, in a word: no provider served one of its
-/// inputs ([`fetch`]), its inputs or its run went past the timeout, or its
-/// program failed.
-fn execution_failure_kind(reason: &str) -> &'static str {
-    if reason.ends_with(blobs::NO_PROVIDER) {
-        blobs::NO_PROVIDER
-    } else if reason.contains(blobs::INPUTS_TIMED_OUT) {
-        "inputs timed out"
-    } else if reason.starts_with(RUN_TIMED_OUT) {
-        "run timed out"
-    } else {
-        "exit code (simulated)"
     }
 }
 

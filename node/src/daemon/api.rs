@@ -205,14 +205,15 @@ async fn describe(State(state): State<ApiState>, Path(id): Path<String>) -> ApiR
         .ok_or_else(|| ApiError::not_found(format!("no job {id} on this node")))?;
     let results = state.db.results(&id).map_err(ApiError::internal)?;
     let events = state.db.events(&id).map_err(ApiError::internal)?;
-    let reason = match &record.state {
-        JobState::Failed { reason } => Some(reason.clone()),
+    let failure = match &record.state {
+        JobState::Failed { failure } => Some(failure),
         _ => None,
     };
     Ok(Json(json!({
         "job_id": id.to_string(),
         "state": state_name(&record.state),
-        "reason": reason,
+        "cause": failure.map(|f| f.cause),
+        "reason": failure.map(|f| &f.detail),
         "job": record,
         "results": results,
         "events": events,
@@ -257,7 +258,7 @@ fn fetched_result(state: &ApiState, id: &JobId) -> Result<Vec<super::db::ResultR
         return Err(ApiError(
             StatusCode::CONFLICT,
             match &record.state {
-                JobState::Failed { reason } => format!("job {id} failed: {reason}"),
+                JobState::Failed { failure } => format!("job {id} failed: {failure}"),
                 other => format!(
                     "job {id} has no results yet (it is {}); wait for it with `skrei job describe`",
                     state_name(other)

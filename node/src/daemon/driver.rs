@@ -569,8 +569,9 @@ impl Driver {
                 find_providers(&p2p, &data_addrs, cid, &mut providers).await;
             }
             let outcome = exec::run(ctx, job_id, execution_id, spec, providers, deny, cancel).await;
-            if let Outcome::Failed { reason } = &outcome {
-                tracing::warn!(%job_id, %execution_id, "execution failed: {reason}");
+            if let Outcome::Failed { failure } = &outcome {
+                let cause = failure.cause;
+                tracing::warn!(%job_id, %execution_id, %cause, "execution failed: {failure}");
             }
             let _ = tx.send(Internal::Finished {
                 job_id,

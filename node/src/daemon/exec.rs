@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use iroh::EndpointAddr;
+use protocol::failure::{Failure, FailureCause};
 use protocol::id::{ExecutionId, JobId};
 use protocol::job::{Engine, InputSource, JobSpec, NetworkMode, Source};
 use protocol::messages::Outcome;
@@ -56,9 +57,7 @@ pub(super) async fn run(
     .await
     {
         Ok(outcome) => outcome,
-        Err(reason) => Outcome::Failed {
-            reason: truncate(reason),
-        },
+        Err(failure) => Outcome::Failed { failure },
     };
     // Inputs were made read-only; give them back before removing the folder.
     let _ = storage::inputs::unlock(&root).await;
@@ -76,16 +75,22 @@ async fn run_in(
     providers: &[String],
     deny: &[SocketAddr],
     cancel: Cancel,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, Failure> {
+    let node_error = |what: &str, e: std::io::Error| {
+        Failure::new(
+            FailureCause::NodeError,
+            format!("{what} {}: {e}", root.display()),
+        )
+    };
     if tokio::fs::metadata(root).await.is_ok() {
         let _ = storage::inputs::unlock(root).await;
         tokio::fs::remove_dir_all(root)
             .await
-            .map_err(|e| format!("cannot clear {}: {e}", root.display()))?;
+            .map_err(|e| node_error("cannot clear", e))?;
     }
     tokio::fs::create_dir_all(root.join("results"))
         .await
-        .map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        .map_err(|e| node_error("cannot create", e))?;
     // This node's own store is looked in first anyway; iroh refuses to
     // dial itself, which would count as a failed provider.
     let me = ctx.store.addr().id;
@@ -109,7 +114,7 @@ async fn run_in(
     let started = std::time::Instant::now();
     let module = tokio::select! {
         prepared = prepare_with_retries(&inputs, root, spec) => prepared?,
-        () = cancel.cancelled() => return Err(executor::ExecError::Cancelled.to_string()),
+        () = cancel.cancelled() => return Err(exec_failure(executor::ExecError::Cancelled)),
         () = tokio::time::sleep(limits.timeout) => return Err(inputs_timed_out(limits.timeout)),
     };
     // What is left of the timeout is the run's.
@@ -135,7 +140,7 @@ async fn run_in(
     };
     let outcome = executor::run(&ctx.engines, execution, cancel)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(exec_failure)?;
     if task.network.r#type == NetworkMode::None {
         // `none` jobs made no requests; an empty log says so plainly.
         let _ = tokio::fs::write(dir.results().join("network.log"), b"").await;
@@ -149,19 +154,38 @@ async fn run_in(
         &ctx.publish_dirs,
     )
     .await
-    .map_err(|e| format!("publishing results: {e}"))?;
+    .map_err(|e| {
+        Failure::new(
+            FailureCause::PublishFailed,
+            format!("publishing results: {e}"),
+        )
+    })?;
     Ok(Outcome::Completed {
         result_cid: published.cid,
         exit_code: outcome.exit_code,
     })
 }
 
-fn inputs_timed_out(timeout: Duration) -> String {
-    format!(
+fn inputs_timed_out(timeout: Duration) -> Failure {
+    let detail = format!(
         "the inputs were not in within the job's ExecutionTimeout ({} s), which counts \
          fetching them: raise ExecutionTimeout for large inputs or slow providers",
         timeout.as_secs()
-    )
+    );
+    Failure::new(FailureCause::InputTimeout, detail)
+}
+
+/// An engine's error as a failure: the same causes for every engine.
+fn exec_failure(e: executor::ExecError) -> Failure {
+    use executor::ExecError;
+    let cause = match &e {
+        ExecError::Missing(_) | ExecError::Unavailable(_) => FailureCause::EngineUnavailable,
+        ExecError::Limit { .. } => FailureCause::ResourceLimit,
+        ExecError::Timeout(_) => FailureCause::Timeout,
+        ExecError::Cancelled => FailureCause::Cancelled,
+        ExecError::Io { .. } => FailureCause::NodeError,
+    };
+    Failure::new(cause, e.to_string())
 }
 
 /// Attempts at fetching a job's inputs when a provider fails on the way
@@ -173,7 +197,7 @@ async fn prepare_with_retries(
     inputs: &Inputs<'_>,
     root: &std::path::Path,
     spec: &JobSpec,
-) -> Result<Option<Vec<u8>>, String> {
+) -> Result<Option<Vec<u8>>, Failure> {
     let task = spec.task();
     let mut wait = Duration::from_millis(500);
     for attempt in 1.. {
@@ -199,7 +223,7 @@ async fn prepare_with_retries(
                 tokio::time::sleep(wait).await;
                 wait *= 2;
             }
-            Err((_, reason)) => return Err(reason),
+            Err((_, reason)) => return Err(Failure::new(FailureCause::InputUnavailable, reason)),
         }
     }
     unreachable!("the loop returns")
@@ -234,20 +258,6 @@ async fn load_module(
     let _ = storage::inputs::unlock(&module_dir).await;
     let _ = tokio::fs::remove_dir_all(&module_dir).await;
     Ok(bytes)
-}
-
-/// Keeps a failure reason within what a result message carries.
-fn truncate(mut reason: String) -> String {
-    const MAX: usize = protocol::messages::MAX_REASON_BYTES;
-    if reason.len() > MAX {
-        let mut end = MAX - 3;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-        reason.push_str("...");
-    }
-    reason.replace(|c: char| c.is_control() && c != '\n', " ")
 }
 
 /// The CIDs a job reads (its inputs and, for WASM, its module): what the

@@ -156,6 +156,7 @@ fn a_default_policy_network_explains_why_no_node_takes_a_networked_job() {
     ));
     let ended = a.wait(&job, Duration::from_secs(30));
     assert_eq!(ended["state"], "failed", "{ended:#}");
+    assert_eq!(ended["cause"], "no_node_accepts", "{ended:#}");
     let reason = ended["reason"].as_str().unwrap();
     assert!(reason.contains("2 nodes"), "{reason}");
     assert!(reason.contains("http"), "{reason}");
@@ -895,9 +896,13 @@ fn an_input_that_never_arrives_fails_the_execution_within_its_timeout() {
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(|e| e["state"]["reason"].as_str())
+        .filter_map(|e| e["state"]["failure"]["detail"].as_str())
         .collect();
     assert!(!failures.is_empty(), "{ended:#}");
+    for e in ended["job"]["executions"].as_array().unwrap() {
+        // R-POL-3: typed, so tools need not read the words.
+        assert_eq!(e["state"]["failure"]["cause"], "input_timeout", "{ended:#}");
+    }
     for reason in &failures {
         assert!(
             reason.contains("ExecutionTimeout (2 s)"),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::failure::{Failure, FailureCause};
 use crate::job::NetworkMode::{self, Full, Http, None as NoNet};
 use crate::messages::Announce;
 use crate::testnet::{node, policy, result_cid, spec};
@@ -357,7 +358,7 @@ fn cancel_stops_only_for_the_requester() {
             job_id: a.job_id,
             execution_id: ExecutionId(2),
             outcome: Outcome::Failed {
-                reason: "killed".into(),
+                failure: Failure::new(FailureCause::Cancelled, "killed"),
             },
         },
     );

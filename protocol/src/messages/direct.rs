@@ -7,6 +7,7 @@ use super::{
     ENVELOPE_OVERHEAD, MAX_ADDR_BYTES, MAX_ADDRS, MAX_DIRECT_BYTES, MAX_REASON_BYTES, Message,
     MessageError, bounds,
 };
+use crate::failure::Failure;
 use crate::id::{BLAKE3, DAG_CBOR, ExecutionId, JobId, NodeId, RAW, SignedKind};
 use crate::policy::RefuseReason;
 
@@ -107,8 +108,8 @@ pub enum Outcome {
     /// The attempt failed before producing results (inputs unavailable,
     /// engine error, timeout).
     Failed {
-        /// Why, for people: at most [`MAX_REASON_BYTES`].
-        reason: String,
+        /// Why: its cause, and a detail of at most [`MAX_REASON_BYTES`].
+        failure: Failure,
     },
 }
 
@@ -218,7 +219,9 @@ impl Message for ResultMsg {
         bounds::tokens("providers", &self.providers, MAX_ADDRS, MAX_ADDR_BYTES)?;
         match &self.outcome {
             Outcome::Completed { result_cid, .. } => check_result_cid(result_cid),
-            Outcome::Failed { reason } => bounds::text("outcome.reason", reason, MAX_REASON_BYTES),
+            Outcome::Failed { failure } => {
+                bounds::text("outcome.failure.detail", &failure.detail, MAX_REASON_BYTES)
+            }
         }
     }
 }

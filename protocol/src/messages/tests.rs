@@ -5,6 +5,7 @@ mod props;
 
 use super::*;
 use crate::domain::Domain;
+use crate::failure::{Failure, FailureCause};
 use crate::id::{ExecutionId, RAW, blake3_cid};
 use crate::job::{JobSpec, NetworkMode};
 use crate::policy::RefuseReason;
@@ -98,7 +99,7 @@ fn result_completed() -> ResultMsg {
 fn result_failed() -> ResultMsg {
     ResultMsg {
         outcome: Outcome::Failed {
-            reason: "image not found".into(),
+            failure: Failure::new(FailureCause::EngineUnavailable, "image not found"),
         },
         ..result_completed()
     }
@@ -572,11 +573,18 @@ fn reasons_bounded_and_printable() {
     ));
 
     let mut r = result_failed();
+    // Built by hand: Failure::new would cut the detail to size.
     r.outcome = Outcome::Failed {
-        reason: "y".repeat(MAX_REASON_BYTES + 1),
+        failure: Failure {
+            cause: FailureCause::Other,
+            detail: "y".repeat(MAX_REASON_BYTES + 1),
+        },
     };
     let err = ResultMsg::verify(&sign_unchecked(&r, &compute_key())).unwrap_err();
-    assert!(err.to_string().starts_with("outcome.reason"), "{err}");
+    assert!(
+        err.to_string().starts_with("outcome.failure.detail"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! `testnet.rs`'s property tests.
 
 use super::*;
+use crate::failure::FailureCause;
 use crate::job::NetworkMode;
 use crate::messages::{Award, Bid};
 use crate::testnet::{node, policy, result_cid, spec};
@@ -141,13 +142,14 @@ fn an_awarded_node_that_stays_away_fails_its_execution_after_the_grace() {
         RequesterEvent::ExecutionFailed {
             node: n,
             execution_id,
-            reason,
-        } => Some((*n, *execution_id, reason.clone())),
+            failure,
+        } => Some((*n, *execution_id, failure.clone())),
         _ => None,
     });
-    let (n, execution_id, reason) = failed.expect("the execution failed");
+    let (n, execution_id, failure) = failed.expect("the execution failed");
     assert_eq!((n, execution_id), (node(2), award.execution_id));
-    assert!(reason.contains("disconnected"), "{reason}");
+    assert_eq!(failure.cause, FailureCause::NodeLost);
+    assert!(failure.detail.contains("disconnected"), "{failure:?}");
     assert!(matches!(
         a.job(&job).unwrap().executions[0].state,
         ExecutionState::Failed { .. }
@@ -186,16 +188,17 @@ fn an_undeliverable_award_counts_as_declined() {
         },
     );
     let out = drain(&mut a);
-    let reason = job_events(&out)
+    let failure = job_events(&out)
         .into_iter()
         .find_map(|e| match e {
-            RequesterEvent::ExecutionFailed { reason, .. } => Some(reason.clone()),
+            RequesterEvent::ExecutionFailed { failure, .. } => Some(failure.clone()),
             _ => None,
         })
         .expect("the execution failed");
+    assert_eq!(failure.cause, FailureCause::NodeLost);
     assert!(
-        reason.contains("could not be delivered: no route"),
-        "{reason}"
+        failure.detail.contains("could not be delivered: no route"),
+        "{failure:?}"
     );
 }
 
@@ -308,14 +311,15 @@ fn a_restarted_node_fails_what_it_had_awarded_itself() {
     let mut again = make(1, 1);
     again.restore(5_000, record);
     let out = drain(&mut again);
-    let reason = job_events(&out)
+    let failure = job_events(&out)
         .into_iter()
         .find_map(|e| match e {
-            RequesterEvent::ExecutionFailed { reason, .. } => Some(reason.clone()),
+            RequesterEvent::ExecutionFailed { failure, .. } => Some(failure.clone()),
             _ => None,
         })
         .expect("the lost execution failed at once");
-    assert!(reason.contains("restarted"), "{reason}");
+    assert_eq!(failure.cause, FailureCause::NodeRestarted);
+    assert!(failure.detail.contains("restarted"), "{failure:?}");
 }
 
 #[test]

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{ExecutionState, JobRecord, KnownNode};
+use crate::failure::{Failure, FailureCause};
 use crate::id::NodeId;
 use crate::job::NetworkMode;
 use crate::policy::RefuseReason;
@@ -34,25 +35,36 @@ pub(super) fn duration(ms: u64) -> String {
 }
 
 /// The job waited longer than its queue timeout for nodes.
-pub(super) fn queue_timeout(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>) -> String {
+pub(super) fn queue_timeout(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>) -> Failure {
     let waited = duration(job.queue_timeout_ms);
     let groups = render_groups(&groups(job, known));
     if job.executions.is_empty() && job.bids_received == 0 {
-        match (groups.is_empty(), job.announce.draw_ppm) {
-            (true, None) => {
-                format!("no node answered within {waited}; is this node connected to any peer?")
-            }
-            (true, Some(ppm)) => format!(
-                "no node answered within {waited} ({} of the nodes asked); is this node \
-                 connected to any peer?",
-                share(ppm)
+        let (cause, detail) = match (groups.is_empty(), job.announce.draw_ppm) {
+            (true, None) => (
+                FailureCause::NoNodeAnswered,
+                format!("no node answered within {waited}; is this node connected to any peer?"),
             ),
-            (false, None) => format!("no node accepts this job: {groups}"),
-            (false, Some(ppm)) => format!(
-                "no drawn node accepts this job ({} of the nodes asked): {groups}",
-                share(ppm)
+            (true, Some(ppm)) => (
+                FailureCause::NoNodeAnswered,
+                format!(
+                    "no node answered within {waited} ({} of the nodes asked); is this node \
+                     connected to any peer?",
+                    share(ppm)
+                ),
             ),
-        }
+            (false, None) => (
+                FailureCause::NoNodeAccepts,
+                format!("no node accepts this job: {groups}"),
+            ),
+            (false, Some(ppm)) => (
+                FailureCause::NoNodeAccepts,
+                format!(
+                    "no drawn node accepts this job ({} of the nodes asked): {groups}",
+                    share(ppm)
+                ),
+            ),
+        };
+        Failure::new(cause, detail)
     } else {
         let mut text = format!(
             "only {} of {} executions completed and no other node took the job within {waited}",
@@ -66,7 +78,7 @@ pub(super) fn queue_timeout(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>
         if !groups.is_empty() {
             text.push_str(&format!("; other nodes: {groups}"));
         }
-        text
+        Failure::new(FailureCause::QueueTimeout, text)
     }
 }
 
@@ -76,7 +88,7 @@ fn share(ppm: u32) -> String {
 }
 
 /// The job ran past its total timeout.
-pub(super) fn total_timeout(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>) -> String {
+pub(super) fn total_timeout(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>) -> Failure {
     let total = job.announce.spec.task().timeouts.total_timeout.unwrap_or(0);
     let mut text = format!(
         "the job did not finish within its total timeout of {} ({} of {} executions completed)",
@@ -94,18 +106,19 @@ pub(super) fn total_timeout(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>
             text.push_str(&format!("; nodes: {groups}"));
         }
     }
-    text
+    Failure::new(FailureCause::TotalTimeout, text)
 }
 
 /// Every attempt allowed was used.
-pub(super) fn attempts_exhausted(job: &JobRecord) -> String {
-    format!(
+pub(super) fn attempts_exhausted(job: &JobRecord) -> Failure {
+    let detail = format!(
         "gave up after {} attempts ({} of {} completed): {}",
         job.executions.len(),
         job.completed(),
         job.count(),
         failures(job)
-    )
+    );
+    Failure::new(FailureCause::AttemptsExhausted, detail)
 }
 
 /// The latest failed attempts, `NODE: reason; ...`.
@@ -114,7 +127,7 @@ fn failures(job: &JobRecord) -> String {
         .executions
         .iter()
         .filter_map(|e| match &e.state {
-            ExecutionState::Failed { reason } => Some(format!("{}: {reason}", e.node)),
+            ExecutionState::Failed { failure } => Some(format!("{}: {failure}", e.node)),
             _ => None,
         })
         .collect();

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 
+use crate::failure::{Failure, failure_or_reason};
 use crate::id::{ExecutionId, JobId, NodeId};
 use crate::messages::Announce;
 use crate::policy::RefuseReason;
@@ -23,7 +24,8 @@ pub enum JobState {
     /// The job failed.
     Failed {
         /// Why, explained (R-POL-3).
-        reason: String,
+        #[serde(alias = "reason", deserialize_with = "failure_or_reason")]
+        failure: Failure,
     },
     /// The user cancelled it.
     Cancelled,
@@ -71,7 +73,8 @@ pub enum ExecutionState {
     /// It failed, was declined, or its node went silent.
     Failed {
         /// Why.
-        reason: String,
+        #[serde(alias = "reason", deserialize_with = "failure_or_reason")]
+        failure: Failure,
     },
     /// The requester cancelled it (the job ended otherwise).
     Cancelled,

@@ -94,7 +94,7 @@ fn result(r: &mut Requester, now: u64, job_id: JobId, from: u8, n: u8, e: u64, o
         }
     } else {
         Outcome::Failed {
-            reason: "image not found".into(),
+            failure: Failure::new(FailureCause::EngineUnavailable, "image not found"),
         }
     };
     r.handle(
@@ -141,11 +141,16 @@ fn state(r: &Requester, id: JobId) -> JobState {
     r.job(&id).unwrap().state.clone()
 }
 
-fn failure(r: &Requester, id: JobId) -> String {
+/// The job's failure; its detail is what most tests read.
+fn failed(r: &Requester, id: JobId) -> Failure {
     match state(r, id) {
-        JobState::Failed { reason } => reason,
+        JobState::Failed { failure } => failure,
         other => panic!("not failed: {other:?}"),
     }
+}
+
+fn failure(r: &Requester, id: JobId) -> String {
+    failed(r, id).detail
 }
 
 // R-POL-4: fewest running jobs first, then the earliest bid.
@@ -271,8 +276,9 @@ fn r_pol_4_reawards_on_decline() {
     assert_eq!(awards(&out), vec![(node(2), ExecutionId(1))]);
     assert!(matches!(
         &events(&out)[0],
-        RequesterEvent::ExecutionFailed { node: n, reason, .. }
-            if *n == node(1) && reason.contains("allowlist changed")
+        RequesterEvent::ExecutionFailed { node: n, failure, .. }
+            if *n == node(1) && failure.cause == FailureCause::Declined
+                && failure.detail.contains("allowlist changed")
     ));
     result(&mut r, 500, id, 2, 2, 1, true);
     assert_eq!(state(&r, id), JobState::Completed);
@@ -293,7 +299,7 @@ fn r_pol_4_reawards_on_failure() {
     assert_eq!(
         record.executions[0].state,
         ExecutionState::Failed {
-            reason: "image not found".into()
+            failure: Failure::new(FailureCause::EngineUnavailable, "image not found")
         }
     );
 }
@@ -609,9 +615,10 @@ fn r_pol_3_no_answer_and_no_peer() {
         failure(&r, id),
         "no node answered within 10 s; is this node connected to any peer?"
     );
+    assert_eq!(failed(&r, id).cause, FailureCause::NoNodeAnswered);
     let out = drain(&mut r);
     assert!(events(&out).contains(&RequesterEvent::JobFailed {
-        reason: failure(&r, id)
+        failure: failed(&r, id)
     }));
 }
 
@@ -770,7 +777,7 @@ fn events_are_plain_serde_for_the_store() {
             exit_code: 0,
         },
         RequesterEvent::JobFailed {
-            reason: "why".into(),
+            failure: Failure::new(FailureCause::TotalTimeout, "why"),
         },
     ];
     for event in events {
@@ -784,6 +791,41 @@ fn events_are_plain_serde_for_the_store() {
         serde_json::to_string(&RequesterEvent::Announced).unwrap(),
         r#"{"event":"announced"}"#
     );
+}
+
+// Databases written before failures had causes still load: a bare reason
+// reads as cause `other`, in job states, execution states and events.
+#[test]
+fn stored_failures_without_a_cause_still_load() {
+    let old = Failure::new(FailureCause::Other, "it broke");
+    let job: JobState = serde_json::from_str(r#"{"state":"failed","reason":"it broke"}"#).unwrap();
+    assert_eq!(
+        job,
+        JobState::Failed {
+            failure: old.clone()
+        }
+    );
+    let execution: ExecutionState =
+        serde_json::from_str(r#"{"state":"failed","reason":"it broke"}"#).unwrap();
+    assert_eq!(
+        execution,
+        ExecutionState::Failed {
+            failure: old.clone()
+        }
+    );
+    let event: RequesterEvent =
+        serde_json::from_str(r#"{"event":"job_failed","reason":"it broke"}"#).unwrap();
+    assert_eq!(event, RequesterEvent::JobFailed { failure: old });
+    // Today's form names the cause.
+    let now = JobState::Failed {
+        failure: Failure::new(FailureCause::TotalTimeout, "late"),
+    };
+    let json = serde_json::to_string(&now).unwrap();
+    assert_eq!(
+        json,
+        r#"{"state":"failed","failure":{"cause":"total_timeout","detail":"late"}}"#
+    );
+    assert_eq!(serde_json::from_str::<JobState>(&json).unwrap(), now);
 }
 
 // R-POL-3: a node whose info says it is full is explained as busy.

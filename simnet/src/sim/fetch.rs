@@ -3,6 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 
+use protocol::failure::{Failure, FailureCause};
 use protocol::id::{ExecutionId, JobId};
 use protocol::messages::Outcome;
 
@@ -169,11 +170,12 @@ impl Sim {
     fn timed_out(&mut self, fetch: Fetch) {
         let timeout_s = self.config.mix.execution_timeout_s;
         let at = fetch.deadline_ms.max(self.now);
-        self.fail(fetch, at, format!("the {INPUTS_TIMED_OUT} ({timeout_s} s)"));
+        let detail = format!("the {INPUTS_TIMED_OUT} ({timeout_s} s)");
+        self.fail(fetch, at, Failure::new(FailureCause::InputTimeout, detail));
     }
 
     /// Ends the execution at `at` with a failure.
-    fn fail(&mut self, fetch: Fetch, at: u64, reason: String) {
+    fn fail(&mut self, fetch: Fetch, at: u64, failure: Failure) {
         self.push(
             at,
             Event::Finished(Box::new(Finished {
@@ -181,7 +183,7 @@ impl Sim {
                 incarnation: fetch.incarnation,
                 job_id: fetch.job_id,
                 execution_id: fetch.execution_id,
-                outcome: Outcome::Failed { reason },
+                outcome: Outcome::Failed { failure },
             })),
         );
     }
@@ -202,7 +204,9 @@ impl Sim {
             self.up[p] && !self.net.separated(p, i, self.now)
         })
         .map_err(|what| self.violation(format!("node {i} {what}")))?;
-        self.fail(fetch, self.now, format!("input CID {cid}: {NO_PROVIDER}"));
+        let detail = format!("input CID {cid}: {NO_PROVIDER}");
+        let failure = Failure::new(FailureCause::InputUnavailable, detail);
+        self.fail(fetch, self.now, failure);
         Ok(())
     }
 }

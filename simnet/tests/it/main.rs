@@ -6,6 +6,7 @@ mod live_docker;
 
 use std::process::Command;
 
+use protocol::failure::{Failure, FailureCause};
 use simnet::config::Partition;
 use simnet::{Report, SimConfig, Violation};
 
@@ -66,7 +67,7 @@ fn ci_scenario_keeps_the_invariants_and_completes_most_jobs() {
     assert!(report.bids_per_job.mean >= 1.0, "seed {seed}: nodes bid");
     // Every failure is of a kind the requester explains.
     assert!(
-        !report.failures_by_kind.contains_key("other"),
+        !report.failures_by_cause.contains_key(&FailureCause::Other),
         "seed {seed}: unexplained failures {:?}",
         report.failure_examples
     );
@@ -157,8 +158,8 @@ fn inputs_without_a_reachable_provider_fail_and_replicas_help() {
                 c.partitions = vec![Partition::parse("0.5@20000-50000").unwrap()];
                 let r = run_ok(c);
                 assert_eq!(
-                    r.execution_failures_by_kind
-                        .get("no provider reachable")
+                    r.execution_failures_by_cause
+                        .get(&FailureCause::InputUnavailable)
                         .copied()
                         .unwrap_or(0),
                     r.inputs.unreachable,
@@ -231,17 +232,29 @@ fn inputs_longer_than_the_timeout_fail_with_that_reason() {
     // Only jobs that ran where their input was (their submitter) complete;
     // a job no node accepts for its network mode fails for that.
     assert!(
-        r.failures_by_kind.get("inputs timed out") >= Some(&10),
+        r.failures_by_last_attempt.get(&FailureCause::InputTimeout) >= Some(&10),
         "seed {seed}: {r}"
     );
-    for kind in r.failures_by_kind.keys() {
-        assert!(
-            ["inputs timed out", "no node accepts the job"].contains(&kind.as_str()),
-            "seed {seed}: a job failed as {kind}: {r}"
+    // Jobs that had attempts gave up after inputs timed out, never after a
+    // node's silence; the others found no node for their network mode.
+    let attempted = r.failures_by_last_attempt.values().sum::<u64>();
+    let unaccepted = r.failures_by_cause.get(&FailureCause::NoNodeAccepts);
+    assert_eq!(
+        attempted + unaccepted.copied().unwrap_or(0),
+        r.failed,
+        "seed {seed}: {r}"
+    );
+    for cause in r.failures_by_last_attempt.keys() {
+        assert_eq!(
+            *cause,
+            FailureCause::InputTimeout,
+            "seed {seed}: a job failed after {cause}: {r}"
         );
     }
     assert!(
-        r.execution_failures_by_kind.get("inputs timed out") >= Some(&40),
+        r.execution_failures_by_cause
+            .get(&FailureCause::InputTimeout)
+            >= Some(&40),
         "seed {seed}: {r}"
     );
 }
@@ -259,16 +272,20 @@ fn a_false_failure_reason_is_caught() {
     .unwrap();
     let truly = simnet::check::refusals_by_text(nodes, &spec);
     let (text, n) = truly.iter().next().expect("some node refuses full jobs");
-    let honest = format!("no node accepts this job: {n} nodes: {text}");
+    let accepts = |detail: String| Failure::new(FailureCause::NoNodeAccepts, detail);
+    let honest = accepts(format!("no node accepts this job: {n} nodes: {text}"));
     assert_eq!(
         simnet::check::check_failure_reason(nodes, &spec, &honest),
         Ok(())
     );
-    let inflated = format!("no node accepts this job: {} nodes: {text}", n + 1);
+    let inflated = accepts(format!("no node accepts this job: {} nodes: {text}", n + 1));
     assert!(simnet::check::check_failure_reason(nodes, &spec, &inflated).is_err());
-    let invented = "no node accepts this job: 1 node: engine=gpu not available";
-    assert!(simnet::check::check_failure_reason(nodes, &spec, invented).is_err());
-    assert!(simnet::check::check_failure_reason(nodes, &spec, " ").is_err());
+    let invented = accepts("no node accepts this job: 1 node: engine=gpu not available".into());
+    assert!(simnet::check::check_failure_reason(nodes, &spec, &invented).is_err());
+    assert!(simnet::check::check_failure_reason(nodes, &spec, &accepts(" ".into())).is_err());
+    // An attempt's cause is not a job's.
+    let attempt = Failure::new(FailureCause::Timeout, honest.detail.clone());
+    assert!(simnet::check::check_failure_reason(nodes, &spec, &attempt).is_err());
 }
 
 /// The CLI prints how to reproduce a violation, and a report otherwise.
@@ -555,10 +572,11 @@ fn cli_runs_a_scenario_file_with_overrides() {
     for field in ["messages_per_node", "bytes_per_node", "bids_per_job"] {
         assert!(r[field]["mean"].is_f64(), "{field}");
     }
-    assert!(r["failures_by_kind"].is_object());
+    assert!(r["failures_by_cause"].is_object());
+    assert!(r["failures_by_last_attempt"].is_object());
     assert_eq!(r["config"]["mix"]["input_share"], 0.8);
     assert_eq!(r["config"]["mix"]["replicas"], 2);
-    assert!(r["execution_failures_by_kind"].is_object());
+    assert!(r["execution_failures_by_cause"].is_object());
     for field in ["p50", "p90", "p99"] {
         assert!(r["inputs"]["fetch_ms"][field].is_u64(), "{field}");
     }

@@ -2,6 +2,7 @@
 //! verifying gives back the message; junk and mutated encodings never panic
 //! and never verify.
 
+use crate::failure::{Failure, FailureCause};
 use proptest::collection::{btree_map, vec};
 use proptest::option;
 use proptest::prelude::*;
@@ -113,7 +114,12 @@ fn outcome() -> impl Strategy<Value = Outcome> {
                 exit_code,
             }
         }),
-        reason().prop_map(|reason| Outcome::Failed { reason }),
+        (0..FailureCause::ALL.len(), reason()).prop_map(|(i, detail)| Outcome::Failed {
+            failure: Failure {
+                cause: FailureCause::ALL[i],
+                detail,
+            }
+        }),
     ]
 }
 

@@ -69,7 +69,10 @@ pub struct NodeConfig {
     /// this node was down, which no disconnection will tell. Default 30 s.
     pub restart_grace_ms: u64,
     /// Ended jobs are kept in memory this long, then forgotten (the
-    /// driver's database keeps them). Default 10 min; `None`: kept (a
+    /// driver's database keeps them). Long enough for the answers still
+    /// under way when a job ends to meet its record and be dropped as late;
+    /// short, because a busy requester ends many jobs a minute and memory
+    /// holds all it has not forgotten. Default 60 s; `None`: kept (a
     /// simulation that reads every record at the end).
     pub retention_ms: Option<u64>,
 }
@@ -95,7 +98,7 @@ impl NodeConfig {
             result_retry_ms: 120_000,
             node_info_interval_ms: 30_000,
             node_info_after_connect_ms: 300,
-            retention_ms: Some(10 * 60 * 1000),
+            retention_ms: Some(60_000),
         }
     }
 }

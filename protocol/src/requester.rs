@@ -504,11 +504,8 @@ impl Requester {
             .jobs
             .get(&job_id)
             .ok_or(CancelError::UnknownJob(job_id))?;
-        match job.state {
-            JobState::Completed => return Err(CancelError::AlreadyEnded(job_id, "completed")),
-            JobState::Failed { .. } => return Err(CancelError::AlreadyEnded(job_id, "failed")),
-            JobState::Cancelled => return Err(CancelError::AlreadyEnded(job_id, "cancelled")),
-            JobState::Bidding | JobState::Running => {}
+        if job.state.is_terminal() {
+            return Err(CancelError::AlreadyEnded(job_id, job.state.name()));
         }
         let reason = truncate(&format!("cancelled by its user: {reason}"));
         self.cancel_active(job_id, &reason);

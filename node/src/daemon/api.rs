@@ -167,13 +167,7 @@ struct ListQuery {
 }
 
 fn state_name(state: &JobState) -> &'static str {
-    match state {
-        JobState::Bidding => "bidding",
-        JobState::Running => "running",
-        JobState::Completed => "completed",
-        JobState::Failed { .. } => "failed",
-        JobState::Cancelled => "cancelled",
-    }
+    state.name()
 }
 
 async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult {

@@ -19,7 +19,7 @@ use protocol::job::JobSpec;
 use protocol::messages::{Direct, Gossip, GossipMessage, Message, NodeInfo, Outcome};
 use protocol::node::{Node as Core, NodeConfig as CoreConfig, NodeInput, NodeOutput, Outgoing};
 use protocol::policy::AcceptancePolicy;
-use protocol::requester::{RequesterEvent, ToCompute};
+use protocol::requester::{CancelError, RequesterEvent, ToCompute};
 use serde::Serialize;
 use storage::download::{DownloadConfig, Downloader};
 use storage::store::Store;
@@ -399,10 +399,17 @@ impl Driver {
                 let _ = reply.send(result);
             }
             Command::Cancel { job_id, reply } => {
-                let result = self
-                    .core
-                    .cancel(now_ms(), job_id, "cancelled by the user")
-                    .map_err(|e| e.to_string());
+                let result = match self.core.cancel(now_ms(), job_id, "cancelled by the user") {
+                    // The core forgets ended jobs after a while; the
+                    // database still knows how they ended.
+                    Err(CancelError::UnknownJob(_)) => match self.db.job(&job_id) {
+                        Ok(Some(record)) if record.state.is_terminal() => {
+                            Err(CancelError::AlreadyEnded(job_id, record.state.name()).to_string())
+                        }
+                        _ => Err(CancelError::UnknownJob(job_id).to_string()),
+                    },
+                    other => other.map_err(|e| e.to_string()),
+                };
                 self.drain();
                 let _ = reply.send(result);
             }

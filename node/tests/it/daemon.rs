@@ -434,6 +434,14 @@ fn a_restarted_requester_loses_no_job_and_no_result() {
     );
     let logs = cli(&requester.api, &["job", "logs", &job]);
     assert_eq!(text(&logs.stdout), "hello skrei\n");
+    // Ended jobs leave the node's memory (at a restart, or a while after
+    // they end) but not its database: cancelling one still says how it
+    // ended, not that the node never had it.
+    requester.restart();
+    let cancel = cli(&requester.api, &["job", "cancel", &job]);
+    assert!(!cancel.status.success());
+    let said = text(&cancel.stderr);
+    assert!(said.contains("already ended (completed)"), "{said}");
 }
 
 #[test]

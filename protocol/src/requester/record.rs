@@ -32,6 +32,18 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// The state's name, as in JSON: `bidding`, `running`, `completed`,
+    /// `failed`, `cancelled`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobState::Bidding => "bidding",
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Failed { .. } => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
     /// Whether the job has ended.
     pub fn is_terminal(&self) -> bool {
         matches!(

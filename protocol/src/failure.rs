@@ -11,8 +11,9 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-/// Longest failure detail: [`crate::messages::MAX_REASON_BYTES`].
-pub const MAX_DETAIL_BYTES: usize = crate::messages::MAX_REASON_BYTES;
+/// Longest failure detail: 4 KiB, as every free-text reason a message
+/// carries (`messages::MAX_REASON_BYTES`).
+pub const MAX_DETAIL_BYTES: usize = 4 << 10;
 
 /// A failure: what kind it is, and what happened in words a user can act on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

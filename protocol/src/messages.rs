@@ -107,6 +107,8 @@ pub const MAX_ENGINE_NAME_BYTES: usize = 32;
 
 // The limits fit together.
 const _: () = {
+    // A failure's detail is a reason like any other.
+    assert!(crate::failure::MAX_DETAIL_BYTES == MAX_REASON_BYTES);
     // A node info fits a gossip message.
     assert!(MAX_NODE_INFO_BYTES + ENVELOPE_OVERHEAD <= MAX_GOSSIP_BYTES);
     // The largest refusal fits a direct message: every domain a job may

@@ -16,6 +16,13 @@ use crate::rng::SimRng;
 /// `ENVELOPE_OVERHEAD` is the bound, 256; this is the typical size).
 pub const ENVELOPE_BYTES: u64 = 170;
 
+/// Messages and bytes a node sent and received.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Traffic {
+    pub(crate) messages: u64,
+    pub(crate) bytes: u64,
+}
+
 /// The network as the simulator sees it.
 #[derive(Debug, Clone)]
 pub struct Network {

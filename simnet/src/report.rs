@@ -7,7 +7,7 @@ use protocol::failure::{Failure, FailureCause};
 
 use crate::blobs::InputStats;
 use crate::config::SimConfig;
-use crate::sim::Traffic;
+use crate::net::Traffic;
 
 /// How a job ended.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

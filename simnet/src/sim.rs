@@ -29,7 +29,7 @@ use protocol::requester::{ExecutionState, JobRecord, JobState, RequesterEvent, T
 use crate::blobs::{self, InputStats};
 use crate::check::{self, Violation};
 use crate::config::SimConfig;
-use crate::net::{Network, Sizes};
+use crate::net::{Network, Sizes, Traffic};
 use crate::population::{self, JobPlan, NodePlan};
 use crate::report::{JobOutcome, Report};
 use crate::rng::SimRng;
@@ -160,13 +160,6 @@ struct JobTrack {
     first_award_ms: Option<u64>,
     ended_at_ms: Option<u64>,
     outcome: Option<JobOutcome>,
-}
-
-/// Messages and bytes a node sent and received.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Traffic {
-    pub(crate) messages: u64,
-    pub(crate) bytes: u64,
 }
 
 /// A simulated network: build with [`Sim::new`], run with [`Sim::run`].

@@ -28,7 +28,7 @@ use cid::Cid;
 
 use crate::cid::{self as cids, Content, Kind};
 use crate::manifest::{Manifest, Mode};
-use crate::store::{ExportError, MAX_DEPTH, MAX_ENTRIES, StoreError};
+use crate::store::{ExportError, MAX_DEPTH, MAX_ENTRIES, Store, StoreError};
 
 /// Where [`export`] reads content from.
 pub trait Source: Sync {
@@ -50,6 +50,58 @@ pub trait Source: Sync {
         target: &Path,
         executable: bool,
     ) -> impl Future<Output = Result<u64, ExportError>> + Send;
+}
+
+impl Source for Store {
+    async fn manifest(&self, content: Content) -> Result<Manifest, StoreError> {
+        Store::manifest(self, content, 0).await
+    }
+
+    async fn file_size(&self, content: Content) -> Result<u64, StoreError> {
+        self.complete_size(content).await
+    }
+
+    async fn write_file(
+        &self,
+        content: Content,
+        target: &Path,
+        executable: bool,
+    ) -> Result<u64, ExportError> {
+        let cid = content.cid();
+        let size = self.complete_size(content).await?;
+        let io_err = |source| ExportError::Io {
+            cid,
+            target: target.to_owned(),
+            source,
+        };
+        // iroh-blobs writes the file itself (a copy, or a reflink where
+        // the file system has them), created with the process's umask.
+        self.blobs
+            .blobs()
+            .export(content.blob_hash(), target)
+            .finish()
+            .await
+            .map_err(|e| io_err(io::Error::other(format!("{e:#}"))))?;
+        if executable {
+            make_executable(target).await.map_err(io_err)?;
+        }
+        Ok(size)
+    }
+}
+
+impl Store {
+    /// Writes the content to `target`, which must not exist (its parent
+    /// must): a file for a file CID, a directory tree for a directory CID,
+    /// refusing content that would take more than `max_bytes` on disk. See
+    /// [`crate::export`] for the rules.
+    pub async fn export(
+        &self,
+        cid: &Cid,
+        target: &Path,
+        max_bytes: u64,
+    ) -> Result<ExportReport, ExportError> {
+        export(self, cid, target, max_bytes).await
+    }
 }
 
 /// What an [`export`] wrote.

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use cid::Cid;
 use futures::{StreamExt, TryStreamExt};
 use iroh::EndpointAddr;
 use iroh::endpoint::Connection;
@@ -23,6 +24,40 @@ use crate::store::{FetchError, FetchReport, MAX_ENTRIES, Progress, Store, StoreE
 
 /// Blob transfers in flight at once within one directory.
 pub const CONCURRENT_BLOBS: usize = 8;
+
+impl Store {
+    /// Fetches `cid`, and for a directory everything under it, from the
+    /// first provider that serves it, moving to the next provider when one
+    /// fails, stalls or sends data that does not match the hash. Chunks
+    /// already present are not asked for again.
+    ///
+    /// Content already complete in the store needs no provider. Progress
+    /// events go to `progress` when given; they are dropped rather than
+    /// slowing the transfer when the receiver falls behind, except the last
+    /// one of a successful fetch. A directory's files are fetched
+    /// concurrently.
+    ///
+    /// The content's distinct bytes (what it takes in the store) may not
+    /// pass `max_bytes`: a fetch that would is stopped with
+    /// [`FetchError::TooLarge`] as soon as the count passes it.
+    pub async fn fetch(
+        &self,
+        cid: &Cid,
+        providers: &[EndpointAddr],
+        progress: Option<mpsc::Sender<Progress>>,
+        max_bytes: u64,
+    ) -> Result<FetchReport, FetchError> {
+        let content = cids::content(cid).map_err(StoreError::from)?;
+        let run = FetchRun::new(self, providers, progress, *cid, max_bytes);
+        run.content(content, 0).await?;
+        run.finish().await;
+        // Fetched content is kept across a crash like added content.
+        if let Err(e) = self.blobs.sync_db().await {
+            tracing::warn!("committing the store after a fetch: {e:#}");
+        }
+        Ok(run.report())
+    }
+}
 
 /// The content passed the fetch's byte budget.
 struct OverBudget {

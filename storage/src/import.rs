@@ -16,9 +16,9 @@ use std::path::Path;
 
 use cid::Cid;
 
-use crate::cid::Kind;
+use crate::cid::{self as cids, Kind};
 use crate::manifest::{Entry, Manifest, Mode, check_name};
-use crate::store::AddError;
+use crate::store::{AddError, Store};
 
 /// Where [`add`] puts what it reads.
 pub trait Sink: Sync {
@@ -37,6 +37,27 @@ pub trait Sink: Sync {
         manifest: &Manifest,
         path: &Path,
     ) -> impl Future<Output = Result<Cid, AddError>> + Send;
+}
+
+impl Sink for Store {
+    async fn add_file(&self, path: &Path, size: u64) -> Result<Cid, AddError> {
+        let hash = self.import_file(path, size).await?;
+        Ok(cids::file_cid(*hash.as_bytes()))
+    }
+
+    async fn add_manifest(&self, manifest: &Manifest, path: &Path) -> Result<Cid, AddError> {
+        self.store_manifest(manifest, path).await
+    }
+}
+
+impl Store {
+    /// Adds a file or a directory tree, streaming each file into the store,
+    /// and returns its CID. See [`crate::import`] for the rules.
+    pub async fn add_path(&self, path: &Path) -> Result<Cid, AddError> {
+        let cid = crate::import::add(self, path).await?;
+        self.sync(path).await?;
+        Ok(cid)
+    }
 }
 
 /// Adds the file or folder at `path` to `sink` and returns its CID.

@@ -42,11 +42,8 @@ use iroh::{Endpoint, EndpointAddr, SecretKey};
 use iroh_blobs::BlobsProtocol;
 use iroh_blobs::api::proto::BlobStatus;
 use iroh_blobs::store::fs::FsStore;
-use tokio::sync::mpsc;
 
 use crate::cid::{self as cids, CidError, Content, Kind};
-pub use crate::export::ExportReport;
-use crate::fetch::FetchRun;
 use crate::manifest::{MAX_MANIFEST_BYTES, Manifest, ManifestError};
 
 /// Deepest directory nesting accepted when walking a manifest from the network.
@@ -273,14 +270,6 @@ impl Store {
         }
     }
 
-    /// Adds a file or a directory tree, streaming each file into the store,
-    /// and returns its CID. See [`crate::import`] for the rules.
-    pub async fn add_path(&self, path: &Path) -> Result<Cid, AddError> {
-        let cid = crate::import::add(self, path).await?;
-        self.sync(path).await?;
-        Ok(cid)
-    }
-
     /// Adds one file's bytes as they arrive (from a client of the node's
     /// API) and returns its `raw` CID. `what` names the source in errors.
     pub async fn add_stream(
@@ -322,7 +311,11 @@ impl Store {
         Ok(cid)
     }
 
-    async fn store_manifest(&self, manifest: &Manifest, path: &Path) -> Result<Cid, AddError> {
+    pub(crate) async fn store_manifest(
+        &self,
+        manifest: &Manifest,
+        path: &Path,
+    ) -> Result<Cid, AddError> {
         let tag = self
             .blobs
             .add_bytes(manifest.encode())
@@ -337,7 +330,7 @@ impl Store {
 
     /// Commits the store's database: what was added survives the process
     /// being killed the moment after (iroh-blobs batches its writes).
-    async fn sync(&self, path: &Path) -> Result<(), AddError> {
+    pub(crate) async fn sync(&self, path: &Path) -> Result<(), AddError> {
         self.blobs.sync_db().await.map_err(|e| AddError::Store {
             path: path.to_owned(),
             reason: format!("committing the store: {e:#}"),
@@ -355,7 +348,11 @@ impl Store {
     /// `try_send`s them) without waking anyone. The final result is always
     /// delivered. Small files keep the prompt loop: a pause would cost them
     /// more than the wake-ups it saves.
-    async fn import_file(&self, path: &Path, size: u64) -> Result<iroh_blobs::Hash, AddError> {
+    pub(crate) async fn import_file(
+        &self,
+        path: &Path,
+        size: u64,
+    ) -> Result<iroh_blobs::Hash, AddError> {
         let paced = size >= PACED_PROGRESS_BYTES;
         let items = self.blobs.add_path(path).stream().await;
         self.tag_added(items, paced, path).await
@@ -480,57 +477,12 @@ impl Store {
         Manifest::decode(&bytes).map_err(|source| StoreError::Manifest { cid, source })
     }
 
-    /// Fetches `cid`, and for a directory everything under it, from the
-    /// first provider that serves it, moving to the next provider when one
-    /// fails, stalls or sends data that does not match the hash. Chunks
-    /// already present are not asked for again.
-    ///
-    /// Content already complete in the store needs no provider. Progress
-    /// events go to `progress` when given; they are dropped rather than
-    /// slowing the transfer when the receiver falls behind, except the last
-    /// one of a successful fetch. A directory's files are fetched
-    /// concurrently.
-    ///
-    /// The content's distinct bytes (what it takes in the store) may not
-    /// pass `max_bytes`: a fetch that would is stopped with
-    /// [`FetchError::TooLarge`] as soon as the count passes it.
-    pub async fn fetch(
-        &self,
-        cid: &Cid,
-        providers: &[EndpointAddr],
-        progress: Option<mpsc::Sender<Progress>>,
-        max_bytes: u64,
-    ) -> Result<FetchReport, FetchError> {
-        let content = cids::content(cid).map_err(StoreError::from)?;
-        let run = FetchRun::new(self, providers, progress, *cid, max_bytes);
-        run.content(content, 0).await?;
-        run.finish().await;
-        // Fetched content is kept across a crash like added content.
-        if let Err(e) = self.blobs.sync_db().await {
-            tracing::warn!("committing the store after a fetch: {e:#}");
-        }
-        Ok(run.report())
-    }
-
-    /// Writes the content to `target`, which must not exist (its parent
-    /// must): a file for a file CID, a directory tree for a directory CID,
-    /// refusing content that would take more than `max_bytes` on disk. See
-    /// [`crate::export`] for the rules.
-    pub async fn export(
-        &self,
-        cid: &Cid,
-        target: &Path,
-        max_bytes: u64,
-    ) -> Result<ExportReport, ExportError> {
-        crate::export::export(self, cid, target, max_bytes).await
-    }
-
     /// A complete blob's size, or `Missing`.
     pub async fn blob_size(&self, cid: &Cid) -> Result<u64, StoreError> {
         self.complete_size(cids::content(cid)?).await
     }
 
-    async fn complete_size(&self, content: Content) -> Result<u64, StoreError> {
+    pub(crate) async fn complete_size(&self, content: Content) -> Result<u64, StoreError> {
         let status = self
             .blobs
             .blobs()
@@ -572,56 +524,6 @@ impl Store {
             .await
             .map_err(|e| store_err(content, e))?;
         Ok(bytes.to_vec())
-    }
-}
-
-impl crate::import::Sink for Store {
-    async fn add_file(&self, path: &Path, size: u64) -> Result<Cid, AddError> {
-        let hash = self.import_file(path, size).await?;
-        Ok(cids::file_cid(*hash.as_bytes()))
-    }
-
-    async fn add_manifest(&self, manifest: &Manifest, path: &Path) -> Result<Cid, AddError> {
-        self.store_manifest(manifest, path).await
-    }
-}
-
-impl crate::export::Source for Store {
-    async fn manifest(&self, content: Content) -> Result<Manifest, StoreError> {
-        Store::manifest(self, content, 0).await
-    }
-
-    async fn file_size(&self, content: Content) -> Result<u64, StoreError> {
-        self.complete_size(content).await
-    }
-
-    async fn write_file(
-        &self,
-        content: Content,
-        target: &Path,
-        executable: bool,
-    ) -> Result<u64, ExportError> {
-        let cid = content.cid();
-        let size = self.complete_size(content).await?;
-        let io_err = |source| ExportError::Io {
-            cid,
-            target: target.to_owned(),
-            source,
-        };
-        // iroh-blobs writes the file itself (a copy, or a reflink where
-        // the file system has them), created with the process's umask.
-        self.blobs
-            .blobs()
-            .export(content.blob_hash(), target)
-            .finish()
-            .await
-            .map_err(|e| io_err(io::Error::other(format!("{e:#}"))))?;
-        if executable {
-            crate::export::make_executable(target)
-                .await
-                .map_err(io_err)?;
-        }
-        Ok(size)
     }
 }
 

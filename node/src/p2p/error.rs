@@ -1,7 +1,10 @@
 //! What can go wrong in the network layer, in the caller's terms.
 
 use libp2p::Multiaddr;
+use libp2p::gossipsub::PublishError;
 use protocol::id::NodeId;
+
+use super::validate::{JOBS_TOPIC, NODES_TOPIC};
 
 /// An error of the network layer.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +101,31 @@ pub enum P2pError {
 }
 
 impl P2pError {
+    /// A failed gossip publication on `topic`; its name is kept only when
+    /// it is one of ours (a topic is a peer-chosen string elsewhere).
+    pub(super) fn publishing(topic: &str, error: PublishError) -> P2pError {
+        let topic = match topic {
+            JOBS_TOPIC => JOBS_TOPIC,
+            NODES_TOPIC => NODES_TOPIC,
+            _ => "an unknown topic",
+        };
+        match error {
+            PublishError::NoPeersSubscribedToTopic => P2pError::NoSubscribers { topic },
+            other => P2pError::Publish {
+                topic,
+                cause: other.to_string(),
+            },
+        }
+    }
+
+    /// A failed DHT operation.
+    pub(super) fn dht(operation: &'static str, cause: impl std::fmt::Display) -> P2pError {
+        P2pError::Dht {
+            operation,
+            cause: cause.to_string(),
+        }
+    }
+
     /// Whether trying the same thing again later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

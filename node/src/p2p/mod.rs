@@ -46,9 +46,9 @@
 mod behaviour;
 mod codec;
 mod config;
-mod driver;
 mod error;
 mod limits;
+mod swarm_driver;
 pub mod validate;
 
 use std::sync::{Arc, Mutex};
@@ -69,7 +69,7 @@ pub use error::P2pError;
 pub use validate::{JOBS_TOPIC, NODES_TOPIC, Rejection};
 
 use behaviour::Behaviour;
-use driver::{Command, Driver, Shared};
+use swarm_driver::{Shared, SwarmCommand, SwarmDriver};
 
 /// How long [`P2p::start`] waits for its listeners to report an address.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -174,7 +174,7 @@ impl P2p {
         let (commands_tx, commands) = mpsc::channel(config.command_buffer.max(1));
         let shared = Arc::new(Mutex::new(Shared::default()));
         let limits = limits::Limits::new(rate_limited);
-        let mut driver = Driver::new(swarm, events_tx, shared.clone(), limits);
+        let mut driver = SwarmDriver::new(swarm, events_tx, shared.clone(), limits);
         driver.silent_after = config.silent_after;
 
         listen(&mut driver, &config.listen).await?;
@@ -195,7 +195,7 @@ impl P2p {
     }
 }
 
-async fn listen(driver: &mut Driver, addrs: &[Multiaddr]) -> Result<(), P2pError> {
+async fn listen(driver: &mut SwarmDriver, addrs: &[Multiaddr]) -> Result<(), P2pError> {
     use futures::StreamExt;
     use libp2p::swarm::SwarmEvent;
 
@@ -248,7 +248,7 @@ async fn listen(driver: &mut Driver, addrs: &[Multiaddr]) -> Result<(), P2pError
         })
 }
 
-fn bootstrap(driver: &mut Driver, addrs: &[Multiaddr]) -> Result<(), P2pError> {
+fn bootstrap(driver: &mut SwarmDriver, addrs: &[Multiaddr]) -> Result<(), P2pError> {
     for addr in addrs {
         let Some(Protocol::P2p(peer)) = addr.iter().last() else {
             return Err(P2pError::BootstrapAddr { addr: addr.clone() });
@@ -268,7 +268,7 @@ fn bootstrap(driver: &mut Driver, addrs: &[Multiaddr]) -> Result<(), P2pError> {
 #[derive(Clone)]
 pub struct P2pHandle {
     node_id: NodeId,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<SwarmCommand>,
     shared: Arc<Mutex<Shared>>,
     /// gossipsub's own counters; the swarm task updates them through the
     /// shared atomics the registry holds.
@@ -325,7 +325,7 @@ impl P2pHandle {
     }
 
     async fn publish_bytes(&self, topic: &str, bytes: Vec<u8>) -> Result<(), P2pError> {
-        self.ask(|reply| Command::Publish {
+        self.ask(|reply| SwarmCommand::Publish {
             topic: topic.to_owned(),
             bytes,
             reply,
@@ -349,46 +349,48 @@ impl P2pHandle {
     }
 
     async fn send_raw(&self, to: NodeId, bytes: Vec<u8>) -> Result<(), P2pError> {
-        self.ask(|reply| Command::Send { to, bytes, reply }).await?
+        self.ask(|reply| SwarmCommand::Send { to, bytes, reply })
+            .await?
     }
 
     /// Dials an address (one ending in `/p2p/<peer id>` is checked to reach
     /// that peer). Returns once the dial started; [`P2pEvent::PeerConnected`]
     /// tells when it succeeded.
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), P2pError> {
-        self.ask(|reply| Command::Dial { addr, reply }).await?
+        self.ask(|reply| SwarmCommand::Dial { addr, reply }).await?
     }
 
     /// Announces in the DHT that this node provides `key` (a content CID's
     /// bytes); returns once the record reached the closest peers.
     pub async fn start_providing(&self, key: impl AsRef<[u8]>) -> Result<(), P2pError> {
         let key = key.as_ref().to_vec();
-        self.ask(|reply| Command::StartProviding { key, reply })
+        self.ask(|reply| SwarmCommand::StartProviding { key, reply })
             .await?
     }
 
     /// The nodes the DHT names as providers of `key`.
     pub async fn get_providers(&self, key: impl AsRef<[u8]>) -> Result<Vec<NodeId>, P2pError> {
         let key = key.as_ref().to_vec();
-        self.ask(|reply| Command::GetProviders { key, reply })
+        self.ask(|reply| SwarmCommand::GetProviders { key, reply })
             .await?
     }
 
     /// The gossipsub score this node gives `node` (None if unknown): for
     /// metrics and tests.
     pub async fn peer_score(&self, node: NodeId) -> Result<Option<f64>, P2pError> {
-        self.ask(|reply| Command::PeerScore { node, reply }).await
+        self.ask(|reply| SwarmCommand::PeerScore { node, reply })
+            .await
     }
 
     /// Stops the swarm task, closing every connection; returns once it has
     /// stopped taking commands. Other handles then get [`P2pError::Shutdown`].
     pub async fn shutdown(&self) {
-        let _ = self.ask(|reply| Command::Shutdown { reply }).await;
+        let _ = self.ask(|reply| SwarmCommand::Shutdown { reply }).await;
     }
 
     async fn ask<T>(
         &self,
-        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+        command: impl FnOnce(oneshot::Sender<T>) -> SwarmCommand,
     ) -> Result<T, P2pError> {
         let (reply, answer) = oneshot::channel();
         self.commands

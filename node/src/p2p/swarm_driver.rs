@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, PublishError};
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
 use libp2p::request_response::{self, OutboundRequestId};
 use libp2p::swarm::{ConnectionId, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns, ping};
@@ -17,14 +17,14 @@ use tokio::sync::{mpsc, oneshot};
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::codec::Ack;
 use super::limits::{Kind, Limits};
-use super::validate::{self, JOBS_TOPIC, NODES_TOPIC, node_id, peer_id};
+use super::validate::{self, node_id, peer_id};
 use super::{P2pError, P2pEvent};
 
 type Reply<T> = oneshot::Sender<Result<T, P2pError>>;
 
 /// A request from a [`super::P2pHandle`]; each carries the channel its
 /// answer comes back on.
-pub(super) enum Command {
+pub(super) enum SwarmCommand {
     Publish {
         topic: String,
         bytes: Vec<u8>,
@@ -63,7 +63,7 @@ pub(super) struct Shared {
     pub peers: BTreeSet<NodeId>,
 }
 
-pub(super) struct Driver {
+pub(super) struct SwarmDriver {
     pub swarm: Swarm<Behaviour>,
     pub events: mpsc::Sender<P2pEvent>,
     pub shared: Arc<Mutex<Shared>>,
@@ -71,22 +71,22 @@ pub(super) struct Driver {
     sends: HashMap<OutboundRequestId, (NodeId, Reply<()>)>,
     providing: HashMap<kad::QueryId, Reply<()>>,
     finding: HashMap<kad::QueryId, (BTreeSet<NodeId>, Reply<Vec<NodeId>>)>,
-    /// Rejected direct messages per connected peer: see [`Driver::strike`].
+    /// Rejected direct messages per connected peer: see [`SwarmDriver::strike`].
     strikes: HashMap<PeerId, u32>,
     limits: Limits,
     /// The `--bootstrap` addresses, dialled again whenever no peer is
-    /// connected (see [`Driver::rejoin`]).
+    /// connected (see [`SwarmDriver::rejoin`]).
     pub bootstrap: Vec<Multiaddr>,
     /// How long a connection may go without a pong (`None`: no limit).
     pub silent_after: Option<std::time::Duration>,
     /// When each connection last answered a ping (or opened): see
-    /// [`Driver::close_silent`]. Peers without ping are not in it.
+    /// [`SwarmDriver::close_silent`]. Peers without ping are not in it.
     last_pong: HashMap<ConnectionId, std::time::Instant>,
-    /// When [`Driver::close_silent`] last ran.
+    /// When [`SwarmDriver::close_silent`] last ran.
     last_liveness_check: std::time::Instant,
 }
 
-/// Strikes that graylist a peer (see [`Driver::strike`]).
+/// Strikes that graylist a peer (see [`SwarmDriver::strike`]).
 const GRAYLIST_STRIKES: u32 = 3;
 
 /// How often connections are checked for silence.
@@ -95,14 +95,14 @@ const LIVENESS_CHECK: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often a node with no connected peer tries to rejoin the network.
 const REJOIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-impl Driver {
+impl SwarmDriver {
     pub fn new(
         swarm: Swarm<Behaviour>,
         events: mpsc::Sender<P2pEvent>,
         shared: Arc<Mutex<Shared>>,
         limits: Limits,
-    ) -> Driver {
-        Driver {
+    ) -> SwarmDriver {
+        SwarmDriver {
             swarm,
             events,
             shared,
@@ -118,7 +118,7 @@ impl Driver {
         }
     }
 
-    /// Closes the connections silent for [`Driver::silent_after`].
+    /// Closes the connections silent for [`SwarmDriver::silent_after`].
     fn close_silent(&mut self) {
         let Some(silent_after) = self.silent_after else {
             return;
@@ -167,7 +167,7 @@ impl Driver {
     }
 
     /// Runs until a shutdown command, or until every handle is gone.
-    pub async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    pub async fn run(mut self, mut commands: mpsc::Receiver<SwarmCommand>) {
         let mut rejoin = tokio::time::interval_at(
             tokio::time::Instant::now() + REJOIN_INTERVAL,
             REJOIN_INTERVAL,
@@ -185,7 +185,7 @@ impl Driver {
                     }
                 }
                 command = commands.recv() => match command {
-                    Some(Command::Shutdown { reply }) => break Some(reply),
+                    Some(SwarmCommand::Shutdown { reply }) => break Some(reply),
                     Some(command) => self.command(command),
                     None => break None,
                 },
@@ -206,10 +206,10 @@ impl Driver {
         }
     }
 
-    fn command(&mut self, command: Command) {
+    fn command(&mut self, command: SwarmCommand) {
         let behaviour = self.swarm.behaviour_mut();
         match command {
-            Command::Publish {
+            SwarmCommand::Publish {
                 topic,
                 bytes,
                 reply,
@@ -218,47 +218,47 @@ impl Driver {
                     .gossipsub
                     .publish(IdentTopic::new(topic.clone()), bytes)
                     .map(|_| ())
-                    .map_err(|e| publish_error(&topic, e));
+                    .map_err(|e| P2pError::publishing(&topic, e));
                 let _ = reply.send(result);
             }
-            Command::Send { to, bytes, reply } => {
+            SwarmCommand::Send { to, bytes, reply } => {
                 let id = behaviour.direct.send_request(&peer_id(&to), bytes);
                 self.sends.insert(id, (to, reply));
             }
-            Command::Dial { addr, reply } => {
+            SwarmCommand::Dial { addr, reply } => {
                 let result = self.swarm.dial(addr.clone()).map_err(|e| P2pError::Dial {
                     addr,
                     cause: e.to_string(),
                 });
                 let _ = reply.send(result);
             }
-            Command::StartProviding { key, reply } => match behaviour.kad.as_mut() {
+            SwarmCommand::StartProviding { key, reply } => match behaviour.kad.as_mut() {
                 Some(kad) => match kad.start_providing(kad::RecordKey::new(&key)) {
                     Ok(query) => {
                         self.providing.insert(query, reply);
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(dht_error("start_providing", e)));
+                        let _ = reply.send(Err(P2pError::dht("start_providing", e)));
                     }
                 },
                 None => {
-                    let _ = reply.send(Err(dht_error("start_providing", "Kademlia is off")));
+                    let _ = reply.send(Err(P2pError::dht("start_providing", "Kademlia is off")));
                 }
             },
-            Command::GetProviders { key, reply } => match behaviour.kad.as_mut() {
+            SwarmCommand::GetProviders { key, reply } => match behaviour.kad.as_mut() {
                 Some(kad) => {
                     let query = kad.get_providers(kad::RecordKey::new(&key));
                     self.finding.insert(query, (BTreeSet::new(), reply));
                 }
                 None => {
-                    let _ = reply.send(Err(dht_error("get_providers", "Kademlia is off")));
+                    let _ = reply.send(Err(P2pError::dht("get_providers", "Kademlia is off")));
                 }
             },
-            Command::PeerScore { node, reply } => {
+            SwarmCommand::PeerScore { node, reply } => {
                 let _ = reply.send(behaviour.gossipsub.peer_score(&peer_id(&node)));
             }
             // `run` stops on it before calling this.
-            Command::Shutdown { reply } => {
+            SwarmCommand::Shutdown { reply } => {
                 let _ = reply.send(());
             }
         }
@@ -488,7 +488,7 @@ impl Driver {
         }
     }
 
-    /// Pongs keep a connection open: see [`Driver::silent_after`].
+    /// Pongs keep a connection open: see [`SwarmDriver::silent_after`].
     fn ping(&mut self, event: ping::Event) {
         match event.result {
             Ok(_) => {
@@ -538,7 +538,7 @@ impl Driver {
                     let _ = reply.send(
                         result
                             .map(|_| ())
-                            .map_err(|e| dht_error("start_providing", e)),
+                            .map_err(|e| P2pError::dht("start_providing", e)),
                     );
                 }
             }
@@ -558,7 +558,7 @@ impl Driver {
                     return;
                 };
                 let _ = reply.send(match result {
-                    Err(e) if found.is_empty() => Err(dht_error("get_providers", e)),
+                    Err(e) if found.is_empty() => Err(P2pError::dht("get_providers", e)),
                     _ => Ok(found.into_iter().collect()),
                 });
                 if !step.last
@@ -615,27 +615,5 @@ impl Driver {
     fn shared(&self) -> std::sync::MutexGuard<'_, Shared> {
         // Only this task writes, and it never panics while holding the lock.
         self.shared.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-fn publish_error(topic: &str, error: PublishError) -> P2pError {
-    let topic = match topic {
-        JOBS_TOPIC => JOBS_TOPIC,
-        NODES_TOPIC => NODES_TOPIC,
-        _ => "an unknown topic",
-    };
-    match error {
-        PublishError::NoPeersSubscribedToTopic => P2pError::NoSubscribers { topic },
-        other => P2pError::Publish {
-            topic,
-            cause: other.to_string(),
-        },
-    }
-}
-
-fn dht_error(operation: &'static str, cause: impl std::fmt::Display) -> P2pError {
-    P2pError::Dht {
-        operation,
-        cause: cause.to_string(),
     }
 }

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::address::DataAddr;
+
 /// `POST /api/v1/provide`: say in the DHT that the node has a CID.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -16,12 +18,11 @@ pub struct Provide {
 #[serde(deny_unknown_fields)]
 pub struct Fetch {
     pub cid: String,
-    /// Providers' iroh addresses (JSON strings) to fetch from; none: ask
-    /// the DHT.
+    /// Providers' blob store addresses to fetch from; none: ask the DHT.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub providers: Vec<String>,
-    /// Answer with JSON lines: progress (`{"fetched":..,"total":..}`)
-    /// while fetching, then the result (`{"cid":..}`) or `{"error":..}`.
+    pub providers: Vec<DataAddr>,
+    /// Answer with JSON lines ([`crate::content::FetchLine`]): progress
+    /// while fetching, then the content or the error.
     #[serde(default)]
     pub progress: bool,
     /// Most bytes the content may take in the store; none: the node's
@@ -39,14 +40,19 @@ mod tests {
 
     #[test]
     fn bodies_round_trip_and_unknown_fields_are_refused() {
+        let provider = r#"{"id":"ae58ff8833241ac82d6ff7611046ed67b5072d142c588d0063e942d9a75502b6","addrs":[{"Ip":"127.0.0.1:4001"}]}"#;
         let fetch = Fetch {
             cid: "bafkr4i".into(),
-            providers: vec!["{}".into()],
+            providers: vec![provider.parse().unwrap()],
             progress: true,
             max_bytes: Some(10),
         };
         let text = serde_json::to_string(&fetch).unwrap();
+        assert!(text.contains(r#""providers":[{"id":"#), "{text}");
         assert_eq!(serde_json::from_str::<Fetch>(&text).unwrap(), fetch);
+        // A provider is an address, not a string holding one.
+        let quoted = serde_json::json!({ "cid": "c", "providers": [provider] });
+        assert!(serde_json::from_value::<Fetch>(quoted).is_err());
         let old = r#"{"cid":"bafkr4i","dir":"/root/.ssh/authorized_keys"}"#;
         assert!(serde_json::from_str::<Fetch>(old).is_err());
         assert!(serde_json::from_str::<Provide>(r#"{"cid":"x","path":"/etc"}"#).is_err());

@@ -49,7 +49,6 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::Value;
 
 pub use api::{Api, ApiError};
 pub use policies::NodePolicy;
@@ -416,12 +415,11 @@ impl LiveNet {
         }
         loop {
             for &j in &others {
-                let info = self.nodes[j].api.get("/api/v1/node")?;
-                let connected = info["peers"].as_array().is_some_and(|peers| {
-                    peers.iter().any(|p| {
-                        p["connected"] == true && p["node_id"] == self.nodes[i].node_id.as_str()
-                    })
-                });
+                let info = self.nodes[j].api.node_info()?;
+                let connected = info
+                    .peers
+                    .iter()
+                    .any(|p| p.connected && p.node_id.to_string() == self.nodes[i].node_id);
                 if connected {
                     return Ok(());
                 }
@@ -651,13 +649,12 @@ impl LiveNet {
                     format!("http://{}", SocketAddr::new(ip, docker::API_PORT)),
                     self.token(i),
                 );
-                if let Ok(info) = api.get("/api/v1/node")
-                    && let Some(id) = info["node_id"].as_str().filter(|id| !id.is_empty())
-                {
+                if let Ok(info) = api.node_info() {
+                    let id = info.node_id;
                     let family = if ip.is_ipv4() { "ip4" } else { "ip6" };
                     let node = &mut self.nodes[i];
                     node.p2p = format!("/{family}/{ip}/tcp/{}/p2p/{id}", docker::P2P_PORT);
-                    node.node_id = id.to_owned();
+                    node.node_id = id.to_string();
                     node.api = api;
                     return Ok(());
                 }
@@ -744,25 +741,19 @@ impl LiveNet {
             }
         };
         let api = Api::new(url, self.token(i));
-        let info = api.get("/api/v1/node")?;
-        let node_id = info["node_id"].as_str().unwrap_or_default().to_owned();
-        let addr = info["p2p_addrs"]
-            .as_array()
-            .and_then(|a| a.iter().filter_map(Value::as_str).next())
-            .filter(|_| !node_id.is_empty())
-            .ok_or_else(|| LiveError::NoAddress {
-                index: i,
-                info: info.to_string(),
-            })?;
-        let p2p = if addr.contains("/p2p/") {
-            addr.to_owned()
-        } else {
-            format!("{addr}/p2p/{node_id}")
-        };
+        let info = api.node_info()?;
+        let p2p =
+            info.bootstrap_addrs()
+                .into_iter()
+                .next()
+                .ok_or_else(|| LiveError::NoAddress {
+                    index: i,
+                    info: serde_json::to_string(&info).unwrap_or_default(),
+                })?;
         let node = &mut self.nodes[i];
         node.api = api;
-        node.node_id = node_id;
-        node.p2p = p2p;
+        node.node_id = info.node_id.to_string();
+        node.p2p = p2p.to_string();
         Ok(())
     }
 
@@ -781,16 +772,14 @@ impl LiveNet {
                     .filter(|&&j| j != i)
                     .map(|&j| self.nodes[j].node_id.as_str())
                     .collect();
-                let info = self.nodes[i].api.get("/api/v1/node")?;
-                let count = info["peers"].as_array().map_or(0, |peers| {
-                    peers
-                        .iter()
-                        .filter(|p| {
-                            !p["info"].is_null()
-                                && p["node_id"].as_str().is_some_and(|id| others.contains(&id))
-                        })
-                        .count()
-                });
+                let info = self.nodes[i].api.node_info()?;
+                let count = info
+                    .peers
+                    .iter()
+                    .filter(|p| {
+                        p.info.is_some() && others.contains(&p.node_id.to_string().as_str())
+                    })
+                    .count();
                 if count < others.len() {
                     heard.push((i, count));
                 }

@@ -7,8 +7,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
+use api::content::{ContentAnswer, FetchLine, FetchProgress};
+use api::error::ErrorBody;
+use api::jobs::{
+    Cancelled, Changes, ExecutionState, JobList, JobState, JobStatus, Logs, ResultList, Submitted,
+};
 use clap::Args;
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::{EXIT_ERROR, Output, print_line};
 
@@ -105,7 +111,8 @@ impl Client {
         }
     }
 
-    fn call(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    /// Sends a request and reads its answer as `T`, or its error.
+    fn call<T: DeserializeOwned>(&self, request: reqwest::RequestBuilder) -> anyhow::Result<T> {
         let base = &self.base;
         let no_token = self.token.is_none();
         self.runtime.block_on(async {
@@ -120,10 +127,9 @@ impl Client {
                 .bytes()
                 .await
                 .with_context(|| format!("reading the node's answer ({status})"))?;
-            let body: Value = serde_json::from_slice(&bytes)
-                .with_context(|| format!("the node's answer ({status}) is not JSON"))?;
             if !status.is_success() {
-                let message = body["error"].as_str().unwrap_or("no reason given");
+                let message = ErrorBody::message_of(&bytes)
+                    .unwrap_or_else(|| format!("the node answered {status} with no reason"));
                 if status == reqwest::StatusCode::UNAUTHORIZED && no_token {
                     bail!(
                         "{message} (no token for {base} was found in SKREI_API_TOKEN nor among \
@@ -132,42 +138,48 @@ impl Client {
                 }
                 bail!("{message}");
             }
-            Ok(body)
+            serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "the node's answer ({status}) is not what this skrei reads: {}",
+                    super::content::excerpt(&bytes)
+                )
+            })
         })
     }
 
-    pub fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(self.request(reqwest::Method::GET, path))
     }
 
-    pub fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> anyhow::Result<T> {
         self.call(
             self.request(reqwest::Method::POST, path)
                 .header("content-type", "application/json")
-                .body(body.to_string()),
+                .body(serde_json::to_vec(body)?),
         )
     }
 
     pub fn submit(&self, job: String) -> anyhow::Result<String> {
-        let answer = self.call(
+        let answer: Submitted = self.call(
             self.request(reqwest::Method::POST, "/api/v1/jobs")
                 .header("content-type", "application/yaml")
                 .body(job),
         )?;
-        answer["job_id"]
-            .as_str()
-            .map(str::to_string)
-            .ok_or_else(|| anyhow!("the node answered without a job id"))
+        Ok(answer.job_id.to_string())
     }
 
     /// Waits for the job to end and its results to be here, showing progress
     /// on stderr when it is a terminal. Returns the final description.
-    pub fn wait(&self, job_id: &str, show: bool) -> anyhow::Result<Value> {
+    pub fn wait(&self, job_id: &str, show: bool) -> anyhow::Result<JobStatus> {
         let mut seen = 0u64;
         let mut last_line = String::new();
         let tty = show && std::io::stderr().is_terminal();
         loop {
-            let job = self.get(&format!("/api/v1/jobs/{job_id}"))?;
+            let job: JobStatus = self.get(&format!("/api/v1/jobs/{job_id}"))?;
             let line = progress_line(&job);
             if show && line != last_line {
                 if tty {
@@ -177,55 +189,44 @@ impl Client {
                 }
                 last_line = line;
             }
-            let state = job["state"].as_str().unwrap_or("");
-            // Fetched, or refused (over the node's --max-result-size).
-            let fetched = job["results"].as_array().is_some_and(|r| {
-                !r.is_empty()
-                    && r.iter()
-                        .all(|r| r["fetched"] == true || r["refused"].is_string())
-            });
-            if matches!(state, "failed" | "cancelled") || (state == "completed" && fetched) {
+            if job.settled() {
                 if tty {
                     eprintln!();
                 }
                 return Ok(job);
             }
-            let changes = self.get(&format!("/api/v1/changes?after={seen}&timeout_ms=5000"))?;
-            seen = changes["changes"].as_u64().unwrap_or(seen);
+            let changes: Changes =
+                self.get(&format!("/api/v1/changes?after={seen}&timeout_ms=5000"))?;
+            seen = changes.changes;
         }
     }
 }
 
 /// `announced -> 2 bids -> running on 12D3... -> done`, from a description.
-fn progress_line(job: &Value) -> String {
+fn progress_line(job: &JobStatus) -> String {
     let mut steps = vec!["announced".to_string()];
-    let record = &job["job"];
-    let bids = record["bids_received"].as_u64().unwrap_or(0);
+    let bids = job.job.bids_received;
     if bids > 0 {
         steps.push(format!("{bids} bid{}", if bids == 1 { "" } else { "s" }));
     }
-    if let Some(executions) = record["executions"].as_array() {
-        for e in executions {
-            let node = e["node"].as_str().unwrap_or("?");
-            let short = &node[node.len().saturating_sub(6)..];
-            match e["state"]["state"].as_str() {
-                Some("awarded") => steps.push(format!("running on …{short}")),
-                Some("completed") => steps.push(format!("ran on …{short}")),
-                Some("failed") => steps.push(format!("failed on …{short}")),
-                _ => {}
-            }
+    for e in &job.job.executions {
+        let node = e.node.to_string();
+        let short = &node[node.len().saturating_sub(6)..];
+        match e.state {
+            ExecutionState::Awarded => steps.push(format!("running on …{short}")),
+            ExecutionState::Completed { .. } => steps.push(format!("ran on …{short}")),
+            ExecutionState::Failed { .. } => steps.push(format!("failed on …{short}")),
+            ExecutionState::Cancelled => {}
         }
     }
-    match job["state"].as_str() {
-        Some("completed") => {
-            let fetched = job["results"]
-                .as_array()
-                .is_some_and(|r| r.iter().all(|r| r["fetched"] == true));
+    match job.state {
+        JobState::Completed => {
+            let fetched = job.results.iter().all(|r| r.fetched);
             steps.push(if fetched { "done" } else { "fetching results" }.into());
         }
-        Some("failed") => steps.push("failed".into()),
-        Some("cancelled") => steps.push("cancelled".into()),
-        _ => {}
+        JobState::Failed { .. } => steps.push("failed".into()),
+        JobState::Cancelled => steps.push("cancelled".into()),
+        JobState::Bidding | JobState::Running => {}
     }
     steps.join(" -> ")
 }
@@ -250,55 +251,75 @@ pub fn submit_and_follow(
     }
     let show = !wait.id_only && output == Output::Text;
     let job = client.wait(&job_id, show)?;
-    let ok = job["state"] == "completed";
+    let ok = job.state == JobState::Completed;
     match output {
         Output::Json => print_line(&serde_json::to_string_pretty(&job)?),
         Output::Text if wait.id_only => {}
         Output::Text if ok => {
-            let logs = client.get(&format!("/api/v1/jobs/{job_id}/logs"))?;
-            print!("{}", logs["stdout"].as_str().unwrap_or(""));
-            let stderr = logs["stderr"].as_str().unwrap_or("");
-            if !stderr.is_empty() {
-                eprint!("{stderr}");
+            let logs: Logs = client.get(&format!("/api/v1/jobs/{job_id}/logs"))?;
+            print!("{}", logs.stdout);
+            if !logs.stderr.is_empty() {
+                eprint!("{}", logs.stderr);
             }
             eprintln!(
                 "exit code {}; results: skrei job get {job_id}",
-                logs["exit_code"]
+                logs.exit_code
             );
         }
         Output::Text => {}
     }
-    if ok {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        let reason = job["reason"].as_str().unwrap_or("the job was cancelled");
-        eprintln!(
-            "error: job {job_id} {}: {reason}",
-            job["state"].as_str().unwrap_or("ended")
-        );
-        Ok(ExitCode::from(EXIT_ERROR))
+    match &job.state {
+        JobState::Completed => Ok(ExitCode::SUCCESS),
+        other => {
+            match other {
+                JobState::Failed { failure } => eprintln!(
+                    "error: job {job_id} failed ({}): {}",
+                    failure.cause, failure.detail
+                ),
+                _ => eprintln!(
+                    "error: job {job_id} {}: the job was cancelled",
+                    other.name()
+                ),
+            }
+            Ok(ExitCode::from(EXIT_ERROR))
+        }
     }
 }
 
 pub fn list(api: &ApiArgs, output: Output) -> anyhow::Result<ExitCode> {
     let client = Client::new(api)?;
-    let jobs = client.get("/api/v1/jobs")?;
+    let list: JobList = client.get("/api/v1/jobs")?;
     match output {
-        Output::Json => print_line(&serde_json::to_string_pretty(&jobs)?),
+        Output::Json => print_line(&serde_json::to_string_pretty(&list)?),
         Output::Text => {
             print_line(&format!(
                 "{:<62} {:<6} {:<5} {:<10} NAME",
                 "JOB", "ENGINE", "NET", "STATE"
             ));
-            for job in jobs["jobs"].as_array().into_iter().flatten() {
+            // Failures grouped by cause, most common first, under the table.
+            let mut causes = std::collections::BTreeMap::<_, u64>::new();
+            for job in &list.jobs {
                 print_line(&format!(
                     "{:<62} {:<6} {:<5} {:<10} {}",
-                    job["job_id"].as_str().unwrap_or(""),
-                    job["engine"].as_str().unwrap_or(""),
-                    job["network"].as_str().unwrap_or(""),
-                    job["state"].as_str().unwrap_or(""),
-                    job["name"].as_str().unwrap_or(""),
+                    job.job_id.to_string(),
+                    job.engine,
+                    job.network.as_flag(),
+                    job.state.name(),
+                    job.name.as_deref().unwrap_or(""),
                 ));
+                if let JobState::Failed { failure } = &job.state {
+                    *causes.entry(failure.cause).or_default() += 1;
+                }
+            }
+            if !causes.is_empty() {
+                let mut causes: Vec<_> = causes.into_iter().collect();
+                causes.sort_by_key(|(cause, n)| (std::cmp::Reverse(*n), *cause));
+                let total: u64 = causes.iter().map(|(_, n)| n).sum();
+                let parts: Vec<String> = causes
+                    .iter()
+                    .map(|(cause, n)| format!("{cause} {n}"))
+                    .collect();
+                print_line(&format!("failed: {total} ({})", parts.join(", ")));
             }
         }
     }
@@ -307,26 +328,34 @@ pub fn list(api: &ApiArgs, output: Output) -> anyhow::Result<ExitCode> {
 
 pub fn describe(api: &ApiArgs, id: &str, output: Output) -> anyhow::Result<ExitCode> {
     let client = Client::new(api)?;
-    let job = client.get(&format!("/api/v1/jobs/{id}"))?;
+    let job: JobStatus = client.get(&format!("/api/v1/jobs/{id}"))?;
     match output {
         Output::Json => print_line(&serde_json::to_string_pretty(&job)?),
         Output::Text => {
-            print_line(&format!("job:    {}", job["job_id"].as_str().unwrap_or("")));
-            print_line(&format!("state:  {}", job["state"].as_str().unwrap_or("")));
-            if let Some(reason) = job["reason"].as_str() {
-                print_line(&format!("reason: {reason}"));
+            print_line(&format!("job:    {}", job.job_id));
+            print_line(&format!("state:  {}", job.state.name()));
+            if let JobState::Failed { failure } = &job.state {
+                print_line(&format!("cause:  {}", failure.cause));
+                print_line(&format!("reason: {}", failure.detail));
             }
             print_line(&format!("steps:  {}", progress_line(&job)));
-            for e in job["job"]["executions"].as_array().into_iter().flatten() {
+            for e in &job.job.executions {
+                let state = match &e.state {
+                    ExecutionState::Failed { failure } => {
+                        format!("failed ({}): {}", failure.cause, failure.detail)
+                    }
+                    other => other.name().to_owned(),
+                };
                 print_line(&format!(
-                    "execution {} on {}: {}",
-                    e["execution_id"],
-                    e["node"].as_str().unwrap_or(""),
-                    e["state"]["state"].as_str().unwrap_or("")
+                    "execution {} on {}: {state}",
+                    e.execution_id, e.node
                 ));
             }
-            for (node, reason) in job["job"]["refusals"].as_object().into_iter().flatten() {
-                print_line(&format!("refused by {node}: {reason}"));
+            for (node, reason) in &job.job.refusals {
+                print_line(&format!(
+                    "refused by {node}: {}",
+                    serde_json::to_string(reason)?
+                ));
             }
         }
     }
@@ -335,9 +364,9 @@ pub fn describe(api: &ApiArgs, id: &str, output: Output) -> anyhow::Result<ExitC
 
 pub fn logs(api: &ApiArgs, id: &str) -> anyhow::Result<ExitCode> {
     let client = Client::new(api)?;
-    let logs = client.get(&format!("/api/v1/jobs/{id}/logs"))?;
-    print!("{}", logs["stdout"].as_str().unwrap_or(""));
-    eprint!("{}", logs["stderr"].as_str().unwrap_or(""));
+    let logs: Logs = client.get(&format!("/api/v1/jobs/{id}/logs"))?;
+    print!("{}", logs.stdout);
+    eprint!("{}", logs.stderr);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -368,8 +397,8 @@ pub fn get_results(
             dir.display()
         );
     }
-    let answer = client.get(&format!("/api/v1/jobs/{id}/results"))?;
-    let results = answer["results"].as_array().cloned().unwrap_or_default();
+    let answer: ResultList = client.get(&format!("/api/v1/jobs/{id}/results"))?;
+    let results = answer.results;
     if results.len() > 1 {
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     } else if let Some(parent) = dir.parent() {
@@ -377,23 +406,18 @@ pub fn get_results(
             .with_context(|| format!("creating {}", parent.display()))?;
     }
     for r in &results {
-        let cid: cid::Cid = r["cid"]
-            .as_str()
-            .unwrap_or_default()
-            .parse()
-            .context("the node listed a result without a CID")?;
         let target = if results.len() == 1 {
             dir.clone()
         } else {
-            dir.join(r["execution_id"].to_string())
+            dir.join(r.execution_id.to_string())
         };
-        client.export(&cid, &target, max)?;
+        client.export(&r.cid, &target, max)?;
         eprintln!(
             "wrote {} (execution {} on {}, exit code {})",
             target.display(),
-            r["execution_id"],
-            r["node"].as_str().unwrap_or(""),
-            r["exit_code"]
+            r.execution_id,
+            r.node,
+            r.exit_code
         );
     }
     Ok(ExitCode::SUCCESS)
@@ -424,9 +448,13 @@ impl Client {
     }
 }
 
+/// `{}`: a POST without parameters.
+#[derive(Serialize)]
+struct EmptyBody {}
+
 pub fn cancel(api: &ApiArgs, id: &str) -> anyhow::Result<ExitCode> {
     let client = Client::new(api)?;
-    client.post(&format!("/api/v1/jobs/{id}/cancel"), json!({}))?;
+    let _: Cancelled = client.post(&format!("/api/v1/jobs/{id}/cancel"), &EmptyBody {})?;
     eprintln!("cancelled {id}");
     Ok(ExitCode::SUCCESS)
 }
@@ -435,11 +463,10 @@ pub fn add(api: &ApiArgs, path: &Path, output: Output) -> anyhow::Result<ExitCod
     let client = Client::new(api)?;
     let cid = client
         .add(path)
-        .with_context(|| format!("adding {}", path.display()))?
-        .to_string();
+        .with_context(|| format!("adding {}", path.display()))?;
     match output {
-        Output::Text => print_line(&cid),
-        Output::Json => print_line(&json!({ "cid": cid }).to_string()),
+        Output::Text => print_line(&cid.to_string()),
+        Output::Json => print_line(&serde_json::to_string(&ContentAnswer { cid })?),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -448,7 +475,7 @@ pub fn get_content(
     api: &ApiArgs,
     cid: &str,
     dir: &Path,
-    providers: &[String],
+    providers: &[api::address::DataAddr],
     max: u64,
 ) -> anyhow::Result<ExitCode> {
     let client = Client::new(api)?;
@@ -463,11 +490,10 @@ pub fn get_content(
         progress: tty,
         max_bytes: Some(max),
     };
-    let body = serde_json::to_value(&body)?;
     if tty {
-        client.fetch_with_progress(body)?;
+        client.fetch_with_progress(&body)?;
     } else {
-        client.post("/api/v1/fetch", body)?;
+        let _: ContentAnswer = client.post("/api/v1/fetch", &body)?;
     }
     let cid: cid::Cid = storage::cid::parse(cid)?.cid();
     if let Some(parent) = dir.parent() {
@@ -483,12 +509,12 @@ impl Client {
     /// `POST /api/v1/fetch` with progress: draws `fetched X of Y MB` on
     /// stderr from the node's JSON lines until the last one (the result or
     /// error).
-    fn fetch_with_progress(&self, body: Value) -> anyhow::Result<()> {
+    fn fetch_with_progress(&self, body: &api::requests::Fetch) -> anyhow::Result<()> {
         use futures::StreamExt;
         let request = self
             .request(reqwest::Method::POST, "/api/v1/fetch")
             .header("content-type", "application/json")
-            .body(body.to_string());
+            .body(serde_json::to_vec(body)?);
         self.runtime.block_on(async {
             let response = request
                 .send()
@@ -501,10 +527,11 @@ impl Client {
             if !streamed {
                 // Content already here, or a refusal: one JSON answer.
                 let status = response.status();
-                let answer: Value = serde_json::from_slice(&response.bytes().await?)
-                    .with_context(|| format!("the node's answer ({status}) is not JSON"))?;
+                let bytes = response.bytes().await?;
                 if !status.is_success() {
-                    bail!("{}", answer["error"].as_str().unwrap_or("no reason given"));
+                    let message = ErrorBody::message_of(&bytes)
+                        .unwrap_or_else(|| format!("the node answered {status} with no reason"));
+                    bail!("{message}");
                 }
                 return Ok(());
             }
@@ -514,31 +541,37 @@ impl Client {
                 pending.extend_from_slice(&chunk?);
                 while let Some(end) = pending.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = pending.drain(..=end).collect();
-                    let Ok(v) = serde_json::from_slice::<Value>(&line) else {
+                    let Ok(line) = serde_json::from_slice::<FetchLine>(&line) else {
                         continue;
                     };
-                    if let Some(error) = v["error"].as_str() {
-                        eprintln!();
-                        bail!("{error}");
-                    }
-                    if v.get("cid").is_some() {
-                        eprintln!();
-                        return Ok(());
-                    }
-                    let mb = |n: u64| n as f64 / 1e6;
-                    let fetched = v["fetched"].as_u64().unwrap_or(0);
-                    match v["total"].as_u64() {
-                        Some(total) if total > 0 => eprint!(
-                            "\r\x1b[2Kfetched {:.1} of {:.1} MB ({:.0}%)",
-                            mb(fetched),
-                            mb(total),
-                            100.0 * fetched as f64 / total as f64
-                        ),
-                        _ => eprint!("\r\x1b[2Kfetched {:.1} MB", mb(fetched)),
+                    match line {
+                        FetchLine::Failed(e) => {
+                            eprintln!();
+                            bail!("{}", e.error);
+                        }
+                        FetchLine::Done(_) => {
+                            eprintln!();
+                            return Ok(());
+                        }
+                        FetchLine::Progress(p) => draw_progress(p),
                     }
                 }
             }
             bail!("the node stopped answering before the content was written")
         })
+    }
+}
+
+/// `fetched X of Y MB (Z%)` over the previous line.
+fn draw_progress(FetchProgress { fetched, total }: FetchProgress) {
+    let mb = |n: u64| n as f64 / 1e6;
+    match total {
+        Some(total) if total > 0 => eprint!(
+            "\r\x1b[2Kfetched {:.1} of {:.1} MB ({:.0}%)",
+            mb(fetched),
+            mb(total),
+            100.0 * fetched as f64 / total as f64
+        ),
+        _ => eprint!("\r\x1b[2Kfetched {:.1} MB", mb(fetched)),
     }
 }

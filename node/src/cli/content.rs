@@ -10,6 +10,8 @@
 
 use std::path::Path;
 
+use api::content::ContentAnswer;
+use api::error::ErrorBody;
 use cid::Cid;
 use futures::StreamExt;
 use storage::cid::{self as cids, Content};
@@ -44,25 +46,19 @@ impl ApiContent<'_> {
         }
         let status = response.status();
         let body = response.bytes().await.unwrap_or_default();
-        let message = serde_json::from_slice::<serde_json::Value>(&body)
-            .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_string))
-            .unwrap_or_else(|| format!("the node answered {status}"));
-        Err(message)
+        Err(ErrorBody::message_of(&body).unwrap_or_else(|| format!("the node answered {status}")))
     }
 
-    /// Answers `{"cid": ...}`: the CID.
+    /// The CID of an answer about content ([`ContentAnswer`]).
     async fn cid_answer(&self, request: reqwest::RequestBuilder) -> Result<Cid, String> {
         let response = self.send(request).await?;
         let body = response
             .bytes()
             .await
             .map_err(|e| format!("reading the node's answer: {e}"))?;
-        let answer: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|e| format!("the node's answer is not JSON: {e}"))?;
-        let text = answer["cid"].as_str().unwrap_or_default();
-        text.parse()
-            .map_err(|_| format!("the node answered `{text}`, not a CID"))
+        let answer: ContentAnswer = serde_json::from_slice(&body)
+            .map_err(|e| format!("the node's answer is not a CID ({e}): {}", excerpt(&body)))?;
+        Ok(answer.cid)
     }
 
     /// `GET /api/v1/blobs/{cid}`, checked to be a success.
@@ -99,6 +95,11 @@ impl ApiContent<'_> {
             .body(body);
         self.send(request).await.map(drop)
     }
+}
+
+/// The start of an answer's body, for an error message.
+pub fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body).chars().take(200).collect()
 }
 
 fn length(response: &reqwest::Response) -> Option<u64> {

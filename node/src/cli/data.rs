@@ -12,7 +12,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use api::address::DataAddr;
+use api::content::ContentAnswer;
 use clap::Args;
+use skrei_node::daemon::api::endpoint_addr;
 use storage::store::{Store, StoreConfig};
 
 use super::client::{self, ApiArgs};
@@ -44,8 +47,9 @@ pub struct GetArgs {
     data_dir: Option<PathBuf>,
     #[command(flatten)]
     api: ApiArgs,
-    /// A provider's iroh address (JSON, as `skrei` prints it) to fetch from when
-    /// the content is not here yet. Repeatable.
+    /// A provider's blob store address to fetch from when the content is not
+    /// here yet: the JSON object `skrei node info --output json` shows as
+    /// `data_addr`. Repeatable.
     #[arg(long = "from", value_name = "ADDR")]
     from: Vec<String>,
     /// Most bytes to fetch or write (refused before anything is written).
@@ -81,7 +85,7 @@ pub fn add(args: AddArgs) -> anyhow::Result<ExitCode> {
         let cid = added.with_context(|| format!("adding {}", args.path.display()))?;
         match args.output {
             Output::Text => print_line(&cid.to_string()),
-            Output::Json => print_line(&serde_json::json!({ "cid": cid.to_string() }).to_string()),
+            Output::Json => print_line(&serde_json::to_string(&ContentAnswer { cid })?),
         }
         Ok(ExitCode::SUCCESS)
     })
@@ -97,10 +101,10 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     };
     let mut providers = Vec::new();
     for text in &args.from {
-        match serde_json::from_str(text) {
+        match text.parse::<DataAddr>() {
             Ok(addr) => providers.push(addr),
             Err(e) => {
-                eprintln!("error: --from `{text}` is not a provider address ({e})");
+                eprintln!("error: --from `{text}`: {e}");
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
         }
@@ -114,7 +118,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     };
     let target = args.output.unwrap_or_else(|| PathBuf::from(&args.cid));
     let Some(data_dir) = args.data_dir else {
-        return client::get_content(&args.api, &args.cid, &target, &args.from, max);
+        return client::get_content(&args.api, &args.cid, &target, &providers, max);
     };
     runtime()?.block_on(async {
         let store = Store::open(StoreConfig::new(&data_dir))
@@ -122,6 +126,11 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("opening the store in {}", data_dir.display()))?;
         let result = async {
             if !providers.is_empty() {
+                let providers = providers
+                    .iter()
+                    .map(endpoint_addr)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| anyhow::anyhow!("--from: {e}"))?;
                 store.fetch(&cid, &providers, None, max).await?;
             }
             store.export(&cid, &target, max).await?;

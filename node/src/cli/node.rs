@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use api::node::NodeInfo;
 use clap::{Args, Subcommand};
 use protocol::job::NetworkMode;
 use protocol::policy::parse_accept_network;
@@ -374,49 +375,44 @@ pub async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// `skrei node info --output json`: the node's info with its listen
+/// addresses as other nodes' `--bootstrap` takes them, and its id again as
+/// `peer_id`.
+#[derive(serde::Serialize)]
+struct InfoOutput {
+    peer_id: protocol::id::NodeId,
+    #[serde(flatten)]
+    info: NodeInfo,
+}
+
 fn info(api: &ApiArgs, output: Output) -> anyhow::Result<ExitCode> {
     let client = Client::new(api)?;
-    let info = client.get("/api/v1/node")?;
-    let id = info["node_id"].as_str().unwrap_or("");
-    // Listen addresses as other nodes' --bootstrap takes them.
-    let addrs: Vec<String> = info["p2p_addrs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|a| a.as_str())
-        .map(|a| {
-            if a.contains("/p2p/") {
-                a.to_string()
-            } else {
-                format!("{a}/p2p/{id}")
-            }
-        })
-        .collect();
+    let mut info: NodeInfo = client.get("/api/v1/node")?;
+    info.p2p_addrs = info.bootstrap_addrs();
     match output {
         Output::Json => {
-            let mut info = info.clone();
-            info["p2p_addrs"] = serde_json::json!(addrs);
-            info["peer_id"] = serde_json::json!(id);
-            print_line(&serde_json::to_string_pretty(&info)?);
+            let output = InfoOutput {
+                peer_id: info.node_id,
+                info,
+            };
+            print_line(&serde_json::to_string_pretty(&output)?);
         }
         Output::Text => {
-            print_line(&format!("peer id:        {id}"));
-            for a in &addrs {
+            print_line(&format!("peer id:        {}", info.node_id));
+            for a in &info.p2p_addrs {
                 print_line(&format!("listen:         {a}"));
             }
-            print_line(&format!(
-                "api:            {}",
-                info["api_addr"].as_str().unwrap_or("")
-            ));
+            print_line(&format!("api:            {}", info.api_addr));
+            print_line(&format!("data:           {}", info.data_addr));
             print_line(&format!(
                 "accept network: {}",
-                info["accept_network"].as_str().unwrap_or("")
+                info.accept_network.as_flag()
             ));
-            print_line(&format!("engines:        {}", info["engines"]));
-            let peers = info["peers"]
-                .as_array()
-                .map_or(0, |p| p.iter().filter(|p| p["connected"] == true).count());
-            print_line(&format!("peers:          {peers} connected"));
+            print_line(&format!("engines:        {}", info.engines.join(", ")));
+            print_line(&format!(
+                "peers:          {} connected",
+                info.connected_peers()
+            ));
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -10,13 +10,20 @@
 //! ([`content`]): the client reads and writes the user's files as that user.
 
 mod content;
+mod extract;
 pub mod gate;
+mod views;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use ::api::error::ErrorBody;
+use ::api::jobs::{
+    Cancelled, Changes, JobList, JobStatus, JobSummary, Logs, ResultList, ResultRef, Submitted,
+};
+use ::api::node::NodeInfo;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -25,14 +32,15 @@ use protocol::id::JobId;
 use protocol::job::JobSpec;
 use protocol::requester::JobState;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use storage::store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::db::Db;
 use super::driver::Command;
+use extract::Query;
 
 pub use gate::{Gate, JOB_HEADER};
+pub use views::endpoint_addr;
 
 /// Largest stdout or stderr `logs` answers with; bigger ones are read with
 /// `skrei job get`.
@@ -53,7 +61,7 @@ pub struct ApiState {
     pub p2p: crate::p2p::P2pHandle,
 }
 
-/// An error as the API returns it: a status and `{"error": "..."}`.
+/// An error as the API returns it: a status and an [`ErrorBody`].
 #[derive(Debug)]
 pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
@@ -71,11 +79,18 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1 }))).into_response()
+        (self.0, Json(ErrorBody { error: self.1 })).into_response()
     }
 }
 
-type ApiResult = Result<Json<Value>, ApiError>;
+impl From<views::ViewError> for ApiError {
+    fn from(e: views::ViewError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+/// An answer: one of the `api` crate's types, or an error.
+type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// Serves the API until `stop` turns true.
 pub async fn serve(
@@ -134,14 +149,12 @@ fn job_id(text: &str) -> Result<JobId, ApiError> {
         .map_err(|e| ApiError::bad(format!("`{text}` is not a job id: {e}")))
 }
 
-async fn node_info(State(state): State<ApiState>) -> ApiResult {
+async fn node_info(State(state): State<ApiState>) -> ApiResult<NodeInfo> {
     let view = ask(&state, |reply| Command::Info { reply }).await?;
-    Ok(Json(
-        serde_json::to_value(view).map_err(ApiError::internal)?,
-    ))
+    Ok(Json(views::node_info(&view)?))
 }
 
-async fn submit(State(state): State<ApiState>, body: String) -> ApiResult {
+async fn submit(State(state): State<ApiState>, body: String) -> ApiResult<Submitted> {
     // The spec is read as a job file (YAML or JSON), with the same errors.
     let spec = JobSpec::parse(&body).map_err(|errors| {
         ApiError::bad(format!(
@@ -158,7 +171,7 @@ async fn submit(State(state): State<ApiState>, body: String) -> ApiResult {
     let job_id = ask(&state, |reply| Command::Submit { spec, reply })
         .await?
         .map_err(ApiError::bad)?;
-    Ok(Json(json!({ "job_id": job_id.to_string() })))
+    Ok(Json(Submitted { job_id }))
 }
 
 #[derive(Deserialize)]
@@ -166,31 +179,15 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
-fn state_name(state: &JobState) -> &'static str {
-    state.name()
-}
-
-async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult {
+async fn list(State(state): State<ApiState>, Query(q): Query<ListQuery>) -> ApiResult<JobList> {
     let limit = q.limit.unwrap_or(100).min(10_000);
     let jobs = state.db.jobs(limit).map_err(ApiError::internal)?;
-    let jobs: Vec<Value> = jobs
-        .iter()
-        .map(|r| {
-            json!({
-                "job_id": r.job_id().to_string(),
-                "name": r.announce.spec.name,
-                "engine": r.announce.spec.task().engine.kind(),
-                "network": r.announce.spec.task().network.r#type.to_string(),
-                "state": state_name(&r.state),
-                "submitted_at_ms": r.announce.submitted_at_ms,
-                "executions": r.executions.len(),
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "jobs": jobs })))
+    Ok(Json(JobList {
+        jobs: jobs.iter().map(JobSummary::from).collect(),
+    }))
 }
 
-async fn describe(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+async fn describe(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<JobStatus> {
     let id = job_id(&id)?;
     let record = state
         .db
@@ -199,29 +196,35 @@ async fn describe(State(state): State<ApiState>, Path(id): Path<String>) -> ApiR
         .ok_or_else(|| ApiError::not_found(format!("no job {id} on this node")))?;
     let results = state.db.results(&id).map_err(ApiError::internal)?;
     let events = state.db.events(&id).map_err(ApiError::internal)?;
-    let failure = match &record.state {
-        JobState::Failed { failure } => Some(failure),
-        _ => None,
-    };
-    Ok(Json(json!({
-        "job_id": id.to_string(),
-        "state": state_name(&record.state),
-        "cause": failure.map(|f| f.cause),
-        "reason": failure.map(|f| &f.detail),
-        "job": record,
-        "results": results,
-        "events": events,
-    })))
+    Ok(Json(JobStatus {
+        job_id: id,
+        state: (&record.state).into(),
+        job: (&record).into(),
+        results: results
+            .iter()
+            .map(views::job_result)
+            .collect::<Result<_, _>>()?,
+        events: events
+            .iter()
+            .filter_map(|row| {
+                // A row another version wrote costs that event, not the job.
+                views::job_event(row)
+                    .inspect_err(|e| tracing::warn!(job = %id, "describe: {e}"))
+                    .ok()
+            })
+            .collect(),
+    }))
 }
 
-async fn cancel(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+async fn cancel(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Cancelled> {
     let job_id = job_id(&id)?;
     ask(&state, |reply| Command::Cancel { job_id, reply })
         .await?
         .map_err(ApiError::bad)?;
-    Ok(Json(
-        json!({ "job_id": job_id.to_string(), "cancelled": true }),
-    ))
+    Ok(Json(Cancelled {
+        job_id,
+        cancelled: true,
+    }))
 }
 
 #[derive(Deserialize)]
@@ -231,13 +234,16 @@ struct ChangesQuery {
 }
 
 /// Long poll: returns once something changed after `after` (or at the timeout).
-async fn changes(State(state): State<ApiState>, Query(q): Query<ChangesQuery>) -> ApiResult {
+async fn changes(
+    State(state): State<ApiState>,
+    Query(q): Query<ChangesQuery>,
+) -> ApiResult<Changes> {
     let mut rx = state.changes.clone();
     let after = q.after.unwrap_or(0);
     let wait = Duration::from_millis(q.timeout_ms.unwrap_or(10_000)).min(MAX_WAIT);
     let _ = tokio::time::timeout(wait, rx.wait_for(|n| *n > after)).await;
     let now = *rx.borrow();
-    Ok(Json(json!({ "changes": now })))
+    Ok(Json(Changes { changes: now }))
 }
 
 /// The first fetched result of a job, or why there is none yet.
@@ -255,7 +261,7 @@ fn fetched_result(state: &ApiState, id: &JobId) -> Result<Vec<super::db::ResultR
                 JobState::Failed { failure } => format!("job {id} failed: {failure}"),
                 other => format!(
                     "job {id} has no results yet (it is {}); wait for it with `skrei job describe`",
-                    state_name(other)
+                    ::api::jobs::JobState::from(other).name()
                 ),
             },
         ));
@@ -279,14 +285,13 @@ fn fetched_result(state: &ApiState, id: &JobId) -> Result<Vec<super::db::ResultR
 
 /// The first result's stdout and stderr, read from its manifest alone (the
 /// rest of the tree is not touched).
-async fn logs(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+async fn logs(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Logs> {
     let id = job_id(&id)?;
     let results = fetched_result(&state, &id)?;
-    let first = &results[0];
-    let cid: cid::Cid = first.result_cid.parse().map_err(ApiError::internal)?;
+    let first = views::job_result(&results[0])?;
     let manifest = state
         .store
-        .manifest_of(&cid)
+        .manifest_of(&first.result_cid)
         .await
         .map_err(ApiError::internal)?;
     let mut streams = [String::new(), String::new()];
@@ -310,33 +315,37 @@ async fn logs(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResul
         *text = String::from_utf8_lossy(&bytes).into_owned();
     }
     let [stdout, stderr] = streams;
-    Ok(Json(json!({
-        "job_id": id.to_string(),
-        "execution_id": first.execution_id,
-        "node": first.node,
-        "exit_code": first.exit_code,
-        "stdout": stdout,
-        "stderr": stderr,
-    })))
+    Ok(Json(Logs {
+        job_id: id,
+        execution_id: first.execution_id,
+        node: first.node,
+        exit_code: first.exit_code,
+        stdout,
+        stderr,
+    }))
 }
 
 /// The job's fetched results, for the client to write out: one for each
 /// execution that completed.
-async fn results(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult {
+async fn results(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<ResultList> {
     let id = job_id(&id)?;
     let results = fetched_result(&state, &id)?;
-    let list: Vec<Value> = results
+    let results = results
         .iter()
-        .map(|r| {
-            json!({
-                "execution_id": r.execution_id,
-                "node": r.node,
-                "cid": r.result_cid,
-                "exit_code": r.exit_code,
+        .map(|row| {
+            let result = views::job_result(row)?;
+            Ok(ResultRef {
+                execution_id: result.execution_id,
+                node: result.node,
+                cid: result.result_cid,
+                exit_code: result.exit_code,
             })
         })
-        .collect();
-    Ok(Json(json!({ "job_id": id.to_string(), "results": list })))
+        .collect::<Result<_, ApiError>>()?;
+    Ok(Json(ResultList {
+        job_id: id,
+        results,
+    }))
 }
 
 async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {

@@ -156,8 +156,8 @@ fn a_default_policy_network_explains_why_no_node_takes_a_networked_job() {
     ));
     let ended = a.wait(&job, Duration::from_secs(30));
     assert_eq!(ended["state"], "failed", "{ended:#}");
-    assert_eq!(ended["cause"], "no_node_accepts", "{ended:#}");
-    let reason = ended["reason"].as_str().unwrap();
+    assert_eq!(ended["failure"]["cause"], "no_node_accepts", "{ended:#}");
+    let reason = ended["failure"]["detail"].as_str().unwrap();
     assert!(reason.contains("2 nodes"), "{reason}");
     assert!(reason.contains("http"), "{reason}");
 
@@ -180,10 +180,16 @@ fn a_default_policy_network_explains_why_no_node_takes_a_networked_job() {
         })
         .unwrap();
     assert!(!out.status.success());
+    let said = text(&out.stderr);
+    assert!(said.contains("2 nodes"), "{said}");
+    assert!(said.contains("failed (no_node_accepts)"), "{said}");
+    // `job list` groups the node's failures by cause under its table.
+    let list = cli(&a.api, &["job", "list"]);
+    assert!(list.status.success());
+    let listed = text(&list.stdout);
     assert!(
-        text(&out.stderr).contains("2 nodes"),
-        "{}",
-        text(&out.stderr)
+        listed.lines().last() == Some("failed: 2 (no_node_accepts 2)"),
+        "{listed}"
     );
 }
 
@@ -228,6 +234,34 @@ fn cid_inputs_travel_to_the_compute_node_and_results_come_back() {
     let out = cli(&b.api, &["get", &cid, "-o", copy.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), "from A\n");
+    // `--from` takes A's blob store address as `node info` shows it, a
+    // JSON object: through B's API, and into a store with no node.
+    let data_addr = a.info()["data_addr"].clone();
+    assert!(data_addr["addrs"].is_array(), "{data_addr}");
+    let from = data_addr.to_string();
+    let named = files.path("named.txt");
+    std::fs::write(&named, "named provider\n").unwrap();
+    let cid = a.add(&named);
+    let via_b = dirs.path().join("via-b.txt");
+    let out = cli(
+        &b.api,
+        &["get", &cid, "--from", &from, "-o", via_b.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(&via_b).unwrap(), "named provider\n");
+    let offline = dirs.path().join("offline.txt");
+    let out = skrei()
+        .args(["get", &cid, "--from", &from, "-o"])
+        .arg(&offline)
+        .arg("--data-dir")
+        .arg(dirs.path().join("no-node"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&offline).unwrap(),
+        "named provider\n"
+    );
     // With progress (what `skrei get` asks for on a terminal): JSON lines,
     // the last one the result.
     let big = files.path("big.bin");
@@ -520,6 +554,24 @@ fn junk_gossip_bad_api_requests_and_requests_from_jobs_change_nothing() {
     let (status, body) =
         node.raw("GET /api/v1/jobs/not-a-job HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert_eq!(status, 400, "{body}");
+    // A provider is an address object, not a string holding one; like every
+    // refusal, the reason comes as `{"error": ...}`.
+    let quoted = r#"{"cid":"bafkr4i","providers":["{\"id\":\"x\"}"]}"#;
+    let (status, body) = node.raw(&format!(
+        "POST /api/v1/fetch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{quoted}",
+        quoted.len()
+    ));
+    assert_eq!(status, 422, "{body}");
+    let error: api::error::ErrorBody = serde_json::from_str(&body).expect(&body);
+    assert!(error.error.contains("providers"), "{body}");
+    let (status, body) =
+        node.raw("GET /api/v1/jobs?limit=many HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        serde_json::from_str::<api::error::ErrorBody>(&body).is_ok(),
+        "{body}"
+    );
     let list = json(&cli(&node.api, &["job", "list", "--output", "json"]));
     assert_eq!(
         list["jobs"].as_array().map(Vec::len),
@@ -786,7 +838,8 @@ fn docker_jobs_go_only_to_nodes_that_have_the_image() {
     let ended = node.wait(&missing, Duration::from_secs(30));
     assert_eq!(ended["state"], "failed", "{ended:#}");
     assert!(executions_on(&ended).is_empty(), "it never ran: {ended:#}");
-    let reason = ended["reason"].as_str().unwrap();
+    assert_eq!(ended["failure"]["cause"], "no_node_accepts", "{ended:#}");
+    let reason = ended["failure"]["detail"].as_str().unwrap();
     assert!(
         reason.contains("image skrei-no-such-image:1 not on the node"),
         "{reason}"

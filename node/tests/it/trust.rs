@@ -382,7 +382,7 @@ fn r_sec_5_inputs_over_the_compute_nodes_budget_fail_with_that_reason() {
     let job = a.submit(&hello_job("big input", &module, &input, ""));
     let ended = a.wait(&job, Duration::from_secs(120));
     assert_eq!(ended["state"], "failed", "{ended:#}");
-    let reason = ended["reason"].as_str().unwrap_or_default();
+    let reason = ended["failure"]["detail"].as_str().unwrap_or_default();
     assert!(reason.contains("budget of 1024 bytes"), "{reason}");
     drop(b);
 }

@@ -1,9 +1,15 @@
 //! A node's HTTP API as a live testnet's tests and `simnet up` use it: a
-//! blocking JSON client for loopback, with no TLS and no async runtime.
+//! blocking client for loopback, with no TLS and no async runtime, that
+//! speaks the `api` crate's types.
 
 use std::time::Duration;
 
-use serde_json::Value;
+use api::content::ContentAnswer;
+use api::error::ErrorBody;
+use api::jobs::{JobStatus, Logs, Submitted};
+use api::node::NodeInfo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// A node's API refused or failed a request.
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +23,8 @@ pub struct ApiError {
     pub message: String,
 }
 
-/// A node's HTTP API (`http://127.0.0.1:PORT`), JSON in and out, with the
-/// node's token (R-SEC-1).
+/// A node's HTTP API (`http://127.0.0.1:PORT`), with the node's token
+/// (R-SEC-1).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Api {
     base: String,
@@ -58,13 +64,29 @@ impl Api {
         }
     }
 
-    pub fn get(&self, path: &str) -> Result<Value, ApiError> {
+    /// `GET path`, its answer read as `T`.
+    pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
         let url = format!("{}{path}", self.base);
         let answer = self
             .authorize(attohttpc::get(&url))
             .timeout(Duration::from_secs(30))
             .send();
-        answer_json("GET", url, answer)
+        read_answer("GET", url, answer)
+    }
+
+    /// `GET /api/v1/node`.
+    pub fn node_info(&self) -> Result<NodeInfo, ApiError> {
+        self.get("/api/v1/node")
+    }
+
+    /// `GET /api/v1/jobs/{id}`.
+    pub fn job(&self, job_id: &str) -> Result<JobStatus, ApiError> {
+        self.get(&format!("/api/v1/jobs/{job_id}"))
+    }
+
+    /// `GET /api/v1/jobs/{id}/logs`.
+    pub fn logs(&self, job_id: &str) -> Result<Logs, ApiError> {
+        self.get(&format!("/api/v1/jobs/{job_id}/logs"))
     }
 
     /// Adds one file's bytes to the node's store and has the node say so
@@ -83,38 +105,41 @@ impl Api {
             .header("content-type", "application/octet-stream")
             .bytes(bytes)
             .send();
-        let answer = answer_json("POST", url.clone(), answer)?;
-        let cid = answer["cid"].as_str().unwrap_or_default().to_owned();
+        let added: ContentAnswer = read_answer("POST", url, answer)?;
+        let cid = added.cid.to_string();
         let provide = api::requests::Provide { cid: cid.clone() };
-        let provide = serde_json::to_value(&provide).map_err(|e| ApiError {
-            method: "POST",
-            url: url.clone(),
-            status: None,
-            message: e.to_string(),
-        })?;
-        self.post("/api/v1/provide", &provide)?;
+        let _: ContentAnswer = self.post("/api/v1/provide", &provide)?;
         Ok(cid)
     }
 
-    pub fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
-        self.post_text(path, "application/json", body.to_string())
+    /// `POST path` with a JSON body, its answer read as `T`.
+    pub fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ApiError> {
+        let body = serde_json::to_string(body).map_err(|e| ApiError {
+            method: "POST",
+            url: format!("{}{path}", self.base),
+            status: None,
+            message: format!("encoding the body: {e}"),
+        })?;
+        self.post_text(path, "application/json", body)
     }
 
     /// Submits a job file (YAML or JSON); returns the job id.
     pub fn submit(&self, job: &str) -> Result<String, ApiError> {
-        let answer = self.post_text("/api/v1/jobs", "application/yaml", job.to_owned())?;
-        answer["job_id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| ApiError {
-                method: "POST",
-                url: format!("{}/api/v1/jobs", self.base),
-                status: None,
-                message: format!("an answer without a job id: {answer}"),
-            })
+        let answer: Submitted =
+            self.post_text("/api/v1/jobs", "application/yaml", job.to_owned())?;
+        Ok(answer.job_id.to_string())
     }
 
-    fn post_text(&self, path: &str, kind: &str, body: String) -> Result<Value, ApiError> {
+    fn post_text<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        kind: &str,
+        body: String,
+    ) -> Result<T, ApiError> {
         let url = format!("{}{path}", self.base);
         let answer = self
             .authorize(attohttpc::post(&url))
@@ -122,15 +147,16 @@ impl Api {
             .header("content-type", kind)
             .text(body)
             .send();
-        answer_json("POST", url, answer)
+        read_answer("POST", url, answer)
     }
 }
 
-fn answer_json(
+/// The answer as `T`, or the node's error.
+fn read_answer<T: DeserializeOwned>(
     method: &'static str,
     url: String,
     answer: attohttpc::Result<attohttpc::Response>,
-) -> Result<Value, ApiError> {
+) -> Result<T, ApiError> {
     let fail = |status, message: String| ApiError {
         method,
         url: url.clone(),
@@ -139,18 +165,20 @@ fn answer_json(
     };
     let response = answer.map_err(|e| fail(None, format!("no answer: {e}")))?;
     let status = response.status();
-    let text = response
-        .text()
+    let bytes = response
+        .bytes()
         .map_err(|e| fail(Some(status.as_u16()), format!("reading the answer: {e}")))?;
-    let body: Value = serde_json::from_str(&text).map_err(|_| {
-        fail(
-            Some(status.as_u16()),
-            format!("an answer that is not JSON: {text}"),
-        )
-    })?;
     if !status.is_success() {
-        let message = body["error"].as_str().unwrap_or("no reason given");
+        let message = ErrorBody::message_of(&bytes).unwrap_or_else(|| "no reason given".into());
         return Err(fail(Some(status.as_u16()), format!("{status}: {message}")));
     }
-    Ok(body)
+    serde_json::from_slice(&bytes).map_err(|e| {
+        fail(
+            Some(status.as_u16()),
+            format!(
+                "an answer that does not read ({e}): {}",
+                String::from_utf8_lossy(&bytes)
+            ),
+        )
+    })
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use api::jobs::JobState;
 use simnet::live::{Api, LiveNet, LiveOptions, default_skrei};
 
 /// The example module: greets the name in /inputs/name.txt on stdout.
@@ -60,30 +60,22 @@ fn hello_job(name: &str, module: &str, input: &str) -> String {
 /// node it was submitted on; returns where it ran (a peer id).
 fn wait_done(api: &Api, job_id: &str) -> String {
     let deadline = Instant::now() + JOB_TIMEOUT;
-    let mut last = Value::Null;
+    let mut last = None;
     while Instant::now() < deadline {
-        match api.get(&format!("/api/v1/jobs/{job_id}")) {
+        match api.job(job_id) {
             Ok(job) => {
-                let state = job["state"].as_str().unwrap_or_default();
                 assert!(
-                    !matches!(state, "failed" | "cancelled"),
-                    "job {job_id} {state}: {job:#}"
+                    !matches!(job.state, JobState::Failed { .. } | JobState::Cancelled),
+                    "job {job_id} {}: {job:#?}",
+                    job.state.name()
                 );
-                let fetched = job["results"]
-                    .as_array()
-                    .is_some_and(|r| !r.is_empty() && r.iter().all(|r| r["fetched"] == true));
-                if state == "completed" && fetched {
-                    let logs = api
-                        .get(&format!("/api/v1/jobs/{job_id}/logs"))
-                        .expect("the logs of a completed job");
-                    assert_eq!(logs["stdout"], "hello skrei\n", "job {job_id}: {logs:#}");
-                    assert_eq!(logs["exit_code"], 0, "job {job_id}: {logs:#}");
-                    return logs["node"]
-                        .as_str()
-                        .expect("logs name the node")
-                        .to_owned();
+                if job.state == JobState::Completed && job.results_fetched() {
+                    let logs = api.logs(job_id).expect("the logs of a completed job");
+                    assert_eq!(logs.stdout, "hello skrei\n", "job {job_id}: {logs:#?}");
+                    assert_eq!(logs.exit_code, 0, "job {job_id}: {logs:#?}");
+                    return logs.node.to_string();
                 }
-                last = job;
+                last = Some(job);
             }
             // The node answers a submission before its database has the
             // job: a moment of "no job" right after submitting is expected.
@@ -93,7 +85,7 @@ fn wait_done(api: &Api, job_id: &str) -> String {
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!(
-        "job {job_id} not done within {} s; last seen: {last:#}",
+        "job {job_id} not done within {} s; last seen: {last:#?}",
         JOB_TIMEOUT.as_secs()
     );
 }
@@ -215,17 +207,11 @@ fn simnet_up(nodes: usize) -> (std::process::Child, Vec<Api>) {
 #[test]
 fn simnet_up_prints_each_api_and_stops_the_nodes_on_sigterm() {
     let (mut up, apis) = simnet_up(2);
-    let first = apis[0].get("/api/v1/node").expect("node 0 answers");
-    let second = apis[1].get("/api/v1/node").expect("node 1 answers");
-    let peers_of_1: Vec<&str> = second["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|p| p["node_id"].as_str())
-        .collect();
+    let first = apis[0].node_info().expect("node 0 answers");
+    let second = apis[1].node_info().expect("node 1 answers");
     assert!(
-        peers_of_1.contains(&first["node_id"].as_str().unwrap()),
-        "node 1 knows node 0: {second:#}"
+        second.peer(&first.node_id).is_some(),
+        "node 1 knows node 0: {second:#?}"
     );
 
     let pid = nix::unistd::Pid::from_raw(up.id() as i32);
@@ -240,11 +226,7 @@ fn simnet_up_prints_each_api_and_stops_the_nodes_on_sigterm() {
     };
     assert!(status.success(), "simnet up: {status}");
     for api in &apis {
-        assert!(
-            api.get("/api/v1/node").is_err(),
-            "{} still answers",
-            api.url()
-        );
+        assert!(api.node_info().is_err(), "{} still answers", api.url());
     }
 }
 
@@ -264,12 +246,9 @@ fn a_restarted_node_takes_new_ports_when_its_old_ones_are_taken() {
     let _squatter = std::net::TcpListener::bind(port).expect("the old API port is free");
     net.restart(1).expect("restarts on other ports");
     assert_ne!(net.api(1), &first_api);
-    let info = net
-        .api(1)
-        .get("/api/v1/node")
-        .expect("answers on its new port");
+    let info = net.api(1).node_info().expect("answers on its new port");
     assert_eq!(
-        info["node_id"],
+        info.node_id.to_string(),
         net.node_id(1),
         "same data folder, same key"
     );
@@ -282,12 +261,12 @@ fn a_restarted_node_takes_new_ports_when_its_old_ones_are_taken() {
 fn nodes_stop_when_simnet_up_is_killed() {
     let (mut up, apis) = simnet_up(1);
     let api = &apis[0];
-    api.get("/api/v1/node").expect("the node answers");
+    api.node_info().expect("the node answers");
 
     up.kill().unwrap();
     up.wait().unwrap();
     let deadline = Instant::now() + Duration::from_secs(15);
-    while api.get("/api/v1/node").is_ok() {
+    while api.node_info().is_ok() {
         assert!(
             Instant::now() < deadline,
             "{} still answers after simnet was killed",

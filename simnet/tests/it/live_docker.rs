@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use api::jobs::{JobState, JobStatus};
 use simnet::live::{Api, LiveNet, LiveOptions};
 
 use super::live::skrei;
@@ -65,34 +65,33 @@ fn add(api: &Api, path: &Path) -> String {
 }
 
 /// The job's executions as (node id, state).
-fn executions(job: &Value) -> Vec<(String, String)> {
-    job["job"]["executions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| {
-            (
-                e["node"].as_str().unwrap_or_default().to_owned(),
-                e["state"]["state"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
+fn executions(job: &JobStatus) -> Vec<(String, String)> {
+    job.job
+        .executions
+        .iter()
+        .map(|e| (e.node.to_string(), e.state.name().to_owned()))
         .collect()
 }
 
 /// Polls the job until `done` says so; panics with the last view after `within`.
-fn wait_for(api: &Api, job_id: &str, within: Duration, done: impl Fn(&Value) -> bool) -> Value {
+fn wait_for(
+    api: &Api,
+    job_id: &str,
+    within: Duration,
+    done: impl Fn(&JobStatus) -> bool,
+) -> JobStatus {
     let deadline = Instant::now() + within;
-    let mut last = Value::Null;
+    let mut last = None;
     while Instant::now() < deadline {
-        match api.get(&format!("/api/v1/jobs/{job_id}")) {
+        match api.job(job_id) {
             Ok(job) if done(&job) => return job,
-            Ok(job) => last = job,
+            Ok(job) => last = Some(job),
             Err(e) if e.status == Some(404) => {}
             Err(e) => panic!("job {job_id}: {e}"),
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    panic!("job {job_id}: not there within {within:?}; last seen: {last:#}");
+    panic!("job {job_id}: not there within {within:?}; last seen: {last:#?}");
 }
 
 #[test]
@@ -124,21 +123,18 @@ fn a_node_cut_off_mid_job_loses_it_to_another_and_its_late_result_is_ignored() {
     });
     let (first, _) = executions(&awarded).remove(0);
     let victim = net.index_of(&first).expect("awarded to one of ours");
-    assert_ne!(victim, 0, "node 0 has no capacity: {awarded:#}");
+    assert_ne!(victim, 0, "node 0 has no capacity: {awarded:#?}");
     // Let it fetch the module and start sleeping (on a loaded machine the
     // award and the fetch take a while), then cut it off.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let info = net
-            .api(victim)
-            .get("/api/v1/node")
-            .expect("the victim answers");
-        if info["running"].as_u64().unwrap_or(0) > 0 {
+        let info = net.api(victim).node_info().expect("the victim answers");
+        if info.running > 0 {
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "node {victim} never started the job: {info:#}"
+            "node {victim} never started the job: {info:#?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -148,30 +144,27 @@ fn a_node_cut_off_mid_job_loses_it_to_another_and_its_late_result_is_ignored() {
 
     // Ended, and its results fetched back to node 0.
     let ended = wait_for(net.api(0), &job_id, Duration::from_secs(60), |job| {
-        let fetched = job["results"]
-            .as_array()
-            .is_some_and(|r| !r.is_empty() && r.iter().all(|r| r["fetched"] == true));
-        job["state"] == "failed" || job["state"] == "cancelled" || fetched
+        matches!(job.state, JobState::Failed { .. } | JobState::Cancelled) || job.results_fetched()
     });
-    assert_eq!(ended["state"], "completed", "{ended:#}");
+    assert_eq!(ended.state, JobState::Completed, "{ended:#?}");
     let ran = executions(&ended);
-    assert_eq!(ran.len(), 2, "{ended:#}");
+    assert_eq!(ran.len(), 2, "{ended:#?}");
     assert_eq!(
         ran[0],
         (first.clone(), "failed".to_owned()),
-        "the cut-off node's execution failed: {ended:#}"
+        "the cut-off node's execution failed: {ended:#?}"
     );
-    assert_eq!(ran[1].1, "completed", "{ended:#}");
+    assert_eq!(ran[1].1, "completed", "{ended:#?}");
     let second = net.index_of(&ran[1].0).expect("re-awarded to one of ours");
     assert!(
         second != 0 && second != victim,
-        "re-awarded to node {second}: {ended:#}"
+        "re-awarded to node {second}: {ended:#?}"
     );
     let logs = net
         .api(0)
-        .get(&format!("/api/v1/jobs/{job_id}/logs"))
+        .logs(&job_id)
         .expect("the logs of the completed job");
-    assert_eq!(logs["stdout"], "slept\n", "{logs:#}");
+    assert_eq!(logs.stdout, "slept\n", "{logs:#?}");
     eprintln!(
         "re-awarded to node {second}, completed at {:?}",
         started.elapsed()
@@ -209,16 +202,9 @@ fn a_node_cut_off_mid_job_loses_it_to_another_and_its_late_result_is_ignored() {
         "node {victim}'s late result delivered at {:?}",
         started.elapsed()
     );
-    let after = net
-        .api(0)
-        .get(&format!("/api/v1/jobs/{job_id}"))
-        .expect("the job");
-    assert_eq!(after["state"], "completed", "{after:#}");
-    assert_eq!(executions(&after), ran, "{after:#}");
-    assert_eq!(
-        after["results"].as_array().map(Vec::len),
-        Some(1),
-        "completed once: {after:#}"
-    );
+    let after = net.api(0).job(&job_id).expect("the job");
+    assert_eq!(after.state, JobState::Completed, "{after:#?}");
+    assert_eq!(executions(&after), ran, "{after:#?}");
+    assert_eq!(after.results.len(), 1, "completed once: {after:#?}");
     net.shutdown();
 }

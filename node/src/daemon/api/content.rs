@@ -15,6 +15,8 @@
 
 use std::sync::Arc;
 
+use ::api::content::{ContentAnswer, FetchLine, FetchProgress};
+use ::api::error::ErrorBody;
 use ::api::requests::{Fetch, Provide};
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -24,12 +26,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use cid::Cid;
 use futures::{SinkExt, StreamExt};
-use serde_json::json;
 use storage::manifest::{MAX_MANIFEST_BYTES, Manifest};
 use storage::store::{FetchError, Store, StoreError};
 use tokio::sync::mpsc;
 
-use super::{ApiError, ApiResult, ApiState, ask};
+use super::extract::JsonBody;
+use super::{ApiError, ApiResult, ApiState, ask, endpoint_addr};
 use crate::daemon::driver::Command;
 
 /// The budget of a fetch whose request names none: 10 GiB.
@@ -54,7 +56,7 @@ fn parse_cid(text: &str) -> Result<Cid, ApiError> {
 }
 
 /// Streams the request body into the store as one blob.
-async fn add_blob(State(state): State<ApiState>, body: Body) -> ApiResult {
+async fn add_blob(State(state): State<ApiState>, body: Body) -> ApiResult<ContentAnswer> {
     // The store wants a `Sync` stream; the body is not: hand its chunks
     // over a channel while the store reads them.
     let (mut tx, rx) = futures::channel::mpsc::channel::<std::io::Result<bytes::Bytes>>(8);
@@ -71,11 +73,14 @@ async fn add_blob(State(state): State<ApiState>, body: Body) -> ApiResult {
     let what = std::path::Path::new("the uploaded file");
     let ((), added) = tokio::join!(forward, state.store.add_stream(rx, what));
     let cid = added.map_err(|e| ApiError::bad(e.to_string()))?;
-    Ok(Json(json!({ "cid": cid.to_string() })))
+    Ok(Json(ContentAnswer { cid }))
 }
 
 /// Stores a folder's manifest once everything it lists is here.
-async fn add_manifest(State(state): State<ApiState>, body: bytes::Bytes) -> ApiResult {
+async fn add_manifest(
+    State(state): State<ApiState>,
+    body: bytes::Bytes,
+) -> ApiResult<ContentAnswer> {
     let manifest =
         Manifest::decode(&body).map_err(|e| ApiError::bad(format!("the manifest: {e}")))?;
     let what = std::path::Path::new("the uploaded folder");
@@ -84,11 +89,14 @@ async fn add_manifest(State(state): State<ApiState>, body: bytes::Bytes) -> ApiR
         .add_manifest(&manifest, what)
         .await
         .map_err(|e| ApiError::bad(e.to_string()))?;
-    Ok(Json(json!({ "cid": cid.to_string() })))
+    Ok(Json(ContentAnswer { cid }))
 }
 
 /// Says in the DHT that this node has a CID it holds completely.
-async fn provide(State(state): State<ApiState>, Json(body): Json<Provide>) -> ApiResult {
+async fn provide(
+    State(state): State<ApiState>,
+    JsonBody(body): JsonBody<Provide>,
+) -> ApiResult<ContentAnswer> {
     let cid = parse_cid(&body.cid)?;
     if !state.store.has(&cid).await.unwrap_or(false) {
         return Err(ApiError::not_found(format!(
@@ -98,7 +106,7 @@ async fn provide(State(state): State<ApiState>, Json(body): Json<Provide>) -> Ap
     // Other nodes find it through the DHT; not being able to say so is no
     // reason to fail.
     let _ = state.commands.send(Command::Provide { cid }).await;
-    Ok(Json(json!({ "cid": cid.to_string() })))
+    Ok(Json(ContentAnswer { cid }))
 }
 
 /// One blob's bytes, streamed.
@@ -131,19 +139,19 @@ async fn read_blob(
 /// providers, or from those the DHT knows (R-P2P-4).
 async fn fetch(
     State(state): State<ApiState>,
-    Json(body): Json<Fetch>,
+    JsonBody(body): JsonBody<Fetch>,
 ) -> Result<Response, ApiError> {
     let cid = parse_cid(&body.cid)?;
     let max_bytes = body.max_bytes.unwrap_or(DEFAULT_FETCH_BYTES);
     let mut providers = Vec::new();
     for p in &body.providers {
         providers.push(
-            serde_json::from_str(p)
+            endpoint_addr(p)
                 .map_err(|e| ApiError::bad(format!("`{p}` is not a provider address: {e}")))?,
         );
     }
     if state.store.has(&cid).await.unwrap_or(false) {
-        return Ok(Json(json!({ "cid": cid.to_string() })).into_response());
+        return Ok(Json(ContentAnswer { cid }).into_response());
     }
     if providers.is_empty() {
         let found = ask(&state, |reply| Command::FindProviders { cid, reply }).await?;
@@ -168,7 +176,14 @@ async fn fetch(
         .fetch(&cid, &providers, None, max_bytes)
         .await
         .map_err(fetch_error)?;
-    Ok(Json(json!({ "cid": cid.to_string() })).into_response())
+    Ok(Json(ContentAnswer { cid }).into_response())
+}
+
+/// One line of JSON text.
+fn json_line(line: &FetchLine) -> String {
+    let mut text = serde_json::to_string(line).unwrap_or_default();
+    text.push('\n');
+    text
 }
 
 fn fetch_error(e: FetchError) -> ApiError {
@@ -196,16 +211,18 @@ fn fetch_with_progress(
             tokio::select! {
                 result = &mut fetch => break result,
                 Some(p) = reports.recv() => {
-                    let line = json!({ "fetched": p.fetched + p.present, "total": p.total });
-                    let _ = lines.send(format!("{line}\n")).await;
+                    let progress = FetchProgress { fetched: p.fetched + p.present, total: p.total };
+                    let _ = lines.send(json_line(&FetchLine::Progress(progress))).await;
                 }
             }
         };
         let last = match fetched {
-            Err(e) => json!({ "error": e.to_string() }),
-            Ok(_) => json!({ "cid": cid.to_string() }),
+            Err(e) => FetchLine::Failed(ErrorBody {
+                error: e.to_string(),
+            }),
+            Ok(_) => FetchLine::Done(ContentAnswer { cid }),
         };
-        let _ = lines.send(format!("{last}\n")).await;
+        let _ = lines.send(json_line(&last)).await;
     });
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv()

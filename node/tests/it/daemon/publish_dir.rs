@@ -49,7 +49,7 @@ fn r_sec_2_a_peers_dir_publisher_writes_only_under_the_listed_folders() {
     ));
     let ended = requester.wait(&job, Duration::from_secs(30));
     assert_eq!(ended["state"], "failed", "{ended:#}");
-    let reason = ended["reason"].as_str().unwrap();
+    let reason = ended["failure"]["detail"].as_str().unwrap();
     assert!(
         reason.contains("not allowed on the node") && reason.contains("--publish-dir"),
         "{reason}"

@@ -1,0 +1,267 @@
+//! `GET /api/v1/node`: the node, its addresses, policy and peers.
+
+use std::net::SocketAddr;
+
+use multiaddr::{Multiaddr, PeerId};
+use protocol::id::NodeId;
+use protocol::job::NetworkMode;
+use serde::{Deserialize, Serialize};
+
+use crate::address::DataAddr;
+
+/// The node as `skrei node info` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub node_id: NodeId,
+    /// Its libp2p listen addresses (without `/p2p/`; see
+    /// [`NodeInfo::bootstrap_addrs`]).
+    pub p2p_addrs: Vec<Multiaddr>,
+    /// Where its API listens.
+    pub api_addr: SocketAddr,
+    /// Where its blob store is reached (`skrei get --from` takes it).
+    pub data_addr: DataAddr,
+    /// The engines it offers (`wasm`, `docker`).
+    pub engines: Vec<String>,
+    /// Executions at once.
+    pub capacity: u32,
+    /// Executions running now.
+    pub running: u32,
+    /// The highest network mode it accepts: `none`, `http` or `full`.
+    #[serde(with = "network_flag")]
+    pub accept_network: NetworkMode,
+    /// Its `--allowlist` file, if it has one.
+    pub allowlist: Option<String>,
+    /// The peers it keeps (a bounded number: connected and recently heard
+    /// ones are kept).
+    pub peers: Vec<Peer>,
+    /// Addresses no job on this node may reach (R-NET-7): its own, and
+    /// those its peers advertise where they were seen (capped).
+    pub job_deny: Vec<SocketAddr>,
+}
+
+impl NodeInfo {
+    /// The listen addresses as other nodes' `--bootstrap` takes them:
+    /// ending in `/p2p/<node id>`.
+    pub fn bootstrap_addrs(&self) -> Vec<Multiaddr> {
+        let peer = PeerId::from_bytes(&self.node_id.to_peer_id_bytes());
+        self.p2p_addrs
+            .iter()
+            .map(|addr| match &peer {
+                Ok(peer) => addr.clone().with_p2p(*peer).unwrap_or_else(|same| same),
+                Err(_) => addr.clone(),
+            })
+            .collect()
+    }
+
+    /// How many peers are connected now.
+    pub fn connected_peers(&self) -> usize {
+        self.peers.iter().filter(|p| p.connected).count()
+    }
+
+    /// The peer with this id, if the node keeps it.
+    pub fn peer(&self, node_id: &NodeId) -> Option<&Peer> {
+        self.peers.iter().find(|p| p.node_id == *node_id)
+    }
+}
+
+/// A peer as the node knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    pub node_id: NodeId,
+    pub connected: bool,
+    /// Its latest node info, once one arrived.
+    pub info: Option<PeerInfo>,
+}
+
+/// What a peer last said of itself (its gossiped node info), with its
+/// addresses as values. Addresses that do not parse are left out: a peer
+/// may send anything, and one bad entry should not hide the rest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub node: NodeId,
+    pub engines: Vec<String>,
+    pub capacity: u32,
+    pub running: u32,
+    /// As the peer gossips it (`None`, `HTTP`, `Full`).
+    pub accept_network: NetworkMode,
+    /// A digest of its allowlist, when it accepts `http` jobs: equal
+    /// digests, equal allowlists.
+    pub allowlist_digest: Option<[u8; 32]>,
+    pub api_addrs: Vec<SocketAddr>,
+    pub p2p_addrs: Vec<Multiaddr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_addrs: Vec<DataAddr>,
+    /// Grows with each of the peer's node infos: the highest one is kept.
+    pub seq: u64,
+}
+
+impl From<&protocol::messages::NodeInfo> for PeerInfo {
+    fn from(info: &protocol::messages::NodeInfo) -> PeerInfo {
+        PeerInfo {
+            node: info.node,
+            engines: info.engines.clone(),
+            capacity: info.capacity,
+            running: info.running,
+            accept_network: info.accept_network,
+            allowlist_digest: info.allowlist_digest,
+            api_addrs: info
+                .api_addrs
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+            p2p_addrs: info
+                .p2p_addrs
+                .iter()
+                .filter_map(|a| a.parse().ok())
+                .collect(),
+            data_addrs: DataAddr::parse_all(&info.data_addrs),
+            seq: info.seq,
+        }
+    }
+}
+
+/// A network mode as flags write it (`none`, `http`, `full`), the API's
+/// form since its first version.
+pub(crate) mod network_flag {
+    use protocol::job::NetworkMode;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(mode: &NetworkMode, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(mode.as_flag())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NetworkMode, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        protocol::policy::parse_accept_network(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{DATA_ADDR, node_id, round_trips};
+
+    fn gossiped(p2p: &[&str], api: &[&str], data: &[&str]) -> protocol::messages::NodeInfo {
+        protocol::messages::NodeInfo {
+            node: node_id(2),
+            engines: vec!["wasm".into()],
+            capacity: 2,
+            running: 1,
+            accept_network: NetworkMode::Http,
+            allowlist_digest: Some([9; 32]),
+            api_addrs: api.iter().map(|a| a.to_string()).collect(),
+            p2p_addrs: p2p.iter().map(|a| a.to_string()).collect(),
+            data_addrs: data.iter().map(|a| a.to_string()).collect(),
+            seq: 12,
+        }
+    }
+
+    fn info() -> NodeInfo {
+        let peer = gossiped(
+            &["/ip4/127.0.0.1/tcp/4002"],
+            &["127.0.0.1:1235"],
+            &[DATA_ADDR],
+        );
+        NodeInfo {
+            node_id: node_id(1),
+            p2p_addrs: vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()],
+            api_addr: "127.0.0.1:1234".parse().unwrap(),
+            data_addr: DATA_ADDR.parse().unwrap(),
+            engines: vec!["wasm".into(), "docker".into()],
+            capacity: 4,
+            running: 0,
+            accept_network: NetworkMode::None,
+            allowlist: Some("/etc/skrei/allow.txt".into()),
+            peers: vec![
+                Peer {
+                    node_id: node_id(2),
+                    connected: true,
+                    info: Some(PeerInfo::from(&peer)),
+                },
+                Peer {
+                    node_id: node_id(3),
+                    connected: false,
+                    info: None,
+                },
+            ],
+            job_deny: vec!["127.0.0.1:1234".parse().unwrap()],
+        }
+    }
+
+    #[test]
+    fn node_info_round_trips_and_reads_with_unknown_fields() {
+        let json = round_trips(
+            &info(),
+            &["", "/data_addr", "/peers/0", "/peers/0/info", "/peers/1"],
+        );
+        // The wire: addresses as text, the blob store's address as an
+        // object (not a string holding JSON), modes as before.
+        assert_eq!(json["p2p_addrs"][0], "/ip4/127.0.0.1/tcp/4001");
+        assert_eq!(json["api_addr"], "127.0.0.1:1234");
+        assert_eq!(json["job_deny"][0], "127.0.0.1:1234");
+        assert_eq!(json["data_addr"]["addrs"][0]["Ip"], "127.0.0.1:4001");
+        assert_eq!(json["accept_network"], "none");
+        assert_eq!(json["peers"][0]["node_id"], node_id(2).to_string());
+        let peer = &json["peers"][0]["info"];
+        assert_eq!(peer["accept_network"], "HTTP");
+        assert_eq!(peer["data_addrs"][0]["id"], json["data_addr"]["id"]);
+        assert_eq!(peer["seq"], 12);
+        assert!(json["peers"][1]["info"].is_null());
+    }
+
+    #[test]
+    fn a_peers_info_keeps_the_gossiped_shape_and_drops_addresses_that_do_not_parse() {
+        let good = gossiped(&["/ip4/10.0.0.1/tcp/1"], &["10.0.0.1:2"], &[DATA_ADDR]);
+        // Besides the addresses, the same JSON as the gossiped message.
+        let mut expected = serde_json::to_value(&good).unwrap();
+        expected["data_addrs"] =
+            serde_json::json!([serde_json::from_str::<serde_json::Value>(DATA_ADDR).unwrap()]);
+        assert_eq!(
+            serde_json::to_value(PeerInfo::from(&good)).unwrap(),
+            expected
+        );
+
+        let bad = gossiped(
+            &["not a multiaddr", "/ip4/10.0.0.1/tcp/1"],
+            &["10.0.0.1", "10.0.0.1:2"],
+            &["{}", DATA_ADDR],
+        );
+        let view = PeerInfo::from(&bad);
+        assert_eq!(
+            view.p2p_addrs,
+            ["/ip4/10.0.0.1/tcp/1".parse::<Multiaddr>().unwrap()]
+        );
+        assert_eq!(
+            view.api_addrs,
+            ["10.0.0.1:2".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(view.data_addrs, [DATA_ADDR.parse::<DataAddr>().unwrap()]);
+    }
+
+    #[test]
+    fn bootstrap_addresses_end_in_the_node_id_once() {
+        let mut info = info();
+        let id = info.node_id;
+        let with_id: Multiaddr = format!("/ip4/127.0.0.1/tcp/4003/p2p/{id}").parse().unwrap();
+        info.p2p_addrs.push(with_id.clone());
+        assert_eq!(
+            info.bootstrap_addrs(),
+            [
+                format!("/ip4/127.0.0.1/tcp/4001/p2p/{id}")
+                    .parse::<Multiaddr>()
+                    .unwrap(),
+                with_id
+            ]
+        );
+        assert_eq!(info.connected_peers(), 1);
+        assert!(info.peer(&node_id(3)).is_some_and(|p| !p.connected));
+        assert!(info.peer(&node_id(4)).is_none());
+    }
+
+    #[test]
+    fn an_unknown_network_mode_is_refused() {
+        let mut json = serde_json::to_value(info()).unwrap();
+        json["accept_network"] = "sometimes".into();
+        assert!(serde_json::from_value::<NodeInfo>(json).is_err());
+    }
+}

@@ -382,7 +382,7 @@ pub fn get_results(
     dir: Option<PathBuf>,
     max_size: &str,
 ) -> anyhow::Result<ExitCode> {
-    let max = match super::node::parse_size("--max-size", max_size) {
+    let max = match super::parse_size("--max-size", max_size) {
         Ok(max) => max,
         Err(e) => {
             eprintln!("error: {e}");

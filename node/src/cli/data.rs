@@ -109,7 +109,7 @@ pub fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    let max = match super::node::parse_size("--max-size", &args.max_size) {
+    let max = match super::parse_size("--max-size", &args.max_size) {
         Ok(max) => max,
         Err(e) => {
             eprintln!("error: {e}");

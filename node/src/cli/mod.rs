@@ -4,6 +4,7 @@
 mod client;
 mod content;
 mod data;
+mod devstack;
 mod job;
 mod node;
 mod policy;
@@ -55,7 +56,7 @@ enum Command {
     /// Run a node (requester and compute node), or `skrei node info`.
     Node(node::NodeArgs),
     /// A local network of nodes in one process, for trying skrei out.
-    Devstack(node::DevstackArgs),
+    Devstack(devstack::DevstackArgs),
 }
 
 /// How results are printed.
@@ -76,7 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Add(args) => data::add(args),
         Command::Get(args) => data::get(args),
         Command::Node(args) => node::run(args),
-        Command::Devstack(args) => node::devstack(args),
+        Command::Devstack(args) => devstack::devstack(args),
     }
 }
 
@@ -120,4 +121,11 @@ fn print_job_errors(heading: &str, errors: &protocol::job::JobErrors, output: Ou
             }
         }
     }
+}
+
+/// A size flag (`10Gi`, `500MB`, bytes), for the error with the flag's name.
+pub fn parse_size(flag: &str, text: &str) -> anyhow::Result<u64> {
+    text.parse::<protocol::job::ByteSize>()
+        .map(|s| s.0)
+        .map_err(|e| anyhow::anyhow!("{flag} {text}: {e}"))
 }

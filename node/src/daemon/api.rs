@@ -35,8 +35,8 @@ use serde::Deserialize;
 use storage::store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::core_driver::CoreCommand;
 use super::db::Db;
-use super::driver::Command;
 use extract::Query;
 
 pub use gate::{Gate, JOB_HEADER};
@@ -52,7 +52,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
-    pub commands: mpsc::Sender<Command>,
+    pub commands: mpsc::Sender<CoreCommand>,
     pub db: Arc<Db>,
     pub store: Arc<Store>,
     pub changes: watch::Receiver<u64>,
@@ -132,7 +132,7 @@ pub fn router(state: ApiState, gate: Gate) -> Router {
 
 async fn ask<T>(
     state: &ApiState,
-    make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    make: impl FnOnce(oneshot::Sender<T>) -> CoreCommand,
 ) -> Result<T, ApiError> {
     let (tx, rx) = oneshot::channel();
     state
@@ -150,7 +150,7 @@ fn job_id(text: &str) -> Result<JobId, ApiError> {
 }
 
 async fn node_info(State(state): State<ApiState>) -> ApiResult<NodeInfo> {
-    let view = ask(&state, |reply| Command::Info { reply }).await?;
+    let view = ask(&state, |reply| CoreCommand::Info { reply }).await?;
     Ok(Json(views::node_info(&view)?))
 }
 
@@ -168,7 +168,7 @@ async fn submit(State(state): State<ApiState>, body: String) -> ApiResult<Submit
         ))
     })?;
     let spec = Box::new(spec);
-    let job_id = ask(&state, |reply| Command::Submit { spec, reply })
+    let job_id = ask(&state, |reply| CoreCommand::Submit { spec, reply })
         .await?
         .map_err(ApiError::bad)?;
     Ok(Json(Submitted { job_id }))
@@ -218,7 +218,7 @@ async fn describe(State(state): State<ApiState>, Path(id): Path<String>) -> ApiR
 
 async fn cancel(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResult<Cancelled> {
     let job_id = job_id(&id)?;
-    ask(&state, |reply| Command::Cancel { job_id, reply })
+    ask(&state, |reply| CoreCommand::Cancel { job_id, reply })
         .await?
         .map_err(ApiError::bad)?;
     Ok(Json(Cancelled {
@@ -354,7 +354,7 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
     use prometheus_client::metrics::gauge::Gauge;
     use prometheus_client::registry::Registry;
 
-    let view = ask(&state, |reply| Command::Info { reply }).await?;
+    let view = ask(&state, |reply| CoreCommand::Info { reply }).await?;
     let mut registry = Registry::with_prefix("skrei");
     let jobs = Family::<Vec<(String, String)>, Gauge>::default();
     registry.register(

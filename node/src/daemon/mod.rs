@@ -17,8 +17,8 @@
 
 pub mod api;
 mod config;
+mod core_driver;
 pub mod db;
-mod driver;
 mod exec;
 
 use std::net::SocketAddr;
@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 pub use config::{NodeConfig, load_policy};
-pub use driver::{Command, NodeView};
+pub use core_driver::{CoreCommand, NodeView};
 
 use crate::api_token::{ApiToken, TOKEN_FILE, record};
 use crate::p2p::{P2p, P2pConfig};
@@ -72,7 +72,7 @@ pub struct Node {
     node_id: NodeId,
     api_addr: SocketAddr,
     p2p_addrs: Vec<Multiaddr>,
-    commands: mpsc::Sender<Command>,
+    commands: mpsc::Sender<CoreCommand>,
     stop: watch::Sender<bool>,
     driver: JoinHandle<()>,
     api: JoinHandle<()>,
@@ -139,7 +139,7 @@ impl Node {
         let (commands, command_rx) = mpsc::channel(256);
         let (stop, stop_rx) = watch::channel(false);
         let (changes, changes_rx) = watch::channel(0u64);
-        let driver = driver::Driver::new(
+        let driver = core_driver::CoreDriver::new(
             config,
             key,
             policy,
@@ -209,7 +209,7 @@ impl Node {
     }
 
     /// A channel to the driver (what the API uses).
-    pub fn commands(&self) -> mpsc::Sender<Command> {
+    pub fn commands(&self) -> mpsc::Sender<CoreCommand> {
         self.commands.clone()
     }
 
@@ -239,7 +239,7 @@ async fn start_engines(
 ) -> crate::executor::Engines {
     use crate::executor::docker::{DockerConfig, DockerExecutor};
     let mut deny = vec![api_addr];
-    deny.extend(p2p_addrs.iter().filter_map(driver::socket_addr));
+    deny.extend(p2p_addrs.iter().filter_map(core_driver::socket_addr));
     // Named in the warning when `full` jobs cannot be kept off the host.
     let mut services = vec![("API".to_string(), api_addr)];
     services.extend(deny[1..].iter().map(|a| ("libp2p".to_string(), *a)));

@@ -32,7 +32,7 @@ use tokio::sync::mpsc;
 
 use super::extract::JsonBody;
 use super::{ApiError, ApiResult, ApiState, ask, endpoint_addr};
-use crate::daemon::driver::Command;
+use crate::daemon::core_driver::CoreCommand;
 
 /// The budget of a fetch whose request names none: 10 GiB.
 pub const DEFAULT_FETCH_BYTES: u64 = 10 << 30;
@@ -105,7 +105,7 @@ async fn provide(
     }
     // Other nodes find it through the DHT; not being able to say so is no
     // reason to fail.
-    let _ = state.commands.send(Command::Provide { cid }).await;
+    let _ = state.commands.send(CoreCommand::Provide { cid }).await;
     Ok(Json(ContentAnswer { cid }))
 }
 
@@ -154,7 +154,7 @@ async fn fetch(
         return Ok(Json(ContentAnswer { cid }).into_response());
     }
     if providers.is_empty() {
-        let found = ask(&state, |reply| Command::FindProviders { cid, reply }).await?;
+        let found = ask(&state, |reply| CoreCommand::FindProviders { cid, reply }).await?;
         providers.extend(found.iter().filter_map(|p| serde_json::from_str(p).ok()));
         if providers.is_empty() {
             return Err(ApiError::not_found(format!(

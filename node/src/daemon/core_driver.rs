@@ -1,10 +1,14 @@
-//! The driver: one task owning the node's sans-IO core
+//! The core driver: one task owning the node's sans-IO core
 //! ([`protocol::node::Node`]), feeding it what the network, the API,
 //! executions and the clock say, and carrying out what it asks. The rules
 //! live in the core; this file moves bytes, timers, records and executions.
 
+mod changes;
+mod execution;
+mod node_info;
 mod pace;
 mod peers;
+mod results;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,35 +16,35 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use cid::Cid;
-use iroh::EndpointAddr;
 use protocol::compute::ToRequester;
 use protocol::id::{ExecutionId, JobId, NodeId, NodeKey};
 use protocol::job::JobSpec;
-use protocol::messages::{Direct, Gossip, GossipMessage, Message, NodeInfo, Outcome};
+use protocol::messages::{Direct, Gossip, GossipMessage, Message, Outcome};
 use protocol::node::{Node as Core, NodeConfig as CoreConfig, NodeInput, NodeOutput, Outgoing};
 use protocol::policy::AcceptancePolicy;
 use protocol::requester::{CancelError, RequesterEvent, ToCompute};
-use serde::Serialize;
 use storage::download::{DownloadConfig, Downloader};
 use storage::store::Store;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::config::{NodeConfig, load_policy};
+use super::config::NodeConfig;
 use super::db::Db;
-use super::exec::{self, ExecContext};
+use super::exec::ExecContext;
 use crate::executor::{Cancel, Engines};
 use crate::p2p::{P2pError, P2pEvent, P2pHandle};
+use changes::stamp;
+pub use node_info::NodeView;
+pub(super) use node_info::socket_addr;
 use pace::Pacer;
-use peers::{MAX_PEERS, Peers, is_local_ip};
+use peers::{MAX_PEERS, Peers};
+use results::find_providers;
 
-/// How often the list of local Docker images is refreshed.
-const IMAGES_EVERY: Duration = Duration::from_secs(5);
 /// How often the allowlist file is checked for changes.
 const POLICY_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// What the API asks of the driver.
 #[derive(Debug)]
-pub enum Command {
+pub enum CoreCommand {
     /// Announce a job; replies with its id or why it was refused.
     Submit {
         spec: Box<JobSpec>,
@@ -62,33 +66,6 @@ pub enum Command {
     },
 }
 
-/// The node as the API shows it (`skrei node info`).
-#[derive(Debug, Clone, Serialize)]
-pub struct NodeView {
-    pub node_id: String,
-    pub p2p_addrs: Vec<String>,
-    pub api_addr: String,
-    pub data_addr: String,
-    pub engines: Vec<String>,
-    pub capacity: u32,
-    pub running: u32,
-    pub accept_network: String,
-    pub allowlist: Option<String>,
-    /// At most `MAX_PEERS`, connected and recently heard ones kept.
-    pub peers: Vec<PeerView>,
-    /// Addresses no job on this node may reach (R-NET-7): its own, and
-    /// those its peers advertise where they were seen (capped).
-    pub job_deny: Vec<String>,
-}
-
-/// A peer as this node knows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct PeerView {
-    pub node_id: String,
-    pub connected: bool,
-    pub info: Option<NodeInfo>,
-}
-
 /// How long another message is offered to a peer that answers "busy".
 const BUSY_RETRY_FOR: Duration = Duration::from_secs(3);
 
@@ -97,9 +74,6 @@ type DataAddrs = Arc<std::sync::Mutex<HashMap<NodeId, Vec<String>>>>;
 
 /// Announcements of this node's waiting to be published (see `pace`).
 const MAX_OUTBOX: usize = 4_096;
-
-/// Longest wait for the DHT to name providers of one input.
-const PROVIDER_LOOKUP: Duration = Duration::from_secs(3);
 
 enum Internal {
     Finished {
@@ -127,7 +101,7 @@ enum Internal {
     Images(std::collections::BTreeSet<String>),
 }
 
-pub(super) struct Driver {
+pub(super) struct CoreDriver {
     config: NodeConfig,
     key: NodeKey,
     me: NodeId,
@@ -159,12 +133,7 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
-    let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
-}
-
-impl Driver {
+impl CoreDriver {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         config: NodeConfig,
@@ -176,7 +145,7 @@ impl Driver {
         api_addr: SocketAddr,
         changes: watch::Sender<u64>,
         engines: Engines,
-    ) -> Result<Driver, String> {
+    ) -> Result<CoreDriver, String> {
         let me = key.node_id();
         let seed =
             u64::from_le_bytes(key.to_secret_bytes()[..8].try_into().unwrap_or([0; 8])) ^ now_ms();
@@ -222,7 +191,7 @@ impl Driver {
         });
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let allowlist_stamp = config.allowlist.as_deref().and_then(stamp);
-        Ok(Driver {
+        Ok(CoreDriver {
             config,
             key,
             me,
@@ -248,7 +217,7 @@ impl Driver {
     pub(super) async fn run(
         mut self,
         mut events: mpsc::Receiver<P2pEvent>,
-        mut commands: mpsc::Receiver<Command>,
+        mut commands: mpsc::Receiver<CoreCommand>,
         mut stop: watch::Receiver<bool>,
     ) {
         self.resume_fetches();
@@ -384,9 +353,9 @@ impl Driver {
         }
     }
 
-    fn on_command(&mut self, command: Command) {
+    fn on_command(&mut self, command: CoreCommand) {
         match command {
-            Command::Submit { spec, reply } => {
+            CoreCommand::Submit { spec, reply } => {
                 let providers = vec![self.data_addr.clone()];
                 let now = now_ms();
                 let result = self
@@ -398,7 +367,7 @@ impl Driver {
                 self.drain();
                 let _ = reply.send(result);
             }
-            Command::Cancel { job_id, reply } => {
+            CoreCommand::Cancel { job_id, reply } => {
                 let result = match self.core.cancel(now_ms(), job_id, "cancelled by the user") {
                     // The core forgets ended jobs after a while; the
                     // database still knows how they ended.
@@ -413,10 +382,10 @@ impl Driver {
                 self.drain();
                 let _ = reply.send(result);
             }
-            Command::Info { reply } => {
+            CoreCommand::Info { reply } => {
                 let _ = reply.send(self.view());
             }
-            Command::FindProviders { cid, reply } => {
+            CoreCommand::FindProviders { cid, reply } => {
                 let p2p = self.p2p.clone();
                 let data_addrs = self.data_addrs.clone();
                 tokio::spawn(async move {
@@ -425,7 +394,7 @@ impl Driver {
                     let _ = reply.send(found);
                 });
             }
-            Command::Provide { cid } => {
+            CoreCommand::Provide { cid } => {
                 let p2p = self.p2p.clone();
                 tokio::spawn(async move {
                     if let Err(e) = p2p.start_providing(cid.to_bytes()).await {
@@ -555,39 +524,6 @@ impl Driver {
         }
     }
 
-    fn start(
-        &mut self,
-        job_id: JobId,
-        execution_id: ExecutionId,
-        spec: JobSpec,
-        providers: Vec<String>,
-    ) {
-        tracing::info!(%job_id, %execution_id, "starting execution");
-        let cancel = Cancel::default();
-        self.running.insert((job_id, execution_id), cancel.clone());
-        let ctx = self.exec.clone();
-        let tx = self.internal_tx.clone();
-        let p2p = self.p2p.clone();
-        let data_addrs = self.data_addrs.clone();
-        let deny = self.control_plane();
-        tokio::spawn(async move {
-            let mut providers = providers;
-            for cid in exec::content_inputs(&spec) {
-                find_providers(&p2p, &data_addrs, cid, &mut providers).await;
-            }
-            let outcome = exec::run(ctx, job_id, execution_id, spec, providers, deny, cancel).await;
-            if let Outcome::Failed { failure } = &outcome {
-                let cause = failure.cause;
-                tracing::warn!(%job_id, %execution_id, %cause, "execution failed: {failure}");
-            }
-            let _ = tx.send(Internal::Finished {
-                job_id,
-                execution_id,
-                outcome,
-            });
-        });
-    }
-
     /// Sends a signed message. A peer that answers "busy" (its queue is
     /// full, or this node is over its rate there) is asked again for a
     /// little while; any other failure goes back to the core, which decides
@@ -649,261 +585,7 @@ impl Driver {
         self.changed();
     }
 
-    /// Brings a result into this node's store, so it outlives the node
-    /// that made it.
-    fn fetch_result(
-        &self,
-        job_id: JobId,
-        execution_id: ExecutionId,
-        cid: Cid,
-        providers: Vec<String>,
-    ) {
-        let store = self.store.clone();
-        let tx = self.internal_tx.clone();
-        let max = self.config.max_result_size;
-        tokio::spawn(async move {
-            let addrs: Vec<EndpointAddr> = providers
-                .iter()
-                .filter_map(|p| serde_json::from_str(p).ok())
-                .collect();
-            let mut wait = Duration::from_millis(200);
-            for _ in 0..8 {
-                match store.fetch(&cid, &addrs, None, max).await {
-                    Ok(_) => {
-                        let _ = tx.send(Internal::Fetched {
-                            job_id,
-                            execution_id,
-                        });
-                        return;
-                    }
-                    // Asking again would cost as much again (R-SEC-5).
-                    Err(e @ storage::store::FetchError::TooLarge { .. }) => {
-                        tracing::warn!(%job_id, %cid, "not fetching the result: {e}");
-                        let reason = format!(
-                            "the results are larger than this node fetches (--max-result-size \
-                             {max} bytes): {e}"
-                        );
-                        let _ = tx.send(Internal::FetchRefused {
-                            job_id,
-                            execution_id,
-                            reason,
-                        });
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(%job_id, %cid, "fetching the result: {e}");
-                        tokio::time::sleep(wait).await;
-                        wait = (wait * 2).min(Duration::from_secs(30));
-                    }
-                }
-            }
-        });
-    }
-
-    /// Keeps the compute machine's list of local Docker images current
-    /// (R-POL-3: bid only with the image at hand). The first list is taken
-    /// before any announcement is answered.
-    async fn watch_images(&mut self) {
-        let exec = self.exec.clone();
-        let Some(docker) = exec.engines.docker.as_ref() else {
-            return;
-        };
-        match docker.image_refs().await {
-            Ok(images) => self.core.set_local_images(Some(images)),
-            Err(e) => tracing::warn!("{e}"),
-        }
-        let tx = self.internal_tx.clone();
-        tokio::spawn(async move {
-            let Some(docker) = exec.engines.docker.as_ref() else {
-                return;
-            };
-            loop {
-                tokio::select! {
-                    // The driver stopped: let go of the engines and the store.
-                    _ = tx.closed() => return,
-                    _ = tokio::time::sleep(IMAGES_EVERY) => {}
-                }
-                match docker.image_refs().await {
-                    Ok(images) => {
-                        if tx.send(Internal::Images(images)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => tracing::warn!("{e}"),
-                }
-            }
-        });
-    }
-
-    /// Results reported before a restart but not fetched yet.
-    fn resume_fetches(&self) {
-        let rows = match self.db.unfetched_results() {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!("reading results: {e}");
-                return;
-            }
-        };
-        for row in rows {
-            let (Ok(job_id), Ok(cid)) = (row.job_id.parse::<JobId>(), row.result_cid.parse())
-            else {
-                continue;
-            };
-            self.fetch_result(job_id, ExecutionId(row.execution_id), cid, row.providers);
-        }
-    }
-
     fn changed(&self) {
         self.changes.send_modify(|n| *n += 1);
     }
-
-    /// Re-reads the allowlist when its file changed (or on SIGHUP), keeping
-    /// the old policy when the new file is wrong (R-POL-2).
-    fn check_allowlist(&mut self, forced: bool) {
-        let Some(path) = self.config.allowlist.clone() else {
-            return;
-        };
-        let now = stamp(&path);
-        if !forced && now == self.allowlist_stamp {
-            return;
-        }
-        self.allowlist_stamp = now;
-        match load_policy(self.config.accept_network, Some(&path)) {
-            Ok(policy) => {
-                if &policy != self.core.compute().policy() {
-                    tracing::info!(allowlist = %path.display(), "allowlist reloaded");
-                    self.core.set_policy(now_ms(), policy);
-                }
-            }
-            Err(e) => tracing::error!("keeping the previous allowlist: {e}"),
-        }
-    }
-
-    fn node_info(&mut self) -> NodeInfo {
-        self.info_seq += 1;
-        let compute = self.core.compute();
-        let policy = compute.policy();
-        NodeInfo {
-            node: self.me,
-            engines: self.config.engines.clone(),
-            capacity: compute.config().capacity,
-            running: compute.running(),
-            accept_network: policy.accept(),
-            allowlist_digest: policy.allowlist().map(|a| a.digest()),
-            api_addrs: vec![self.api_addr.to_string()],
-            p2p_addrs: self
-                .p2p
-                .listen_addrs()
-                .iter()
-                .map(|a| a.to_string())
-                .collect(),
-            data_addrs: vec![self.data_addr.clone()],
-            seq: now_ms().max(self.info_seq),
-        }
-    }
-
-    fn publish_node_info(&mut self) {
-        let info = self.node_info();
-        match info.sign(&self.key) {
-            Ok(signed) => {
-                let p2p = self.p2p.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = p2p.publish(&Gossip::NodeInfo(signed)).await {
-                        tracing::debug!("node info not published: {e}");
-                    }
-                });
-            }
-            Err(e) => tracing::error!("signing node info: {e}"),
-        }
-    }
-
-    /// R-NET-7: every API and libp2p address of this node and of the
-    /// peers it heard from, which no job may reach.
-    fn control_plane(&self) -> Vec<SocketAddr> {
-        let mut addrs = vec![self.api_addr];
-        addrs.extend(self.p2p.listen_addrs().iter().filter_map(socket_addr));
-        // Only where each peer was seen: see `peers`.
-        addrs.extend(self.peers.deny_set(is_local_ip));
-        addrs.sort();
-        addrs.dedup();
-        addrs
-    }
-
-    fn view(&self) -> NodeView {
-        let compute = self.core.compute();
-        let policy = compute.policy();
-        NodeView {
-            node_id: self.me.to_string(),
-            p2p_addrs: self
-                .p2p
-                .listen_addrs()
-                .iter()
-                .map(|a| a.to_string())
-                .collect(),
-            api_addr: self.api_addr.to_string(),
-            data_addr: self.data_addr.clone(),
-            engines: self.config.engines.clone(),
-            capacity: compute.config().capacity,
-            running: compute.running(),
-            accept_network: policy.accept().to_string(),
-            allowlist: self
-                .config
-                .allowlist
-                .as_ref()
-                .map(|p| p.display().to_string()),
-            peers: self
-                .peers
-                .iter()
-                .map(|(id, peer)| PeerView {
-                    node_id: id.to_string(),
-                    connected: peer.connected,
-                    info: peer.info.clone(),
-                })
-                .collect(),
-            job_deny: self
-                .control_plane()
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-        }
-    }
-}
-
-/// Adds the blob store addresses of the nodes the DHT names as providers
-/// of `cid` (R-P2P-4: content comes from any node that has it).
-async fn find_providers(p2p: &P2pHandle, data_addrs: &DataAddrs, cid: Cid, out: &mut Vec<String>) {
-    let found = match tokio::time::timeout(PROVIDER_LOOKUP, p2p.get_providers(cid.to_bytes())).await
-    {
-        Ok(Ok(found)) => found,
-        Ok(Err(e)) => {
-            tracing::debug!(%cid, "no providers from the DHT: {e}");
-            return;
-        }
-        Err(_) => return,
-    };
-    let known = data_addrs.lock().unwrap_or_else(|e| e.into_inner());
-    for node in found {
-        for addr in known.get(&node).into_iter().flatten() {
-            if !out.contains(addr) && out.len() < protocol::messages::MAX_ADDRS {
-                out.push(addr.clone());
-            }
-        }
-    }
-}
-
-/// The IP and TCP/UDP port of a multiaddr such as `/ip4/1.2.3.4/tcp/4001/p2p/...`.
-pub(super) fn socket_addr(addr: &libp2p::Multiaddr) -> Option<SocketAddr> {
-    use libp2p::multiaddr::Protocol;
-    let mut ip = None;
-    for p in addr.iter() {
-        match p {
-            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
-            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
-            Protocol::Tcp(port) | Protocol::Udp(port) => {
-                return ip.map(|ip| SocketAddr::new(ip, port));
-            }
-            _ => {}
-        }
-    }
-    None
 }

@@ -1,0 +1,145 @@
+//! What this node says of itself: its signed node info, its view for the
+//! API (`skrei node info`), and the control plane no job may reach.
+
+use std::net::SocketAddr;
+
+use protocol::messages::{Gossip, Message, NodeInfo};
+use serde::Serialize;
+
+use super::peers::is_local_ip;
+use super::{CoreDriver, now_ms};
+
+/// The node as the API shows it (`skrei node info`).
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    pub node_id: String,
+    pub p2p_addrs: Vec<String>,
+    pub api_addr: String,
+    pub data_addr: String,
+    pub engines: Vec<String>,
+    pub capacity: u32,
+    pub running: u32,
+    pub accept_network: String,
+    pub allowlist: Option<String>,
+    /// At most `MAX_PEERS`, connected and recently heard ones kept.
+    pub peers: Vec<PeerView>,
+    /// Addresses no job on this node may reach (R-NET-7): its own, and
+    /// those its peers advertise where they were seen (capped).
+    pub job_deny: Vec<String>,
+}
+
+/// A peer as this node knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PeerView {
+    pub node_id: String,
+    pub connected: bool,
+    pub info: Option<NodeInfo>,
+}
+
+impl CoreDriver {
+    pub(super) fn node_info(&mut self) -> NodeInfo {
+        self.info_seq += 1;
+        let compute = self.core.compute();
+        let policy = compute.policy();
+        NodeInfo {
+            node: self.me,
+            engines: self.config.engines.clone(),
+            capacity: compute.config().capacity,
+            running: compute.running(),
+            accept_network: policy.accept(),
+            allowlist_digest: policy.allowlist().map(|a| a.digest()),
+            api_addrs: vec![self.api_addr.to_string()],
+            p2p_addrs: self
+                .p2p
+                .listen_addrs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            data_addrs: vec![self.data_addr.clone()],
+            seq: now_ms().max(self.info_seq),
+        }
+    }
+
+    pub(super) fn publish_node_info(&mut self) {
+        let info = self.node_info();
+        match info.sign(&self.key) {
+            Ok(signed) => {
+                let p2p = self.p2p.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = p2p.publish(&Gossip::NodeInfo(signed)).await {
+                        tracing::debug!("node info not published: {e}");
+                    }
+                });
+            }
+            Err(e) => tracing::error!("signing node info: {e}"),
+        }
+    }
+
+    /// R-NET-7: every API and libp2p address of this node and of the
+    /// peers it heard from, which no job may reach.
+    pub(super) fn control_plane(&self) -> Vec<SocketAddr> {
+        let mut addrs = vec![self.api_addr];
+        addrs.extend(self.p2p.listen_addrs().iter().filter_map(socket_addr));
+        // Only where each peer was seen: see `peers`.
+        addrs.extend(self.peers.deny_set(is_local_ip));
+        addrs.sort();
+        addrs.dedup();
+        addrs
+    }
+
+    pub(super) fn view(&self) -> NodeView {
+        let compute = self.core.compute();
+        let policy = compute.policy();
+        NodeView {
+            node_id: self.me.to_string(),
+            p2p_addrs: self
+                .p2p
+                .listen_addrs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            api_addr: self.api_addr.to_string(),
+            data_addr: self.data_addr.clone(),
+            engines: self.config.engines.clone(),
+            capacity: compute.config().capacity,
+            running: compute.running(),
+            accept_network: policy.accept().to_string(),
+            allowlist: self
+                .config
+                .allowlist
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            peers: self
+                .peers
+                .iter()
+                .map(|(id, peer)| PeerView {
+                    node_id: id.to_string(),
+                    connected: peer.connected,
+                    info: peer.info.clone(),
+                })
+                .collect(),
+            job_deny: self
+                .control_plane()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+}
+
+/// The IP and TCP/UDP port of a multiaddr such as `/ip4/1.2.3.4/tcp/4001/p2p/...`.
+pub(in crate::daemon) fn socket_addr(addr: &libp2p::Multiaddr) -> Option<SocketAddr> {
+    use libp2p::multiaddr::Protocol;
+    let mut ip = None;
+    for p in addr.iter() {
+        match p {
+            Protocol::Ip4(a) => ip = Some(std::net::IpAddr::V4(a)),
+            Protocol::Ip6(a) => ip = Some(std::net::IpAddr::V6(a)),
+            Protocol::Tcp(port) | Protocol::Udp(port) => {
+                return ip.map(|ip| SocketAddr::new(ip, port));
+            }
+            _ => {}
+        }
+    }
+    None
+}

@@ -5,9 +5,8 @@
 use crate::config::BandwidthClass;
 use crate::rng::SimRng;
 
-/// How an execution that gave up on an input says why: `input CID <cid>:
-/// no provider reachable`. Also its kind in
-/// [`crate::Report::execution_failures_by_kind`].
+/// How an execution that gave up on an input says why, for people: `input
+/// CID <cid>: no provider reachable` (its cause is `input_unavailable`).
 pub const NO_PROVIDER: &str = "no provider reachable";
 
 /// How a failed execution's reason says its inputs took longer than the

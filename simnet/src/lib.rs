@@ -1,8 +1,10 @@
 //! Simulated skrei testnets (SPEC.md R-SIM-1).
 //!
-//! `simnet` drives the very same requester and compute state machines that a
-//! real node runs ([`protocol::requester::Requester`],
-//! [`protocol::compute::Compute`]) with a simulated network and clock. All
+//! `simnet` drives the very same node core that a real node runs
+//! ([`protocol::node::Node`], which owns its
+//! [`protocol::requester::Requester`] and [`protocol::compute::Compute`]),
+//! with the node's own defaults ([`protocol::node::NodeConfig::new`]), over a
+//! simulated network and clock. All
 //! randomness is drawn from one seed, so thousands of nodes run on one
 //! machine and any run replays exactly.
 //!
@@ -127,8 +129,8 @@
 //!   hop crosses to another region with probability `(R-1)/R` (mesh peers
 //!   are drawn regardless of region), at least once between regions. A node that is down
 //!   or on the other side of a partition when the announcement is published
-//!   does not get it (requesters re-announce). Every requester is told
-//!   the network's size ([`protocol::requester::Requester::set_network_size`]),
+//!   does not get it (requesters re-announce). Every node is told
+//!   the network's size ([`protocol::node::NodeInput::NetworkSize`]),
 //!   so announcements draw the nodes that answer
 //!   ([`protocol::messages::Announce::draw_ppm`]); a reached node that is
 //!   not drawn is counted in the traffic but its delivery is skipped, since
@@ -143,11 +145,18 @@
 //!   probability `P`, once, at a uniform time within the submission window,
 //!   and restarts after a downtime uniform in 5-30 s. A crashed node drops
 //!   every delivery; its running executions are lost (their ends are never
-//!   reported). The driver persists a job's record after every requester
-//!   event and drains every output, so what it persisted is what its
-//!   requester held: on restart the requester is rebuilt with
-//!   [`protocol::requester::Requester::restore`] from those
-//!   [`protocol::requester::JobRecord`]s, and the compute side starts empty.
+//!   reported). The simulator keeps a job's record after every requester
+//!   event (the database's part) and drains every output, so what it kept
+//!   is what the node held: on restart the node is rebuilt and restores
+//!   those [`protocol::requester::JobRecord`]s
+//!   ([`protocol::node::Node::restore`]); the compute side starts empty.
+//!   The nodes that had awarded work to a crashed node learn it 50 ms
+//!   later (a link-down notice, as a closed connection tells a real node)
+//!   and fail its executions once the node's disconnect grace has passed;
+//!   a restarted node reconnects to them. Awards and results sent to a
+//!   node that is down (or across a partition) come back to their sender
+//!   as undelivered (after 50 ms, or 10 s across a partition), which the
+//!   core turns into a re-award or a later resend, as on a real node.
 //!   Nodes that are down take no submissions: a job goes to the next node
 //!   that is up. All nodes are up again before the end, so liveness is
 //!   checked on a healed network.

@@ -8,6 +8,11 @@
 //! `cargo bench -p node --bench devstack` (release build); writes its section
 //! of docs/BENCHMARKS.md. Bacalhau's libp2p-era devstack is the comparison
 //! (its published figures; it cannot be built here).
+//!
+//! Side by side with another build of skrei (an older commit, say):
+//! `SKREI_BENCH_BASELINE=/path/to/skrei SKREI_BENCH_BASELINE_NAME=abc1234
+//! cargo bench -p node --bench devstack` runs each measurement on both, one
+//! after the other in one sitting, and records both and their ratio.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -42,7 +47,7 @@ impl Drop for NodeProc {
 /// into its data folder before it starts, so one client serves them all.
 const TOKEN: &str = "5e1f0b3c0de5e1f0b3c0de5e1f0b3c0de5e1f0b3c0de5e1f0b3c0de5e1f0b3c0";
 
-fn start(dir: &Path, bootstrap: Option<&str>) -> Result<NodeProc> {
+fn start(exe: &Path, dir: &Path, bootstrap: Option<&str>) -> Result<NodeProc> {
     use std::os::unix::fs::OpenOptionsExt;
     std::fs::create_dir_all(dir)?;
     let mut token = std::fs::OpenOptions::new()
@@ -52,7 +57,7 @@ fn start(dir: &Path, bootstrap: Option<&str>) -> Result<NodeProc> {
         .mode(0o600)
         .open(dir.join("api.token"))?;
     std::io::Write::write_all(&mut token, TOKEN.as_bytes())?;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_skrei"));
+    let mut cmd = Command::new(exe);
     cmd.args(["node", "--data-dir"])
         .arg(dir)
         .args(["--api", "127.0.0.1:0", "--node-info-interval", "1"])
@@ -153,7 +158,7 @@ impl Api {
                 {
                     return Ok(started.elapsed());
                 }
-                Some("failed" | "cancelled") => bail!("job {id} ended: {}", job["reason"]),
+                Some("failed" | "cancelled") => bail!("job {id} ended: {}", job["failure"]),
                 _ => {}
             }
             let c = self
@@ -181,8 +186,8 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-async fn network(root: &Path, n: usize) -> Result<Vec<NodeProc>> {
-    let first = start(&root.join("node-0"), None)?;
+async fn network(exe: &Path, root: &Path, n: usize) -> Result<Vec<NodeProc>> {
+    let first = start(exe, &root.join("node-0"), None)?;
     let api = Api::new();
     let info = api.get(&format!("{}/api/v1/node", first.api)).await?;
     let boot = info["p2p_addrs"][0].as_str().context("addr")?.to_string();
@@ -193,7 +198,7 @@ async fn network(root: &Path, n: usize) -> Result<Vec<NodeProc>> {
     };
     let mut nodes = vec![first];
     for i in 1..n {
-        nodes.push(start(&root.join(format!("node-{i}")), Some(&boot))?);
+        nodes.push(start(exe, &root.join(format!("node-{i}")), Some(&boot))?);
     }
     // Until every node has heard every other's node info.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -223,8 +228,8 @@ async fn inputs(api: &Api, node: &NodeProc, dir: &Path) -> Result<(String, Strin
     ))
 }
 
-async fn latency(root: &Path) -> Result<(Duration, Duration, Duration)> {
-    let nodes = network(&root.join("latency"), 3).await?;
+async fn latency(exe: &Path, root: &Path) -> Result<(Duration, Duration, Duration)> {
+    let nodes = network(exe, &root.join("latency"), 3).await?;
     let api = Api::new();
     let (module, input) = inputs(&api, &nodes[2], root).await?;
     // One warm-up job (module compiled and cached where it runs).
@@ -245,8 +250,8 @@ async fn latency(root: &Path) -> Result<(Duration, Duration, Duration)> {
     ))
 }
 
-async fn throughput(root: &Path) -> Result<(f64, Duration)> {
-    let nodes = network(&root.join("throughput"), THROUGHPUT_NODES).await?;
+async fn throughput(exe: &Path, root: &Path) -> Result<(f64, Duration)> {
+    let nodes = network(exe, &root.join("throughput"), THROUGHPUT_NODES).await?;
     let api = std::sync::Arc::new(Api::new());
     let (module, input) = inputs(&api, &nodes[0], root).await?;
     let started = Instant::now();
@@ -283,20 +288,63 @@ fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
+/// One build's figures.
+struct Figures {
+    p50: Duration,
+    p99: Duration,
+    max: Duration,
+    rate: f64,
+    tp_p50: Duration,
+}
+
 fn main() -> Result<()> {
     if std::env::args().any(|a| a == "--list") {
         return Ok(());
     }
-    let root = tempfile::tempdir()?;
+    let ours = PathBuf::from(env!("CARGO_BIN_EXE_skrei"));
+    let baseline = std::env::var_os("SKREI_BENCH_BASELINE").map(PathBuf::from);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (p50, p99, max) = runtime.block_on(latency(root.path()))?;
-    println!("latency: p50 {} p99 {} max {}", ms(p50), ms(p99), ms(max));
-    let (rate, tp_p50) = runtime.block_on(throughput(root.path()))?;
-    println!("throughput: {rate:.1} jobs/s (p50 {})", ms(tp_p50));
-
-    let body = format!(
+    // Each measurement on every build before the next measurement, so a
+    // change in the machine's load falls on both.
+    let builds: Vec<&Path> = baseline
+        .iter()
+        .map(PathBuf::as_path)
+        .chain([ours.as_path()])
+        .collect();
+    let mut latencies = Vec::new();
+    for exe in &builds {
+        let root = tempfile::tempdir()?;
+        let (p50, p99, max) = runtime.block_on(latency(exe, root.path()))?;
+        println!(
+            "{}: latency: p50 {} p99 {} max {}",
+            exe.display(),
+            ms(p50),
+            ms(p99),
+            ms(max)
+        );
+        latencies.push((p50, p99, max));
+    }
+    let mut figures = Vec::new();
+    for (exe, (p50, p99, max)) in builds.iter().zip(latencies) {
+        let root = tempfile::tempdir()?;
+        let (rate, tp_p50) = runtime.block_on(throughput(exe, root.path()))?;
+        println!(
+            "{}: throughput: {rate:.1} jobs/s (p50 {})",
+            exe.display(),
+            ms(tp_p50)
+        );
+        figures.push(Figures {
+            p50,
+            p99,
+            max,
+            rate,
+            tp_p50,
+        });
+    }
+    let now = figures.last().context("our figures")?;
+    let mut body = format!(
         "## Jobs end to end on node processes\n\n\
          `cargo bench -p node --bench devstack`, {date}, {machine}. A WASM hello job \
          (module and input by CID on another node), from `POST /api/v1/jobs` to the results \
@@ -308,12 +356,34 @@ fn main() -> Result<()> {
          | throughput, {THROUGHPUT_NODES} nodes, {inflight} jobs in flight | {rate:.1} jobs/s (p50 {tp}) | ~0.75 jobs/s | >= 50 jobs/s |\n",
         date = support::today(),
         machine = support::machine_line(),
-        p50 = ms(p50),
-        p99 = ms(p99),
-        max = ms(max),
+        p50 = ms(now.p50),
+        p99 = ms(now.p99),
+        max = ms(now.max),
+        rate = now.rate,
         inflight = THROUGHPUT_NODES * IN_FLIGHT_PER_NODE,
-        tp = ms(tp_p50),
+        tp = ms(now.tp_p50),
     );
+    if let [base, now] = &figures[..] {
+        let name = std::env::var("SKREI_BENCH_BASELINE_NAME").unwrap_or_else(|_| "baseline".into());
+        body.push_str(&format!(
+            "\nSide by side in the same run with a build of {name} \
+             (`SKREI_BENCH_BASELINE`), measured first:\n\n\
+             | | {name} | this build | this / {name} |\n\
+             | --- | --- | --- | --- |\n\
+             | latency p50 | {b50} | {n50} | {r50:.2}x |\n\
+             | latency p99 | {b99} | {n99} | {r99:.2}x |\n\
+             | throughput | {brate:.1} jobs/s | {nrate:.1} jobs/s | {rrate:.2}x |\n",
+            b50 = ms(base.p50),
+            n50 = ms(now.p50),
+            r50 = now.p50.as_secs_f64() / base.p50.as_secs_f64(),
+            b99 = ms(base.p99),
+            n99 = ms(now.p99),
+            r99 = now.p99.as_secs_f64() / base.p99.as_secs_f64(),
+            brate = base.rate,
+            nrate = now.rate,
+            rrate = now.rate / base.rate,
+        ));
+    }
     let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/BENCHMARKS.md");
     support::write_section(&path, "devstack", &body)?;
     Ok(())

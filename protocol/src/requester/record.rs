@@ -143,7 +143,7 @@ pub struct JobRecord {
     pub executions: Vec<ExecutionRecord>,
     /// Spare bids, best first (nodes never awarded for this job).
     pub bids: Vec<BidRecord>,
-    /// Refusals, by node (at most [`RequesterConfig::max_refusals_per_job`]).
+    /// Refusals, by node (at most [`super::RequesterConfig::max_refusals_per_job`]).
     pub refusals: BTreeMap<NodeId, RefuseReason>,
     /// Refusals beyond those, counted by reason text.
     pub more_refusals: BTreeMap<String, u32>,

@@ -5,13 +5,16 @@
 
 use std::io::Write;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::meter::Meter;
+use crate::target::Target;
 
 /// Whether the proxy let the request through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -119,35 +122,50 @@ impl AuditSink for MemorySink {
     }
 }
 
-/// A record being filled in while a request or tunnel runs; written once,
-/// when the last holder drops it, so every exit path produces exactly one
-/// line with the final byte counts. The WASM executor fills one per
-/// wasi-http request (R-NET-10), so its `network.log` has the proxy's format.
-pub struct Entry {
+/// A job's audit records: opens each one, and counts those not written
+/// yet, so that a run can wait until its log is complete.
+pub(crate) struct Recorder {
     sink: Arc<dyn AuditSink>,
-    record: Mutex<AuditRecord>,
-    start: Instant,
-    meter: Arc<Meter>,
+    job: String,
+    unwritten: Arc<Unwritten>,
 }
 
-impl Entry {
-    /// A record for `job`, timed from now, denied until updated.
-    pub fn new(sink: Arc<dyn AuditSink>, job: &str) -> Arc<Entry> {
-        Entry::metered(sink, job, Meter::new())
+/// The records of a job that are open: a record may outlive the request
+/// that opened it (a connection is dropped asynchronously), and the log is
+/// only complete once this reaches zero.
+#[derive(Default)]
+struct Unwritten {
+    count: AtomicUsize,
+    written: Notify,
+}
+
+impl Recorder {
+    pub(crate) fn new(sink: Arc<dyn AuditSink>, job: String) -> Recorder {
+        Recorder {
+            sink,
+            job,
+            unwritten: Arc::default(),
+        }
     }
 
-    /// A record whose byte counts are `meter`'s (the metered streams of
-    /// its request or tunnel count into it).
-    pub fn metered(sink: Arc<dyn AuditSink>, job: &str, meter: Arc<Meter>) -> Arc<Entry> {
+    pub(crate) fn job(&self) -> &str {
+        &self.job
+    }
+
+    /// A record of this job, timed from now, denied until updated, whose
+    /// byte counts are `meter`'s (the metered streams of its request or
+    /// tunnel count into it).
+    pub(crate) fn open(&self, meter: Arc<Meter>) -> Arc<Entry> {
         let time_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
+        self.unwritten.count.fetch_add(1, Ordering::SeqCst);
         Arc::new(Entry {
-            sink,
+            sink: self.sink.clone(),
             record: Mutex::new(AuditRecord {
                 time_ms,
-                job: job.to_owned(),
+                job: self.job.clone(),
                 method: String::new(),
                 host: String::new(),
                 port: None,
@@ -161,16 +179,55 @@ impl Entry {
             }),
             start: Instant::now(),
             meter,
+            unwritten: self.unwritten.clone(),
         })
     }
 
+    /// Waits until every record opened so far is written, or `timeout`.
+    pub(crate) async fn settled(&self, timeout: Duration) {
+        let all_written = async {
+            loop {
+                // Registered before the count is read, so a record written
+                // in between still wakes this.
+                let written = self.unwritten.written.notified();
+                if self.unwritten.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                written.await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, all_written).await;
+    }
+}
+
+/// A record being filled in while a request or tunnel runs; written once,
+/// when the last holder drops it, so every exit path produces exactly one
+/// line with the final byte counts. Opened by
+/// [`Gate::record`](crate::gate::Gate::record), for the proxy's requests and
+/// tunnels and WASM egress's wasi-http requests alike (R-NET-10), so
+/// `network.log` has one format.
+pub struct Entry {
+    sink: Arc<dyn AuditSink>,
+    record: Mutex<AuditRecord>,
+    start: Instant,
+    meter: Arc<Meter>,
+    unwritten: Arc<Unwritten>,
+}
+
+impl Entry {
     /// Changes the record before it is written.
     pub fn update(&self, f: impl FnOnce(&mut AuditRecord)) {
         f(&mut self.record.lock().unwrap_or_else(PoisonError::into_inner));
     }
-}
 
-impl Entry {
+    /// Records the parsed target: its normalised host and its port.
+    pub fn set_target(&self, target: &Target) {
+        self.update(|r| {
+            r.host = target.host.to_string();
+            r.port = Some(target.port);
+        });
+    }
+
     /// The counts this record will carry.
     pub fn meter(&self) -> Arc<Meter> {
         self.meter.clone()
@@ -199,6 +256,8 @@ impl Drop for Entry {
             ),
         }
         self.sink.record(&r);
+        self.unwritten.count.fetch_sub(1, Ordering::SeqCst);
+        self.unwritten.written.notify_waiters();
     }
 }
 
@@ -221,7 +280,7 @@ mod tests {
         }
         let buf = Shared::default();
         let sink: Arc<dyn AuditSink> = Arc::new(WriterSink::new(buf.clone()));
-        let e = Entry::new(sink, "job-1");
+        let e = Recorder::new(sink, "job-1".into()).open(Meter::new());
         e.update(|r| {
             r.method = "GET".into();
             r.host = "a.test".into();
@@ -237,5 +296,36 @@ mod tests {
         assert_eq!(r.decision, Verdict::Allow);
         assert_eq!(r.bytes_up, 5);
         assert!(text.contains("\"decision\":\"allow\""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn r_net_9_settled_waits_for_records_still_held() {
+        let sink = MemorySink::new();
+        let recorder = Recorder::new(Arc::new(sink.clone()), "job-1".into());
+        let held = recorder.open(Meter::new());
+        let dropped = recorder.open(Meter::new());
+        drop(dropped);
+        let start = Instant::now();
+        recorder.settled(Duration::from_secs(3)).await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(3),
+            "gave up at the timeout"
+        );
+        assert_eq!(sink.records().len(), 1);
+
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            drop(held);
+        });
+        let start = Instant::now();
+        recorder.settled(Duration::from_secs(60)).await;
+        assert_eq!(
+            start.elapsed(),
+            Duration::from_secs(1),
+            "returned once written"
+        );
+        assert_eq!(sink.records().len(), 2);
+        writer.await.unwrap();
     }
 }

@@ -12,17 +12,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::audit::Entry;
 use crate::body::{ProxyBody, empty};
 use crate::decide::Scheme;
+use crate::exchange::{Exchange, Refusal};
 use crate::forward::check_host_header;
 use crate::io::Tracked;
-use crate::server::{ConnCtx, Inner, Refusal};
 use crate::target::parse_authority;
-use crate::upstream::open_checked;
 
 pub(crate) async fn handle(
-    inner: &Inner,
     req: Request<hyper::body::Incoming>,
     entry: Arc<Entry>,
-    ctx: ConnCtx,
+    exchange: Exchange,
 ) -> Result<Response<ProxyBody>, Refusal> {
     let uri = req.uri();
     // hyper hands over odd targets (absolute form, paths): only
@@ -35,18 +33,17 @@ pub(crate) async fn handle(
         .ok_or_else(|| Refusal::bad("CONNECT target must be `host:port`"))?;
     let target = parse_authority(authority.as_str(), None)
         .map_err(|e| Refusal::bad(format!("bad CONNECT target: {e}")))?;
-    entry.update(|r| {
-        r.host = target.host.to_string();
-        r.port = Some(target.port);
-    });
+    entry.set_target(&target);
     if req.headers().contains_key(hyper::header::HOST) {
         check_host_header(req.headers(), req.version(), &target, target.port)?;
     }
-    let stream = open_checked(inner, &target, Scheme::Https, &entry).await?;
-    let limits = &inner.config.limits;
-    let upstream = Tracked::new(stream, ctx.activity.clone());
-    let idle = limits.idle_timeout;
-    let mut stop = inner.stop.subscribe();
+    let (stream, _) = exchange
+        .gate
+        .connect(&entry, &target, Scheme::Https, exchange.connect_timeout)
+        .await?;
+    let upstream = Tracked::new(stream, exchange.activity.clone());
+    let idle = exchange.idle_timeout;
+    let mut stop = exchange.stop.clone();
     tokio::spawn(async move {
         let client = match hyper::upgrade::on(req).await {
             Ok(u) => TokioIo::new(u),
@@ -60,14 +57,14 @@ pub(crate) async fn handle(
         let both = async { tokio::join!(copy(cr, uw), copy(ur, cw)) };
         tokio::select! {
             _ = both => {}
-            () = ctx.activity.clone().idle(idle) => {
+            () = exchange.activity.clone().idle(idle) => {
                 entry.update(|r| r.reason = Some("tunnel idle timeout".into()));
             }
             _ = stop.wait_for(|stopped| *stopped) => {
                 entry.update(|r| r.reason = Some("proxy shut down".into()));
             }
         }
-        drop(ctx);
+        drop(exchange);
     });
     Ok(Response::new(empty()))
 }

@@ -9,12 +9,10 @@ use hyper_util::rt::TokioIo;
 
 use crate::audit::Entry;
 use crate::body::{ProxyBody, boxed, empty};
-use crate::config::JOB_HEADER;
 use crate::decide::Scheme;
+use crate::exchange::{Exchange, Refusal};
 use crate::io::Tracked;
-use crate::server::{ConnCtx, Inner, Refusal};
 use crate::target::{Target, parse_authority};
-use crate::upstream::open_checked;
 
 /// Headers that describe one hop, never forwarded either way (RFC 9110 §7.6.1),
 /// besides every `Proxy-*` header and those named by `Connection`.
@@ -107,10 +105,9 @@ fn target_of(uri: &Uri) -> Result<Target, Refusal> {
 }
 
 pub(crate) async fn handle(
-    inner: &Inner,
     req: Request<hyper::body::Incoming>,
     entry: Arc<Entry>,
-    ctx: ConnCtx,
+    exchange: Exchange,
 ) -> Result<Response<ProxyBody>, Refusal> {
     if req.method() == hyper::Method::TRACE {
         return Err(Refusal::new(
@@ -119,20 +116,19 @@ pub(crate) async fn handle(
         ));
     }
     let target = target_of(req.uri())?;
-    entry.update(|r| {
-        r.host = target.host.to_string();
-        r.port = Some(target.port);
-    });
+    entry.set_target(&target);
     check_host_header(req.headers(), req.version(), &target, 80)?;
-    let stream = open_checked(inner, &target, Scheme::Http, &entry).await?;
-    let limits = &inner.config.limits;
+    let gate = &exchange.gate;
+    let (stream, _) = gate
+        .connect(&entry, &target, Scheme::Http, exchange.connect_timeout)
+        .await?;
 
-    let io = TokioIo::new(Tracked::new(stream, ctx.activity.clone()));
+    let io = TokioIo::new(Tracked::new(stream, exchange.activity.clone()));
     let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, ProxyBody>(io)
         .await
         .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, format!("upstream handshake: {e}")))?;
-    let activity = ctx.activity.clone();
-    let idle = limits.idle_timeout;
+    let activity = exchange.activity.clone();
+    let idle = exchange.idle_timeout;
     tokio::spawn(async move {
         tokio::select! {
             _ = conn => {}
@@ -150,7 +146,6 @@ pub(crate) async fn handle(
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);
-    headers.remove(JOB_HEADER);
     let host_value = if target.port == 80 {
         host_text(&target)
     } else {
@@ -160,7 +155,7 @@ pub(crate) async fn handle(
         header::HOST,
         HeaderValue::from_str(&host_value).map_err(|_| Refusal::bad("bad host"))?,
     );
-    headers.insert(JOB_HEADER, inner.job_header.clone());
+    gate.set_job_header(&mut headers);
 
     let body = if hyper::body::Body::is_end_stream(&body) {
         empty()

@@ -12,6 +12,15 @@
 //! network or any private or special-purpose range, at no more than the
 //! job's rate, and that every attempt is on record.
 //!
+//! # One gate for both engines
+//! Steps 3, 4, 6 and 7 below are one object, the job's [`Gate`] ([`gate`]):
+//! the proxy server passes each request through it, and so does the WASM
+//! executor for each wasi-http request of an `http` job, in process
+//! (R-NET-10). Both engines therefore decide with the same [`Policy`],
+//! connect only to the addresses it checked, pace the job's bytes with the
+//! same pair of limiters and write the same audit records. They differ only
+//! in where the bytes are metered (see [`gate`]).
+//!
 //! Per client connection, one request (see [`server`] for why):
 //! 1. **Head** (`head.rs`): read under a timeout and a size limit, refused
 //!    when the framing is ambiguous (`Content-Length` with
@@ -25,7 +34,7 @@
 //!    (`2130706433`, `0x7f.1`, `0177.0.0.1`, `127.1`) are refused, userinfo
 //!    (`allowed.com@evil.com`) is refused, and a `Host` header that names
 //!    another host or port than the target is refused.
-//! 3. **Decision** ([`decide`]): the port (plain HTTP and HTTPS each have
+//! 3. **Decision** ([`decide`], through the [`Gate`]): the port (plain HTTP and HTTPS each have
 //!    their list), then the normalised host against the control-plane
 //!    [`DenySet`] by name, then the job's domains (`DomainSet::allows`, the
 //!    one matching rule), then one resolution (none for an IP literal), then
@@ -36,23 +45,27 @@
 //!    address refuses the request. Names outside the job's domains are
 //!    never resolved (no DNS queries on the job's behalf for arbitrary
 //!    names).
-//! 4. **Connection** ([`upstream`]): only to an address from that checked
-//!    list, through a [`Connector`] that is given the `SocketAddr` itself: no
-//!    second lookup, so DNS rebinding has nothing to act on, and no proxy
-//!    environment variable is ever consulted.
+//! 4. **Connection** ([`Gate`], [`upstream`]): only to an address from that
+//!    checked list, after the `allow` is on record, through a [`Connector`]
+//!    that is given the `SocketAddr` itself: no second lookup, so DNS
+//!    rebinding has nothing to act on, and no proxy environment variable is
+//!    ever consulted.
 //! 5. **Forwarding**: the request goes upstream in origin form with the
 //!    normalised `Host`; hop-by-hop and `Proxy-*` headers removed both ways, a
-//!    client's `X-Skrei-Job` replaced with the real job id, redirects
+//!    client's `X-Skrei-Job` replaced with the real job id
+//!    ([`Gate::set_job_header`]), redirects
 //!    returned to the client and never followed.
 //! 6. **Rate and counts** ([`meter`]): the whole client connection passes
-//!    through the job's shared [`RateLimiter`]s and is counted, heads
+//!    through the gate's [`RateLimiter`]s, shared by all the job's
+//!    connections, and is counted, heads
 //!    included both ways (the head that is read before any decision is
 //!    charged as soon as it is complete), so no byte the job moves escapes
 //!    the limit or the record.
-//! 7. **Audit** ([`audit`]): one JSON record per request or tunnel, written
-//!    when its connection ends, with the decision, the reason and the byte
-//!    counts. A job's log is capped ([`capped`]): past the cap the oldest
-//!    records go and the log says how many.
+//! 7. **Audit** ([`audit`]): one JSON record per request or tunnel, opened
+//!    by the gate ([`Gate::record`]) and written when its connection ends,
+//!    with the decision, the reason and the byte counts. A job's log is
+//!    capped ([`capped`]): past the cap the oldest records go and the log
+//!    says how many.
 //!
 //! The control-plane deny set is filled by the node (its API and libp2p
 //! addresses, every peer's advertised addresses); a proxy adds its own
@@ -92,7 +105,9 @@ pub mod config;
 mod connect;
 pub mod decide;
 pub mod deny;
+mod exchange;
 mod forward;
+pub mod gate;
 mod head;
 mod io;
 pub mod local;
@@ -109,6 +124,7 @@ pub use capped::{CappedLog, Dropped};
 pub use config::{DEFAULT_RATE, JOB_HEADER, Limits, ProxyConfig};
 pub use decide::{Checked, Denial, Policy, Scheme};
 pub use deny::DenySet;
+pub use gate::{BadJobId, Connection, Gate, GateBuilder, OpenError};
 pub use local::{OwnAddresses, local_addresses};
 pub use meter::{Meter, Metered};
 pub use ranges::{Cidr, CidrError, classify};
@@ -116,4 +132,4 @@ pub use rate::RateLimiter;
 pub use resolve::{ResolveError, Resolver, StaticResolver, SystemResolver};
 pub use server::{BuildError, Proxy, ProxyBuilder};
 pub use target::{Target, TargetError};
-pub use upstream::{Connector, TcpConnector, connect_first};
+pub use upstream::{Connector, TcpConnector};

@@ -8,13 +8,11 @@
 //! a connection, an upstream connection or a decision made for the first.
 
 use std::convert::Infallible;
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::BytesMut;
-use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -22,14 +20,15 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::audit::{AuditSink, Entry, Verdict};
-use crate::body::{ProxyBody, full};
+use crate::audit::{AuditSink, Verdict};
+use crate::body::ProxyBody;
 use crate::config::ProxyConfig;
 use crate::decide::Policy;
+use crate::exchange::Exchange;
+use crate::gate::{BadJobId, Gate};
 use crate::head::{HeadError, read_head, shown};
 use crate::io::{Activity, Rewind, Tracked};
-use crate::meter::{Meter, Metered};
-use crate::rate::RateLimiter;
+use crate::meter::Meter;
 use crate::resolve::{Resolver, SystemResolver};
 use crate::upstream::{Connector, TcpConnector};
 
@@ -81,8 +80,6 @@ impl ProxyBuilder {
 
     /// The proxy.
     pub fn build(self) -> Result<Proxy, BuildError> {
-        let job_header = HeaderValue::from_str(&self.config.job_id)
-            .map_err(|_| BuildError::JobId(self.config.job_id.clone()))?;
         if self.config.limits.max_connections == 0 {
             return Err(BuildError::NoConnections);
         }
@@ -96,18 +93,18 @@ impl ProxyBuilder {
         )
         .with_own_addresses(c.own_addresses.clone())
         .with_ports(c.http_ports.clone(), c.connect_ports.clone());
+        let mut gate = Gate::builder(c.job_id.clone(), policy)
+            .connector(self.connector)
+            .rates(c.rate_up, c.rate_down);
+        if let Some(sink) = self.audit {
+            gate = gate.audit(sink);
+        }
+        let gate = gate.build().map_err(|BadJobId(id)| BuildError::JobId(id))?;
         Ok(Proxy {
             inner: Arc::new(Inner {
-                up: RateLimiter::new(c.rate_up),
-                down: RateLimiter::new(c.rate_down),
                 job_conns: Arc::new(Semaphore::new(c.limits.max_connections)),
-                policy,
-                connector: self.connector,
-                audit: self
-                    .audit
-                    .unwrap_or_else(|| Arc::new(crate::audit::WriterSink::new(io::stderr()))),
+                gate,
                 global: self.global,
-                job_header,
                 config: self.config,
                 stop: tokio::sync::watch::Sender::new(false),
             }),
@@ -115,22 +112,17 @@ impl ProxyBuilder {
     }
 }
 
-pub(crate) struct Inner {
-    pub(crate) config: ProxyConfig,
-    pub(crate) policy: Policy,
-    pub(crate) connector: Arc<dyn Connector>,
-    pub(crate) audit: Arc<dyn AuditSink>,
-    pub(crate) up: RateLimiter,
-    pub(crate) down: RateLimiter,
-    pub(crate) job_header: HeaderValue,
+struct Inner {
+    config: ProxyConfig,
+    gate: Gate,
     job_conns: Arc<Semaphore>,
     global: Option<Arc<Semaphore>>,
-    pub(crate) stop: tokio::sync::watch::Sender<bool>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Inner {
     /// Completes once [`Proxy::shutdown`] has been called.
-    pub(crate) async fn stopped(&self) {
+    async fn stopped(&self) {
         let mut rx = self.stop.subscribe();
         // An error means the sender is gone, which cannot happen while
         // `self` is alive; treat it as stopped all the same.
@@ -142,22 +134,6 @@ impl Inner {
 #[derive(Clone)]
 pub struct Proxy {
     inner: Arc<Inner>,
-}
-
-/// What a request handler needs from its connection.
-#[derive(Clone)]
-pub(crate) struct ConnCtx {
-    pub(crate) activity: Arc<Activity>,
-    /// Set once hyper hands a request to the handler; a connection that
-    /// ends without it was refused by hyper's parser and is audited here.
-    handled: Arc<AtomicBool>,
-    /// Held by the tunnel too, so a tunnel counts against the limits.
-    pub(crate) _permits: Arc<(Option<OwnedSemaphorePermit>, OwnedSemaphorePermit)>,
-    /// The connection's byte counts (its metered stream counts into it).
-    meter: Arc<Meter>,
-    /// The request's audit entry, held until the connection has ended so
-    /// that its record has every byte written to the client.
-    entry: Arc<Mutex<Option<Arc<Entry>>>>,
 }
 
 impl Proxy {
@@ -172,20 +148,16 @@ impl Proxy {
         }
     }
 
-    /// The decision this proxy applies (shared with the WASM executor).
-    pub fn policy(&self) -> &Policy {
-        &self.inner.policy
+    /// The job's egress gate: the decision, the connections, the limiters
+    /// and the audit records of every request this proxy serves.
+    pub fn gate(&self) -> &Gate {
+        &self.inner.gate
     }
 
     /// Stop: the accept loop returns and every connection and tunnel of
     /// this proxy is closed (the job has ended). Idempotent.
     pub fn shutdown(&self) {
         self.inner.stop.send_replace(true);
-    }
-
-    /// The rate limiters (up, down), for in-process users such as WASM jobs.
-    pub fn limiters(&self) -> (&RateLimiter, &RateLimiter) {
-        (&self.inner.up, &self.inner.down)
     }
 
     /// Accept and serve clients until the task is dropped.
@@ -242,10 +214,12 @@ impl Proxy {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let inner = &self.inner;
+        let gate = &inner.gate;
+        let (up, _) = gate.limiters();
         let limits = &inner.config.limits;
         let meter = Meter::new();
         let Some(permits) = self.permits() else {
-            let entry = Entry::metered(inner.audit.clone(), &inner.config.job_id, meter.clone());
+            let entry = gate.record(meter.clone());
             entry.update(|r| {
                 r.status = Some(503);
                 r.reason = Some("too many connections".into());
@@ -274,12 +248,11 @@ impl Proxy {
             Ok(()) => {}
             Err(HeadError::Closed) => {
                 // Nothing to answer: the debt is left for the job's next bytes.
-                let _ = inner.up.charge(buf.len());
+                let _ = up.charge(buf.len());
                 return;
             }
             Err(HeadError::Rejected(r)) => {
-                let entry =
-                    Entry::metered(inner.audit.clone(), &inner.config.job_id, meter.clone());
+                let entry = gate.record(meter.clone());
                 entry.update(|rec| {
                     rec.method = r.method.clone();
                     rec.host = r.target.clone();
@@ -287,7 +260,7 @@ impl Proxy {
                     rec.reason = Some(r.reason.clone());
                 });
                 tracing::debug!(%peer, reason = %r.reason, "request head refused");
-                if self.paced(inner.up.acquire(buf.len())).await {
+                if self.paced(up.acquire(buf.len())).await {
                     let _ = tokio::time::timeout(
                         limits.header_read_timeout,
                         self.answer(&mut stream, &meter, r.status, &r.reason),
@@ -297,28 +270,32 @@ impl Proxy {
                 return;
             }
         }
-        if !self.paced(inner.up.acquire(buf.len())).await {
+        if !self.paced(up.acquire(buf.len())).await {
             return;
         }
         // Waiting for the rate is not the client being idle.
         activity.touch();
         let handled = Arc::new(AtomicBool::new(false));
         let entry_slot = Arc::new(Mutex::new(None));
-        let ctx = ConnCtx {
+        let exchange = Exchange {
+            gate: gate.clone(),
             activity: activity.clone(),
+            idle_timeout: limits.idle_timeout,
+            connect_timeout: limits.connect_timeout,
+            stop: inner.stop.subscribe(),
             handled: handled.clone(),
             _permits: Arc::new(permits),
             meter: meter.clone(),
             entry: entry_slot.clone(),
         };
         // Everything after the head passes through the job's limiters.
-        let stream = Metered::job_side(stream, inner.up.clone(), inner.down.clone(), meter.clone());
+        let stream = gate.job_side(stream, meter.clone());
         let io = TokioIo::new(Rewind::new(buf.freeze(), stream));
         let this = self.clone();
         let service = service_fn(move |req| {
             let this = this.clone();
-            let ctx = ctx.clone();
-            async move { Ok::<_, Infallible>(this.handle(req, ctx).await) }
+            let exchange = exchange.clone();
+            async move { Ok::<_, Infallible>(this.handle(req, exchange).await) }
         });
         let conn = hyper::server::conn::http1::Builder::new()
             .keep_alive(false)
@@ -342,7 +319,7 @@ impl Proxy {
         if let Some(reason) = ended {
             tracing::debug!(%peer, %reason, "client connection ended");
             if !handled.load(Ordering::Acquire) {
-                let entry = Entry::metered(inner.audit.clone(), &inner.config.job_id, meter);
+                let entry = gate.record(meter);
                 entry.update(|r| {
                     r.status = Some(400);
                     r.reason = Some(reason);
@@ -379,28 +356,32 @@ impl Proxy {
     ) {
         let bytes = raw_response(status, reason);
         meter.add_down(bytes.len() as u64);
-        if self.paced(self.inner.down.acquire(bytes.len())).await {
+        let (_, down) = self.inner.gate.limiters();
+        if self.paced(down.acquire(bytes.len())).await {
             let _ = stream.write_all(&bytes).await;
         }
     }
 
+    /// Hands one request to its handler, with its audit record.
     async fn handle(
         &self,
         req: Request<hyper::body::Incoming>,
-        ctx: ConnCtx,
+        exchange: Exchange,
     ) -> Response<ProxyBody> {
-        ctx.handled.store(true, Ordering::Release);
-        let inner = &self.inner;
-        let entry = Entry::metered(inner.audit.clone(), &inner.config.job_id, ctx.meter.clone());
-        *ctx.entry.lock().unwrap_or_else(PoisonError::into_inner) = Some(entry.clone());
+        exchange.handled.store(true, Ordering::Release);
+        let entry = exchange.gate.record(exchange.meter.clone());
+        *exchange
+            .entry
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(entry.clone());
         entry.update(|r| {
             r.method = shown(req.method().as_str());
             r.host = shown(&req.uri().to_string());
         });
         let result = if req.method() == Method::CONNECT {
-            crate::connect::handle(inner, req, entry.clone(), ctx).await
+            crate::connect::handle(req, entry.clone(), exchange).await
         } else {
-            crate::forward::handle(inner, req, entry.clone(), ctx).await
+            crate::forward::handle(req, entry.clone(), exchange).await
         };
         match result {
             Ok(resp) => {
@@ -420,40 +401,6 @@ impl Proxy {
                 refusal.response()
             }
         }
-    }
-}
-
-/// A request the proxy answers itself: refused or failed.
-#[derive(Debug)]
-pub(crate) struct Refusal {
-    pub(crate) status: StatusCode,
-    pub(crate) reason: String,
-}
-
-impl Refusal {
-    pub(crate) fn new(status: StatusCode, reason: impl Into<String>) -> Refusal {
-        Refusal {
-            status,
-            reason: reason.into(),
-        }
-    }
-
-    pub(crate) fn bad(reason: impl Into<String>) -> Refusal {
-        Refusal::new(StatusCode::BAD_REQUEST, reason)
-    }
-
-    pub(crate) fn forbidden(reason: impl Into<String>) -> Refusal {
-        Refusal::new(StatusCode::FORBIDDEN, reason)
-    }
-
-    fn response(&self) -> Response<ProxyBody> {
-        let mut resp = Response::new(full(format!("skrei proxy: {}\n", self.reason)));
-        *resp.status_mut() = self.status;
-        resp.headers_mut().insert(
-            hyper::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        resp
     }
 }
 

@@ -1,4 +1,5 @@
-//! Connecting to an upstream: only to addresses the policy checked.
+//! Connecting to an upstream: only to addresses the policy checked, and
+//! only through the [`Gate`](crate::gate::Gate).
 
 use std::io;
 use std::net::SocketAddr;
@@ -6,13 +7,8 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
-use hyper::StatusCode;
-
-use crate::audit::{Entry, Verdict};
-use crate::decide::{Checked, Scheme};
+use crate::decide::Checked;
 use crate::resolve::BoxFuture;
-use crate::server::{Inner, Refusal};
-use crate::target::Target;
 
 /// Opens TCP connections to checked addresses. The proxy never connects any
 /// other way; tests inject a connector that records where it was asked to go.
@@ -39,9 +35,9 @@ const MAX_TRIES: usize = 4;
 /// Try the checked addresses in order; the first that connects wins.
 ///
 /// It takes a [`Checked`], which only `Policy::check` can make: the type
-/// system keeps every upstream connection behind the decision. The WASM
-/// executor connects its wasi-http requests through here too (R-NET-10).
-pub async fn connect_first(
+/// system keeps every upstream connection behind the decision. The gate is
+/// its one caller, for the proxy and WASM egress alike (R-NET-10).
+pub(crate) async fn connect_first(
     connector: &dyn Connector,
     checked: &Checked,
     timeout: Duration,
@@ -58,27 +54,4 @@ pub async fn connect_first(
         }
     }
     Err(last)
-}
-
-/// The one path from a request's target to an upstream socket, shared by
-/// plain HTTP and CONNECT: decide (port, deny set, domains, one resolution,
-/// address table, own addresses), record the verdict, connect to an address
-/// that passed.
-pub(crate) async fn open_checked(
-    inner: &Inner,
-    target: &Target,
-    scheme: Scheme,
-    entry: &Entry,
-) -> Result<TcpStream, Refusal> {
-    let checked = inner.policy.check(target, scheme).await.map_err(|d| {
-        entry.update(|r| r.ip = d.ip());
-        Refusal::forbidden(d.to_string())
-    })?;
-    entry.update(|r| r.decision = Verdict::Allow);
-    let timeout = inner.config.limits.connect_timeout;
-    let (stream, addr) = connect_first(inner.connector.as_ref(), &checked, timeout)
-        .await
-        .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, e))?;
-    entry.update(|r| r.ip = Some(addr.ip()));
-    Ok(stream)
 }

@@ -6,6 +6,7 @@ mod harness;
 mod connect;
 mod deny;
 mod domains;
+mod gate;
 mod heads;
 mod limits;
 mod malformed;

@@ -9,14 +9,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use protocol::job::NetworkMode;
-use proxy::{CappedLog, DenySet, Policy, StaticResolver, SystemResolver};
+use proxy::{CappedLog, DenySet, Gate, Policy, StaticResolver, SystemResolver};
 use wasmtime::component::{Linker, ResourceTable};
 use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::Command;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{Error, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
-use super::egress::{Egress, EgressParts, tls_config};
+use super::egress::{Egress, tls_config};
 use super::{
     Cancel, ExecError, MemoryLimiter, RunOutcome, WasmExecutor, WasmTask, failed, prepare,
     write_exit_code,
@@ -98,11 +98,11 @@ pub(super) async fn run(
         .socket_addr_check(|_, _| Box::pin(async { false }));
     super::preopen(&mut wasi, &p.preopens)?;
 
-    let mut open_entries = None;
+    let mut gate = None;
     let mut audit = None;
     let hooks: Box<dyn WasiHttpHooks> = if http {
-        let (egress, log) = egress(executor, &task, deadline)?;
-        open_entries = Some(egress.open_entries());
+        let (egress, g, log) = egress(executor, &task, deadline)?;
+        gate = Some(g);
         audit = Some(log);
         Box::new(egress)
     } else {
@@ -179,8 +179,8 @@ pub(super) async fn run(
     // Dropping the store closes the guest's connections, which writes
     // their audit lines, on the runtime's threads: wait for them.
     drop(store);
-    if let Some(open) = open_entries {
-        open.settled(std::time::Duration::from_secs(5)).await;
+    if let Some(gate) = gate {
+        gate.settled(std::time::Duration::from_secs(5)).await;
     }
     if let Some(log) = audit {
         let summary = log
@@ -206,16 +206,16 @@ pub(super) async fn run(
     })
 }
 
-/// The job's egress: the proxy's policy over the job's domains, the node's
-/// deny set plus this execution's, the host's own addresses as the policy
-/// reads them (R-SEC-3), audit lines into a log capped at the task's output
-/// limit (R-SEC-4), which becomes `<dir>/results/network.log` when the run
-/// ends.
+/// The job's egress: a gate with the proxy's policy over the job's domains,
+/// the node's deny set plus this execution's, the host's own addresses as
+/// the policy reads them (R-SEC-3), the job's rate each way, audit lines
+/// into a log capped at the task's output limit (R-SEC-4), which becomes
+/// `<dir>/results/network.log` when the run ends.
 fn egress(
     executor: &WasmExecutor,
     task: &WasmTask<'_>,
     deadline: Instant,
-) -> Result<(Egress, Arc<CappedLog>), ExecError> {
+) -> Result<(Egress, Gate, Arc<CappedLog>), ExecError> {
     let net = &executor.network;
     let deny = DenySet::new();
     for addr in net.deny.iter().chain(task.deny) {
@@ -243,22 +243,16 @@ fn egress(
     );
     let tls = tls_config(&net.extra_roots)
         .map_err(|e| ExecError::Unavailable(format!("TLS roots: {e}")))?;
-    let job_header = hyper::header::HeaderValue::from_str(task.execution_id).map_err(|_| {
-        ExecError::Unavailable(format!(
-            "execution id `{}` cannot be sent as the {} header",
-            task.execution_id,
-            proxy::JOB_HEADER
-        ))
-    })?;
-    let egress = Egress::new(EgressParts {
-        job: task.execution_id.to_owned(),
-        job_header,
-        policy,
-        rate: net.http_rate,
-        sink: log.clone(),
-        tls: Arc::new(tls),
-        connect_timeout: net.connect_timeout,
-        deadline: deadline.into(),
-    });
-    Ok((egress, log))
+    let gate = Gate::builder(task.execution_id, policy)
+        .rates(net.http_rate, net.http_rate)
+        .audit(log.clone())
+        .build()
+        .map_err(|e| ExecError::Unavailable(format!("execution id: {e}")))?;
+    let egress = Egress::new(
+        gate.clone(),
+        Arc::new(tls),
+        net.connect_timeout,
+        deadline.into(),
+    );
+    Ok((egress, gate, log))
 }

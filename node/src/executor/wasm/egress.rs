@@ -1,20 +1,26 @@
-//! Outgoing wasi-http requests of an `http` WASM job (R-NET-10).
+//! Outgoing wasi-http requests of an `http` WASM job (R-NET-10): the
+//! wasi-http side of the job's egress [`Gate`].
 //!
-//! Every request a component sends goes through [`Egress::send_request`],
-//! which takes the egress proxy's path, in process: the authority is parsed
-//! by the proxy's one parser, decided by the proxy's [`Policy`] (deny set by
-//! name, the job's `DomainSet::allows`, one resolution, every address against
-//! the deny set and the special-purpose table), connected through the proxy's
-//! `connect_first` to a checked address only, rate limited by the job's
-//! shared limiters (one per direction) and written to `network.log` as the
-//! proxy's own [`AuditRecord`](proxy::AuditRecord). Like the proxy, it
-//! replaces any `X-Skrei-Job` header with the real execution id, so the node
-//! API (which refuses requests carrying it, R-NET-7) and any other skrei
-//! service can tell a job's request from a local user's. A refusal is
-//! `HTTP-request-denied` to the guest, never a connection.
+//! Every request a component sends goes through [`Egress::send_request`].
+//! The authority is parsed by the proxy's one parser, then the gate does
+//! what it does for the proxy: decides (deny set by name, the job's
+//! `DomainSet::allows`, one resolution, every address against the deny set,
+//! the special-purpose table and the node's own addresses), connects to a
+//! checked address only, paces the connection with the job's limiters (one
+//! per direction, shared by all its requests) and writes its record to
+//! `network.log` in the proxy's format when the connection closes; the
+//! executor waits for [`Gate::settled`] before the results are published.
+//! Like the proxy, the gate replaces any `X-Skrei-Job` header with the real
+//! execution id, so the node API (which refuses requests carrying it,
+//! R-NET-7) and any other skrei service can tell a job's request from a
+//! local user's.
+//!
+//! What stays here is the glue: the wasi-http hooks, TLS for `https`
+//! (on the gate's metered connection, so TLS bytes count too), the request
+//! in origin form, the guest's timeouts, and a refusal answered as
+//! `HTTP-request-denied`, never a connection.
 
 use std::future::Future;
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -25,9 +31,8 @@ use http_body_util::BodyExt;
 use hyper::http::{self, uri::Scheme};
 use hyper_util::rt::TokioIo;
 use protocol::domain::Host;
-use proxy::audit::Entry;
-use proxy::{AuditSink, Metered, Policy, RateLimiter, TcpConnector, Verdict};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use proxy::{Gate, Meter, OpenError};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tokio_rustls::rustls::{self, pki_types::ServerName};
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
@@ -40,98 +45,31 @@ pub(crate) struct Egress {
     inner: Arc<Shared>,
 }
 
-/// The job's connections whose audit line is not written yet. A connection
-/// may outlive the guest (its task is dropped asynchronously when the store
-/// goes), so the executor waits for this to reach zero before the results
-/// are published: network.log is complete when the run ends.
-#[derive(Default)]
-pub(crate) struct OpenEntries {
-    count: std::sync::atomic::AtomicUsize,
-    closed: tokio::sync::Notify,
-}
-
-impl OpenEntries {
-    fn open(self: &Arc<Self>) -> EntryGuard {
-        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        EntryGuard(self.clone())
-    }
-
-    /// Waits until every connection's audit line is written, or `timeout`.
-    pub(crate) async fn settled(&self, timeout: Duration) {
-        let wait = async {
-            loop {
-                let closed = self.closed.notified();
-                if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-                    return;
-                }
-                closed.await;
-            }
-        };
-        let _ = tokio::time::timeout(timeout, wait).await;
-    }
-}
-
-/// Held by a connection after its audit entry: dropped after the entry, so
-/// the count falls once the line is written.
-struct EntryGuard(Arc<OpenEntries>);
-
-impl Drop for EntryGuard {
-    fn drop(&mut self) {
-        self.0
-            .count
-            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-        self.0.closed.notify_waiters();
-    }
-}
-
 struct Shared {
-    job: String,
-    /// The value of `X-Skrei-Job` on every request.
-    job_header: http::HeaderValue,
-    policy: Policy,
-    up: RateLimiter,
-    down: RateLimiter,
-    sink: Arc<dyn AuditSink>,
+    gate: Gate,
     tls: Arc<rustls::ClientConfig>,
     connect_timeout: Duration,
     /// The job's end: no wait on its behalf goes past it.
     deadline: Instant,
-    open: Arc<OpenEntries>,
-}
-
-/// What one job's egress is made of.
-pub(crate) struct EgressParts {
-    pub job: String,
-    pub job_header: http::HeaderValue,
-    pub policy: Policy,
-    pub rate: u64,
-    pub sink: Arc<dyn AuditSink>,
-    pub tls: Arc<rustls::ClientConfig>,
-    pub connect_timeout: Duration,
-    pub deadline: Instant,
 }
 
 impl Egress {
-    pub(crate) fn new(p: EgressParts) -> Egress {
+    /// Requests through `gate`; `https` verified with `tls`; no wait past
+    /// `deadline`, and no connect longer than `connect_timeout`.
+    pub(crate) fn new(
+        gate: Gate,
+        tls: Arc<rustls::ClientConfig>,
+        connect_timeout: Duration,
+        deadline: Instant,
+    ) -> Egress {
         Egress {
             inner: Arc::new(Shared {
-                job: p.job,
-                job_header: p.job_header,
-                policy: p.policy,
-                up: RateLimiter::new(p.rate),
-                down: RateLimiter::new(p.rate),
-                sink: p.sink,
-                tls: p.tls,
-                connect_timeout: p.connect_timeout,
-                deadline: p.deadline,
-                open: Arc::default(),
+                gate,
+                tls,
+                connect_timeout,
+                deadline,
             }),
         }
-    }
-
-    /// The connections whose audit lines are still to be written.
-    pub(crate) fn open_entries(&self) -> Arc<OpenEntries> {
-        self.inner.open.clone()
     }
 }
 
@@ -185,7 +123,8 @@ impl Shared {
         mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
     ) -> Result<(http::Response<WasiBody>, HookFuture<()>), Error> {
-        let entry = Entry::new(self.sink.clone(), &self.job);
+        let gate = &self.gate;
+        let entry = gate.record(Meter::new());
         entry.update(|r| r.method = request.method().to_string());
         let uri = request.uri().clone();
         let tls = match uri.scheme_str() {
@@ -208,38 +147,22 @@ impl Shared {
                     entry.update(|r| r.reason = Some(e.to_string()));
                     Error::HttpRequestDenied
                 })?;
-        entry.update(|r| {
-            r.host = target.host.to_string();
-            r.port = Some(target.port);
-        });
         let scheme = if tls {
             proxy::Scheme::Https
         } else {
             proxy::Scheme::Http
         };
-        let checked = self.policy.check(&target, scheme).await.map_err(|d| {
-            entry.update(|r| {
-                r.ip = d.ip();
-                r.reason = Some(d.to_string());
-            });
-            Error::HttpRequestDenied
-        })?;
-        entry.update(|r| r.decision = Verdict::Allow);
-
         let opts = options.unwrap_or_default();
         let connect_timeout = self.bounded(opts.connect_timeout, self.connect_timeout);
-        let (tcp, addr) = proxy::connect_first(&TcpConnector, &checked, connect_timeout)
+        // The connection holds the record from here: it is written when
+        // hyper drops the connection.
+        let stream = gate
+            .open(entry.clone(), &target, scheme, connect_timeout)
             .await
-            .map_err(|e| {
-                entry.update(|r| r.reason = Some(e));
-                Error::ConnectionRefused
+            .map_err(|e| match e {
+                OpenError::Denied(_) => Error::HttpRequestDenied,
+                _ => Error::ConnectionRefused,
             })?;
-        entry.update(|r| r.ip = Some(addr.ip()));
-        let stream = Conn {
-            stream: Metered::world_side(tcp, self.up.clone(), self.down.clone(), entry.meter()),
-            _entry: entry.clone(),
-            _open: self.open.open(),
-        };
 
         let io: Box<dyn Io> = if tls {
             let name = match &target.host {
@@ -269,9 +192,7 @@ impl Shared {
         // R-NET-7: the guest's own value never goes out. On HTTPS too:
         // in process the request is seen before TLS, unlike the sidecar's
         // tunnels, so a skrei API behind TLS is told as well.
-        let headers = request.headers_mut();
-        headers.remove(proxy::JOB_HEADER);
-        headers.insert(proxy::JOB_HEADER, self.job_header.clone());
+        gate.set_job_header(request.headers_mut());
         // Origin form upstream, as the proxy forwards; the Host header was
         // set by wasi-http from the same authority.
         *request.uri_mut() = http::Uri::builder()
@@ -375,46 +296,5 @@ where
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.body.size_hint()
-    }
-}
-
-/// A connection of the job: its bytes (heads, bodies and TLS alike) are
-/// counted into the audit record and paced by the job's limiters through
-/// the proxy's own [`Metered`] stream (R-NET-6, R-SEC-4). The audit line is
-/// written when the connection is gone (the last holder of the entry drops
-/// it).
-struct Conn<S> {
-    stream: Metered<S>,
-    _entry: Arc<Entry>,
-    // After `_entry`: fields drop in order, so the count falls after the
-    // line is written.
-    _open: EntryGuard,
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

@@ -33,9 +33,9 @@
 //! the last jobs, 900), `--linger SECS` (keep the nodes running and
 //! sampling memory after the drain, 0; longer than the node's 10-minute
 //! retention shows what forgetting ended jobs gives back), `--offload`
-//! (nodes 0-4 start with `--capacity 0`: a requester runs its own jobs
-//! when idle, its bid arriving first, so without this the compute nodes
-//! killed are mostly idle), `--write` (the report into
+//! (nodes 0-4 start with `--capacity 0`, so every execution is remote: an
+//! idle requester's own bid arrives first and wins, so at a light load the
+//! killed compute nodes 5-9 would run nothing), `--write` (the report into
 //! docs/BENCHMARKS.md, section `soak`).
 //!
 //! The nodes run `CARGO_BIN_EXE_skrei`: under `cargo bench`, the release
@@ -260,6 +260,8 @@ impl Memory {
 #[derive(Clone, Debug)]
 struct Described {
     state: String,
+    /// A failed job's cause (`no_node_accepts`, ...), as typed by the node.
+    cause: Option<String>,
     reason: Option<String>,
     count: u64,
     completed_executions: usize,
@@ -295,7 +297,8 @@ impl Described {
         });
         Described {
             state: v["state"].as_str().unwrap_or("unknown").to_string(),
-            reason: v["reason"].as_str().map(str::to_string),
+            cause: v["failure"]["cause"].as_str().map(str::to_string),
+            reason: v["failure"]["detail"].as_str().map(str::to_string),
             count: record["announce"]["spec"]["Count"].as_u64().unwrap_or(0),
             completed_executions: executions
                 .iter()
@@ -575,27 +578,6 @@ fn crash_nodes(run: &Run, net: &mut LiveNet) {
     }
 }
 
-/// A failure's reason as a grouping key: its first line, with every word
-/// that holds a digit (ids, CIDs, counts, durations) as `#`.
-fn reason_key(reason: &str) -> String {
-    let first = reason.lines().next().unwrap_or("");
-    let words: Vec<&str> = first
-        .split_whitespace()
-        .map(|w| {
-            if w.bytes().any(|b| b.is_ascii_digit()) {
-                "#"
-            } else {
-                w
-            }
-        })
-        .collect();
-    let key = words.join(" ");
-    match key.char_indices().nth(120) {
-        Some((at, _)) => format!("{}...", &key[..at]),
-        None => key,
-    }
-}
-
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
@@ -729,20 +711,24 @@ fn report(run: &Run) -> (String, bool) {
         .collect();
     let unexplained = failed
         .iter()
-        .filter(|(_, d)| d.reason.as_deref().is_none_or(|r| r.trim().is_empty()))
+        .filter(|(_, d)| {
+            d.cause.is_none() || d.reason.as_deref().is_none_or(|r| r.trim().is_empty())
+        })
         .count();
     check(
         &mut out,
         unexplained == 0,
         format!(
-            "every failure explained: {} failed, {unexplained} without a reason",
+            "every failure explained: {} failed, {unexplained} without a cause and a reason",
             failed.len()
         ),
     );
     let mut by_reason: BTreeMap<String, (usize, String)> = BTreeMap::new();
     for (_, d) in &failed {
         let reason = d.reason.clone().unwrap_or_default();
-        let entry = by_reason.entry(reason_key(&reason)).or_insert((0, reason));
+        // Grouped by the node's typed cause, never by the words.
+        let cause = d.cause.clone().unwrap_or_else(|| "(no cause)".into());
+        let entry = by_reason.entry(cause).or_insert((0, reason));
         entry.0 += 1;
     }
     let mut by_reason: Vec<_> = by_reason.into_iter().collect();

@@ -31,8 +31,8 @@
 //! SECS` (`SOAK_DURATION`, 600), `--kill-every SECS` (60), `--down SECS`
 //! (how long a killed node stays down, 5), `--drain SECS` (longest wait for
 //! the last jobs, 900), `--linger SECS` (keep the nodes running and
-//! sampling memory after the drain, 0; longer than the node's 10-minute
-//! retention shows what forgetting ended jobs gives back), `--offload`
+//! sampling memory after the drain, 0; longer than the node's
+//! retention (60 s) shows what forgetting ended jobs gives back), `--offload`
 //! (nodes 0-4 start with `--capacity 0`, so every execution is remote: an
 //! idle requester's own bid arrives first and wins, so at a light load the
 //! killed compute nodes 5-9 would run nothing), `--write` (the report into

@@ -16,7 +16,8 @@
 //! - **Disconnect grace.** An awarded node that disconnects and stays away
 //!   [`NodeConfig::disconnect_grace_ms`] has failed its execution: the job is
 //!   re-awarded now, not after the execution timeout.
-//! - **Undeliverable awards** count as declines; **undeliverable results**
+//! - **Undeliverable awards** fail their execution as `node_lost` (it is
+//!   re-awarded at once); **undeliverable results**
 //!   are offered again, backing off, for [`NodeConfig::result_retry_ms`]
 //!   (their requester may be restarting).
 //! - **Results' providers.** The blob-store addresses a compute node names
@@ -126,8 +127,9 @@ pub enum NodeInput {
         execution_id: ExecutionId,
         outcome: Outcome,
     },
-    /// A message to `to` could not be delivered: an award counts as
-    /// declined, a result is offered again later.
+    /// A message to `to` could not be delivered: an award's execution
+    /// fails as `node_lost` (and is re-awarded), a result is offered again
+    /// later.
     Undelivered {
         to: NodeId,
         msg: Outgoing,

@@ -583,10 +583,21 @@ impl Requester {
             return;
         }
         let max_bids = self.config.max_bids_per_job;
+        // Every bid holds a slot on its node until its TTL: a bid this
+        // requester will never award is released at once, or a node that
+        // bids late (after a restart, or on an announcement it queued) sits
+        // on slots for jobs that are already placed elsewhere.
         let Some(job) = self.live_job(&bid.job_id) else {
+            let reason = match self.jobs.get(&bid.job_id) {
+                Some(job) => format!("the job has ended ({})", job.state.name()),
+                None => "this node has no open job with that id".to_owned(),
+            };
+            self.release_bid(from, bid.job_id, reason);
             return;
         };
         if job.tried(&from) {
+            let reason = "your node already had an attempt at the job".to_owned();
+            self.release_bid(from, bid.job_id, reason);
             return;
         }
         // A repeated bid (the node's earlier one expired and it bid again on
@@ -614,6 +625,8 @@ impl Requester {
         };
         let at = job.bids.partition_point(|b| b.rank() < record.rank());
         if at >= max_bids {
+            let reason = format!("the job has {max_bids} better bids");
+            self.release_bid(from, bid.job_id, reason);
             return;
         }
         job.bids.insert(at, record);
@@ -785,6 +798,18 @@ impl Requester {
             .saturating_mul(u64::from(DRAW_ALL_PPM))
             .div_ceil(nodes);
         u32::try_from(ppm).ok().filter(|p| *p < DRAW_ALL_PPM)
+    }
+
+    /// Tells `node` that its bid on the job will not be awarded, so the
+    /// slot the bid holds frees up now rather than at the bid's TTL.
+    fn release_bid(&mut self, node: NodeId, job_id: JobId, why: String) {
+        self.outputs.push_back(RequesterOutput::Send {
+            to: node,
+            msg: ToCompute::Cancel(Cancel {
+                job_id,
+                reason: format!("{why}; your bid is released"),
+            }),
+        });
     }
 
     /// The job, if it exists and has not ended.
@@ -981,13 +1006,8 @@ impl Requester {
             Vec::new()
         };
         for bid in released {
-            self.outputs.push_back(RequesterOutput::Send {
-                to: bid.node,
-                msg: ToCompute::Cancel(Cancel {
-                    job_id,
-                    reason: "another node took the job; your bid is released".into(),
-                }),
-            });
+            let reason = "another node took the job".to_owned();
+            self.release_bid(bid.node, job_id, reason);
         }
         for (node, execution_id) in awards {
             self.outputs.push_back(RequesterOutput::Send {

@@ -429,11 +429,14 @@ fn stale_and_forged_results_are_ignored() {
             RequesterEvent::JobCompleted
         ]
     );
-    // Once done, nothing more happens.
+    // Once done, nothing more happens, but a late bid is released.
     result(&mut r, 330, id, 1, 1, 0, true);
-    bid(&mut r, 331, id, 5, 0);
     decline(&mut r, 332, id, 1, 0);
     assert!(drain(&mut r).is_empty());
+    bid(&mut r, 331, id, 5, 0);
+    let out = drain(&mut r);
+    assert_eq!(cancels(&out), vec![node(5)]);
+    assert_eq!(out.len(), 1);
     assert_eq!(r.poll_timeout(), None);
 }
 
@@ -1057,4 +1060,63 @@ fn r_pol_4_releases_spare_bids_beyond_the_few_it_keeps() {
     // A late bid is released at once.
     bid(&mut r, 2, id, 6, 9);
     assert_eq!(cancels(&drain(&mut r)), vec![node(6)]);
+}
+
+// R-POL-4: every bid holds a slot on its node; a bid this requester will
+// never award (the job ended, is unknown, or the node already had its
+// attempt) is released at once, not left to its TTL. A restarted node
+// bidding on jobs placed while it was away otherwise sits on its slots.
+#[test]
+fn r_pol_4_releases_bids_it_will_never_award() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    bid(&mut r, 1, id, 1, 0);
+    r.handle_timeout(r.config().bid_window_ms);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(1), ExecutionId(0))]);
+    // Node 1 declines its award: it already had its attempt.
+    decline(&mut r, 10, id, 1, 0);
+    drain(&mut r);
+    bid(&mut r, 11, id, 1, 0);
+    let out = drain(&mut r);
+    assert_eq!(cancels(&out), vec![node(1)], "a tried node's bid");
+    assert!(awards(&out).is_empty());
+    // Node 2 takes it and completes.
+    bid(&mut r, 12, id, 2, 0);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(2), ExecutionId(1))]);
+    result(&mut r, 20, id, 2, 2, 1, true);
+    drain(&mut r);
+    assert_eq!(state(&r, id), JobState::Completed);
+    bid(&mut r, 21, id, 3, 0);
+    assert_eq!(cancels(&drain(&mut r)), vec![node(3)], "an ended job");
+    let unknown = JobId::compute(&spec("wasm", NoNet, &[], 1), &node(9), 1).unwrap();
+    bid(&mut r, 22, unknown, 4, 0);
+    assert_eq!(cancels(&drain(&mut r)), vec![node(4)], "an unknown job");
+    // A forged bid (sent for another bidder) is not answered.
+    r.handle(
+        23,
+        RequesterInput::Bid {
+            from: node(5),
+            bid: Bid {
+                job_id: unknown,
+                bidder: node(6),
+                running_jobs: 0,
+            },
+        },
+    );
+    assert!(cancels(&drain(&mut r)).is_empty());
+}
+
+// A bid beyond the job's `max_bids_per_job` best is released too.
+#[test]
+fn r_pol_4_releases_bids_beyond_the_cap() {
+    let mut config = RequesterConfig::new(node(ME), 1);
+    config.max_bids_per_job = 2;
+    let mut r = Requester::new(config);
+    let id = submit(&mut r, 1);
+    bid(&mut r, 1, id, 1, 0);
+    bid(&mut r, 2, id, 2, 0);
+    drain(&mut r);
+    bid(&mut r, 3, id, 3, 5);
+    assert_eq!(cancels(&drain(&mut r)), vec![node(3)]);
+    assert_eq!(r.job(&id).unwrap().bids.len(), 2);
 }

@@ -270,6 +270,8 @@ struct Described {
     attempts: usize,
     /// The node of each execution, in award order.
     ran_on: Vec<String>,
+    /// When each execution was awarded (the requester's clock, Unix ms).
+    awarded_at_ms: Vec<Option<u64>>,
     submitted_at_ms: Option<u64>,
     ended_at_ms: Option<u64>,
 }
@@ -311,6 +313,11 @@ impl Described {
                 .iter()
                 .filter_map(|e| e["node"].as_str().map(str::to_string))
                 .collect(),
+            awarded_at_ms: executions
+                .iter()
+                .filter(|e| e["node"].is_string())
+                .map(|e| e["awarded_at_ms"].as_u64())
+                .collect(),
             submitted_at_ms: record["announce"]["submitted_at_ms"].as_u64(),
             ended_at_ms,
         }
@@ -351,6 +358,8 @@ struct Run {
     settings: Settings,
     dir: PathBuf,
     started: Instant,
+    /// `started` as Unix ms, to place the nodes' timestamps in the run.
+    started_unix_ms: u64,
     views: Vec<NodeView>,
     jobs: Mutex<Vec<Job>>,
     submitted: AtomicUsize,
@@ -814,6 +823,9 @@ fn report(run: &Run) -> (String, bool) {
         attempts as f64 / described.len().max(1) as f64,
     );
     let _ = writeln!(out, "{}\n", placement(run, &described));
+    if let Some(line) = awards_after_restarts(run, &described) {
+        let _ = writeln!(out, "{line}\n");
+    }
     let _ = writeln!(out, "RSS (VmRSS) by node:\n\n{rss_table}");
     if !restarts.is_empty() {
         let list: Vec<String> = restarts
@@ -823,6 +835,56 @@ fn report(run: &Run) -> (String, bool) {
         let _ = writeln!(out, "Restarts: {}.\n", list.join(", "));
     }
     (out, ok)
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// How many executions each restarted node was awarded in the interval
+/// after its restart, beside the median of the other compute nodes in the
+/// same interval: a restarted node that takes no work back (its slots held
+/// by bids on jobs placed while it was down) shows here.
+fn awards_after_restarts(run: &Run, described: &[(&Job, &Described)]) -> Option<String> {
+    let restarts = run.restarts.lock().expect("lock").clone();
+    if restarts.is_empty() {
+        return None;
+    }
+    let window_ms = u64::try_from(run.settings.kill_every.as_millis()).unwrap_or(u64::MAX);
+    let first_compute = if run.settings.offload { REQUESTERS } else { 0 };
+    let mut lines = Vec::new();
+    for (restarted, secs) in restarts {
+        let from = run.started_unix_ms + secs * 1000;
+        let until = from.saturating_add(window_ms);
+        let mut by_node = [0usize; NODES];
+        for (_, d) in described {
+            for (node_id, at) in d.ran_on.iter().zip(&d.awarded_at_ms) {
+                if !at.is_some_and(|at| (from..until).contains(&at)) {
+                    continue;
+                }
+                if let Some(i) = run.views.iter().position(|v| &v.node_id == node_id) {
+                    by_node[i] += 1;
+                }
+            }
+        }
+        let mut others: Vec<usize> = (first_compute..NODES)
+            .filter(|i| *i != restarted)
+            .map(|i| by_node[i])
+            .collect();
+        others.sort_unstable();
+        let median = others.get(others.len() / 2).copied().unwrap_or(0);
+        lines.push(format!(
+            "node {restarted} at {secs} s: {} (others' median {median})",
+            by_node[restarted]
+        ));
+    }
+    Some(format!(
+        "Executions awarded in the {} s after each restart: {}.",
+        run.settings.kill_every.as_secs(),
+        lines.join("; ")
+    ))
 }
 
 /// Where executions ran: a count by node, and how many on the job's own
@@ -998,6 +1060,7 @@ fn main() -> Result<()> {
         settings,
         dir,
         started: Instant::now(),
+        started_unix_ms: unix_ms(),
         views,
         jobs: Mutex::new(Vec::new()),
         submitted: AtomicUsize::new(0),

@@ -16,6 +16,16 @@ pub struct NodeInfo {
     /// Its libp2p listen addresses (without `/p2p/`; see
     /// [`NodeInfo::bootstrap_addrs`]).
     pub p2p_addrs: Vec<Multiaddr>,
+    /// Whether peers can dial it directly, as AutoNAT found.
+    #[serde(default)]
+    pub reachability: Reachability,
+    /// The addresses peers confirmed they can dial it at (with `/p2p/`):
+    /// what it announces, with its relayed ones.
+    #[serde(default)]
+    pub external_addrs: Vec<Multiaddr>,
+    /// Its addresses through relays, while it is behind NAT.
+    #[serde(default)]
+    pub relayed_addrs: Vec<Multiaddr>,
     /// Where its API listens.
     pub api_addr: SocketAddr,
     /// Where its blob store is reached (`skrei get --from` takes it).
@@ -61,6 +71,43 @@ impl NodeInfo {
     /// The peer with this id, if the node keeps it.
     pub fn peer(&self, node_id: &NodeId) -> Option<&Peer> {
         self.peers.iter().find(|p| p.node_id == *node_id)
+    }
+}
+
+/// Whether peers can dial a node directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reachability {
+    /// A dial-back to one of its addresses succeeded, or its operator
+    /// announced an address.
+    Public,
+    /// Dial-backs failed: behind NAT or a firewall, reached through relays.
+    Private,
+    /// Not tested yet.
+    #[default]
+    Unknown,
+}
+
+impl std::str::FromStr for Reachability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Reachability, String> {
+        match s {
+            "public" => Ok(Reachability::Public),
+            "private" => Ok(Reachability::Private),
+            "unknown" => Ok(Reachability::Unknown),
+            other => Err(format!("{other:?}: not public, private or unknown")),
+        }
+    }
+}
+
+impl std::fmt::Display for Reachability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reachability::Public => "public",
+            Reachability::Private => "private",
+            Reachability::Unknown => "unknown",
+        })
     }
 }
 

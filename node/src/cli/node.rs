@@ -52,14 +52,45 @@ pub struct NodeFlags {
     /// Where the node keeps its key, database and data.
     #[arg(long, env = "SKREI_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// libp2p listen address (repeatable). Default /ip4/127.0.0.1/tcp/0.
+    /// libp2p listen address (repeatable). Default: all interfaces, TCP
+    /// and QUIC port 4001 (another free port if taken).
     #[arg(long, value_name = "MULTIADDR")]
     #[serde(default)]
     listen: Vec<String>,
-    /// A peer to join through (repeatable).
+    /// A peer to join through (repeatable), e.g.
+    /// /dns4/boot.example.org/tcp/4001/p2p/12D3Koo...
     #[arg(long, value_name = "MULTIADDR")]
     #[serde(default)]
     bootstrap: Vec<String>,
+    /// An address to announce as this node's (repeatable): a port
+    /// forwarded by hand, a DNS name. Confirmed addresses are announced
+    /// without it; listen addresses never are.
+    #[arg(long, value_name = "MULTIADDR")]
+    #[serde(default)]
+    announce: Vec<String>,
+    /// Relay circuits for nodes behind NAT (circuit relay v2): for a node
+    /// with a public address.
+    #[arg(long)]
+    #[serde(default)]
+    relay_server: bool,
+    /// With --relay-server: circuits carried at once. Default 1024.
+    #[arg(long, value_name = "N")]
+    relay_max_circuits: Option<usize>,
+    /// With --relay-server: NATed nodes holding a reservation at once. Default 512.
+    #[arg(long, value_name = "N")]
+    relay_max_reservations: Option<usize>,
+    /// With --relay-server: bytes one circuit carries before it is
+    /// renewed. Default 256Mi.
+    #[arg(long, value_name = "SIZE")]
+    relay_max_circuit_bytes: Option<String>,
+    /// With --relay-server: seconds one circuit lasts before it is
+    /// renewed. Default 3600.
+    #[arg(long, value_name = "SECONDS")]
+    relay_max_circuit_duration: Option<u64>,
+    /// Ask the home router for a port mapping (UPnP IGD).
+    #[arg(long)]
+    #[serde(default)]
+    upnp: bool,
     /// The API's address. Default 127.0.0.1:1234; keep it on loopback.
     #[arg(long, value_name = "HOST:PORT")]
     api: Option<String>,
@@ -144,7 +175,13 @@ impl NodeFlags {
         }
         let data_dir = self.data_dir.unwrap_or_else(default_data_dir);
         let mut config = NodeConfig::new(data_dir);
-        if !self.listen.is_empty() {
+        if self.listen.is_empty() {
+            config.listen = vec![
+                "/ip4/0.0.0.0/tcp/4001".parse().expect("a valid multiaddr"),
+                "/ip4/0.0.0.0/udp/4001/quic-v1".parse().expect("a valid multiaddr"),
+            ];
+            config.listen_fallback = true;
+        } else {
             config.listen = self
                 .listen
                 .iter()
@@ -162,6 +199,41 @@ impl NodeFlags {
                     .with_context(|| format!("--bootstrap {a}: not a multiaddr"))
             })
             .collect::<anyhow::Result<_>>()?;
+        config.announce = self
+            .announce
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .with_context(|| format!("--announce {a}: not a multiaddr"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let relay_tuning = self.relay_max_circuits.is_some()
+            || self.relay_max_reservations.is_some()
+            || self.relay_max_circuit_bytes.is_some()
+            || self.relay_max_circuit_duration.is_some();
+        if relay_tuning && !self.relay_server {
+            bail!("the --relay-max-* flags tune a relay server: add --relay-server");
+        }
+        if self.relay_server {
+            let mut limits = skrei_node::p2p::RelayLimits::default();
+            if let Some(n) = self.relay_max_circuits {
+                limits.max_circuits = n;
+            }
+            if let Some(n) = self.relay_max_reservations {
+                limits.max_reservations = n;
+            }
+            if let Some(size) = &self.relay_max_circuit_bytes {
+                limits.max_circuit_bytes = parse_size("--relay-max-circuit-bytes", size)?;
+            }
+            if let Some(secs) = self.relay_max_circuit_duration {
+                if secs == 0 || secs > u64::from(u32::MAX) {
+                    bail!("--relay-max-circuit-duration {secs}: give 1 to {} seconds", u32::MAX);
+                }
+                limits.max_circuit_duration = Duration::from_secs(secs);
+            }
+            config.relay_server = Some(limits);
+        }
+        config.upnp = self.upnp;
         if let Some(api) = &self.api {
             config.api = api
                 .parse::<SocketAddr>()
@@ -248,6 +320,16 @@ impl NodeFlags {
             data_dir: pick(self.data_dir, file.data_dir),
             listen: list(self.listen, file.listen),
             bootstrap: list(self.bootstrap, file.bootstrap),
+            announce: list(self.announce, file.announce),
+            relay_server: self.relay_server || file.relay_server,
+            relay_max_circuits: pick(self.relay_max_circuits, file.relay_max_circuits),
+            relay_max_reservations: pick(self.relay_max_reservations, file.relay_max_reservations),
+            relay_max_circuit_bytes: pick(self.relay_max_circuit_bytes, file.relay_max_circuit_bytes),
+            relay_max_circuit_duration: pick(
+                self.relay_max_circuit_duration,
+                file.relay_max_circuit_duration,
+            ),
+            upnp: self.upnp || file.upnp,
             api: pick(self.api, file.api),
             api_allow: list(self.api_allow, file.api_allow),
             accept_network: pick(self.accept_network, file.accept_network),
@@ -394,6 +476,13 @@ fn info(api: &ApiArgs, output: Output) -> anyhow::Result<ExitCode> {
             print_line(&format!("peer id:        {}", info.node_id));
             for a in &info.p2p_addrs {
                 print_line(&format!("listen:         {a}"));
+            }
+            print_line(&format!("reachability:   {}", info.reachability));
+            for a in &info.external_addrs {
+                print_line(&format!("external:       {a}"));
+            }
+            for a in &info.relayed_addrs {
+                print_line(&format!("relayed:        {a}"));
             }
             print_line(&format!("api:            {}", info.api_addr));
             print_line(&format!("data:           {}", info.data_addr));

@@ -16,8 +16,17 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// libp2p listen addresses.
     pub listen: Vec<Multiaddr>,
+    /// When a listen address's port is taken, listen on another free port
+    /// instead of failing (and say so): for the default addresses.
+    pub listen_fallback: bool,
     /// Peers to join through.
     pub bootstrap: Vec<Multiaddr>,
+    /// Addresses announced as this node's besides the confirmed ones.
+    pub announce: Vec<Multiaddr>,
+    /// Run a circuit relay v2 server with these limits.
+    pub relay_server: Option<crate::p2p::RelayLimits>,
+    /// Ask the router for a port mapping (UPnP).
+    pub upnp: bool,
     /// The API's address (loopback by default, R-NET-7).
     pub api: SocketAddr,
     /// Sources besides loopback the API answers, e.g. the host of a node
@@ -72,7 +81,11 @@ impl NodeConfig {
         NodeConfig {
             data_dir: data_dir.into(),
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("a valid multiaddr")],
+            listen_fallback: false,
             bootstrap: Vec::new(),
+            announce: Vec::new(),
+            relay_server: None,
+            upnp: false,
             api: SocketAddr::from(([127, 0, 0, 1], 1234)),
             api_allow: Vec::new(),
             data_listen: None,
@@ -104,19 +117,21 @@ impl NodeConfig {
         if let Some(addr) = self.data_listen {
             return addr;
         }
-        use libp2p::multiaddr::Protocol;
-        let loopback_only = self.listen.iter().all(|a| {
-            a.iter().any(|p| match p {
-                Protocol::Ip4(ip) => ip.is_loopback(),
-                Protocol::Ip6(ip) => ip.is_loopback(),
-                _ => false,
-            })
-        });
-        if loopback_only {
+        if self.loopback_only() {
             SocketAddr::from(([127, 0, 0, 1], 0))
         } else {
             SocketAddr::from(([0, 0, 0, 0], 0))
         }
+    }
+}
+
+impl NodeConfig {
+    /// Whether every libp2p listen address is loopback: a local testnet,
+    /// whose loopback addresses are the ones to share.
+    pub fn loopback_only(&self) -> bool {
+        self.listen.iter().all(|a| {
+            crate::p2p::transport::ip_of(a).is_some_and(|ip| ip.to_canonical().is_loopback())
+        })
     }
 }
 

@@ -296,6 +296,10 @@ impl CoreDriver {
                         return;
                     };
                     self.forget(evicted);
+                    // Its announced addresses (relayed ones included):
+                    // how a direct message reaches it without a DHT walk.
+                    let addrs = info.p2p_addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                    self.p2p.add_peer_addrs(from, addrs);
                     self.data_addrs
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())

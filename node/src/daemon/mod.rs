@@ -107,6 +107,10 @@ impl Node {
         for addr in &config.bootstrap {
             p2p_config = p2p_config.bootstrap(addr.clone());
         }
+        p2p_config.announce = config.announce.clone();
+        p2p_config.relay_server = config.relay_server;
+        p2p_config.upnp = config.upnp;
+        p2p_config.listen_fallback = config.listen_fallback;
         let (p2p, events) = P2p::start(p2p_config).await?;
         let p2p_for_api = p2p.clone();
         let p2p_addrs = p2p.listen_addrs();

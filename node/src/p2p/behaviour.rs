@@ -11,7 +11,9 @@ use libp2p::identity::Keypair;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, identify, kad, mdns, ping};
+use libp2p::{
+    StreamProtocol, autonat, connection_limits, dcutr, identify, kad, mdns, ping, relay, upnp,
+};
 use prometheus_client::registry::Registry;
 use protocol::messages::MAX_GOSSIP_BYTES;
 
@@ -25,6 +27,12 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/skrei/kad/1");
 /// What identify announces as the protocol version; peers of another
 /// version still connect, identify only informs.
 const IDENTIFY_PROTOCOL: &str = "/skrei/1";
+
+/// What identify announces as the agent: skrei and its version, so an
+/// operator can tell which nodes of a network run what.
+fn agent_version() -> String {
+    format!("skrei/{}", env!("CARGO_PKG_VERSION"))
+}
 
 /// Room for gossipsub's own framing around a message (author, sequence
 /// number, signature, key, topic, protobuf heads): a few hundred bytes, with
@@ -42,12 +50,46 @@ const PING_TIMEOUT: Duration = Duration::from_secs(4);
 
 #[derive(NetworkBehaviour)]
 pub struct Behaviour {
+    /// First, so that connections over the limits are denied before any
+    /// other protocol sees them.
+    pub limits: connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub kad: Toggle<kad::Behaviour<kad::store::MemoryStore>>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
     pub gossipsub: gossipsub::Behaviour,
     pub direct: request_response::Behaviour<DirectCodec>,
+    /// Tests this node's candidate addresses with peers' help: confirmed
+    /// ones become its external addresses.
+    pub autonat: autonat::v2::client::Behaviour,
+    /// Tests other nodes' addresses for them (dials guarded like any other).
+    pub autonat_server: autonat::v2::server::Behaviour,
+    /// Circuit relay v2 server (`--relay-server`).
+    pub relay_server: Toggle<relay::Behaviour>,
+    /// Reservations on relays and circuits through them.
+    pub relay: relay::client::Behaviour,
+    /// Upgrades a relayed connection to a direct one (hole punching).
+    pub dcutr: dcutr::Behaviour,
+    /// Port mapping on the home router (`--upnp`).
+    pub upnp: Toggle<upnp::tokio::Behaviour>,
+}
+
+/// What [`Behaviour::new`] needs besides the key.
+pub struct BehaviourConfig {
+    pub kademlia: bool,
+    /// Kademlia answers queries from the start: on loopback or a LAN no
+    /// external address is ever confirmed, and a DHT of clients finds
+    /// nobody. Otherwise its mode follows reachability.
+    pub kad_always_server: bool,
+    pub mdns: bool,
+    pub ping_interval: Duration,
+    /// Share listen addresses through identify: only on loopback-only
+    /// nodes, where they are the only addresses there are. Elsewhere
+    /// peers learn only confirmed external and relayed addresses.
+    pub share_listen_addrs: bool,
+    pub relay_server: Option<super::RelayLimits>,
+    pub upnp: bool,
+    pub connection_limits: super::ConnectionCaps,
 }
 
 impl Behaviour {
@@ -55,27 +97,37 @@ impl Behaviour {
     /// [`super::P2pHandle::gossip_metrics`]).
     pub fn new(
         key: &Keypair,
-        kademlia: bool,
-        mdns: bool,
-        ping_interval: Duration,
+        relay: relay::client::Behaviour,
+        config: BehaviourConfig,
         metrics: &mut Registry,
     ) -> Result<Behaviour, String> {
+        let BehaviourConfig {
+            kademlia,
+            kad_always_server: always_server,
+            mdns,
+            ping_interval,
+            share_listen_addrs,
+            relay_server,
+            upnp,
+            connection_limits: caps,
+        } = config;
         let peer_id = key.public().to_peer_id();
 
-        let identify = identify::Behaviour::new(identify::Config::new(
-            IDENTIFY_PROTOCOL.to_owned(),
-            key.public(),
-        ));
+        let identify = identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL.to_owned(), key.public())
+                .with_agent_version(agent_version())
+                .with_hide_listen_addrs(!share_listen_addrs)
+                .with_push_listen_addr_updates(true),
+        );
 
+        // `None`: server once an external address is confirmed (AutoNAT,
+        // a relay reservation does not count), client until then.
         let kad = kademlia.then(|| {
             let mut config = kad::Config::new(KAD_PROTOCOL);
             config.set_query_timeout(Duration::from_secs(30));
             let mut kad =
                 kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), config);
-            // Answer DHT queries even before an external address is
-            // confirmed: on a LAN or loopback none ever is, and a DHT of
-            // clients only finds nobody.
-            kad.set_mode(Some(kad::Mode::Server));
+            kad.set_mode(always_server.then_some(kad::Mode::Server));
             kad
         });
 
@@ -121,13 +173,29 @@ impl Behaviour {
                 .with_interval(ping_interval)
                 .with_timeout(PING_TIMEOUT),
         );
+        let limits = connection_limits::Behaviour::new(
+            connection_limits::ConnectionLimits::default()
+                .with_max_established(Some(caps.total))
+                .with_max_established_per_peer(Some(caps.per_peer))
+                .with_max_pending_incoming(Some(caps.pending))
+                .with_max_pending_outgoing(Some(caps.pending)),
+        );
+        let relay_server = relay_server.map(|l| relay::Behaviour::new(peer_id, l.config()));
+        let upnp = upnp.then(upnp::tokio::Behaviour::default);
         Ok(Behaviour {
+            limits,
             identify,
             ping,
             kad: kad.into(),
             mdns: mdns.into(),
             gossipsub,
             direct,
+            autonat: autonat::v2::client::Behaviour::default(),
+            autonat_server: autonat::v2::server::Behaviour::default(),
+            relay_server: relay_server.into(),
+            relay,
+            dcutr: dcutr::Behaviour::new(peer_id),
+            upnp: upnp.into(),
         })
     }
 }
@@ -145,7 +213,9 @@ impl Behaviour {
 ///   same curve (see `Driver::strike`).
 /// - No P3 (mesh delivery deficit): jobs are rare, and a quiet mesh must not
 ///   look like a failing one.
-/// - No IP colocation penalty: devstacks run many nodes on one address.
+/// - IP colocation (P6): past 8 peers from one IP address, each costs
+///   (n - 8)² × -5 (at 10, -20: no more gossip to them), so one machine cannot fill a node's mesh with
+///   identities. Loopback is exempt: devstacks run many nodes on it.
 fn scoring() -> (PeerScoreParams, PeerScoreThresholds) {
     let topic = TopicScoreParams {
         topic_weight: 1.0,
@@ -168,7 +238,14 @@ fn scoring() -> (PeerScoreParams, PeerScoreThresholds) {
             (IdentTopic::new(NODES_TOPIC).hash(), topic),
         ]),
         app_specific_weight: 10.0,
-        ip_colocation_factor_weight: 0.0,
+        ip_colocation_factor_weight: -5.0,
+        ip_colocation_factor_threshold: 8.0,
+        ip_colocation_factor_whitelist: [
+            std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+            std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ]
+        .into_iter()
+        .collect(),
         ..PeerScoreParams::default()
     };
     let thresholds = PeerScoreThresholds {

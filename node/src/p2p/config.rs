@@ -42,6 +42,87 @@ pub struct P2pConfig {
     /// (a cut link stays silent rather than closed: TCP would take minutes,
     /// libp2p's own ping failure 20 s or more). `None`: only libp2p's.
     pub silent_after: Option<Duration>,
+    /// A listen address whose port is taken is retried on a free port
+    /// (with a warning) instead of failing the start.
+    pub listen_fallback: bool,
+    /// Addresses to announce as this node's own besides those AutoNAT
+    /// confirms (`--announce`): a port forwarded by hand, a DNS name.
+    pub announce: Vec<Multiaddr>,
+    /// Run a circuit relay v2 server with these limits (`--relay-server`).
+    pub relay_server: Option<RelayLimits>,
+    /// Ask the router for a port mapping (UPnP IGD).
+    pub upnp: bool,
+    /// Connection caps (R-SEC-5).
+    pub connection_caps: ConnectionCaps,
+}
+
+/// What a relay server gives each circuit and how many it carries. skrei's
+/// connections live long (a node stays connected to its peers, pinging every
+/// 2 s, gossiping node info and jobs) where libp2p's defaults assume short
+/// circuits for hole punching (2 minutes, 128 KiB): a circuit that ends
+/// cuts a NATed node off until it reconnects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// Reservations held at once (one per NATed node using this relay).
+    pub max_reservations: usize,
+    /// Circuits at once, over all reservations.
+    pub max_circuits: usize,
+    /// Circuits at once to or from one peer.
+    pub max_circuits_per_peer: usize,
+    /// How long one circuit lasts before the relay closes it (the nodes
+    /// then open a new one).
+    pub max_circuit_duration: Duration,
+    /// Bytes one circuit carries before the relay closes it.
+    pub max_circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    fn default() -> RelayLimits {
+        RelayLimits {
+            max_reservations: 512,
+            max_circuits: 1024,
+            max_circuits_per_peer: 16,
+            max_circuit_duration: Duration::from_secs(60 * 60),
+            max_circuit_bytes: 256 << 20,
+        }
+    }
+}
+
+impl RelayLimits {
+    pub(super) fn config(&self) -> libp2p::relay::Config {
+        libp2p::relay::Config {
+            max_reservations: self.max_reservations,
+            max_reservations_per_peer: 4,
+            reservation_duration: Duration::from_secs(60 * 60),
+            max_circuits: self.max_circuits,
+            max_circuits_per_peer: self.max_circuits_per_peer,
+            max_circuit_duration: self.max_circuit_duration,
+            max_circuit_bytes: self.max_circuit_bytes,
+            ..libp2p::relay::Config::default()
+        }
+    }
+}
+
+/// Most connections a node holds (R-SEC-5): a peer cannot make it spend
+/// more than these on connections, however many identities it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionCaps {
+    /// Established connections in all.
+    pub total: u32,
+    /// Established connections to one peer.
+    pub per_peer: u32,
+    /// Connections being set up, each way.
+    pub pending: u32,
+}
+
+impl Default for ConnectionCaps {
+    fn default() -> ConnectionCaps {
+        ConnectionCaps {
+            total: 512,
+            per_peer: 4,
+            pending: 128,
+        }
+    }
 }
 
 impl P2pConfig {
@@ -58,7 +139,21 @@ impl P2pConfig {
             event_buffer: 256,
             ping_interval: Duration::from_secs(2),
             silent_after: Some(Duration::from_secs(10)),
+            listen_fallback: false,
+            announce: Vec::new(),
+            relay_server: None,
+            upnp: false,
+            connection_caps: ConnectionCaps::default(),
         }
+    }
+
+    /// Whether every listen address is loopback: a local testnet, where
+    /// loopback addresses are the ones to share and dial.
+    pub fn loopback_only(&self) -> bool {
+        !self.listen.is_empty()
+            && self.listen.iter().all(|a| {
+                super::transport::ip_of(a).is_some_and(|ip| ip.to_canonical().is_loopback())
+            })
     }
 
     /// Sets how often connections are pinged and after how long without a
@@ -110,6 +205,10 @@ impl std::fmt::Debug for P2pConfig {
             .field("event_buffer", &self.event_buffer)
             .field("ping_interval", &self.ping_interval)
             .field("silent_after", &self.silent_after)
+            .field("announce", &self.announce)
+            .field("relay_server", &self.relay_server)
+            .field("upnp", &self.upnp)
+            .field("connection_caps", &self.connection_caps)
             .finish_non_exhaustive()
     }
 }

@@ -1,7 +1,14 @@
 //! The node's network layer: a libp2p swarm run as a task, behind a
 //! cloneable [`P2pHandle`] and a bounded stream of [`P2pEvent`]s.
 //!
-//! - **Transport**: TCP + noise + yamux. (QUIC comes with iroh for content.)
+//! - **Transports** ([`transport`]): TCP (noise, yamux) and QUIC, DNS
+//!   names resolved before the dial guard decides on the address, and
+//!   circuits through relays.
+//! - **Reachability**: AutoNAT v2 tests the addresses peers see this node
+//!   at; confirmed ones are its external addresses, the only ones it
+//!   announces (with `--announce` ones and relayed ones). Behind NAT it
+//!   reserves a circuit on a relay among its peers (`--relay-server`
+//!   nodes) and DCUtR upgrades relayed connections to direct ones.
 //! - **Identity**: the node's ed25519 key, so every libp2p `PeerId` prints
 //!   as the skrei `NodeId` of the same node.
 //! - **Discovery**: Kademlia (`/skrei/kad/1`, bootstrapped from
@@ -49,6 +56,7 @@ mod config;
 mod error;
 mod limits;
 mod swarm_driver;
+pub mod transport;
 pub mod validate;
 
 use std::sync::{Arc, Mutex};
@@ -56,7 +64,7 @@ use std::time::Duration;
 
 use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
-use libp2p::{Multiaddr, SwarmBuilder, noise, tcp, yamux};
+use libp2p::{Multiaddr, SwarmBuilder, noise, yamux};
 use prometheus_client::registry::Registry;
 use protocol::id::{NodeId, NodeKey};
 use protocol::messages::{Direct, DirectMessage, Gossip, GossipMessage};
@@ -64,11 +72,12 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 
 pub use codec::{DIRECT_PROTOCOL, MAX_ACK_REASON_BYTES};
-pub use config::P2pConfig;
+pub use config::{ConnectionCaps, P2pConfig, RelayLimits};
 pub use error::P2pError;
 pub use validate::{JOBS_TOPIC, NODES_TOPIC, Rejection};
 
 use behaviour::Behaviour;
+pub use swarm_driver::Reachability;
 use swarm_driver::{Shared, SwarmCommand, SwarmDriver};
 
 /// How long [`P2p::start`] waits for its listeners to report an address.
@@ -145,7 +154,31 @@ impl P2p {
             });
         }
 
-        let (kademlia, mdns, ping_interval) = (config.kademlia, config.mdns, config.ping_interval);
+        let loopback_only = config.loopback_only();
+        let behaviour_config = behaviour::BehaviourConfig {
+            kademlia: config.kademlia,
+            // On loopback or a LAN found by mDNS no address is ever
+            // confirmed from outside; a public relay is reachable by
+            // definition.
+            kad_always_server: loopback_only || config.mdns || config.relay_server.is_some(),
+            mdns: config.mdns,
+            ping_interval: config.ping_interval,
+            share_listen_addrs: loopback_only,
+            relay_server: config.relay_server,
+            upnp: config.upnp,
+            connection_limits: config.connection_caps,
+        };
+        let policy = std::sync::Arc::new(transport::DialPolicy {
+            local: loopback_only,
+            lan: config.mdns,
+            named: config
+                .bootstrap
+                .iter()
+                .chain(&config.announce)
+                .filter_map(transport::ip_of)
+                .map(|ip| ip.to_canonical())
+                .collect(),
+        });
         let mut metrics = Registry::default();
         let rate_limited = limits::RateLimited::default();
         metrics.register(
@@ -153,17 +186,19 @@ impl P2p {
             "Messages from peers dropped over their per-peer rate (R-SEC-5), by kind",
             rate_limited.clone(),
         );
+        let transport = transport::build(&keypair, policy)
+            .map_err(|e| P2pError::Setup(format!("noise: {e}")))?;
         let swarm = SwarmBuilder::with_existing_identity(keypair)
             .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )
+            .with_other_transport(|_| transport)
             .map_err(|e| P2pError::Setup(e.to_string()))?
-            .with_behaviour(|key| {
+            .with_dns()
+            .map_err(|e| P2pError::Setup(format!("DNS resolver: {e}")))?
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| P2pError::Setup(e.to_string()))?
+            .with_behaviour(|key, relay| {
                 let gossipsub_metrics = metrics.sub_registry_with_prefix("gossipsub");
-                Behaviour::new(key, kademlia, mdns, ping_interval, gossipsub_metrics)
+                Behaviour::new(key, relay, behaviour_config, gossipsub_metrics)
                     .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
             })
             .map_err(|e| P2pError::Setup(e.to_string()))?
@@ -176,8 +211,15 @@ impl P2p {
         let limits = limits::Limits::new(rate_limited);
         let mut driver = SwarmDriver::new(swarm, events_tx, shared.clone(), limits);
         driver.silent_after = config.silent_after;
+        driver.loopback_only = loopback_only;
+        driver.announce = config.announce.clone();
+        driver.public_listen = config.relay_server.is_some();
+        for addr in &config.announce {
+            driver.swarm.add_external_address(addr.clone());
+        }
+        driver.refresh_addresses();
 
-        listen(&mut driver, &config.listen).await?;
+        listen(&mut driver, &config.listen, config.listen_fallback).await?;
         bootstrap(&mut driver, &config.bootstrap)?;
 
         tokio::spawn(
@@ -195,19 +237,37 @@ impl P2p {
     }
 }
 
-async fn listen(driver: &mut SwarmDriver, addrs: &[Multiaddr]) -> Result<(), P2pError> {
+async fn listen(
+    driver: &mut SwarmDriver,
+    addrs: &[Multiaddr],
+    fallback: bool,
+) -> Result<(), P2pError> {
     use futures::StreamExt;
     use libp2p::swarm::SwarmEvent;
 
     let mut pending = std::collections::HashMap::new();
     for addr in addrs {
-        let id = driver
-            .swarm
-            .listen_on(addr.clone())
-            .map_err(|e| P2pError::Listen {
-                addr: addr.clone(),
-                cause: e.to_string(),
-            })?;
+        let id = match driver.swarm.listen_on(addr.clone()) {
+            Ok(id) => id,
+            Err(e) if fallback => {
+                let any_port = with_port_zero(addr);
+                tracing::warn!(%addr, %e, "cannot listen there: listening on another port");
+                eprintln!("cannot listen on {addr} ({e}): listening on another free port");
+                driver
+                    .swarm
+                    .listen_on(any_port.clone())
+                    .map_err(|e| P2pError::Listen {
+                        addr: any_port,
+                        cause: e.to_string(),
+                    })?
+            }
+            Err(e) => {
+                return Err(P2pError::Listen {
+                    addr: addr.clone(),
+                    cause: e.to_string(),
+                });
+            }
+        };
         pending.insert(id, addr.clone());
     }
     let wait = async {
@@ -248,6 +308,17 @@ async fn listen(driver: &mut SwarmDriver, addrs: &[Multiaddr]) -> Result<(), P2p
         })
 }
 
+/// `addr` with its TCP or UDP port set to 0 (any free one).
+fn with_port_zero(addr: &Multiaddr) -> Multiaddr {
+    addr.iter()
+        .map(|p| match p {
+            Protocol::Tcp(_) => Protocol::Tcp(0),
+            Protocol::Udp(_) => Protocol::Udp(0),
+            other => other,
+        })
+        .collect()
+}
+
 fn bootstrap(driver: &mut SwarmDriver, addrs: &[Multiaddr]) -> Result<(), P2pError> {
     for addr in addrs {
         let Some(Protocol::P2p(peer)) = addr.iter().last() else {
@@ -285,6 +356,43 @@ impl P2pHandle {
     /// usable as another node's `--bootstrap`.
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
         self.shared().listen_addrs.clone()
+    }
+
+    /// Whether peers can dial this node directly, as AutoNAT found.
+    pub fn reachability(&self) -> Reachability {
+        self.shared().reachability
+    }
+
+    /// The addresses this node confirmed peers can dial it at (AutoNAT,
+    /// UPnP, `--announce`; on a loopback-only node, its listen addresses),
+    /// each ending in `/p2p/<peer id>`.
+    pub fn external_addrs(&self) -> Vec<Multiaddr> {
+        self.shared().external_addrs.clone()
+    }
+
+    /// Its addresses through relays (`.../p2p/<relay>/p2p-circuit/p2p/<id>`).
+    pub fn relayed_addrs(&self) -> Vec<Multiaddr> {
+        self.shared().relayed_addrs.clone()
+    }
+
+    /// What the node tells the network it can be reached at: its external
+    /// and relayed addresses, never a private address it merely listens on.
+    pub fn announced_addrs(&self) -> Vec<Multiaddr> {
+        let shared = self.shared();
+        let mut addrs = shared.external_addrs.clone();
+        addrs.extend(shared.relayed_addrs.iter().cloned());
+        addrs
+    }
+
+    /// Remembers addresses `node` announced (its gossiped node info), so
+    /// that a direct message to it can dial them. Addresses naming another
+    /// peer are dropped; dials still go through the dial guard.
+    /// Dropped when the swarm task is behind: the next node info brings
+    /// them again.
+    pub fn add_peer_addrs(&self, node: NodeId, addrs: Vec<Multiaddr>) {
+        let _ = self
+            .commands
+            .try_send(SwarmCommand::AddPeerAddrs { node, addrs });
     }
 
     /// The peers the node is connected to now.

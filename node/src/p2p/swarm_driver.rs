@@ -2,6 +2,8 @@
 //! swarm events into [`P2pEvent`]s, and validates everything peers send
 //! before it reaches the application or is forwarded.
 
+mod nat;
+
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +15,8 @@ use libp2p::{Multiaddr, PeerId, Swarm, identify, kad, mdns, ping};
 use protocol::id::NodeId;
 use protocol::rate::Verdict;
 use tokio::sync::{mpsc, oneshot};
+
+pub use nat::Reachability;
 
 use super::behaviour::{Behaviour, BehaviourEvent, KAD_PROTOCOL};
 use super::codec::Ack;
@@ -51,6 +55,10 @@ pub(super) enum SwarmCommand {
         node: NodeId,
         reply: oneshot::Sender<Option<f64>>,
     },
+    AddPeerAddrs {
+        node: NodeId,
+        addrs: Vec<Multiaddr>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -61,6 +69,10 @@ pub(super) enum SwarmCommand {
 pub(super) struct Shared {
     pub listen_addrs: Vec<Multiaddr>,
     pub peers: BTreeSet<NodeId>,
+    pub reachability: Reachability,
+    /// Confirmed, announceable, not relayed; with `/p2p/<id>`.
+    pub external_addrs: Vec<Multiaddr>,
+    pub relayed_addrs: Vec<Multiaddr>,
 }
 
 pub(super) struct SwarmDriver {
@@ -84,6 +96,16 @@ pub(super) struct SwarmDriver {
     last_pong: HashMap<ConnectionId, std::time::Instant>,
     /// When [`SwarmDriver::close_silent`] last ran.
     last_liveness_check: std::time::Instant,
+    /// Every listen address is loopback: a local testnet (see
+    /// [`super::P2pConfig::loopback_only`]).
+    pub loopback_only: bool,
+    /// `--announce` addresses.
+    pub announce: Vec<Multiaddr>,
+    /// Global listen addresses count as confirmed (`--relay-server`).
+    pub public_listen: bool,
+    nat: nat::Nat,
+    /// The address each connection this node dialled reached.
+    connected_at: HashMap<ConnectionId, Multiaddr>,
 }
 
 /// Strikes that graylist a peer (see [`SwarmDriver::strike`]).
@@ -115,6 +137,11 @@ impl SwarmDriver {
             silent_after: None,
             last_pong: HashMap::new(),
             last_liveness_check: std::time::Instant::now(),
+            loopback_only: false,
+            announce: Vec::new(),
+            public_listen: false,
+            nat: nat::Nat::default(),
+            connected_at: HashMap::new(),
         }
     }
 
@@ -257,6 +284,18 @@ impl SwarmDriver {
             SwarmCommand::PeerScore { node, reply } => {
                 let _ = reply.send(behaviour.gossipsub.peer_score(&peer_id(&node)));
             }
+            SwarmCommand::AddPeerAddrs { node, addrs } => {
+                let peer = peer_id(&node);
+                for addr in addrs {
+                    // Only addresses of the peer that announced them.
+                    let addr = match addr.iter().last() {
+                        Some(libp2p::multiaddr::Protocol::P2p(id)) if id == peer => addr,
+                        Some(libp2p::multiaddr::Protocol::P2p(_)) => continue,
+                        _ => addr.with_p2p(peer).unwrap_or_else(|a| a),
+                    };
+                    self.swarm.add_peer_address(peer, addr);
+                }
+            }
             // `run` stops on it before calling this.
             SwarmCommand::Shutdown { reply } => {
                 let _ = reply.send(());
@@ -266,12 +305,21 @@ impl SwarmDriver {
 
     pub fn event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match &event {
-            SwarmEvent::ConnectionEstablished { connection_id, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                connection_id,
+                endpoint,
+                ..
+            } => {
                 self.last_pong
                     .insert(*connection_id, std::time::Instant::now());
+                if endpoint.is_dialer() {
+                    self.connected_at
+                        .insert(*connection_id, endpoint.get_remote_address().clone());
+                }
             }
             SwarmEvent::ConnectionClosed { connection_id, .. } => {
                 self.last_pong.remove(connection_id);
+                self.connected_at.remove(connection_id);
             }
             _ => {}
         }
@@ -282,7 +330,30 @@ impl SwarmDriver {
             SwarmEvent::Behaviour(BehaviourEvent::Ping(event)) => self.ping(event),
             SwarmEvent::Behaviour(BehaviourEvent::Kad(event)) => self.kad(event),
             SwarmEvent::Behaviour(BehaviourEvent::Mdns(event)) => self.mdns(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(event)) => self.autonat(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(event)) => self.relay_client(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(event)) => self.dcutr(event),
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(event)) => self.upnp(event),
+            SwarmEvent::Behaviour(BehaviourEvent::RelayServer(event)) => {
+                tracing::debug!(?event, "relay server");
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::AutonatServer(event)) => {
+                tracing::debug!(client = %event.client, addr = %event.tested_addr, ok = event.result.is_ok(), "tested a peer's address");
+            }
+            SwarmEvent::ExternalAddrConfirmed { address } => self.external_confirmed(address),
+            SwarmEvent::ExternalAddrExpired { address } => self.external_expired(&address),
             SwarmEvent::NewListenAddr { address, .. } => {
+                let global = super::transport::ip_of(&address)
+                    .is_some_and(|ip| protocol::address::classify(ip).is_none());
+                if self.loopback_only || (self.public_listen && global) {
+                    // A local testnet's listen addresses are the ones its
+                    // peers dial; a relay's operator says its global ones
+                    // are reachable (AutoNAT v2 tests only over connections
+                    // a node dialled, and peers dial a relay, not the
+                    // other way round).
+                    self.swarm.add_external_address(address.clone());
+                    self.refresh_addresses();
+                }
                 let address = address
                     .with_p2p(*self.swarm.local_peer_id())
                     .unwrap_or_else(|a| a);
@@ -319,6 +390,7 @@ impl SwarmDriver {
                 ..
             } => {
                 self.strikes.remove(&peer_id);
+                self.relay_gone(&peer_id);
                 if let Ok(node) = node_id(&peer_id) {
                     tracing::debug!(peer = %node, "disconnected");
                     self.shared().peers.remove(&node);
@@ -478,10 +550,29 @@ impl SwarmDriver {
     }
 
     fn identify(&mut self, event: identify::Event) {
-        if let identify::Event::Received { peer_id, info, .. } = event
-            && info.protocols.contains(&KAD_PROTOCOL)
+        let identify::Event::Received {
+            peer_id,
+            info,
+            connection_id,
+        } = event
+        else {
+            return;
+        };
+        tracing::debug!(peer = %peer_id, agent = %info.agent_version, observed = %info.observed_addr, listen = ?info.listen_addrs, protocols = ?info.protocols, "identified");
+        if info.protocols.contains(&libp2p::relay::HOP_PROTOCOL_NAME) {
+            let seen_at: Vec<Multiaddr> = self
+                .connected_at
+                .get(&connection_id)
+                .cloned()
+                .into_iter()
+                .collect();
+            self.relay_candidate(peer_id, &seen_at);
+        }
+        if info.protocols.contains(&KAD_PROTOCOL)
             && let Some(kad) = self.swarm.behaviour_mut().kad.as_mut()
         {
+            // With hidden listen addresses (every node but loopback-only
+            // ones), these are the peer's confirmed and relayed ones.
             for addr in info.listen_addrs {
                 kad.add_address(&peer_id, addr);
             }

@@ -49,6 +49,17 @@ pub fn node_info(view: &NodeView) -> Result<NodeInfo, ViewError> {
             .iter()
             .map(|a| parse("listen address", a))
             .collect::<Result<_, _>>()?,
+        reachability: parse("reachability", &view.reachability)?,
+        external_addrs: view
+            .external_addrs
+            .iter()
+            .map(|a| parse("external address", a))
+            .collect::<Result<_, _>>()?,
+        relayed_addrs: view
+            .relayed_addrs
+            .iter()
+            .map(|a| parse("relayed address", a))
+            .collect::<Result<_, _>>()?,
         api_addr: parse("API address", &view.api_addr)?,
         data_addr: data_addr_of(&data_addr),
         engines: view.engines.clone(),

@@ -14,6 +14,11 @@ use super::{CoreDriver, now_ms};
 pub struct NodeView {
     pub node_id: String,
     pub p2p_addrs: Vec<String>,
+    /// `public`, `private` or `unknown` (AutoNAT).
+    pub reachability: String,
+    /// Confirmed external addresses, and addresses through relays.
+    pub external_addrs: Vec<String>,
+    pub relayed_addrs: Vec<String>,
     pub api_addr: String,
     pub data_addr: String,
     pub engines: Vec<String>,
@@ -48,10 +53,18 @@ impl CoreDriver {
             running: compute.running(),
             accept_network: policy.accept(),
             allowlist_digest: policy.allowlist().map(|a| a.digest()),
-            api_addrs: vec![self.api_addr.to_string()],
+            // The API listens on loopback: only peers on this host (a
+            // local testnet) need it for their deny sets (R-NET-7), and
+            // private addresses are not told to the wide network.
+            api_addrs: if self.config.loopback_only() {
+                vec![self.api_addr.to_string()]
+            } else {
+                Vec::new()
+            },
+            // Honest addresses: confirmed external and relayed ones only.
             p2p_addrs: self
                 .p2p
-                .listen_addrs()
+                .announced_addrs()
                 .iter()
                 .map(|a| a.to_string())
                 .collect(),
@@ -95,6 +108,19 @@ impl CoreDriver {
             p2p_addrs: self
                 .p2p
                 .listen_addrs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            reachability: self.p2p.reachability().to_string(),
+            external_addrs: self
+                .p2p
+                .external_addrs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
+            relayed_addrs: self
+                .p2p
+                .relayed_addrs()
                 .iter()
                 .map(|a| a.to_string())
                 .collect(),

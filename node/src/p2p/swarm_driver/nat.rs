@@ -1,0 +1,201 @@
+//! Reachability: which of this node's addresses peers can dial (AutoNAT v2,
+//! UPnP, `--announce`), relay reservations while it has none, and hole
+//! punching (DCUtR) over relayed connections.
+//!
+//! Honest addresses: a confirmed address is kept only if it is global (or
+//! the node runs on loopback only, or the operator announced it), so a
+//! LAN peer's dial-back never makes a private address part of what the
+//! node tells the wide network.
+
+use libp2p::multiaddr::Protocol;
+use libp2p::core::transport::ListenerId;
+use libp2p::{Multiaddr, PeerId, autonat, dcutr, relay, upnp};
+
+use super::SwarmDriver;
+use crate::p2p::transport::ip_of;
+
+/// Relays a node behind NAT keeps reservations on at once.
+const MAX_RELAYS: usize = 2;
+
+/// Whether peers can dial this node directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reachability {
+    /// An address of it was dialled back and confirmed (or announced by
+    /// the operator).
+    Public,
+    /// Peers' dial-backs failed: it is behind NAT or a firewall; peers
+    /// reach it through relays.
+    Private,
+    /// Not tested yet (no AutoNAT server among its peers).
+    #[default]
+    Unknown,
+}
+
+impl std::fmt::Display for Reachability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Reachability::Public => "public",
+            Reachability::Private => "private",
+            Reachability::Unknown => "unknown",
+        })
+    }
+}
+
+/// What the driver keeps about reachability.
+#[derive(Default)]
+pub(in crate::p2p) struct Nat {
+    /// Relays this node listens through, by relay peer.
+    relays: std::collections::HashMap<PeerId, ListenerId>,
+}
+
+fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+impl SwarmDriver {
+    /// Whether `addr` may be announced as this node's: relayed, global, or
+    /// allowed as the module docs say.
+    fn announceable(&self, addr: &Multiaddr) -> bool {
+        if is_relayed(addr) || self.loopback_only || self.announce.contains(addr) {
+            return true;
+        }
+        match ip_of(addr) {
+            Some(ip) => protocol::address::classify(ip).is_none(),
+            // A DNS name the operator did not announce: not ours to claim.
+            None => false,
+        }
+    }
+
+    pub(super) fn external_confirmed(&mut self, address: Multiaddr) {
+        if !self.announceable(&address) {
+            tracing::debug!(%address, "confirmed but not global: not announced");
+            self.swarm.remove_external_address(&address);
+            return;
+        }
+        tracing::info!(%address, "external address confirmed");
+        self.refresh_addresses();
+    }
+
+    pub(super) fn external_expired(&mut self, address: &Multiaddr) {
+        tracing::debug!(%address, "external address expired");
+        self.refresh_addresses();
+    }
+
+    /// Copies the swarm's external addresses to what handles read, and
+    /// settles reachability and relay reservations from them.
+    pub(in crate::p2p) fn refresh_addresses(&mut self) {
+        let me = *self.swarm.local_peer_id();
+        let with_id = |a: &Multiaddr| a.clone().with_p2p(me).unwrap_or_else(|a| a);
+        let (relayed, direct): (Vec<Multiaddr>, Vec<Multiaddr>) = self
+            .swarm
+            .external_addresses()
+            .filter(|a| self.announceable(a))
+            .map(with_id)
+            .partition(is_relayed);
+        let public = !self.announce.is_empty()
+            || direct
+                .iter()
+                .any(|a| ip_of(a).is_some_and(|ip| protocol::address::classify(ip).is_none()));
+        {
+            let mut shared = self.shared();
+            shared.external_addrs = direct;
+            shared.relayed_addrs = relayed;
+            if public {
+                shared.reachability = Reachability::Public;
+            }
+        }
+        if public {
+            // Dialable directly: circuits through relays only cost them.
+            for (relay, listener) in std::mem::take(&mut self.nat.relays) {
+                tracing::info!(%relay, "reachable directly: leaving the relay");
+                self.swarm.remove_listener(listener);
+            }
+        }
+    }
+
+    pub(super) fn autonat(&mut self, event: autonat::v2::client::Event) {
+        let autonat::v2::client::Event {
+            tested_addr,
+            server,
+            result,
+            ..
+        } = event;
+        match result {
+            Ok(()) => tracing::debug!(%tested_addr, %server, "dial-back succeeded"),
+            Err(e) => {
+                tracing::debug!(%tested_addr, %server, %e, "dial-back failed");
+                let mut shared = self.shared();
+                if shared.reachability == Reachability::Unknown && shared.external_addrs.is_empty()
+                {
+                    shared.reachability = Reachability::Private;
+                }
+            }
+        }
+    }
+
+    /// A peer that offers the relay (hop) protocol: reserve a circuit on it
+    /// unless this node is reachable directly or has enough relays.
+    pub(super) fn relay_candidate(&mut self, relay: PeerId, seen_at: &[Multiaddr]) {
+        if self.shared().reachability == Reachability::Public
+            || self.nat.relays.len() >= MAX_RELAYS
+            || self.nat.relays.contains_key(&relay)
+        {
+            return;
+        }
+        // Through an address this node reached it at directly.
+        let Some(addr) = seen_at.iter().find(|a| !is_relayed(a)) else {
+            return;
+        };
+        let circuit = addr
+            .clone()
+            .with_p2p(relay)
+            .unwrap_or_else(|a| a)
+            .with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(circuit.clone()) {
+            Ok(listener) => {
+                tracing::info!(%circuit, "reserving a circuit on the relay");
+                self.nat.relays.insert(relay, listener);
+            }
+            Err(e) => tracing::debug!(%circuit, %e, "cannot listen through the relay"),
+        }
+    }
+
+    /// The relay's connection closed: its reservation went with it.
+    pub(super) fn relay_gone(&mut self, peer: &PeerId) {
+        if let Some(listener) = self.nat.relays.remove(peer) {
+            self.swarm.remove_listener(listener);
+        }
+    }
+
+    pub(super) fn relay_client(&mut self, event: relay::client::Event) {
+        match event {
+            relay::client::Event::ReservationReqAccepted { relay_peer_id, .. } => {
+                tracing::info!(relay = %relay_peer_id, "relay reservation accepted");
+            }
+            other => tracing::debug!(?other, "relay client"),
+        }
+    }
+
+    pub(super) fn dcutr(&mut self, event: dcutr::Event) {
+        match event.result {
+            Ok(_) => tracing::info!(peer = %event.remote_peer_id, "hole punched: direct connection"),
+            Err(e) => tracing::debug!(peer = %event.remote_peer_id, %e, "hole punching failed"),
+        }
+    }
+
+    pub(super) fn upnp(&mut self, event: upnp::Event) {
+        match event {
+            upnp::Event::NewExternalAddr { external_addr, .. } => {
+                tracing::info!(%external_addr, "UPnP port mapping");
+            }
+            upnp::Event::GatewayNotFound => tracing::info!("UPnP: no gateway found"),
+            upnp::Event::NonRoutableGateway => {
+                tracing::info!("UPnP: the gateway is not on the public network")
+            }
+            upnp::Event::ExpiredExternalAddr { external_addr, .. } => {
+                tracing::debug!(%external_addr, "UPnP mapping expired");
+            }
+        }
+    }
+}

@@ -39,6 +39,7 @@ mod job_id;
 mod node;
 mod signed;
 
+pub(crate) use canonical::decode;
 pub use canonical::{
     DecodeError, EncodeError, from_canonical, from_canonical_ignoring_unknown, to_canonical,
 };

@@ -14,6 +14,7 @@ use libp2p::PeerId;
 use protocol::id::{NodeId, NodeIdError};
 use protocol::messages::{
     Direct, DirectMessage, Gossip, GossipMessage, MAX_DIRECT_BYTES, MAX_GOSSIP_BYTES, MessageError,
+    SignedGossip,
 };
 
 /// Topic of job announcements.
@@ -82,9 +83,9 @@ pub enum Rejection {
 
 /// The topic a gossip message belongs on.
 pub fn topic_of(gossip: &Gossip) -> &'static str {
-    match gossip {
-        Gossip::Announce(_) => JOBS_TOPIC,
-        Gossip::NodeInfo(_) => NODES_TOPIC,
+    match gossip.signed() {
+        SignedGossip::Announce(_) => JOBS_TOPIC,
+        SignedGossip::NodeInfo(_) => NODES_TOPIC,
     }
 }
 
@@ -108,9 +109,9 @@ pub fn gossip(
     if topic != kind_topic {
         return Err(Rejection::WrongTopic {
             topic: topic.to_owned(),
-            kind: match gossip {
-                Gossip::Announce(_) => "job announcement",
-                Gossip::NodeInfo(_) => "node info",
+            kind: match gossip.signed() {
+                SignedGossip::Announce(_) => "job announcement",
+                SignedGossip::NodeInfo(_) => "node info",
             },
         });
     }
@@ -230,12 +231,14 @@ mod tests {
         ));
 
         // A signature over other bytes.
-        let Gossip::Announce(signed) = Gossip::decode(&bytes).unwrap() else {
+        let SignedGossip::Announce(signed) = Gossip::decode(&bytes).unwrap().into_signed() else {
             panic!("not an announce")
         };
         let (signer, payload, mut signature) = signed.into_parts();
         signature[0] ^= 1;
-        let forged = Gossip::Announce(protocol::id::Signed::from_parts(signer, payload, signature));
+        let forged = Gossip::from(protocol::id::Signed::<Announce>::from_parts(
+            signer, payload, signature,
+        ));
         assert!(matches!(
             gossip(JOBS_TOPIC, Some(&from_a), &forged.encode().unwrap()),
             Err(Rejection::Invalid(_))

@@ -11,10 +11,13 @@ use protocol::messages::{
     Announce, Bid, Direct, DirectMessage, Gossip, GossipMessage, MAX_GOSSIP_BYTES, Message,
     NodeInfo, SignedGossip,
 };
-use skrei_node::p2p::{JOBS_TOPIC, P2p, P2pConfig, P2pError, P2pEvent, P2pHandle, Rejection};
+use skrei_node::p2p::{
+    JOBS_TOPIC, NODES_TOPIC, P2p, P2pConfig, P2pError, P2pEvent, P2pHandle, Rejection,
+};
 use tokio::sync::mpsc::Receiver;
 
 mod rate;
+mod versions;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);

@@ -16,8 +16,11 @@ use serde::{Deserialize, Deserializer, Serialize};
 pub const MAX_DETAIL_BYTES: usize = 4 << 10;
 
 /// A failure: what kind it is, and what happened in words a user can act on.
+///
+/// Fields it does not know are ignored when it is read, so a failure from a
+/// newer node (or a record a newer build wrote) still reads as its cause
+/// and detail.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Failure {
     /// What kind of failure this is.
     pub cause: FailureCause,
@@ -80,8 +83,12 @@ fn clean(mut detail: String) -> String {
 /// the third by the requester about the whole job.
 ///
 /// On the wire and in JSON a cause is its `snake_case` name
-/// (`input_timeout`). A cause this build does not know makes the message
-/// malformed, like any unknown field: add causes with a protocol version.
+/// (`input_timeout`). A cause this build does not know reads as
+/// [`FailureCause::Other`] (the failure keeps its detail), so a result from
+/// a newer node that added causes is not lost, nor is a record a newer build
+/// wrote. Add causes with a protocol version (`messages::PROTOCOL_VERSION`):
+/// a node of the same version sending a cause the receiver does not know is
+/// refused, as its payload does not re-encode to what it sent.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
 )]
@@ -128,8 +135,10 @@ pub enum FailureCause {
     AttemptsExhausted,
     /// The job did not finish within its total timeout.
     TotalTimeout,
-    /// Anything else, and records written before causes existed.
+    /// Anything else, records written before causes existed, and causes
+    /// of a newer version that this one does not know.
     #[default]
+    #[serde(other)]
     Other,
 }
 
@@ -239,9 +248,44 @@ mod tests {
         );
         let stored: Stored = serde_json::from_value(serde_json::json!({"failure": new})).unwrap();
         assert_eq!(stored.failure.cause, FailureCause::Timeout);
-        // A full failure with an unknown field is refused, not read as text.
-        let bad = serde_json::json!({"failure": {"cause": "timeout", "detail": "x", "y": 1}});
+        // A failure with a field of a newer build reads without it.
+        let newer = serde_json::json!({"failure": {"cause": "timeout", "detail": "x", "y": 1}});
+        let stored: Stored = serde_json::from_value(newer).unwrap();
+        assert_eq!(stored.failure, Failure::new(FailureCause::Timeout, "x"));
+        // A map that is no failure is refused, not read as text.
+        let bad = serde_json::json!({"failure": {"cause": "timeout"}});
         assert!(serde_json::from_value::<Stored>(bad).is_err());
+    }
+
+    /// Issue 14: a cause added by a newer version reads as `other`, detail
+    /// kept, in JSON (the API, the node's database) and in DAG-CBOR (the
+    /// wire).
+    #[test]
+    fn unknown_causes_read_as_other() {
+        let json = serde_json::json!({"cause": "quota_exceeded", "detail": "over quota"});
+        let failure: Failure = serde_json::from_value(json).unwrap();
+        assert_eq!(failure, Failure::new(FailureCause::Other, "over quota"));
+        let cause: FailureCause = serde_json::from_str(r#""quota_exceeded""#).unwrap();
+        assert_eq!(cause, FailureCause::Other);
+
+        #[derive(Serialize)]
+        struct Newer {
+            cause: &'static str,
+            detail: &'static str,
+        }
+        let cbor = serde_ipld_dagcbor::to_vec(&Newer {
+            cause: "quota_exceeded",
+            detail: "over quota",
+        })
+        .unwrap();
+        let failure: Failure = serde_ipld_dagcbor::from_slice(&cbor).unwrap();
+        assert_eq!(failure, Failure::new(FailureCause::Other, "over quota"));
+
+        // Not a string at all is still an error, not `other`.
+        assert!(serde_json::from_str::<FailureCause>("7").is_err());
+        assert!(serde_json::from_str::<FailureCause>(r#"{"timeout": 1}"#).is_err());
+        // Parsing a name (a CLI or API filter) still refuses unknown names.
+        assert!("quota_exceeded".parse::<FailureCause>().is_err());
     }
 
     #[test]

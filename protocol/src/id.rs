@@ -5,7 +5,9 @@
 //! DAG-CBOR as written by [`to_canonical`], which gives each value exactly one
 //! byte string (map keys sorted, shortest integer forms, definite lengths).
 //! [`from_canonical`] accepts nothing else, so an id or a signature always
-//! names one byte string and one value.
+//! names one byte string and one value. [`from_canonical_ignoring_unknown`]
+//! holds input from a newer protocol version to the same encoding rules,
+//! but reads only the fields this build knows.
 //!
 //! - [`blake3_cid`]: CIDv1 with a BLAKE3 multihash, the form iroh-blobs can
 //!   fetch (`bafkr4i...` for raw bytes, `bafyr4i...` for DAG-CBOR).
@@ -37,7 +39,10 @@ mod job_id;
 mod node;
 mod signed;
 
-pub use canonical::{DecodeError, EncodeError, from_canonical, to_canonical};
+pub(crate) use canonical::decode;
+pub use canonical::{
+    DecodeError, EncodeError, from_canonical, from_canonical_ignoring_unknown, to_canonical,
+};
 pub use content_id::{BLAKE3, DAG_CBOR, RAW, blake3_cid};
 pub use job_id::{ExecutionId, JobId, JobIdError};
 pub use node::{NodeId, NodeIdError, NodeKey};

@@ -17,7 +17,24 @@
 //! signature, decodes the payload canonically, checks every bound below and
 //! that the node the message names as its author is its signer. Only then
 //! may the message be acted on or forwarded; a node counts any error against
-//! the peer that sent it.
+//! the peer that sent it, but [`MessageError::Newer`].
+//!
+//! ## Versions
+//! Every message carries its sender's [`PROTOCOL_VERSION`] (on the wire
+//! `{"m": {"<Kind>": <signed envelope>}, "v": <version>}`; see `version.rs`).
+//! A message of this build's version or older must be exactly what this
+//! build would write. From a newer node, fields this build does not know
+//! are ignored (its signature still covers them: the payload stays the
+//! bytes signed) and what it cannot read at all (a new kind, a new enum
+//! value, a new job field), or its rules refuse, is [`MessageError::Newer`]:
+//! dropped, not forwarded, never held against the peer. Where dropping
+//! would lose what matters to a job, unknown values read as a catch-all
+//! instead: a [`FailureCause`](crate::failure::FailureCause) as `other`
+//! (the result and its detail kept), a
+//! [`RefuseReason`](crate::policy::RefuseReason) as `unknown` (the refusal
+//! still counts in the requester's explanation). A new network mode makes a
+//! node info unreadable (it only feeds explanations) and a new outcome a
+//! result (the requester then re-awards as if the node were silent).
 //!
 //! ```
 //! use protocol::id::{JobId, NodeKey};
@@ -51,18 +68,27 @@ mod direct;
 mod node_info;
 #[cfg(test)]
 mod tests;
+mod version;
 
 use serde::{Deserialize, Serialize};
 
 use crate::id::{
     DecodeError, EncodeError, JobId, NodeId, NodeKey, Signed, SignedKind, VerifyError,
-    from_canonical, to_canonical,
 };
 use crate::job::JobErrors;
 
 pub use announce::{Announce, DRAW_ALL_PPM, draw_ticket};
 pub use direct::{Award, Bid, Cancel, Decline, Outcome, Refuse, ResultMsg};
 pub use node_info::NodeInfo;
+
+/// The version of the wire messages this build writes, carried by every
+/// [`Gossip`] and [`Direct`] message. Raise it with any change an older node
+/// cannot read exactly: a new message kind, field or enum value (a new
+/// field must be optional, `#[serde(default, skip_serializing_if = ...)]`,
+/// so that messages from older nodes still decode to what they wrote). An
+/// older node ignores the fields it does not know in a newer node's
+/// message and drops, unpunished, a message it cannot read at all.
+pub const PROTOCOL_VERSION: u32 = 1;
 
 /// Largest encoded [`Gossip`] message: 1 MiB. An announcement carries its
 /// job, inline inputs included (each up to 256 KiB decoded, about 342 KiB as
@@ -81,10 +107,11 @@ pub const MAX_DIRECT_BYTES: usize = 128 << 10;
 /// small.
 pub const MAX_NODE_INFO_BYTES: usize = 16 << 10;
 
-/// Bytes a [`Signed`] envelope and the [`Gossip`]/[`Direct`] variant tag add
-/// around a payload, at most: the signer's id (52 characters), the 64-byte
-/// signature, field names and CBOR heads take about 170. A payload of its
-/// kind's `MAX_BYTES` therefore always fits its transport's limit.
+/// Bytes a [`Signed`] envelope, the [`Gossip`]/[`Direct`] variant tag and
+/// the protocol version add around a payload, at most: the signer's id (52
+/// characters), the 64-byte signature, field names and CBOR heads take
+/// about 180. A payload of its kind's `MAX_BYTES` therefore always fits its
+/// transport's limit.
 pub const ENVELOPE_OVERHEAD: usize = 256;
 
 /// Longest free-text reason (a decline, a failure, a cancellation): 4 KiB,
@@ -162,11 +189,28 @@ pub trait Message: SignedKind + Sized {
         Ok(signed)
     }
 
-    /// Verifies a received message: its signature (within
-    /// [`Message::MAX_BYTES`]), its canonical encoding, its fields, and that
-    /// its author is its signer.
+    /// Verifies a received message of this build's [`PROTOCOL_VERSION`]:
+    /// its signature (within [`Message::MAX_BYTES`]), its canonical
+    /// encoding, its fields, and that its author is its signer.
     fn verify(signed: &Signed<Self>) -> Result<Self, MessageError> {
-        let message = signed.verify(Self::MAX_BYTES)?;
+        Self::verify_from(signed, PROTOCOL_VERSION)
+    }
+
+    /// Verifies a message its sender wrote at protocol `version`. Up to
+    /// [`PROTOCOL_VERSION`], as [`Message::verify`]: the payload must be
+    /// exactly what this build writes for it. From a newer version, fields
+    /// this build does not know are ignored ([`Signed::verify_ignoring_unknown`]:
+    /// the signature still covers them), and a payload it cannot read, or
+    /// that its rules ([`Message::check`]) refuse, is [`MessageError::Newer`].
+    /// The signature, the sizes, the encoding and the author are checked
+    /// alike for every version.
+    fn verify_from(signed: &Signed<Self>, version: u32) -> Result<Self, MessageError> {
+        let message = if version > PROTOCOL_VERSION {
+            signed.verify_ignoring_unknown(Self::MAX_BYTES)
+        } else {
+            signed.verify(Self::MAX_BYTES)
+        }
+        .map_err(|e| MessageError::from(e).at_version(version))?;
         if let Some(author) = message.author()
             && author != signed.signer()
         {
@@ -176,13 +220,13 @@ pub trait Message: SignedKind + Sized {
                 signer: *signed.signer(),
             });
         }
-        message.check()?;
+        message.check().map_err(|e| e.at_version(version))?;
         Ok(message)
     }
 }
 
-/// Why a message was refused. Every variant means "drop it and count it
-/// against the peer that sent it".
+/// Why a message was refused. Every variant but [`MessageError::Newer`]
+/// means "drop it and count it against the peer that sent it".
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum MessageError {
@@ -262,12 +306,71 @@ pub enum MessageError {
     /// An announced job breaks the job rules.
     #[error("the announced job is invalid: {0}")]
     InvalidSpec(JobErrors),
+    /// The message was sent at a newer protocol version than this build's,
+    /// and holds a kind, field or value this build cannot read, or breaks
+    /// one of its rules (which the newer version may have relaxed): drop
+    /// it, but do not count it against the peer. A bad signature, an
+    /// oversized or non-canonical message, or an author that is not the
+    /// signer is never this: those mean the same in every version.
+    #[error(
+        "a message of protocol version {version} (this node speaks {PROTOCOL_VERSION}) \
+         that this node cannot accept: {error}"
+    )]
+    Newer {
+        /// The version the sender claims.
+        version: u32,
+        /// What this build found wrong with it.
+        error: Box<MessageError>,
+    },
 }
 
-/// A message on a gossip topic: a signed [`Announce`] or [`NodeInfo`].
+impl MessageError {
+    /// This error, for a message sent at `version`: [`MessageError::Newer`]
+    /// if the version is newer than this build's and a newer version may
+    /// have made the message valid.
+    fn at_version(self, version: u32) -> MessageError {
+        let may_be_valid_there = matches!(
+            &self,
+            // What it holds, this build cannot read...
+            MessageError::Decode(DecodeError::Unreadable { .. })
+                | MessageError::Verify(VerifyError::Payload {
+                    error: DecodeError::Unreadable { .. },
+                    ..
+                })
+                // ... or its rules refuse.
+                | MessageError::TooLong { .. }
+                | MessageError::TooMany { .. }
+                | MessageError::BadCharacter { .. }
+                | MessageError::Empty { .. }
+                | MessageError::Invalid { .. }
+                | MessageError::JobIdMismatch { .. }
+                | MessageError::InvalidSpec(_)
+        );
+        if version > PROTOCOL_VERSION && may_be_valid_there {
+            MessageError::Newer {
+                version,
+                error: Box::new(self),
+            }
+        } else {
+            self
+        }
+    }
+}
+
+/// A message on a gossip topic, as it travels: a signed [`Announce`] or
+/// [`NodeInfo`] and the protocol version of its sender.
+///
+/// Built from a signed message with `From`, at this build's
+/// [`PROTOCOL_VERSION`], or read with [`Gossip::decode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gossip {
+    version: u32,
+    signed: SignedGossip,
+}
+
+/// The signed message a [`Gossip`] carries, by kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub enum Gossip {
+pub enum SignedGossip {
     /// A new job, signed by its requester.
     Announce(Signed<Announce>),
     /// A node's description of itself.
@@ -286,38 +389,83 @@ pub enum GossipMessage {
 
 impl Gossip {
     /// Reads a gossip message; input over [`MAX_GOSSIP_BYTES`] is refused
-    /// unread. Nothing is verified yet: call [`Gossip::verify`].
+    /// unread. Nothing is verified yet: call [`Gossip::verify`]. A message
+    /// of a newer protocol version whose kind this build does not know is
+    /// [`MessageError::Newer`].
     pub fn decode(bytes: &[u8]) -> Result<Gossip, MessageError> {
-        Ok(from_canonical(bytes, MAX_GOSSIP_BYTES)?)
+        let (version, signed) = version::decode(bytes, MAX_GOSSIP_BYTES)?;
+        Ok(Gossip { version, signed })
     }
 
     /// The canonical bytes to publish.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        encode_within(self, "gossip message", MAX_GOSSIP_BYTES)
+        version::encode(
+            self.version,
+            &self.signed,
+            "gossip message",
+            MAX_GOSSIP_BYTES,
+        )
+    }
+
+    /// The protocol version its sender wrote it at.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The signed message it carries.
+    pub fn signed(&self) -> &SignedGossip {
+        &self.signed
+    }
+
+    /// The signed message it carries.
+    pub fn into_signed(self) -> SignedGossip {
+        self.signed
     }
 
     /// The node that signed it; authenticated once [`Gossip::verify`] succeeded.
     pub fn signer(&self) -> &NodeId {
-        match self {
-            Gossip::Announce(s) => s.signer(),
-            Gossip::NodeInfo(s) => s.signer(),
+        match &self.signed {
+            SignedGossip::Announce(s) => s.signer(),
+            SignedGossip::NodeInfo(s) => s.signer(),
         }
     }
 
-    /// Verifies the message ([`Message::verify`]) and returns its content.
+    /// Verifies the message ([`Message::verify_from`] at its version) and
+    /// returns its content.
     pub fn verify(&self) -> Result<GossipMessage, MessageError> {
-        Ok(match self {
-            Gossip::Announce(s) => GossipMessage::Announce(Announce::verify(s)?),
-            Gossip::NodeInfo(s) => GossipMessage::NodeInfo(NodeInfo::verify(s)?),
+        let v = self.version;
+        Ok(match &self.signed {
+            SignedGossip::Announce(s) => GossipMessage::Announce(Announce::verify_from(s, v)?),
+            SignedGossip::NodeInfo(s) => GossipMessage::NodeInfo(NodeInfo::verify_from(s, v)?),
         })
     }
 }
 
-/// A request sent directly to one node: a signed bid, refusal, award,
-/// decline, result or cancellation.
+impl From<SignedGossip> for Gossip {
+    /// The message, sent at this build's [`PROTOCOL_VERSION`].
+    fn from(signed: SignedGossip) -> Gossip {
+        Gossip {
+            version: PROTOCOL_VERSION,
+            signed,
+        }
+    }
+}
+
+/// A request sent directly to one node, as it travels: a signed bid,
+/// refusal, award, decline, result or cancellation, and the protocol
+/// version of its sender.
+///
+/// Built from a signed message with `From`, at this build's
+/// [`PROTOCOL_VERSION`], or read with [`Direct::decode`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Direct {
+    version: u32,
+    signed: SignedDirect,
+}
+
+/// The signed message a [`Direct`] carries, by kind.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub enum Direct {
+pub enum SignedDirect {
     /// Compute -> requester: "I will run it".
     Bid(Signed<Bid>),
     /// Compute -> requester: "I will not run it, because".
@@ -352,73 +500,99 @@ pub enum DirectMessage {
 
 impl Direct {
     /// Reads a direct message; input over [`MAX_DIRECT_BYTES`] is refused
-    /// unread. Nothing is verified yet: call [`Direct::verify`].
+    /// unread. Nothing is verified yet: call [`Direct::verify`]. A message
+    /// of a newer protocol version whose kind this build does not know is
+    /// [`MessageError::Newer`].
     pub fn decode(bytes: &[u8]) -> Result<Direct, MessageError> {
-        Ok(from_canonical(bytes, MAX_DIRECT_BYTES)?)
+        let (version, signed) = version::decode(bytes, MAX_DIRECT_BYTES)?;
+        Ok(Direct { version, signed })
     }
 
     /// The canonical bytes to send.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        encode_within(self, "direct message", MAX_DIRECT_BYTES)
+        version::encode(
+            self.version,
+            &self.signed,
+            "direct message",
+            MAX_DIRECT_BYTES,
+        )
+    }
+
+    /// The protocol version its sender wrote it at.
+    pub fn version(&self) -> u32 {
+        self.version
+    }
+
+    /// The signed message it carries.
+    pub fn signed(&self) -> &SignedDirect {
+        &self.signed
+    }
+
+    /// The signed message it carries.
+    pub fn into_signed(self) -> SignedDirect {
+        self.signed
     }
 
     /// The node that signed it; authenticated once [`Direct::verify`]
     /// succeeded. For awards and cancellations, the receiver compares it with
     /// the job's requester.
     pub fn signer(&self) -> &NodeId {
-        match self {
-            Direct::Bid(s) => s.signer(),
-            Direct::Refuse(s) => s.signer(),
-            Direct::Award(s) => s.signer(),
-            Direct::Decline(s) => s.signer(),
-            Direct::Result(s) => s.signer(),
-            Direct::Cancel(s) => s.signer(),
+        match &self.signed {
+            SignedDirect::Bid(s) => s.signer(),
+            SignedDirect::Refuse(s) => s.signer(),
+            SignedDirect::Award(s) => s.signer(),
+            SignedDirect::Decline(s) => s.signer(),
+            SignedDirect::Result(s) => s.signer(),
+            SignedDirect::Cancel(s) => s.signer(),
         }
     }
 
-    /// Verifies the message ([`Message::verify`]) and returns its content.
+    /// Verifies the message ([`Message::verify_from`] at its version) and
+    /// returns its content.
     pub fn verify(&self) -> Result<DirectMessage, MessageError> {
-        Ok(match self {
-            Direct::Bid(s) => DirectMessage::Bid(Bid::verify(s)?),
-            Direct::Refuse(s) => DirectMessage::Refuse(Refuse::verify(s)?),
-            Direct::Award(s) => DirectMessage::Award(Award::verify(s)?),
-            Direct::Decline(s) => DirectMessage::Decline(Decline::verify(s)?),
-            Direct::Result(s) => DirectMessage::Result(ResultMsg::verify(s)?),
-            Direct::Cancel(s) => DirectMessage::Cancel(Cancel::verify(s)?),
+        let v = self.version;
+        Ok(match &self.signed {
+            SignedDirect::Bid(s) => DirectMessage::Bid(Bid::verify_from(s, v)?),
+            SignedDirect::Refuse(s) => DirectMessage::Refuse(Refuse::verify_from(s, v)?),
+            SignedDirect::Award(s) => DirectMessage::Award(Award::verify_from(s, v)?),
+            SignedDirect::Decline(s) => DirectMessage::Decline(Decline::verify_from(s, v)?),
+            SignedDirect::Result(s) => DirectMessage::Result(ResultMsg::verify_from(s, v)?),
+            SignedDirect::Cancel(s) => DirectMessage::Cancel(Cancel::verify_from(s, v)?),
         })
     }
 }
 
+impl From<SignedDirect> for Direct {
+    /// The message, sent at this build's [`PROTOCOL_VERSION`].
+    fn from(signed: SignedDirect) -> Direct {
+        Direct {
+            version: PROTOCOL_VERSION,
+            signed,
+        }
+    }
+}
+
+/// `Gossip::from(signed_announce)`, `Direct::from(signed_bid)`, ...: the
+/// message sent at this build's [`PROTOCOL_VERSION`].
 macro_rules! wrap {
-    ($outer:ident :: $variant:ident ($t:ty)) => {
+    ($outer:ident, $kinds:ident :: $variant:ident ($t:ty)) => {
+        impl From<Signed<$t>> for $kinds {
+            fn from(s: Signed<$t>) -> $kinds {
+                $kinds::$variant(s)
+            }
+        }
         impl From<Signed<$t>> for $outer {
             fn from(s: Signed<$t>) -> $outer {
-                $outer::$variant(s)
+                $outer::from($kinds::$variant(s))
             }
         }
     };
 }
-wrap!(Gossip::Announce(Announce));
-wrap!(Gossip::NodeInfo(NodeInfo));
-wrap!(Direct::Bid(Bid));
-wrap!(Direct::Refuse(Refuse));
-wrap!(Direct::Award(Award));
-wrap!(Direct::Decline(Decline));
-wrap!(Direct::Result(ResultMsg));
-wrap!(Direct::Cancel(Cancel));
-
-fn encode_within<T: Serialize>(
-    value: &T,
-    what: &'static str,
-    max: usize,
-) -> Result<Vec<u8>, EncodeError> {
-    let bytes = to_canonical(value)?;
-    if bytes.len() > max {
-        return Err(EncodeError::TooLarge {
-            what,
-            len: bytes.len(),
-            max,
-        });
-    }
-    Ok(bytes)
-}
+wrap!(Gossip, SignedGossip::Announce(Announce));
+wrap!(Gossip, SignedGossip::NodeInfo(NodeInfo));
+wrap!(Direct, SignedDirect::Bid(Bid));
+wrap!(Direct, SignedDirect::Refuse(Refuse));
+wrap!(Direct, SignedDirect::Award(Award));
+wrap!(Direct, SignedDirect::Decline(Decline));
+wrap!(Direct, SignedDirect::Result(ResultMsg));
+wrap!(Direct, SignedDirect::Cancel(Cancel));

@@ -10,6 +10,7 @@ const PURE: &[&str] = &[
     "serde",
     "serde_json",
     "serde_ipld_dagcbor",
+    "ipld-core",
     "serde_bytes",
     "cid",
     "multihash",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use protocol::id::{NodeKey, to_canonical};
 use protocol::job::JobSpec;
-use protocol::messages::{Announce, Gossip, Message};
+use protocol::messages::{Announce, Gossip, Message, PROTOCOL_VERSION};
 use storage::cid::{dir_cid, file_cid};
 use storage::manifest::{Entry, Manifest, Mode};
 
@@ -22,11 +22,15 @@ pub fn seeds(name: &str) -> Vec<Seed> {
         "job_yaml" => job_yaml(),
         "job_json" => job_json(),
         "job_wire" => job_wire(),
-        "gossip" => golden_envelopes(&["announce", "node_info"])
-            .into_iter()
-            .chain(example_announces())
-            .collect(),
-        "direct" => golden_envelopes(&["bid", "refuse", "award", "decline", "result", "cancel"]),
+        "gossip" => with_newer(
+            golden_envelopes(&["announce", "node_info"])
+                .into_iter()
+                .chain(example_announces())
+                .collect(),
+        ),
+        "direct" => with_newer(golden_envelopes(&[
+            "bid", "refuse", "award", "decline", "result", "cancel",
+        ])),
         "signed" => signed(),
         "domain" => text_seeds(DOMAINS),
         "manifest" => manifests(),
@@ -158,6 +162,24 @@ fn golden_envelopes(kinds: &[&str]) -> Vec<Seed> {
         .filter(|(name, ..)| kinds.iter().any(|k| name.starts_with(k)))
         .map(|(name, _, envelope)| (name, envelope))
         .collect()
+}
+
+/// `messages`, and each again as sent by a node of the next protocol
+/// version, so that the fuzzers start on the path that reads newer nodes'
+/// messages too.
+fn with_newer(messages: Vec<Seed>) -> Vec<Seed> {
+    let newer: Vec<Seed> = messages
+        .iter()
+        .map(|(name, bytes)| {
+            // `{"m": ..., "v": <version>}`: the version is the last byte.
+            let mut bytes = bytes.clone();
+            let version = bytes.last_mut().expect("a message");
+            assert_eq!(u32::from(*version), PROTOCOL_VERSION, "{name}");
+            *version += 1;
+            (format!("{name}-newer"), bytes)
+        })
+        .collect();
+    messages.into_iter().chain(newer).collect()
 }
 
 /// The `signed` target's kind byte and key byte of a golden message.

@@ -8,21 +8,30 @@ use std::fmt::Debug;
 use protocol::id::{JobId, NodeKey, Signed, SignedKind, VerifyError};
 use protocol::messages::{
     Announce, Award, Bid, Cancel, Decline, Direct, DirectMessage, Gossip, GossipMessage, Message,
-    MessageError, NodeInfo, Refuse, ResultMsg,
+    MessageError, NodeInfo, PROTOCOL_VERSION, Refuse, ResultMsg,
 };
 
 /// Bytes from a gossip topic (target `gossip`): `Gossip::decode`, then
 /// `verify`.
 ///
 /// Invariants: the decoder accepts only canonical bytes, so what it accepts
-/// re-encodes to exactly the input; a verified message names its signer as
-/// its author.
+/// at this build's protocol version re-encodes to exactly the input (from a
+/// newer version, what it keeps re-encodes to bytes that read back the
+/// same); a verified message names its signer as its author.
 pub fn gossip(data: &[u8]) {
     let Ok(gossip) = Gossip::decode(data) else {
         return;
     };
     let again = gossip.encode().expect("a decoded gossip message encodes");
-    assert_eq!(again, data, "gossip decoding accepted non-canonical bytes");
+    if gossip.version() <= PROTOCOL_VERSION {
+        assert_eq!(again, data, "gossip decoding accepted non-canonical bytes");
+    } else {
+        assert_eq!(
+            Gossip::decode(&again).as_ref(),
+            Ok(&gossip),
+            "a newer gossip message changed on re-encoding"
+        );
+    }
     match gossip.verify() {
         Ok(GossipMessage::Announce(a)) => assert_eq!(&a.requester, gossip.signer()),
         Ok(GossipMessage::NodeInfo(n)) => assert_eq!(&n.node, gossip.signer()),
@@ -40,7 +49,15 @@ pub fn direct(data: &[u8]) {
         return;
     };
     let again = direct.encode().expect("a decoded direct message encodes");
-    assert_eq!(again, data, "direct decoding accepted non-canonical bytes");
+    if direct.version() <= PROTOCOL_VERSION {
+        assert_eq!(again, data, "direct decoding accepted non-canonical bytes");
+    } else {
+        assert_eq!(
+            Direct::decode(&again).as_ref(),
+            Ok(&direct),
+            "a newer direct message changed on re-encoding"
+        );
+    }
     let signer = *direct.signer();
     match direct.verify() {
         Ok(DirectMessage::Bid(m)) => assert_eq!(m.bidder, signer),
@@ -71,7 +88,10 @@ const KINDS: u8 = 8;
 /// envelope, so `sign` and `verify` apply the same checks); it survives its
 /// transport (encode, decode, verify gives the same message); its signature
 /// is bound to its kind (the same envelope verified as another kind fails
-/// on the signature). An announcement whose job id or requester is wrong is
+/// on the signature). The same payload from a node of a newer protocol
+/// version (`Message::verify_from`) is accepted whenever this build's own
+/// version is, as the same message; what is accepted only from the newer
+/// node (fields ignored) is a message this build could send. An announcement whose job id or requester is wrong is
 /// also tried with them corrected, as a peer computing them would send it,
 /// so that the spec's own checks are reached.
 pub fn signed(data: &[u8]) {
@@ -118,7 +138,9 @@ fn announce(key: &NodeKey, payload: &[u8]) {
         other => panic!("an announcement came back as {other:?}"),
     };
     let signed = Signed::<Announce>::sign_payload(key, payload.to_vec());
-    match Announce::verify(&signed) {
+    let exact = Announce::verify(&signed);
+    newer(key, &signed, exact.as_ref().ok());
+    match exact {
         Ok(message) => accepted(key, &signed, message, trip),
         Err(MessageError::JobIdMismatch { .. } | MessageError::SignerMismatch { .. }) => {
             // Decodes but names the wrong id or requester: correct them.
@@ -149,11 +171,48 @@ where
     T: Message + PartialEq + Debug,
 {
     let signed = Signed::<T>::sign_payload(key, payload.to_vec());
-    match T::verify(&signed) {
+    let exact = T::verify(&signed);
+    newer(key, &signed, exact.as_ref().ok());
+    match exact {
         Ok(message) => accepted(key, &signed, message, trip),
         Err(e) => {
             let _ = e.to_string();
         }
+    }
+}
+
+/// `signed` as a node of a newer protocol version sends it; `exact` is what
+/// this build's version made of it.
+fn newer<T>(key: &NodeKey, signed: &Signed<T>, exact: Option<&T>)
+where
+    T: Message + PartialEq + Debug,
+{
+    match T::verify_from(signed, PROTOCOL_VERSION + 1) {
+        Ok(message) => {
+            if let Some(exact) = exact {
+                assert_eq!(
+                    exact,
+                    &message,
+                    "a {} reads otherwise from a newer node",
+                    T::NAME
+                );
+            }
+            // Re-signing may fail only if it grew past the limit (values
+            // written out in their normal form).
+            if let Ok(resigned) = message.sign(key) {
+                assert_eq!(
+                    T::verify(&resigned).as_ref(),
+                    Ok(&message),
+                    "a {} read from a newer node is not one this build sends",
+                    T::NAME
+                );
+            }
+        }
+        Err(e) => assert!(
+            exact.is_none(),
+            "a {} this build accepts was refused from a newer node: {e}",
+            T::NAME
+        ),
     }
 }
 

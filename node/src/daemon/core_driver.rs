@@ -463,7 +463,7 @@ impl CoreDriver {
             match out {
                 NodeOutput::Publish(announce) => match announce.sign(&self.key) {
                     Ok(signed) => {
-                        self.outbox.push(Gossip::Announce(signed));
+                        self.outbox.push(Gossip::from(signed));
                         self.send_paced(now);
                     }
                     Err(e) => tracing::error!("signing an announcement: {e}"),

@@ -443,9 +443,10 @@ impl SwarmDriver {
             message.source.as_ref(),
             &message.data,
         );
-        let acceptance = match verdict {
+        let acceptance = match &verdict {
             Ok(_) => MessageAcceptance::Accept,
-            Err(_) => MessageAcceptance::Reject,
+            Err(reason) if reason.penalises() => MessageAcceptance::Reject,
+            Err(_) => MessageAcceptance::Ignore,
         };
         self.swarm
             .behaviour_mut()
@@ -542,7 +543,9 @@ impl SwarmDriver {
             },
             Err(reason) => {
                 let ack = Ack::rejected(&reason.to_string());
-                self.strike(peer);
+                if reason.penalises() {
+                    self.strike(peer);
+                }
                 self.rejected(peer, reason);
                 ack
             }
@@ -691,6 +694,10 @@ impl SwarmDriver {
         let Ok(from) = node_id(sender) else {
             return;
         };
+        if !reason.penalises() {
+            tracing::debug!(peer = %from, %reason, "dropped a message of a newer protocol version");
+            return;
+        }
         tracing::warn!(peer = %from, %reason, "rejected a message");
         self.emit(P2pEvent::Rejected { from, reason });
     }

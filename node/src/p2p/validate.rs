@@ -9,11 +9,17 @@
 //! gossipsub author and its skrei author are always the same node. A direct
 //! message must decode within `MAX_DIRECT_BYTES`, verify, and come from the
 //! peer that signed it.
+//!
+//! A message from a node of a newer protocol version that this node cannot
+//! read ([`MessageError::Newer`]) is [`Rejection::Newer`]: dropped (gossip:
+//! not forwarded) but never counted against the peer, whose version may
+//! well allow it (issue 14). [`Rejection::penalises`] tells them apart.
 
 use libp2p::PeerId;
 use protocol::id::{NodeId, NodeIdError};
 use protocol::messages::{
     Direct, DirectMessage, Gossip, GossipMessage, MAX_DIRECT_BYTES, MAX_GOSSIP_BYTES, MessageError,
+    SignedGossip,
 };
 
 /// Topic of job announcements.
@@ -22,7 +28,8 @@ pub const JOBS_TOPIC: &str = "skrei/jobs/1";
 pub const NODES_TOPIC: &str = "skrei/nodes/1";
 
 /// Why a message from a peer was refused. Every variant counts against the
-/// peer that sent it, except [`Rejection::RateLimited`] short of a flood.
+/// peer that sent it, except [`Rejection::RateLimited`] short of a flood
+/// and [`Rejection::Newer`] (see [`Rejection::penalises`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Rejection {
@@ -78,13 +85,41 @@ pub enum Rejection {
         /// What it is.
         kind: &'static str,
     },
+    /// A message of a newer protocol version that this node cannot read
+    /// or accept ([`MessageError::Newer`]): dropped, not forwarded, and not
+    /// counted against the peer.
+    #[error("{0}")]
+    Newer(MessageError),
+}
+
+impl Rejection {
+    /// Whether the rejection counts against the peer that sent the message
+    /// (gossipsub `Reject` and a strike, rather than `Ignore`). Rate limits
+    /// are judged before validation, by the driver.
+    pub fn penalises(&self) -> bool {
+        !matches!(self, Rejection::Newer(_))
+    }
+
+    fn malformed(error: MessageError) -> Rejection {
+        match error {
+            MessageError::Newer { .. } => Rejection::Newer(error),
+            error => Rejection::Malformed(error),
+        }
+    }
+
+    fn invalid(error: MessageError) -> Rejection {
+        match error {
+            MessageError::Newer { .. } => Rejection::Newer(error),
+            error => Rejection::Invalid(error),
+        }
+    }
 }
 
 /// The topic a gossip message belongs on.
 pub fn topic_of(gossip: &Gossip) -> &'static str {
-    match gossip {
-        Gossip::Announce(_) => JOBS_TOPIC,
-        Gossip::NodeInfo(_) => NODES_TOPIC,
+    match gossip.signed() {
+        SignedGossip::Announce(_) => JOBS_TOPIC,
+        SignedGossip::NodeInfo(_) => NODES_TOPIC,
     }
 }
 
@@ -103,18 +138,18 @@ pub fn gossip(
         });
     }
     let source = source.ok_or(Rejection::Anonymous)?;
-    let gossip = Gossip::decode(data).map_err(Rejection::Malformed)?;
+    let gossip = Gossip::decode(data).map_err(Rejection::malformed)?;
     let kind_topic = topic_of(&gossip);
     if topic != kind_topic {
         return Err(Rejection::WrongTopic {
             topic: topic.to_owned(),
-            kind: match gossip {
-                Gossip::Announce(_) => "job announcement",
-                Gossip::NodeInfo(_) => "node info",
+            kind: match gossip.signed() {
+                SignedGossip::Announce(_) => "job announcement",
+                SignedGossip::NodeInfo(_) => "node info",
             },
         });
     }
-    let message = gossip.verify().map_err(Rejection::Invalid)?;
+    let message = gossip.verify().map_err(Rejection::invalid)?;
     let signer = *gossip.signer();
     if peer_id(&signer) != *source {
         return Err(Rejection::NotFromSigner {
@@ -134,8 +169,8 @@ pub fn direct(peer: &PeerId, data: &[u8]) -> Result<(NodeId, DirectMessage), Rej
             max: MAX_DIRECT_BYTES,
         });
     }
-    let direct = Direct::decode(data).map_err(Rejection::Malformed)?;
-    let message = direct.verify().map_err(Rejection::Invalid)?;
+    let direct = Direct::decode(data).map_err(Rejection::malformed)?;
+    let message = direct.verify().map_err(Rejection::invalid)?;
     let signer = *direct.signer();
     if peer_id(&signer) != *peer {
         return Err(Rejection::NotFromSigner {
@@ -161,7 +196,7 @@ pub fn node_id(peer: &PeerId) -> Result<NodeId, NodeIdError> {
 mod tests {
     use protocol::id::NodeKey;
     use protocol::job::JobSpec;
-    use protocol::messages::{Announce, Bid, Message};
+    use protocol::messages::{Announce, Bid, Message, PROTOCOL_VERSION};
 
     use super::*;
 
@@ -230,16 +265,64 @@ mod tests {
         ));
 
         // A signature over other bytes.
-        let Gossip::Announce(signed) = Gossip::decode(&bytes).unwrap() else {
+        let SignedGossip::Announce(signed) = Gossip::decode(&bytes).unwrap().into_signed() else {
             panic!("not an announce")
         };
         let (signer, payload, mut signature) = signed.into_parts();
         signature[0] ^= 1;
-        let forged = Gossip::Announce(protocol::id::Signed::from_parts(signer, payload, signature));
-        assert!(matches!(
-            gossip(JOBS_TOPIC, Some(&from_a), &forged.encode().unwrap()),
-            Err(Rejection::Invalid(_))
+        let forged = Gossip::from(protocol::id::Signed::<Announce>::from_parts(
+            signer, payload, signature,
         ));
+        let rejection = gossip(JOBS_TOPIC, Some(&from_a), &forged.encode().unwrap()).unwrap_err();
+        assert!(matches!(rejection, Rejection::Invalid(_)));
+        assert!(rejection.penalises());
+    }
+
+    /// `{"m": {<kind>: <envelope>}, "v": version}`, as a node of another
+    /// version sends it.
+    fn at_version(version: u32, kind: &str, signed: &protocol::id::Signed<Announce>) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct Versioned<'a> {
+            v: u32,
+            m: std::collections::BTreeMap<&'a str, &'a protocol::id::Signed<Announce>>,
+        }
+        let m = std::collections::BTreeMap::from([(kind, signed)]);
+        protocol::id::to_canonical(&Versioned { v: version, m }).unwrap()
+    }
+
+    // R-P2P-3 / issue 14: what a newer node sends that this one cannot read
+    // is dropped without penalty; the same claiming this node's version is
+    // malformed, and penalised.
+    #[test]
+    fn unreadable_messages_from_newer_nodes_do_not_penalise() {
+        let a = key(1);
+        let from_a = peer_id(&a.node_id());
+        let signed = announce(&a).sign(&a).unwrap();
+        let newer = PROTOCOL_VERSION + 1;
+
+        let unknown_kind = at_version(newer, "Offer", &signed);
+        let rejection = gossip(JOBS_TOPIC, Some(&from_a), &unknown_kind).unwrap_err();
+        assert!(matches!(rejection, Rejection::Newer(_)), "{rejection:?}");
+        assert!(!rejection.penalises());
+        let rejection = direct(&from_a, &unknown_kind).unwrap_err();
+        assert!(matches!(rejection, Rejection::Newer(_)), "{rejection:?}");
+        assert!(!rejection.penalises());
+
+        let same = at_version(PROTOCOL_VERSION, "Offer", &signed);
+        let rejection = gossip(JOBS_TOPIC, Some(&from_a), &same).unwrap_err();
+        assert!(
+            matches!(rejection, Rejection::Malformed(_)),
+            "{rejection:?}"
+        );
+        assert!(rejection.penalises());
+
+        // A newer node's known kind is read, on its topic, from its signer.
+        let known = at_version(newer, "Announce", &signed);
+        let (signer, message) = gossip(JOBS_TOPIC, Some(&from_a), &known).unwrap();
+        assert_eq!(signer, a.node_id());
+        assert_eq!(message, GossipMessage::Announce(announce(&a)));
+        let rejection = gossip(NODES_TOPIC, Some(&from_a), &known).unwrap_err();
+        assert!(rejection.penalises(), "{rejection:?}");
     }
 
     #[test]

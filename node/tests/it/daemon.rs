@@ -511,12 +511,11 @@ fn junk_gossip_bad_api_requests_and_requests_from_jobs_change_nothing() {
         let announce = Announce::new(spec, key.node_id(), 1, vec![]).unwrap();
         let (signer, payload, mut signature) = announce.sign(&key).unwrap().into_parts();
         signature[3] ^= 1;
-        let bad_signature = Gossip::Announce(Signed::from_parts(signer, payload, signature))
-            .encode()
-            .unwrap();
-        let mut oversized = Gossip::Announce(announce.sign(&key).unwrap())
-            .encode()
-            .unwrap();
+        let bad_signature =
+            Gossip::from(Signed::<Announce>::from_parts(signer, payload, signature))
+                .encode()
+                .unwrap();
+        let mut oversized = Gossip::from(announce.sign(&key).unwrap()).encode().unwrap();
         oversized.resize(MAX_GOSSIP_BYTES + 1, 0);
         let junk = [bad_signature, oversized, b"\x00\xffnot cbor".to_vec()];
         let deadline = Instant::now() + Duration::from_secs(20);

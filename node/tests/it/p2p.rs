@@ -5,16 +5,19 @@ use std::future::Future;
 use std::time::Duration;
 
 use libp2p::Multiaddr;
-use protocol::id::{NodeId, NodeKey};
+use protocol::id::{NodeId, NodeKey, Signed};
 use protocol::job::{JobSpec, NetworkMode};
 use protocol::messages::{
     Announce, Bid, Direct, DirectMessage, Gossip, GossipMessage, MAX_GOSSIP_BYTES, Message,
-    NodeInfo,
+    NodeInfo, SignedGossip,
 };
-use skrei_node::p2p::{JOBS_TOPIC, P2p, P2pConfig, P2pError, P2pEvent, P2pHandle, Rejection};
+use skrei_node::p2p::{
+    JOBS_TOPIC, NODES_TOPIC, P2p, P2pConfig, P2pError, P2pEvent, P2pHandle, Rejection,
+};
 use tokio::sync::mpsc::Receiver;
 
 mod rate;
+mod versions;
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 const EVENT_TIMEOUT: Duration = Duration::from_secs(20);
@@ -342,12 +345,12 @@ async fn bad_gossip_is_rejected_penalised_and_not_forwarded() {
         assert!(!a.p2p.peers().contains(&r.id()));
 
         let bad_signature = {
-            let Gossip::Announce(signed) = signed_announce(&m.key, 1) else {
+            let SignedGossip::Announce(signed) = signed_announce(&m.key, 1).into_signed() else {
                 unreachable!()
             };
             let (signer, payload, mut signature) = signed.into_parts();
             signature[7] ^= 0x40;
-            Gossip::Announce(protocol::id::Signed::from_parts(signer, payload, signature))
+            Gossip::from(Signed::<Announce>::from_parts(signer, payload, signature))
                 .encode()
                 .unwrap()
         };

@@ -15,6 +15,14 @@
 //! re-encodes what it decoded and insists on getting the input back byte for
 //! byte.
 //!
+//! A message from a node of a newer protocol version may carry fields and
+//! values this build does not know. [`from_canonical_ignoring_unknown`] reads
+//! those: it checks that the input is the canonical encoding of the generic
+//! DAG-CBOR value it holds (so every field survives the check, and the
+//! encoding is still unique), then decodes what the type knows and ignores
+//! the rest. It cannot see what the type would normalise, so it is only for
+//! input whose writer may know more than we do.
+//!
 //! Floats would need more rules (DAG-CBOR writes every float as 64 bits, and
 //! NaN payloads and `-0.0` are traps); none of our wire types has a float, and
 //! new ones should not add any.
@@ -67,6 +75,15 @@ pub enum DecodeError {
         /// What the decoder reported.
         reason: String,
     },
+    /// The input is canonical DAG-CBOR, but not a value of the expected type
+    /// (a missing field, an unknown variant or value): only from
+    /// [`from_canonical_ignoring_unknown`], whose writer may know a newer
+    /// version of the type.
+    #[error("not a value this node can read: {reason}")]
+    Unreadable {
+        /// What the decoder reported.
+        reason: String,
+    },
     /// A complete value was followed by more bytes.
     #[error("unexpected bytes after the end of the value")]
     TrailingBytes,
@@ -101,19 +118,59 @@ pub fn from_canonical<T: DeserializeOwned + Serialize>(
     bytes: &[u8],
     max_len: usize,
 ) -> Result<T, DecodeError> {
+    check_len(bytes, max_len)?;
+    let value: T = decode(bytes)?;
+    same_as_encoding_of(&value, bytes)?;
+    Ok(value)
+}
+
+/// Decodes canonical DAG-CBOR into `T`, ignoring the fields `T` does not
+/// have: for messages written by a newer version of the protocol.
+///
+/// The input must be the one canonical encoding of the generic DAG-CBOR
+/// value it holds (sorted keys, shortest heads, definite lengths: what every
+/// version writes), unknown fields included; a value that is canonical but
+/// not readable as `T` (an unknown variant, a missing field) is
+/// [`DecodeError::Unreadable`]. Unlike [`from_canonical`] it does not insist
+/// that `T` writes the input back, which it cannot with fields it does not
+/// know, so values `T` normalises while decoding go unnoticed. Input longer
+/// than `max_len` is refused before any decoding.
+pub fn from_canonical_ignoring_unknown<T: DeserializeOwned>(
+    bytes: &[u8],
+    max_len: usize,
+) -> Result<T, DecodeError> {
+    check_len(bytes, max_len)?;
+    let value: ipld_core::ipld::Ipld = decode(bytes)?;
+    same_as_encoding_of(&value, bytes)?;
+    serde_ipld_dagcbor::from_slice(bytes).map_err(|e| DecodeError::Unreadable {
+        reason: e.to_string(),
+    })
+}
+
+/// Decodes DAG-CBOR without checking it is canonical: for a first look at
+/// input that is then decoded with one of the functions above.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    serde_ipld_dagcbor::from_slice(bytes).map_err(|e| match e {
+        serde_ipld_dagcbor::DecodeError::TrailingData => DecodeError::TrailingBytes,
+        other => DecodeError::Malformed {
+            reason: other.to_string(),
+        },
+    })
+}
+
+fn check_len(bytes: &[u8], max_len: usize) -> Result<(), DecodeError> {
     if bytes.len() > max_len {
         return Err(DecodeError::TooLarge {
             len: bytes.len(),
             max: max_len,
         });
     }
-    let value: T = serde_ipld_dagcbor::from_slice(bytes).map_err(|e| match e {
-        serde_ipld_dagcbor::DecodeError::TrailingData => DecodeError::TrailingBytes,
-        other => DecodeError::Malformed {
-            reason: other.to_string(),
-        },
-    })?;
-    let canonical = to_canonical(&value).map_err(|e| DecodeError::Malformed {
+    Ok(())
+}
+
+/// Whether `bytes` is what [`to_canonical`] writes for `value`.
+fn same_as_encoding_of<T: Serialize>(value: &T, bytes: &[u8]) -> Result<(), DecodeError> {
+    let canonical = to_canonical(value).map_err(|e| DecodeError::Malformed {
         reason: e.to_string(),
     })?;
     if canonical != bytes {
@@ -122,7 +179,7 @@ pub fn from_canonical<T: DeserializeOwned + Serialize>(
             canonical_len: canonical.len(),
         });
     }
-    Ok(value)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -258,6 +315,96 @@ mod tests {
         );
     }
 
+    /// `Pair` as a newer version might write it, with a field more.
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct NewerPair {
+        a: u64,
+        bb: String,
+        ccc: Vec<u64>,
+    }
+
+    // Issue 14: input from a newer version keeps every field through the
+    // canonical check; what the type knows is read, the rest ignored.
+    #[test]
+    fn ignoring_unknown_reads_newer_values() {
+        let newer = to_canonical(&NewerPair {
+            a: 1,
+            bb: "x".into(),
+            ccc: vec![2, 3],
+        })
+        .unwrap();
+        assert!(matches!(
+            from_canonical::<Pair>(&newer, LIMIT),
+            Err(DecodeError::NotCanonical { .. })
+        ));
+        assert_eq!(
+            from_canonical_ignoring_unknown::<Pair>(&newer, LIMIT),
+            Ok(Pair {
+                a: 1,
+                bb: "x".into()
+            })
+        );
+        // What the exact reader accepts, this one does too.
+        let same = to_canonical(&Pair {
+            a: 1,
+            bb: "x".into(),
+        })
+        .unwrap();
+        assert!(from_canonical_ignoring_unknown::<Pair>(&same, LIMIT).is_ok());
+    }
+
+    #[test]
+    fn ignoring_unknown_still_requires_canonical_bytes() {
+        // {"a": 1, "bb": "x", "ccc": [18]} with 18 in a longer form than
+        // needed: the unknown field is checked like the others.
+        let mut long_head = to_canonical(&NewerPair {
+            a: 1,
+            bb: "x".into(),
+            ccc: vec![18],
+        })
+        .unwrap();
+        assert_eq!(long_head.pop(), Some(0x12));
+        long_head.extend([0x18, 0x12]);
+        assert!(matches!(
+            from_canonical_ignoring_unknown::<Pair>(&long_head, LIMIT),
+            Err(DecodeError::NotCanonical { .. } | DecodeError::Malformed { .. })
+        ));
+        // Unsorted keys, indefinite lengths, trailing bytes, oversize.
+        let unsorted = [0xa2, 0x62, b'b', b'b', 0x61, b'x', 0x61, b'a', 0x01];
+        assert!(from_canonical_ignoring_unknown::<Pair>(&unsorted, LIMIT).is_err());
+        let indefinite = [0xbf, 0x61, b'a', 0x01, 0x62, b'b', b'b', 0x61, b'x', 0xff];
+        assert!(from_canonical_ignoring_unknown::<Pair>(&indefinite, LIMIT).is_err());
+        let mut trailing = to_canonical(&Pair {
+            a: 1,
+            bb: "x".into(),
+        })
+        .unwrap();
+        trailing.push(0x00);
+        assert_eq!(
+            from_canonical_ignoring_unknown::<Pair>(&trailing, LIMIT),
+            Err(DecodeError::TrailingBytes)
+        );
+        assert!(matches!(
+            from_canonical_ignoring_unknown::<Pair>(&[0xff; LIMIT + 1], LIMIT),
+            Err(DecodeError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn ignoring_unknown_tells_unreadable_from_malformed() {
+        // Canonical CBOR, but no `bb`: a value of another shape.
+        let other_shape = to_canonical(&BTreeMap::from([("a", 1u8)])).unwrap();
+        assert!(matches!(
+            from_canonical_ignoring_unknown::<Pair>(&other_shape, LIMIT),
+            Err(DecodeError::Unreadable { .. })
+        ));
+        // Not CBOR at all.
+        assert!(matches!(
+            from_canonical_ignoring_unknown::<Pair>(&[0xa2, 0x61], LIMIT),
+            Err(DecodeError::Malformed { .. })
+        ));
+    }
+
     proptest! {
         #[test]
         fn round_trip(a in any::<u64>(), bb in ".{0,40}") {
@@ -270,6 +417,19 @@ mod tests {
         fn junk_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = from_canonical::<Pair>(&bytes, LIMIT);
             let _ = from_canonical::<BTreeMap<String, Vec<u64>>>(&bytes, LIMIT);
+            let _ = from_canonical_ignoring_unknown::<Pair>(&bytes, LIMIT);
+        }
+
+        /// Whatever the lenient reader accepts is canonical as a value: it
+        /// re-encodes, as a generic value, to the input.
+        #[test]
+        fn ignoring_unknown_accepts_only_canonical_values(
+            bytes in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            if from_canonical_ignoring_unknown::<ipld_core::ipld::Ipld>(&bytes, LIMIT).is_ok() {
+                let value: ipld_core::ipld::Ipld = serde_ipld_dagcbor::from_slice(&bytes).unwrap();
+                prop_assert_eq!(to_canonical(&value).unwrap(), bytes);
+            }
         }
     }
 }

@@ -7,7 +7,9 @@
 //! another (an award) whose encoding happens to match; the `0x00` ends the
 //! kind so no kind is a prefix of another's signed bytes. The payload stays as
 //! the signed bytes: nobody re-encodes before verifying, and the value is
-//! decoded only after its signature checks out.
+//! decoded only after its signature checks out. So a payload from a newer
+//! node is checked over every byte it signed, fields this build ignores
+//! included ([`Signed::verify_ignoring_unknown`]).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -16,12 +18,16 @@ use ed25519_dalek::Signature;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::canonical::{DecodeError, EncodeError, from_canonical, to_canonical};
+use super::canonical::{
+    DecodeError, EncodeError, from_canonical, from_canonical_ignoring_unknown, to_canonical,
+};
 use super::node::{NodeId, NodeKey};
 
 /// What a signature covers before the kind and payload: names the protocol
 /// and its version, so signatures of other protocols (or a future version)
-/// using the same key never verify here.
+/// using the same key never verify here. The version is that of the
+/// signature scheme, not `messages::PROTOCOL_VERSION`: messages gain fields
+/// and kinds under the same scheme.
 const CONTEXT: &[u8] = b"skrei/v1/";
 
 /// A type that may be signed, with the name its signatures are bound to.
@@ -86,9 +92,27 @@ impl<T: SignedKind> Signed<T> {
     }
 
     /// Checks the signature (strictly: no malleable or small-order forms),
-    /// then decodes the payload canonically. A payload longer than
-    /// `max_payload` is refused before either.
+    /// then decodes the payload canonically ([`from_canonical`]: exactly the
+    /// bytes `T` writes). A payload longer than `max_payload` is refused
+    /// before either.
     pub fn verify(&self, max_payload: usize) -> Result<T, VerifyError> {
+        self.verify_with(max_payload, from_canonical)
+    }
+
+    /// As [`Signed::verify`], for a payload written by a newer version of
+    /// `T`: the signature covers every byte received, but the payload is
+    /// decoded with [`from_canonical_ignoring_unknown`], so fields `T` does
+    /// not know are ignored (a payload `T` cannot read at all fails with
+    /// [`DecodeError::Unreadable`]).
+    pub fn verify_ignoring_unknown(&self, max_payload: usize) -> Result<T, VerifyError> {
+        self.verify_with(max_payload, from_canonical_ignoring_unknown)
+    }
+
+    fn verify_with(
+        &self,
+        max_payload: usize,
+        decode: fn(&[u8], usize) -> Result<T, DecodeError>,
+    ) -> Result<T, VerifyError> {
         if self.payload.len() > max_payload {
             return Err(VerifyError::TooLarge {
                 kind: T::KIND,
@@ -104,7 +128,7 @@ impl<T: SignedKind> Signed<T> {
                 kind: T::KIND,
                 signer: self.signer,
             })?;
-        from_canonical(&self.payload, max_payload).map_err(|error| VerifyError::Payload {
+        decode(&self.payload, max_payload).map_err(|error| VerifyError::Payload {
             kind: T::KIND,
             signer: self.signer,
             error,
@@ -194,9 +218,10 @@ impl<T> fmt::Debug for Signed<T> {
 }
 
 /// The envelope's wire form: a map of `signer` (node id string), `payload`
-/// and `signature` (CBOR byte strings).
+/// and `signature` (CBOR byte strings). Other fields are not refused here:
+/// [`from_canonical`] refuses them, [`from_canonical_ignoring_unknown`]
+/// (for envelopes from newer nodes) skips them.
 #[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Wire {
     signer: NodeId,
     #[serde(with = "serde_bytes")]
@@ -339,6 +364,36 @@ mod tests {
                 error: DecodeError::Malformed { .. },
                 ..
             })
+        ));
+    }
+
+    /// Issue 14: a payload with a field this build does not know is read
+    /// by the lenient verifier only, and its signature covers that field.
+    #[test]
+    fn unknown_fields_are_signed_and_ignored_leniently() {
+        #[derive(Serialize)]
+        struct NewerPing {
+            n: u64,
+            zone: &'static str,
+        }
+        let payload = to_canonical(&NewerPing { n: 5, zone: "eu" }).unwrap();
+        let s: Signed<Ping> = Signed::sign_payload(&key(), payload.clone());
+        assert!(matches!(
+            s.verify(100),
+            Err(VerifyError::Payload {
+                error: DecodeError::NotCanonical { .. },
+                ..
+            })
+        ));
+        assert_eq!(s.verify_ignoring_unknown(100), Ok(Ping { n: 5 }));
+
+        // The ignored field is signed like the rest.
+        let (signer, mut payload, signature) = s.into_parts();
+        *payload.last_mut().unwrap() ^= 0x01;
+        let tampered: Signed<Ping> = Signed::from_parts(signer, payload, signature);
+        assert!(matches!(
+            tampered.verify_ignoring_unknown(100),
+            Err(VerifyError::BadSignature { .. })
         ));
     }
 

@@ -15,7 +15,6 @@ use crate::job::JobSpec;
 /// the requester signed it, that `job_id` is the id of `spec`, `requester`
 /// and `submitted_at_ms` (R-JOB-3), and that the spec follows the job rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Announce {
     /// [`JobId::compute`] of the three fields below.
     pub job_id: JobId,

@@ -16,7 +16,6 @@ const MAX_DIRECT_PAYLOAD: usize = MAX_DIRECT_BYTES - ENVELOPE_OVERHEAD;
 
 /// Compute -> requester: "my policy allows this job and I will run it".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Bid {
     /// The job bid on.
     pub job_id: JobId,
@@ -32,7 +31,6 @@ pub struct Bid {
 /// The reason's size is bounded by the direct message limit (a refusal may
 /// list every domain of the job the node does not allow).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Refuse {
     /// The job refused.
     pub job_id: JobId,
@@ -47,7 +45,6 @@ pub struct Refuse {
 /// Signed by the job's requester; the compute node checks that the signer
 /// is the requester of the announcement it bid on, and that `node` is itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Award {
     /// The job awarded.
     pub job_id: JobId,
@@ -61,7 +58,6 @@ pub struct Award {
 /// all" (it filled up, or its policy changed), so the requester re-awards
 /// at once instead of waiting for a timeout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Decline {
     /// The job.
     pub job_id: JobId,
@@ -75,7 +71,6 @@ pub struct Decline {
 
 /// Compute -> requester: how an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ResultMsg {
     /// The job.
     pub job_id: JobId,
@@ -93,7 +88,6 @@ pub struct ResultMsg {
 
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub enum Outcome {
     /// The task ran to its end (whatever its exit code) and its results were
     /// stored.
@@ -118,7 +112,6 @@ pub enum Outcome {
 /// Signed by the job's requester; the compute node checks the signer is the
 /// requester of the job it runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Cancel {
     /// The job to stop.
     pub job_id: JobId,

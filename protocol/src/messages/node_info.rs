@@ -13,7 +13,6 @@ use crate::job::NetworkMode;
 /// seconds: requesters use it to explain why nobody bids, and every node
 /// adds the addresses to the set jobs may never reach (R-NET-7).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct NodeInfo {
     /// The node described (the signer).
     pub node: NodeId,

@@ -1,7 +1,9 @@
 //! Message tests: golden encodings, the receiver's checks, and (in
-//! [`props`]) round-trip and junk-decoding properties for every message.
+//! [`props`]) round-trip and junk-decoding properties for every message, and
+//! (in [`versions`]) how messages from newer nodes are read.
 
 mod props;
+mod versions;
 
 use super::*;
 use crate::domain::Domain;
@@ -497,12 +499,13 @@ fn a_signature_for_one_kind_does_not_verify_as_another() {
     // A requester's signed cancellation, presented as a decline, a bid, ...
     let (signer, payload, signature) = cancel().sign(&requester_key()).unwrap().into_parts();
     let as_direct = [
-        Direct::Bid(Signed::from_parts(signer, payload.clone(), signature)),
-        Direct::Refuse(Signed::from_parts(signer, payload.clone(), signature)),
-        Direct::Award(Signed::from_parts(signer, payload.clone(), signature)),
-        Direct::Decline(Signed::from_parts(signer, payload.clone(), signature)),
-        Direct::Result(Signed::from_parts(signer, payload.clone(), signature)),
-    ];
+        SignedDirect::Bid(Signed::from_parts(signer, payload.clone(), signature)),
+        SignedDirect::Refuse(Signed::from_parts(signer, payload.clone(), signature)),
+        SignedDirect::Award(Signed::from_parts(signer, payload.clone(), signature)),
+        SignedDirect::Decline(Signed::from_parts(signer, payload.clone(), signature)),
+        SignedDirect::Result(Signed::from_parts(signer, payload.clone(), signature)),
+    ]
+    .map(Direct::from);
     for d in as_direct {
         assert!(
             matches!(
@@ -513,7 +516,7 @@ fn a_signature_for_one_kind_does_not_verify_as_another() {
         );
     }
     // The same bytes verify as what they are.
-    let d = Direct::Cancel(Signed::from_parts(signer, payload, signature));
+    let d = Direct::from(Signed::<Cancel>::from_parts(signer, payload, signature));
     assert_eq!(d.verify(), Ok(DirectMessage::Cancel(cancel())));
 }
 
@@ -676,14 +679,19 @@ fn canonical_envelope_required() {
         (text("payload"), bytes(&payload)),
         (text("signature"), bytes(&signature)),
     ];
+    // {"m": {"Bid": <envelope>}, "v": 1}
     let envelope = |order: [usize; 3]| {
-        let mut out = vec![0xa1];
+        let mut out = vec![0xa2];
+        out.extend(text("m"));
+        out.push(0xa1);
         out.extend(text("Bid"));
         out.push(0xa3);
         for i in order {
             out.extend(&entries[i].0);
             out.extend(&entries[i].1);
         }
+        out.extend(text("v"));
+        out.push(0x01);
         out
     };
     assert_eq!(envelope([0, 1, 2]), good);

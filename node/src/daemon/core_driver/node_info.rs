@@ -79,7 +79,7 @@ impl CoreDriver {
             Ok(signed) => {
                 let p2p = self.p2p.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = p2p.publish(&Gossip::NodeInfo(signed)).await {
+                    if let Err(e) = p2p.publish(&Gossip::from(signed)).await {
                         tracing::debug!("node info not published: {e}");
                     }
                 });

@@ -12,6 +12,7 @@ use crate::domain::{Domain, DomainSet};
 use crate::id::{DAG_CBOR, ExecutionId, RAW, blake3_cid, from_canonical};
 use crate::job::{JobSpec, Network, NetworkMode};
 use crate::policy::RefuseReason;
+use ipld_core::ipld::Ipld;
 
 // -------------------------------------------------------------- strategies
 
@@ -173,6 +174,11 @@ fn gossip() -> impl Strategy<Value = (GossipMessage, Gossip)> {
 /// Any direct message, signed by its author (or, for awards and
 /// cancellations, by an arbitrary requester).
 fn direct() -> impl Strategy<Value = (DirectMessage, Direct)> {
+    direct_and_key().prop_map(|(m, d, _)| (m, d))
+}
+
+/// [`direct`], and the key that signed it.
+fn direct_and_key() -> impl Strategy<Value = (DirectMessage, Direct, NodeKey)> {
     fn signed<T: Message>(m: T, key: &NodeKey) -> (T, Signed<T>) {
         let s = m.sign(key).unwrap();
         (m, s)
@@ -184,7 +190,7 @@ fn direct() -> impl Strategy<Value = (DirectMessage, Direct)> {
             running_jobs,
         };
         let (b, s) = signed(b, &k);
-        (DirectMessage::Bid(b), Direct::from(s))
+        (DirectMessage::Bid(b), Direct::from(s), k)
     });
     let refuse = (key(), job_id(), refuse_reason()).prop_map(|(k, job_id, reason)| {
         let r = Refuse {
@@ -193,7 +199,7 @@ fn direct() -> impl Strategy<Value = (DirectMessage, Direct)> {
             reason,
         };
         let (r, s) = signed(r, &k);
-        (DirectMessage::Refuse(r), Direct::from(s))
+        (DirectMessage::Refuse(r), Direct::from(s), k)
     });
     let award = (key(), job_id(), execution_id(), node_id()).prop_map(|(k, job_id, e, node)| {
         let a = Award {
@@ -202,7 +208,7 @@ fn direct() -> impl Strategy<Value = (DirectMessage, Direct)> {
             node,
         };
         let (a, s) = signed(a, &k);
-        (DirectMessage::Award(a), Direct::from(s))
+        (DirectMessage::Award(a), Direct::from(s), k)
     });
     let decline = (key(), job_id(), execution_id(), reason()).prop_map(|(k, job_id, e, reason)| {
         let d = Decline {
@@ -212,7 +218,7 @@ fn direct() -> impl Strategy<Value = (DirectMessage, Direct)> {
             reason,
         };
         let (d, s) = signed(d, &k);
-        (DirectMessage::Decline(d), Direct::from(s))
+        (DirectMessage::Decline(d), Direct::from(s), k)
     });
     let result = (key(), job_id(), execution_id(), outcome(), addrs()).prop_map(
         |(k, job_id, e, outcome, providers)| {
@@ -224,13 +230,13 @@ fn direct() -> impl Strategy<Value = (DirectMessage, Direct)> {
                 providers,
             };
             let (r, s) = signed(r, &k);
-            (DirectMessage::Result(r), Direct::from(s))
+            (DirectMessage::Result(r), Direct::from(s), k)
         },
     );
     let cancel = (key(), job_id(), reason()).prop_map(|(k, job_id, reason)| {
         let c = Cancel { job_id, reason };
         let (c, s) = signed(c, &k);
-        (DirectMessage::Cancel(c), Direct::from(s))
+        (DirectMessage::Cancel(c), Direct::from(s), k)
     });
     prop_oneof![bid, refuse, award, decline, result, cancel]
 }
@@ -357,37 +363,77 @@ proptest! {
         verify_every_kind(&key, &bytes);
     }
 
+    /// A damaged message never verifies, but for one whose protocol
+    /// version alone changed (the version is the sender's claim, outside
+    /// the signature): that one verifies to the same message.
     #[test]
-    fn mutated_gossip_never_verifies((_m, gossip) in gossip(), mutation in mutation()) {
+    fn mutated_gossip_never_verifies((m, gossip) in gossip(), mutation in mutation()) {
         let bytes = gossip.encode().unwrap();
         let damaged = mutate(&bytes, &mutation);
         prop_assume!(damaged != bytes);
-        if let Ok(g) = Gossip::decode(&damaged) {
-            prop_assert!(g.verify().is_err(), "{:?} verified after {:?}", g, mutation);
+        if let Ok(g) = Gossip::decode(&damaged)
+            && let Ok(verified) = g.verify()
+        {
+            prop_assert_ne!(g.version(), gossip.version());
+            prop_assert_eq!(g.signed(), gossip.signed());
+            prop_assert_eq!(verified, m);
         }
     }
 
     #[test]
-    fn mutated_direct_never_verifies((_m, direct) in direct(), mutation in mutation()) {
+    fn mutated_direct_never_verifies((m, direct) in direct(), mutation in mutation()) {
         let bytes = direct.encode().unwrap();
         let damaged = mutate(&bytes, &mutation);
         prop_assume!(damaged != bytes);
-        if let Ok(d) = Direct::decode(&damaged) {
-            prop_assert!(d.verify().is_err(), "{:?} verified after {:?}", d, mutation);
+        if let Ok(d) = Direct::decode(&damaged)
+            && let Ok(verified) = d.verify()
+        {
+            prop_assert_ne!(d.version(), direct.version());
+            prop_assert_eq!(d.signed(), direct.signed());
+            prop_assert_eq!(verified, m);
         }
+    }
+
+    /// Issue 14: a message whose payload gained a field verifies, from a
+    /// newer node, to the message without it; from a node of this build's
+    /// version, it does not verify.
+    #[test]
+    fn newer_payloads_with_unknown_fields_verify_to_the_known_message(
+        (m, direct, key) in direct_and_key(), value in any::<u64>(),
+    ) {
+        type Resign = fn(&NodeKey, Vec<u8>) -> SignedDirect;
+        let (payload, resign): (&[u8], Resign) = match direct.signed() {
+            SignedDirect::Bid(s) => (s.payload(), |k, p| Signed::<Bid>::sign_payload(k, p).into()),
+            SignedDirect::Refuse(s) => (s.payload(), |k, p| Signed::<Refuse>::sign_payload(k, p).into()),
+            SignedDirect::Award(s) => (s.payload(), |k, p| Signed::<Award>::sign_payload(k, p).into()),
+            SignedDirect::Decline(s) => (s.payload(), |k, p| Signed::<Decline>::sign_payload(k, p).into()),
+            SignedDirect::Result(s) => (s.payload(), |k, p| Signed::<ResultMsg>::sign_payload(k, p).into()),
+            SignedDirect::Cancel(s) => (s.payload(), |k, p| Signed::<Cancel>::sign_payload(k, p).into()),
+        };
+        let Ipld::Map(mut map) = from_canonical::<Ipld>(payload, usize::MAX).unwrap() else {
+            unreachable!("payloads are maps")
+        };
+        map.insert("zz_newer".into(), Ipld::Integer(value.into()));
+        let newer_payload = crate::id::to_canonical(&Ipld::Map(map)).unwrap();
+        let signed = resign(&key, newer_payload);
+
+        let newer = super::super::version::encode(PROTOCOL_VERSION + 1, &signed, "test", MAX_DIRECT_BYTES).unwrap();
+        prop_assert_eq!(Direct::decode(&newer).unwrap().verify(), Ok(m));
+        let same = Direct::from(signed).encode().unwrap();
+        prop_assert!(Direct::decode(&same).unwrap().verify().is_err());
     }
 
     #[test]
     fn mutated_payloads_resigned_never_panic(
         (_m, direct) in direct(), mutation in mutation(), key in key(),
     ) {
-        let payload = match &direct {
-            Direct::Bid(s) => s.payload(),
-            Direct::Refuse(s) => s.payload(),
-            Direct::Award(s) => s.payload(),
-            Direct::Decline(s) => s.payload(),
-            Direct::Result(s) => s.payload(),
-            Direct::Cancel(s) => s.payload(),
+        let payload = match direct.signed() {
+            SignedDirect::Bid(s) => s.payload(),
+            SignedDirect::Refuse(s) => s.payload(),
+            SignedDirect::Award(s) => s.payload(),
+            SignedDirect::Decline(s) => s.payload(),
+            SignedDirect::Result(s) => s.payload(),
+            SignedDirect::Cancel(s) => s.payload(),
         };
         let damaged = mutate(payload, &mutation);
         decode_every_payload(&damaged);

@@ -297,6 +297,27 @@ fn a_job_crosses_two_nats(nat: Nat) {
         );
     }
 
+    // Nor in the job's own messages: the providers A announced the job
+    // with (gossip), those B named with its result.
+    let announced = special(&done["job"]["announce"]["providers"]);
+    assert!(
+        announced.is_empty(),
+        "A announced the job with providers at {announced:?}: {:#}",
+        done["job"]["announce"]["providers"]
+    );
+    let named: Vec<Value> = done["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["providers"].clone())
+        .collect();
+    let named = json!(named);
+    let bad = special(&named);
+    assert!(
+        bad.is_empty(),
+        "B named its result's providers at {bad:?}: {named:#}"
+    );
+
     // What the lab saw.
     let c = lab.counters();
     let get = |host: &str, name: &str| c[&(host.to_string(), name.to_string())];

@@ -112,7 +112,7 @@ fn the_lab_has_the_properties_of_symmetric_nat() {
 
 /// How A's connections to B went while the job ran.
 #[derive(Debug, Default)]
-struct Path {
+struct ConnectionLog {
     /// When (since the job was submitted) A first had one.
     connected: Option<Duration>,
     /// When A's connections to B were first all direct (no `/p2p-circuit`).
@@ -125,7 +125,7 @@ struct Path {
     unseen: Option<String>,
 }
 
-impl Path {
+impl ConnectionLog {
     fn observe(&mut self, info: &Value, peer: &str, at: Duration) {
         let conns = match connections(info, peer) {
             Ok(c) => c,
@@ -174,7 +174,7 @@ fn a_job_crosses_two_nats(nat: Nat) {
     let submitted = Instant::now();
     let job =
         n.a.submit(&reader_job("across", &module, &[], &cid_data(&input)));
-    let mut path = Path::default();
+    let mut path = ConnectionLog::default();
     let done = loop {
         let state = n.a.describe(&job);
         path.observe(&n.a.info(), &n.b_id, submitted.elapsed());

@@ -13,6 +13,31 @@ pub(crate) fn skrei() -> Command {
     Command::new(env!("CARGO_BIN_EXE_skrei"))
 }
 
+/// `skrei`, run inside a network namespace (`ip netns exec`) if given.
+pub(crate) fn skrei_in(netns: Option<&str>) -> Command {
+    match netns {
+        None => skrei(),
+        Some(ns) => {
+            let mut command = Command::new("ip");
+            command.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_skrei")]);
+            command
+        }
+    }
+}
+
+/// Where and how a node process runs (see [`NodeProc::spawn_with`]).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Spawn {
+    /// A network namespace: the node runs there (`ip netns exec`), and so
+    /// does every CLI call to it, since its API is on that namespace's
+    /// loopback.
+    pub(crate) netns: Option<String>,
+    /// A file its stderr (its log) is appended to; the test's stderr without.
+    pub(crate) log: Option<PathBuf>,
+    /// Its `RUST_LOG`; `warn` without.
+    pub(crate) rust_log: Option<String>,
+}
+
 pub(crate) const HELLO: &[u8] = include_bytes!("../../../examples/wasm/hello.wasm");
 
 /// A `skrei node` process, killed when dropped.
@@ -22,6 +47,7 @@ pub(crate) struct NodeProc {
     args: Vec<String>,
     /// The API token, read from the data folder (R-SEC-1).
     pub(crate) token: String,
+    spawn: Spawn,
 }
 
 impl NodeProc {
@@ -43,11 +69,24 @@ impl NodeProc {
     }
 
     pub(crate) fn spawn(args: Vec<String>) -> NodeProc {
-        let mut child = skrei()
+        Self::spawn_with(args, Spawn::default())
+    }
+
+    pub(crate) fn spawn_with(args: Vec<String>, spawn: Spawn) -> NodeProc {
+        let stderr = match &spawn.log {
+            None => Stdio::inherit(),
+            Some(log) => std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .unwrap_or_else(|e| panic!("{}: {e}", log.display()))
+                .into(),
+        };
+        let mut child = skrei_in(spawn.netns.as_deref())
             .args(&args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", spawn.rust_log.as_deref().unwrap_or("warn"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -61,7 +100,16 @@ impl NodeProc {
         });
         let api = rx
             .recv_timeout(Duration::from_secs(30))
-            .expect("the node printed SKREI_API=");
+            .unwrap_or_else(|e| {
+                let log = spawn.log.as_ref().map(|log| {
+                    let text = std::fs::read_to_string(log).unwrap_or_default();
+                    format!("; its log, {}:\n{text}", log.display())
+                });
+                panic!(
+                    "the node did not print SKREI_API= ({e}){}",
+                    log.unwrap_or_default()
+                )
+            });
         let data_dir = args
             .iter()
             .position(|a| a == "--data-dir")
@@ -74,11 +122,22 @@ impl NodeProc {
             api,
             args,
             token,
+            spawn,
         }
     }
 
+    /// `skrei ARGS --api <this node>`, where the node runs.
+    pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
+        skrei_in(self.spawn.netns.as_deref())
+            .args(args)
+            .args(["--api", &self.api])
+            .output()
+            .unwrap()
+    }
+
     /// One raw HTTP/1.1 request (written with `Host: x`), sent with this
-    /// node's own address as `Host` and its token.
+    /// node's own address as `Host` and its token (from this namespace:
+    /// not for a node in another one).
     pub(crate) fn raw(&self, request: &str) -> (u16, String) {
         let request = request.replace(
             "Host: x\r\n",
@@ -96,14 +155,15 @@ impl NodeProc {
         let _ = self.child.wait();
     }
 
-    /// Starts it again with the same flags (same data folder).
+    /// Starts it again with the same flags (same data folder), in the
+    /// same place.
     pub(crate) fn restart(&mut self) {
         self.kill();
-        *self = Self::spawn(self.args.clone());
+        *self = Self::spawn_with(self.args.clone(), self.spawn.clone());
     }
 
     pub(crate) fn info(&self) -> Value {
-        json(&cli(&self.api, &["node", "info", "--output", "json"]))
+        json(&self.cli(&["node", "info", "--output", "json"]))
     }
 
     pub(crate) fn id(&self) -> String {
@@ -115,13 +175,13 @@ impl NodeProc {
     }
 
     pub(crate) fn add(&self, path: &Path) -> String {
-        let out = cli(&self.api, &["add", path.to_str().unwrap()]);
+        let out = self.cli(&["add", path.to_str().unwrap()]);
         assert!(out.status.success(), "add: {}", text(&out.stderr));
         text(&out.stdout).trim().to_string()
     }
 
     pub(crate) fn submit(&self, job: &str) -> String {
-        let mut child = skrei()
+        let mut child = skrei_in(self.spawn.netns.as_deref())
             .args(["job", "run", "-", "--no-wait", "--api", &self.api])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -140,10 +200,7 @@ impl NodeProc {
     }
 
     pub(crate) fn describe(&self, job_id: &str) -> Value {
-        json(&cli(
-            &self.api,
-            &["job", "describe", job_id, "--output", "json"],
-        ))
+        json(&self.cli(&["job", "describe", job_id, "--output", "json"]))
     }
 
     /// Waits for the job to end (and, if it completed, for its results to

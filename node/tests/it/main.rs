@@ -8,6 +8,7 @@ mod docker;
 mod docker_egress;
 mod docker_host;
 mod harness;
+mod natlab;
 mod p2p;
 mod trust;
 mod wasm;

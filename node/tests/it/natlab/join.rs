@@ -1,0 +1,520 @@
+//! Joining the network from behind NAT (issue 14), in a [`Lab`]: a public
+//! node `boot` (a relay server), A and B behind two NATs whose LANs have
+//! the same range. Every test runs under cone NAT (hole punching works)
+//! and symmetric NAT (only the relay connects A and B).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::harness::{NodeProc, executions_on, refusers};
+
+const MIB: usize = 1 << 20;
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The public node (a relay server, with `boot_flags`), A (`--capacity 0`)
+/// and B, A and B joined through the public node.
+struct Nodes {
+    boot: NodeProc,
+    a: NodeProc,
+    b: NodeProc,
+    boot_id: String,
+    a_id: String,
+    b_id: String,
+}
+
+/// Starts the three nodes; B bootstraps by name (`/dns4`) if `b_by_name`.
+fn start(lab: &Lab, boot_flags: &[&str], b_by_name: bool) -> Nodes {
+    let mut flags = vec!["--relay-server"];
+    flags.extend(boot_flags);
+    let boot = lab.node(Host::Boot, "boot", &flags);
+    let boot_id = boot.id();
+    let mut a_flags = vec!["--capacity".to_string(), "0".to_string()];
+    a_flags.extend(bootstrap_args(&boot_id, false));
+    let a = lab.node(Host::A, "a", &refs(&a_flags));
+    let b = lab.node(Host::B, "b", &refs(&bootstrap_args(&boot_id, b_by_name)));
+    let (a_id, b_id) = (a.id(), b.id());
+    joined(&boot, &[&a_id, &b_id], Duration::from_secs(20));
+    Nodes {
+        boot,
+        a,
+        b,
+        boot_id,
+        a_id,
+        b_id,
+    }
+}
+
+/// Waits until `node` has a connection to each of `peers`.
+fn joined(node: &NodeProc, peers: &[&str], timeout: Duration) {
+    eventually(timeout, "the nodes to connect", || {
+        let info = node.info();
+        let missing: Vec<&&str> = peers.iter().filter(|p| !connected(&info, p)).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} has no connection to {missing:?}: {:#}",
+                info["node_id"], info["peers"]
+            ))
+        }
+    });
+}
+
+/// Writes the reader module into the lab's folder and adds it on `node`.
+fn add_reader(lab: &Lab, node: &NodeProc) -> String {
+    let path = lab.dir().join("reader.wasm");
+    std::fs::write(&path, reader_module()).unwrap();
+    node.add(&path)
+}
+
+fn ended(job: &Value) -> bool {
+    let results = job["results"].as_array().cloned().unwrap_or_default();
+    match job["state"].as_str() {
+        Some("failed" | "cancelled") => true,
+        Some("completed") => results.iter().all(|r| r["fetched"] == true),
+        _ => false,
+    }
+}
+
+fn reachability(info: &Value) -> String {
+    info["reachability"]
+        .as_str()
+        .unwrap_or("(no `reachability` in node info)")
+        .to_string()
+}
+
+// ------------------------------------------------------------ the lab
+
+fn lab_has_its_nat_properties(nat: Nat) {
+    let Some(lab) = Lab::up(nat) else { return };
+    let out = lab.check();
+    let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("all checks passed"), "{said}");
+}
+
+#[test]
+fn the_lab_has_the_properties_of_cone_nat() {
+    lab_has_its_nat_properties(Nat::Cone);
+}
+
+#[test]
+fn the_lab_has_the_properties_of_symmetric_nat() {
+    lab_has_its_nat_properties(Nat::Symmetric);
+}
+
+// ------------------------------------------------------------ one job across
+
+/// How A's connections to B went while the job ran.
+#[derive(Debug, Default)]
+struct ConnectionLog {
+    /// When (since the job was submitted) A first had one.
+    connected: Option<Duration>,
+    /// When A's connections to B were first all direct (no `/p2p-circuit`).
+    direct_only: Option<Duration>,
+    /// Every direct connection seen.
+    direct: Vec<String>,
+    /// The last connections seen.
+    last: Vec<String>,
+    /// Why the connections cannot be seen (node info lacks them).
+    unseen: Option<String>,
+}
+
+impl ConnectionLog {
+    fn observe(&mut self, info: &Value, peer: &str, at: Duration) {
+        let conns = match connections(info, peer) {
+            Ok(c) => c,
+            Err(why) => {
+                self.unseen = Some(why);
+                return;
+            }
+        };
+        if conns.is_empty() {
+            return;
+        }
+        self.connected.get_or_insert(at);
+        let direct: Vec<&String> = conns
+            .iter()
+            .filter(|c| !c.contains("/p2p-circuit"))
+            .collect();
+        if direct.len() == conns.len() {
+            self.direct_only.get_or_insert(at);
+        }
+        for c in direct {
+            if !self.direct.contains(c) {
+                self.direct.push(c.clone());
+            }
+        }
+        self.last = conns;
+    }
+}
+
+/// A (no capacity) adds a module and a 64 MiB input; the job runs on B
+/// behind the other NAT, reads the input, and its result comes back to A.
+/// Then: the A-B connection is direct within 10 s under cone NAT and stays
+/// relayed under symmetric NAT; A and B are private, the public node
+/// public; no private address is gossiped or dialled; the lab's routers
+/// saw the input go directly (cone) or through the public node (symmetric).
+fn a_job_crosses_two_nats(nat: Nat) {
+    let Some(lab) = Lab::up(nat) else { return };
+    let n = start(&lab, &["--capacity", "0"], false);
+    let module = add_reader(&lab, &n.a);
+    let data = noise(64 * MIB);
+    let expected = reader_output(&data);
+    let data_path = lab.dir().join("input.bin");
+    std::fs::write(&data_path, &data).unwrap();
+    drop(data);
+    let input = n.a.add(&data_path);
+
+    let submitted = Instant::now();
+    let job =
+        n.a.submit(&reader_job("across", &module, &[], &cid_data(&input)));
+    let mut path = ConnectionLog::default();
+    let done = loop {
+        let state = n.a.describe(&job);
+        path.observe(&n.a.info(), &n.b_id, submitted.elapsed());
+        // Under cone NAT, watch the connection for 10 s after it opened.
+        let watched = nat == Nat::Symmetric
+            || path.unseen.is_some()
+            || path.direct_only.is_some()
+            || path
+                .connected
+                .is_none_or(|t| submitted.elapsed() > t + Duration::from_secs(11));
+        if ended(&state) && watched {
+            break state;
+        }
+        assert!(
+            submitted.elapsed() < Duration::from_secs(90),
+            "timed out waiting for the job to end: {state:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["state"], "completed", "{done:#}");
+    assert_eq!(executions_on(&done), vec![n.b_id.clone()], "{done:#}");
+    assert_eq!(
+        stdout_of(&n.a, &job, &lab.dir().join("result")),
+        expected,
+        "the job read the whole input on B and its result came back to A"
+    );
+
+    // The A-B libp2p connection.
+    if let Some(why) = &path.unseen {
+        panic!("{why}");
+    }
+    let opened = path
+        .connected
+        .unwrap_or_else(|| panic!("A never had a connection to B: {path:?}"));
+    match nat {
+        Nat::Cone => {
+            let direct = path.direct_only.unwrap_or_else(|| {
+                panic!("A's connections to B were never all direct (hole punching): {path:?}")
+            });
+            assert!(
+                direct <= opened + Duration::from_secs(10),
+                "direct only {direct:?} after the job was submitted, the first connection \
+                 {opened:?}: {path:?}"
+            );
+            let b_sees = connections(&n.b.info(), &n.a_id).unwrap();
+            assert!(
+                !b_sees.is_empty() && b_sees.iter().all(|c| !c.contains("/p2p-circuit")),
+                "B's connections to A: {b_sees:?}"
+            );
+        }
+        Nat::Symmetric => {
+            assert!(
+                path.direct.is_empty(),
+                "a direct connection through symmetric NAT: {path:?}"
+            );
+        }
+    }
+
+    // Reachability and the addresses each node has of itself.
+    let (boot, a, b) = eventually(
+        Duration::from_secs(20),
+        "the public node to be public, A and B private",
+        || {
+            let (boot, a, b) = (n.boot.info(), n.a.info(), n.b.info());
+            let r = [reachability(&boot), reachability(&a), reachability(&b)];
+            if r == ["public", "private", "private"] {
+                Ok((boot, a, b))
+            } else {
+                Err(format!("boot {}, A {}, B {}", r[0], r[1], r[2]))
+            }
+        },
+    );
+    let mut boot_external = Vec::new();
+    strings(&boot["external_addrs"], &mut boot_external);
+    assert!(
+        boot_external.iter().any(|a| a.contains(BOOT_IP)),
+        "the public node's confirmed addresses: {boot:#}"
+    );
+    for (name, info) in [("A", &a), ("B", &b)] {
+        let mut relayed = Vec::new();
+        strings(&info["relayed_addrs"], &mut relayed);
+        assert!(
+            !relayed.is_empty()
+                && relayed
+                    .iter()
+                    .all(|r| r.contains("/p2p-circuit") && r.contains(&n.boot_id)),
+            "{name}'s relayed addresses go through the public node: {info:#}"
+        );
+    }
+    for (name, info) in [("boot", &boot), ("A", &a), ("B", &b)] {
+        let own = json!([info["external_addrs"], info["relayed_addrs"]]);
+        let bad = special(&own);
+        assert!(bad.is_empty(), "{name} calls {bad:?} its own: {own:#}");
+    }
+
+    // What each heard of the others in gossip: no private address.
+    for (viewer, info, peer_name, peer_id) in [
+        ("B", &b, "A", &n.a_id),
+        ("boot", &boot, "A", &n.a_id),
+        ("boot", &boot, "B", &n.b_id),
+        ("A", &a, "B", &n.b_id),
+    ] {
+        let heard = peer(info, peer_id)
+            .map(|p| p["info"].clone())
+            .filter(|i| !i.is_null())
+            .unwrap_or_else(|| panic!("{viewer} has no node info of {peer_name}: {info:#}"));
+        let dialable = json!([heard["p2p_addrs"], heard["data_addrs"]]);
+        let bad = special(&dialable);
+        assert!(
+            bad.is_empty(),
+            "{viewer} heard {peer_name} announce {bad:?}: {heard:#}"
+        );
+        let private: Vec<_> = ipv4s(&heard)
+            .into_iter()
+            .filter(|ip| ip.is_private())
+            .collect();
+        assert!(
+            private.is_empty(),
+            "{viewer} heard {peer_name} gossip private addresses {private:?}: {heard:#}"
+        );
+    }
+
+    // Nor in the job's own messages: the providers A announced the job
+    // with (gossip), those B named with its result.
+    let announced = special(&done["job"]["announce"]["providers"]);
+    assert!(
+        announced.is_empty(),
+        "A announced the job with providers at {announced:?}: {:#}",
+        done["job"]["announce"]["providers"]
+    );
+    let named: Vec<Value> = done["results"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["providers"].clone())
+        .collect();
+    let named = json!(named);
+    let bad = special(&named);
+    assert!(
+        bad.is_empty(),
+        "B named its result's providers at {bad:?}: {named:#}"
+    );
+
+    // What the lab saw.
+    let c = lab.counters();
+    let get = |host: &str, name: &str| c[&(host.to_string(), name.to_string())];
+    for host in ["a", "b"] {
+        assert_eq!(
+            get(host, "lan-dial").0,
+            0,
+            "{host} sent packets to another address of its LAN (the other side's private \
+             address {LAN}x?): {c:?}"
+        );
+    }
+    match nat {
+        Nat::Cone => {
+            let (_, direct) = get("rtb", "from-nat-a");
+            assert!(
+                direct as usize >= 32 * MIB,
+                "most of the input should reach B straight from NAT A (a direct path for \
+                 the transfer); {direct} bytes did: {c:?}"
+            );
+            assert!(
+                get("rtb", "from-nat-a-libp2p").0 > 0,
+                "no direct libp2p packet (from A's port {PORT}) reached B: {c:?}"
+            );
+        }
+        Nat::Symmetric => {
+            assert_eq!(get("rtb", "from-nat-a").0, 0, "{c:?}");
+            assert_eq!(get("rta", "from-nat-b").0, 0, "{c:?}");
+            assert!(
+                get("rtb", "from-boot").1 as usize >= 64 * MIB,
+                "the input reached B through the public node: {c:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_job_crosses_two_cone_nats() {
+    a_job_crosses_two_nats(Nat::Cone);
+}
+
+#[test]
+fn a_job_crosses_two_symmetric_nats() {
+    a_job_crosses_two_nats(Nat::Symmetric);
+}
+
+// ------------------------------------------------------------ restarts
+
+/// Runs the reader on `data` (by CID, from A) and checks it ran on B.
+fn runs_on_b(lab: &Lab, n: &Nodes, module: &str, input: &str, expected: &str, name: &str) {
+    let job = n.a.submit(&reader_job(name, module, &[], &cid_data(input)));
+    let done = n.a.wait(&job, Duration::from_secs(45));
+    assert_eq!(done["state"], "completed", "{name}: {done:#}");
+    assert_eq!(
+        executions_on(&done),
+        vec![n.b_id.clone()],
+        "{name}: {done:#}"
+    );
+    assert_eq!(
+        stdout_of(&n.a, &job, &lab.dir().join(name)),
+        expected,
+        "{name}"
+    );
+}
+
+/// The public node restarts: A and B reconnect (B knows it by name, a
+/// `/dns4` address), and a job from A runs on B again.
+fn everyone_reconnects_when_the_public_node_restarts(nat: Nat) {
+    let Some(lab) = Lab::up(nat) else { return };
+    let mut n = start(&lab, &["--capacity", "0"], true);
+    let module = add_reader(&lab, &n.a);
+    let data = noise(100_000);
+    let data_path = lab.dir().join("input.bin");
+    std::fs::write(&data_path, &data).unwrap();
+    let input = n.a.add(&data_path);
+    let expected = reader_output(&data);
+    runs_on_b(&lab, &n, &module, &input, &expected, "before");
+
+    n.boot.restart();
+    let timeout = Duration::from_secs(30);
+    joined(&n.boot, &[&n.a_id, &n.b_id], timeout);
+    joined(&n.a, &[&n.boot_id], timeout);
+    joined(&n.b, &[&n.boot_id], timeout);
+    runs_on_b(&lab, &n, &module, &input, &expected, "after");
+}
+
+#[test]
+fn everyone_reconnects_when_the_public_node_restarts_cone() {
+    everyone_reconnects_when_the_public_node_restarts(Nat::Cone);
+}
+
+#[test]
+fn everyone_reconnects_when_the_public_node_restarts_symmetric() {
+    everyone_reconnects_when_the_public_node_restarts(Nat::Symmetric);
+}
+
+// ------------------------------------------------------------ a node dies
+
+/// B dies while it runs A's job: the job is awarded again, to the public
+/// node (which takes jobs here), and completes once.
+///
+/// To make B win the first award, the public node is kept busy with a job
+/// only it may run (its input is a folder only it allows): awards go to
+/// the bidder running fewest jobs.
+fn a_job_whose_node_dies_goes_to_the_public_node(nat: Nat) {
+    let Some(lab) = Lab::up(nat) else { return };
+    let boot_only = lab.dir().join("boot-only");
+    std::fs::create_dir(&boot_only).unwrap();
+    std::fs::write(boot_only.join("data.bin"), b"only on the public node\n").unwrap();
+    let mut n = start(
+        &lab,
+        &[
+            "--capacity",
+            "2",
+            "--local-inputs",
+            boot_only.to_str().unwrap(),
+        ],
+        false,
+    );
+    let module = add_reader(&lab, &n.a);
+
+    let busy = n.a.submit(&reader_job(
+        "public node only",
+        &module,
+        &["600"],
+        &local_dir(&boot_only),
+    ));
+    eventually(
+        Duration::from_secs(30),
+        "the public node to run the job only it may run, B to refuse it",
+        || {
+            let job = n.a.describe(&busy);
+            let running = n.boot.info()["running"].as_u64();
+            if running == Some(1)
+                && executions_on(&job) == vec![n.boot_id.clone()]
+                && refusers(&job).contains(&n.b_id)
+            {
+                Ok(())
+            } else {
+                Err(format!("the public node runs {running:?}: {job:#}"))
+            }
+        },
+    );
+
+    let data = noise(1_000);
+    let job = n.a.submit(&reader_job(
+        "survivor",
+        &module,
+        &["5"],
+        &inline_data(&data),
+    ));
+    eventually(Duration::from_secs(30), "B to run the job", || {
+        let state = n.a.describe(&job);
+        let running = n.b.info()["running"].as_u64();
+        if executions_on(&state) == vec![n.b_id.clone()] && running == Some(1) {
+            Ok(())
+        } else {
+            Err(format!("B runs {running:?}: {state:#}"))
+        }
+    });
+    n.b.kill();
+    let killed = Instant::now();
+
+    let done = n.a.wait(&job, Duration::from_secs(60));
+    assert_eq!(done["state"], "completed", "{done:#}");
+    assert_eq!(
+        executions_on(&done),
+        vec![n.b_id.clone(), n.boot_id.clone()],
+        "{done:#}"
+    );
+    let states: Vec<&str> = done["job"]["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["state"]["state"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(states, vec!["failed", "completed"], "{done:#}");
+    assert_eq!(
+        done["results"].as_array().map(Vec::len),
+        Some(1),
+        "completed once: {done:#}"
+    );
+    assert_eq!(
+        stdout_of(&n.a, &job, &lab.dir().join("result")),
+        reader_output(&data)
+    );
+    eprintln!(
+        "re-awarded and completed {:?} after B was killed",
+        killed.elapsed()
+    );
+}
+
+#[test]
+fn a_job_whose_node_dies_behind_cone_nat_goes_to_the_public_node() {
+    a_job_whose_node_dies_goes_to_the_public_node(Nat::Cone);
+}
+
+#[test]
+fn a_job_whose_node_dies_behind_symmetric_nat_goes_to_the_public_node() {
+    a_job_whose_node_dies_goes_to_the_public_node(Nat::Symmetric);
+}

@@ -116,6 +116,10 @@ impl std::fmt::Display for Reachability {
 pub struct Peer {
     pub node_id: NodeId,
     pub connected: bool,
+    /// The remote address of each open connection to it: a relayed one
+    /// has a `/p2p-circuit` hop; a direct one after hole punching has none.
+    #[serde(default)]
+    pub connections: Vec<Multiaddr>,
     /// Its latest node info, once one arrived.
     pub info: Option<PeerInfo>,
 }
@@ -213,6 +217,9 @@ mod tests {
             node_id: node_id(1),
             p2p_addrs: vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()],
             api_addr: "127.0.0.1:1234".parse().unwrap(),
+            reachability: Reachability::Private,
+            external_addrs: Vec::new(),
+            relayed_addrs: Vec::new(),
             data_addr: DATA_ADDR.parse().unwrap(),
             engines: vec!["wasm".into(), "docker".into()],
             capacity: 4,
@@ -223,11 +230,13 @@ mod tests {
                 Peer {
                     node_id: node_id(2),
                     connected: true,
+                    connections: Vec::new(),
                     info: Some(PeerInfo::from(&peer)),
                 },
                 Peer {
                     node_id: node_id(3),
                     connected: false,
+                    connections: Vec::new(),
                     info: None,
                 },
             ],

@@ -178,7 +178,9 @@ impl NodeFlags {
         if self.listen.is_empty() {
             config.listen = vec![
                 "/ip4/0.0.0.0/tcp/4001".parse().expect("a valid multiaddr"),
-                "/ip4/0.0.0.0/udp/4001/quic-v1".parse().expect("a valid multiaddr"),
+                "/ip4/0.0.0.0/udp/4001/quic-v1"
+                    .parse()
+                    .expect("a valid multiaddr"),
             ];
             config.listen_fallback = true;
         } else {
@@ -227,7 +229,10 @@ impl NodeFlags {
             }
             if let Some(secs) = self.relay_max_circuit_duration {
                 if secs == 0 || secs > u64::from(u32::MAX) {
-                    bail!("--relay-max-circuit-duration {secs}: give 1 to {} seconds", u32::MAX);
+                    bail!(
+                        "--relay-max-circuit-duration {secs}: give 1 to {} seconds",
+                        u32::MAX
+                    );
                 }
                 limits.max_circuit_duration = Duration::from_secs(secs);
             }
@@ -324,7 +329,10 @@ impl NodeFlags {
             relay_server: self.relay_server || file.relay_server,
             relay_max_circuits: pick(self.relay_max_circuits, file.relay_max_circuits),
             relay_max_reservations: pick(self.relay_max_reservations, file.relay_max_reservations),
-            relay_max_circuit_bytes: pick(self.relay_max_circuit_bytes, file.relay_max_circuit_bytes),
+            relay_max_circuit_bytes: pick(
+                self.relay_max_circuit_bytes,
+                file.relay_max_circuit_bytes,
+            ),
             relay_max_circuit_duration: pick(
                 self.relay_max_circuit_duration,
                 file.relay_max_circuit_duration,

@@ -298,7 +298,11 @@ impl CoreDriver {
                     self.forget(evicted);
                     // Its announced addresses (relayed ones included):
                     // how a direct message reaches it without a DHT walk.
-                    let addrs = info.p2p_addrs.iter().filter_map(|a| a.parse().ok()).collect();
+                    let addrs = info
+                        .p2p_addrs
+                        .iter()
+                        .filter_map(|a| a.parse().ok())
+                        .collect();
                     self.p2p.add_peer_addrs(from, addrs);
                     self.data_addrs
                         .lock()

@@ -395,6 +395,16 @@ impl P2pHandle {
             .try_send(SwarmCommand::AddPeerAddrs { node, addrs });
     }
 
+    /// The remote address of each open connection to `node`.
+    pub fn connections(&self, node: &NodeId) -> Vec<Multiaddr> {
+        self.shared()
+            .connections
+            .values()
+            .filter(|(peer, _)| peer == node)
+            .map(|(_, addr)| addr.clone())
+            .collect()
+    }
+
     /// The peers the node is connected to now.
     pub fn peers(&self) -> Vec<NodeId> {
         self.shared().peers.iter().copied().collect()

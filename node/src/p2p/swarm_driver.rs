@@ -73,6 +73,8 @@ pub(super) struct Shared {
     /// Confirmed, announceable, not relayed; with `/p2p/<id>`.
     pub external_addrs: Vec<Multiaddr>,
     pub relayed_addrs: Vec<Multiaddr>,
+    /// Every open connection: its peer and remote address.
+    pub connections: HashMap<ConnectionId, (NodeId, Multiaddr)>,
 }
 
 pub(super) struct SwarmDriver {
@@ -80,7 +82,7 @@ pub(super) struct SwarmDriver {
     pub events: mpsc::Sender<P2pEvent>,
     pub shared: Arc<Mutex<Shared>>,
     /// Direct messages awaiting their acknowledgement, by request id.
-    sends: HashMap<OutboundRequestId, (NodeId, Reply<()>)>,
+    sends: HashMap<OutboundRequestId, Sending>,
     providing: HashMap<kad::QueryId, Reply<()>>,
     finding: HashMap<kad::QueryId, (BTreeSet<NodeId>, Reply<Vec<NodeId>>)>,
     /// Rejected direct messages per connected peer: see [`SwarmDriver::strike`].
@@ -106,6 +108,15 @@ pub(super) struct SwarmDriver {
     nat: nat::Nat,
     /// The address each connection this node dialled reached.
     connected_at: HashMap<ConnectionId, Multiaddr>,
+}
+
+/// A direct message awaiting its acknowledgement.
+struct Sending {
+    to: NodeId,
+    reply: Reply<()>,
+    /// Kept to send it again if its connection closes under it.
+    bytes: Vec<u8>,
+    resent: bool,
 }
 
 /// Strikes that graylist a peer (see [`SwarmDriver::strike`]).
@@ -249,8 +260,16 @@ impl SwarmDriver {
                 let _ = reply.send(result);
             }
             SwarmCommand::Send { to, bytes, reply } => {
-                let id = behaviour.direct.send_request(&peer_id(&to), bytes);
-                self.sends.insert(id, (to, reply));
+                let id = behaviour.direct.send_request(&peer_id(&to), bytes.clone());
+                self.sends.insert(
+                    id,
+                    Sending {
+                        to,
+                        reply,
+                        bytes,
+                        resent: false,
+                    },
+                );
             }
             SwarmCommand::Dial { addr, reply } => {
                 let result = self.swarm.dial(addr.clone()).map_err(|e| P2pError::Dial {
@@ -320,6 +339,7 @@ impl SwarmDriver {
             SwarmEvent::ConnectionClosed { connection_id, .. } => {
                 self.last_pong.remove(connection_id);
                 self.connected_at.remove(connection_id);
+                self.shared().connections.remove(connection_id);
             }
             _ => {}
         }
@@ -370,9 +390,13 @@ impl SwarmDriver {
                 peer_id,
                 num_established,
                 endpoint,
+                connection_id,
                 ..
             } => {
                 if let Ok(node) = node_id(&peer_id) {
+                    self.shared()
+                        .connections
+                        .insert(connection_id, (node, nat::remote_addr(&endpoint, peer_id)));
                     if num_established.get() == 1 {
                         tracing::debug!(peer = %node, "connected");
                         self.shared().peers.insert(node);
@@ -506,7 +530,10 @@ impl SwarmDriver {
                     },
                 ..
             } => {
-                if let Some((peer, reply)) = self.sends.remove(&request_id) {
+                if let Some(Sending {
+                    to: peer, reply, ..
+                }) = self.sends.remove(&request_id)
+                {
                     let _ = reply.send(match response {
                         Ack::Accepted => Ok(()),
                         Ack::Busy => Err(P2pError::Busy { peer }),
@@ -517,7 +544,37 @@ impl SwarmDriver {
             request_response::Event::OutboundFailure {
                 request_id, error, ..
             } => {
-                if let Some((peer, reply)) = self.sends.remove(&request_id) {
+                let Some(sending) = self.sends.remove(&request_id) else {
+                    return;
+                };
+                let peer_id = peer_id(&sending.to);
+                if matches!(error, request_response::OutboundFailure::ConnectionClosed)
+                    && !sending.resent
+                    && self.swarm.is_connected(&peer_id)
+                {
+                    // The connection it rode was replaced (a relayed one
+                    // closed once hole punching opened a direct one): the
+                    // peer is still there. Receivers take a message twice
+                    // harmlessly, so it goes again, once.
+                    tracing::debug!(peer = %sending.to, "connection closed under a message: resending");
+                    let id = self
+                        .swarm
+                        .behaviour_mut()
+                        .direct
+                        .send_request(&peer_id, sending.bytes.clone());
+                    self.sends.insert(
+                        id,
+                        Sending {
+                            resent: true,
+                            ..sending
+                        },
+                    );
+                    return;
+                }
+                let Sending {
+                    to: peer, reply, ..
+                } = sending;
+                {
                     let _ = reply.send(Err(P2pError::SendFailed {
                         peer,
                         cause: error.to_string(),

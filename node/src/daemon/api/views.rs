@@ -80,6 +80,11 @@ pub fn node_info(view: &NodeView) -> Result<NodeInfo, ViewError> {
                 Ok(Peer {
                     node_id: parse("peer id", &p.node_id)?,
                     connected: p.connected,
+                    connections: p
+                        .connections
+                        .iter()
+                        .map(|a| parse("connection address", a))
+                        .collect::<Result<_, _>>()?,
                     info: p.info.as_ref().map(PeerInfo::from),
                 })
             })

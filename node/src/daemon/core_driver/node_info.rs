@@ -38,6 +38,8 @@ pub struct NodeView {
 pub struct PeerView {
     pub node_id: String,
     pub connected: bool,
+    /// The remote address of each open connection to it.
+    pub connections: Vec<String>,
     pub info: Option<NodeInfo>,
 }
 
@@ -141,6 +143,12 @@ impl CoreDriver {
                 .map(|(id, peer)| PeerView {
                     node_id: id.to_string(),
                     connected: peer.connected,
+                    connections: self
+                        .p2p
+                        .connections(id)
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect(),
                     info: peer.info.clone(),
                 })
                 .collect(),

@@ -7,8 +7,9 @@
 //! LAN peer's dial-back never makes a private address part of what the
 //! node tells the wide network.
 
-use libp2p::multiaddr::Protocol;
 use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::ConnectionId;
 use libp2p::{Multiaddr, PeerId, autonat, dcutr, relay, upnp};
 
 use super::SwarmDriver;
@@ -51,6 +52,24 @@ pub(in crate::p2p) struct Nat {
 
 fn is_relayed(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
+}
+
+/// Where a connection's peer is, as an address that shows the path: an
+/// inbound circuit's remote address is only `/p2p/<peer>`, so it is
+/// written as the relay's circuit address followed by the peer.
+pub(super) fn remote_addr(endpoint: &libp2p::core::ConnectedPoint, peer: PeerId) -> Multiaddr {
+    match endpoint {
+        libp2p::core::ConnectedPoint::Listener { local_addr, .. } if is_relayed(local_addr) => {
+            let mut path: Multiaddr = local_addr
+                .iter()
+                .take_while(|p| !matches!(p, Protocol::P2pCircuit))
+                .collect();
+            path.push(Protocol::P2pCircuit);
+            path.push(Protocol::P2p(peer));
+            path
+        }
+        other => other.get_remote_address().clone(),
+    }
 }
 
 impl SwarmDriver {
@@ -178,9 +197,28 @@ impl SwarmDriver {
     }
 
     pub(super) fn dcutr(&mut self, event: dcutr::Event) {
+        let peer = event.remote_peer_id;
         match event.result {
-            Ok(_) => tracing::info!(peer = %event.remote_peer_id, "hole punched: direct connection"),
-            Err(e) => tracing::debug!(peer = %event.remote_peer_id, %e, "hole punching failed"),
+            Ok(direct) => {
+                tracing::info!(%peer, "hole punched: direct connection");
+                // The circuit has done its job: traffic moves to the direct
+                // connection, and the relay's capacity goes to others.
+                let relayed: Vec<ConnectionId> = self
+                    .shared()
+                    .connections
+                    .iter()
+                    .filter(|(id, (node, addr))| {
+                        **id != direct
+                            && crate::p2p::validate::peer_id(node) == peer
+                            && is_relayed(addr)
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in relayed {
+                    self.swarm.close_connection(id);
+                }
+            }
+            Err(e) => tracing::debug!(%peer, %e, "hole punching failed"),
         }
     }
 

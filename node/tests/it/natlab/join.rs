@@ -363,6 +363,137 @@ fn a_job_crosses_two_symmetric_nats() {
     a_job_crosses_two_nats(Nat::Symmetric);
 }
 
+// ------------------------------------------------------------ control plane
+
+/// The messages of a job cross two NATs, with no content to move: module
+/// and input travel inline in the job, so only libp2p is at work. A job
+/// submitted on A (no capacity) is bid on by B behind the other NAT, the
+/// award reaches B and B's result reaches A; the A-B connection turns
+/// direct under cone NAT and stays relayed under symmetric NAT; A and B are
+/// private with relayed addresses through the public node, which is public;
+/// no libp2p address any of them gossips is private.
+fn job_messages_cross_two_nats(nat: Nat) {
+    let Some(lab) = Lab::up(nat) else { return };
+    let n = start(&lab, &["--capacity", "0"], false);
+    let data = noise(4096);
+    let job = n.a.submit(&messages_job(&data));
+    let submitted = Instant::now();
+    let mut path = ConnectionLog::default();
+    let done = loop {
+        let state = n.a.describe(&job);
+        path.observe(&n.a.info(), &n.b_id, submitted.elapsed());
+        let watched = nat == Nat::Symmetric
+            || path.unseen.is_some()
+            || path.direct_only.is_some()
+            || path
+                .connected
+                .is_none_or(|t| submitted.elapsed() > t + Duration::from_secs(11));
+        if matches!(
+            state["state"].as_str(),
+            Some("completed" | "failed" | "cancelled")
+        ) && watched
+        {
+            break state;
+        }
+        assert!(
+            submitted.elapsed() < Duration::from_secs(60),
+            "timed out waiting for the job to end: {state:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(done["state"], "completed", "{done:#}");
+    assert_eq!(executions_on(&done), vec![n.b_id.clone()], "{done:#}");
+    if let Some(why) = &path.unseen {
+        panic!("{why}");
+    }
+    let opened = path
+        .connected
+        .unwrap_or_else(|| panic!("A never had a connection to B: {path:?}"));
+    match nat {
+        Nat::Cone => {
+            let direct = path.direct_only.unwrap_or_else(|| {
+                panic!("A's connections to B were never all direct (hole punching): {path:?}")
+            });
+            assert!(
+                direct <= opened + Duration::from_secs(10),
+                "direct only {direct:?} after the job was submitted, the first connection \
+                 {opened:?}: {path:?}"
+            );
+        }
+        Nat::Symmetric => assert!(
+            path.direct.is_empty(),
+            "a direct connection through symmetric NAT: {path:?}"
+        ),
+    }
+    let (boot, a, b) = eventually(
+        Duration::from_secs(20),
+        "the public node to be public, A and B private",
+        || {
+            let (boot, a, b) = (n.boot.info(), n.a.info(), n.b.info());
+            let r = [reachability(&boot), reachability(&a), reachability(&b)];
+            if r == ["public", "private", "private"] {
+                Ok((boot, a, b))
+            } else {
+                Err(format!("boot {}, A {}, B {}", r[0], r[1], r[2]))
+            }
+        },
+    );
+    for (name, info) in [("A", &a), ("B", &b)] {
+        let mut relayed = Vec::new();
+        strings(&info["relayed_addrs"], &mut relayed);
+        assert!(
+            !relayed.is_empty()
+                && relayed
+                    .iter()
+                    .all(|r| r.contains("/p2p-circuit") && r.contains(&n.boot_id)),
+            "{name}'s relayed addresses go through the public node: {info:#}"
+        );
+    }
+    for (viewer, info, peer_name, peer_id) in [
+        ("B", &b, "A", &n.a_id),
+        ("boot", &boot, "A", &n.a_id),
+        ("A", &a, "B", &n.b_id),
+    ] {
+        let heard = peer(info, peer_id)
+            .map(|p| p["info"].clone())
+            .filter(|i| !i.is_null())
+            .unwrap_or_else(|| panic!("{viewer} has no node info of {peer_name}: {info:#}"));
+        let gossiped = json!([heard["p2p_addrs"], heard["api_addrs"]]);
+        let bad = special(&gossiped);
+        assert!(
+            bad.is_empty(),
+            "{viewer} heard {peer_name} announce {bad:?}: {heard:#}"
+        );
+    }
+}
+
+/// A WASM job whose module and input are inline: it moves no content.
+fn messages_job(data: &[u8]) -> String {
+    let module = inline_data(&reader_module());
+    let url = module
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("URL: "))
+        .expect("a data URL")
+        .to_string();
+    format!(
+        "Name: messages\nType: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      \
+         Type: wasm\n      Params:\n        EntryModule:\n          Source:\n            \
+         Type: inline\n            Params:\n              URL: {url}\n    InputSources:\n{}    \
+         Timeouts:\n      QueueTimeout: 20\n      ExecutionTimeout: 60\n",
+        inline_data(data)
+    )
+}
+
+#[test]
+fn job_messages_cross_two_cone_nats() {
+    job_messages_cross_two_nats(Nat::Cone);
+}
+
+#[test]
+fn job_messages_cross_two_symmetric_nats() {
+    job_messages_cross_two_nats(Nat::Symmetric);
+}
+
 // ------------------------------------------------------------ restarts
 
 /// Runs the reader on `data` (by CID, from A) and checks it ran on B.

@@ -247,7 +247,18 @@ async fn listen(
 
     let mut pending = std::collections::HashMap::new();
     for addr in addrs {
-        let id = match driver.swarm.listen_on(addr.clone()) {
+        // libp2p's TCP listeners set SO_REUSEPORT (for hole punching), so
+        // a second node would share a taken port rather than fail: probe
+        // with a plain socket first.
+        let taken = if fallback { in_use(addr) } else { None };
+        let attempt = match taken {
+            Some(e) => Err(e),
+            None => driver
+                .swarm
+                .listen_on(addr.clone())
+                .map_err(|e| e.to_string()),
+        };
+        let id = match attempt {
             Ok(id) => id,
             Err(e) if fallback => {
                 let any_port = with_port_zero(addr);
@@ -261,10 +272,10 @@ async fn listen(
                         cause: e.to_string(),
                     })?
             }
-            Err(e) => {
+            Err(cause) => {
                 return Err(P2pError::Listen {
                     addr: addr.clone(),
-                    cause: e.to_string(),
+                    cause,
                 });
             }
         };
@@ -306,6 +317,17 @@ async fn listen(
                 "no listen address within {LISTEN_TIMEOUT:?}"
             )))
         })
+}
+
+/// Why `addr`'s IP and TCP or UDP port cannot be bound now, if so.
+fn in_use(addr: &Multiaddr) -> Option<String> {
+    let ip = transport::ip_of(addr)?;
+    let bound = match addr.iter().nth(1)? {
+        Protocol::Tcp(port) => std::net::TcpListener::bind((ip, port)).map(drop),
+        Protocol::Udp(port) => std::net::UdpSocket::bind((ip, port)).map(drop),
+        _ => return None,
+    };
+    bound.err().map(|e| e.to_string())
 }
 
 /// `addr` with its TCP or UDP port set to 0 (any free one).

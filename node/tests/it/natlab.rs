@@ -30,6 +30,7 @@ use serde_json::Value;
 
 use crate::harness::{NodeProc, Spawn, text};
 
+mod defaults;
 mod join;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/natlab/natlab.sh");

@@ -71,7 +71,8 @@ pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
 fn is_lan(ip: IpAddr) -> bool {
     match ip.to_canonical() {
         IpAddr::V4(v4) => {
-            (v4.is_private() || v4.is_link_local()) && v4 != std::net::Ipv4Addr::new(169, 254, 169, 254)
+            (v4.is_private() || v4.is_link_local())
+                && v4 != std::net::Ipv4Addr::new(169, 254, 169, 254)
         }
         IpAddr::V6(v6) => {
             let first = v6.segments()[0];
@@ -155,9 +156,7 @@ pub fn build(
         .map(|(peer, muxer), _| (peer, StreamMuxerBox::new(muxer)));
     let quic = quic::tokio::Transport::new(quic::Config::new(key))
         .map(|(peer, connection), _| (peer, StreamMuxerBox::new(connection)));
-    let both = quic
-        .or_transport(tcp)
-        .map(|either, _| either.into_inner());
+    let both = quic.or_transport(tcp).map(|either, _| either.into_inner());
     Ok(DialGuard::new(both, policy))
 }
 
@@ -178,7 +177,10 @@ mod tests {
         }
         policy.lan = true;
         assert_eq!(policy.refuses(lan), None);
-        assert!(policy.refuses(metadata).is_some(), "never the metadata address");
+        assert!(
+            policy.refuses(metadata).is_some(),
+            "never the metadata address"
+        );
         assert!(policy.refuses(loopback).is_some());
         policy.named.insert(loopback);
         assert_eq!(policy.refuses(loopback), None);
@@ -192,9 +194,10 @@ mod tests {
             ..DialPolicy::default()
         };
         assert_eq!(local.refuses(metadata), None);
-        let circuit: Multiaddr = "/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit"
-            .parse()
-            .unwrap();
+        let circuit: Multiaddr =
+            "/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN/p2p-circuit"
+                .parse()
+                .unwrap();
         assert_eq!(DialPolicy::default().refuses_addr(&circuit), None);
     }
 }

@@ -7,8 +7,8 @@
 //! LAN peer's dial-back never makes a private address part of what the
 //! node tells the wide network.
 
-use libp2p::multiaddr::Protocol;
 use libp2p::core::transport::ListenerId;
+use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId, autonat, dcutr, relay, upnp};
 
 use super::SwarmDriver;
@@ -179,7 +179,9 @@ impl SwarmDriver {
 
     pub(super) fn dcutr(&mut self, event: dcutr::Event) {
         match event.result {
-            Ok(_) => tracing::info!(peer = %event.remote_peer_id, "hole punched: direct connection"),
+            Ok(_) => {
+                tracing::info!(peer = %event.remote_peer_id, "hole punched: direct connection")
+            }
             Err(e) => tracing::debug!(peer = %event.remote_peer_id, %e, "hole punching failed"),
         }
     }

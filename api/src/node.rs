@@ -199,6 +199,7 @@ mod tests {
             api_addrs: api.iter().map(|a| a.to_string()).collect(),
             p2p_addrs: p2p.iter().map(|a| a.to_string()).collect(),
             data_addrs: data.iter().map(|a| a.to_string()).collect(),
+            relay_urls: vec![],
             seq: 12,
         }
     }
@@ -212,6 +213,9 @@ mod tests {
         NodeInfo {
             node_id: node_id(1),
             p2p_addrs: vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()],
+            reachability: Reachability::default(),
+            external_addrs: vec![],
+            relayed_addrs: vec![],
             api_addr: "127.0.0.1:1234".parse().unwrap(),
             data_addr: DATA_ADDR.parse().unwrap(),
             engines: vec!["wasm".into(), "docker".into()],

@@ -148,3 +148,45 @@ pub fn readable(flag: &str, path: &Path) -> Result<(), String> {
         .map(|_| ())
         .map_err(|e| format!("{flag} {}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_gossiped_relay_must_be_https_on_a_global_address() {
+        assert!(acceptable("https://93.184.215.14:8443").await.is_ok());
+        for (url, why) in [
+            ("https://10.0.0.1", "private"),
+            ("https://127.0.0.1:443", "loopback"),
+            ("https://[::1]:443", "loopback"),
+            ("http://93.184.215.14", "not https"),
+            ("not a url", "not a relay URL"),
+        ] {
+            let err = acceptable(url).await.unwrap_err();
+            assert!(err.contains(why), "{url}: {err}");
+        }
+    }
+
+    #[test]
+    fn flags_take_https_urls_only() {
+        assert!(parse_url("--iroh-relay", "https://relay.example.org:8443").is_ok());
+        assert!(
+            parse_url("--iroh-relay", "https://10.0.0.1").is_ok(),
+            "the operator's choice"
+        );
+        let err = parse_url("--iroh-relay", "http://relay.example.org").unwrap_err();
+        assert!(err.contains("https://NAME:PORT"), "{err}");
+    }
+
+    #[test]
+    fn roots_files_must_hold_certificates() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        let err = load_roots(&[empty]).unwrap_err();
+        assert!(err.contains("no certificate"), "{err}");
+        let missing = dir.path().join("missing.pem");
+        assert!(load_roots(&[missing]).is_err());
+    }
+}

@@ -29,7 +29,7 @@ struct Nodes {
 
 /// The lab's CA (`ca.pem`) and a certificate it signed for [`BOOT_NAME`]
 /// (`relay.pem`, `relay.key`), in the lab's folder: the public node's iroh
-/// relay serves it, A and B trust the CA for relays (`--iroh-relay-ca`).
+/// relay serves it, every node trusts the CA for relays (`--iroh-relay-ca`).
 fn lab_ca(lab: &Lab) -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -71,6 +71,9 @@ fn start(lab: &Lab, boot_flags: &[&str], b_by_name: bool) -> Nodes {
         &key,
         "--iroh-relay-url",
         &url,
+        // Its own store reaches its peers through the relay too.
+        "--iroh-relay-ca",
+        &ca,
     ];
     flags.extend(boot_flags);
     let boot = lab.node(Host::Boot, "boot", &flags);

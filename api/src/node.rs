@@ -138,6 +138,10 @@ pub struct PeerInfo {
     pub p2p_addrs: Vec<Multiaddr>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_addrs: Vec<DataAddr>,
+    /// The iroh relays it runs, as it gossips them (used only when it is a
+    /// bootstrap peer of this node).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relay_urls: Vec<String>,
     /// Grows with each of the peer's node infos: the highest one is kept.
     pub seq: u64,
 }
@@ -162,6 +166,7 @@ impl From<&protocol::messages::NodeInfo> for PeerInfo {
                 .filter_map(|a| a.parse().ok())
                 .collect(),
             data_addrs: DataAddr::parse_all(&info.data_addrs),
+            relay_urls: info.relay_urls.clone(),
             seq: info.seq,
         }
     }

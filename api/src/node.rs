@@ -142,6 +142,10 @@ pub struct PeerInfo {
     pub p2p_addrs: Vec<Multiaddr>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_addrs: Vec<DataAddr>,
+    /// The iroh relays it runs, as it gossips them (used only when it is a
+    /// bootstrap peer of this node).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relay_urls: Vec<String>,
     /// Grows with each of the peer's node infos: the highest one is kept.
     pub seq: u64,
 }
@@ -166,6 +170,7 @@ impl From<&protocol::messages::NodeInfo> for PeerInfo {
                 .filter_map(|a| a.parse().ok())
                 .collect(),
             data_addrs: DataAddr::parse_all(&info.data_addrs),
+            relay_urls: info.relay_urls.clone(),
             seq: info.seq,
         }
     }
@@ -203,6 +208,7 @@ mod tests {
             api_addrs: api.iter().map(|a| a.to_string()).collect(),
             p2p_addrs: p2p.iter().map(|a| a.to_string()).collect(),
             data_addrs: data.iter().map(|a| a.to_string()).collect(),
+            relay_urls: vec![],
             seq: 12,
         }
     }
@@ -216,6 +222,9 @@ mod tests {
         NodeInfo {
             node_id: node_id(1),
             p2p_addrs: vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()],
+            reachability: Reachability::default(),
+            external_addrs: vec![],
+            relayed_addrs: vec![],
             api_addr: "127.0.0.1:1234".parse().unwrap(),
             reachability: Reachability::Private,
             external_addrs: Vec::new(),

@@ -333,6 +333,12 @@ impl Compute {
         &self.config
     }
 
+    /// Replaces where results are said to be fetched from (the node's data
+    /// address changed: a relay was learnt, an external address found).
+    pub fn set_result_providers(&mut self, providers: Vec<String>) {
+        self.config.result_providers = providers;
+    }
+
     /// The policy in force.
     pub fn policy(&self) -> &AcceptancePolicy {
         &self.config.policy

@@ -265,6 +265,11 @@ impl Node {
         self.requester.job(job_id)
     }
 
+    /// Replaces where this node's results are said to be fetched from.
+    pub fn set_result_providers(&mut self, providers: Vec<String>) {
+        self.compute.set_result_providers(providers);
+    }
+
     /// Replaces the acceptance policy (an allowlist reloaded); node info
     /// goes out at once to say so.
     pub fn set_policy(&mut self, now_ms: u64, policy: AcceptancePolicy) {

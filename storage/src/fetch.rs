@@ -352,7 +352,9 @@ impl<'a> FetchRun<'a> {
             _ => {}
         }
         let endpoint = self.store.router.endpoint();
-        let connect = endpoint.connect(self.providers[i].clone(), iroh_blobs::ALPN);
+        // Only relays this store knows are contacted, whatever a provider names.
+        let addr = self.store.known_relays_only(&self.providers[i]);
+        let connect = endpoint.connect(addr, iroh_blobs::ALPN);
         let connected = match tokio::time::timeout(self.store.config.connect_timeout, connect).await
         {
             Err(_) => Err("connection timed out".to_string()),

@@ -38,7 +38,7 @@ use std::time::Duration;
 use cid::Cid;
 use iroh::endpoint::{NetReportConfig, PortmapperConfig, presets};
 use iroh::protocol::Router;
-use iroh::{Endpoint, EndpointAddr, SecretKey};
+use iroh::{Endpoint, EndpointAddr, RelayUrl, SecretKey, TransportAddr};
 use iroh_blobs::BlobsProtocol;
 use iroh_blobs::api::proto::BlobStatus;
 use iroh_blobs::store::fs::FsStore;
@@ -70,8 +70,19 @@ pub struct StoreConfig {
     /// Longest wait for a connection to a provider.
     pub connect_timeout: Duration,
     /// Relay servers for peers behind NAT. Empty (the default): no relay,
-    /// peers are reached only at the socket addresses they give.
+    /// peers are reached only at the socket addresses they give. More can be
+    /// added to the running store ([`Store::add_relay`]). A relay's QUIC
+    /// address discovery is expected on the UDP port of the same number as
+    /// its URL's (HTTPS) port, as `skrei node --relay-server` runs it.
     pub relays: Vec<iroh::RelayUrl>,
+    /// The roots relays' TLS certificates are verified against. `None`:
+    /// the Web PKI roots compiled in (Mozilla's). Verification is never off.
+    pub relay_tls: Option<iroh::tls::CaTlsConfig>,
+    /// Whether [`Store::addr`] gives special-purpose (private, loopback,
+    /// ...) socket addresses. True by default (a store on loopback); a node
+    /// on the wide network sets it false, so that only global addresses and
+    /// its relay are given out.
+    pub private_addrs: bool,
     /// Publish and resolve node addresses through n0's DNS (pkarr) address
     /// lookup. Off by default: it needs the internet.
     pub address_lookup: bool,
@@ -86,6 +97,8 @@ impl StoreConfig {
             stall_timeout: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(10),
             relays: Vec::new(),
+            relay_tls: None,
+            private_addrs: true,
             address_lookup: false,
         }
     }
@@ -204,6 +217,8 @@ pub struct Store {
     pub(crate) blobs: FsStore,
     pub(crate) router: Router,
     pub(crate) config: StoreConfig,
+    /// The relays in the endpoint's map (iroh does not list them).
+    relays: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<RelayUrl>>>,
 }
 
 impl Store {
@@ -240,14 +255,18 @@ impl Store {
         let router = Router::builder(endpoint)
             .accept(iroh_blobs::ALPN, BlobsProtocol::new(&blobs, None))
             .spawn();
+        let relays = config.relays.iter().cloned().collect();
         Ok(Store {
             blobs,
             router,
             config,
+            relays: std::sync::Arc::new(std::sync::Mutex::new(relays)),
         })
     }
 
-    /// How other nodes reach this store: node id and bound socket address.
+    /// How other nodes reach this store: node id, socket addresses (only
+    /// global ones unless [`StoreConfig::private_addrs`]) and its relay
+    /// (the home relay once chosen, until then every relay it knows).
     pub fn addr(&self) -> EndpointAddr {
         let endpoint = self.router.endpoint();
         let mut addr = endpoint.addr();
@@ -256,7 +275,67 @@ impl Store {
                 addr = addr.with_ip_addr(socket);
             }
         }
-        addr
+        let private = self.config.private_addrs;
+        let mut addrs: Vec<TransportAddr> = addr
+            .addrs
+            .iter()
+            .filter(|a| match a {
+                TransportAddr::Ip(ip) => {
+                    private
+                        || (!ip.ip().is_unspecified()
+                            && protocol::address::classify(ip.ip()).is_none())
+                }
+                _ => true,
+            })
+            .cloned()
+            .collect();
+        if addr.relay_urls().next().is_none() {
+            addrs.extend(self.relays().into_iter().map(TransportAddr::Relay));
+        }
+        EndpointAddr::from_parts(addr.id, addrs)
+    }
+
+    /// Every socket address the endpoint has, special-purpose ones
+    /// included (what a node keeps jobs from reaching).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        let endpoint = self.router.endpoint();
+        let mut addrs: Vec<SocketAddr> = endpoint.addr().ip_addrs().copied().collect();
+        if addrs.is_empty() {
+            addrs = endpoint.bound_sockets();
+        }
+        addrs
+    }
+
+    /// Adds a relay to the running endpoint (see [`StoreConfig::relays`]);
+    /// false if it was known already.
+    pub async fn add_relay(&self, url: RelayUrl) -> bool {
+        if !self.known_relays().insert(url.clone()) {
+            return false;
+        }
+        let endpoint = self.router.endpoint();
+        endpoint.insert_relay(url.clone(), relay_config(url)).await;
+        true
+    }
+
+    /// The relays the endpoint uses.
+    pub fn relays(&self) -> Vec<RelayUrl> {
+        self.known_relays().iter().cloned().collect()
+    }
+
+    fn known_relays(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<RelayUrl>> {
+        self.relays.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `addr` without the relays this store does not know: a provider's
+    /// address names relays, and only those the operator chose (or learnt
+    /// from peers the operator named) are ever contacted.
+    pub fn known_relays_only(&self, addr: &EndpointAddr) -> EndpointAddr {
+        let known = self.known_relays();
+        let addrs = addr.addrs.iter().filter(|a| match a {
+            TransportAddr::Relay(url) => known.contains(url),
+            _ => true,
+        });
+        EndpointAddr::from_parts(addr.id, addrs.cloned())
     }
 
     /// Stops serving, then closes the blob store.
@@ -537,9 +616,15 @@ async fn bind_endpoint(config: &StoreConfig, key: SecretKey) -> Result<Endpoint,
         .map_err(|e| e.to_string())?
         .portmapper_config(PortmapperConfig::Disabled)
         .net_report_config(NetReportConfig::minimal());
-    if !config.relays.is_empty() {
-        let map: iroh::RelayMap = config.relays.iter().cloned().collect();
-        builder = builder.relay_mode(iroh::RelayMode::Custom(map));
+    // Always a relay transport, empty or not: relays learnt later are added
+    // to the running endpoint (`Store::add_relay`).
+    let map = iroh::RelayMap::empty();
+    for url in &config.relays {
+        map.insert(url.clone(), relay_config(url.clone()));
+    }
+    builder = builder.relay_mode(iroh::RelayMode::Custom(map));
+    if let Some(tls) = &config.relay_tls {
+        builder = builder.ca_tls_config(tls.clone());
     }
     if config.address_lookup {
         use iroh::address_lookup::{DnsAddressLookup, PkarrPublisher};
@@ -548,6 +633,16 @@ async fn bind_endpoint(config: &StoreConfig, key: SecretKey) -> Result<Endpoint,
             .address_lookup(DnsAddressLookup::n0_dns());
     }
     builder.bind().await.map_err(|e| e.to_string())
+}
+
+/// A relay at `url`, its QUIC address discovery on the UDP port of the
+/// URL's number.
+fn relay_config(url: RelayUrl) -> std::sync::Arc<iroh::RelayConfig> {
+    let port = url.port_or_known_default().unwrap_or(443);
+    std::sync::Arc::new(iroh::RelayConfig::new(
+        url,
+        Some(iroh_relay::RelayQuicConfig::new(port)),
+    ))
 }
 
 pub(crate) fn store_err(content: Content, e: impl std::fmt::Display) -> StoreError {

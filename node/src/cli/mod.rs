@@ -54,7 +54,7 @@ enum Command {
     /// Write out content by CID, fetching it from the nodes that have it if needed.
     Get(data::GetArgs),
     /// Run a node (requester and compute node), or `skrei node info`.
-    Node(node::NodeArgs),
+    Node(Box<node::NodeArgs>),
     /// A local network of nodes in one process, for trying skrei out.
     Devstack(devstack::DevstackArgs),
 }
@@ -76,7 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Proxy(args) => proxy::run(args),
         Command::Add(args) => data::add(args),
         Command::Get(args) => data::get(args),
-        Command::Node(args) => node::run(args),
+        Command::Node(args) => node::run(*args),
         Command::Devstack(args) => devstack::devstack(args),
     }
 }

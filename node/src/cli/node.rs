@@ -87,6 +87,34 @@ pub struct NodeFlags {
     /// renewed. Default 3600.
     #[arg(long, value_name = "SECONDS")]
     relay_max_circuit_duration: Option<u64>,
+    /// With --relay-server: also run an iroh relay (data between nodes
+    /// behind NAT), serving HTTPS on this address (TCP) and QUIC address
+    /// discovery on the same port (UDP). Default 0.0.0.0:443. Needs
+    /// --iroh-relay-cert, --iroh-relay-key and --iroh-relay-url.
+    #[arg(long, value_name = "HOST:PORT")]
+    iroh_relay_listen: Option<String>,
+    /// The iroh relay's TLS certificate chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    iroh_relay_cert: Option<PathBuf>,
+    /// The iroh relay's TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    iroh_relay_key: Option<PathBuf>,
+    /// The URL nodes reach this node's iroh relay at, gossiped to them:
+    /// https://NAME:PORT, NAME one the certificate is valid for.
+    #[arg(long, value_name = "URL")]
+    iroh_relay_url: Option<String>,
+    /// An iroh relay this node's data goes through when no direct path
+    /// works (repeatable): https://NAME:PORT. Relays bootstrap peers run
+    /// are used too; no other peer's ever.
+    #[arg(long, value_name = "URL")]
+    #[serde(default)]
+    iroh_relay: Vec<String>,
+    /// A PEM file of CA certificates iroh relays' certificates may chain
+    /// to, besides the Web PKI roots (repeatable): for relays with a
+    /// private CA. Used for relays only.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default)]
+    iroh_relay_ca: Vec<PathBuf>,
     /// Ask the home router for a port mapping (UPnP IGD).
     #[arg(long)]
     #[serde(default)]
@@ -238,6 +266,56 @@ impl NodeFlags {
             }
             config.relay_server = Some(limits);
         }
+        let iroh_relay_flags = [
+            self.iroh_relay_listen.is_some(),
+            self.iroh_relay_cert.is_some(),
+            self.iroh_relay_key.is_some(),
+            self.iroh_relay_url.is_some(),
+        ];
+        if iroh_relay_flags.iter().any(|f| *f) {
+            if !self.relay_server {
+                bail!(
+                    "the --iroh-relay-listen/-cert/-key/-url flags set up a relay server: add --relay-server"
+                );
+            }
+            let (Some(cert), Some(key), Some(url)) = (
+                &self.iroh_relay_cert,
+                &self.iroh_relay_key,
+                &self.iroh_relay_url,
+            ) else {
+                bail!(
+                    "an iroh relay needs --iroh-relay-cert, --iroh-relay-key and --iroh-relay-url"
+                );
+            };
+            let listen = match &self.iroh_relay_listen {
+                Some(a) => a.parse::<SocketAddr>().with_context(|| {
+                    format!("--iroh-relay-listen {a}: give HOST:PORT, e.g. 0.0.0.0:443")
+                })?,
+                None => SocketAddr::from(([0, 0, 0, 0], 443)),
+            };
+            let url = skrei_node::daemon::relay::parse_url("--iroh-relay-url", url)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            skrei_node::daemon::relay::readable("--iroh-relay-cert", cert)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            skrei_node::daemon::relay::readable("--iroh-relay-key", key)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            config.iroh_relay_server = Some(skrei_node::daemon::relay::IrohRelayServer {
+                listen,
+                cert: cert.clone(),
+                key: key.clone(),
+                url,
+            });
+        }
+        for url in &self.iroh_relay {
+            let url = skrei_node::daemon::relay::parse_url("--iroh-relay", url)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            config.iroh_relays.push(url);
+        }
+        for file in &self.iroh_relay_ca {
+            skrei_node::daemon::relay::readable("--iroh-relay-ca", file)
+                .map_err(|e| anyhow::anyhow!(e))?;
+        }
+        config.iroh_relay_ca = self.iroh_relay_ca.clone();
         config.upnp = self.upnp;
         if let Some(api) = &self.api {
             config.api = api
@@ -337,6 +415,12 @@ impl NodeFlags {
                 self.relay_max_circuit_duration,
                 file.relay_max_circuit_duration,
             ),
+            iroh_relay_listen: pick(self.iroh_relay_listen, file.iroh_relay_listen),
+            iroh_relay_cert: pick(self.iroh_relay_cert, file.iroh_relay_cert),
+            iroh_relay_key: pick(self.iroh_relay_key, file.iroh_relay_key),
+            iroh_relay_url: pick(self.iroh_relay_url, file.iroh_relay_url),
+            iroh_relay: list(self.iroh_relay, file.iroh_relay),
+            iroh_relay_ca: list(self.iroh_relay_ca, file.iroh_relay_ca),
             upnp: self.upnp || file.upnp,
             api: pick(self.api, file.api),
             api_allow: list(self.api_allow, file.api_allow),

@@ -25,6 +25,15 @@ pub struct NodeConfig {
     pub announce: Vec<Multiaddr>,
     /// Run a circuit relay v2 server with these limits.
     pub relay_server: Option<crate::p2p::RelayLimits>,
+    /// With `relay_server`: an iroh relay too, for data between nodes
+    /// behind NAT (`--iroh-relay-*`; see `daemon::relay`).
+    pub iroh_relay_server: Option<super::relay::IrohRelayServer>,
+    /// Relays the blob store uses from the start (`--iroh-relay`), besides
+    /// its own and those its bootstrap peers run.
+    pub iroh_relays: Vec<iroh::RelayUrl>,
+    /// PEM files of extra roots relays' TLS certificates are verified
+    /// against (`--iroh-relay-ca`), besides the Web PKI's.
+    pub iroh_relay_ca: Vec<PathBuf>,
     /// Ask the router for a port mapping (UPnP).
     pub upnp: bool,
     /// The API's address (loopback by default, R-NET-7).
@@ -85,6 +94,9 @@ impl NodeConfig {
             bootstrap: Vec::new(),
             announce: Vec::new(),
             relay_server: None,
+            iroh_relay_server: None,
+            iroh_relays: Vec::new(),
+            iroh_relay_ca: Vec::new(),
             upnp: false,
             api: SocketAddr::from(([127, 0, 0, 1], 1234)),
             api_allow: Vec::new(),

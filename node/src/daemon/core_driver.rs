@@ -10,7 +10,7 @@ mod pace;
 mod peers;
 mod results;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -125,6 +125,11 @@ pub(super) struct CoreDriver {
     outbox: Pacer<Gossip>,
     info_seq: u64,
     allowlist_stamp: Option<(SystemTime, u64)>,
+    /// The peers the operator named (`--bootstrap`): the only ones whose
+    /// relays this node's store uses.
+    trusted: HashSet<NodeId>,
+    /// Relay URLs trusted peers gossiped, each looked at once.
+    relay_urls_seen: HashSet<String>,
 }
 
 fn now_ms() -> u64 {
@@ -191,6 +196,18 @@ impl CoreDriver {
         });
         let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let allowlist_stamp = config.allowlist.as_deref().and_then(stamp);
+        let trusted = config
+            .bootstrap
+            .iter()
+            .filter_map(|a| {
+                a.iter().find_map(|p| match p {
+                    libp2p::multiaddr::Protocol::P2p(peer) => {
+                        crate::p2p::validate::node_id(&peer).ok()
+                    }
+                    _ => None,
+                })
+            })
+            .collect();
         Ok(CoreDriver {
             config,
             key,
@@ -211,6 +228,8 @@ impl CoreDriver {
             outbox: Pacer::new(protocol::rate::ANNOUNCE_RATE, MAX_OUTBOX),
             info_seq: 0,
             allowlist_stamp,
+            trusted,
+            relay_urls_seen: HashSet::new(),
         })
     }
 
@@ -308,6 +327,9 @@ impl CoreDriver {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(from, info.data_addrs.clone());
+                    if self.trusted.contains(&from) {
+                        self.learn_relays(from, &info.relay_urls);
+                    }
                     self.core.handle(now, NodeInput::NodeInfo { from, info });
                 }
                 _ => {}
@@ -332,6 +354,42 @@ impl CoreDriver {
             P2pEvent::Rejected { from, reason } => {
                 tracing::debug!(%from, ?reason, "message refused");
             }
+        }
+    }
+
+    /// The relays a bootstrap peer runs, for this node's store (see
+    /// `daemon::relay`): each URL is checked once, in the background.
+    fn learn_relays(&mut self, from: NodeId, urls: &[String]) {
+        for url in urls {
+            if !self.relay_urls_seen.insert(url.clone()) {
+                continue;
+            }
+            let (url, store) = (url.clone(), self.store.clone());
+            tokio::spawn(async move {
+                match super::relay::acceptable(&url).await {
+                    Ok(relay) => {
+                        if store.add_relay(relay).await {
+                            tracing::info!(%from, %url, "using the iroh relay of a bootstrap peer");
+                        }
+                    }
+                    Err(why) => {
+                        tracing::warn!(%from, %url, "not using the iroh relay a bootstrap peer runs: {why}")
+                    }
+                }
+            });
+        }
+    }
+
+    /// Reads the store's address again (a relay learnt, an external address
+    /// found): node info, new jobs and results name the new one.
+    pub(super) fn refresh_data_addr(&mut self) {
+        let Ok(addr) = serde_json::to_string(&self.store.addr()) else {
+            return;
+        };
+        if addr != self.data_addr {
+            tracing::debug!(%addr, "data address");
+            self.core.set_result_providers(vec![addr.clone()]);
+            self.data_addr = addr;
         }
     }
 
@@ -364,6 +422,7 @@ impl CoreDriver {
     fn on_command(&mut self, command: CoreCommand) {
         match command {
             CoreCommand::Submit { spec, reply } => {
+                self.refresh_data_addr();
                 let providers = vec![self.data_addr.clone()];
                 let now = now_ms();
                 let result = self

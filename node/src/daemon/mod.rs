@@ -20,6 +20,7 @@ mod config;
 mod core_driver;
 pub mod db;
 mod exec;
+pub mod relay;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -79,6 +80,8 @@ pub struct Node {
     store: Arc<Store>,
     token: ApiToken,
     token_file: std::path::PathBuf,
+    /// The iroh relay this node runs (a relay server), stopped with it.
+    iroh_relay: Option<iroh_relay::server::Server>,
 }
 
 impl Node {
@@ -98,7 +101,12 @@ impl Node {
         let policy = load_policy(config.accept_network, config.allowlist.as_deref())
             .map_err(StartError::Config)?;
         let db = Arc::new(db::Db::open(&data_dir.join("node.db"))?);
-        let store = Arc::new(open_store(data_dir, config.data_bind()).await?);
+        // The iroh relay first: this node's store uses it too.
+        let iroh_relay = match &config.iroh_relay_server {
+            Some(relay) => Some(relay::spawn(relay).await.map_err(StartError::Config)?),
+            None => None,
+        };
+        let store = Arc::new(open_store(data_dir, &config).await?);
 
         let mut p2p_config = P2pConfig::new(key.to_secret_bytes()).mdns(config.mdns);
         for addr in &config.listen {
@@ -138,7 +146,7 @@ impl Node {
                 source,
             }
         })?;
-        let data_addrs: Vec<SocketAddr> = store.addr().ip_addrs().copied().collect();
+        let data_addrs: Vec<SocketAddr> = store.local_addrs();
         let engines = start_engines(&mut config, &node_id, api_addr, &p2p_addrs, &data_addrs).await;
         let (commands, command_rx) = mpsc::channel(256);
         let (stop, stop_rx) = watch::channel(false);
@@ -185,6 +193,7 @@ impl Node {
             store,
             token,
             token_file,
+            iroh_relay,
         })
     }
 
@@ -227,6 +236,11 @@ impl Node {
         // Executions still finishing hold the store; it closes with them.
         if let Ok(store) = Arc::try_unwrap(self.store) {
             store.shutdown().await;
+        }
+        if let Some(relay) = self.iroh_relay
+            && let Err(e) = relay.shutdown().await
+        {
+            tracing::warn!("the iroh relay did not stop cleanly: {e}");
         }
     }
 }
@@ -294,7 +308,12 @@ async fn start_engines(
 /// Opens the blob store on the port it had before, when it is free: the
 /// addresses a node gave out (in announcements, results, node info) stay
 /// good across a restart.
-async fn open_store(data_dir: &Path, bind: SocketAddr) -> Result<Store, StartError> {
+///
+/// Its relays: the operator's (`--iroh-relay`) and this node's own; relays
+/// learnt from bootstrap peers are added later. Its address names private
+/// socket addresses only on a loopback-only node.
+async fn open_store(data_dir: &Path, node: &NodeConfig) -> Result<Store, StartError> {
+    let bind = node.data_bind();
     let port_file = data_dir.join("data.port");
     let previous = std::fs::read_to_string(&port_file)
         .ok()
@@ -302,6 +321,15 @@ async fn open_store(data_dir: &Path, bind: SocketAddr) -> Result<Store, StartErr
         .filter(|_| bind.port() == 0);
     let mut config = StoreConfig::new(data_dir);
     config.bind = bind;
+    config.private_addrs = node.loopback_only();
+    config.relays = node.iroh_relays.clone();
+    if let Some(own) = &node.iroh_relay_server
+        && !config.relays.contains(&own.url)
+    {
+        config.relays.push(own.url.clone());
+    }
+    let roots = relay::load_roots(&node.iroh_relay_ca).map_err(StartError::Config)?;
+    config.relay_tls = Some(relay::ca_config(roots));
     let store = match previous {
         Some(port) => {
             config.bind = SocketAddr::new(bind.ip(), port);

@@ -204,6 +204,22 @@ impl SwarmDriver {
         }
     }
 
+    /// Whether bootstrap peers are named by id and none is connected.
+    fn bootstrap_peers_gone(&self) -> bool {
+        let mut named = self.bootstrap.iter().filter_map(|a| {
+            a.iter().find_map(|p| match p {
+                libp2p::multiaddr::Protocol::P2p(peer) => Some(peer),
+                _ => None,
+            })
+        });
+        let mut any = false;
+        let gone = named.all(|peer| {
+            any = true;
+            !self.swarm.is_connected(&peer)
+        });
+        any && gone
+    }
+
     /// Runs until a shutdown command, or until every handle is gone.
     pub async fn run(mut self, mut commands: mpsc::Receiver<SwarmCommand>) {
         let mut rejoin = tokio::time::interval_at(
@@ -219,6 +235,13 @@ impl SwarmDriver {
                 _ = rejoin.tick() => {
                     if self.swarm.connected_peers().next().is_none() {
                         tracing::debug!("no peer connected: rejoining");
+                        self.rejoin();
+                    } else if self.bootstrap_peers_gone() {
+                        // Connected to peers (a direct connection between
+                        // two NATed nodes) but to no bootstrap peer: a
+                        // restarted relay would be left without its
+                        // NATed nodes, and they without a relay.
+                        tracing::debug!("no bootstrap peer connected: dialling them again");
                         self.rejoin();
                     }
                 }

@@ -207,6 +207,7 @@ async fn kademlia_joins_a_chain_and_gossip_reaches_everyone() {
             api_addrs: vec!["127.0.0.1:1234".into()],
             p2p_addrs: c.p2p.listen_addrs().iter().map(|a| a.to_string()).collect(),
             data_addrs: vec![],
+            relay_urls: vec![],
             seq: 1,
         };
         c.publish(&Gossip::from(info.sign(&c.key).unwrap())).await;

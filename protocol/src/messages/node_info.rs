@@ -38,6 +38,11 @@ pub struct NodeInfo {
     /// bounds): how a node that found it as a provider fetches from it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_addrs: Vec<String>,
+    /// The iroh relays it runs (`https://NAME:PORT` URLs; same bounds),
+    /// for data between nodes behind NAT. A receiver uses them only if it
+    /// was told to trust the sender (its bootstrap peers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relay_urls: Vec<String>,
     /// Increases with every new `NodeInfo` of this node: a receiver keeps
     /// the one with the highest `seq` and ignores older ones replayed.
     pub seq: u64,
@@ -69,6 +74,7 @@ impl Message for NodeInfo {
         }
         bounds::tokens("api_addrs", &self.api_addrs, MAX_ADDRS, MAX_ADDR_BYTES)?;
         bounds::tokens("p2p_addrs", &self.p2p_addrs, MAX_ADDRS, MAX_ADDR_BYTES)?;
-        bounds::tokens("data_addrs", &self.data_addrs, MAX_ADDRS, MAX_ADDR_BYTES)
+        bounds::tokens("data_addrs", &self.data_addrs, MAX_ADDRS, MAX_ADDR_BYTES)?;
+        bounds::tokens("relay_urls", &self.relay_urls, MAX_ADDRS, MAX_ADDR_BYTES)
     }
 }

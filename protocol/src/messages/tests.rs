@@ -125,6 +125,7 @@ fn node_info() -> NodeInfo {
         api_addrs: vec!["127.0.0.1:1234".into()],
         p2p_addrs: vec!["/ip4/192.0.2.1/tcp/4001".into()],
         data_addrs: vec![],
+        relay_urls: vec!["https://relay.example.org/".into()],
         seq: 42,
     }
 }

@@ -571,6 +571,7 @@ fn r_pol_3_node_infos_explain_silent_nodes() {
         api_addrs: vec![],
         p2p_addrs: vec![],
         data_addrs: vec![],
+        relay_urls: vec![],
         seq: 1,
     };
     for (n, accept, engines) in [
@@ -849,6 +850,7 @@ fn r_pol_3_full_nodes_are_explained_as_busy() {
                 api_addrs: vec![],
                 p2p_addrs: vec![],
                 data_addrs: vec![],
+                relay_urls: vec![],
                 seq: 3,
             },
         },
@@ -990,6 +992,7 @@ fn r_pol_4_awards_early_when_every_known_node_answered() {
             api_addrs: vec![],
             p2p_addrs: vec![],
             data_addrs: vec![],
+            relay_urls: vec![],
             seq: 1,
         };
         r.handle(

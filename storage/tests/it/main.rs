@@ -8,4 +8,5 @@ mod http;
 mod inputs;
 mod provider;
 mod publish;
+mod relays;
 mod transfer;

@@ -46,6 +46,7 @@ pub struct PeerView {
 impl CoreDriver {
     pub(super) fn node_info(&mut self) -> NodeInfo {
         self.info_seq += 1;
+        self.refresh_data_addr();
         let compute = self.core.compute();
         let policy = compute.policy();
         NodeInfo {
@@ -71,6 +72,12 @@ impl CoreDriver {
                 .map(|a| a.to_string())
                 .collect(),
             data_addrs: vec![self.data_addr.clone()],
+            relay_urls: self
+                .config
+                .iroh_relay_server
+                .iter()
+                .map(|r| r.url.to_string())
+                .collect(),
             seq: now_ms().max(self.info_seq),
         }
     }

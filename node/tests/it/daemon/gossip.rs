@@ -116,6 +116,7 @@ fn node_info(key: &NodeKey, seq: u64, api: &[String], p2p: &[String]) -> Gossip 
         api_addrs: api.to_vec(),
         p2p_addrs: p2p.to_vec(),
         data_addrs: vec![],
+        relay_urls: vec![],
         seq,
     };
     Gossip::from(info.sign(key).unwrap())

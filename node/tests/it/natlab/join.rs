@@ -27,16 +27,65 @@ struct Nodes {
     b_id: String,
 }
 
+/// The lab's CA (`ca.pem`) and a certificate it signed for [`BOOT_NAME`]
+/// (`relay.pem`, `relay.key`), in the lab's folder: the public node's iroh
+/// relay serves it, every node trusts the CA for relays (`--iroh-relay-ca`).
+fn lab_ca(lab: &Lab) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "skrei NAT lab CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec![BOOT_NAME.to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let path = |name: &str, pem: String| {
+        let path = lab.dir().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    (
+        path("ca.pem", ca.pem()),
+        path("relay.pem", cert.pem()),
+        path("relay.key", key.serialize_pem()),
+    )
+}
+
 /// Starts the three nodes; B bootstraps by name (`/dns4`) if `b_by_name`.
+/// The public node runs an iroh relay at `https://boot.natlab.test`.
 fn start(lab: &Lab, boot_flags: &[&str], b_by_name: bool) -> Nodes {
-    let mut flags = vec!["--relay-server"];
+    let (ca, cert, key) = lab_ca(lab);
+    let url = format!("https://{BOOT_NAME}");
+    let mut flags = vec![
+        "--relay-server",
+        "--iroh-relay-listen",
+        "0.0.0.0:443",
+        "--iroh-relay-cert",
+        &cert,
+        "--iroh-relay-key",
+        &key,
+        "--iroh-relay-url",
+        &url,
+        // Its own store reaches its peers through the relay too.
+        "--iroh-relay-ca",
+        &ca,
+    ];
     flags.extend(boot_flags);
     let boot = lab.node(Host::Boot, "boot", &flags);
     let boot_id = boot.id();
+    let trust = ["--iroh-relay-ca".to_string(), ca.clone()];
     let mut a_flags = vec!["--capacity".to_string(), "0".to_string()];
     a_flags.extend(bootstrap_args(&boot_id, false));
+    a_flags.extend(trust.clone());
     let a = lab.node(Host::A, "a", &refs(&a_flags));
-    let b = lab.node(Host::B, "b", &refs(&bootstrap_args(&boot_id, b_by_name)));
+    let mut b_flags = bootstrap_args(&boot_id, b_by_name);
+    b_flags.extend(trust);
+    let b = lab.node(Host::B, "b", &refs(&b_flags));
     let (a_id, b_id) = (a.id(), b.id());
     joined(&boot, &[&a_id, &b_id], Duration::from_secs(20));
     Nodes {

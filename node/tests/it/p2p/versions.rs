@@ -40,6 +40,7 @@ fn node_info(node: &Node, seq: u64) -> NodeInfo {
         api_addrs: vec!["127.0.0.1:1234".into()],
         p2p_addrs: vec![],
         data_addrs: vec![],
+        relay_urls: vec![],
         seq,
     }
 }

@@ -156,6 +156,7 @@ fn node_info() -> impl Strategy<Value = (NodeInfo, Gossip)> {
                     api_addrs: api,
                     p2p_addrs: p2p,
                     data_addrs: data,
+                    relay_urls: vec![],
                     seq,
                 };
                 let g = Gossip::from(n.sign(&key).unwrap());

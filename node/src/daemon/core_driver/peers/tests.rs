@@ -27,6 +27,7 @@ fn info(key: &NodeKey, seq: u64, api: &[&str], p2p: &[&str]) -> NodeInfo {
         api_addrs: api.iter().map(|a| a.to_string()).collect(),
         p2p_addrs: p2p.iter().map(|a| a.to_string()).collect(),
         data_addrs: vec![format!("data-{seq}")],
+        relay_urls: vec![],
         seq,
     }
 }

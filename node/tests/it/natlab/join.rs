@@ -372,11 +372,23 @@ fn a_job_crosses_two_nats(nat: Nat) {
     let get = |host: &str, name: &str| c[&(host.to_string(), name.to_string())];
     for host in ["a", "b"] {
         assert_eq!(
-            get(host, "lan-dial").0,
+            get(host, "lan-dial-libp2p").0,
             0,
-            "{host} sent packets to another address of its LAN (the other side's private \
-             address {LAN}x?): {c:?}"
+            "{host} dialled another address of its LAN (the other side's private \
+             address {LAN}x?) with libp2p: {c:?}"
         );
+        // iroh 1.4.1 offers its interface addresses to the peer (through
+        // the relay) as hole-punching candidates, with no setting to keep
+        // them back: a few small probes go to the other side's private
+        // address. Bounded here so that more than probes would fail.
+        let (packets, bytes) = get(host, "lan-dial");
+        assert!(
+            packets <= 100 && bytes <= 16 * 1024,
+            "{host} sent more than hole-punching probes into its LAN: {c:?}"
+        );
+        if packets > 0 {
+            eprintln!("{host}: {packets} iroh probe packets ({bytes} bytes) to LAN addresses");
+        }
     }
     match nat {
         Nat::Cone => {

@@ -41,6 +41,7 @@
 #   a, b lan-dial           packets the host sent to another address of its
 #                           LAN (not the router): the other host's private
 #                           address, which is not on this LAN
+#   a, b lan-dial-libp2p    the same, to port 4001 (libp2p)
 #
 # Optional LATENCY=40ms adds netem delay on each router's WAN side (needs the
 # kernel's sch_netem; this machine's kernel lacks it, so it is then skipped).
@@ -133,6 +134,8 @@ router() { # $1 = a|b, $2 = WAN address last octet, $3 = LAN host last octet
   ns "$h" iptables -w -A OUTPUT -o eth0 -d "$LAN_NET.0/24" -j natlab-lan
   ns "$h" iptables -w -A natlab-lan -d "$LAN_NET.1" -j RETURN
   count "$h" natlab-lan lan-dial
+  count "$h" natlab-lan lan-dial-libp2p -p udp --dport 4001
+  count "$h" natlab-lan lan-dial-libp2p -p tcp --dport 4001
 }
 
 hosts() { # /etc/hosts as `ip netns exec` shows it in the namespaces that run nodes

@@ -222,9 +222,6 @@ mod tests {
         NodeInfo {
             node_id: node_id(1),
             p2p_addrs: vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()],
-            reachability: Reachability::default(),
-            external_addrs: vec![],
-            relayed_addrs: vec![],
             api_addr: "127.0.0.1:1234".parse().unwrap(),
             reachability: Reachability::Private,
             external_addrs: Vec::new(),

@@ -103,6 +103,10 @@ pub struct NodeFlags {
     /// https://NAME:PORT, NAME one the certificate is valid for.
     #[arg(long, value_name = "URL")]
     iroh_relay_url: Option<String>,
+    /// Bytes a second this node's iroh relay reads from one client.
+    /// Default 12500000 (100 Mbit/s).
+    #[arg(long, value_name = "SIZE")]
+    iroh_relay_client_rate: Option<String>,
     /// An iroh relay this node's data goes through when no direct path
     /// works (repeatable): https://NAME:PORT. Relays bootstrap peers run
     /// are used too; no other peer's ever.
@@ -271,6 +275,7 @@ impl NodeFlags {
             self.iroh_relay_cert.is_some(),
             self.iroh_relay_key.is_some(),
             self.iroh_relay_url.is_some(),
+            self.iroh_relay_client_rate.is_some(),
         ];
         if iroh_relay_flags.iter().any(|f| *f) {
             if !self.relay_server {
@@ -304,6 +309,22 @@ impl NodeFlags {
                 cert: cert.clone(),
                 key: key.clone(),
                 url,
+                client_rate: self
+                    .iroh_relay_client_rate
+                    .as_deref()
+                    .map(|size| {
+                        let bytes = parse_size("--iroh-relay-client-rate", size)?;
+                        u32::try_from(bytes)
+                            .ok()
+                            .and_then(std::num::NonZeroU32::new)
+                            .with_context(|| {
+                                format!(
+                                    "--iroh-relay-client-rate {size}: give 1 byte to 4Gi a second"
+                                )
+                            })
+                    })
+                    .transpose()?
+                    .unwrap_or(skrei_node::daemon::relay::DEFAULT_CLIENT_RATE),
             });
         }
         for url in &self.iroh_relay {
@@ -419,6 +440,7 @@ impl NodeFlags {
             iroh_relay_cert: pick(self.iroh_relay_cert, file.iroh_relay_cert),
             iroh_relay_key: pick(self.iroh_relay_key, file.iroh_relay_key),
             iroh_relay_url: pick(self.iroh_relay_url, file.iroh_relay_url),
+            iroh_relay_client_rate: pick(self.iroh_relay_client_rate, file.iroh_relay_client_rate),
             iroh_relay: list(self.iroh_relay, file.iroh_relay),
             iroh_relay_ca: list(self.iroh_relay_ca, file.iroh_relay_ca),
             upnp: self.upnp || file.upnp,

@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use iroh::RelayUrl;
-use iroh_relay::server::{CertConfig, QuicConfig, RelayConfig, Server, ServerConfig, TlsConfig};
+use iroh_relay::server::{
+    CertConfig, ClientRateLimit, QuicConfig, RelayConfig, Server, ServerConfig, TlsConfig,
+};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -40,7 +42,16 @@ pub struct IrohRelayServer {
     /// The URL peers use: `https://NAME:PORT`, NAME one the certificate is
     /// valid for.
     pub url: RelayUrl,
+    /// Bytes a second the relay reads from one client (R-SEC-5): anyone
+    /// can connect to a public relay, so no client may take all of its
+    /// bandwidth.
+    pub client_rate: std::num::NonZeroU32,
 }
+
+/// [`IrohRelayServer::client_rate`] unless the operator sets it: 100 Mbit/s,
+/// a 64 MiB input in about 5 s.
+pub const DEFAULT_CLIENT_RATE: std::num::NonZeroU32 =
+    std::num::NonZeroU32::new(12_500_000).expect("not zero");
 
 /// Starts the relay.
 pub async fn spawn(config: &IrohRelayServer) -> Result<Server, String> {
@@ -64,6 +75,10 @@ pub async fn spawn(config: &IrohRelayServer) -> Result<Server, String> {
     .with_single_cert(certs, key)
     .map_err(|e| format!("--iroh-relay-cert/--iroh-relay-key: {e}"))?;
     let mut relay = RelayConfig::new(SocketAddr::new(config.listen.ip(), 0));
+    let mut rate = ClientRateLimit::new(config.client_rate);
+    // A second's worth at once, at most 4 MiB.
+    rate.max_burst_bytes = std::num::NonZeroU32::new(config.client_rate.get().min(4 << 20));
+    relay.limits.client_rx = Some(rate);
     relay.tls = Some(TlsConfig::new(
         config.listen,
         CertConfig::Manual { server_config: tls },

@@ -316,8 +316,22 @@ async fn listen(
             Err(P2pError::Setup(format!(
                 "no listen address within {LISTEN_TIMEOUT:?}"
             )))
-        })
+        })?;
+    // A listener on 0.0.0.0 reports one interface's address at a time;
+    // TCP dials reuse the listen port (so that NATs keep it, for hole
+    // punching) only from an interface already reported. Take the rest
+    // before the first dial.
+    for _ in 0..64 {
+        match tokio::time::timeout(LISTEN_SETTLE, driver.swarm.select_next_some()).await {
+            Ok(event) => driver.event(event),
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
+
+/// How long [`listen`] waits for more listen addresses after the first.
+const LISTEN_SETTLE: Duration = Duration::from_millis(50);
 
 /// Why `addr`'s IP and TCP or UDP port cannot be bound now, if so.
 fn in_use(addr: &Multiaddr) -> Option<String> {

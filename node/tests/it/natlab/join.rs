@@ -555,6 +555,51 @@ fn job_messages_cross_two_symmetric_nats() {
     job_messages_cross_two_nats(Nat::Symmetric);
 }
 
+// ------------------------------------------------------------ TCP
+
+/// Hole punching over TCP alone (cone NAT): A and B join the public node
+/// over TCP only, and their relayed connection turns into a direct TCP one.
+/// TCP keeps its port through a cone NAT only if the node dials from its
+/// listen port, which it can do only once it knows its interfaces.
+#[test]
+fn tcp_hole_punching_under_cone_nat() {
+    let Some(lab) = Lab::up(Nat::Cone) else {
+        return;
+    };
+    let boot = lab.node(Host::Boot, "boot", &["--relay-server", "--capacity", "0"]);
+    let boot_id = boot.id();
+    let over_tcp = format!("/ip4/{BOOT_IP}/tcp/{PORT}/p2p/{boot_id}");
+    let a = lab.node(Host::A, "a", &["--capacity", "0", "--bootstrap", &over_tcp]);
+    let b = lab.node(Host::B, "b", &["--bootstrap", &over_tcp]);
+    let (a_id, b_id) = (a.id(), b.id());
+    joined(&boot, &[&a_id, &b_id], Duration::from_secs(20));
+    // A job from A that only B can take makes them meet.
+    a.submit(&messages_job(&noise(16)));
+    let direct = eventually(
+        Duration::from_secs(20),
+        "a direct TCP connection A-B",
+        || {
+            let conns = connections(&a.info(), &b_id)?;
+            let direct: Vec<&String> = conns
+                .iter()
+                .filter(|c| !c.contains("/p2p-circuit"))
+                .collect();
+            if !direct.is_empty() && direct.len() == conns.len() {
+                Ok(conns)
+            } else {
+                Err(format!("A's connections to B: {conns:?}"))
+            }
+        },
+    );
+    assert!(
+        direct
+            .iter()
+            .all(|c| c.contains("/tcp/") && !c.contains("/udp/")),
+        "{direct:?}"
+    );
+    drop((a, b, boot));
+}
+
 // ------------------------------------------------------------ restarts
 
 /// Runs the reader on `data` (by CID, from A) and checks it ran on B.

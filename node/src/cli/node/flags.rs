@@ -1,0 +1,495 @@
+//! `skrei node`'s flags and `--config` file, resolved into a [`NodeConfig`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use protocol::job::NetworkMode;
+use protocol::policy::parse_accept_network;
+use serde::Deserialize;
+use skrei_node::daemon::NodeConfig;
+
+use super::super::parse_size;
+
+/// Every `skrei node` flag; a `--config` TOML file uses the same names as keys.
+#[derive(Args, Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct NodeFlags {
+    /// A TOML file of settings, keys named like these flags; flags win.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Where the node keeps its key, database and data.
+    #[arg(long, env = "SKREI_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// libp2p listen address (repeatable). Default: all interfaces, TCP
+    /// and QUIC port 4001 (another free port if taken).
+    #[arg(long, value_name = "MULTIADDR")]
+    #[serde(default)]
+    listen: Vec<String>,
+    /// A peer to join through (repeatable), e.g.
+    /// /dns4/boot.example.org/tcp/4001/p2p/12D3Koo...
+    #[arg(long, value_name = "MULTIADDR")]
+    #[serde(default)]
+    bootstrap: Vec<String>,
+    /// An address to announce as this node's (repeatable): a port
+    /// forwarded by hand, a DNS name. Confirmed addresses are announced
+    /// without it; listen addresses never are.
+    #[arg(long, value_name = "MULTIADDR")]
+    #[serde(default)]
+    announce: Vec<String>,
+    /// Relay circuits for nodes behind NAT (circuit relay v2): for a node
+    /// with a public address.
+    #[arg(long)]
+    #[serde(default)]
+    relay_server: bool,
+    /// With --relay-server: circuits carried at once. Default 1024.
+    #[arg(long, value_name = "N")]
+    relay_max_circuits: Option<usize>,
+    /// With --relay-server: NATed nodes holding a reservation at once. Default 512.
+    #[arg(long, value_name = "N")]
+    relay_max_reservations: Option<usize>,
+    /// With --relay-server: bytes one circuit carries before it is
+    /// renewed. Default 256Mi.
+    #[arg(long, value_name = "SIZE")]
+    relay_max_circuit_bytes: Option<String>,
+    /// With --relay-server: seconds one circuit lasts before it is
+    /// renewed. Default 3600.
+    #[arg(long, value_name = "SECONDS")]
+    relay_max_circuit_duration: Option<u64>,
+    /// With --relay-server: also run an iroh relay (data between nodes
+    /// behind NAT), serving HTTPS on this address (TCP) and QUIC address
+    /// discovery on the same port (UDP). Default 0.0.0.0:443. Needs
+    /// --iroh-relay-cert, --iroh-relay-key and --iroh-relay-url.
+    #[arg(long, value_name = "HOST:PORT")]
+    iroh_relay_listen: Option<String>,
+    /// The iroh relay's TLS certificate chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    iroh_relay_cert: Option<PathBuf>,
+    /// The iroh relay's TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    iroh_relay_key: Option<PathBuf>,
+    /// The URL nodes reach this node's iroh relay at, gossiped to them:
+    /// https://NAME:PORT, NAME one the certificate is valid for.
+    #[arg(long, value_name = "URL")]
+    iroh_relay_url: Option<String>,
+    /// Bytes a second this node's iroh relay reads from one client.
+    /// Default 12500000 (100 Mbit/s).
+    #[arg(long, value_name = "SIZE")]
+    iroh_relay_client_rate: Option<String>,
+    /// An iroh relay this node's data goes through when no direct path
+    /// works (repeatable): https://NAME:PORT. Relays bootstrap peers run
+    /// are used too; no other peer's ever.
+    #[arg(long, value_name = "URL")]
+    #[serde(default)]
+    iroh_relay: Vec<String>,
+    /// A PEM file of CA certificates iroh relays' certificates may chain
+    /// to, besides the Web PKI roots (repeatable): for relays with a
+    /// private CA. Used for relays only.
+    #[arg(long, value_name = "FILE")]
+    #[serde(default)]
+    iroh_relay_ca: Vec<PathBuf>,
+    /// Ask the home router for a port mapping (UPnP IGD).
+    #[arg(long)]
+    #[serde(default)]
+    upnp: bool,
+    /// The API's address. Default 127.0.0.1:1234; keep it on loopback.
+    #[arg(long, value_name = "HOST:PORT")]
+    api: Option<String>,
+    /// A source address or CIDR range the API answers besides loopback
+    /// (repeatable), e.g. the Docker gateway when the node runs in a
+    /// container. Whoever is in it can run jobs: never a job network.
+    #[arg(long, value_name = "CIDR")]
+    #[serde(default)]
+    api_allow: Vec<String>,
+    /// Network access this node gives jobs: none (default), http or full.
+    #[arg(long, value_name = "MODE")]
+    accept_network: Option<String>,
+    /// Domains `http` jobs may reach here, one per line; re-read when it changes.
+    #[arg(long, value_name = "FILE")]
+    allowlist: Option<PathBuf>,
+    /// Engines offered, comma-separated (wasm, docker). Default wasm.
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default)]
+    engines: Vec<String>,
+    /// Executions at once. Default 4.
+    #[arg(long)]
+    capacity: Option<u32>,
+    /// Bytes per second each way for each `http` job. Default 1250000 (10 Mbit/s).
+    #[arg(long)]
+    http_rate: Option<u64>,
+    /// Find peers on the local network with mDNS.
+    #[arg(long)]
+    #[serde(default)]
+    mdns: bool,
+    /// A folder local-path inputs may come from (repeatable).
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    local_inputs: Vec<PathBuf>,
+    /// A folder `dir` publishers may write results under (repeatable);
+    /// without one, jobs with a `dir` publisher are refused.
+    #[arg(long, value_name = "DIR")]
+    #[serde(default)]
+    publish_dir: Vec<PathBuf>,
+    /// Seconds between node info messages. Default 30.
+    #[arg(long, value_name = "SECONDS")]
+    node_info_interval: Option<u64>,
+    /// Let URL inputs reach private and loopback addresses (testing only).
+    #[arg(long, hide = true)]
+    #[serde(default)]
+    allow_private_downloads: bool,
+    /// A special-purpose range (CIDR) `http` jobs may reach, e.g. a private
+    /// service of yours (repeatable).
+    #[arg(long, value_name = "CIDR")]
+    #[serde(default)]
+    proxy_allow_range: Vec<String>,
+    /// NAME=IP: the answer `http` jobs' proxies give for NAME (repeatable).
+    #[arg(long, value_name = "NAME=IP")]
+    #[serde(default)]
+    proxy_resolve: Vec<String>,
+    /// Ports CONNECT may reach through the proxies, comma-separated. Default 443.
+    #[arg(long, value_delimiter = ',', value_name = "PORTS")]
+    #[serde(default)]
+    proxy_connect_ports: Vec<u16>,
+    /// Ports plain HTTP may reach through the proxies, comma-separated.
+    /// Default 80.
+    #[arg(long, value_delimiter = ',', value_name = "PORTS")]
+    #[serde(default)]
+    proxy_http_ports: Vec<u16>,
+    /// Most bytes of one job's results this node fetches as requester
+    /// (`10Gi` by default); bigger results fail the job with that reason.
+    #[arg(long, value_name = "SIZE")]
+    max_result_size: Option<String>,
+    /// Most bytes one CID input may take on this node (`10Gi` by default).
+    #[arg(long, value_name = "SIZE")]
+    max_input_size: Option<String>,
+}
+
+impl NodeFlags {
+    /// Flags over the config file over the defaults.
+    pub(super) fn resolve(mut self) -> anyhow::Result<NodeConfig> {
+        if let Some(path) = self.config.take() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading config {}", path.display()))?;
+            let file: NodeFlags = toml::from_str(&text)
+                .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+            self = self.over(file);
+        }
+        let data_dir = self.data_dir.unwrap_or_else(default_data_dir);
+        let mut config = NodeConfig::new(data_dir);
+        if self.listen.is_empty() {
+            config.listen = vec![
+                "/ip4/0.0.0.0/tcp/4001".parse().expect("a valid multiaddr"),
+                "/ip4/0.0.0.0/udp/4001/quic-v1"
+                    .parse()
+                    .expect("a valid multiaddr"),
+            ];
+            config.listen_fallback = true;
+        } else {
+            config.listen = self
+                .listen
+                .iter()
+                .map(|a| {
+                    a.parse()
+                        .with_context(|| format!("--listen {a}: not a multiaddr"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+        }
+        config.bootstrap = self
+            .bootstrap
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .with_context(|| format!("--bootstrap {a}: not a multiaddr"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        config.announce = self
+            .announce
+            .iter()
+            .map(|a| {
+                a.parse()
+                    .with_context(|| format!("--announce {a}: not a multiaddr"))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let relay_tuning = self.relay_max_circuits.is_some()
+            || self.relay_max_reservations.is_some()
+            || self.relay_max_circuit_bytes.is_some()
+            || self.relay_max_circuit_duration.is_some();
+        if relay_tuning && !self.relay_server {
+            bail!("the --relay-max-* flags tune a relay server: add --relay-server");
+        }
+        if self.relay_server {
+            let mut limits = skrei_node::p2p::RelayLimits::default();
+            if let Some(n) = self.relay_max_circuits {
+                limits.max_circuits = n;
+            }
+            if let Some(n) = self.relay_max_reservations {
+                limits.max_reservations = n;
+            }
+            if let Some(size) = &self.relay_max_circuit_bytes {
+                limits.max_circuit_bytes = parse_size("--relay-max-circuit-bytes", size)?;
+            }
+            if let Some(secs) = self.relay_max_circuit_duration {
+                if secs == 0 || secs > u64::from(u32::MAX) {
+                    bail!(
+                        "--relay-max-circuit-duration {secs}: give 1 to {} seconds",
+                        u32::MAX
+                    );
+                }
+                limits.max_circuit_duration = Duration::from_secs(secs);
+            }
+            config.relay_server = Some(limits);
+        }
+        let iroh_relay_flags = [
+            self.iroh_relay_listen.is_some(),
+            self.iroh_relay_cert.is_some(),
+            self.iroh_relay_key.is_some(),
+            self.iroh_relay_url.is_some(),
+            self.iroh_relay_client_rate.is_some(),
+        ];
+        if iroh_relay_flags.iter().any(|f| *f) {
+            if !self.relay_server {
+                bail!(
+                    "the --iroh-relay-listen/-cert/-key/-url flags set up a relay server: add --relay-server"
+                );
+            }
+            let (Some(cert), Some(key), Some(url)) = (
+                &self.iroh_relay_cert,
+                &self.iroh_relay_key,
+                &self.iroh_relay_url,
+            ) else {
+                bail!(
+                    "an iroh relay needs --iroh-relay-cert, --iroh-relay-key and --iroh-relay-url"
+                );
+            };
+            let listen = match &self.iroh_relay_listen {
+                Some(a) => a.parse::<SocketAddr>().with_context(|| {
+                    format!("--iroh-relay-listen {a}: give HOST:PORT, e.g. 0.0.0.0:443")
+                })?,
+                None => SocketAddr::from(([0, 0, 0, 0], 443)),
+            };
+            let url = skrei_node::daemon::relay::parse_url("--iroh-relay-url", url)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            skrei_node::daemon::relay::readable("--iroh-relay-cert", cert)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            skrei_node::daemon::relay::readable("--iroh-relay-key", key)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            config.iroh_relay_server = Some(skrei_node::daemon::relay::IrohRelayServer {
+                listen,
+                cert: cert.clone(),
+                key: key.clone(),
+                url,
+                client_rate: self
+                    .iroh_relay_client_rate
+                    .as_deref()
+                    .map(|size| {
+                        let bytes = parse_size("--iroh-relay-client-rate", size)?;
+                        u32::try_from(bytes)
+                            .ok()
+                            .and_then(std::num::NonZeroU32::new)
+                            .with_context(|| {
+                                format!(
+                                    "--iroh-relay-client-rate {size}: give 1 byte to 4Gi a second"
+                                )
+                            })
+                    })
+                    .transpose()?
+                    .unwrap_or(skrei_node::daemon::relay::DEFAULT_CLIENT_RATE),
+            });
+        }
+        for url in &self.iroh_relay {
+            let url = skrei_node::daemon::relay::parse_url("--iroh-relay", url)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            config.iroh_relays.push(url);
+        }
+        for file in &self.iroh_relay_ca {
+            skrei_node::daemon::relay::readable("--iroh-relay-ca", file)
+                .map_err(|e| anyhow::anyhow!(e))?;
+        }
+        config.iroh_relay_ca = self.iroh_relay_ca.clone();
+        config.upnp = self.upnp;
+        if let Some(api) = &self.api {
+            config.api = api
+                .parse::<SocketAddr>()
+                .with_context(|| format!("--api {api}: give HOST:PORT, e.g. 127.0.0.1:1234"))?;
+        }
+        for range in &self.api_allow {
+            let cidr = protocol::address::Cidr::parse(range)
+                .map_err(|e| anyhow::anyhow!("--api-allow {range}: {e}"))?;
+            config.api_allow.push(cidr);
+        }
+        if let Some(mode) = &self.accept_network {
+            config.accept_network =
+                parse_accept_network(mode).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        config.allowlist = self.allowlist;
+        if config.allowlist.is_some() && config.accept_network == NetworkMode::None {
+            bail!(
+                "--allowlist limits http jobs, which this node refuses: add --accept-network=http"
+            );
+        }
+        if !self.engines.is_empty() {
+            for engine in &self.engines {
+                if !matches!(engine.as_str(), "wasm" | "docker") {
+                    bail!("--engines {engine}: the engines are wasm and docker");
+                }
+            }
+            config.engines = self.engines;
+        }
+        if let Some(c) = self.capacity {
+            config.capacity = c;
+        }
+        if let Some(rate) = self.http_rate {
+            config.http_rate = rate;
+        }
+        config.mdns = self.mdns;
+        config.local_inputs = self.local_inputs;
+        config.publish_dirs = absolute("--publish-dir", self.publish_dir)?;
+        if let Some(secs) = self.node_info_interval {
+            config.node_info_interval = Duration::from_secs(secs.max(1));
+        }
+        config.allow_private_downloads = self.allow_private_downloads;
+        for range in &self.proxy_allow_range {
+            config.proxy_allow_ranges.push(
+                range
+                    .parse()
+                    .map_err(|e| anyhow::anyhow!("--proxy-allow-range {range}: {e}"))?,
+            );
+        }
+        for entry in &self.proxy_resolve {
+            let (name, ip) = entry
+                .split_once('=')
+                .and_then(|(n, ip)| Some((n.to_string(), ip.parse().ok()?)))
+                .with_context(|| format!("--proxy-resolve {entry}: write NAME=IP"))?;
+            config.proxy_resolve.push((name, ip));
+        }
+        if !self.proxy_connect_ports.is_empty() {
+            config.proxy_connect_ports = self.proxy_connect_ports;
+        }
+        if self.proxy_http_ports.contains(&0) {
+            anyhow::bail!("--proxy-http-ports: 0 is not a port; list ports from 1 to 65535");
+        }
+        if !self.proxy_http_ports.is_empty() {
+            config.proxy_http_ports = self.proxy_http_ports;
+        }
+        if let Some(size) = &self.max_result_size {
+            config.max_result_size = parse_size("--max-result-size", size)?;
+        }
+        if let Some(size) = &self.max_input_size {
+            config.max_input_size = parse_size("--max-input-size", size)?;
+        }
+        Ok(config)
+    }
+
+    /// `self` (flags) where set, `file` otherwise.
+    fn over(self, file: NodeFlags) -> NodeFlags {
+        fn pick<T>(flag: Option<T>, file: Option<T>) -> Option<T> {
+            flag.or(file)
+        }
+        fn list<T>(flag: Vec<T>, file: Vec<T>) -> Vec<T> {
+            if flag.is_empty() { file } else { flag }
+        }
+        NodeFlags {
+            config: None,
+            data_dir: pick(self.data_dir, file.data_dir),
+            listen: list(self.listen, file.listen),
+            bootstrap: list(self.bootstrap, file.bootstrap),
+            announce: list(self.announce, file.announce),
+            relay_server: self.relay_server || file.relay_server,
+            relay_max_circuits: pick(self.relay_max_circuits, file.relay_max_circuits),
+            relay_max_reservations: pick(self.relay_max_reservations, file.relay_max_reservations),
+            relay_max_circuit_bytes: pick(
+                self.relay_max_circuit_bytes,
+                file.relay_max_circuit_bytes,
+            ),
+            relay_max_circuit_duration: pick(
+                self.relay_max_circuit_duration,
+                file.relay_max_circuit_duration,
+            ),
+            iroh_relay_listen: pick(self.iroh_relay_listen, file.iroh_relay_listen),
+            iroh_relay_cert: pick(self.iroh_relay_cert, file.iroh_relay_cert),
+            iroh_relay_key: pick(self.iroh_relay_key, file.iroh_relay_key),
+            iroh_relay_url: pick(self.iroh_relay_url, file.iroh_relay_url),
+            iroh_relay_client_rate: pick(self.iroh_relay_client_rate, file.iroh_relay_client_rate),
+            iroh_relay: list(self.iroh_relay, file.iroh_relay),
+            iroh_relay_ca: list(self.iroh_relay_ca, file.iroh_relay_ca),
+            upnp: self.upnp || file.upnp,
+            api: pick(self.api, file.api),
+            api_allow: list(self.api_allow, file.api_allow),
+            accept_network: pick(self.accept_network, file.accept_network),
+            allowlist: pick(self.allowlist, file.allowlist),
+            engines: list(self.engines, file.engines),
+            capacity: pick(self.capacity, file.capacity),
+            http_rate: pick(self.http_rate, file.http_rate),
+            mdns: self.mdns || file.mdns,
+            local_inputs: list(self.local_inputs, file.local_inputs),
+            publish_dir: list(self.publish_dir, file.publish_dir),
+            node_info_interval: pick(self.node_info_interval, file.node_info_interval),
+            allow_private_downloads: self.allow_private_downloads || file.allow_private_downloads,
+            proxy_allow_range: list(self.proxy_allow_range, file.proxy_allow_range),
+            proxy_resolve: list(self.proxy_resolve, file.proxy_resolve),
+            proxy_connect_ports: list(self.proxy_connect_ports, file.proxy_connect_ports),
+            proxy_http_ports: list(self.proxy_http_ports, file.proxy_http_ports),
+            max_result_size: pick(self.max_result_size, file.max_result_size),
+            max_input_size: pick(self.max_input_size, file.max_input_size),
+        }
+    }
+}
+
+/// Folders as absolute paths (jobs name absolute paths, so a relative
+/// folder would never match).
+fn absolute(flag: &str, dirs: Vec<PathBuf>) -> anyhow::Result<Vec<PathBuf>> {
+    dirs.into_iter()
+        .map(|d| {
+            std::path::absolute(&d)
+                .with_context(|| format!("{flag} {}: give an absolute path", d.display()))
+        })
+        .collect()
+}
+
+/// Where a node keeps its data unless told otherwise.
+fn default_data_dir() -> PathBuf {
+    match std::env::var_os("HOME") {
+        Some(home) => PathBuf::from(home).join(".local/share/skrei"),
+        None => PathBuf::from(".skrei"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_http_ports_from_the_flag_or_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.toml");
+        std::fs::write(&file, "proxy-http-ports = [80, 8080]\n").unwrap();
+        let from_file = NodeFlags {
+            config: Some(file.clone()),
+            ..NodeFlags::default()
+        };
+        assert_eq!(from_file.resolve().unwrap().proxy_http_ports, [80, 8080]);
+        let flag_wins = NodeFlags {
+            config: Some(file),
+            proxy_http_ports: vec![8081],
+            ..NodeFlags::default()
+        };
+        assert_eq!(flag_wins.resolve().unwrap().proxy_http_ports, [8081]);
+        assert_eq!(
+            NodeFlags::default().resolve().unwrap().proxy_http_ports,
+            [80]
+        );
+        let zero = NodeFlags {
+            proxy_http_ports: vec![0],
+            ..NodeFlags::default()
+        };
+        assert!(
+            zero.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("not a port")
+        );
+    }
+}

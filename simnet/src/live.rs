@@ -592,6 +592,9 @@ impl LiveNet {
             format!("0.0.0.0:{}", docker::API_PORT),
             "--api-allow".into(),
             docker.gateway.to_string(),
+            // Container addresses are private: the network is the nodes' own.
+            "--private-network".into(),
+            docker.subnet.clone(),
             "--listen".into(),
             format!("/ip4/0.0.0.0/tcp/{}", docker::P2P_PORT),
         ]);

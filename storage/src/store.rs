@@ -83,6 +83,9 @@ pub struct StoreConfig {
     /// on the wide network sets it false, so that only global addresses and
     /// its relay are given out.
     pub private_addrs: bool,
+    /// Private ranges whose addresses [`Store::addr`] gives out anyway: a
+    /// private network the operator declared its own (`--private-network`).
+    pub private_networks: Vec<protocol::address::Cidr>,
     /// Publish and resolve node addresses through n0's DNS (pkarr) address
     /// lookup. Off by default: it needs the internet.
     pub address_lookup: bool,
@@ -99,6 +102,7 @@ impl StoreConfig {
             relays: Vec::new(),
             relay_tls: None,
             private_addrs: true,
+            private_networks: Vec::new(),
             address_lookup: false,
         }
     }
@@ -283,7 +287,12 @@ impl Store {
                 TransportAddr::Ip(ip) => {
                     private
                         || (!ip.ip().is_unspecified()
-                            && protocol::address::classify(ip.ip()).is_none())
+                            && (protocol::address::classify(ip.ip()).is_none()
+                                || self
+                                    .config
+                                    .private_networks
+                                    .iter()
+                                    .any(|n| n.contains(ip.ip()))))
                 }
                 _ => true,
             })

@@ -23,6 +23,10 @@ pub struct NodeConfig {
     pub bootstrap: Vec<Multiaddr>,
     /// Addresses announced as this node's besides the confirmed ones.
     pub announce: Vec<Multiaddr>,
+    /// Private networks the operator declares its own (a Docker network,
+    /// a company LAN): addresses there are dialled and announced like
+    /// global ones.
+    pub private_networks: Vec<protocol::address::Cidr>,
     /// Run a circuit relay v2 server with these limits.
     pub relay_server: Option<crate::p2p::RelayLimits>,
     /// With `relay_server`: an iroh relay too, for data between nodes
@@ -93,6 +97,7 @@ impl NodeConfig {
             listen_fallback: false,
             bootstrap: Vec::new(),
             announce: Vec::new(),
+            private_networks: Vec::new(),
             relay_server: None,
             iroh_relay_server: None,
             iroh_relays: Vec::new(),

@@ -4,10 +4,12 @@
 //! live in the core; this file moves bytes, timers, records and executions.
 
 mod changes;
+mod delivery;
 mod execution;
 mod node_info;
 mod pace;
 mod peers;
+mod relays;
 mod results;
 
 use std::collections::{HashMap, HashSet};
@@ -31,7 +33,7 @@ use super::config::NodeConfig;
 use super::db::Db;
 use super::exec::ExecContext;
 use crate::executor::{Cancel, Engines};
-use crate::p2p::{P2pError, P2pEvent, P2pHandle};
+use crate::p2p::{P2pEvent, P2pHandle};
 use changes::stamp;
 pub use node_info::NodeView;
 pub(super) use node_info::socket_addr;
@@ -357,42 +359,6 @@ impl CoreDriver {
         }
     }
 
-    /// The relays a bootstrap peer runs, for this node's store (see
-    /// `daemon::relay`): each URL is checked once, in the background.
-    fn learn_relays(&mut self, from: NodeId, urls: &[String]) {
-        for url in urls {
-            if !self.relay_urls_seen.insert(url.clone()) {
-                continue;
-            }
-            let (url, store) = (url.clone(), self.store.clone());
-            tokio::spawn(async move {
-                match super::relay::acceptable(&url).await {
-                    Ok(relay) => {
-                        if store.add_relay(relay).await {
-                            tracing::info!(%from, %url, "using the iroh relay of a bootstrap peer");
-                        }
-                    }
-                    Err(why) => {
-                        tracing::warn!(%from, %url, "not using the iroh relay a bootstrap peer runs: {why}")
-                    }
-                }
-            });
-        }
-    }
-
-    /// Reads the store's address again (a relay learnt, an external address
-    /// found): node info, new jobs and results name the new one.
-    pub(super) fn refresh_data_addr(&mut self) {
-        let Ok(addr) = serde_json::to_string(&self.store.addr()) else {
-            return;
-        };
-        if addr != self.data_addr {
-            tracing::debug!(%addr, "data address");
-            self.core.set_result_providers(vec![addr.clone()]);
-            self.data_addr = addr;
-        }
-    }
-
     /// Peers the table let go: the maps kept beside it follow.
     fn forget(&mut self, evicted: Vec<NodeId>) {
         if evicted.is_empty() {
@@ -589,55 +555,6 @@ impl CoreDriver {
                 NodeOutput::NodeInfoDue => self.publish_node_info(),
             }
         }
-    }
-
-    /// Sends a signed message. A peer that answers "busy" (its queue is
-    /// full, or this node is over its rate there) is asked again for a
-    /// little while; any other failure goes back to the core, which decides
-    /// what it means (an award declined, a result offered again later).
-    fn send(
-        &self,
-        to: NodeId,
-        direct: Result<Direct, protocol::messages::MessageError>,
-        msg: Outgoing,
-        attempt: u32,
-    ) {
-        let direct = match direct {
-            Ok(d) => d,
-            Err(e) => {
-                tracing::error!(%to, "signing a message: {e}");
-                return;
-            }
-        };
-        let p2p = self.p2p.clone();
-        let tx = self.internal_tx.clone();
-        let until = tokio::time::Instant::now() + BUSY_RETRY_FOR;
-        tokio::spawn(async move {
-            let mut wait = Duration::from_millis(250);
-            let mut sent = p2p.send(to, &direct).await;
-            while let Err(P2pError::Busy { .. }) = &sent {
-                if tokio::time::Instant::now() + wait > until {
-                    break;
-                }
-                tokio::time::sleep(wait).await;
-                wait = (wait * 2).min(Duration::from_secs(1));
-                sent = p2p.send(to, &direct).await;
-            }
-            match sent {
-                Ok(()) if attempt > 0 => {
-                    tracing::info!(%to, attempt, "result delivered once the requester was back");
-                }
-                Ok(()) => {}
-                Err(e) => {
-                    tracing::debug!(%to, attempt, "message not delivered: {e}");
-                    let _ = tx.send(Internal::Undelivered {
-                        to,
-                        msg,
-                        error: e.to_string(),
-                    });
-                }
-            }
-        });
     }
 
     /// Stores the job's record with the step that changed it. The core

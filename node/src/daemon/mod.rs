@@ -116,6 +116,7 @@ impl Node {
             p2p_config = p2p_config.bootstrap(addr.clone());
         }
         p2p_config.announce = config.announce.clone();
+        p2p_config.private_networks = config.private_networks.clone();
         p2p_config.relay_server = config.relay_server;
         p2p_config.upnp = config.upnp;
         p2p_config.listen_fallback = config.listen_fallback;
@@ -322,6 +323,7 @@ async fn open_store(data_dir: &Path, node: &NodeConfig) -> Result<Store, StartEr
     let mut config = StoreConfig::new(data_dir);
     config.bind = bind;
     config.private_addrs = node.loopback_only();
+    config.private_networks = node.private_networks.clone();
     config.relays = node.iroh_relays.clone();
     if let Some(own) = &node.iroh_relay_server
         && !config.relays.contains(&own.url)

@@ -48,6 +48,9 @@ pub struct P2pConfig {
     /// Addresses to announce as this node's own besides those AutoNAT
     /// confirms (`--announce`): a port forwarded by hand, a DNS name.
     pub announce: Vec<Multiaddr>,
+    /// Private networks the operator declares its own: peers' addresses
+    /// there are dialled, and this node's are announced.
+    pub private_networks: Vec<protocol::address::Cidr>,
     /// Run a circuit relay v2 server with these limits (`--relay-server`).
     pub relay_server: Option<RelayLimits>,
     /// Ask the router for a port mapping (UPnP IGD).
@@ -141,6 +144,7 @@ impl P2pConfig {
             silent_after: Some(Duration::from_secs(10)),
             listen_fallback: false,
             announce: Vec::new(),
+            private_networks: Vec::new(),
             relay_server: None,
             upnp: false,
             connection_caps: ConnectionCaps::default(),

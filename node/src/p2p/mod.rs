@@ -178,6 +178,7 @@ impl P2p {
                 .filter_map(transport::ip_of)
                 .map(|ip| ip.to_canonical())
                 .collect(),
+            networks: config.private_networks.clone(),
         });
         let mut metrics = Registry::default();
         let rate_limited = limits::RateLimited::default();
@@ -213,6 +214,7 @@ impl P2p {
         driver.silent_after = config.silent_after;
         driver.loopback_only = loopback_only;
         driver.announce = config.announce.clone();
+        driver.private_networks = config.private_networks.clone();
         driver.public_listen = config.relay_server.is_some();
         for addr in &config.announce {
             driver.swarm.add_external_address(addr.clone());

@@ -104,6 +104,9 @@ pub(super) struct SwarmDriver {
     pub loopback_only: bool,
     /// `--announce` addresses.
     pub announce: Vec<Multiaddr>,
+    /// `--private-network` ranges: this node's addresses there are
+    /// announced.
+    pub private_networks: Vec<protocol::address::Cidr>,
     /// Global listen addresses count as confirmed (`--relay-server`).
     pub public_listen: bool,
     nat: nat::Nat,
@@ -139,6 +142,7 @@ impl SwarmDriver {
             last_liveness_check: std::time::Instant::now(),
             loopback_only: false,
             announce: Vec::new(),
+            private_networks: Vec::new(),
             public_listen: false,
             nat: nat::Nat::default(),
             connected_at: HashMap::new(),
@@ -377,7 +381,9 @@ impl SwarmDriver {
             SwarmEvent::NewListenAddr { address, .. } => {
                 let global = super::transport::ip_of(&address)
                     .is_some_and(|ip| protocol::address::classify(ip).is_none());
-                if self.loopback_only || (self.public_listen && global) {
+                let declared = super::transport::ip_of(&address)
+                    .is_some_and(|ip| self.private_networks.iter().any(|n| n.contains(ip)));
+                if self.loopback_only || declared || (self.public_listen && global) {
                     // A local testnet's listen addresses are the ones its
                     // peers dial; a relay's operator says its global ones
                     // are reachable (AutoNAT v2 tests only over connections

@@ -34,13 +34,18 @@ pub struct DialPolicy {
     /// Special-purpose addresses the operator named (bootstrap and
     /// announced addresses): always dialable.
     pub named: BTreeSet<IpAddr>,
+    /// Private networks the operator declared its own (`--private-network`).
+    pub networks: Vec<protocol::address::Cidr>,
 }
 
 impl DialPolicy {
     /// Why `ip` may not be dialled, or `None` if it may.
     pub fn refuses(&self, ip: IpAddr) -> Option<&'static str> {
         let why = protocol::address::classify(ip)?;
-        if self.local || self.named.contains(&ip.to_canonical()) {
+        if self.local
+            || self.named.contains(&ip.to_canonical())
+            || self.networks.iter().any(|n| n.contains(ip))
+        {
             return None;
         }
         if self.lan && is_lan(ip) {
@@ -189,6 +194,12 @@ mod tests {
             None,
             "the mapped form of a named address"
         );
+        let declared = DialPolicy {
+            networks: vec![protocol::address::Cidr::parse("172.18.0.0/16").unwrap()],
+            ..DialPolicy::default()
+        };
+        assert_eq!(declared.refuses("172.18.0.5".parse().unwrap()), None);
+        assert!(declared.refuses("172.19.0.5".parse().unwrap()).is_some());
         let local = DialPolicy {
             local: true,
             ..DialPolicy::default()

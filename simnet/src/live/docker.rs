@@ -37,6 +37,9 @@ pub(super) struct DockerNet {
     pub image: String,
     /// The host's address on the network: the source the APIs must allow.
     pub gateway: IpAddr,
+    /// The network's IPv4 range (CIDR): the nodes run with
+    /// `--private-network` of it, since their addresses are private.
+    pub subnet: String,
     /// `--user` for the containers: the owner of the network's folder.
     user: String,
 }
@@ -64,11 +67,12 @@ impl DockerNet {
         let name = format!("skrei-simnet-{}-{nanos:x}", std::process::id());
         let owner = format!("{OWNER_LABEL}={}", std::process::id());
         docker(&["network", "create", "--label", &owner, &name])?;
-        match gateway(&name) {
-            Ok(gateway) => Ok(DockerNet {
+        match gateway(&name).and_then(|g| Ok((g, subnet(&name)?))) {
+            Ok((gateway, subnet)) => Ok(DockerNet {
                 name,
                 image,
                 gateway,
+                subnet,
                 user,
             }),
             Err(e) => {
@@ -222,6 +226,27 @@ fn gateway(network: &str) -> Result<IpAddr, LiveError> {
         "network {network} has no IPv4 gateway: {}",
         info["IPAM"]
     )))
+}
+
+/// The first IPv4 range (CIDR) of `network`.
+fn subnet(network: &str) -> Result<String, LiveError> {
+    let info = inspect(&["network", "inspect", network])?;
+    info["IPAM"]["Config"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["Subnet"].as_str())
+        .find(|s| {
+            s.split_once('/')
+                .is_some_and(|(ip, _)| ip.parse::<std::net::Ipv4Addr>().is_ok())
+        })
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            LiveError::Docker(format!(
+                "network {network} has no IPv4 range: {}",
+                info["IPAM"]
+            ))
+        })
 }
 
 /// Removes the containers and networks of testnets whose `simnet` is gone

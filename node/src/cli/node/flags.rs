@@ -40,6 +40,12 @@ pub struct NodeFlags {
     #[arg(long, value_name = "MULTIADDR")]
     #[serde(default)]
     announce: Vec<String>,
+    /// A private network (CIDR) this node is part of and trusts, e.g. a
+    /// Docker network or a company LAN (repeatable): its addresses there
+    /// are announced and peers' there are dialled, like global ones.
+    #[arg(long, value_name = "CIDR")]
+    #[serde(default)]
+    private_network: Vec<String>,
     /// Relay circuits for nodes behind NAT (circuit relay v2): for a node
     /// with a public address.
     #[arg(long)]
@@ -213,6 +219,11 @@ impl NodeFlags {
                     .with_context(|| format!("--announce {a}: not a multiaddr"))
             })
             .collect::<anyhow::Result<_>>()?;
+        for range in &self.private_network {
+            let cidr = protocol::address::Cidr::parse(range)
+                .map_err(|e| anyhow::anyhow!("--private-network {range}: {e}"))?;
+            config.private_networks.push(cidr);
+        }
         let relay_tuning = self.relay_max_circuits.is_some()
             || self.relay_max_reservations.is_some()
             || self.relay_max_circuit_bytes.is_some()
@@ -397,6 +408,7 @@ impl NodeFlags {
             listen: list(self.listen, file.listen),
             bootstrap: list(self.bootstrap, file.bootstrap),
             announce: list(self.announce, file.announce),
+            private_network: list(self.private_network, file.private_network),
             relay_server: self.relay_server || file.relay_server,
             relay_max_circuits: pick(self.relay_max_circuits, file.relay_max_circuits),
             relay_max_reservations: pick(self.relay_max_reservations, file.relay_max_reservations),

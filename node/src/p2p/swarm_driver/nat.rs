@@ -80,7 +80,10 @@ impl SwarmDriver {
             return true;
         }
         match ip_of(addr) {
-            Some(ip) => protocol::address::classify(ip).is_none(),
+            Some(ip) => {
+                protocol::address::classify(ip).is_none()
+                    || self.private_networks.iter().any(|n| n.contains(ip))
+            }
             // A DNS name the operator did not announce: not ours to claim.
             None => false,
         }

@@ -18,30 +18,9 @@ use crate::p2p::transport::ip_of;
 /// Relays a node behind NAT keeps reservations on at once.
 const MAX_RELAYS: usize = 2;
 
-/// Whether peers can dial this node directly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Reachability {
-    /// An address of it was dialled back and confirmed (or announced by
-    /// the operator).
-    Public,
-    /// Peers' dial-backs failed: it is behind NAT or a firewall; peers
-    /// reach it through relays.
-    Private,
-    /// Not tested yet (no AutoNAT server among its peers).
-    #[default]
-    Unknown,
-}
-
-impl std::fmt::Display for Reachability {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Reachability::Public => "public",
-            Reachability::Private => "private",
-            Reachability::Unknown => "unknown",
-        })
-    }
-}
+/// Whether peers can dial this node directly: the API's type, since node
+/// info shows it as it is.
+pub use api::node::Reachability;
 
 /// What the driver keeps about reachability.
 #[derive(Default)]

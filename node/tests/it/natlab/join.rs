@@ -203,6 +203,96 @@ impl ConnectionLog {
     }
 }
 
+/// Follows A's job until `ended` says so (and, under cone NAT, the A-B
+/// connection was watched for 10 s after it opened), logging the path.
+fn follow(
+    n: &Nodes,
+    job: &str,
+    nat: Nat,
+    ended: impl Fn(&Value) -> bool,
+    limit: Duration,
+) -> (Value, ConnectionLog) {
+    let submitted = Instant::now();
+    let mut path = ConnectionLog::default();
+    loop {
+        let state = n.a.describe(job);
+        path.observe(&n.a.info(), &n.b_id, submitted.elapsed());
+        let watched = nat == Nat::Symmetric
+            || path.unseen.is_some()
+            || path.direct_only.is_some()
+            || path
+                .connected
+                .is_none_or(|t| submitted.elapsed() > t + Duration::from_secs(11));
+        if ended(&state) && watched {
+            return (state, path);
+        }
+        assert!(
+            submitted.elapsed() < limit,
+            "timed out waiting for the job to end: {state:#}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Cone NAT: A's connections to B all direct within 10 s of the first.
+/// Symmetric NAT: never a direct one.
+fn assert_path(nat: Nat, path: &ConnectionLog) {
+    if let Some(why) = &path.unseen {
+        panic!("{why}");
+    }
+    let opened = path
+        .connected
+        .unwrap_or_else(|| panic!("A never had a connection to B: {path:?}"));
+    match nat {
+        Nat::Cone => {
+            let direct = path.direct_only.unwrap_or_else(|| {
+                panic!("A's connections to B were never all direct (hole punching): {path:?}")
+            });
+            assert!(
+                direct <= opened + Duration::from_secs(10),
+                "direct only {direct:?} after the job was submitted, the first connection \
+                 {opened:?}: {path:?}"
+            );
+        }
+        Nat::Symmetric => assert!(
+            path.direct.is_empty(),
+            "a direct connection through symmetric NAT: {path:?}"
+        ),
+    }
+}
+
+/// The public node reports `public`, A and B `private`; their infos.
+fn public_and_private(n: &Nodes) -> (Value, Value, Value) {
+    eventually(
+        Duration::from_secs(20),
+        "the public node to be public, A and B private",
+        || {
+            let (boot, a, b) = (n.boot.info(), n.a.info(), n.b.info());
+            let r = [reachability(&boot), reachability(&a), reachability(&b)];
+            if r == ["public", "private", "private"] {
+                Ok((boot, a, b))
+            } else {
+                Err(format!("boot {}, A {}, B {}", r[0], r[1], r[2]))
+            }
+        },
+    )
+}
+
+/// A's and B's relayed addresses all go through the public node.
+fn relayed_through_boot(n: &Nodes, a: &Value, b: &Value) {
+    for (name, info) in [("A", a), ("B", b)] {
+        let mut relayed = Vec::new();
+        strings(&info["relayed_addrs"], &mut relayed);
+        assert!(
+            !relayed.is_empty()
+                && relayed
+                    .iter()
+                    .all(|r| r.contains("/p2p-circuit") && r.contains(&n.boot_id)),
+            "{name}'s relayed addresses go through the public node: {info:#}"
+        );
+    }
+}
+
 /// A (no capacity) adds a module and a 64 MiB input; the job runs on B
 /// behind the other NAT, reads the input, and its result comes back to A.
 /// Then: the A-B connection is direct within 10 s under cone NAT and stays
@@ -220,29 +310,9 @@ fn a_job_crosses_two_nats(nat: Nat) {
     drop(data);
     let input = n.a.add(&data_path);
 
-    let submitted = Instant::now();
     let job =
         n.a.submit(&reader_job("across", &module, &[], &cid_data(&input)));
-    let mut path = ConnectionLog::default();
-    let done = loop {
-        let state = n.a.describe(&job);
-        path.observe(&n.a.info(), &n.b_id, submitted.elapsed());
-        // Under cone NAT, watch the connection for 10 s after it opened.
-        let watched = nat == Nat::Symmetric
-            || path.unseen.is_some()
-            || path.direct_only.is_some()
-            || path
-                .connected
-                .is_none_or(|t| submitted.elapsed() > t + Duration::from_secs(11));
-        if ended(&state) && watched {
-            break state;
-        }
-        assert!(
-            submitted.elapsed() < Duration::from_secs(90),
-            "timed out waiting for the job to end: {state:#}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (done, path) = follow(&n, &job, nat, ended, Duration::from_secs(90));
     assert_eq!(done["state"], "completed", "{done:#}");
     assert_eq!(executions_on(&done), vec![n.b_id.clone()], "{done:#}");
     assert_eq!(
@@ -252,67 +322,24 @@ fn a_job_crosses_two_nats(nat: Nat) {
     );
 
     // The A-B libp2p connection.
-    if let Some(why) = &path.unseen {
-        panic!("{why}");
-    }
-    let opened = path
-        .connected
-        .unwrap_or_else(|| panic!("A never had a connection to B: {path:?}"));
-    match nat {
-        Nat::Cone => {
-            let direct = path.direct_only.unwrap_or_else(|| {
-                panic!("A's connections to B were never all direct (hole punching): {path:?}")
-            });
-            assert!(
-                direct <= opened + Duration::from_secs(10),
-                "direct only {direct:?} after the job was submitted, the first connection \
-                 {opened:?}: {path:?}"
-            );
-            let b_sees = connections(&n.b.info(), &n.a_id).unwrap();
-            assert!(
-                !b_sees.is_empty() && b_sees.iter().all(|c| !c.contains("/p2p-circuit")),
-                "B's connections to A: {b_sees:?}"
-            );
-        }
-        Nat::Symmetric => {
-            assert!(
-                path.direct.is_empty(),
-                "a direct connection through symmetric NAT: {path:?}"
-            );
-        }
+    assert_path(nat, &path);
+    if nat == Nat::Cone {
+        let b_sees = connections(&n.b.info(), &n.a_id).unwrap();
+        assert!(
+            !b_sees.is_empty() && b_sees.iter().all(|c| !c.contains("/p2p-circuit")),
+            "B's connections to A: {b_sees:?}"
+        );
     }
 
     // Reachability and the addresses each node has of itself.
-    let (boot, a, b) = eventually(
-        Duration::from_secs(20),
-        "the public node to be public, A and B private",
-        || {
-            let (boot, a, b) = (n.boot.info(), n.a.info(), n.b.info());
-            let r = [reachability(&boot), reachability(&a), reachability(&b)];
-            if r == ["public", "private", "private"] {
-                Ok((boot, a, b))
-            } else {
-                Err(format!("boot {}, A {}, B {}", r[0], r[1], r[2]))
-            }
-        },
-    );
+    let (boot, a, b) = public_and_private(&n);
     let mut boot_external = Vec::new();
     strings(&boot["external_addrs"], &mut boot_external);
     assert!(
         boot_external.iter().any(|a| a.contains(BOOT_IP)),
         "the public node's confirmed addresses: {boot:#}"
     );
-    for (name, info) in [("A", &a), ("B", &b)] {
-        let mut relayed = Vec::new();
-        strings(&info["relayed_addrs"], &mut relayed);
-        assert!(
-            !relayed.is_empty()
-                && relayed
-                    .iter()
-                    .all(|r| r.contains("/p2p-circuit") && r.contains(&n.boot_id)),
-            "{name}'s relayed addresses go through the public node: {info:#}"
-        );
-    }
+    relayed_through_boot(&n, &a, &b);
     for (name, info) in [("boot", &boot), ("A", &a), ("B", &b)] {
         let own = json!([info["external_addrs"], info["relayed_addrs"]]);
         let bad = special(&own);
@@ -438,78 +465,24 @@ fn job_messages_cross_two_nats(nat: Nat) {
     let n = start(&lab, &["--capacity", "0"], false);
     let data = noise(4096);
     let job = n.a.submit(&messages_job(&data));
-    let submitted = Instant::now();
-    let mut path = ConnectionLog::default();
-    let done = loop {
-        let state = n.a.describe(&job);
-        path.observe(&n.a.info(), &n.b_id, submitted.elapsed());
-        let watched = nat == Nat::Symmetric
-            || path.unseen.is_some()
-            || path.direct_only.is_some()
-            || path
-                .connected
-                .is_none_or(|t| submitted.elapsed() > t + Duration::from_secs(11));
-        if matches!(
-            state["state"].as_str(),
-            Some("completed" | "failed" | "cancelled")
-        ) && watched
-        {
-            break state;
-        }
-        assert!(
-            submitted.elapsed() < Duration::from_secs(60),
-            "timed out waiting for the job to end: {state:#}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    // Ended: the result message is enough, no content is fetched.
+    let (done, path) = follow(
+        &n,
+        &job,
+        nat,
+        |state| {
+            matches!(
+                state["state"].as_str(),
+                Some("completed" | "failed" | "cancelled")
+            )
+        },
+        Duration::from_secs(60),
+    );
     assert_eq!(done["state"], "completed", "{done:#}");
     assert_eq!(executions_on(&done), vec![n.b_id.clone()], "{done:#}");
-    if let Some(why) = &path.unseen {
-        panic!("{why}");
-    }
-    let opened = path
-        .connected
-        .unwrap_or_else(|| panic!("A never had a connection to B: {path:?}"));
-    match nat {
-        Nat::Cone => {
-            let direct = path.direct_only.unwrap_or_else(|| {
-                panic!("A's connections to B were never all direct (hole punching): {path:?}")
-            });
-            assert!(
-                direct <= opened + Duration::from_secs(10),
-                "direct only {direct:?} after the job was submitted, the first connection \
-                 {opened:?}: {path:?}"
-            );
-        }
-        Nat::Symmetric => assert!(
-            path.direct.is_empty(),
-            "a direct connection through symmetric NAT: {path:?}"
-        ),
-    }
-    let (boot, a, b) = eventually(
-        Duration::from_secs(20),
-        "the public node to be public, A and B private",
-        || {
-            let (boot, a, b) = (n.boot.info(), n.a.info(), n.b.info());
-            let r = [reachability(&boot), reachability(&a), reachability(&b)];
-            if r == ["public", "private", "private"] {
-                Ok((boot, a, b))
-            } else {
-                Err(format!("boot {}, A {}, B {}", r[0], r[1], r[2]))
-            }
-        },
-    );
-    for (name, info) in [("A", &a), ("B", &b)] {
-        let mut relayed = Vec::new();
-        strings(&info["relayed_addrs"], &mut relayed);
-        assert!(
-            !relayed.is_empty()
-                && relayed
-                    .iter()
-                    .all(|r| r.contains("/p2p-circuit") && r.contains(&n.boot_id)),
-            "{name}'s relayed addresses go through the public node: {info:#}"
-        );
-    }
+    assert_path(nat, &path);
+    let (boot, a, b) = public_and_private(&n);
+    relayed_through_boot(&n, &a, &b);
     for (viewer, info, peer_name, peer_id) in [
         ("B", &b, "A", &n.a_id),
         ("boot", &boot, "A", &n.a_id),

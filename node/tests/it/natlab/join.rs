@@ -672,10 +672,12 @@ fn a_job_whose_node_dies_goes_to_the_public_node(nat: Nat) {
     );
 
     let data = noise(1_000);
+    // Long enough to be seen running on a loaded machine (each probe
+    // below starts two CLI processes in namespaces).
     let job = n.a.submit(&reader_job(
         "survivor",
         &module,
-        &["5"],
+        &["20"],
         &inline_data(&data),
     ));
     eventually(Duration::from_secs(30), "B to run the job", || {
@@ -690,7 +692,7 @@ fn a_job_whose_node_dies_goes_to_the_public_node(nat: Nat) {
     n.b.kill();
     let killed = Instant::now();
 
-    let done = n.a.wait(&job, Duration::from_secs(60));
+    let done = n.a.wait(&job, Duration::from_secs(90));
     assert_eq!(done["state"], "completed", "{done:#}");
     assert_eq!(
         executions_on(&done),

@@ -134,7 +134,8 @@ impl NodeConfig {
         if let Some(addr) = self.data_listen {
             return addr;
         }
-        if self.loopback_only() {
+        // No listen address at all: nothing says the node is public.
+        if self.listen.is_empty() || self.loopback_only() {
             SocketAddr::from(([127, 0, 0, 1], 0))
         } else {
             SocketAddr::from(([0, 0, 0, 0], 0))
@@ -146,9 +147,7 @@ impl NodeConfig {
     /// Whether every libp2p listen address is loopback: a local testnet,
     /// whose loopback addresses are the ones to share.
     pub fn loopback_only(&self) -> bool {
-        self.listen.iter().all(|a| {
-            crate::p2p::transport::ip_of(a).is_some_and(|ip| ip.to_canonical().is_loopback())
-        })
+        crate::p2p::transport::loopback_only(&self.listen)
     }
 }
 

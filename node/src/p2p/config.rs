@@ -154,10 +154,7 @@ impl P2pConfig {
     /// Whether every listen address is loopback: a local testnet, where
     /// loopback addresses are the ones to share and dial.
     pub fn loopback_only(&self) -> bool {
-        !self.listen.is_empty()
-            && self.listen.iter().all(|a| {
-                super::transport::ip_of(a).is_some_and(|ip| ip.to_canonical().is_loopback())
-            })
+        super::transport::loopback_only(&self.listen)
     }
 
     /// Sets how often connections are pinged and after how long without a

@@ -62,6 +62,15 @@ impl DialPolicy {
     }
 }
 
+/// Whether a node listening on `listen` is a local testnet: there is at
+/// least one address and every one is loopback.
+pub fn loopback_only(listen: &[Multiaddr]) -> bool {
+    !listen.is_empty()
+        && listen
+            .iter()
+            .all(|a| ip_of(a).is_some_and(|ip| ip.to_canonical().is_loopback()))
+}
+
 /// The IP address a multiaddr starts with, if it starts with one.
 pub fn ip_of(addr: &Multiaddr) -> Option<IpAddr> {
     match addr.iter().next()? {

@@ -30,7 +30,10 @@ use serde_json::Value;
 
 use crate::harness::{NodeProc, Spawn, text};
 
+// The tests; benches/natlab.rs includes this module for the lab alone.
+#[cfg(test)]
 mod defaults;
+#[cfg(test)]
 mod join;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/natlab/natlab.sh");
@@ -404,6 +407,133 @@ pub(crate) fn special(value: &Value) -> Vec<String> {
             protocol::address::classify(IpAddr::V4(ip)).map(|why| format!("{ip} ({why})"))
         })
         .collect()
+}
+
+// ------------------------------------------------------------ the three nodes
+
+pub(crate) fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// The public node (a relay server, with `boot_flags`), A (`--capacity 0`)
+/// and B, A and B joined through the public node.
+pub(crate) struct Nodes {
+    pub(crate) boot: NodeProc,
+    pub(crate) a: NodeProc,
+    pub(crate) b: NodeProc,
+    pub(crate) boot_id: String,
+    pub(crate) a_id: String,
+    pub(crate) b_id: String,
+}
+
+/// The lab's CA (`ca.pem`) and a certificate it signed for [`BOOT_NAME`]
+/// (`relay.pem`, `relay.key`), in the lab's folder: the public node's iroh
+/// relay serves it, every node trusts the CA for relays (`--iroh-relay-ca`).
+pub(crate) fn lab_ca(lab: &Lab) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "skrei NAT lab CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec![BOOT_NAME.to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let path = |name: &str, pem: String| {
+        let path = lab.dir().join(name);
+        std::fs::write(&path, pem).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    (
+        path("ca.pem", ca.pem()),
+        path("relay.pem", cert.pem()),
+        path("relay.key", key.serialize_pem()),
+    )
+}
+
+/// Starts the three nodes; B bootstraps by name (`/dns4`) if `b_by_name`.
+/// The public node runs an iroh relay at `https://boot.natlab.test`.
+pub(crate) fn start(lab: &Lab, boot_flags: &[&str], b_by_name: bool) -> Nodes {
+    let (ca, cert, key) = lab_ca(lab);
+    let url = format!("https://{BOOT_NAME}");
+    let mut flags = vec![
+        "--relay-server",
+        "--iroh-relay-listen",
+        "0.0.0.0:443",
+        "--iroh-relay-cert",
+        &cert,
+        "--iroh-relay-key",
+        &key,
+        "--iroh-relay-url",
+        &url,
+        // Its own store reaches its peers through the relay too.
+        "--iroh-relay-ca",
+        &ca,
+    ];
+    flags.extend(boot_flags);
+    let boot = lab.node(Host::Boot, "boot", &flags);
+    let boot_id = boot.id();
+    let trust = ["--iroh-relay-ca".to_string(), ca.clone()];
+    let mut a_flags = vec!["--capacity".to_string(), "0".to_string()];
+    a_flags.extend(bootstrap_args(&boot_id, false));
+    a_flags.extend(trust.clone());
+    let a = lab.node(Host::A, "a", &refs(&a_flags));
+    let mut b_flags = bootstrap_args(&boot_id, b_by_name);
+    b_flags.extend(trust);
+    let b = lab.node(Host::B, "b", &refs(&b_flags));
+    let (a_id, b_id) = (a.id(), b.id());
+    joined(&boot, &[&a_id, &b_id], Duration::from_secs(20));
+    Nodes {
+        boot,
+        a,
+        b,
+        boot_id,
+        a_id,
+        b_id,
+    }
+}
+
+/// Waits until `node` has a connection to each of `peers`.
+pub(crate) fn joined(node: &NodeProc, peers: &[&str], timeout: Duration) {
+    eventually(timeout, "the nodes to connect", || {
+        let info = node.info();
+        let missing: Vec<&&str> = peers.iter().filter(|p| !connected(&info, p)).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} has no connection to {missing:?}: {:#}",
+                info["node_id"], info["peers"]
+            ))
+        }
+    });
+}
+
+/// Writes the reader module into the lab's folder and adds it on `node`.
+pub(crate) fn add_reader(lab: &Lab, node: &NodeProc) -> String {
+    let path = lab.dir().join("reader.wasm");
+    std::fs::write(&path, reader_module()).unwrap();
+    node.add(&path)
+}
+
+pub(crate) fn ended(job: &Value) -> bool {
+    let results = job["results"].as_array().cloned().unwrap_or_default();
+    match job["state"].as_str() {
+        Some("failed" | "cancelled") => true,
+        Some("completed") => results.iter().all(|r| r["fetched"] == true),
+        _ => false,
+    }
+}
+
+pub(crate) fn reachability(info: &Value) -> String {
+    info["reachability"]
+        .as_str()
+        .unwrap_or("(no `reachability` in node info)")
+        .to_string()
 }
 
 // ------------------------------------------------------------ the job

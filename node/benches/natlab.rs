@@ -35,7 +35,7 @@
 #[path = "../tests/it/harness.rs"]
 mod harness;
 #[allow(dead_code)]
-#[path = "../tests/it/natlab.rs"]
+#[path = "../tests/it/natlab/lab.rs"]
 mod natlab;
 #[path = "support/mod.rs"]
 mod support;

@@ -823,7 +823,7 @@ fn report(run: &Run) -> (String, bool) {
         attempts as f64 / described.len().max(1) as f64,
     );
     let _ = writeln!(out, "{}\n", placement(run, &described));
-    if let Some(line) = awards_after_restarts(run, &described) {
+    if let Some(line) = awards_after_restarts(run, &restarts, &described) {
         let _ = writeln!(out, "{line}\n");
     }
     let _ = writeln!(out, "RSS (VmRSS) by node:\n\n{rss_table}");
@@ -847,15 +847,20 @@ fn unix_ms() -> u64 {
 /// after its restart, beside the median of the other compute nodes in the
 /// same interval: a restarted node that takes no work back (its slots held
 /// by bids on jobs placed while it was down) shows here.
-fn awards_after_restarts(run: &Run, described: &[(&Job, &Described)]) -> Option<String> {
-    let restarts = run.restarts.lock().expect("lock").clone();
+/// `restarts`: (node, seconds into the run), as `run.restarts` holds them
+/// (the caller holds its lock).
+fn awards_after_restarts(
+    run: &Run,
+    restarts: &[(usize, u64)],
+    described: &[(&Job, &Described)],
+) -> Option<String> {
     if restarts.is_empty() {
         return None;
     }
     let window_ms = u64::try_from(run.settings.kill_every.as_millis()).unwrap_or(u64::MAX);
     let first_compute = if run.settings.offload { REQUESTERS } else { 0 };
     let mut lines = Vec::new();
-    for (restarted, secs) in restarts {
+    for &(restarted, secs) in restarts {
         let from = run.started_unix_ms + secs * 1000;
         let until = from.saturating_add(window_ms);
         let mut by_node = [0usize; NODES];

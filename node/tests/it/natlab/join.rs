@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::harness::{NodeProc, executions_on, refusers};
+use crate::harness::{executions_on, refusers, text};
 
 const MIB: usize = 1 << 20;
 

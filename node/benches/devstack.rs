@@ -61,6 +61,9 @@ fn start(exe: &Path, dir: &Path, bootstrap: Option<&str>) -> Result<NodeProc> {
     cmd.args(["node", "--data-dir"])
         .arg(dir)
         .args(["--api", "127.0.0.1:0", "--node-info-interval", "1"])
+        // A local testnet, as `skrei devstack` and `simnet up` run one: a
+        // node on the defaults would listen on every interface at 4001.
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0"])
         .args(["--capacity", "16"])
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use multiaddr::{Multiaddr, PeerId};
 use protocol::id::NodeId;
 use protocol::job::NetworkMode;
+use protocol::resources::Offer;
 use serde::{Deserialize, Serialize};
 
 use crate::address::DataAddr;
@@ -36,6 +37,13 @@ pub struct NodeInfo {
     pub capacity: u32,
     /// Executions running now.
     pub running: u32,
+    /// What it offers one task at most (`--resources`), in job-file units.
+    #[serde(default)]
+    pub resources: Offer,
+    /// What of that is free now (open bids and running executions hold
+    /// the rest).
+    #[serde(default)]
+    pub resources_free: Offer,
     /// The highest network mode it accepts: `none`, `http` or `full`.
     #[serde(with = "network_flag")]
     pub accept_network: NetworkMode,
@@ -133,6 +141,9 @@ pub struct PeerInfo {
     pub engines: Vec<String>,
     pub capacity: u32,
     pub running: u32,
+    /// What it offers one task at most, as it gossips it.
+    #[serde(default, skip_serializing_if = "Offer::is_empty")]
+    pub resources: Offer,
     /// As the peer gossips it (`None`, `HTTP`, `Full`).
     pub accept_network: NetworkMode,
     /// A digest of its allowlist, when it accepts `http` jobs: equal
@@ -171,6 +182,7 @@ impl From<&protocol::messages::NodeInfo> for PeerInfo {
                 .collect(),
             data_addrs: DataAddr::parse_all(&info.data_addrs),
             relay_urls: info.relay_urls.clone(),
+            resources: info.resources,
             seq: info.seq,
         }
     }
@@ -209,6 +221,7 @@ mod tests {
             p2p_addrs: p2p.iter().map(|a| a.to_string()).collect(),
             data_addrs: data.iter().map(|a| a.to_string()).collect(),
             relay_urls: vec![],
+            resources: Default::default(),
             seq: 12,
         }
     }
@@ -230,6 +243,16 @@ mod tests {
             engines: vec!["wasm".into(), "docker".into()],
             capacity: 4,
             running: 0,
+            resources: Offer {
+                cpu: Some(protocol::job::MilliCpu(1500)),
+                memory: Some(protocol::job::ByteSize(8 << 30)),
+                disk: None,
+            },
+            resources_free: Offer {
+                cpu: Some(protocol::job::MilliCpu(500)),
+                memory: Some(protocol::job::ByteSize(6 << 30)),
+                disk: None,
+            },
             accept_network: NetworkMode::None,
             allowlist: Some("/etc/skrei/allow.txt".into()),
             peers: vec![

@@ -231,16 +231,28 @@ fn run(setup: &Setup, o: &Options) -> Result<Run> {
 fn one_job(n: &Nodes, job: &str, expected: &str) -> Result<u64> {
     let id = n.a.submit(job);
     let done = n.a.wait(&id, Duration::from_secs(120));
-    ensure!(done["state"] == "completed", "the job did not complete: {done:#}");
+    ensure!(
+        done["state"] == "completed",
+        "the job did not complete: {done:#}"
+    );
     ensure!(
         executions_on(&done) == vec![n.b_id.clone()],
         "the job ran elsewhere than on B: {done:#}"
     );
     let into = tempfile::tempdir()?;
-    let out = n.a.cli(&["job", "get", &id, "-o", into.path().join("r").to_str().unwrap()]);
+    let out = n.a.cli(&[
+        "job",
+        "get",
+        &id,
+        "-o",
+        into.path().join("r").to_str().unwrap(),
+    ]);
     ensure!(out.status.success(), "job get: {}", text(&out.stderr));
     let stdout = std::fs::read_to_string(into.path().join("r/stdout"))?;
-    ensure!(stdout == expected, "the job's output: {stdout:?}, expected {expected:?}");
+    ensure!(
+        stdout == expected,
+        "the job's output: {stdout:?}, expected {expected:?}"
+    );
     latency_ms(&done).with_context(|| format!("no submit and completion times: {done:#}"))
 }
 
@@ -272,16 +284,14 @@ fn one_fetch(lab: &Lab, n: &Nodes, from: &str, round: usize) -> Result<Fetch> {
     let target = lab.dir().join(format!("fetched-{round}.bin"));
     let before = into_b(lab);
     let started = Instant::now();
-    let out = n.b.cli(&[
-        "get",
-        &cid,
-        "-o",
-        target.to_str().unwrap(),
-        "--from",
-        from,
-    ]);
+    let out =
+        n.b.cli(&["get", &cid, "-o", target.to_str().unwrap(), "--from", from]);
     let secs = started.elapsed().as_secs_f64();
-    ensure!(out.status.success(), "skrei get on B: {}", text(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "skrei get on B: {}",
+        text(&out.stderr)
+    );
     let after = into_b(lab);
     ensure!(
         std::fs::read(&target)? == data,
@@ -316,7 +326,14 @@ fn tcp_stream(lab: &Lab) -> Result<f64> {
          n = int(s.recv(64)); print(n, time.monotonic() - t)\n"
     );
     let mut rx = Command::new("ip")
-        .args(["netns", "exec", &lab.netns(Host::Boot), "python3", "-c", &receiver])
+        .args([
+            "netns",
+            "exec",
+            &lab.netns(Host::Boot),
+            "python3",
+            "-c",
+            &receiver,
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .context("python3 in the lab")?;
@@ -327,14 +344,28 @@ fn tcp_stream(lab: &Lab) -> Result<f64> {
         &mut ready,
     )?;
     let out = Command::new("ip")
-        .args(["netns", "exec", &lab.netns(Host::A), "python3", "-c", &sender])
+        .args([
+            "netns",
+            "exec",
+            &lab.netns(Host::A),
+            "python3",
+            "-c",
+            &sender,
+        ])
         .output()?;
     let _ = rx.wait();
-    ensure!(out.status.success(), "the TCP sender: {}", text(&out.stderr));
+    ensure!(
+        out.status.success(),
+        "the TCP sender: {}",
+        text(&out.stderr)
+    );
     let said = text(&out.stdout);
     let mut words = said.split_whitespace();
     let received: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
-    ensure!(received == FETCH_BYTES, "the receiver got {received} bytes: {said}");
+    ensure!(
+        received == FETCH_BYTES,
+        "the receiver got {received} bytes: {said}"
+    );
     words
         .next()
         .and_then(|w| w.parse().ok())

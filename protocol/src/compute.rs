@@ -47,9 +47,13 @@
 //! - **Announcement.** The node bids when its [`AcceptancePolicy`] allows
 //!   the job's network (mode and allowlist), it has the job's engine (and
 //!   image), the job's local inputs and `dir` publisher lie in folders the
-//!   operator listed (R-SEC-2), and a slot is free (running executions plus open bids below its capacity);
-//!   otherwise it refuses, saying why ([`RefuseReason`]). A bid stays open
-//!   for [`ComputeConfig::bid_ttl_ms`] and holds a slot meanwhile. An
+//!   operator listed (R-SEC-2), what the task asks of CPU, memory and disk
+//!   fits what the node offers beside what its bids and executions hold
+//!   (R-PLC-1, [`crate::resources`]), and a slot is free (running
+//!   executions plus open bids below its capacity); otherwise it refuses,
+//!   saying why ([`RefuseReason`]). A bid stays open for
+//!   [`ComputeConfig::bid_ttl_ms`] and holds a slot and the task's
+//!   resources meanwhile. An
 //!   announcement is answered once: a repeat gets no answer, unless the
 //!   node refused or its bid expired and it would now bid (a slot freed up,
 //!   the policy changed).
@@ -63,11 +67,13 @@
 //!   stopped ([`ComputeOutput::Stop`]), an open bid dropped and its slot
 //!   freed (a requester releases bids it will not need); a later
 //!   re-announcement of the job is decided again.
-//! - **Finished.** The result goes to the requester and the slot is freed.
+//! - **Finished.** The result goes to the requester; the slot and the
+//!   task's resources are freed.
 //!
 //! ## Invariant
 //! A [`ComputeOutput::Start`] is only ever emitted when the policy, the
-//! engines and the capacity at that moment allow the job. Property-tested
+//! engines, the capacity and the free resources at that moment allow the
+//! job. Property-tested
 //! with many nodes, random hot reloads of the policy and random schedules in
 //! `testnet.rs`; the rules one by one in `compute/tests.rs`.
 
@@ -77,9 +83,10 @@ mod tests;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::id::{ExecutionId, JobId, NodeId};
-use crate::job::JobSpec;
+use crate::job::{JobSpec, Resources};
 use crate::messages::{Announce, Award, Bid, Cancel, Decline, Outcome, Refuse, ResultMsg};
 use crate::policy::{AcceptancePolicy, Decision, RefuseReason};
+use crate::resources::{Held, Misfit};
 
 /// How a [`Compute`] node behaves. [`ComputeConfig::new`] gives the
 /// defaults.
@@ -93,6 +100,11 @@ pub struct ComputeConfig {
     pub engines: BTreeSet<String>,
     /// How many executions it runs at once (open bids count too). Default 4.
     pub capacity: u32,
+    /// What it offers its executions (`--resources`): a task is bid on
+    /// only if what it asks fits beside what open bids and running
+    /// executions hold (R-PLC-1). A kind left unset is not checked.
+    /// Default: all unset.
+    pub resources: Resources,
     /// How long a bid stays open for an award. Default 3 s: ten times the
     /// requester's default bid window.
     pub bid_ttl_ms: u64,
@@ -136,6 +148,7 @@ impl ComputeConfig {
             policy,
             engines: engines.into_iter().map(Into::into).collect(),
             capacity: 4,
+            resources: Resources::default(),
             bid_ttl_ms: 3_000,
             max_remembered: 65_536,
             result_providers: Vec::new(),
@@ -289,6 +302,8 @@ enum Slot {
 struct Entry {
     requester: NodeId,
     slot: Slot,
+    /// What the job's task asks for: held while it bids or runs.
+    asked: Resources,
 }
 
 /// The compute state machine. See the [module docs](self).
@@ -302,6 +317,8 @@ pub struct Compute {
     expiries: BTreeSet<(u64, JobId)>,
     running: u32,
     open_bids: u32,
+    /// What open bids and running executions hold of `config.resources`.
+    held: Held,
     /// Jobs refused for want of a slot, oldest first, with when.
     waiting: VecDeque<(u64, Box<Announce>)>,
     outputs: VecDeque<ComputeOutput>,
@@ -323,6 +340,7 @@ impl Compute {
             expiries: BTreeSet::new(),
             running: 0,
             open_bids: 0,
+            held: Held::default(),
             waiting: VecDeque::new(),
             outputs: VecDeque::new(),
         }
@@ -352,6 +370,12 @@ impl Compute {
     /// Bids open now.
     pub fn open_bids(&self) -> u32 {
         self.open_bids
+    }
+
+    /// What is free of each resource the node offers: the offer less what
+    /// open bids and running executions hold. Kinds not offered are `None`.
+    pub fn free(&self) -> Resources {
+        self.held.free(&self.config.resources)
     }
 
     /// Replaces the policy (the allowlist file changed, SIGHUP). Open bids
@@ -425,11 +449,38 @@ impl Compute {
                 path: dir.path.clone(),
             });
         }
+        // A task that can never fit says so before a busy node says it is
+        // busy: the first refusal is lasting, the others pass.
+        let fit = self.held.fit(&self.config.resources, &task.resources);
+        if let Err(Misfit::TooLarge {
+            resource,
+            requested,
+            offered,
+        }) = fit
+        {
+            return Decision::Refuse(RefuseReason::ResourceTooLarge {
+                resource,
+                requested,
+                offered,
+            });
+        }
         let taken = (self.running + self.open_bids).saturating_sub(held);
         if taken >= self.config.capacity {
             return Decision::Refuse(RefuseReason::NoCapacity {
                 running: taken,
                 capacity: self.config.capacity,
+            });
+        }
+        if let Err(Misfit::Busy {
+            resource,
+            requested,
+            free,
+        }) = fit
+        {
+            return Decision::Refuse(RefuseReason::ResourceBusy {
+                resource,
+                requested,
+                free,
             });
         }
         Decision::Bid
@@ -467,6 +518,7 @@ impl Compute {
             {
                 entry.slot = Slot::Expired;
                 self.open_bids -= 1;
+                self.held.give_back(&entry.asked);
                 self.event(job_id, ComputeEvent::BidExpired);
             }
         }
@@ -498,8 +550,11 @@ impl Compute {
             Some(Slot::Bid { .. } | Slot::Running { .. } | Slot::Done) => return,
         }
         let first = !self.jobs.contains_key(&job_id);
+        let asked = announce.spec.task().resources;
         let decision = self.decide(&announce.spec);
-        if let Decision::Refuse(RefuseReason::NoCapacity { .. }) = decision {
+        if let Decision::Refuse(reason) = &decision
+            && reason.is_passing()
+        {
             self.wait_for_slot(now_ms, &announce);
         }
         let slot = match decision {
@@ -521,7 +576,14 @@ impl Compute {
                 Slot::Refused
             }
         };
-        self.jobs.insert(job_id, Entry { requester, slot });
+        self.jobs.insert(
+            job_id,
+            Entry {
+                requester,
+                slot,
+                asked,
+            },
+        );
         if first {
             self.order.push_back(job_id);
             self.forget_old();
@@ -565,6 +627,7 @@ impl Compute {
         match self.decide_holding(&announce.spec, 0) {
             Decision::Bid => {
                 self.running += 1;
+                self.held.take(&announce.spec.task().resources);
                 self.set_slot(job_id, Slot::Running { execution_id });
                 self.outputs.push_back(ComputeOutput::Start {
                     job_id,
@@ -589,9 +652,11 @@ impl Compute {
         if entry.requester != from {
             return;
         }
+        let asked = entry.asked;
         match entry.slot {
             Slot::Running { execution_id } => {
                 self.running -= 1;
+                self.held.give_back(&asked);
                 self.set_slot(job_id, Slot::Done);
                 self.outputs.push_back(ComputeOutput::Stop {
                     job_id,
@@ -620,7 +685,9 @@ impl Compute {
             return;
         }
         let requester = entry.requester;
+        let asked = entry.asked;
         self.running -= 1;
+        self.held.give_back(&asked);
         self.set_slot(job_id, Slot::Done);
         self.send(
             requester,
@@ -647,6 +714,7 @@ impl Compute {
             } => {
                 self.expiries.remove(&(expires_at_ms, job_id));
                 self.open_bids -= 1;
+                self.held.give_back(&entry.asked);
                 Some(announce)
             }
             other => {
@@ -663,6 +731,7 @@ impl Compute {
         let expires_at_ms = now_ms.saturating_add(self.config.bid_ttl_ms);
         self.expiries.insert((expires_at_ms, job_id));
         self.open_bids += 1;
+        self.held.take(&announce.spec.task().resources);
         self.send(
             announce.requester,
             ToRequester::Bid(Bid {
@@ -699,19 +768,26 @@ impl Compute {
     /// its requester re-announces (R-POL-3: the refusal said "no free slot";
     /// a requester takes a later bid from a node that refused).
     fn offer_free_slots(&mut self, now_ms: u64) {
-        while self.running + self.open_bids < self.config.capacity {
-            let Some((refused_at, announce)) = self.waiting.pop_front() else {
-                return;
-            };
+        if self.waiting.is_empty() || self.running + self.open_bids >= self.config.capacity {
+            return;
+        }
+        for (refused_at, announce) in std::mem::take(&mut self.waiting) {
             let job_id = announce.job_id;
             let still_refused =
                 matches!(self.jobs.get(&job_id), Some(e) if e.slot == Slot::Refused);
             if !still_refused || now_ms.saturating_sub(refused_at) > LATE_BID_WITHIN_MS {
                 continue;
             }
-            if self.decide(&announce.spec).is_bid() {
-                let slot = self.open_bid(now_ms, *announce);
-                self.set_slot(job_id, slot);
+            match self.decide(&announce.spec) {
+                Decision::Bid => {
+                    let slot = self.open_bid(now_ms, *announce);
+                    self.set_slot(job_id, slot);
+                }
+                // Still busy (no slot, or a resource held): it waits on.
+                Decision::Refuse(reason) if reason.is_passing() => {
+                    self.waiting.push_back((refused_at, announce));
+                }
+                Decision::Refuse(_) => {}
             }
         }
     }
@@ -719,11 +795,13 @@ impl Compute {
     fn release_bid(&mut self, job_id: JobId) {
         if let Some(Entry {
             slot: Slot::Bid { expires_at_ms, .. },
+            asked,
             ..
         }) = self.jobs.get(&job_id)
         {
             self.expiries.remove(&(*expires_at_ms, job_id));
             self.open_bids -= 1;
+            self.held.give_back(asked);
         }
     }
 

@@ -84,6 +84,7 @@
 //! - [`requester`]: the requester state machine (R-POL-3/4, R-OPS-2).
 //! - [`compute`]: the compute state machine (R-POL-1..3).
 //! - [`rate`]: per-peer rate limits on what peers send (R-SEC-5).
+//! - [`resources`]: what a node offers executions and what each holds (R-PLC-1).
 
 pub mod address;
 pub mod compute;
@@ -96,5 +97,6 @@ pub mod node;
 pub mod policy;
 pub mod rate;
 pub mod requester;
+pub mod resources;
 #[cfg(test)]
 mod testnet;

@@ -35,6 +35,7 @@ use std::fmt;
 
 use crate::domain::{Domain, DomainError, DomainSet};
 use crate::job::NetworkMode;
+use crate::resources::ResourceKind;
 
 /// Why a policy setting could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -331,9 +332,42 @@ pub enum RefuseReason {
         /// The folder the job names.
         path: String,
     },
+    /// The task asks for more of a resource than the node offers at all
+    /// (`--resources`; R-PLC-1). Amounts are millicores or bytes.
+    ResourceTooLarge {
+        /// The resource.
+        resource: ResourceKind,
+        /// What the task asks for.
+        requested: u64,
+        /// All the node offers.
+        offered: u64,
+    },
+    /// The node offers enough of a resource, but its open bids and running
+    /// executions hold the rest now (R-PLC-1); like a full node, it may
+    /// bid later.
+    ResourceBusy {
+        /// The resource.
+        resource: ResourceKind,
+        /// What the task asks for.
+        requested: u64,
+        /// What is free now.
+        free: u64,
+    },
     /// A reason from a newer version of skrei that this one cannot read.
     #[serde(other)]
     Unknown,
+}
+
+impl RefuseReason {
+    /// Whether the refusal may soon stop holding: the node is busy (no free
+    /// slot, or a resource held by its running jobs), not unwilling or
+    /// unable.
+    pub fn is_passing(&self) -> bool {
+        matches!(
+            self,
+            RefuseReason::NoCapacity { .. } | RefuseReason::ResourceBusy { .. }
+        )
+    }
 }
 
 /// At most this many domains are named in a refusal's text; the rest are
@@ -390,6 +424,26 @@ impl fmt::Display for RefuseReason {
                     path.escape_debug()
                 )
             }
+            RefuseReason::ResourceTooLarge {
+                resource,
+                requested,
+                offered,
+            } => write!(
+                f,
+                "{resource} {} > {}",
+                resource.show(*requested),
+                resource.show(*offered)
+            ),
+            RefuseReason::ResourceBusy {
+                resource,
+                requested,
+                free,
+            } => write!(
+                f,
+                "{resource} {} asked, {} free (held by running jobs)",
+                resource.show(*requested),
+                resource.show(*free)
+            ),
             RefuseReason::Unknown => {
                 f.write_str("refused for a reason this version of skrei does not know")
             }

@@ -347,6 +347,8 @@ struct KnownNode {
     accept_network: NetworkMode,
     has_allowlist: bool,
     full: bool,
+    /// What it offers a task at most (R-PLC-1).
+    offer: crate::job::Resources,
 }
 
 /// Why a job could not be submitted.
@@ -780,6 +782,7 @@ impl Requester {
                 accept_network: info.accept_network,
                 has_allowlist: info.allowlist_digest.is_some(),
                 full: info.running >= info.capacity,
+                offer: info.resources.into(),
             },
         );
     }

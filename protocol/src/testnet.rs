@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use crate::compute::{Compute, ComputeConfig, ComputeInput, ComputeOutput, ToRequester};
 use crate::domain::DomainSet;
 use crate::id::{DAG_CBOR, ExecutionId, JobId, NodeId, NodeKey, blake3_cid};
-use crate::job::{JobSpec, NetworkMode};
+use crate::job::{ByteSize, JobSpec, NetworkMode};
 use crate::messages::DirectMessage;
 use crate::messages::Outcome;
 use crate::node::{Node, NodeConfig, NodeInput, NodeOutput};
@@ -77,6 +77,8 @@ struct NodePlan {
     allowlist: Option<Vec<&'static str>>,
     engines: Vec<&'static str>,
     capacity: u32,
+    /// The memory it offers (`--resources memory=`), in bytes.
+    memory: Option<u64>,
     /// From this time on the node drops everything (it died or hangs).
     silent_from: Option<u64>,
     /// At this time its policy is replaced by `accept` `reload_to`.
@@ -91,6 +93,8 @@ struct JobPlan {
     mode: NetworkMode,
     domains: Vec<&'static str>,
     count: u32,
+    /// The memory its task asks for, in bytes.
+    memory: Option<u64>,
     cancel_at: Option<u64>,
 }
 
@@ -136,6 +140,9 @@ struct Sim {
     /// Nodes whose policy was reloaded: the harness's own record, so the
     /// check does not trust the machine it checks.
     reloaded: BTreeSet<usize>,
+    /// The memory each execution started holds (node, job, execution),
+    /// until it reports or is stopped: the harness's own record.
+    running_memory: BTreeMap<(usize, JobId, ExecutionId), u64>,
 }
 
 impl Sim {
@@ -156,6 +163,7 @@ impl Sim {
             rc.max_attempts = 4;
             rc.bid_ttl_ms = 800;
             config.compute.capacity = n.capacity;
+            config.compute.resources.memory = n.memory.map(ByteSize);
             config.compute.bid_ttl_ms = 1_000;
             // The end-of-run checks read every job's record; node info
             // is not modelled (and would keep the run going forever).
@@ -177,6 +185,7 @@ impl Sim {
             completed_events: BTreeMap::new(),
             ended: BTreeSet::new(),
             reloaded: BTreeSet::new(),
+            running_memory: BTreeMap::new(),
         };
         for (j, job) in sim.plan.jobs.clone().iter().enumerate() {
             sim.push(job.at, Delivery::Submit(j));
@@ -260,7 +269,8 @@ impl Sim {
             Delivery::Wake => {}
             Delivery::Submit(j) => {
                 let job = self.plan.jobs[j].clone();
-                let spec = spec(job.engine, job.mode, &job.domains, job.count);
+                let mut spec = spec(job.engine, job.mode, &job.domains, job.count);
+                spec.tasks[0].resources.memory = job.memory.map(ByteSize);
                 let id = self.nodes[job.by]
                     .submit(self.now, spec, self.now, vec![])
                     .expect("a valid job");
@@ -280,6 +290,14 @@ impl Sim {
             }
             Delivery::Input(i, input) => {
                 if !self.silent(i) {
+                    if let NodeInput::ExecutionFinished {
+                        job_id,
+                        execution_id,
+                        ..
+                    } = &*input
+                    {
+                        self.running_memory.remove(&(i, *job_id, *execution_id));
+                    }
                     self.nodes[i].handle(self.now, *input);
                     self.drain(i);
                 }
@@ -326,11 +344,23 @@ impl Sim {
                     spec,
                     ..
                 } => {
+                    let memory = spec
+                        .task()
+                        .resources
+                        .memory
+                        .map_or(crate::resources::DEFAULT_TASK_MEMORY, |m| m.0);
+                    self.running_memory
+                        .insert((i, job_id, execution_id), memory);
                     self.check_start(i, &spec);
                     self.schedule_run(i, job_id, execution_id);
                 }
-                NodeOutput::Stop { .. }
-                | NodeOutput::JobEvent { .. }
+                NodeOutput::Stop {
+                    job_id,
+                    execution_id,
+                } => {
+                    self.running_memory.remove(&(i, job_id, execution_id));
+                }
+                NodeOutput::JobEvent { .. }
                 | NodeOutput::ResultAccepted { .. }
                 | NodeOutput::ComputeEvent { .. }
                 | NodeOutput::NodeInfoDue => {}
@@ -389,6 +419,20 @@ impl Sim {
             self.nodes[i].compute().running() <= n.capacity,
             "over capacity"
         );
+        // R-PLC-1: what runs never holds more memory than the node offers.
+        if let Some(offered) = n.memory {
+            let held: u64 = self
+                .running_memory
+                .iter()
+                .filter(|((node, ..), _)| *node == i)
+                .map(|(_, m)| m)
+                .sum();
+            assert!(
+                held <= offered,
+                "node {i} runs tasks holding {held} bytes of memory, offers {offered}, at {}",
+                self.now
+            );
+        }
     }
 
     /// Invariant 2: at most `Count` completions, one JobCompleted, nothing
@@ -473,15 +517,17 @@ fn arb_node() -> impl Strategy<Value = NodePlan> {
             Just(vec!["docker", "wasm"])
         ],
         1u32..3,
+        proptest::option::of(1u64..=4),
         proptest::option::weighted(0.2, 0u64..4_000),
         proptest::option::weighted(0.3, (0u64..4_000, arb_mode(), arb_allowlist())),
     )
         .prop_map(
-            |(accept, allowlist, engines, capacity, silent_from, reload)| NodePlan {
+            |(accept, allowlist, engines, capacity, memory, silent_from, reload)| NodePlan {
                 accept,
                 allowlist,
                 engines,
                 capacity,
+                memory: memory.map(|gi| gi << 30),
                 silent_from,
                 reload,
             },
@@ -496,10 +542,11 @@ fn arb_job(nodes: usize) -> impl Strategy<Value = JobPlan> {
         arb_mode(),
         arb_domains(),
         1u32..=3,
+        proptest::option::of(1u64..=3),
         proptest::option::weighted(0.1, 0u64..3_000),
     )
         .prop_map(
-            |(at, by, engine, mode, domains, count, cancel_at)| JobPlan {
+            |(at, by, engine, mode, domains, count, memory, cancel_at)| JobPlan {
                 at,
                 by,
                 engine,
@@ -510,6 +557,7 @@ fn arb_job(nodes: usize) -> impl Strategy<Value = JobPlan> {
                     vec![]
                 },
                 count,
+                memory: memory.map(|gi| gi << 30),
                 cancel_at,
             },
         )
@@ -548,11 +596,14 @@ fn arb_plan() -> impl Strategy<Value = Plan> {
 
 fn arb_healthy_plan() -> impl Strategy<Value = Plan> {
     (3usize..7).prop_flat_map(|n| {
+        // 4 GiB each: every job fits alone on every node (they ask at
+        // most 3 GiB), some only once others end.
         let node = (1u32..4).prop_map(|capacity| NodePlan {
             accept: NetworkMode::Full,
             allowlist: None,
             engines: vec!["docker", "wasm"],
             capacity,
+            memory: Some(4 << 30),
             silent_from: None,
             reload: None,
         });
@@ -619,6 +670,7 @@ fn a_healthy_network_completes_every_job() {
             allowlist: None,
             engines: vec!["docker", "wasm"],
             capacity: 2,
+            memory: None,
             silent_from: None,
             reload: None,
         })
@@ -631,6 +683,7 @@ fn a_healthy_network_completes_every_job() {
             mode: NetworkMode::None,
             domains: vec![],
             count: 1 + (j as u32 % 2),
+            memory: None,
             cancel_at: None,
         })
         .collect();
@@ -650,27 +703,56 @@ fn a_healthy_network_completes_every_job() {
     }
 }
 
-/// The policy check is not vacuous: a start the policy forbids fails it.
-#[test]
-#[should_panic(expected = "started a job its policy forbids")]
-fn the_policy_check_can_fail() {
-    let sim = Sim::new(Plan {
-        nodes: vec![NodePlan {
-            accept: NetworkMode::Http,
-            allowlist: Some(vec![".example.com"]),
-            engines: vec!["docker"],
-            capacity: 1,
-            silent_from: None,
-            reload: None,
-        }],
+/// A network of one node and no jobs, for checking the checks.
+fn lone_node(node: NodePlan) -> Sim {
+    Sim::new(Plan {
+        nodes: vec![node],
         jobs: vec![],
         seed: 1,
         loss_percent: 0,
         max_delay: 1,
         run_ms: vec![(1, false, false)],
         queue_timeout_ms: 1_000,
+    })
+}
+
+/// The policy check is not vacuous: a start the policy forbids fails it.
+#[test]
+#[should_panic(expected = "started a job its policy forbids")]
+fn the_policy_check_can_fail() {
+    let sim = lone_node(NodePlan {
+        accept: NetworkMode::Http,
+        allowlist: Some(vec![".example.com"]),
+        engines: vec!["docker"],
+        capacity: 1,
+        memory: None,
+        silent_from: None,
+        reload: None,
     });
     sim.check_start(0, &spec("docker", NetworkMode::Http, &["api.foo.com"], 1));
+}
+
+/// The memory check is not vacuous: starts holding more than the offer
+/// fail it.
+#[test]
+#[should_panic(expected = "holding")]
+fn the_memory_check_can_fail() {
+    let mut sim = lone_node(NodePlan {
+        accept: NetworkMode::None,
+        allowlist: None,
+        engines: vec!["docker"],
+        capacity: 4,
+        memory: Some(1 << 30),
+        silent_from: None,
+        reload: None,
+    });
+    let job = spec("docker", NetworkMode::None, &[], 1);
+    let id = JobId::compute(&job, &node(0), 0).unwrap();
+    for e in 0..3 {
+        sim.running_memory
+            .insert((0, id, ExecutionId(e)), 512 << 20);
+    }
+    sim.check_start(0, &job);
 }
 
 /// Thousands of nodes answer one requester: the requester keeps its best

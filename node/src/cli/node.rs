@@ -160,10 +160,34 @@ fn info(api: &ApiArgs, output: Output) -> anyhow::Result<ExitCode> {
             ));
             print_line(&format!("engines:        {}", info.engines.join(", ")));
             print_line(&format!(
+                "running:        {} of {} at once",
+                info.running, info.capacity
+            ));
+            print_line(&format!(
+                "resources:      {} (free now: {})",
+                offer_text(&info.resources),
+                offer_text(&info.resources_free)
+            ));
+            print_line(&format!(
                 "peers:          {} connected",
                 info.connected_peers()
             ));
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cpu 1800m, memory 21.6Gi`; kinds not offered are left out.
+fn offer_text(offer: &protocol::resources::Offer) -> String {
+    use protocol::resources::ResourceKind;
+    let offer: protocol::job::Resources = (*offer).into();
+    let parts: Vec<String> = ResourceKind::ALL
+        .iter()
+        .filter_map(|kind| Some(format!("{kind} {}", kind.show(kind.of(&offer)?))))
+        .collect();
+    if parts.is_empty() {
+        "not limited".to_owned()
+    } else {
+        parts.join(", ")
+    }
 }

@@ -57,6 +57,11 @@ pub struct NodeConfig {
     pub engines: Vec<String>,
     /// Executions at once.
     pub capacity: u32,
+    /// What one task may ask for at most, and what all the tasks bidding
+    /// and running here hold at most together (R-PLC-1). CPU and memory
+    /// left unset are the machine's, less a reserve for the node; disk
+    /// unset is not checked.
+    pub resources: protocol::job::Resources,
     /// Bytes per second each way for an `http` job (R-NET-6).
     pub http_rate: u64,
     /// Find peers on the LAN with mDNS.
@@ -110,6 +115,7 @@ impl NodeConfig {
             allowlist: None,
             engines: vec!["wasm".into()],
             capacity: 4,
+            resources: protocol::job::Resources::default(),
             http_rate: 1_250_000,
             mdns: false,
             local_inputs: Vec::new(),

@@ -163,6 +163,7 @@ impl CoreDriver {
         // and forgets those the driver evicts.
         cc.requester.max_known_nodes = MAX_PEERS;
         cc.compute.capacity = config.capacity;
+        cc.compute.resources = super::machine::offer(config.resources);
         cc.compute.result_providers = vec![data_addr.clone()];
         cc.compute.local_inputs = config
             .local_inputs

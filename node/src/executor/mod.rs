@@ -184,7 +184,8 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             timeout: Duration::from_secs(600),
-            memory_bytes: 512 << 20,
+            // What a node's offer counts such a task as holding.
+            memory_bytes: protocol::resources::DEFAULT_TASK_MEMORY,
             output_bytes: 16 << 20,
             cpu_millis: None,
             fuel: None,

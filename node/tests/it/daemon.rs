@@ -11,6 +11,7 @@ use crate::harness::*;
 // Tests of single trust boundaries, using the harness.
 mod gossip;
 mod publish_dir;
+mod resources;
 
 #[test]
 fn example_module_matches_its_source() {

@@ -208,6 +208,7 @@ async fn kademlia_joins_a_chain_and_gossip_reaches_everyone() {
             p2p_addrs: c.p2p.listen_addrs().iter().map(|a| a.to_string()).collect(),
             data_addrs: vec![],
             relay_urls: vec![],
+            resources: Default::default(),
             seq: 1,
         };
         c.publish(&Gossip::from(info.sign(&c.key).unwrap())).await;

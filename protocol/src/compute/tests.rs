@@ -622,3 +622,101 @@ fn r_sec_2_refuses_dir_publishers_outside_the_listed_folders() {
         );
     }
 }
+
+/// A Docker job asking `memory` bytes and `cpu` millicores.
+fn asking(cpu: Option<u64>, memory: Option<u64>, at: u64) -> Announce {
+    let mut spec = spec("docker", NoNet, &[], 1);
+    spec.tasks[0].resources = crate::job::Resources {
+        cpu: cpu.map(crate::job::MilliCpu),
+        memory: memory.map(crate::job::ByteSize),
+        disk: None,
+    };
+    announce_of(spec, at)
+}
+
+const GI: u64 = 1 << 30;
+
+// R-PLC-1: a node bids only on tasks that fit what it has free, and its
+// refusals say which resource: for good when the task asks more than the
+// node has at all, for now when bids and executions hold the rest.
+#[test]
+fn r_plc_1_bids_only_on_tasks_that_fit_its_free_resources() {
+    let mut c = compute(policy(NoNet, None), 4);
+    let mut config = c.config().clone();
+    config.resources = crate::job::Resources {
+        cpu: Some(crate::job::MilliCpu(2000)),
+        memory: Some(crate::job::ByteSize(8 * GI)),
+        disk: None,
+    };
+    c = Compute::new(config);
+
+    let huge = asking(None, Some(100 * GI), 1);
+    c.handle(0, ComputeInput::Announce(huge.clone()));
+    let reason = refusal(&drain(&mut c));
+    assert_eq!(
+        reason,
+        RefuseReason::ResourceTooLarge {
+            resource: crate::resources::ResourceKind::Memory,
+            requested: 100 * GI,
+            offered: 8 * GI
+        }
+    );
+    assert_eq!(reason.to_string(), "memory 100Gi > 8Gi");
+    assert!(!reason.is_passing());
+
+    let big = asking(Some(1000), Some(6 * GI), 2);
+    c.handle(0, ComputeInput::Announce(big.clone()));
+    assert!(matches!(
+        sent(&drain(&mut c)).as_slice(),
+        [ToRequester::Bid(_)]
+    ));
+    // The open bid holds 6Gi: a 4Gi task waits, a 1Gi one fits.
+    let second = asking(None, Some(4 * GI), 3);
+    c.handle(1, ComputeInput::Announce(second.clone()));
+    let reason = refusal(&drain(&mut c));
+    assert_eq!(
+        reason,
+        RefuseReason::ResourceBusy {
+            resource: crate::resources::ResourceKind::Memory,
+            requested: 4 * GI,
+            free: 2 * GI
+        }
+    );
+    assert!(reason.is_passing());
+    let small = asking(Some(500), Some(GI), 4);
+    c.handle(1, ComputeInput::Announce(small.clone()));
+    assert!(matches!(
+        sent(&drain(&mut c)).as_slice(),
+        [ToRequester::Bid(_)]
+    ));
+
+    // The big bid is awarded and runs: it still holds its memory.
+    award(&mut c, REQ, &big, ME, 7);
+    assert!(started(&drain(&mut c)));
+    c.handle(2, ComputeInput::Announce(second.clone()));
+    assert!(drain(&mut c).is_empty(), "answered once");
+    // It finishes: its memory is free, and the waiting task gets a late bid.
+    c.handle(
+        100,
+        ComputeInput::ExecutionFinished {
+            job_id: big.job_id,
+            execution_id: ExecutionId(7),
+            outcome: Outcome::Completed {
+                result_cid: result_cid(1),
+                exit_code: 0,
+            },
+        },
+    );
+    let out = sent(&drain(&mut c));
+    assert!(
+        out.iter()
+            .any(|m| matches!(m, ToRequester::Bid(b) if b.job_id == second.job_id)),
+        "a late bid for the task that waited for memory: {out:?}"
+    );
+    // A task asking nothing holds the default memory, which is free.
+    c.handle(101, ComputeInput::Announce(asking(None, None, 5)));
+    assert!(matches!(
+        sent(&drain(&mut c)).as_slice(),
+        [ToRequester::Bid(_)]
+    ));
+}

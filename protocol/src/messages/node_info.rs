@@ -8,6 +8,7 @@ use super::{
 };
 use crate::id::{NodeId, SignedKind};
 use crate::job::NetworkMode;
+use crate::resources::Offer;
 
 /// What a node runs and accepts, and where to reach it, gossiped every few
 /// seconds: requesters use it to explain why nobody bids, and every node
@@ -43,6 +44,10 @@ pub struct NodeInfo {
     /// was told to trust the sender (its bootstrap peers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub relay_urls: Vec<String>,
+    /// What it offers executions (`--resources`; R-PLC-1): what a task may
+    /// ask for at most. Empty from older nodes and nodes with no limits.
+    #[serde(default, skip_serializing_if = "Offer::is_empty")]
+    pub resources: Offer,
     /// Increases with every new `NodeInfo` of this node: a receiver keeps
     /// the one with the highest `seq` and ignores older ones replayed.
     pub seq: u64,

@@ -126,6 +126,7 @@ fn node_info() -> NodeInfo {
         p2p_addrs: vec!["/ip4/192.0.2.1/tcp/4001".into()],
         data_addrs: vec![],
         relay_urls: vec!["https://relay.example.org/".into()],
+        resources: Default::default(),
         seq: 42,
     }
 }
@@ -703,4 +704,39 @@ fn canonical_envelope_required() {
             "keys in order {order:?} accepted"
         );
     }
+}
+
+// R-PLC-1, R-PUB-2: a node's offer travels in its node info; a kind a
+// newer node adds to it does not make the node info unreadable.
+#[test]
+fn node_info_carries_the_offer_and_ignores_new_kinds() {
+    use crate::job::{ByteSize, MilliCpu};
+    let mut info = node_info();
+    info.resources = crate::resources::Offer {
+        cpu: Some(MilliCpu(2000)),
+        memory: Some(ByteSize(8 << 30)),
+        disk: None,
+    };
+    let bytes = Gossip::from(info.clone().sign(&compute_key()).unwrap())
+        .encode()
+        .unwrap();
+    assert_eq!(
+        Gossip::decode(&bytes).unwrap().verify().unwrap(),
+        GossipMessage::NodeInfo(info.clone())
+    );
+    #[derive(serde::Serialize)]
+    struct NewerOffer {
+        #[serde(rename = "CPU")]
+        cpu: MilliCpu,
+        #[serde(rename = "GPU")]
+        gpu: u32,
+    }
+    let newer = crate::id::to_canonical(&NewerOffer {
+        cpu: MilliCpu(500),
+        gpu: 2,
+    })
+    .unwrap();
+    let offer: crate::resources::Offer =
+        crate::id::from_canonical_ignoring_unknown(&newer, 1024).unwrap();
+    assert_eq!(offer.cpu, Some(MilliCpu(500)));
 }

@@ -8,6 +8,7 @@ use crate::failure::{Failure, FailureCause};
 use crate::id::NodeId;
 use crate::job::NetworkMode;
 use crate::policy::RefuseReason;
+use crate::resources::{Held, Misfit};
 
 /// At most this many groups are listed; the rest are counted together.
 const MAX_GROUPS: usize = 8;
@@ -19,6 +20,9 @@ const MAX_FAILURES: usize = 5;
 pub(super) fn summary(reason: &RefuseReason) -> String {
     match reason {
         RefuseReason::NoCapacity { .. } => "no free slot".to_owned(),
+        RefuseReason::ResourceBusy { resource, .. } => {
+            format!("not enough {resource} free (held by running jobs)")
+        }
         other => other.to_string(),
     }
 }
@@ -169,6 +173,18 @@ fn groups(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>) -> Vec<(u32, Str
         } else if !info.engines.iter().any(|e| e == engine) {
             RefuseReason::EngineUnavailable {
                 engine: engine.to_owned(),
+            }
+            .to_string()
+        } else if let Err(Misfit::TooLarge {
+            resource,
+            requested,
+            offered,
+        }) = Held::default().fit(&info.offer, &task.resources)
+        {
+            RefuseReason::ResourceTooLarge {
+                resource,
+                requested,
+                offered,
             }
             .to_string()
         } else if info.full {

@@ -572,6 +572,7 @@ fn r_pol_3_node_infos_explain_silent_nodes() {
         p2p_addrs: vec![],
         data_addrs: vec![],
         relay_urls: vec![],
+        resources: Default::default(),
         seq: 1,
     };
     for (n, accept, engines) in [
@@ -851,6 +852,7 @@ fn r_pol_3_full_nodes_are_explained_as_busy() {
                 p2p_addrs: vec![],
                 data_addrs: vec![],
                 relay_urls: vec![],
+                resources: Default::default(),
                 seq: 3,
             },
         },
@@ -993,6 +995,7 @@ fn r_pol_4_awards_early_when_every_known_node_answered() {
             p2p_addrs: vec![],
             data_addrs: vec![],
             relay_urls: vec![],
+            resources: Default::default(),
             seq: 1,
         };
         r.handle(

@@ -123,6 +123,11 @@ pub struct NodeFlags {
     /// Executions at once. Default 4.
     #[arg(long)]
     capacity: Option<u32>,
+    /// What this node offers jobs, e.g. `cpu=4,memory=8Gi`: it bids only
+    /// on tasks whose Resources fit what is free of it. Kinds left out:
+    /// the machine's, less a reserve for the node.
+    #[arg(long, value_name = "cpu=N,memory=SIZE")]
+    resources: Option<String>,
     /// Bytes per second each way for each `http` job. Default 1250000 (10 Mbit/s).
     #[arg(long)]
     http_rate: Option<u64>,
@@ -352,6 +357,19 @@ impl NodeFlags {
         if let Some(c) = self.capacity {
             config.capacity = c;
         }
+        if let Some(text) = &self.resources {
+            let offer = protocol::resources::parse_offer(text)
+                .map_err(|e| anyhow::anyhow!("--resources {text}: {e}"))?;
+            if offer.disk.is_some() {
+                // Offered means enforced, and nothing limits an
+                // execution's disk yet beyond --max-input-size.
+                bail!(
+                    "--resources {text}: disk is not offered yet; limit inputs with \
+                     --max-input-size and leave disk out"
+                );
+            }
+            config.resources = offer;
+        }
         if let Some(rate) = self.http_rate {
             config.http_rate = rate;
         }
@@ -434,6 +452,7 @@ impl NodeFlags {
             allowlist: pick(self.allowlist, file.allowlist),
             engines: list(self.engines, file.engines),
             capacity: pick(self.capacity, file.capacity),
+            resources: pick(self.resources, file.resources),
             http_rate: pick(self.http_rate, file.http_rate),
             mdns: self.mdns || file.mdns,
             local_inputs: list(self.local_inputs, file.local_inputs),

@@ -64,6 +64,8 @@ pub fn node_info(view: &NodeView) -> Result<NodeInfo, ViewError> {
         data_addr: data_addr_of(&data_addr),
         engines: view.engines.clone(),
         capacity: view.capacity,
+        resources: view.resources,
+        resources_free: view.resources_free,
         running: view.running,
         accept_network: protocol::policy::parse_accept_network(&view.accept_network).map_err(
             |e| ViewError {

@@ -24,6 +24,8 @@ pub struct NodeView {
     pub engines: Vec<String>,
     pub capacity: u32,
     pub running: u32,
+    pub resources: protocol::resources::Offer,
+    pub resources_free: protocol::resources::Offer,
     pub accept_network: String,
     pub allowlist: Option<String>,
     /// At most `MAX_PEERS`, connected and recently heard ones kept.
@@ -54,6 +56,7 @@ impl CoreDriver {
             engines: self.config.engines.clone(),
             capacity: compute.config().capacity,
             running: compute.running(),
+            resources: compute.config().resources.into(),
             accept_network: policy.accept(),
             allowlist_digest: policy.allowlist().map(|a| a.digest()),
             // The API listens on loopback: only peers on this host (a
@@ -138,6 +141,8 @@ impl CoreDriver {
             engines: self.config.engines.clone(),
             capacity: compute.config().capacity,
             running: compute.running(),
+            resources: compute.config().resources.into(),
+            resources_free: compute.free().into(),
             accept_network: policy.accept().to_string(),
             allowlist: self
                 .config

@@ -117,6 +117,7 @@ fn node_info(key: &NodeKey, seq: u64, api: &[String], p2p: &[String]) -> Gossip 
         p2p_addrs: p2p.to_vec(),
         data_addrs: vec![],
         relay_urls: vec![],
+        resources: Default::default(),
         seq,
     };
     Gossip::from(info.sign(key).unwrap())

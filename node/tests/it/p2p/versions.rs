@@ -41,6 +41,7 @@ fn node_info(node: &Node, seq: u64) -> NodeInfo {
         p2p_addrs: vec![],
         data_addrs: vec![],
         relay_urls: vec![],
+        resources: Default::default(),
         seq,
     }
 }

@@ -157,6 +157,7 @@ fn node_info() -> impl Strategy<Value = (NodeInfo, Gossip)> {
                     p2p_addrs: p2p,
                     data_addrs: data,
                     relay_urls: vec![],
+                    resources: Default::default(),
                     seq,
                 };
                 let g = Gossip::from(n.sign(&key).unwrap());

@@ -28,6 +28,7 @@ fn info(key: &NodeKey, seq: u64, api: &[&str], p2p: &[&str]) -> NodeInfo {
         p2p_addrs: p2p.iter().map(|a| a.to_string()).collect(),
         data_addrs: vec![format!("data-{seq}")],
         relay_urls: vec![],
+        resources: Default::default(),
         seq,
     }
 }

@@ -1,0 +1,126 @@
+//! Placement by resources (issue 15, R-PLC-1): a node offers what it has
+//! (`--resources`), bids only on tasks that fit what is free of it, and
+//! its refusals say which resource.
+
+use std::time::Duration;
+
+use crate::harness::{Files, NodeProc, cid_input, executions_on, hello_job, refusers, skrei, text};
+
+/// Lines under the task asking for `memory`.
+fn asking_memory(memory: &str) -> String {
+    format!("    Resources:\n      Memory: {memory}\n")
+}
+
+#[test]
+fn r_plc_1_a_job_goes_only_to_a_node_with_the_memory_and_says_so_when_none_has() {
+    let files = Files::new();
+    let dirs = tempfile::tempdir().unwrap();
+    let small = NodeProc::start(
+        &dirs.path().join("small"),
+        &["--resources", "cpu=1,memory=512Mi"],
+    );
+    let big = NodeProc::start(
+        &dirs.path().join("big"),
+        &[
+            "--bootstrap",
+            &small.bootstrap(),
+            "--resources",
+            "cpu=2,memory=8Gi",
+        ],
+    );
+    let (small_id, big_id) = (small.id(), big.id());
+
+    // Each shows its offer, and what is free of it.
+    let info = small.info();
+    assert_eq!(info["resources"]["CPU"], "1", "{info:#}");
+    assert_eq!(info["resources"]["Memory"], "512Mi", "{info:#}");
+    assert_eq!(info["resources_free"]["Memory"], "512Mi", "{info:#}");
+    // ... and gossips it: the small node learns the big one's.
+    crate::natlab::eventually(Duration::from_secs(20), "the big node's offer", || {
+        let info = small.info();
+        let heard = info["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["node_id"] == big_id.as_str())
+            .map(|p| p["info"]["resources"]["Memory"].clone());
+        (heard == Some("8Gi".into()))
+            .then_some(())
+            .ok_or(format!("{:#}", info["peers"]))
+    });
+
+    let module = small.add(&files.module());
+    let input = cid_input(&small.add(&files.name()));
+
+    // 1Gi: only the big node may run it; the small one refuses and says why.
+    for round in 0..3 {
+        let job = small.submit(&hello_job(
+            &format!("one gig {round}"),
+            &module,
+            &input,
+            &asking_memory("1Gi"),
+        ));
+        let done = small.wait(&job, Duration::from_secs(60));
+        assert_eq!(done["state"], "completed", "{done:#}");
+        assert_eq!(executions_on(&done), vec![big_id.clone()], "{done:#}");
+        assert_eq!(refusers(&done), vec![small_id.clone()], "{done:#}");
+        let why = &done["job"]["refusals"][&small_id];
+        assert_eq!(
+            (
+                &why["kind"],
+                &why["resource"],
+                &why["requested"],
+                &why["offered"]
+            ),
+            (
+                &"resource_too_large".into(),
+                &"memory".into(),
+                &(1u64 << 30).into(),
+                &(512u64 << 20).into()
+            ),
+            "{why}"
+        );
+    }
+
+    // 100Gi: no node has it, and the failure names memory for both.
+    let job = small.submit(&hello_job("huge", &module, &input, &asking_memory("100Gi")));
+    let ended = small.wait(&job, Duration::from_secs(60));
+    assert_eq!(ended["state"], "failed", "{ended:#}");
+    assert_eq!(ended["failure"]["cause"], "no_node_accepts", "{ended:#}");
+    let detail = ended["failure"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("1 node: memory 100Gi > 512Mi")
+            && detail.contains("1 node: memory 100Gi > 8Gi"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn r_plc_1_a_bad_resources_flag_is_refused_with_what_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, says) in [
+        ("gpu=1", "the kinds are cpu, memory and disk"),
+        ("memory=lots", "512Mi"),
+        ("cpu", "cpu=4,memory=8Gi"),
+        ("disk=10Gi", "--max-input-size"),
+    ] {
+        let data = dir.path().join(flag.replace(['=', ','], "_"));
+        let out = skrei()
+            .args(["node", "--data-dir", data.to_str().unwrap()])
+            .args(["--api", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"])
+            .args(["--resources", flag])
+            .output()
+            .unwrap();
+        let said = text(&out.stderr);
+        assert!(!out.status.success(), "--resources {flag} was taken");
+        assert!(
+            said.contains("--resources") && said.contains(says),
+            "{flag}: {said}"
+        );
+        assert!(
+            !data.exists(),
+            "--resources {flag} created {}",
+            data.display()
+        );
+    }
+}

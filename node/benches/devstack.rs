@@ -13,6 +13,10 @@
 //! `SKREI_BENCH_BASELINE=/path/to/skrei SKREI_BENCH_BASELINE_NAME=abc1234
 //! cargo bench -p node --bench devstack` runs each measurement on both, one
 //! after the other in one sitting, and records both and their ratio.
+//! Throughput varies by ±10% from run to run on a 2-core machine:
+//! `SKREI_BENCH_ROUNDS=N` runs it N times per build, alternating, and keeps
+//! the medians. The nodes' CPU time per job (from `/proc`, over the
+//! throughput run) is the steadier figure for comparing builds.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -253,10 +257,38 @@ async fn latency(exe: &Path, root: &Path) -> Result<(Duration, Duration, Duratio
     ))
 }
 
-async fn throughput(exe: &Path, root: &Path) -> Result<(f64, Duration)> {
+/// CPU time (user + system) the processes have used so far, from
+/// `/proc/PID/stat` (in USER_HZ ticks, 100 a second on Linux).
+fn cpu_time(nodes: &[NodeProc]) -> Result<Duration> {
+    let mut ticks = 0u64;
+    for node in nodes {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", node.child.id()))?;
+        // Fields after the command (which may hold spaces), from field 3.
+        let rest = stat.rsplit_once(')').context("a /proc stat line")?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        for i in [11, 12] {
+            ticks += fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .context("utime/stime in /proc stat")?;
+        }
+    }
+    Ok(Duration::from_millis(ticks * 10))
+}
+
+/// What one throughput run measured.
+struct Throughput {
+    rate: f64,
+    p50: Duration,
+    /// The nodes' CPU time over the run, per job.
+    cpu_per_job: Duration,
+}
+
+async fn throughput(exe: &Path, root: &Path) -> Result<Throughput> {
     let nodes = network(exe, &root.join("throughput"), THROUGHPUT_NODES).await?;
     let api = std::sync::Arc::new(Api::new());
     let (module, input) = inputs(&api, &nodes[0], root).await?;
+    let cpu_before = cpu_time(&nodes)?;
     let started = Instant::now();
     let per_worker = THROUGHPUT_JOBS / (THROUGHPUT_NODES * IN_FLIGHT_PER_NODE);
     let mut tasks = Vec::new();
@@ -280,11 +312,13 @@ async fn throughput(exe: &Path, root: &Path) -> Result<(f64, Duration)> {
         times.extend(t.await??);
     }
     let wall = started.elapsed();
+    let cpu = cpu_time(&nodes)?.saturating_sub(cpu_before);
     times.sort();
-    Ok((
-        times.len() as f64 / wall.as_secs_f64(),
-        percentile(&times, 0.5),
-    ))
+    Ok(Throughput {
+        rate: times.len() as f64 / wall.as_secs_f64(),
+        p50: percentile(&times, 0.5),
+        cpu_per_job: cpu / times.len().max(1) as u32,
+    })
 }
 
 fn ms(d: Duration) -> String {
@@ -298,6 +332,14 @@ struct Figures {
     max: Duration,
     rate: f64,
     tp_p50: Duration,
+    cpu_per_job: Duration,
+}
+
+/// The median of `v` (not empty).
+fn median<T: Copy + PartialOrd>(v: &[T]) -> T {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
+    s[s.len() / 2]
 }
 
 fn main() -> Result<()> {
@@ -329,21 +371,41 @@ fn main() -> Result<()> {
         );
         latencies.push((p50, p99, max));
     }
+    // Throughput is noisier (a few seconds of a CPU-bound network):
+    // `SKREI_BENCH_ROUNDS` rounds, the builds alternating, medians kept.
+    let rounds: usize = std::env::var("SKREI_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut runs: Vec<Vec<Throughput>> = builds.iter().map(|_| Vec::new()).collect();
+    for round in 0..rounds {
+        for (b, exe) in builds.iter().enumerate() {
+            let root = tempfile::tempdir()?;
+            let t = runtime.block_on(throughput(exe, root.path()))?;
+            println!(
+                "{}: throughput (round {}): {:.1} jobs/s (p50 {}), node CPU {} per job",
+                exe.display(),
+                round + 1,
+                t.rate,
+                ms(t.p50),
+                ms(t.cpu_per_job)
+            );
+            runs[b].push(t);
+        }
+    }
     let mut figures = Vec::new();
-    for (exe, (p50, p99, max)) in builds.iter().zip(latencies) {
-        let root = tempfile::tempdir()?;
-        let (rate, tp_p50) = runtime.block_on(throughput(exe, root.path()))?;
-        println!(
-            "{}: throughput: {rate:.1} jobs/s (p50 {})",
-            exe.display(),
-            ms(tp_p50)
-        );
+    for ((p50, p99, max), runs) in latencies.into_iter().zip(runs) {
+        let rates: Vec<f64> = runs.iter().map(|t| t.rate).collect();
+        let p50s: Vec<Duration> = runs.iter().map(|t| t.p50).collect();
+        let cpus: Vec<Duration> = runs.iter().map(|t| t.cpu_per_job).collect();
         figures.push(Figures {
             p50,
             p99,
             max,
-            rate,
-            tp_p50,
+            rate: median(&rates),
+            tp_p50: median(&p50s),
+            cpu_per_job: median(&cpus),
         });
     }
     let now = figures.last().context("our figures")?;
@@ -356,7 +418,8 @@ fn main() -> Result<()> {
          | --- | --- | --- | --- |\n\
          | latency, 3 nodes, {LATENCY_JOBS} jobs one by one: p50 | {p50} | ~1.3 s | < 100 ms |\n\
          | latency p99 / max | {p99} / {max} | | |\n\
-         | throughput, {THROUGHPUT_NODES} nodes, {inflight} jobs in flight | {rate:.1} jobs/s (p50 {tp}) | ~0.75 jobs/s | >= 50 jobs/s |\n",
+         | throughput, {THROUGHPUT_NODES} nodes, {inflight} jobs in flight{rounds_note} | {rate:.1} jobs/s (p50 {tp}) | ~0.75 jobs/s | >= 50 jobs/s |\n\
+         | node CPU per job (all nodes, user + system) | {cpu} | | |\n",
         date = support::today(),
         machine = support::machine_line(),
         p50 = ms(now.p50),
@@ -365,6 +428,12 @@ fn main() -> Result<()> {
         rate = now.rate,
         inflight = THROUGHPUT_NODES * IN_FLIGHT_PER_NODE,
         tp = ms(now.tp_p50),
+        cpu = ms(now.cpu_per_job),
+        rounds_note = if rounds > 1 {
+            format!(" (median of {rounds} runs)")
+        } else {
+            String::new()
+        },
     );
     if let [base, now] = &figures[..] {
         let name = std::env::var("SKREI_BENCH_BASELINE_NAME").unwrap_or_else(|_| "baseline".into());
@@ -375,7 +444,8 @@ fn main() -> Result<()> {
              | --- | --- | --- | --- |\n\
              | latency p50 | {b50} | {n50} | {r50:.2}x |\n\
              | latency p99 | {b99} | {n99} | {r99:.2}x |\n\
-             | throughput | {brate:.1} jobs/s | {nrate:.1} jobs/s | {rrate:.2}x |\n",
+             | throughput | {brate:.1} jobs/s | {nrate:.1} jobs/s | {rrate:.2}x |\n\
+             | node CPU per job | {bcpu} | {ncpu} | {rcpu:.2}x |\n",
             b50 = ms(base.p50),
             n50 = ms(now.p50),
             r50 = now.p50.as_secs_f64() / base.p50.as_secs_f64(),
@@ -385,6 +455,9 @@ fn main() -> Result<()> {
             brate = base.rate,
             nrate = now.rate,
             rrate = now.rate / base.rate,
+            bcpu = ms(base.cpu_per_job),
+            ncpu = ms(now.cpu_per_job),
+            rcpu = now.cpu_per_job.as_secs_f64() / base.cpu_per_job.as_secs_f64().max(1e-9),
         ));
     }
     let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/BENCHMARKS.md");

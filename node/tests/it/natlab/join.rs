@@ -503,19 +503,22 @@ fn everyone_reconnects_when_the_public_node_restarts_symmetric() {
 /// B dies while it runs A's job: the job is awarded again, to the public
 /// node (which takes jobs here), and completes once.
 ///
-/// To make B win the first award, the public node is kept busy with a job
-/// only it may run (its input is a folder only it allows): awards go to
-/// the bidder running fewest jobs.
+/// To make B win the first award, the public node's one slot is taken by
+/// a job only it may run (its input is a folder only it allows); that job
+/// is cancelled before B dies, so the public node can take the re-award.
 fn a_job_whose_node_dies_goes_to_the_public_node(nat: Nat) {
     let Some(lab) = Lab::up(nat) else { return };
     let boot_only = lab.dir().join("boot-only");
     std::fs::create_dir(&boot_only).unwrap();
     std::fs::write(boot_only.join("data.bin"), b"only on the public node\n").unwrap();
+    // One slot, taken by a job only it may run: the next job can only go
+    // to B (had the public node a free slot too, the requester could award
+    // it there whenever B's node info had not reached it yet).
     let mut n = start(
         &lab,
         &[
             "--capacity",
-            "2",
+            "1",
             "--local-inputs",
             boot_only.to_str().unwrap(),
         ],
@@ -564,6 +567,19 @@ fn a_job_whose_node_dies_goes_to_the_public_node(nat: Nat) {
             Err(format!("B runs {running:?}: {state:#}"))
         }
     });
+    // The public node's slot frees up, then B dies.
+    let out = n.a.cli(&["job", "cancel", &busy]);
+    assert!(out.status.success(), "job cancel: {}", text(&out.stderr));
+    eventually(
+        Duration::from_secs(30),
+        "the public node's slot to free",
+        || {
+            let running = n.boot.info()["running"].as_u64();
+            (running == Some(0))
+                .then_some(())
+                .ok_or(format!("it runs {running:?}"))
+        },
+    );
     n.b.kill();
     let killed = Instant::now();
 

@@ -53,7 +53,12 @@
 //!   executions plus open bids below its capacity); otherwise it refuses,
 //!   saying why ([`RefuseReason`]). A bid stays open for
 //!   [`ComputeConfig::bid_ttl_ms`] and holds a slot and the task's
-//!   resources meanwhile. An
+//!   resources meanwhile.
+//! - **Fair shares.** While another requester's job waits here for a slot,
+//!   a requester whose jobs hold their share of the slots
+//!   ([`ComputeConfig::requester_share_percent`], at least one) gets no
+//!   more ([`RefuseReason::RequesterShare`], R-PLC-2); a slot that frees up
+//!   goes to the oldest waiting job whose requester is within its share. An
 //!   announcement is answered once: a repeat gets no answer, unless the
 //!   node refused or its bid expired and it would now bid (a slot freed up,
 //!   the policy changed).
@@ -105,6 +110,10 @@ pub struct ComputeConfig {
     /// executions hold (R-PLC-1). A kind left unset is not checked.
     /// Default: all unset.
     pub resources: Resources,
+    /// The share of the slots, in percent, one requester may hold while
+    /// other requesters' jobs wait for a slot here (R-PLC-2): at least one
+    /// slot. Default 25; 100 turns the rule off.
+    pub requester_share_percent: u32,
     /// How long a bid stays open for an award. Default 3 s: ten times the
     /// requester's default bid window.
     pub bid_ttl_ms: u64,
@@ -149,6 +158,7 @@ impl ComputeConfig {
             engines: engines.into_iter().map(Into::into).collect(),
             capacity: 4,
             resources: Resources::default(),
+            requester_share_percent: 25,
             bid_ttl_ms: 3_000,
             max_remembered: 65_536,
             result_providers: Vec::new(),
@@ -280,6 +290,35 @@ pub enum ComputeEvent {
     },
 }
 
+/// What open bids and running executions hold, in total and in slots by
+/// the requester they serve.
+#[derive(Debug, Default)]
+struct Holds {
+    resources: Held,
+    slots_by_requester: BTreeMap<NodeId, u32>,
+}
+
+impl Holds {
+    fn take(&mut self, requester: NodeId, asked: &Resources) {
+        self.resources.take(asked);
+        *self.slots_by_requester.entry(requester).or_default() += 1;
+    }
+
+    fn give_back(&mut self, requester: NodeId, asked: &Resources) {
+        self.resources.give_back(asked);
+        if let Some(slots) = self.slots_by_requester.get_mut(&requester) {
+            *slots = slots.saturating_sub(1);
+            if *slots == 0 {
+                self.slots_by_requester.remove(&requester);
+            }
+        }
+    }
+
+    fn slots(&self, requester: &NodeId) -> u32 {
+        self.slots_by_requester.get(requester).copied().unwrap_or(0)
+    }
+}
+
 /// Where a job stands on this node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Slot {
@@ -317,8 +356,9 @@ pub struct Compute {
     expiries: BTreeSet<(u64, JobId)>,
     running: u32,
     open_bids: u32,
-    /// What open bids and running executions hold of `config.resources`.
-    held: Held,
+    /// What open bids and running executions hold: of `config.resources`,
+    /// and slots by requester.
+    held: Holds,
     /// Jobs refused for want of a slot, oldest first, with when.
     waiting: VecDeque<(u64, Box<Announce>)>,
     outputs: VecDeque<ComputeOutput>,
@@ -340,7 +380,7 @@ impl Compute {
             expiries: BTreeSet::new(),
             running: 0,
             open_bids: 0,
-            held: Held::default(),
+            held: Holds::default(),
             waiting: VecDeque::new(),
             outputs: VecDeque::new(),
         }
@@ -375,7 +415,7 @@ impl Compute {
     /// What is free of each resource the node offers: the offer less what
     /// open bids and running executions hold. Kinds not offered are `None`.
     pub fn free(&self) -> Resources {
-        self.held.free(&self.config.resources)
+        self.held.resources.free(&self.config.resources)
     }
 
     /// Replaces the policy (the allowlist file changed, SIGHUP). Open bids
@@ -451,7 +491,10 @@ impl Compute {
         }
         // A task that can never fit says so before a busy node says it is
         // busy: the first refusal is lasting, the others pass.
-        let fit = self.held.fit(&self.config.resources, &task.resources);
+        let fit = self
+            .held
+            .resources
+            .fit(&self.config.resources, &task.resources);
         if let Err(Misfit::TooLarge {
             resource,
             requested,
@@ -518,7 +561,7 @@ impl Compute {
             {
                 entry.slot = Slot::Expired;
                 self.open_bids -= 1;
-                self.held.give_back(&entry.asked);
+                self.held.give_back(entry.requester, &entry.asked);
                 self.event(job_id, ComputeEvent::BidExpired);
             }
         }
@@ -551,7 +594,13 @@ impl Compute {
         }
         let first = !self.jobs.contains_key(&job_id);
         let asked = announce.spec.task().resources;
-        let decision = self.decide(&announce.spec);
+        let decision = match self.decide(&announce.spec) {
+            Decision::Bid => match self.over_share(&requester) {
+                Some(reason) => Decision::Refuse(reason),
+                None => Decision::Bid,
+            },
+            refused => refused,
+        };
         if let Decision::Refuse(reason) = &decision
             && reason.is_passing()
         {
@@ -627,7 +676,8 @@ impl Compute {
         match self.decide_holding(&announce.spec, 0) {
             Decision::Bid => {
                 self.running += 1;
-                self.held.take(&announce.spec.task().resources);
+                self.held
+                    .take(announce.requester, &announce.spec.task().resources);
                 self.set_slot(job_id, Slot::Running { execution_id });
                 self.outputs.push_back(ComputeOutput::Start {
                     job_id,
@@ -656,7 +706,7 @@ impl Compute {
         match entry.slot {
             Slot::Running { execution_id } => {
                 self.running -= 1;
-                self.held.give_back(&asked);
+                self.held.give_back(from, &asked);
                 self.set_slot(job_id, Slot::Done);
                 self.outputs.push_back(ComputeOutput::Stop {
                     job_id,
@@ -687,7 +737,7 @@ impl Compute {
         let requester = entry.requester;
         let asked = entry.asked;
         self.running -= 1;
-        self.held.give_back(&asked);
+        self.held.give_back(requester, &asked);
         self.set_slot(job_id, Slot::Done);
         self.send(
             requester,
@@ -714,7 +764,7 @@ impl Compute {
             } => {
                 self.expiries.remove(&(expires_at_ms, job_id));
                 self.open_bids -= 1;
-                self.held.give_back(&entry.asked);
+                self.held.give_back(entry.requester, &entry.asked);
                 Some(announce)
             }
             other => {
@@ -731,7 +781,8 @@ impl Compute {
         let expires_at_ms = now_ms.saturating_add(self.config.bid_ttl_ms);
         self.expiries.insert((expires_at_ms, job_id));
         self.open_bids += 1;
-        self.held.take(&announce.spec.task().resources);
+        self.held
+            .take(announce.requester, &announce.spec.task().resources);
         self.send(
             announce.requester,
             ToRequester::Bid(Bid {
@@ -771,37 +822,68 @@ impl Compute {
         if self.waiting.is_empty() || self.running + self.open_bids >= self.config.capacity {
             return;
         }
-        for (refused_at, announce) in std::mem::take(&mut self.waiting) {
-            let job_id = announce.job_id;
-            let still_refused =
-                matches!(self.jobs.get(&job_id), Some(e) if e.slot == Slot::Refused);
-            if !still_refused || now_ms.saturating_sub(refused_at) > LATE_BID_WITHIN_MS {
-                continue;
-            }
+        // Only jobs still refused, and recently: the rest is forgotten.
+        let waiting = std::mem::take(&mut self.waiting);
+        self.waiting = waiting
+            .into_iter()
+            .filter(|(refused_at, announce)| {
+                matches!(self.jobs.get(&announce.job_id), Some(e) if e.slot == Slot::Refused)
+                    && now_ms.saturating_sub(*refused_at) <= LATE_BID_WITHIN_MS
+            })
+            .collect();
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let announce = &self.waiting[i].1;
+            let (job_id, requester) = (announce.job_id, announce.requester);
             match self.decide(&announce.spec) {
-                Decision::Bid => {
-                    let slot = self.open_bid(now_ms, *announce);
-                    self.set_slot(job_id, slot);
+                // Oldest first, except a requester over its share while
+                // others wait (R-PLC-2).
+                Decision::Bid if self.over_share(&requester).is_none() => {
+                    if let Some((_, announce)) = self.waiting.remove(i) {
+                        let slot = self.open_bid(now_ms, *announce);
+                        self.set_slot(job_id, slot);
+                    }
                 }
+                Decision::Bid => i += 1,
                 // Still busy (no slot, or a resource held): it waits on.
-                Decision::Refuse(reason) if reason.is_passing() => {
-                    self.waiting.push_back((refused_at, announce));
+                Decision::Refuse(reason) if reason.is_passing() => i += 1,
+                Decision::Refuse(_) => {
+                    self.waiting.remove(i);
                 }
-                Decision::Refuse(_) => {}
             }
         }
+    }
+
+    /// R-PLC-2: why `requester` gets no more slots now, if it holds its
+    /// share of them while another requester's job waits here for one.
+    fn over_share(&self, requester: &NodeId) -> Option<RefuseReason> {
+        let percent = self.config.requester_share_percent;
+        if percent >= 100 {
+            return None;
+        }
+        let share = (u64::from(self.config.capacity) * u64::from(percent) / 100).max(1);
+        let share = u32::try_from(share).unwrap_or(u32::MAX);
+        let held = self.held.slots(requester);
+        if held < share {
+            return None;
+        }
+        let others_wait = self.waiting.iter().any(|(_, announce)| {
+            announce.requester != *requester
+                && matches!(self.jobs.get(&announce.job_id), Some(e) if e.slot == Slot::Refused)
+        });
+        others_wait.then_some(RefuseReason::RequesterShare { held, share })
     }
 
     fn release_bid(&mut self, job_id: JobId) {
         if let Some(Entry {
             slot: Slot::Bid { expires_at_ms, .. },
             asked,
-            ..
+            requester,
         }) = self.jobs.get(&job_id)
         {
             self.expiries.remove(&(*expires_at_ms, job_id));
             self.open_bids -= 1;
-            self.held.give_back(asked);
+            self.held.give_back(*requester, asked);
         }
     }
 

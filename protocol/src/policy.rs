@@ -353,6 +353,15 @@ pub enum RefuseReason {
         /// What is free now.
         free: u64,
     },
+    /// The job's requester holds its share of the node's slots while other
+    /// requesters' jobs wait for one (R-PLC-2); like a full node, it may
+    /// bid later.
+    RequesterShare {
+        /// Slots the requester's jobs hold (open bids and executions).
+        held: u32,
+        /// The most it may hold while others wait.
+        share: u32,
+    },
     /// A reason from a newer version of skrei that this one cannot read.
     #[serde(other)]
     Unknown,
@@ -360,12 +369,14 @@ pub enum RefuseReason {
 
 impl RefuseReason {
     /// Whether the refusal may soon stop holding: the node is busy (no free
-    /// slot, or a resource held by its running jobs), not unwilling or
-    /// unable.
+    /// slot, a resource held by its running jobs, the requester's share of
+    /// slots taken), not unwilling or unable.
     pub fn is_passing(&self) -> bool {
         matches!(
             self,
-            RefuseReason::NoCapacity { .. } | RefuseReason::ResourceBusy { .. }
+            RefuseReason::NoCapacity { .. }
+                | RefuseReason::ResourceBusy { .. }
+                | RefuseReason::RequesterShare { .. }
         )
     }
 }
@@ -443,6 +454,11 @@ impl fmt::Display for RefuseReason {
                 "{resource} {} asked, {} free (held by running jobs)",
                 resource.show(*requested),
                 resource.show(*free)
+            ),
+            RefuseReason::RequesterShare { held, share } => write!(
+                f,
+                "its requester holds {held} of the node's slots while others' jobs wait (its \
+                 share: {share})"
             ),
             RefuseReason::Unknown => {
                 f.write_str("refused for a reason this version of skrei does not know")

@@ -125,6 +125,12 @@ pub fn check_refusal(
         RefuseReason::NoCapacity { running, capacity } => {
             *capacity == node.capacity && *running >= *capacity && *running == taken
         }
+        // R-PLC-2: the requester's jobs hold at least its share, which is
+        // the default 25% of the slots (at least one), and no more slots
+        // than the node has are in use.
+        RefuseReason::RequesterShare { held, share } => {
+            *share == (node.capacity / 4).max(1) && *held >= *share && *held <= taken
+        }
         // Simulated nodes have every image.
         _ => false,
     };

@@ -62,6 +62,9 @@ pub struct NodeConfig {
     /// left unset are the machine's, less a reserve for the node; disk
     /// unset is not checked.
     pub resources: protocol::job::Resources,
+    /// The share of the slots, in percent, one requester's jobs may hold
+    /// while others' wait here (R-PLC-2). Default 25.
+    pub requester_share_percent: u32,
     /// Bytes per second each way for an `http` job (R-NET-6).
     pub http_rate: u64,
     /// Find peers on the LAN with mDNS.
@@ -116,6 +119,7 @@ impl NodeConfig {
             engines: vec!["wasm".into()],
             capacity: 4,
             resources: protocol::job::Resources::default(),
+            requester_share_percent: 25,
             http_rate: 1_250_000,
             mdns: false,
             local_inputs: Vec::new(),

@@ -164,6 +164,7 @@ impl CoreDriver {
         cc.requester.max_known_nodes = MAX_PEERS;
         cc.compute.capacity = config.capacity;
         cc.compute.resources = super::machine::offer(config.resources);
+        cc.compute.requester_share_percent = config.requester_share_percent;
         cc.compute.result_providers = vec![data_addr.clone()];
         cc.compute.local_inputs = config
             .local_inputs

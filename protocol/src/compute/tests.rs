@@ -720,3 +720,126 @@ fn r_plc_1_bids_only_on_tasks_that_fit_its_free_resources() {
         [ToRequester::Bid(_)]
     ));
 }
+
+/// What `c` sent, to whom.
+fn sent_to(c: &mut Compute) -> Vec<(NodeId, ToRequester)> {
+    std::iter::from_fn(|| c.poll_output())
+        .filter_map(|o| match o {
+            ComputeOutput::Send { to, msg } => Some((to, msg)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn finished(c: &mut Compute, at: u64, a: &Announce, e: u64) {
+    c.handle(
+        at,
+        ComputeInput::ExecutionFinished {
+            job_id: a.job_id,
+            execution_id: ExecutionId(e),
+            outcome: Outcome::Completed {
+                result_cid: result_cid(1),
+                exit_code: 0,
+            },
+        },
+    );
+}
+
+// R-PLC-2: while another requester's job waits for a slot, a requester
+// holding its share (25% of 4 slots: 1) gets no more; freed slots go to
+// the others first, and back to it once nobody else waits.
+#[test]
+fn r_plc_2_a_requester_over_its_share_waits_while_others_do() {
+    let (a, b) = (node(REQ), node(2));
+    let by = |requester: NodeId, n: u64| {
+        Announce::new(spec("docker", NoNet, &[], 1), requester, n, vec![]).unwrap()
+    };
+    let mut config = compute(policy(NoNet, None), 4).config().clone();
+    assert_eq!(config.requester_share_percent, 25);
+    config.resources.memory = Some(crate::job::ByteSize(4 * GI));
+    let mut c = Compute::new(config);
+    let mine: Vec<Announce> = (1..=4).map(|n| by(a, n)).collect();
+    for (e, job) in mine.iter().enumerate() {
+        c.handle(0, ComputeInput::Announce(job.clone()));
+        award(&mut c, REQ, job, ME, e as u64);
+    }
+    assert_eq!(c.running(), 4, "nobody else waited: A took every slot");
+    sent_to(&mut c);
+    // A's fifth job, then two of B's, are refused for want of a slot.
+    let a5 = by(a, 5);
+    let (b1, b2) = (by(b, 6), by(b, 7));
+    for job in [&a5, &b1, &b2] {
+        c.handle(1, ComputeInput::Announce(job.clone()));
+    }
+    sent_to(&mut c);
+    // A slot frees: A's job is older, but A holds 3 while B waits.
+    finished(&mut c, 2, &mine[0], 0);
+    let bids: Vec<JobId> = sent_to(&mut c)
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            ToRequester::Bid(bid) => Some((to, bid.job_id)),
+            _ => None,
+        })
+        .map(|(to, job)| {
+            assert_eq!(to, b, "the bid goes to B");
+            job
+        })
+        .collect();
+    assert_eq!(bids, vec![b1.job_id]);
+    // B's bid is cancelled (it went elsewhere); one of A's ends: B's
+    // second job gets the slot, still not A's.
+    c.handle(
+        3,
+        ComputeInput::Cancel {
+            from: b,
+            cancel: Cancel {
+                job_id: b1.job_id,
+                reason: "released".into(),
+            },
+        },
+    );
+    let out = sent_to(&mut c);
+    assert!(
+        matches!(out.as_slice(), [(to, ToRequester::Bid(bid))] if *to == b && bid.job_id == b2.job_id),
+        "{out:?}"
+    );
+    // A new job of A's, with B's no longer waiting and a slot free, is
+    // refused only while someone else waits: here nobody does.
+    finished(&mut c, 4, &mine[1], 1);
+    let bids: Vec<(NodeId, JobId)> = sent_to(&mut c)
+        .into_iter()
+        .filter_map(|(to, m)| match m {
+            ToRequester::Bid(bid) => Some((to, bid.job_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        bids,
+        vec![(a, a5.job_id)],
+        "nobody else waits: A's waiting job gets the slot"
+    );
+    // B's next job waits for memory (4Gi; the running tasks hold 512Mi
+    // each). A slot frees, which it cannot use: A's new job is refused
+    // for its share all the same, since B waits.
+    let mut big = spec("docker", NoNet, &[], 1);
+    big.tasks[0].resources.memory = Some(crate::job::ByteSize(4 * GI));
+    let b3 = Announce::new(big, b, 8, vec![]).unwrap();
+    c.handle(5, ComputeInput::Announce(b3));
+    sent_to(&mut c);
+    finished(&mut c, 6, &mine[2], 2);
+    assert!(
+        sent_to(&mut c)
+            .iter()
+            .all(|(_, m)| !matches!(m, ToRequester::Bid(_)))
+    );
+    c.handle(7, ComputeInput::Announce(by(a, 9)));
+    let out = sent_to(&mut c);
+    assert!(
+        matches!(
+            out.as_slice(),
+            [(_, ToRequester::Refuse(r))]
+                if r.reason == RefuseReason::RequesterShare { held: 2, share: 1 }
+        ),
+        "{out:?}"
+    );
+}

@@ -20,6 +20,9 @@ const MAX_FAILURES: usize = 5;
 pub(super) fn summary(reason: &RefuseReason) -> String {
     match reason {
         RefuseReason::NoCapacity { .. } => "no free slot".to_owned(),
+        RefuseReason::RequesterShare { .. } => {
+            "its share of the slots taken while others' jobs wait".to_owned()
+        }
         RefuseReason::ResourceBusy { resource, .. } => {
             format!("not enough {resource} free (held by running jobs)")
         }

@@ -128,6 +128,10 @@ pub struct NodeFlags {
     /// the machine's, less a reserve for the node.
     #[arg(long, value_name = "cpu=N,memory=SIZE")]
     resources: Option<String>,
+    /// The share of the slots, in percent, one requester's jobs may hold
+    /// while other requesters' jobs wait here. Default 25; 100: no limit.
+    #[arg(long, value_name = "PERCENT")]
+    requester_share: Option<u32>,
     /// Bytes per second each way for each `http` job. Default 1250000 (10 Mbit/s).
     #[arg(long)]
     http_rate: Option<u64>,
@@ -370,6 +374,14 @@ impl NodeFlags {
             }
             config.resources = offer;
         }
+        if let Some(percent) = self.requester_share {
+            if !(1..=100).contains(&percent) {
+                bail!(
+                    "--requester-share {percent}: give a percentage from 1 to 100 (100: no limit)"
+                );
+            }
+            config.requester_share_percent = percent;
+        }
         if let Some(rate) = self.http_rate {
             config.http_rate = rate;
         }
@@ -453,6 +465,7 @@ impl NodeFlags {
             engines: list(self.engines, file.engines),
             capacity: pick(self.capacity, file.capacity),
             resources: pick(self.resources, file.resources),
+            requester_share: pick(self.requester_share, file.requester_share),
             http_rate: pick(self.http_rate, file.http_rate),
             mdns: self.mdns || file.mdns,
             local_inputs: list(self.local_inputs, file.local_inputs),

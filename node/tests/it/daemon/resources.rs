@@ -95,32 +95,41 @@ fn r_plc_1_a_job_goes_only_to_a_node_with_the_memory_and_says_so_when_none_has()
     );
 }
 
+/// `skrei node FLAG VALUE` must exit with an error naming the flag and
+/// saying `says`, creating no data folder.
+fn refused(flag: &str, value: &str, says: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = skrei()
+        .args(["node", "--data-dir", data.to_str().unwrap()])
+        .args(["--api", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"])
+        .args([flag, value])
+        .output()
+        .unwrap();
+    let said = text(&out.stderr);
+    assert!(!out.status.success(), "{flag} {value} was taken");
+    assert!(
+        said.contains(flag) && said.contains(says),
+        "{flag} {value}: {said}"
+    );
+    assert!(!data.exists(), "{flag} {value} created {}", data.display());
+}
+
 #[test]
 fn r_plc_1_a_bad_resources_flag_is_refused_with_what_to_write() {
-    let dir = tempfile::tempdir().unwrap();
-    for (flag, says) in [
+    for (value, says) in [
         ("gpu=1", "the kinds are cpu, memory and disk"),
         ("memory=lots", "512Mi"),
         ("cpu", "cpu=4,memory=8Gi"),
         ("disk=10Gi", "--max-input-size"),
     ] {
-        let data = dir.path().join(flag.replace(['=', ','], "_"));
-        let out = skrei()
-            .args(["node", "--data-dir", data.to_str().unwrap()])
-            .args(["--api", "127.0.0.1:0", "--listen", "/ip4/127.0.0.1/tcp/0"])
-            .args(["--resources", flag])
-            .output()
-            .unwrap();
-        let said = text(&out.stderr);
-        assert!(!out.status.success(), "--resources {flag} was taken");
-        assert!(
-            said.contains("--resources") && said.contains(says),
-            "{flag}: {said}"
-        );
-        assert!(
-            !data.exists(),
-            "--resources {flag} created {}",
-            data.display()
-        );
+        refused("--resources", value, says);
     }
+}
+
+#[test]
+fn r_plc_2_a_bad_requester_share_is_refused_with_what_to_write() {
+    refused("--requester-share", "0", "from 1 to 100");
+    refused("--requester-share", "101", "from 1 to 100");
+    refused("--requester-share", "half", "invalid");
 }

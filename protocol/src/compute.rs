@@ -495,17 +495,8 @@ impl Compute {
             .held
             .resources
             .fit(&self.config.resources, &task.resources);
-        if let Err(Misfit::TooLarge {
-            resource,
-            requested,
-            offered,
-        }) = fit
-        {
-            return Decision::Refuse(RefuseReason::ResourceTooLarge {
-                resource,
-                requested,
-                offered,
-            });
+        if let Err(misfit @ Misfit::TooLarge { .. }) = fit {
+            return Decision::Refuse(misfit.into());
         }
         let taken = (self.running + self.open_bids).saturating_sub(held);
         if taken >= self.config.capacity {
@@ -514,17 +505,8 @@ impl Compute {
                 capacity: self.config.capacity,
             });
         }
-        if let Err(Misfit::Busy {
-            resource,
-            requested,
-            free,
-        }) = fit
-        {
-            return Decision::Refuse(RefuseReason::ResourceBusy {
-                resource,
-                requested,
-                free,
-            });
+        if let Err(misfit) = fit {
+            return Decision::Refuse(misfit.into());
         }
         Decision::Bid
     }

@@ -35,7 +35,7 @@ use std::fmt;
 
 use crate::domain::{Domain, DomainError, DomainSet};
 use crate::job::NetworkMode;
-use crate::resources::ResourceKind;
+use crate::resources::{Misfit, ResourceKind};
 
 /// Why a policy setting could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -365,6 +365,31 @@ pub enum RefuseReason {
     /// A reason from a newer version of skrei that this one cannot read.
     #[serde(other)]
     Unknown,
+}
+
+impl From<Misfit> for RefuseReason {
+    fn from(misfit: Misfit) -> RefuseReason {
+        match misfit {
+            Misfit::TooLarge {
+                resource,
+                requested,
+                offered,
+            } => RefuseReason::ResourceTooLarge {
+                resource,
+                requested,
+                offered,
+            },
+            Misfit::Busy {
+                resource,
+                requested,
+                free,
+            } => RefuseReason::ResourceBusy {
+                resource,
+                requested,
+                free,
+            },
+        }
+    }
 }
 
 impl RefuseReason {

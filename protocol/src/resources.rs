@@ -7,9 +7,9 @@
 //! task that leaves memory unset holds [`DEFAULT_TASK_MEMORY`], the limit
 //! the executors give it; one that leaves CPU unset holds none (it shares
 //! the cores; the node's capacity, a count of executions, still caps
-//! those). [`Held::fit`] decides whether
-//! one more task fits, and says why not: more than the node offers at all
-//! (lasting) or more than is free now (it may fit later).
+//! those). [`Held::fit`] decides whether one more task fits, and says why
+//! not: more than the node offers at all (lasting) or more than is free now
+//! (it may fit later).
 
 use std::fmt;
 
@@ -47,8 +47,9 @@ impl ResourceKind {
     pub const ALL: [ResourceKind; 3] =
         [ResourceKind::Cpu, ResourceKind::Memory, ResourceKind::Disk];
 
-    /// `amount` of this kind as a user writes it: `1.5` cores, `8Gi`,
-    /// `7.8Gi` (sizes that are not a whole unit are rounded to a tenth).
+    /// `amount` of this kind as a user writes it: `2` or `1500m` cores,
+    /// `8Gi`, `7.8Gi` (sizes that are not a whole unit are rounded down to
+    /// a tenth).
     pub fn show(self, amount: u64) -> String {
         match self {
             ResourceKind::Cpu => MilliCpu(amount).to_string(),
@@ -203,30 +204,15 @@ pub enum Misfit {
     },
 }
 
-/// What open bids and running executions hold of a node's resources.
+/// What open bids and running executions hold of a node's resources, by
+/// kind (in [`ResourceKind::ALL`] order).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Held {
-    cpu: u64,
-    memory: u64,
-    disk: u64,
-}
+pub struct Held([u64; 3]);
 
 impl Held {
-    fn slot(&mut self, kind: ResourceKind) -> &mut u64 {
-        match kind {
-            ResourceKind::Cpu => &mut self.cpu,
-            ResourceKind::Memory => &mut self.memory,
-            ResourceKind::Disk => &mut self.disk,
-        }
-    }
-
     /// How much of `kind` is held.
     pub fn get(&self, kind: ResourceKind) -> u64 {
-        match kind {
-            ResourceKind::Cpu => self.cpu,
-            ResourceKind::Memory => self.memory,
-            ResourceKind::Disk => self.disk,
-        }
+        self.0[kind as usize]
     }
 
     /// What is free of `offer` beside what is held (kinds `offer` leaves
@@ -246,18 +232,16 @@ impl Held {
     /// A bid or execution of a task asking `task` starts holding it.
     pub fn take(&mut self, task: &Resources) {
         for kind in ResourceKind::ALL {
-            let asked = holds(kind, task);
-            let slot = self.slot(kind);
-            *slot = slot.saturating_add(asked);
+            let slot = &mut self.0[kind as usize];
+            *slot = slot.saturating_add(holds(kind, task));
         }
     }
 
     /// A bid or execution of a task asking `task` lets go of it.
     pub fn give_back(&mut self, task: &Resources) {
         for kind in ResourceKind::ALL {
-            let asked = holds(kind, task);
-            let slot = self.slot(kind);
-            *slot = slot.saturating_sub(asked);
+            let slot = &mut self.0[kind as usize];
+            *slot = slot.saturating_sub(holds(kind, task));
         }
     }
 

@@ -178,18 +178,10 @@ fn groups(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>) -> Vec<(u32, Str
                 engine: engine.to_owned(),
             }
             .to_string()
-        } else if let Err(Misfit::TooLarge {
-            resource,
-            requested,
-            offered,
-        }) = Held::default().fit(&info.offer, &task.resources)
+        } else if let Err(misfit @ Misfit::TooLarge { .. }) =
+            Held::default().fit(&info.offer, &task.resources)
         {
-            RefuseReason::ResourceTooLarge {
-                resource,
-                requested,
-                offered,
-            }
-            .to_string()
+            RefuseReason::from(misfit).to_string()
         } else if info.full {
             "no free slot".to_owned()
         } else if mode == NetworkMode::Http && info.has_allowlist {

@@ -302,6 +302,8 @@ mod tests {
             more_refusals: BTreeMap::from([("no capacity".to_string(), 2)]),
             bids_received: 4,
             queue_timeout_ms: 3_000,
+            backlog_timeout_ms: 600_000,
+            busy_refusals: 1,
             silence_after_ms: 60_000,
             max_attempts: 6,
             ends_by_ms: None,

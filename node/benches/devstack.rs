@@ -17,6 +17,14 @@
 //! `SKREI_BENCH_ROUNDS=N` runs it N times per build, alternating, and keeps
 //! the medians. The nodes' CPU time per job (from `/proc`, over the
 //! throughput run) is the steadier figure for comparing builds.
+//!
+//! `cargo bench -p node --bench devstack -- burst` measures only a burst
+//! (issue 15, queueing): one user submits 1,000 WASM jobs as fast as the
+//! API takes them to one node of a 10-node network (160 slots), and every
+//! job is followed to its end. It records how many completed and how many
+//! failed (with their reasons counted), the jobs per second from the first
+//! submission to the last end, and submit -> end percentiles, in its own
+//! section; with `SKREI_BENCH_BASELINE` beside the other build's.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -34,6 +42,11 @@ const LATENCY_JOBS: usize = 200;
 const THROUGHPUT_NODES: usize = 10;
 const THROUGHPUT_JOBS: usize = 600;
 const IN_FLIGHT_PER_NODE: usize = 8;
+const BURST_JOBS: usize = 1000;
+/// Submissions in flight at once during a burst.
+const BURST_SUBMITTERS: usize = 16;
+/// A burst run gives up on jobs still not ended after this long.
+const BURST_LIMIT: Duration = Duration::from_secs(900);
 
 struct NodeProc {
     child: Child,
@@ -321,6 +334,201 @@ async fn throughput(exe: &Path, root: &Path) -> Result<Throughput> {
     })
 }
 
+/// What one burst run measured.
+struct Burst {
+    /// From the first submission to the last job's end.
+    wall: Duration,
+    /// How long the submissions took.
+    submitted_in: Duration,
+    completed: usize,
+    /// Failure reasons (first line), counted.
+    failed: std::collections::BTreeMap<String, usize>,
+    /// Jobs not ended within [`BURST_LIMIT`].
+    unfinished: usize,
+    /// Submit -> completed, sorted.
+    times: Vec<Duration>,
+}
+
+async fn burst(exe: &Path, root: &Path) -> Result<Burst> {
+    let nodes = network(exe, &root.join("burst"), THROUGHPUT_NODES).await?;
+    let api = std::sync::Arc::new(Api::new());
+    let (module, input) = inputs(&api, &nodes[1], root).await?;
+    // One warm-up job, so the module is not compiled by all at once.
+    api.run(&nodes[0].api, job("warm-up", &module, &input))
+        .await?;
+    let url = nodes[0].api.clone();
+    let started = Instant::now();
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut submitters = Vec::new();
+    for _ in 0..BURST_SUBMITTERS {
+        let (api, url, next) = (api.clone(), url.clone(), next.clone());
+        let (module, input) = (module.clone(), input.clone());
+        submitters.push(tokio::spawn(async move {
+            let mut submitted = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if i >= BURST_JOBS {
+                    return anyhow::Ok(submitted);
+                }
+                let v = api
+                    .post(
+                        &format!("{url}/api/v1/jobs"),
+                        job(&format!("burst-{i}"), &module, &input),
+                    )
+                    .await?;
+                let id = v["job_id"].as_str().context("job id")?.to_string();
+                submitted.push((id, started.elapsed()));
+            }
+        }));
+    }
+    let mut submitted_at = std::collections::HashMap::new();
+    for s in submitters {
+        submitted_at.extend(s.await??);
+    }
+    let submitted_in = started.elapsed();
+    // Follow every job to its end through the job list.
+    let mut ended: std::collections::HashMap<String, (Duration, Option<String>)> =
+        std::collections::HashMap::new();
+    while ended.len() < submitted_at.len() && started.elapsed() < BURST_LIMIT {
+        let list = api
+            .get(&format!("{url}/api/v1/jobs?limit={}", BURST_JOBS * 2))
+            .await?;
+        let now = started.elapsed();
+        for j in list["jobs"].as_array().context("a job list")? {
+            let Some(id) = j["job_id"].as_str() else {
+                continue;
+            };
+            if !submitted_at.contains_key(id) || ended.contains_key(id) {
+                continue;
+            }
+            let outcome = match j["state"].as_str() {
+                Some("completed") => None,
+                Some("failed") => Some(format!(
+                    "{}: {}",
+                    j["failure"]["cause"].as_str().unwrap_or("?"),
+                    j["failure"]["detail"]
+                        .as_str()
+                        .unwrap_or("?")
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                )),
+                Some("cancelled") => Some("cancelled".into()),
+                _ => continue,
+            };
+            ended.insert(id.to_string(), (now, outcome));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let wall = ended.values().map(|(t, _)| *t).max().unwrap_or_default();
+    let mut failed = std::collections::BTreeMap::new();
+    let mut times = Vec::new();
+    for (id, (at, outcome)) in &ended {
+        match outcome {
+            None => times.push(at.saturating_sub(submitted_at[id])),
+            Some(reason) => *failed.entry(reason.clone()).or_default() += 1,
+        }
+    }
+    times.sort();
+    Ok(Burst {
+        wall,
+        submitted_in,
+        completed: times.len(),
+        failed,
+        unfinished: submitted_at.len() - ended.len(),
+        times,
+    })
+}
+
+impl Burst {
+    /// Submit -> completed p50 and p99, shown.
+    fn percentiles(&self) -> (String, String) {
+        if self.times.is_empty() {
+            return ("-".into(), "-".into());
+        }
+        (
+            ms(percentile(&self.times, 0.5)),
+            ms(percentile(&self.times, 0.99)),
+        )
+    }
+}
+
+fn burst_line(b: &Burst) -> String {
+    let failed: usize = b.failed.values().sum();
+    let (p50, p99) = b.percentiles();
+    format!(
+        "{} of {BURST_JOBS} completed, {failed} failed, {} unfinished; submitted in {:.1} s; \
+         {:.1} jobs/s (completed / first submission to last end, {:.1} s); submit -> completed \
+         p50 {p50}, p99 {p99}",
+        b.completed,
+        b.unfinished,
+        b.submitted_in.as_secs_f64(),
+        b.completed as f64 / b.wall.as_secs_f64().max(1e-9),
+        b.wall.as_secs_f64(),
+    )
+}
+
+fn burst_main(runtime: &tokio::runtime::Runtime, builds: &[&Path]) -> Result<()> {
+    let mut runs = Vec::new();
+    for exe in builds {
+        let root = tempfile::tempdir()?;
+        let b = runtime.block_on(burst(exe, root.path()))?;
+        println!("{}: burst: {}", exe.display(), burst_line(&b));
+        for (reason, n) in &b.failed {
+            println!("  {n} failed: {reason}");
+        }
+        runs.push(b);
+    }
+    let name = std::env::var("SKREI_BENCH_BASELINE_NAME").unwrap_or_else(|_| "baseline".into());
+    let mut body = format!(
+        "## A burst of jobs (issue 15, queueing)\n\n\
+         `cargo bench -p node --bench devstack -- burst`, {date}, {machine}. One user submits \
+         {BURST_JOBS} WASM hello jobs ({BURST_SUBMITTERS} submissions in flight) to one node of \
+         {THROUGHPUT_NODES} `skrei node` processes on loopback with 16 slots each ({slots} \
+         slots), and every job is followed to its end.\n\n\
+         | build | completed | failed | jobs/s | submit -> completed p50 / p99 |\n\
+         | --- | --- | --- | --- | --- |\n",
+        date = support::today(),
+        machine = support::machine_line(),
+        slots = THROUGHPUT_NODES * 16,
+    );
+    for (i, b) in runs.iter().enumerate() {
+        let label = if i + 1 == runs.len() {
+            "this build".to_string()
+        } else {
+            name.clone()
+        };
+        let failed: usize = b.failed.values().sum();
+        let (p50, p99) = b.percentiles();
+        body.push_str(&format!(
+            "| {label} | {} of {BURST_JOBS} | {failed}{} | {:.1} | {p50} / {p99} |\n",
+            b.completed,
+            if b.unfinished > 0 {
+                format!(" ({} unfinished)", b.unfinished)
+            } else {
+                String::new()
+            },
+            b.completed as f64 / b.wall.as_secs_f64().max(1e-9),
+        ));
+    }
+    for (i, b) in runs.iter().enumerate() {
+        if b.failed.is_empty() {
+            continue;
+        }
+        let label = if i + 1 == runs.len() {
+            "this build".to_string()
+        } else {
+            name.clone()
+        };
+        body.push_str(&format!("\nFailures on {label}:\n"));
+        for (reason, n) in &b.failed {
+            body.push_str(&format!("- {n}: {reason}\n"));
+        }
+    }
+    let path: PathBuf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/BENCHMARKS.md");
+    support::write_section(&path, "burst", &body)
+}
+
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
@@ -358,6 +566,9 @@ fn main() -> Result<()> {
         .map(PathBuf::as_path)
         .chain([ours.as_path()])
         .collect();
+    if std::env::args().skip(1).any(|a| a == "burst") {
+        return burst_main(&runtime, &builds);
+    }
     let mut latencies = Vec::new();
     for exe in &builds {
         let root = tempfile::tempdir()?;

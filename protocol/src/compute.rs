@@ -359,16 +359,20 @@ pub struct Compute {
     /// What open bids and running executions hold: of `config.resources`,
     /// and slots by requester.
     held: Holds,
-    /// Jobs refused for want of a slot, oldest first, with when.
-    waiting: VecDeque<(u64, Box<Announce>)>,
+    /// Jobs refused for want of a slot, oldest first.
+    waiting: Waiting,
     outputs: VecDeque<ComputeOutput>,
 }
 
-/// Jobs remembered for a late bid once a slot frees up.
-const MAX_WAITING: usize = 256;
-/// A job refused longer ago than this gets no late bid (its requester has
-/// likely found another node or given up: its queue timeout is 10 s by default).
-const LATE_BID_WITHIN_MS: u64 = 10_000;
+/// Jobs remembered for a late bid once a slot frees up, at most: enough
+/// for a burst of thousands of jobs across a few nodes.
+const MAX_WAITING: usize = 4096;
+/// ... and at most this many bytes of their announcements, so a peer's
+/// large announcements cannot make the node hold more.
+const MAX_WAITING_BYTES: usize = 16 << 20;
+/// A job refused longer ago than this gets no late bid: its requester
+/// waits that long by default while nodes are busy, then gives up.
+const LATE_BID_WITHIN_MS: u64 = crate::requester::DEFAULT_BACKLOG_TIMEOUT_MS;
 
 impl Compute {
     /// A compute node with nothing running.
@@ -381,7 +385,7 @@ impl Compute {
             running: 0,
             open_bids: 0,
             held: Holds::default(),
-            waiting: VecDeque::new(),
+            waiting: Waiting::default(),
             outputs: VecDeque::new(),
         }
     }
@@ -783,17 +787,7 @@ impl Compute {
     /// Remembers a job refused for want of a slot, to bid on it when one
     /// frees up ([`Compute::offer_free_slots`]).
     fn wait_for_slot(&mut self, now_ms: u64, announce: &Announce) {
-        if self
-            .waiting
-            .iter()
-            .any(|(_, a)| a.job_id == announce.job_id)
-        {
-            return;
-        }
-        if self.waiting.len() >= MAX_WAITING {
-            self.waiting.pop_front();
-        }
-        self.waiting.push_back((now_ms, Box::new(announce.clone())));
+        self.waiting.push(now_ms, announce);
     }
 
     /// A slot is free and jobs were refused for want of one: bid on the
@@ -805,23 +799,21 @@ impl Compute {
             return;
         }
         // Only jobs still refused, and recently: the rest is forgotten.
-        let waiting = std::mem::take(&mut self.waiting);
-        self.waiting = waiting
-            .into_iter()
-            .filter(|(refused_at, announce)| {
-                matches!(self.jobs.get(&announce.job_id), Some(e) if e.slot == Slot::Refused)
-                    && now_ms.saturating_sub(*refused_at) <= LATE_BID_WITHIN_MS
-            })
-            .collect();
+        let jobs = &self.jobs;
+        self.waiting.retain(|w| {
+            matches!(jobs.get(&w.announce.job_id), Some(e) if e.slot == Slot::Refused)
+                && now_ms.saturating_sub(w.refused_at_ms) <= LATE_BID_WITHIN_MS
+        });
         let mut i = 0;
-        while i < self.waiting.len() {
-            let announce = &self.waiting[i].1;
+        // Until the slots are full: what is left waits for the next one.
+        while i < self.waiting.len() && self.running + self.open_bids < self.config.capacity {
+            let announce = &self.waiting.get(i).announce;
             let (job_id, requester) = (announce.job_id, announce.requester);
             match self.decide(&announce.spec) {
                 // Oldest first, except a requester over its share while
                 // others wait (R-PLC-2).
                 Decision::Bid if self.over_share(&requester).is_none() => {
-                    if let Some((_, announce)) = self.waiting.remove(i) {
+                    if let Some(announce) = self.waiting.remove(i) {
                         let slot = self.open_bid(now_ms, *announce);
                         self.set_slot(job_id, slot);
                     }
@@ -849,7 +841,7 @@ impl Compute {
         if held < share {
             return None;
         }
-        let others_wait = self.waiting.iter().any(|(_, announce)| {
+        let others_wait = self.waiting.iter().any(|announce| {
             announce.requester != *requester
                 && matches!(self.jobs.get(&announce.job_id), Some(e) if e.slot == Slot::Refused)
         });
@@ -941,4 +933,76 @@ fn path_under(path: &str, dir: &str) -> bool {
         || path
             .strip_prefix(dir)
             .is_some_and(|rest| rest.starts_with('/') && !rest.split('/').any(|s| s == ".."))
+}
+
+/// Jobs a node refused for want of a slot, oldest first, to bid on when
+/// one frees up; bounded in number and in bytes.
+#[derive(Debug, Default)]
+struct Waiting {
+    entries: VecDeque<WaitingJob>,
+    /// The entries' announcements' encoded sizes, summed.
+    bytes: usize,
+}
+
+#[derive(Debug)]
+struct WaitingJob {
+    refused_at_ms: u64,
+    bytes: usize,
+    announce: Box<Announce>,
+}
+
+impl Waiting {
+    /// Remembers `announce` unless it is remembered already or the list is
+    /// full. The oldest are kept: a job not remembered is decided again
+    /// when its requester re-announces it.
+    fn push(&mut self, now_ms: u64, announce: &Announce) {
+        if self.iter().any(|a| a.job_id == announce.job_id) {
+            return;
+        }
+        let bytes = crate::id::to_canonical(announce).map_or(MAX_WAITING_BYTES, |b| b.len());
+        if self.entries.len() >= MAX_WAITING || self.bytes.saturating_add(bytes) > MAX_WAITING_BYTES
+        {
+            return;
+        }
+        self.bytes += bytes;
+        self.entries.push_back(WaitingJob {
+            refused_at_ms: now_ms,
+            bytes,
+            announce: Box::new(announce.clone()),
+        });
+    }
+
+    fn retain(&mut self, mut keep: impl FnMut(&WaitingJob) -> bool) {
+        let mut bytes = 0;
+        self.entries.retain(|w| {
+            let kept = keep(w);
+            if kept {
+                bytes += w.bytes;
+            }
+            kept
+        });
+        self.bytes = bytes;
+    }
+
+    fn remove(&mut self, i: usize) -> Option<Box<Announce>> {
+        let w = self.entries.remove(i)?;
+        self.bytes -= w.bytes;
+        Some(w.announce)
+    }
+
+    fn get(&self, i: usize) -> &WaitingJob {
+        &self.entries[i]
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Announce> {
+        self.entries.iter().map(|w| &*w.announce)
+    }
 }

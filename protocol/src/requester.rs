@@ -42,7 +42,9 @@
 //!
 //! ## One job
 //! 1. **Announce.** [`Requester::submit`] names the job, publishes its
-//!    [`Announce`] and opens a *bid window* ([`RequesterConfig::bid_window_ms`]).
+//!    [`Announce`] when its turn comes (announcements are paced to what
+//!    peers take, [`RequesterConfig::announce_rate`]) and opens a *bid
+//!    window* ([`RequesterConfig::bid_window_ms`]).
 //!    In a large network the announcement asks only a random draw of the
 //!    nodes to answer, a few times the bids the job needs
 //!    ([`RequesterConfig::draw_answers`]); each re-announcement draws
@@ -60,7 +62,10 @@
 //!    ([`RequesterConfig::bid_ttl_ms`]), never a node that already had an
 //!    attempt at the job. Without a spare the job re-announces (with
 //!    doubling intervals) and awards the next bid as soon as it comes, for
-//!    as long as its queue timeout allows.
+//!    as long as its queue timeout allows: 10 s by default, or 10 minutes
+//!    once a node said it is only busy ([`RefuseReason::is_passing`]) or
+//!    bid: such a node bids when a slot frees up
+//!    ([`RequesterConfig::backlog_timeout_ms`]).
 //! 4. **End.** The job completes when `Count` executions completed (any
 //!    other outstanding one is cancelled); it fails when its attempts
 //!    ([`RequesterConfig::max_attempts`]) are used up, it waited for nodes
@@ -113,6 +118,7 @@ use crate::messages::{
     ResultMsg,
 };
 use crate::policy::RefuseReason;
+use crate::rate::{ANNOUNCE_RATE, PeerLimiter, Rate, Verdict};
 
 /// How a [`Requester`] behaves. [`RequesterConfig::new`] gives the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,13 +128,27 @@ pub struct RequesterConfig {
     /// How long bids are collected after the first announcement before the
     /// best are awarded. Default 300 ms: nodes on a LAN answer in a few ms.
     pub bid_window_ms: u64,
-    /// Longest a job waits for enough bidders when its spec sets no
-    /// `QueueTimeout`. Default 10 s.
+    /// Longest a job waits for a node that could run it when its spec sets
+    /// no `QueueTimeout`: while no node has bid on it or refused it only
+    /// for being busy. Default 10 s, so a job nobody can run fails fast.
     pub queue_timeout_ms: u64,
+    /// Longest a job waits when its spec sets no `QueueTimeout` and nodes
+    /// that could run it are busy: one of them bid, or refused only for
+    /// want of a free slot or resource or for its requester's share (a
+    /// passing refusal, [`RefuseReason::is_passing`]). Such a job is queued
+    /// through a backlog: those nodes bid when a slot frees up. Default 10
+    /// min.
+    pub backlog_timeout_ms: u64,
     /// Longest re-announcement interval: while a job waits, it re-announces
     /// after one bid window, then after twice as long, and so on up to this.
     /// Default 2 s.
     pub max_reannounce_ms: u64,
+    /// Longest re-announcement interval of a job queued behind busy nodes
+    /// (see [`RequesterConfig::backlog_timeout_ms`]): those nodes remember
+    /// it and bid when they can, so re-announcing is only for nodes that
+    /// forgot it or joined since, and a backlog of thousands of jobs does
+    /// not flood the network. Default 10 s.
+    pub max_backlog_reannounce_ms: u64,
     /// Execution timeout assumed when the spec sets no `ExecutionTimeout`.
     /// Default 10 min.
     pub execution_timeout_ms: u64,
@@ -170,8 +190,26 @@ pub struct RequesterConfig {
     /// expired). 0: always ask every node.
     /// Default 24.
     pub draw_answers: u32,
+    /// How fast this requester publishes its announcements: peers take at
+    /// most [`crate::rate::ANNOUNCE_RATE`] of one author's and penalise a
+    /// flood, so a burst of jobs is announced in turn, first come first
+    /// served, and a job's queue timeout runs from its first announcement.
+    /// Default: that rate with half its burst (room for announcements that
+    /// arrive closer together than they were sent).
+    pub announce_rate: Rate,
     /// Seeds the RNG that breaks ties between equal bids.
     pub seed: u64,
+}
+
+/// [`RequesterConfig::backlog_timeout_ms`] by default: 10 minutes.
+pub const DEFAULT_BACKLOG_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
+/// A queued announcement: the first of a wait (it opens a bid window) or
+/// a re-announcement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Announcing {
+    First,
+    Again,
 }
 
 /// How much wider each re-announcement's draw is than the last
@@ -185,7 +223,9 @@ impl RequesterConfig {
             node,
             bid_window_ms: 300,
             queue_timeout_ms: 10_000,
+            backlog_timeout_ms: DEFAULT_BACKLOG_TIMEOUT_MS,
             max_reannounce_ms: 2_000,
+            max_backlog_reannounce_ms: 10_000,
             execution_timeout_ms: 10 * 60 * 1000,
             execution_grace_ms: 30_000,
             bid_ttl_ms: 2_500,
@@ -195,6 +235,10 @@ impl RequesterConfig {
             max_refusals_per_job: 256,
             max_known_nodes: 1024,
             draw_answers: 24,
+            announce_rate: Rate {
+                burst: (ANNOUNCE_RATE.burst / 2).max(1),
+                per_second: ANNOUNCE_RATE.per_second,
+            },
             seed,
         }
     }
@@ -393,6 +437,15 @@ pub struct Requester {
     /// The deadline under which each job sits in `timers`.
     timer_of: BTreeMap<JobId, u64>,
     known: BTreeMap<NodeId, KnownNode>,
+    /// Announcements waiting for their turn ([`RequesterConfig::announce_rate`]),
+    /// oldest first; each job at most once.
+    to_announce: VecDeque<(JobId, Announcing)>,
+    /// The jobs in `to_announce`.
+    announce_queued: BTreeSet<JobId>,
+    /// Paces `to_announce`.
+    announce_limiter: PeerLimiter<()>,
+    /// When `announce_limiter` was last asked (its refill runs from there).
+    announce_checked_ms: u64,
     /// The driver's estimate of the network's size (0: unknown).
     network_size: u64,
     outputs: VecDeque<RequesterOutput>,
@@ -403,13 +456,17 @@ impl Requester {
     pub fn new(config: RequesterConfig) -> Requester {
         Requester {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
-            config,
             jobs: BTreeMap::new(),
             timers: BTreeSet::new(),
             timer_of: BTreeMap::new(),
             known: BTreeMap::new(),
+            to_announce: VecDeque::new(),
+            announce_queued: BTreeSet::new(),
+            announce_limiter: PeerLimiter::new(config.announce_rate, 1),
+            announce_checked_ms: 0,
             network_size: 0,
             outputs: VecDeque::new(),
+            config,
         }
     }
 
@@ -439,11 +496,11 @@ impl Requester {
         }
         let timeouts = announce.spec.task().timeouts;
         let secs = |s: u64| s.saturating_mul(1000);
+        let spec_queue_timeout_ms = timeouts.queue_timeout.filter(|s| *s > 0).map(secs);
         let record = JobRecord {
-            queue_timeout_ms: timeouts
-                .queue_timeout
-                .filter(|s| *s > 0)
-                .map_or(self.config.queue_timeout_ms, secs),
+            queue_timeout_ms: spec_queue_timeout_ms.unwrap_or(self.config.queue_timeout_ms),
+            backlog_timeout_ms: spec_queue_timeout_ms.unwrap_or(self.config.backlog_timeout_ms),
+            busy_refusals: 0,
             silence_after_ms: timeouts
                 .execution_timeout
                 .filter(|s| *s > 0)
@@ -461,13 +518,11 @@ impl Requester {
             refusals: BTreeMap::new(),
             more_refusals: BTreeMap::new(),
             bids_received: 0,
-            timers: JobTimers {
-                waiting_since_ms: Some(now_ms),
-                ..JobTimers::default()
-            },
+            // The queue timeout runs from the first announcement.
+            timers: JobTimers::default(),
         };
         self.jobs.insert(job_id, record);
-        self.open_window(now_ms, job_id);
+        self.queue_announcement(now_ms, job_id, Announcing::First);
         self.reindex(job_id);
         Ok(job_id)
     }
@@ -482,7 +537,12 @@ impl Requester {
         let ended = record.state.is_terminal();
         self.jobs.insert(job_id, record);
         if !ended && self.jobs.get(&job_id).is_some_and(|j| j.needed() > 0) {
-            self.open_window(now_ms, job_id);
+            if let Some(job) = self.jobs.get_mut(&job_id) {
+                // Its timers wait for the window's announcement.
+                job.timers.collect_until_ms = None;
+                job.timers.reannounce_at_ms = None;
+            }
+            self.queue_announcement(now_ms, job_id, Announcing::First);
         }
         self.reindex(job_id);
     }
@@ -531,6 +591,7 @@ impl Requester {
             self.on_deadlines(now_ms, job_id);
             self.reindex(job_id);
         }
+        self.send_announcements(now_ms);
     }
 
     /// The next thing for the driver to do, if any.
@@ -540,7 +601,17 @@ impl Requester {
 
     /// When to call [`Requester::handle_timeout`] next, if anything waits.
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.timers.first().map(|(at, _)| *at)
+        let timer = self.timers.first().map(|(at, _)| *at);
+        let announce = (!self.to_announce.is_empty()).then(|| {
+            self.announce_limiter
+                .next_allowed_ms(self.announce_checked_ms, &())
+        });
+        timer.into_iter().chain(announce).min()
+    }
+
+    /// Announcements waiting for their turn ([`RequesterConfig::announce_rate`]).
+    pub fn announcements_waiting(&self) -> usize {
+        self.to_announce.len()
     }
 
     /// A job's record.
@@ -651,6 +722,9 @@ impl Requester {
         };
         if job.refusals.contains_key(&from) {
             return;
+        }
+        if refuse.reason.is_passing() {
+            job.busy_refusals = job.busy_refusals.saturating_add(1);
         }
         if job.refusals.len() < max {
             job.refusals.insert(from, refuse.reason.clone());
@@ -820,16 +894,59 @@ impl Requester {
         self.jobs.get_mut(job_id).filter(|j| !j.state.is_terminal())
     }
 
-    /// Announces the job and collects bids for one window.
-    fn open_window(&mut self, now_ms: u64, job_id: JobId) {
+    /// Queues the job's announcement for its turn, and sends what is due.
+    fn queue_announcement(&mut self, now_ms: u64, job_id: JobId, kind: Announcing) {
+        if self.announce_queued.insert(job_id) {
+            self.to_announce.push_back((job_id, kind));
+        }
+        self.send_announcements(now_ms);
+    }
+
+    /// Publishes the queued announcements whose turn has come.
+    fn send_announcements(&mut self, now_ms: u64) {
+        while let Some(&(job_id, kind)) = self.to_announce.front() {
+            if self.live_job(&job_id).is_none() {
+                // Ended while it waited: nothing to announce.
+                self.to_announce.pop_front();
+                self.announce_queued.remove(&job_id);
+                continue;
+            }
+            self.announce_checked_ms = self.announce_checked_ms.max(now_ms);
+            if self.announce_limiter.next_allowed_ms(now_ms, &()) > now_ms
+                || self.announce_limiter.check(now_ms, &()) != Verdict::Allow
+            {
+                break;
+            }
+            self.to_announce.pop_front();
+            self.announce_queued.remove(&job_id);
+            self.announce(now_ms, job_id, kind);
+            self.reindex(job_id);
+        }
+    }
+
+    /// Publishes the job's announcement: the first of a wait opens a bid
+    /// window; a re-announcement sets the next one's time.
+    fn announce(&mut self, now_ms: u64, job_id: JobId, kind: Announcing) {
         let window = self.config.bid_window_ms;
         let Some(job) = self.live_job(&job_id) else {
             return;
         };
-        job.timers.collect_until_ms = Some(now_ms.saturating_add(window));
-        job.timers.waiting_since_ms.get_or_insert(now_ms);
-        job.timers.reannounce_at_ms = None;
-        job.timers.reannounce_interval_ms = window.max(1);
+        match kind {
+            Announcing::First => {
+                job.timers.collect_until_ms = Some(now_ms.saturating_add(window));
+                job.timers.waiting_since_ms.get_or_insert(now_ms);
+                job.timers.reannounce_at_ms = None;
+                job.timers.reannounce_interval_ms = window.max(1);
+            }
+            Announcing::Again => {
+                if job.needed() == 0 {
+                    // Placed while it waited for its turn.
+                    return;
+                }
+                let interval = job.timers.reannounce_interval_ms;
+                job.timers.reannounce_at_ms = Some(now_ms.saturating_add(interval));
+            }
+        }
         let announce = job.announce.clone();
         self.outputs.push_back(RequesterOutput::Publish(announce));
         self.event(job_id, RequesterEvent::Announced);
@@ -887,7 +1004,7 @@ impl Requester {
             return;
         };
         if let Some(since) = job.timers.waiting_since_ms
-            && since.saturating_add(job.queue_timeout_ms) <= now_ms
+            && since.saturating_add(job.wait_limit_ms()) <= now_ms
         {
             let failure = explain::queue_timeout(job, &self.known);
             self.fail_job(job_id, failure);
@@ -906,17 +1023,23 @@ impl Requester {
                     u32::try_from(wider).ok().filter(|p| *p < DRAW_ALL_PPM)
                 });
             }
+            let max_interval = if job.queued_behind_busy_nodes() {
+                self.config
+                    .max_backlog_reannounce_ms
+                    .max(self.config.max_reannounce_ms)
+            } else {
+                self.config.max_reannounce_ms
+            };
             let interval = job
                 .timers
                 .reannounce_interval_ms
                 .saturating_mul(2)
-                .min(self.config.max_reannounce_ms)
+                .min(max_interval)
                 .max(1);
             job.timers.reannounce_interval_ms = interval;
-            job.timers.reannounce_at_ms = Some(now_ms.saturating_add(interval));
-            let announce = job.announce.clone();
-            self.outputs.push_back(RequesterOutput::Publish(announce));
-            self.event(job_id, RequesterEvent::Announced);
+            // Set again when its turn comes.
+            job.timers.reannounce_at_ms = None;
+            self.queue_announcement(now_ms, job_id, Announcing::Again);
         }
     }
 

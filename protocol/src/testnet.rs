@@ -158,6 +158,8 @@ impl Sim {
             );
             let rc = &mut config.requester;
             rc.queue_timeout_ms = plan.queue_timeout_ms;
+            // Jobs queued behind busy nodes wait longer (issue 15).
+            rc.backlog_timeout_ms = plan.queue_timeout_ms.saturating_mul(4);
             rc.execution_timeout_ms = 2_000;
             rc.execution_grace_ms = 500;
             rc.max_attempts = 4;

@@ -32,8 +32,15 @@ pub struct JobDetail {
     pub more_refusals: BTreeMap<String, u32>,
     /// How many bids arrived in all.
     pub bids_received: u32,
-    /// The job's queue timeout, resolved from its spec or the node's config.
+    /// The job's queue timeout, resolved from its spec or the node's config:
+    /// how long it waits while no node could take it.
     pub queue_timeout_ms: u64,
+    /// How long it waits while nodes that could run it are busy.
+    #[serde(default)]
+    pub backlog_timeout_ms: u64,
+    /// Refusals that said the node was only busy.
+    #[serde(default)]
+    pub busy_refusals: u32,
     /// The job's execution timeout plus grace.
     pub silence_after_ms: u64,
     /// Awards allowed in all.
@@ -55,6 +62,8 @@ impl From<&JobRecord> for JobDetail {
             more_refusals: record.more_refusals.clone(),
             bids_received: record.bids_received,
             queue_timeout_ms: record.queue_timeout_ms,
+            backlog_timeout_ms: record.backlog_timeout_ms,
+            busy_refusals: record.busy_refusals,
             silence_after_ms: record.silence_after_ms,
             max_attempts: record.max_attempts,
             ends_by_ms: record.ends_by_ms,

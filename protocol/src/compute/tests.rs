@@ -172,9 +172,11 @@ fn late_bids_only_for_recent_jobs_that_still_fit() {
         ComputeInput::Announce(announce_of(spec("docker", NoNet, &[], 1), 2)),
     );
     drain(&mut c);
-    // Freed 20 s later: the refused job is stale.
+    // Freed 11 min later: the refused job is stale (its requester gave up
+    // after 10 min).
+    const STALE: u64 = 11 * 60 * 1000;
     c.handle(
-        20_000,
+        STALE,
         ComputeInput::Cancel {
             from: node(REQ),
             cancel: Cancel {
@@ -186,18 +188,76 @@ fn late_bids_only_for_recent_jobs_that_still_fit() {
     assert!(sent(&drain(&mut c)).is_empty());
     assert_eq!(c.open_bids(), 0);
     // A job refused for capacity whose network the policy then forbids.
-    c.handle(20_001, ComputeInput::Announce(first.clone()));
+    c.handle(STALE + 1, ComputeInput::Announce(first.clone()));
     c.handle(
-        20_002,
+        STALE + 2,
         ComputeInput::Announce(announce_of(spec("docker", NoNet, &[], 1), 3)),
     );
     drain(&mut c);
     c.set_engines(["wasm".to_string()].into());
-    c.handle_timeout(30_000);
+    c.handle_timeout(STALE + 10_000);
     assert!(
         sent(&drain(&mut c)).is_empty(),
         "the engine went away: no bid"
     );
+}
+
+// Issue 15 (queueing through a burst): a node remembers thousands of jobs
+// it refused for want of a slot, the oldest first, and bids on them in
+// that order as slots free, minutes later.
+#[test]
+fn a_backlog_is_bid_on_oldest_first_as_slots_free() {
+    let mut c = compute(policy(NoNet, None), 1);
+    let first = job(NoNet, &[]);
+    c.handle(0, ComputeInput::Announce(first.clone()));
+    drain(&mut c);
+    let backlog: Vec<Announce> = (0..MAX_WAITING as u64 + 10)
+        .map(|i| announce_of(spec("docker", NoNet, &[], 1), 10 + i))
+        .collect();
+    for (i, a) in backlog.iter().enumerate() {
+        c.handle(i as u64, ComputeInput::Announce(a.clone()));
+    }
+    drain(&mut c);
+    assert_eq!(c.waiting.len(), MAX_WAITING, "bounded");
+    // Five minutes on, slots free one by one: the oldest waiting jobs get
+    // the late bids, in order.
+    let mut now = 5 * 60 * 1000;
+    let mut bid_on = Vec::new();
+    let mut current = first.clone();
+    for _ in 0..3 {
+        c.handle(
+            now,
+            ComputeInput::Cancel {
+                from: node(REQ),
+                cancel: Cancel {
+                    job_id: current.job_id,
+                    reason: "released".into(),
+                },
+            },
+        );
+        let bids: Vec<JobId> = sent(&drain(&mut c))
+            .into_iter()
+            .filter_map(|m| match m {
+                ToRequester::Bid(b) => Some(b.job_id),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(bids.len(), 1, "one slot, one late bid");
+        bid_on.push(bids[0]);
+        current = backlog
+            .iter()
+            .find(|a| a.job_id == bids[0])
+            .unwrap()
+            .clone();
+        now += 1;
+    }
+    let oldest: Vec<JobId> = backlog.iter().take(3).map(|a| a.job_id).collect();
+    assert_eq!(bid_on, oldest);
+    // A job beyond the list is decided again when it is re-announced.
+    let last = backlog.last().unwrap();
+    c.handle(now, ComputeInput::Announce(last.clone()));
+    assert!(drain(&mut c).is_empty(), "no slot yet, and answered once");
+    assert_eq!(c.waiting.len(), MAX_WAITING - 3 + 1);
 }
 
 #[test]

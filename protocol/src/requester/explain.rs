@@ -43,7 +43,7 @@ pub(super) fn duration(ms: u64) -> String {
 
 /// The job waited longer than its queue timeout for nodes.
 pub(super) fn queue_timeout(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>) -> Failure {
-    let waited = duration(job.queue_timeout_ms);
+    let waited = duration(job.wait_limit_ms());
     let groups = render_groups(&groups(job, known));
     if job.executions.is_empty() && job.bids_received == 0 {
         let (cause, detail) = match (groups.is_empty(), job.announce.draw_ppm) {

@@ -149,8 +149,19 @@ pub struct JobRecord {
     pub more_refusals: BTreeMap<String, u32>,
     /// How many bids arrived in all.
     pub bids_received: u32,
-    /// The job's queue timeout, resolved from its spec or the config.
+    /// The job's queue timeout, resolved from its spec or the config: how
+    /// long it waits while no node could take it.
     pub queue_timeout_ms: u64,
+    /// How long it waits while nodes that could run it are busy (its spec's
+    /// queue timeout, or the config's backlog timeout); 0 in records from
+    /// before it existed (then `queue_timeout_ms` holds).
+    #[serde(default)]
+    pub backlog_timeout_ms: u64,
+    /// Refusals that said the node was only busy
+    /// ([`crate::policy::RefuseReason::is_passing`]), counted also beyond
+    /// those kept one by one.
+    #[serde(default)]
+    pub busy_refusals: u32,
     /// The job's execution timeout plus grace.
     pub silence_after_ms: u64,
     /// Awards allowed in all.
@@ -192,6 +203,22 @@ impl JobRecord {
         (self.count() as usize).saturating_sub(self.active() + self.completed())
     }
 
+    /// Whether a node that could run the job is known: one bid on it, or
+    /// refused only for being busy. Such a job is queued through a backlog
+    /// ([`JobRecord::backlog_timeout_ms`]).
+    pub fn queued_behind_busy_nodes(&self) -> bool {
+        self.busy_refusals > 0 || self.bids_received as usize > self.executions.len()
+    }
+
+    /// How long the job may wait for nodes, from when it started waiting.
+    pub fn wait_limit_ms(&self) -> u64 {
+        if self.queued_behind_busy_nodes() {
+            self.queue_timeout_ms.max(self.backlog_timeout_ms)
+        } else {
+            self.queue_timeout_ms
+        }
+    }
+
     pub(super) fn tried(&self, node: &NodeId) -> bool {
         self.executions.iter().any(|e| e.node == *node)
     }
@@ -209,7 +236,7 @@ impl JobRecord {
             .map(|e| e.deadline_ms);
         let queue = t
             .waiting_since_ms
-            .map(|s| s.saturating_add(self.queue_timeout_ms));
+            .map(|s| s.saturating_add(self.wait_limit_ms()));
         [
             t.collect_until_ms,
             t.reannounce_at_ms,

@@ -550,10 +550,87 @@ fn r_pol_3_busy_nodes_group_together() {
             engine: "docker".into(),
         },
     );
+    // Busy nodes could run it: it is queued past the 10 s queue timeout.
     r.handle_timeout(10_000);
+    assert_eq!(state(&r, id), JobState::Bidding);
+    r.handle_timeout(DEFAULT_BACKLOG_TIMEOUT_MS);
     assert_eq!(
         failure(&r, id),
         "no node accepts this job: 2 nodes: no free slot; 1 node: engine=docker not available"
+    );
+}
+
+// Issue 15 (queueing through a burst): a job that every node refused only
+// for want of a free slot stays queued for minutes, and takes the bid a
+// node sends when a slot frees up.
+#[test]
+fn a_job_refused_by_busy_nodes_is_queued_until_a_slot_frees() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    for n in [1, 2] {
+        let busy = RefuseReason::NoCapacity {
+            running: 16,
+            capacity: 16,
+        };
+        refuse(&mut r, id, n, busy);
+    }
+    let mut publishes_seen = 0;
+    let mut t = 0;
+    while let Some(next) = r.poll_timeout().filter(|t| *t <= 120_000) {
+        t = next;
+        r.handle_timeout(t);
+        publishes_seen += publishes(&drain(&mut r));
+    }
+    assert_eq!(state(&r, id), JobState::Bidding, "still queued at {t} ms");
+    // Re-announced, but at most every 10 s once the wait is long.
+    assert!(
+        (10..=20).contains(&publishes_seen),
+        "{publishes_seen} re-announcements in 2 min"
+    );
+    bid(&mut r, 120_500, id, 2, 16);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(2), ExecutionId(0))]);
+}
+
+// ...while a job no node could run fails after the queue timeout.
+#[test]
+fn a_job_only_refused_for_lasting_reasons_fails_at_the_queue_timeout() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    let refused = RefuseReason::EngineUnavailable {
+        engine: "docker".into(),
+    };
+    refuse(&mut r, id, 1, refused);
+    r.handle_timeout(9_999);
+    assert_eq!(state(&r, id), JobState::Bidding);
+    r.handle_timeout(10_000);
+    assert_eq!(failed(&r, id).cause, FailureCause::NoNodeAccepts);
+    assert!(
+        failure(&r, id).contains("engine=docker"),
+        "{}",
+        failure(&r, id)
+    );
+}
+
+// A job's own QueueTimeout caps its wait behind busy nodes too.
+#[test]
+fn the_spec_queue_timeout_caps_the_wait_behind_busy_nodes() {
+    let mut r = requester(1);
+    let mut s = spec("docker", NoNet, &[], 1);
+    s.tasks[0].timeouts.queue_timeout = Some(30);
+    let id = r.submit(0, s, 1_000, vec![]).unwrap();
+    drain(&mut r);
+    let busy = RefuseReason::NoCapacity {
+        running: 1,
+        capacity: 1,
+    };
+    refuse(&mut r, id, 1, busy);
+    r.handle_timeout(29_999);
+    assert_eq!(state(&r, id), JobState::Bidding);
+    r.handle_timeout(30_000);
+    assert!(
+        failure(&r, id).contains("within 30 s") || failure(&r, id).contains("no free slot"),
+        "{}",
+        failure(&r, id)
     );
 }
 
@@ -1125,4 +1202,75 @@ fn r_pol_4_releases_bids_beyond_the_cap() {
     bid(&mut r, 3, id, 3, 5);
     assert_eq!(cancels(&drain(&mut r)), vec![node(3)]);
     assert_eq!(r.job(&id).unwrap().bids.len(), 2);
+}
+
+// Issue 15 (a burst of jobs): announcements go out no faster than peers
+// take one author's (R-SEC-5), first come first served, and a job's queue
+// timeout runs from its own first announcement, so no job times out while
+// it waits for its turn.
+#[test]
+fn a_burst_is_announced_in_turn_and_times_out_from_its_announcement() {
+    let mut r = requester(1);
+    let rate = r.config().announce_rate;
+    let jobs: Vec<JobId> = (0..400)
+        .map(|i| {
+            r.submit(0, spec("docker", NoNet, &[], 1), 1_000 + i, vec![])
+                .unwrap()
+        })
+        .collect();
+    let mut announced_at: BTreeMap<JobId, u64> = BTreeMap::new();
+    let mut failed_at: BTreeMap<JobId, u64> = BTreeMap::new();
+    let record = |r: &mut Requester,
+                  now: u64,
+                  at: &mut BTreeMap<JobId, u64>,
+                  failed: &mut BTreeMap<JobId, u64>| {
+        for out in drain(r) {
+            match out {
+                RequesterOutput::Publish(a) => {
+                    at.entry(a.job_id).or_insert(now);
+                }
+                RequesterOutput::Event {
+                    job_id,
+                    event: RequesterEvent::JobFailed { .. },
+                } => {
+                    failed.insert(job_id, now);
+                }
+                _ => {}
+            }
+        }
+    };
+    record(&mut r, 0, &mut announced_at, &mut failed_at);
+    assert_eq!(announced_at.len(), rate.burst as usize, "the burst at once");
+    assert_eq!(r.announcements_waiting(), 400 - rate.burst as usize);
+    while let Some(t) = r.poll_timeout() {
+        r.handle_timeout(t);
+        record(&mut r, t, &mut announced_at, &mut failed_at);
+    }
+    // In submission order, at the sustained rate after the burst.
+    let order: Vec<JobId> = {
+        let mut v: Vec<(u64, JobId)> = announced_at.iter().map(|(j, t)| (*t, *j)).collect();
+        v.sort();
+        v.into_iter().map(|(_, j)| j).collect()
+    };
+    let first_announced: BTreeSet<JobId> =
+        order.iter().take(rate.burst as usize).copied().collect();
+    assert_eq!(
+        first_announced,
+        jobs.iter().take(rate.burst as usize).copied().collect()
+    );
+    let last = announced_at[jobs.last().unwrap()];
+    let expected = u64::from(400 - rate.burst) * 1000 / u64::from(rate.per_second);
+    assert!(
+        (expected - 100..=expected + 100).contains(&last),
+        "the last first announcement at {last} ms, expected about {expected} ms"
+    );
+    // Nobody answered: each job failed 10 s after its own announcement.
+    for id in &jobs {
+        assert!(matches!(state(&r, *id), JobState::Failed { .. }));
+        assert_eq!(failed_at[id] - announced_at[id], 10_000);
+    }
+    assert!(
+        last > 10_000,
+        "some jobs waited longer than the queue timeout for their turn"
+    );
 }

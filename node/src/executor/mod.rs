@@ -174,7 +174,9 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Bytes of stdout and of stderr kept; the rest is counted and dropped.
     pub output_bytes: u64,
-    /// Docker only: CPU the task may use, in thousandths of a core.
+    /// CPU the task may use, in thousandths of a core: Docker throttles the
+    /// container to it; a WASM guest (one thread) may use that share of its
+    /// timeout as CPU time ([`Limits::cpu_allowance`]) and is stopped past it.
     pub cpu_millis: Option<u64>,
     /// WASM only: instructions budget (wasmtime fuel), when the node meters CPU.
     pub fuel: Option<u64>,
@@ -194,6 +196,18 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// The CPU time a task may use in all, when it asks for CPU: its share
+    /// of a core over its whole timeout. A node counts the task as holding
+    /// `cpu_millis` of its offer for as long as it runs; this is what keeps
+    /// a WASM guest to that on average.
+    pub fn cpu_allowance(&self) -> Option<Duration> {
+        let millis = self.cpu_millis?;
+        let nanos = self.timeout.as_nanos().saturating_mul(u128::from(millis)) / 1000;
+        Some(Duration::from_nanos(
+            u64::try_from(nanos).unwrap_or(u64::MAX),
+        ))
+    }
+
     /// The limits for `task`: what its `Resources` and `Timeouts` ask for,
     /// the node's `defaults` for what they leave unset. Whether the node
     /// can give that much is for its bidding policy, not decided here.

@@ -286,6 +286,77 @@ fn fuel_bounds_cpu_when_metered() {
     );
 }
 
+/// A WASI 0.2 command (component) whose `run` spins forever.
+fn spinning_component() -> Vec<u8> {
+    crate::wasm_http::componentize(
+        "spin",
+        r#"(module
+             (memory (export "memory") 1)
+             (func (export "wasi:cli/run@0.2.12#run") (result i32)
+               (loop $l (br $l))
+               (i32.const 0)))"#,
+    )
+}
+
+/// Runs `guest` with `cpu_millis` of a core over `timeout`.
+fn spin_with_cpu(
+    guest: &[u8],
+    cpu_millis: Option<u64>,
+    timeout: Duration,
+) -> (ExecError, Duration) {
+    let f = Fixture::new();
+    let exec = WasmExecutor::new(false).unwrap();
+    let limits = Limits {
+        timeout,
+        cpu_millis,
+        ..limits()
+    };
+    let start = Instant::now();
+    let err = runtime()
+        .block_on(exec.run(f.task(guest, limits), Cancel::default()))
+        .unwrap_err();
+    (err, start.elapsed())
+}
+
+// Issue 15 (R-PLC-1): what a node gives a WASM task of CPU it enforces. A
+// task asking for 50m over a 20 s timeout may use 1 s of CPU time; a guest
+// that spins is stopped there, with that reason, long before its timeout.
+#[test]
+fn r_plc_1_a_module_spinning_past_its_cpu_allowance_is_stopped() {
+    let spin = module(r#"(func (export "_start") (loop $l (br $l)))"#);
+    let (err, took) = spin_with_cpu(&spin, Some(50), Duration::from_secs(20));
+    assert!(
+        matches!(&err, ExecError::Limit { kind: LimitKind::Cpu, detail } if detail.contains("1.00 s of CPU time")),
+        "{err}"
+    );
+    assert!(err.to_string().contains("CPU limit"), "{err}");
+    assert!(
+        took >= Duration::from_secs(1),
+        "stopped after {took:?}, before its allowance"
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    // A whole core over the timeout: the timeout comes first.
+    let (err, _) = spin_with_cpu(&spin, Some(1000), Duration::from_millis(500));
+    assert!(matches!(err, ExecError::Timeout(_)), "{err}");
+}
+
+#[test]
+fn r_plc_1_a_component_spinning_past_its_cpu_allowance_is_stopped() {
+    let spin = spinning_component();
+    let (err, took) = spin_with_cpu(&spin, Some(50), Duration::from_secs(20));
+    assert!(
+        matches!(&err, ExecError::Limit { kind: LimitKind::Cpu, detail } if detail.contains("1.00 s of CPU time")),
+        "{err}"
+    );
+    assert!(
+        took >= Duration::from_secs(1),
+        "stopped after {took:?}, before its allowance"
+    );
+    assert!(took < Duration::from_secs(15), "{took:?}");
+    let (err, _) = spin_with_cpu(&spin, None, Duration::from_millis(500));
+    assert!(matches!(err, ExecError::Timeout(_)), "{err}");
+}
+
 #[test]
 fn stdout_over_the_cap_is_truncated_not_a_trap() {
     // 64 MiB written in 64 KiB writes, 1 MiB kept.

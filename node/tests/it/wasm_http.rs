@@ -27,26 +27,29 @@ const DENIED: &str = "error 15\n";
 /// The probe component, built once.
 pub(crate) fn probe() -> &'static [u8] {
     static PROBE: OnceLock<Vec<u8>> = OnceLock::new();
-    PROBE.get_or_init(|| {
-        let wit = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/wit");
-        let mut resolve = wit_parser::Resolve::default();
-        let (pkg, _) = resolve.push_dir(wit).expect("the probe's WIT parses");
-        let world = resolve.select_world(&[pkg], Some("probe")).unwrap();
-        let mut module = wat::parse_str(include_str!("probe.wat")).expect("probe.wat parses");
-        wit_component::embed_component_metadata(
-            &mut module,
-            &resolve,
-            world,
-            wit_component::StringEncoding::UTF8,
-        )
-        .unwrap();
-        wit_component::ComponentEncoder::default()
-            .module(&module)
-            .unwrap()
-            .validate(true)
-            .encode()
-            .expect("the probe componentizes")
-    })
+    PROBE.get_or_init(|| componentize("probe", include_str!("probe.wat")))
+}
+
+/// `wat`, a core module, made a component of `world` (in wit/probe.wit).
+pub(crate) fn componentize(world: &str, wat: &str) -> Vec<u8> {
+    let wit = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/wit");
+    let mut resolve = wit_parser::Resolve::default();
+    let (pkg, _) = resolve.push_dir(wit).expect("the test WIT parses");
+    let world = resolve.select_world(&[pkg], Some(world)).unwrap();
+    let mut module = wat::parse_str(wat).expect("the WAT parses");
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .expect("the module componentizes")
 }
 
 /// A one-request-per-connection HTTP server answering `body` to anything.

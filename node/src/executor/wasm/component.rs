@@ -1,25 +1,27 @@
 //! Running a WASI 0.2 component as a command (`wasi:cli/run`), with
 //! wasi-http behind the job's policy in `http` mode (R-NET-10).
 //!
-//! Components run asynchronously on the node's runtime, so a guest waiting
-//! in the host (an HTTP response, a clock) is stopped by the timeout or a
-//! cancel as surely as one spinning in WASM, which the epoch deadline stops.
+//! Components run asynchronously, each on a thread with a runtime of its
+//! own (so its thread's CPU clock is its CPU use), so a guest waiting in the
+//! host (an HTTP response, a clock) is stopped by the timeout or a cancel as
+//! surely as one spinning in WASM, which the epoch deadline stops.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use protocol::job::NetworkMode;
 use proxy::{CappedLog, DenySet, Gate, Policy, StaticResolver, SystemResolver};
+use wasmtime::Store;
 use wasmtime::component::{Linker, ResourceTable};
-use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::bindings::Command;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{Error, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks, WasiHttpView};
 
 use super::egress::{Egress, tls_config};
 use super::{
-    Cancel, ExecError, MemoryLimiter, RunOutcome, WasmExecutor, WasmTask, failed, prepare,
-    write_exit_code,
+    Cancel, CappedOutput, ExecError, Limits, MemoryLimiter, RunOutcome, Stops, WasmExecutor,
+    WasmTask, arm, failed, prepare, write_exit_code,
 };
 
 struct ComponentState {
@@ -118,70 +120,38 @@ pub(super) async fn run(
             hit: false,
         },
     };
-    let mut store = Store::new(&executor.engine, state);
-    store.limiter(|s| &mut s.limiter);
-    if executor.meter_fuel {
-        store
-            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
-            .map_err(|e| ExecError::Unavailable(format!("fuel: {e}")))?;
-    }
-    let watch = cancel.clone();
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        if watch.is_cancelled() || Instant::now() >= deadline {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            // Yield to the runtime each tick, so the timeout and the
-            // cancel below are polled.
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
-
-    let mut linker: Linker<ComponentState> = Linker::new(&executor.engine);
-    wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-        .map_err(|e| ExecError::Unavailable(format!("linking WASI: {e}")))?;
-    if http {
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
-            .map_err(|e| ExecError::Unavailable(format!("linking wasi-http: {e}")))?;
-    }
-    let command = Command::instantiate_async(&mut store, &component, &linker)
+    // The guest runs on a thread of its own, with its own runtime: its
+    // thread's CPU clock is then its own use (the CPU allowance), and its
+    // HTTP connections are driven there too.
+    let guest = Guest {
+        engine: executor.engine.clone(),
+        component,
+        state,
+        meter_fuel: executor.meter_fuel,
+        limits,
+        deadline,
+        http,
+        cancel: cancel.clone(),
+        stderr: p.stderr.clone(),
+        gate,
+    };
+    let (done, exit_code) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("wasm-component".into())
+        .spawn(move || {
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime.block_on(guest.run()),
+                Err(e) => Err(ExecError::io("starting the component's runtime")(e)),
+            };
+            let _ = done.send(result);
+        })
+        .map_err(ExecError::io("starting the component's thread"))?;
+    let exit_code = exit_code
         .await
-        .map_err(|e| {
-            ExecError::Missing(format!(
-                "the component cannot be instantiated as a command (it may import something \
-                 other than WASI 0.2{}, or not export wasi:cli/run): {e:#}",
-                if http {
-                    " and wasi:http/outgoing-handler"
-                } else {
-                    "; wasi:http needs network http"
-                }
-            ))
-        })?;
-
-    let result = {
-        let run = command.wasi_cli_run().call_run(&mut store);
-        tokio::select! {
-            r = run => Some(r),
-            () = cancel.cancelled() => None,
-            () = tokio::time::sleep_until(deadline.into()) => None,
-        }
-    };
-    let exit_code = match result {
-        None if cancel.is_cancelled() => return Err(ExecError::Cancelled),
-        None => return Err(ExecError::Timeout(limits.timeout)),
-        Some(Ok(Ok(()))) => 0,
-        Some(Ok(Err(()))) => 1,
-        Some(Err(e)) => {
-            let memory_hit = store.data().limiter.hit;
-            failed(e, memory_hit, limits, &cancel, &p.stderr)?
-        }
-    };
-    // Dropping the store closes the guest's connections, which writes
-    // their audit lines, on the runtime's threads: wait for them.
-    drop(store);
-    if let Some(gate) = gate {
-        gate.settled(std::time::Duration::from_secs(5)).await;
-    }
+        .map_err(|_| ExecError::Unavailable("the WASM component's thread failed".into()))??;
     if let Some(log) = audit {
         let summary = log
             .finish(&task.dir.results().join("network.log"))
@@ -204,6 +174,94 @@ pub(super) async fn run(
         stderr_truncated: p.stderr.truncated(),
         duration: started.elapsed(),
     })
+}
+
+/// A component run, moved onto its own thread.
+struct Guest {
+    engine: wasmtime::Engine,
+    component: wasmtime::component::Component,
+    state: ComponentState,
+    meter_fuel: bool,
+    limits: Limits,
+    deadline: Instant,
+    http: bool,
+    cancel: Cancel,
+    stderr: CappedOutput,
+    gate: Option<Gate>,
+}
+
+impl Guest {
+    /// Runs the command to its exit code, or its timeout, a limit or a
+    /// cancel; on the guest's own thread.
+    async fn run(self) -> Result<i32, ExecError> {
+        let Guest {
+            engine,
+            component,
+            state,
+            meter_fuel,
+            limits,
+            deadline,
+            http,
+            cancel,
+            stderr,
+            gate,
+        } = self;
+        let mut store = Store::new(&engine, state);
+        store.limiter(|s| &mut s.limiter);
+        // Yielding to the runtime each tick, so the timeout and the cancel
+        // below are polled.
+        let cpu_hit = arm(&mut store, meter_fuel, limits, deadline, &cancel, true)?;
+
+        let mut linker: Linker<ComponentState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| ExecError::Unavailable(format!("linking WASI: {e}")))?;
+        if http {
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+                .map_err(|e| ExecError::Unavailable(format!("linking wasi-http: {e}")))?;
+        }
+        let command = Command::instantiate_async(&mut store, &component, &linker)
+            .await
+            .map_err(|e| {
+                ExecError::Missing(format!(
+                    "the component cannot be instantiated as a command (it may import something \
+                     other than WASI 0.2{}, or not export wasi:cli/run): {e:#}",
+                    if http {
+                        " and wasi:http/outgoing-handler"
+                    } else {
+                        "; wasi:http needs network http"
+                    }
+                ))
+            })?;
+
+        let result = {
+            let run = command.wasi_cli_run().call_run(&mut store);
+            tokio::select! {
+                r = run => Some(r),
+                () = cancel.cancelled() => None,
+                () = tokio::time::sleep_until(deadline.into()) => None,
+            }
+        };
+        let exit_code = match result {
+            None if cancel.is_cancelled() => return Err(ExecError::Cancelled),
+            None => return Err(ExecError::Timeout(limits.timeout)),
+            Some(Ok(Ok(()))) => 0,
+            Some(Ok(Err(()))) => 1,
+            Some(Err(e)) => {
+                let stops = Stops {
+                    memory: store.data().limiter.hit,
+                    cpu: cpu_hit.load(Ordering::Relaxed),
+                };
+                failed(e, stops, limits, &cancel, &stderr)?
+            }
+        };
+        // Dropping the store closes the guest's connections, which writes
+        // their audit lines, on this runtime: wait for them.
+        drop(store);
+        if let Some(gate) = gate {
+            gate.settled(std::time::Duration::from_secs(5)).await;
+        }
+        Ok(exit_code)
+    }
 }
 
 /// The job's egress: a gate with the proxy's policy over the job's domains,

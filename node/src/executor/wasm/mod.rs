@@ -5,8 +5,11 @@
 //! the paths the job names, its arguments and environment, and nothing else:
 //! no sockets, no host files, no clock beyond WASI's. Time is bounded by an
 //! epoch deadline (a ticker thread advances the engine's epoch), memory by a
-//! resource limiter, and CPU by fuel when the node meters it. Compiled
-//! modules and components are cached by the CID of their bytes.
+//! resource limiter, and CPU time by the task's CPU allowance
+//! ([`Limits::cpu_allowance`]): each guest runs on a thread of its own, whose
+//! CPU clock the epoch callback reads (and by fuel, when the node meters
+//! it). Compiled modules and components are cached by the CID of their
+//! bytes.
 //!
 //! Network (R-NET-10), told apart by the bytes (a core module or a
 //! component):
@@ -349,6 +352,59 @@ struct GuestState {
     limiter: MemoryLimiter,
 }
 
+/// Stops a guest past its CPU allowance: the CPU time of the thread it runs
+/// on, read at each epoch tick. The guest's thread runs nothing else (a
+/// blocking thread for a module, a thread with its own runtime for a
+/// component), so its clock is the guest's own use, its host calls
+/// included.
+struct CpuMeter {
+    allowance: Option<Duration>,
+    started: Duration,
+    hit: Arc<AtomicBool>,
+}
+
+impl CpuMeter {
+    /// Starts counting on the calling thread, which must be the guest's.
+    fn start(limits: &Limits) -> CpuMeter {
+        CpuMeter {
+            allowance: limits.cpu_allowance(),
+            started: thread_cpu_time(),
+            hit: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether the guest has used more than its allowance (remembered).
+    fn over(&self) -> bool {
+        let Some(allowance) = self.allowance else {
+            return false;
+        };
+        if thread_cpu_time().saturating_sub(self.started) > allowance {
+            self.hit.store(true, Ordering::Relaxed);
+        }
+        self.hit.load(Ordering::Relaxed)
+    }
+
+    /// A flag that tells, after the run, whether the allowance stopped it.
+    fn hit_flag(&self) -> Arc<AtomicBool> {
+        self.hit.clone()
+    }
+}
+
+/// The calling thread's CPU time (user and system).
+fn thread_cpu_time() -> Duration {
+    use nix::time::{ClockId, clock_gettime};
+    clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
+/// What stopped a guest early besides its own end.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stops {
+    memory: bool,
+    cpu: bool,
+}
+
 /// Caps linear memory and remembers that the cap was hit, so the failure
 /// is reported as a memory limit rather than a bare trap.
 struct MemoryLimiter {
@@ -388,14 +444,14 @@ impl ResourceLimiter for MemoryLimiter {
 /// cancel.
 fn failed(
     e: wasmtime::Error,
-    memory_hit: bool,
+    stops: Stops,
     limits: Limits,
     cancel: &Cancel,
     stderr: &CappedOutput,
 ) -> Result<i32, ExecError> {
     if let Some(exit) = e.downcast_ref::<I32Exit>() {
         Ok(exit.0)
-    } else if memory_hit {
+    } else if stops.memory {
         Err(ExecError::Limit {
             kind: LimitKind::Memory,
             detail: format!("{} bytes", limits.memory_bytes),
@@ -408,6 +464,8 @@ fn failed(
     } else if matches!(e.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
         Err(if cancel.is_cancelled() {
             ExecError::Cancelled
+        } else if stops.cpu {
+            cpu_limit(limits)
         } else {
             ExecError::Timeout(limits.timeout)
         })
@@ -416,6 +474,57 @@ fn failed(
         // that is its result, told in its stderr.
         let _ = stderr.append(format!("\nskrei: the module trapped: {e:#}\n").as_bytes());
         Ok(TRAP_EXIT_CODE)
+    }
+}
+
+/// Arms a guest's store: its fuel when the node meters it, and the epoch
+/// callback that stops it at its deadline, a cancel or its CPU allowance,
+/// and otherwise lets it go on (yielding to its runtime each tick when
+/// `yield_each_tick`). Call it on the guest's own thread: the CPU clock
+/// read is that thread's. Returns the flag that tells whether the
+/// allowance stopped it.
+fn arm<T: Send + 'static>(
+    store: &mut Store<T>,
+    meter_fuel: bool,
+    limits: Limits,
+    deadline: Instant,
+    cancel: &Cancel,
+    yield_each_tick: bool,
+) -> Result<Arc<AtomicBool>, ExecError> {
+    if meter_fuel {
+        store
+            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
+            .map_err(|e| ExecError::Unavailable(format!("fuel: {e}")))?;
+    }
+    let watch = cancel.clone();
+    let meter = CpuMeter::start(&limits);
+    let cpu_hit = meter.hit_flag();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(
+            if watch.is_cancelled() || Instant::now() >= deadline || meter.over() {
+                UpdateDeadline::Interrupt
+            } else if yield_each_tick {
+                UpdateDeadline::Yield(1)
+            } else {
+                UpdateDeadline::Continue(1)
+            },
+        )
+    });
+    Ok(cpu_hit)
+}
+
+/// The error of a guest stopped at its CPU allowance.
+fn cpu_limit(limits: Limits) -> ExecError {
+    let allowance = limits.cpu_allowance().unwrap_or_default();
+    ExecError::Limit {
+        kind: LimitKind::Cpu,
+        detail: format!(
+            "{:.2} s of CPU time: cpu {}m over the {:.1} s it may run",
+            allowance.as_secs_f64(),
+            limits.cpu_millis.unwrap_or(0),
+            limits.timeout.as_secs_f64()
+        ),
     }
 }
 
@@ -447,21 +556,9 @@ fn run_blocking(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limiter);
-    if meter_fuel {
-        store
-            .set_fuel(limits.fuel.unwrap_or(u64::MAX))
-            .map_err(|e| ExecError::Unavailable(format!("fuel: {e}")))?;
-    }
+    // This blocking thread is the guest's alone while it runs.
     let deadline = started + limits.timeout;
-    let watch = cancel.clone();
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        if watch.is_cancelled() || Instant::now() >= deadline {
-            Ok(UpdateDeadline::Interrupt)
-        } else {
-            Ok(UpdateDeadline::Continue(1))
-        }
-    });
+    let cpu_hit = arm(&mut store, meter_fuel, limits, deadline, cancel, false)?;
 
     let mut linker: Linker<GuestState> = Linker::new(engine);
     wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s| &mut s.wasi)
@@ -482,10 +579,13 @@ fn run_blocking(
         })?;
 
     let result = func.call(&mut store, ());
-    let memory_hit = store.data().limiter.hit;
+    let stops = Stops {
+        memory: store.data().limiter.hit,
+        cpu: cpu_hit.load(Ordering::Relaxed),
+    };
     let exit_code = match result {
         Ok(()) => 0,
-        Err(e) => failed(e, memory_hit, limits, cancel, &p.stderr)?,
+        Err(e) => failed(e, stops, limits, cancel, &p.stderr)?,
     };
     drop(store);
     write_exit_code(dir, exit_code)?;

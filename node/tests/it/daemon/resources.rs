@@ -95,6 +95,47 @@ fn r_plc_1_a_job_goes_only_to_a_node_with_the_memory_and_says_so_when_none_has()
     );
 }
 
+// Issue 15 (R-PLC-1), live: a WASM job asking for 50m of CPU over a 20 s
+// timeout may use 1 s of CPU time; one that spins is stopped there, and
+// the job's failure says so.
+#[test]
+fn r_plc_1_a_wasm_job_spinning_past_its_cpu_allowance_is_stopped_with_that_reason() {
+    let files = Files::new();
+    let dirs = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dirs.path().join("node"), &[]);
+    let spin = wat::parse_str(
+        r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#,
+    )
+    .unwrap();
+    std::fs::write(files.path("spin.wasm"), spin).unwrap();
+    let module = node.add(&files.path("spin.wasm"));
+    let job = node.submit(&format!(
+        "Name: spin\nType: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      \
+         Type: wasm\n      Params:\n        EntryModule:\n          Source:\n            \
+         Type: ipfs\n            Params:\n              CID: {module}\n    Resources:\n      \
+         CPU: 50m\n    Timeouts:\n      ExecutionTimeout: 20\n      QueueTimeout: 3\n"
+    ));
+    let started = std::time::Instant::now();
+    let ended = node.wait(&job, Duration::from_secs(60));
+    assert_eq!(ended["state"], "failed", "{ended:#}");
+    let executions = ended["job"]["executions"].as_array().unwrap();
+    assert_eq!(executions.len(), 1, "{ended:#}");
+    let failure = &executions[0]["state"]["failure"];
+    assert_eq!(failure["cause"], "resource_limit", "{ended:#}");
+    let detail = failure["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("CPU limit") && detail.contains("s of CPU time: cpu 50m"),
+        "{detail}"
+    );
+    // Stopped at its allowance, not at its 20 s timeout (the job then
+    // waits 3 s for another node, and there is none).
+    assert!(
+        started.elapsed() < Duration::from_secs(18),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// `skrei node FLAG VALUE` must exit with an error naming the flag and
 /// saying `says`, creating no data folder.
 fn refused(flag: &str, value: &str, says: &str) {

@@ -19,9 +19,10 @@
 //! throughput run) is the steadier figure for comparing builds.
 //!
 //! `cargo bench -p node --bench devstack -- burst` measures only a burst
-//! (issue 15, queueing): one user submits 1,000 WASM jobs as fast as the
-//! API takes them to one node of a 10-node network (160 slots), and every
-//! job is followed to its end. It records how many completed and how many
+//! (issue 15, queueing): one user submits 1,000 WASM jobs that each take
+//! 2 s (they sleep) as fast as the API takes them to one node of a 10-node
+//! network (160 slots: 12.5 s of work at the least), and every job is
+//! followed to its end. It records how many completed and how many
 //! failed (with their reasons counted), the jobs per second from the first
 //! submission to the last end, and submit -> end percentiles, in its own
 //! section; with `SKREI_BENCH_BASELINE` beside the other build's.
@@ -43,6 +44,8 @@ const THROUGHPUT_NODES: usize = 10;
 const THROUGHPUT_JOBS: usize = 600;
 const IN_FLIGHT_PER_NODE: usize = 8;
 const BURST_JOBS: usize = 1000;
+/// How long each job of a burst takes.
+const BURST_JOB_MS: u64 = 2000;
 /// Submissions in flight at once during a burst.
 const BURST_SUBMITTERS: usize = 16;
 /// A burst run gives up on jobs still not ended after this long.
@@ -349,10 +352,33 @@ struct Burst {
     times: Vec<Duration>,
 }
 
+/// A WASI module that sleeps `ms` and exits.
+fn sleeper(ms: u64) -> Vec<u8> {
+    let nanos = ms * 1_000_000;
+    // One clock subscription at 0 (monotonic, relative), its event at 64.
+    wat::parse_str(format!(
+        r#"(module
+             (import "wasi_snapshot_preview1" "poll_oneoff"
+               (func $poll (param i32 i32 i32 i32) (result i32)))
+             (memory (export "memory") 1)
+             (func (export "_start")
+               (i32.store8 (i32.const 8) (i32.const 0))
+               (i32.store (i32.const 16) (i32.const 1))
+               (i64.store (i32.const 24) (i64.const {nanos}))
+               (i64.store (i32.const 32) (i64.const 0))
+               (i32.store16 (i32.const 40) (i32.const 0))
+               (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#
+    ))
+    .expect("the sleeper's WAT")
+}
+
 async fn burst(exe: &Path, root: &Path) -> Result<Burst> {
     let nodes = network(exe, &root.join("burst"), THROUGHPUT_NODES).await?;
     let api = std::sync::Arc::new(Api::new());
-    let (module, input) = inputs(&api, &nodes[1], root).await?;
+    let (_, input) = inputs(&api, &nodes[1], root).await?;
+    let sleeper_path = root.join("sleeper.wasm");
+    std::fs::write(&sleeper_path, sleeper(BURST_JOB_MS))?;
+    let module = api.add(&nodes[1].api, &sleeper_path).await?;
     // One warm-up job, so the module is not compiled by all at once.
     api.run(&nodes[0].api, job("warm-up", &module, &input))
         .await?;
@@ -483,7 +509,8 @@ fn burst_main(runtime: &tokio::runtime::Runtime, builds: &[&Path]) -> Result<()>
     let mut body = format!(
         "## A burst of jobs (issue 15, queueing)\n\n\
          `cargo bench -p node --bench devstack -- burst`, {date}, {machine}. One user submits \
-         {BURST_JOBS} WASM hello jobs ({BURST_SUBMITTERS} submissions in flight) to one node of \
+         {BURST_JOBS} WASM jobs that each sleep {BURST_JOB_MS} ms ({BURST_SUBMITTERS} \
+         submissions in flight) to one node of \
          {THROUGHPUT_NODES} `skrei node` processes on loopback with 16 slots each ({slots} \
          slots), and every job is followed to its end.\n\n\
          | build | completed | failed | jobs/s | submit -> completed p50 / p99 |\n\

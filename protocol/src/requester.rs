@@ -42,9 +42,7 @@
 //!
 //! ## One job
 //! 1. **Announce.** [`Requester::submit`] names the job, publishes its
-//!    [`Announce`] when its turn comes (announcements are paced to what
-//!    peers take, [`RequesterConfig::announce_rate`]) and opens a *bid
-//!    window* ([`RequesterConfig::bid_window_ms`]).
+//!    [`Announce`] and opens a *bid window* ([`RequesterConfig::bid_window_ms`]).
 //!    In a large network the announcement asks only a random draw of the
 //!    nodes to answer, a few times the bids the job needs
 //!    ([`RequesterConfig::draw_answers`]); each re-announcement draws
@@ -118,7 +116,6 @@ use crate::messages::{
     ResultMsg,
 };
 use crate::policy::RefuseReason;
-use crate::rate::{ANNOUNCE_RATE, PeerLimiter, Rate, Verdict};
 
 /// How a [`Requester`] behaves. [`RequesterConfig::new`] gives the defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,27 +187,12 @@ pub struct RequesterConfig {
     /// expired). 0: always ask every node.
     /// Default 24.
     pub draw_answers: u32,
-    /// How fast this requester publishes its announcements: peers take at
-    /// most [`crate::rate::ANNOUNCE_RATE`] of one author's and penalise a
-    /// flood, so a burst of jobs is announced in turn, first come first
-    /// served, and a job's queue timeout runs from its first announcement.
-    /// Default: that rate with half its burst (room for announcements that
-    /// arrive closer together than they were sent).
-    pub announce_rate: Rate,
     /// Seeds the RNG that breaks ties between equal bids.
     pub seed: u64,
 }
 
 /// [`RequesterConfig::backlog_timeout_ms`] by default: 10 minutes.
 pub const DEFAULT_BACKLOG_TIMEOUT_MS: u64 = 10 * 60 * 1000;
-
-/// A queued announcement: the first of a wait (it opens a bid window) or
-/// a re-announcement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Announcing {
-    First,
-    Again,
-}
 
 /// How much wider each re-announcement's draw is than the last
 /// ([`RequesterConfig::draw_answers`]).
@@ -235,10 +217,6 @@ impl RequesterConfig {
             max_refusals_per_job: 256,
             max_known_nodes: 1024,
             draw_answers: 24,
-            announce_rate: Rate {
-                burst: (ANNOUNCE_RATE.burst / 2).max(1),
-                per_second: ANNOUNCE_RATE.per_second,
-            },
             seed,
         }
     }
@@ -437,15 +415,6 @@ pub struct Requester {
     /// The deadline under which each job sits in `timers`.
     timer_of: BTreeMap<JobId, u64>,
     known: BTreeMap<NodeId, KnownNode>,
-    /// Announcements waiting for their turn ([`RequesterConfig::announce_rate`]),
-    /// oldest first; each job at most once.
-    to_announce: VecDeque<(JobId, Announcing)>,
-    /// The jobs in `to_announce`.
-    announce_queued: BTreeSet<JobId>,
-    /// Paces `to_announce`.
-    announce_limiter: PeerLimiter<()>,
-    /// When `announce_limiter` was last asked (its refill runs from there).
-    announce_checked_ms: u64,
     /// The driver's estimate of the network's size (0: unknown).
     network_size: u64,
     outputs: VecDeque<RequesterOutput>,
@@ -456,17 +425,13 @@ impl Requester {
     pub fn new(config: RequesterConfig) -> Requester {
         Requester {
             rng: ChaCha8Rng::seed_from_u64(config.seed),
+            config,
             jobs: BTreeMap::new(),
             timers: BTreeSet::new(),
             timer_of: BTreeMap::new(),
             known: BTreeMap::new(),
-            to_announce: VecDeque::new(),
-            announce_queued: BTreeSet::new(),
-            announce_limiter: PeerLimiter::new(config.announce_rate, 1),
-            announce_checked_ms: 0,
             network_size: 0,
             outputs: VecDeque::new(),
-            config,
         }
     }
 
@@ -518,11 +483,13 @@ impl Requester {
             refusals: BTreeMap::new(),
             more_refusals: BTreeMap::new(),
             bids_received: 0,
-            // The queue timeout runs from the first announcement.
-            timers: JobTimers::default(),
+            timers: JobTimers {
+                waiting_since_ms: Some(now_ms),
+                ..JobTimers::default()
+            },
         };
         self.jobs.insert(job_id, record);
-        self.queue_announcement(now_ms, job_id, Announcing::First);
+        self.open_window(now_ms, job_id);
         self.reindex(job_id);
         Ok(job_id)
     }
@@ -537,12 +504,7 @@ impl Requester {
         let ended = record.state.is_terminal();
         self.jobs.insert(job_id, record);
         if !ended && self.jobs.get(&job_id).is_some_and(|j| j.needed() > 0) {
-            if let Some(job) = self.jobs.get_mut(&job_id) {
-                // Its timers wait for the window's announcement.
-                job.timers.collect_until_ms = None;
-                job.timers.reannounce_at_ms = None;
-            }
-            self.queue_announcement(now_ms, job_id, Announcing::First);
+            self.open_window(now_ms, job_id);
         }
         self.reindex(job_id);
     }
@@ -591,7 +553,6 @@ impl Requester {
             self.on_deadlines(now_ms, job_id);
             self.reindex(job_id);
         }
-        self.send_announcements(now_ms);
     }
 
     /// The next thing for the driver to do, if any.
@@ -601,17 +562,7 @@ impl Requester {
 
     /// When to call [`Requester::handle_timeout`] next, if anything waits.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let timer = self.timers.first().map(|(at, _)| *at);
-        let announce = (!self.to_announce.is_empty()).then(|| {
-            self.announce_limiter
-                .next_allowed_ms(self.announce_checked_ms, &())
-        });
-        timer.into_iter().chain(announce).min()
-    }
-
-    /// Announcements waiting for their turn ([`RequesterConfig::announce_rate`]).
-    pub fn announcements_waiting(&self) -> usize {
-        self.to_announce.len()
+        self.timers.first().map(|(at, _)| *at)
     }
 
     /// A job's record.
@@ -894,59 +845,16 @@ impl Requester {
         self.jobs.get_mut(job_id).filter(|j| !j.state.is_terminal())
     }
 
-    /// Queues the job's announcement for its turn, and sends what is due.
-    fn queue_announcement(&mut self, now_ms: u64, job_id: JobId, kind: Announcing) {
-        if self.announce_queued.insert(job_id) {
-            self.to_announce.push_back((job_id, kind));
-        }
-        self.send_announcements(now_ms);
-    }
-
-    /// Publishes the queued announcements whose turn has come.
-    fn send_announcements(&mut self, now_ms: u64) {
-        while let Some(&(job_id, kind)) = self.to_announce.front() {
-            if self.live_job(&job_id).is_none() {
-                // Ended while it waited: nothing to announce.
-                self.to_announce.pop_front();
-                self.announce_queued.remove(&job_id);
-                continue;
-            }
-            self.announce_checked_ms = self.announce_checked_ms.max(now_ms);
-            if self.announce_limiter.next_allowed_ms(now_ms, &()) > now_ms
-                || self.announce_limiter.check(now_ms, &()) != Verdict::Allow
-            {
-                break;
-            }
-            self.to_announce.pop_front();
-            self.announce_queued.remove(&job_id);
-            self.announce(now_ms, job_id, kind);
-            self.reindex(job_id);
-        }
-    }
-
-    /// Publishes the job's announcement: the first of a wait opens a bid
-    /// window; a re-announcement sets the next one's time.
-    fn announce(&mut self, now_ms: u64, job_id: JobId, kind: Announcing) {
+    /// Announces the job and collects bids for one window.
+    fn open_window(&mut self, now_ms: u64, job_id: JobId) {
         let window = self.config.bid_window_ms;
         let Some(job) = self.live_job(&job_id) else {
             return;
         };
-        match kind {
-            Announcing::First => {
-                job.timers.collect_until_ms = Some(now_ms.saturating_add(window));
-                job.timers.waiting_since_ms.get_or_insert(now_ms);
-                job.timers.reannounce_at_ms = None;
-                job.timers.reannounce_interval_ms = window.max(1);
-            }
-            Announcing::Again => {
-                if job.needed() == 0 {
-                    // Placed while it waited for its turn.
-                    return;
-                }
-                let interval = job.timers.reannounce_interval_ms;
-                job.timers.reannounce_at_ms = Some(now_ms.saturating_add(interval));
-            }
-        }
+        job.timers.collect_until_ms = Some(now_ms.saturating_add(window));
+        job.timers.waiting_since_ms.get_or_insert(now_ms);
+        job.timers.reannounce_at_ms = None;
+        job.timers.reannounce_interval_ms = window.max(1);
         let announce = job.announce.clone();
         self.outputs.push_back(RequesterOutput::Publish(announce));
         self.event(job_id, RequesterEvent::Announced);
@@ -1037,9 +945,10 @@ impl Requester {
                 .min(max_interval)
                 .max(1);
             job.timers.reannounce_interval_ms = interval;
-            // Set again when its turn comes.
-            job.timers.reannounce_at_ms = None;
-            self.queue_announcement(now_ms, job_id, Announcing::Again);
+            job.timers.reannounce_at_ms = Some(now_ms.saturating_add(interval));
+            let announce = job.announce.clone();
+            self.outputs.push_back(RequesterOutput::Publish(announce));
+            self.event(job_id, RequesterEvent::Announced);
         }
     }
 

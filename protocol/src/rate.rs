@@ -52,12 +52,14 @@ pub struct Rate {
 }
 
 /// Job announcements taken from one requester (gossip, per signer). Well
-/// above what a busy requester sends (the devstack throughput benchmark
-/// announces about 7 a second per node) and what a node paces its own
-/// announcements to, yet a flood of thousands a second is cut to this.
+/// above what a busy requester sends most of the time (the devstack
+/// throughput benchmark announces about 7 a second per node), and enough
+/// for a user's batch of a thousand jobs to reach a network's slots in
+/// about 20 s (a node paces its own announcements to this), yet a flood of
+/// thousands a second is cut to this.
 pub const ANNOUNCE_RATE: Rate = Rate {
-    burst: 32,
-    per_second: 16,
+    burst: 64,
+    per_second: 48,
 };
 
 /// Node infos taken from one node (gossip, per signer): a node sends one

@@ -124,7 +124,7 @@ pub(super) struct CoreDriver {
     /// as `peers`.
     data_addrs: DataAddrs,
     /// This node's announcements, paced to what peers take.
-    outbox: Pacer<Gossip>,
+    outbox: Pacer<JobId, Gossip>,
     info_seq: u64,
     allowlist_stamp: Option<(SystemTime, u64)>,
     /// The peers the operator named (`--bootstrap`): the only ones whose
@@ -494,7 +494,7 @@ impl CoreDriver {
             match out {
                 NodeOutput::Publish(announce) => match announce.sign(&self.key) {
                     Ok(signed) => {
-                        self.outbox.push(Gossip::from(signed));
+                        self.outbox.push(announce.job_id, Gossip::from(signed));
                         self.send_paced(now);
                     }
                     Err(e) => tracing::error!("signing an announcement: {e}"),

@@ -1,26 +1,31 @@
 //! This node's own gossip, sent no faster than its peers take it: they
 //! drop what passes a peer's rate ([`protocol::rate`]) and count a flood
 //! against it, so a node whose user submits a hundred jobs at once queues
-//! the announcements instead of being penalised for them.
+//! the announcements instead of being penalised for them. A job announced
+//! again while its earlier announcement still waits takes that one's place
+//! (the newer asks more nodes), so a backlog of waiting jobs re-announcing
+//! does not crowd out the first announcements of newer ones.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
 use protocol::rate::{PeerLimiter, Rate, Verdict};
 
-/// Messages waiting to go out, oldest first; past `max` the oldest is
-/// dropped (an announcement's job is announced again if it hears no bid).
+/// Messages waiting to go out, oldest first, each under a key (its job);
+/// past `max` the oldest is dropped (an announcement's job is announced
+/// again if it hears no bid).
 #[derive(Debug)]
-pub(super) struct Pacer<T> {
+pub(super) struct Pacer<K, T> {
     limiter: PeerLimiter<()>,
-    queue: VecDeque<T>,
+    queue: VecDeque<(K, T)>,
+    queued: BTreeSet<K>,
     max: usize,
 }
 
-impl<T> Pacer<T> {
+impl<K: Ord + Clone, T> Pacer<K, T> {
     /// Paces at `rate`'s sustained rate with half its burst, leaving
     /// receivers room for messages that arrive closer together than they
     /// were sent.
-    pub fn new(rate: Rate, max: usize) -> Pacer<T> {
+    pub fn new(rate: Rate, max: usize) -> Pacer<K, T> {
         let rate = Rate {
             burst: (rate.burst / 2).max(1),
             per_second: rate.per_second,
@@ -28,20 +33,37 @@ impl<T> Pacer<T> {
         Pacer {
             limiter: PeerLimiter::new(rate, 1),
             queue: VecDeque::new(),
+            queued: BTreeSet::new(),
             max: max.max(1),
         }
     }
 
-    /// Queues `item` to be sent.
-    pub fn push(&mut self, item: T) {
+    /// Queues `item` to be sent; if one under `key` waits already, `item`
+    /// replaces it in its place.
+    pub fn push(&mut self, key: K, item: T) {
+        if self.queued.contains(&key) {
+            if let Some(waiting) = self.queue.iter_mut().find(|(k, _)| *k == key) {
+                waiting.1 = item;
+            }
+            return;
+        }
         if self.queue.len() >= self.max {
-            self.queue.pop_front();
+            if let Some((dropped, _)) = self.queue.pop_front() {
+                self.queued.remove(&dropped);
+            }
             tracing::warn!(
                 max = self.max,
                 "too many messages waiting to be sent: the oldest dropped"
             );
         }
-        self.queue.push_back(item);
+        self.queued.insert(key.clone());
+        self.queue.push_back((key, item));
+    }
+
+    /// Messages waiting.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.queue.len()
     }
 
     /// What may be sent at `now_ms`, in order.
@@ -51,7 +73,10 @@ impl<T> Pacer<T> {
             && self.limiter.next_allowed_ms(now_ms, &()) <= now_ms
             && self.limiter.check(now_ms, &()) == Verdict::Allow
         {
-            out.extend(self.queue.pop_front());
+            if let Some((key, item)) = self.queue.pop_front() {
+                self.queued.remove(&key);
+                out.push(item);
+            }
         }
         out
     }
@@ -75,7 +100,7 @@ mod tests {
         };
         let mut pacer = Pacer::new(rate, 100);
         for n in 0..20 {
-            pacer.push(n);
+            pacer.push(n, n);
         }
         assert_eq!(pacer.due(0), (0..4).collect::<Vec<_>>());
         assert_eq!(pacer.next_ms(0), Some(250));
@@ -85,7 +110,7 @@ mod tests {
         let mut peer = PeerLimiter::new(rate, 1);
         let mut pacer = Pacer::new(rate, 1_000);
         for n in 0..500 {
-            pacer.push(n);
+            pacer.push(n, n);
         }
         let mut sent = 0;
         for now in (0..200_000).step_by(7) {
@@ -98,8 +123,42 @@ mod tests {
         // Bounded: the oldest go first.
         let mut pacer = Pacer::new(rate, 2);
         for n in 0..5 {
-            pacer.push(n);
+            pacer.push(n, n);
         }
         assert_eq!(pacer.due(0), vec![3, 4]);
+    }
+
+    // Issue 15 (a burst of jobs): a job re-announced while its announcement
+    // waits takes that one's place; the queue holds each job once.
+    #[test]
+    fn a_repeated_announcement_replaces_the_waiting_one_in_place() {
+        let rate = Rate {
+            burst: 2,
+            per_second: 1,
+        };
+        let mut pacer = Pacer::new(rate, 100);
+        for job in 0..5 {
+            pacer.push(job, (job, "first"));
+        }
+        assert_eq!(pacer.due(0), vec![(0, "first")]);
+        // Jobs 0 and 3 are announced again: 0 is queued anew (its first one
+        // went out), 3 replaces its waiting one.
+        pacer.push(0, (0, "again"));
+        pacer.push(3, (3, "again"));
+        assert_eq!(pacer.len(), 5);
+        let mut sent = Vec::new();
+        for now in (0..10_000).step_by(100) {
+            sent.extend(pacer.due(now));
+        }
+        assert_eq!(
+            sent,
+            vec![
+                (1, "first"),
+                (2, "first"),
+                (3, "again"),
+                (4, "first"),
+                (0, "again")
+            ]
+        );
     }
 }

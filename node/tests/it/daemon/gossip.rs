@@ -51,7 +51,14 @@ fn r_sec_5_one_peers_announcement_flood_does_not_starve_anothers() {
     // open (3 s), not for the flood: fair shares of slots between
     // requesters are another rule.
     let dirs = tempfile::tempdir().unwrap();
-    let node = NodeProc::start(&dirs.path().join("n"), &["--capacity", "120"]);
+    let rate = protocol::rate::ANNOUNCE_RATE;
+    let capacity = (rate.burst + 4 * rate.per_second).to_string();
+    // Memory for every slot (each task holds the default 512 MiB): slots,
+    // not memory, are what the flood would take.
+    let node = NodeProc::start(
+        &dirs.path().join("n"),
+        &["--capacity", &capacity, "--resources", "memory=1Ti"],
+    );
     let node_id: NodeId = node.id().parse().unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -148,9 +148,10 @@ pub fn check_refusal(
 
 /// Checks the node groups a failure reason states ("3 nodes: network=http
 /// not accepted ...") against the network: each policy or engine group
-/// must count no more nodes than truly refuse for that reason. Capacity and
-/// silence are moments, not properties, and are not checked here (each
-/// capacity refusal was checked when it was sent).
+/// must count no more nodes than truly refuse for that reason. Busy nodes
+/// (slots, resources, a requester's share) and silence are moments, not
+/// properties, and are not checked here (each such refusal was checked
+/// when it was sent).
 pub fn check_failure_reason(
     nodes: &[NodePlan],
     spec: &JobSpec,
@@ -197,7 +198,11 @@ pub fn check_failure_reason(
         else {
             continue;
         };
-        if text == "no free slot" || text.starts_with("did not answer") || text.ends_with("...") {
+        // Busy nodes (passing refusals) and silence are moments.
+        let moment = text == "no free slot"
+            || text == "its share of the slots taken while others' jobs wait"
+            || (text.starts_with("not enough ") && text.ends_with(" free (held by running jobs)"));
+        if moment || text.starts_with("did not answer") || text.ends_with("...") {
             continue;
         }
         let actual = actual.get_or_insert_with(|| refusals_by_text(nodes, spec));

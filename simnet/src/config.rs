@@ -47,6 +47,11 @@ pub struct SimConfig {
     /// The run stops with an error after this many events (a run that does
     /// not settle).
     pub max_events: u64,
+    /// A flood: node 0 submits this many times the network's slots in extra
+    /// jobs (network `none`, no inputs) over the submit window, beside the
+    /// mix. 0: none. The report gives the other requesters' jobs apart, to
+    /// show what one requester's flood costs them (R-PLC-2).
+    pub flood: f64,
 }
 
 impl Default for SimConfig {
@@ -122,6 +127,13 @@ impl SimConfig {
         let bad = |what: String| Err(ScenarioError(what));
         if self.nodes == 0 {
             return bad("nodes: a network needs at least 1 node".to_owned());
+        }
+        if !(0.0..=100.0).contains(&self.flood) {
+            return bad(format!(
+                "flood is {}: write how many times the network's slots node 0 submits, \
+                 from 0 to 100",
+                self.flood
+            ));
         }
         let p = &self.population;
         let m = &self.mix;
@@ -237,6 +249,7 @@ impl SimConfig {
             faulty_nodes: Vec::new(),
             faulty_fetch_nodes: Vec::new(),
             max_events: 2_000_000_000,
+            flood: 0.0,
         }
     }
 }

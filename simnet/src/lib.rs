@@ -45,6 +45,7 @@
 //! seed = 7                      # --seed overrides it
 //! churn = 0.1                   # share of nodes that crash once, then restart
 //! downtime_ms = [5_000, 30_000]
+//! flood = 0.0                   # node 0 adds this many times the slots in jobs
 //! [link]                        # base_ms, jitter_ms, loss, regions, cross_region_ms
 //! loss = 0.01
 //! [[partitions]]                # repeatable

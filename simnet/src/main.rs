@@ -141,6 +141,11 @@ struct Scenario {
     /// Copies of each input on other nodes, drawn at random [default: 0].
     #[arg(long, value_name = "K")]
     replicas: Option<u32>,
+    /// Node 0 floods: it submits this many times the network's slots in
+    /// extra jobs over the window; the report gives the other requesters'
+    /// jobs apart [default: 0].
+    #[arg(long, value_name = "X")]
+    flood: Option<f64>,
     /// Nodes that ignore their policy (shows that the checker catches them).
     #[arg(long, value_delimiter = ',')]
     faulty: Vec<usize>,
@@ -216,6 +221,9 @@ impl Scenario {
         if let Some(v) = self.replicas {
             c.mix.replicas = v;
         }
+        if let Some(v) = self.flood {
+            c.flood = v;
+        }
         if !self.faulty.is_empty() {
             c.faulty_nodes = self.faulty.clone();
         }
@@ -238,7 +246,7 @@ impl Scenario {
                 f.join(",")
             })
         };
-        let flags: [(&str, Option<String>); 17] = [
+        let flags: [(&str, Option<String>); 18] = [
             ("nodes", self.nodes.map(|v| v.to_string())),
             ("jobs", self.jobs.map(|v| v.to_string())),
             ("churn", self.churn.map(|v| v.to_string())),
@@ -257,6 +265,7 @@ impl Scenario {
             ("exec-failure", self.exec_failure.map(|v| v.to_string())),
             ("input-share", self.input_share.map(|v| v.to_string())),
             ("replicas", self.replicas.map(|v| v.to_string())),
+            ("flood", self.flood.map(|v| v.to_string())),
             ("faulty", list(&self.faulty)),
             ("faulty-fetch", list(&self.faulty_fetch)),
         ];

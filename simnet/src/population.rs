@@ -63,6 +63,8 @@ pub struct JobPlan {
     pub spec: Arc<JobSpec>,
     /// Its CID inputs, in the job's order (empty for most jobs).
     pub inputs: Vec<InputPlan>,
+    /// One of the flood's jobs ([`SimConfig::flood`]).
+    pub flood: bool,
 }
 
 /// The node ids of a run: node `i`'s key is derived from `i` alone, so ids
@@ -116,7 +118,7 @@ pub fn draw_nodes(config: &SimConfig, rng: &mut SimRng) -> Vec<NodePlan> {
 }
 
 /// Draws the jobs, sorted by submission time.
-pub fn draw_jobs(config: &SimConfig, rng: &mut SimRng) -> Vec<JobPlan> {
+pub fn draw_jobs(config: &SimConfig, nodes: &[NodePlan], rng: &mut SimRng) -> Vec<JobPlan> {
     let m = &config.mix;
     let mut jobs: Vec<JobPlan> = (0..config.jobs)
         .map(|j| {
@@ -148,11 +150,44 @@ pub fn draw_jobs(config: &SimConfig, rng: &mut SimRng) -> Vec<JobPlan> {
                 by,
                 spec: Arc::new(spec),
                 inputs,
+                flood: false,
             }
         })
         .collect();
+    jobs.extend(draw_flood(config, nodes, rng));
     jobs.sort_by_key(|j| j.at_ms);
     jobs
+}
+
+/// The flood's jobs ([`SimConfig::flood`]): node 0 submits that many times
+/// the network's slots, one-execution jobs without network or inputs, over
+/// the submit window.
+fn draw_flood(config: &SimConfig, nodes: &[NodePlan], rng: &mut SimRng) -> Vec<JobPlan> {
+    let slots: u64 = nodes.iter().map(|n| u64::from(n.capacity)).sum();
+    let count = (config.flood * slots as f64).round() as usize;
+    let m = &config.mix;
+    (0..count)
+        .map(|k| {
+            let at_ms = rng.range(0, config.submit_window_ms);
+            let wasm = rng.chance(m.wasm_share);
+            let spec = job_spec(
+                config.jobs + k,
+                wasm,
+                NetworkMode::None,
+                &[],
+                1,
+                (m.execution_timeout_s, m.queue_timeout_s),
+                &[],
+            );
+            JobPlan {
+                at_ms,
+                by: 0,
+                spec: Arc::new(spec),
+                inputs: Vec::new(),
+                flood: true,
+            }
+        })
+        .collect()
 }
 
 /// Job `j`'s CID inputs, if it has any: sizes log-uniform, replicas on
@@ -263,8 +298,8 @@ mod tests {
     fn jobs_name_their_inputs_as_cid_sources() {
         let c = config_with_inputs(1);
         let mut rng = SimRng::new(c.seed);
-        let _ = draw_nodes(&c, &mut rng);
-        let jobs = draw_jobs(&c, &mut rng);
+        let nodes = draw_nodes(&c, &mut rng);
+        let jobs = draw_jobs(&c, &nodes, &mut rng);
         let with = jobs.iter().filter(|j| !j.inputs.is_empty()).count();
         assert!(
             (70..=130).contains(&with),
@@ -296,7 +331,7 @@ mod tests {
         let c = config_with_inputs(2);
         let mut rng = SimRng::new(c.seed);
         let nodes = draw_nodes(&c, &mut rng);
-        let jobs = draw_jobs(&c, &mut rng);
+        let jobs = draw_jobs(&c, &nodes, &mut rng);
         let computes: Vec<Compute> = nodes
             .iter()
             .map(|n| {

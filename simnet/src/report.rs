@@ -42,7 +42,7 @@ pub struct Percentiles {
 
 impl Percentiles {
     /// Nearest-rank percentiles of a sorted sample.
-    fn of(sorted: &[u64]) -> Percentiles {
+    pub(crate) fn of(sorted: &[u64]) -> Percentiles {
         let at = |q: f64| -> u64 {
             if sorted.is_empty() {
                 return 0;
@@ -137,6 +137,25 @@ pub struct Report {
     pub node_messages: Vec<u64>,
     /// One failure detail per cause, as an example.
     pub failure_examples: BTreeMap<FailureCause, String>,
+    /// The jobs of the requesters other than node 0 (the flooder, with a
+    /// flood), and the flood's own.
+    pub by_requester: RequesterFigures,
+}
+
+/// Jobs of requesters other than node 0 apart from node 0's and the flood's
+/// ([`SimConfig::flood`]): what one requester's flood costs the others.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct RequesterFigures {
+    /// Jobs submitted by other nodes than node 0.
+    pub others_jobs: u64,
+    /// ... of which completed.
+    pub others_completed: u64,
+    /// Their submit -> completed latency, simulated.
+    pub others_latency_ms: Percentiles,
+    /// The flood's jobs.
+    pub flood_jobs: u64,
+    /// ... of which completed.
+    pub flood_completed: u64,
 }
 
 impl Report {
@@ -154,6 +173,7 @@ impl Report {
         inputs: &InputStats,
         execution_failures: &BTreeMap<FailureCause, u64>,
         trace_hash: String,
+        by_requester: RequesterFigures,
     ) -> Report {
         latencies.sort_unstable();
         award_latencies.sort_unstable();
@@ -205,6 +225,7 @@ impl Report {
             latencies_ms: latencies,
             node_messages: traffic.iter().map(|t| t.messages).collect(),
             failure_examples,
+            by_requester,
         }
     }
 }
@@ -297,6 +318,20 @@ impl fmt::Display for Report {
             "  latency submit -> first award (simulated): p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
             a.p50, a.p90, a.p99, a.max
         )?;
+        let r = &self.by_requester;
+        let o = r.others_latency_ms;
+        writeln!(
+            f,
+            "  jobs of requesters other than node 0: {} of {} completed; latency p50 {} ms, p90 {} ms, p99 {} ms, max {} ms",
+            r.others_completed, r.others_jobs, o.p50, o.p90, o.p99, o.max
+        )?;
+        if r.flood_jobs > 0 {
+            writeln!(
+                f,
+                "  flood (node 0, {}x the network's slots): {} of {} completed",
+                self.config.flood, r.flood_completed, r.flood_jobs
+            )?;
+        }
         for (cause, n) in &self.failures_by_cause {
             writeln!(f, "  failed, {cause}: {n}")?;
             if let Some(example) = self.failure_examples.get(cause) {

@@ -213,7 +213,7 @@ impl Sim {
     pub fn new(config: SimConfig) -> Sim {
         let mut rng = SimRng::new(config.seed);
         let nodes = population::draw_nodes(&config, &mut rng);
-        let jobs = population::draw_jobs(&config, &mut rng);
+        let jobs = population::draw_jobs(&config, &nodes, &mut rng);
         let ids: Vec<NodeId> = nodes.iter().map(|n| n.id).collect();
         let index = ids
             .iter()
@@ -962,7 +962,20 @@ impl Sim {
         let mut award_latencies = Vec::new();
         let mut outcomes = Vec::with_capacity(self.tracks.len());
         let mut bids = Vec::with_capacity(self.tracks.len());
-        for track in &self.tracks {
+        let mut by_requester = crate::report::RequesterFigures::default();
+        let mut others_latencies = Vec::new();
+        for (plan, track) in self.jobs.iter().zip(&self.tracks) {
+            let completed = matches!(track.outcome, Some(JobOutcome::Completed));
+            if plan.flood {
+                by_requester.flood_jobs += 1;
+                by_requester.flood_completed += u64::from(completed);
+            } else if track.submitted.is_some_and(|(node, _)| node != 0) {
+                by_requester.others_jobs += 1;
+                by_requester.others_completed += u64::from(completed);
+                if let (true, Some(end)) = (completed, track.ended_at_ms) {
+                    others_latencies.push(end - track.submitted_at_ms);
+                }
+            }
             if let (Some(end), Some(JobOutcome::Completed)) = (track.ended_at_ms, &track.outcome) {
                 latencies.push(end - track.submitted_at_ms);
             }
@@ -976,6 +989,8 @@ impl Sim {
             }
             outcomes.push(track.outcome.clone().unwrap_or(JobOutcome::Cancelled));
         }
+        others_latencies.sort_unstable();
+        by_requester.others_latency_ms = crate::report::Percentiles::of(&others_latencies);
         Report::new(
             &self.config,
             latencies,
@@ -989,6 +1004,7 @@ impl Sim {
             &self.inputs,
             &self.execution_failures,
             self.trace.digest(),
+            by_requester,
         )
     }
 }

@@ -93,6 +93,48 @@ fn a_healthy_network_completes_every_job() {
     assert_eq!(report.inputs.unreachable, 0, "seed {seed}: {report}");
 }
 
+/// Issue 15 (R-PLC-2): node 0 submits 5 times the network's slots on top
+/// of the mix. The invariants hold (busy refusals, the requester's share
+/// among them, are checked as they are sent), the flood's jobs are counted
+/// apart, and the other requesters' jobs complete about as they do without
+/// the flood.
+#[test]
+fn a_flood_from_one_requester_leaves_the_others_their_share() {
+    let seed = 7;
+    let config = |flood: f64| {
+        let mut c = SimConfig::new(20, 60, seed);
+        c.mix.input_share = 0.0;
+        c.submit_window_ms = 20_000;
+        c.flood = flood;
+        c
+    };
+    let calm = run_ok(config(0.0));
+    let flooded = run_ok(config(5.0));
+    eprintln!("{flooded}");
+    let slots = flooded.by_requester.flood_jobs as f64 / 5.0;
+    assert!(slots >= 20.0, "seed {seed}: {slots} slots");
+    assert_eq!(calm.by_requester.flood_jobs, 0);
+    let (c, f) = (&calm.by_requester, &flooded.by_requester);
+    assert_eq!(
+        c.others_jobs, f.others_jobs,
+        "the same jobs beside the flood"
+    );
+    assert!(
+        f.others_completed + 2 >= c.others_completed,
+        "seed {seed}: others completed {} with the flood, {} without",
+        f.others_completed,
+        c.others_completed
+    );
+    assert!(
+        f.others_latency_ms.p99 <= 2 * c.others_latency_ms.p99,
+        "seed {seed}: others' p99 {} ms with the flood, {} ms without",
+        f.others_latency_ms.p99,
+        c.others_latency_ms.p99
+    );
+    // The flood ran as far as the slots allowed, and no further.
+    assert!(f.flood_completed > 0 && f.flood_completed < f.flood_jobs);
+}
+
 /// R-SIM-1 (a seeded, reproducible schedule): the same seed gives the same
 /// trace; another seed another one.
 #[test]

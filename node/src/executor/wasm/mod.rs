@@ -355,8 +355,9 @@ struct GuestState {
 /// Stops a guest past its CPU allowance: the CPU time of the thread it runs
 /// on, read at each epoch tick. The guest's thread runs nothing else (a
 /// blocking thread for a module, a thread with its own runtime for a
-/// component), so its clock is the guest's own use, its host calls
-/// included.
+/// component), so its clock is the guest's own use, with the host calls
+/// made on it (a component's file reads and writes run on its runtime's
+/// blocking threads and are not counted).
 struct CpuMeter {
     allowance: Option<Duration>,
     started: Duration,

@@ -260,6 +260,30 @@ fn a_backlog_is_bid_on_oldest_first_as_slots_free() {
     assert_eq!(c.waiting.len(), MAX_WAITING - 3 + 1);
 }
 
+// R-SEC-5: the jobs a node remembers for late bids are bounded in bytes
+// too: a peer's large announcements cannot make it hold more than 16 MiB.
+#[test]
+fn the_backlog_is_bounded_in_bytes() {
+    let mut c = compute(policy(NoNet, None), 1);
+    c.handle(0, ComputeInput::Announce(job(NoNet, &[])));
+    let big = |at: u64| {
+        let mut s = spec("docker", NoNet, &[], 1);
+        s.tasks[0].env.insert("PAD".into(), "x".repeat(512 << 10));
+        announce_of(s, at)
+    };
+    for at in 0..40 {
+        c.handle(at, ComputeInput::Announce(big(10 + at)));
+    }
+    let refusals = drain(&mut c).len();
+    assert_eq!(refusals, 41, "one bid and 40 refusals");
+    assert!(c.waiting.bytes <= MAX_WAITING_BYTES, "{}", c.waiting.bytes);
+    assert!(
+        (28..=32).contains(&c.waiting.len()),
+        "{} of 40 half-MiB announcements kept",
+        c.waiting.len()
+    );
+}
+
 #[test]
 fn an_announcement_is_answered_once() {
     let mut c = compute(policy(NoNet, None), 2);

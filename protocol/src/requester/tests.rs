@@ -910,6 +910,34 @@ fn stored_failures_without_a_cause_still_load() {
     assert_eq!(serde_json::from_str::<JobState>(&json).unwrap(), now);
 }
 
+// R-OPS-2: a job stored before the backlog timeout existed loads, and
+// waits as long as it did then (its queue timeout), busy nodes or not.
+#[test]
+fn records_from_before_the_backlog_timeout_still_load() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    refuse(
+        &mut r,
+        id,
+        1,
+        RefuseReason::NoCapacity {
+            running: 1,
+            capacity: 1,
+        },
+    );
+    let mut stored = serde_json::to_value(r.job(&id).unwrap()).unwrap();
+    let fields = stored.as_object_mut().unwrap();
+    assert!(fields.remove("backlog_timeout_ms").is_some());
+    assert!(fields.remove("busy_refusals").is_some());
+    let old: JobRecord = serde_json::from_value(stored).unwrap();
+    assert_eq!((old.backlog_timeout_ms, old.busy_refusals), (0, 0));
+    assert_eq!(old.wait_limit_ms(), 10_000);
+    let mut restarted = requester(1);
+    restarted.restore(5_000, old);
+    restarted.handle_timeout(10_000);
+    assert!(matches!(state(&restarted, id), JobState::Failed { .. }));
+}
+
 // R-POL-3: a node whose info says it is full is explained as busy.
 #[test]
 fn r_pol_3_full_nodes_are_explained_as_busy() {

@@ -428,6 +428,30 @@ fn sweep_lists_failing_seeds() {
 }
 
 #[test]
+fn a_flood_out_of_range_is_refused_with_what_to_write() {
+    for bad in [-1.0, 101.0, f64::NAN] {
+        let mut c = SimConfig::new(10, 10, 1);
+        c.flood = bad;
+        let e = c.validate().expect_err("refused").to_string();
+        assert!(
+            e.contains("flood") && e.contains("from 0 to 100"),
+            "{bad}: {e}"
+        );
+    }
+    let e = SimConfig::from_toml("flood = -2.0")
+        .expect_err("refused")
+        .to_string();
+    assert!(e.contains("flood"), "{e}");
+    let status = Command::new(env!("CARGO_BIN_EXE_simnet"))
+        .args(["run", "--nodes", "5", "--jobs", "5", "--flood", "500"])
+        .output()
+        .unwrap();
+    assert!(!status.status.success());
+    let stderr = String::from_utf8_lossy(&status.stderr);
+    assert!(stderr.contains("from 0 to 100"), "{stderr}");
+}
+
+#[test]
 fn partitions_parse_and_refuse_nonsense() {
     let p = Partition::parse("0.3@10000-40000").unwrap();
     assert_eq!((p.share, p.from_ms, p.until_ms), (0.3, 10_000, 40_000));

@@ -72,6 +72,14 @@ fn bid(r: &mut Requester, now: u64, job_id: JobId, n: u8, running_jobs: u32) {
     );
 }
 
+/// A node with `slots` slots, all taken.
+fn busy(slots: u32) -> RefuseReason {
+    RefuseReason::NoCapacity {
+        running: slots,
+        capacity: slots,
+    }
+}
+
 fn refuse(r: &mut Requester, job_id: JobId, n: u8, reason: RefuseReason) {
     r.handle(
         0,
@@ -249,15 +257,7 @@ fn stale_spares_are_not_awarded() {
 fn a_node_that_refused_and_then_bids_is_not_counted_as_refusing() {
     let mut r = requester(1);
     let id = submit(&mut r, 1);
-    refuse(
-        &mut r,
-        id,
-        1,
-        RefuseReason::NoCapacity {
-            running: 1,
-            capacity: 1,
-        },
-    );
+    refuse(&mut r, id, 1, busy(1));
     bid(&mut r, 5, id, 1, 0);
     assert!(r.job(&id).unwrap().refusals.is_empty());
 }
@@ -568,11 +568,7 @@ fn a_job_refused_by_busy_nodes_is_queued_until_a_slot_frees() {
     let mut r = requester(1);
     let id = submit(&mut r, 1);
     for n in [1, 2] {
-        let busy = RefuseReason::NoCapacity {
-            running: 16,
-            capacity: 16,
-        };
-        refuse(&mut r, id, n, busy);
+        refuse(&mut r, id, n, busy(16));
     }
     let mut publishes_seen = 0;
     let mut t = 0;
@@ -619,11 +615,7 @@ fn the_spec_queue_timeout_caps_the_wait_behind_busy_nodes() {
     s.tasks[0].timeouts.queue_timeout = Some(30);
     let id = r.submit(0, s, 1_000, vec![]).unwrap();
     drain(&mut r);
-    let busy = RefuseReason::NoCapacity {
-        running: 1,
-        capacity: 1,
-    };
-    refuse(&mut r, id, 1, busy);
+    refuse(&mut r, id, 1, busy(1));
     r.handle_timeout(29_999);
     assert_eq!(state(&r, id), JobState::Bidding);
     r.handle_timeout(30_000);
@@ -916,15 +908,7 @@ fn stored_failures_without_a_cause_still_load() {
 fn records_from_before_the_backlog_timeout_still_load() {
     let mut r = requester(1);
     let id = submit(&mut r, 1);
-    refuse(
-        &mut r,
-        id,
-        1,
-        RefuseReason::NoCapacity {
-            running: 1,
-            capacity: 1,
-        },
-    );
+    refuse(&mut r, id, 1, busy(1));
     let mut stored = serde_json::to_value(r.job(&id).unwrap()).unwrap();
     let fields = stored.as_object_mut().unwrap();
     assert!(fields.remove("backlog_timeout_ms").is_some());

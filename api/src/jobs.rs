@@ -271,6 +271,8 @@ mod tests {
                 submitted_at_ms: 7,
                 providers: vec![DATA_ADDR.into()],
                 draw_ppm: Some(500_000),
+                input_bytes: Some(1 << 20),
+                source_bps: Some(100_000_000),
             },
             state,
             executions: vec![
@@ -297,6 +299,8 @@ mod tests {
                 running_jobs: 1,
                 received_at_ms: 50,
                 tiebreak: 3,
+                fetch_ms: Some(1_200),
+                held_bytes: 4096,
             }],
             refusals: BTreeMap::from([(node_id(7), RefuseReason::EmptyAllowlist)]),
             more_refusals: BTreeMap::from([("no capacity".to_string(), 2)]),

@@ -25,7 +25,7 @@
 //! )?;
 //! let announce = Announce::new(spec, requester, 1_700_000_000_000, vec![])?;
 //! let job_id = announce.job_id;
-//! compute.handle(0, ComputeInput::Announce(announce));
+//! compute.handle(0, ComputeInput::announce(announce));
 //! assert!(matches!(
 //!     compute.poll_output(),
 //!     Some(ComputeOutput::Send { msg: ToRequester::Bid(_), .. })
@@ -54,6 +54,15 @@
 //!   saying why ([`RefuseReason`]). A bid stays open for
 //!   [`ComputeConfig::bid_ttl_ms`] and holds a slot and the task's
 //!   resources meanwhile.
+//! - **Inputs.** When the announcement gives the job's input size
+//!   ([`Announce::input_bytes`]), the node estimates how long fetching the
+//!   bytes it does not hold would take, at the slower of its own download
+//!   rate and the rate the requester serves at ([`crate::link`]), and
+//!   refuses a job it could not fetch within the job's `ExecutionTimeout`
+//!   ([`RefuseReason::InputsTooSlow`], lasting, R-PLC-1). Its bid says what
+//!   it holds and its estimate, for the requester's pick (R-POL-4). A node
+//!   that holds all of a job's inputs answers even when the draw does not
+//!   ask it: it is where the job runs best.
 //! - **Fair shares.** While another requester's job waits here for a slot,
 //!   a requester whose jobs hold their share of the slots
 //!   ([`ComputeConfig::requester_share_percent`], at least one) gets no
@@ -89,6 +98,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::id::{ExecutionId, JobId, NodeId};
 use crate::job::{JobSpec, Resources};
+use crate::link::{LinkRates, Transfer};
 use crate::messages::{Announce, Award, Bid, Cancel, Decline, Outcome, Refuse, ResultMsg};
 use crate::policy::{AcceptancePolicy, Decision, RefuseReason};
 use crate::resources::{Held, Misfit};
@@ -139,6 +149,13 @@ pub struct ComputeConfig {
     /// Where this node serves the results it publishes (its store's
     /// addresses), named in every [`ResultMsg`]. Default: none.
     pub result_providers: Vec<String>,
+    /// The `ExecutionTimeout` of a job that sets none, as the node's
+    /// executors apply it: the fetch of its inputs counts in it. Default
+    /// 10 min.
+    pub execution_timeout_ms: u64,
+    /// What the operator says the node's link does, bits per second
+    /// (`--link`): the start of its rate estimates. Default: unknown.
+    pub link: LinkRates,
     /// Seeds the node's random choices. The rules above make none yet; the
     /// seed is here so that a simulation seeds every machine the same way.
     pub seed: u64,
@@ -165,16 +182,29 @@ impl ComputeConfig {
             local_images: None,
             local_inputs: Vec::new(),
             publish_dirs: Vec::new(),
+            execution_timeout_ms: DEFAULT_EXECUTION_TIMEOUT_MS,
+            link: LinkRates::default(),
             seed,
         }
     }
 }
 
+/// The `ExecutionTimeout` of a job that sets none: 10 min.
+pub const DEFAULT_EXECUTION_TIMEOUT_MS: u64 = 10 * 60 * 1000;
+
 /// What happened, for the compute node to act on ([`Compute::handle`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ComputeInput {
     /// A verified job announcement (its signer is its requester).
-    Announce(Announce),
+    Announce {
+        /// The announcement.
+        announce: Announce,
+        /// Bytes of the job's CID inputs the node already holds, as its
+        /// driver found in its store.
+        held_bytes: u64,
+    },
+    /// The node finished moving blobs: a sample for its rate estimates.
+    Transferred(Transfer),
     /// A verified award, and its signer.
     Award {
         /// The signer.
@@ -345,6 +375,16 @@ struct Entry {
     asked: Resources,
 }
 
+impl ComputeInput {
+    /// An announcement of a job none of whose inputs the node holds.
+    pub fn announce(announce: Announce) -> ComputeInput {
+        ComputeInput::Announce {
+            announce,
+            held_bytes: 0,
+        }
+    }
+}
+
 /// The compute state machine. See the [module docs](self).
 #[derive(Debug)]
 pub struct Compute {
@@ -361,6 +401,8 @@ pub struct Compute {
     held: Holds,
     /// Jobs refused for want of a slot, oldest first.
     waiting: Waiting,
+    /// How fast the node's link moves blobs.
+    link: LinkRates,
     outputs: VecDeque<ComputeOutput>,
 }
 
@@ -378,6 +420,7 @@ impl Compute {
     /// A compute node with nothing running.
     pub fn new(config: ComputeConfig) -> Compute {
         Compute {
+            link: config.link.clone(),
             config,
             jobs: BTreeMap::new(),
             order: VecDeque::new(),
@@ -388,6 +431,11 @@ impl Compute {
             waiting: Waiting::default(),
             outputs: VecDeque::new(),
         }
+    }
+
+    /// The node's link rates, as far as it knows them.
+    pub fn link(&self) -> &LinkRates {
+        &self.link
     }
 
     /// The configuration as it is now (policy, engines, capacity included).
@@ -523,7 +571,11 @@ impl Compute {
     /// Feeds one input.
     pub fn handle(&mut self, now_ms: u64, input: ComputeInput) {
         match input {
-            ComputeInput::Announce(announce) => self.on_announce(now_ms, announce),
+            ComputeInput::Announce {
+                announce,
+                held_bytes,
+            } => self.on_announce(now_ms, announce, held_bytes),
+            ComputeInput::Transferred(transfer) => self.link.record(transfer),
             ComputeInput::Award { from, award } => self.on_award(from, award),
             ComputeInput::Cancel { from, cancel } => self.on_cancel(from, cancel),
             ComputeInput::ExecutionFinished {
@@ -564,8 +616,8 @@ impl Compute {
         self.expiries.first().map(|(at, _)| *at)
     }
 
-    fn on_announce(&mut self, now_ms: u64, announce: Announce) {
-        if !announce.draws(&self.config.node) {
+    fn on_announce(&mut self, now_ms: u64, announce: Announce, held_bytes: u64) {
+        if !announce.draws(&self.config.node) && !announce.all_held(held_bytes) {
             // Not drawn: other nodes answer. A wider re-announcement may
             // draw this one.
             return;
@@ -587,13 +639,22 @@ impl Compute {
             },
             refused => refused,
         };
+        // A job the node could never fetch in time is refused as such, not
+        // as busy: that refusal lasts.
+        let (decision, fetch) = match (decision, self.fetch_estimate(&announce, held_bytes)) {
+            (Decision::Refuse(reason), _) if !reason.is_passing() => {
+                (Decision::Refuse(reason), None)
+            }
+            (_, Err(too_slow)) => (Decision::Refuse(too_slow), None),
+            (decision, Ok(fetch_ms)) => (decision, fetch_ms),
+        };
         if let Decision::Refuse(reason) = &decision
             && reason.is_passing()
         {
-            self.wait_for_slot(now_ms, &announce);
+            self.wait_for_slot(now_ms, &announce, held_bytes);
         }
         let slot = match decision {
-            Decision::Bid => self.open_bid(now_ms, announce),
+            Decision::Bid => self.open_bid(now_ms, announce, held_bytes, fetch),
             Decision::Refuse(reason) => {
                 if !first {
                     // Answered once already, and the answer stands.
@@ -761,8 +822,53 @@ impl Compute {
     }
 
     /// Frees the slot of the job's open bid.
+    /// R-PLC-1: how long fetching the job's inputs this node lacks would
+    /// take, in ms (`None`: the size or the rate is unknown), or the
+    /// refusal when that is longer than the job's `ExecutionTimeout`.
+    fn fetch_estimate(
+        &self,
+        announce: &Announce,
+        held_bytes: u64,
+    ) -> Result<Option<u64>, RefuseReason> {
+        let Some(total) = announce.input_bytes else {
+            return Ok(None);
+        };
+        let bytes = total.saturating_sub(held_bytes);
+        if bytes == 0 {
+            return Ok(Some(0));
+        }
+        let Some(bps) = [self.link.down.bps(), announce.source_bps]
+            .into_iter()
+            .flatten()
+            .min()
+        else {
+            return Ok(None);
+        };
+        let fetch_ms = crate::link::transfer_ms(bytes, bps);
+        let timeout_ms = announce
+            .spec
+            .task()
+            .timeouts
+            .execution_ms_or(self.config.execution_timeout_ms);
+        if fetch_ms > timeout_ms {
+            return Err(RefuseReason::InputsTooSlow {
+                bytes,
+                bps,
+                fetch_ms,
+                timeout_ms,
+            });
+        }
+        Ok(Some(fetch_ms))
+    }
+
     /// Bids on `announce`, holding a slot until the award or the bid's TTL.
-    fn open_bid(&mut self, now_ms: u64, announce: Announce) -> Slot {
+    fn open_bid(
+        &mut self,
+        now_ms: u64,
+        announce: Announce,
+        held_bytes: u64,
+        fetch_ms: Option<u64>,
+    ) -> Slot {
         let job_id = announce.job_id;
         let expires_at_ms = now_ms.saturating_add(self.config.bid_ttl_ms);
         self.expiries.insert((expires_at_ms, job_id));
@@ -775,6 +881,8 @@ impl Compute {
                 job_id,
                 bidder: self.config.node,
                 running_jobs: self.running,
+                held_bytes,
+                fetch_ms,
             }),
         );
         self.event(job_id, ComputeEvent::BidSent);
@@ -786,8 +894,8 @@ impl Compute {
 
     /// Remembers a job refused for want of a slot, to bid on it when one
     /// frees up ([`Compute::offer_free_slots`]).
-    fn wait_for_slot(&mut self, now_ms: u64, announce: &Announce) {
-        self.waiting.push(now_ms, announce);
+    fn wait_for_slot(&mut self, now_ms: u64, announce: &Announce, held_bytes: u64) {
+        self.waiting.push(now_ms, announce, held_bytes);
     }
 
     /// A slot is free and jobs were refused for want of one: bid on the
@@ -807,14 +915,21 @@ impl Compute {
         let mut i = 0;
         // Until the slots are full: what is left waits for the next one.
         while i < self.waiting.len() && self.running + self.open_bids < self.config.capacity {
-            let announce = &self.waiting.get(i).announce;
+            let waiting = self.waiting.get(i);
+            let (announce, held_bytes) = (&waiting.announce, waiting.held_bytes);
             let (job_id, requester) = (announce.job_id, announce.requester);
+            // The rates may have been learnt since; a job the node can no
+            // longer fetch in time is left to others.
+            let Ok(fetch_ms) = self.fetch_estimate(announce, held_bytes) else {
+                self.waiting.remove(i);
+                continue;
+            };
             match self.decide(&announce.spec) {
                 // Oldest first, except a requester over its share while
                 // others wait (R-PLC-2).
                 Decision::Bid if self.over_share(&requester).is_none() => {
                     if let Some(announce) = self.waiting.remove(i) {
-                        let slot = self.open_bid(now_ms, *announce);
+                        let slot = self.open_bid(now_ms, *announce, held_bytes, fetch_ms);
                         self.set_slot(job_id, slot);
                     }
                 }
@@ -949,13 +1064,15 @@ struct WaitingJob {
     refused_at_ms: u64,
     bytes: usize,
     announce: Box<Announce>,
+    /// The job's input bytes the node holds.
+    held_bytes: u64,
 }
 
 impl Waiting {
     /// Remembers `announce` unless it is remembered already or the list is
     /// full. The oldest are kept: a job not remembered is decided again
     /// when its requester re-announces it.
-    fn push(&mut self, now_ms: u64, announce: &Announce) {
+    fn push(&mut self, now_ms: u64, announce: &Announce, held_bytes: u64) {
         if self.iter().any(|a| a.job_id == announce.job_id) {
             return;
         }
@@ -969,6 +1086,7 @@ impl Waiting {
             refused_at_ms: now_ms,
             bytes,
             announce: Box::new(announce.clone()),
+            held_bytes,
         });
     }
 

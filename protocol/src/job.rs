@@ -345,6 +345,14 @@ impl Timeouts {
     fn is_empty(&self) -> bool {
         *self == Timeouts::default()
     }
+
+    /// The execution timeout in ms: the task's, or `default_ms` when it
+    /// sets none (or 0).
+    pub fn execution_ms_or(&self, default_ms: u64) -> u64 {
+        self.execution_timeout
+            .filter(|s| *s > 0)
+            .map_or(default_ms, |s| s.saturating_mul(1000))
+    }
 }
 
 /// A job's network mode (R-NET-1..R-NET-3), also what a node accepts (R-POL-1).

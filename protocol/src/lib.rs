@@ -92,6 +92,7 @@ pub mod domain;
 pub mod failure;
 pub mod id;
 pub mod job;
+pub mod link;
 pub mod messages;
 pub mod node;
 pub mod policy;

@@ -42,7 +42,7 @@
 //! # let job_id: JobId = "bafyr4ibqircjzxxtlmpihl2tvww3el3gfnrox45fcjj33ss6ztir7aonpi".parse()?;
 //!
 //! let compute = NodeKey::from_secret_bytes([2; 32]);
-//! let bid = Bid { job_id, bidder: compute.node_id(), running_jobs: 0 };
+//! let bid = Bid { job_id, bidder: compute.node_id(), running_jobs: 0, held_bytes: 0, fetch_ms: None };
 //! let bytes = Direct::from(bid.sign(&compute)?).encode()?;
 //!
 //! // The requester's side.

@@ -42,11 +42,12 @@ use crate::compute::{
 use crate::failure::{Failure, FailureCause};
 use crate::id::{ExecutionId, JobId, NodeId};
 use crate::job::JobSpec;
+use crate::link::Transfer;
 use crate::messages::{Announce, DirectMessage, NodeInfo, Outcome, ResultMsg};
 use crate::policy::AcceptancePolicy;
 use crate::requester::{
     CancelError, ExecutionState, JobRecord, Requester, RequesterConfig, RequesterEvent,
-    RequesterInput, RequesterOutput, SubmitError, ToCompute,
+    RequesterInput, RequesterOutput, Sources, SubmitError, ToCompute,
 };
 
 /// How a [`Node`] behaves: its two machines' settings and its own.
@@ -109,7 +110,15 @@ impl NodeConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeInput {
     /// A job announcement heard over gossip.
-    Announce(Announce),
+    Announce {
+        /// The announcement.
+        announce: Announce,
+        /// Bytes of the job's CID inputs this node's store holds.
+        held_bytes: u64,
+    },
+    /// The node finished fetching or serving blobs: a sample for its link
+    /// rate estimates ([`crate::link`]).
+    Transferred(Transfer),
     /// A node info heard over gossip.
     NodeInfo { from: NodeId, info: NodeInfo },
     /// A direct message.
@@ -139,6 +148,16 @@ pub enum NodeInput {
     NetworkSize(u64),
     /// The driver let go of what it knew of a peer.
     ForgetNode(NodeId),
+}
+
+impl NodeInput {
+    /// An announcement of a job none of whose inputs this node holds.
+    pub fn announce(announce: Announce) -> NodeInput {
+        NodeInput::Announce {
+            announce,
+            held_bytes: 0,
+        }
+    }
 }
 
 /// A message this node sends to another.
@@ -338,9 +357,30 @@ impl Node {
         submitted_at_ms: u64,
         providers: Vec<String>,
     ) -> Result<JobId, SubmitError> {
+        self.submit_holding(now_ms, spec, submitted_at_ms, providers, None)
+    }
+
+    /// [`Node::submit`] of a job whose CID inputs this node's store holds,
+    /// `input_bytes` of them (`None`: not all, or it does not know): the
+    /// announcement says so, with the rate this node serves at, so compute
+    /// nodes can tell whether they would fetch the inputs in time
+    /// (R-PLC-1).
+    pub fn submit_holding(
+        &mut self,
+        now_ms: u64,
+        spec: JobSpec,
+        submitted_at_ms: u64,
+        providers: Vec<String>,
+        input_bytes: Option<u64>,
+    ) -> Result<JobId, SubmitError> {
+        let sources = Sources {
+            providers,
+            input_bytes,
+            source_bps: self.compute.link().up.bps(),
+        };
         let id = self
             .requester
-            .submit(now_ms, spec, submitted_at_ms, providers)?;
+            .submit_with(now_ms, spec, submitted_at_ms, sources)?;
         self.route(now_ms);
         Ok(id)
     }
@@ -355,9 +395,21 @@ impl Node {
     pub fn handle(&mut self, now_ms: u64, input: NodeInput) {
         self.arm_node_info(now_ms);
         match input {
-            NodeInput::Announce(announce) => {
+            NodeInput::Announce {
+                announce,
+                held_bytes,
+            } => {
+                self.compute.handle(
+                    now_ms,
+                    ComputeInput::Announce {
+                        announce,
+                        held_bytes,
+                    },
+                );
+            }
+            NodeInput::Transferred(transfer) => {
                 self.compute
-                    .handle(now_ms, ComputeInput::Announce(announce));
+                    .handle(now_ms, ComputeInput::Transferred(transfer));
             }
             NodeInput::NodeInfo { from, info } => {
                 self.requester
@@ -613,8 +665,14 @@ impl Node {
                 progressed = true;
                 match out {
                     RequesterOutput::Publish(announce) => {
-                        self.compute
-                            .handle(now_ms, ComputeInput::Announce(announce.clone()));
+                        // The requester states an input size only for
+                        // inputs its own store holds.
+                        let held_bytes = announce.input_bytes.unwrap_or(0);
+                        let input = ComputeInput::Announce {
+                            announce: announce.clone(),
+                            held_bytes,
+                        };
+                        self.compute.handle(now_ms, input);
                         self.out.push_back(NodeOutput::Publish(announce));
                     }
                     RequesterOutput::Send { to, msg } if to == me => {

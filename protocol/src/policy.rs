@@ -362,6 +362,19 @@ pub enum RefuseReason {
         /// The most it may hold while others wait.
         share: u32,
     },
+    /// The node could not fetch the job's inputs within its
+    /// `ExecutionTimeout`, at the rate it expects (R-PLC-1).
+    InputsTooSlow {
+        /// The input bytes the node would have to fetch (those it lacks).
+        bytes: u64,
+        /// The rate it expects, bits per second: the slower of its own
+        /// download rate and the rate the requester serves at.
+        bps: u64,
+        /// How long that would take, ms.
+        fetch_ms: u64,
+        /// The job's `ExecutionTimeout`, ms, which the fetch counts in.
+        timeout_ms: u64,
+    },
     /// A reason from a newer version of skrei that this one cannot read.
     #[serde(other)]
     Unknown,
@@ -479,6 +492,20 @@ impl fmt::Display for RefuseReason {
                 "{resource} {} asked, {} free (held by running jobs)",
                 resource.show(*requested),
                 resource.show(*free)
+            ),
+            RefuseReason::InputsTooSlow {
+                bytes,
+                bps,
+                fetch_ms,
+                timeout_ms,
+            } => write!(
+                f,
+                "its inputs ({}) would take about {} to fetch at {}, longer than its \
+                 ExecutionTimeout ({})",
+                crate::link::explain_bytes(*bytes),
+                crate::requester::explain_duration(*fetch_ms),
+                crate::link::explain_rate(*bps),
+                crate::requester::explain_duration(*timeout_ms),
             ),
             RefuseReason::RequesterShare { held, share } => write!(
                 f,

@@ -26,7 +26,7 @@
 //! assert!(matches!(requester.poll_output(), Some(RequesterOutput::Publish(_))));
 //!
 //! // A verified bid arrives 12 ms later.
-//! let bid = Bid { job_id, bidder: other, running_jobs: 0 };
+//! let bid = Bid { job_id, bidder: other, running_jobs: 0, held_bytes: 0, fetch_ms: None };
 //! requester.handle(12, RequesterInput::Bid { from: other, bid });
 //!
 //! // The bid window closes at 300 ms and the bidder gets the award.
@@ -373,6 +373,18 @@ struct KnownNode {
     offer: crate::job::Resources,
 }
 
+/// Where a job's CID inputs come from, and what the submitting node
+/// knows of them ([`Requester::submit_with`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Sources {
+    /// Where the inputs can be fetched (see [`Announce::providers`]).
+    pub providers: Vec<String>,
+    /// Their size, summed, when this node holds them all.
+    pub input_bytes: Option<u64>,
+    /// The rate this node serves blobs at, bits per second, if known.
+    pub source_bps: Option<u64>,
+}
+
 /// Why a job could not be submitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -450,10 +462,29 @@ impl Requester {
         submitted_at_ms: u64,
         providers: Vec<String>,
     ) -> Result<JobId, SubmitError> {
+        let sources = Sources {
+            providers,
+            ..Sources::default()
+        };
+        self.submit_with(now_ms, spec, submitted_at_ms, sources)
+    }
+
+    /// [`Requester::submit`], saying where the inputs come from and what
+    /// this node knows of them.
+    pub fn submit_with(
+        &mut self,
+        now_ms: u64,
+        spec: JobSpec,
+        submitted_at_ms: u64,
+        sources: Sources,
+    ) -> Result<JobId, SubmitError> {
         spec.validate().map_err(SubmitError::Invalid)?;
         let count = spec.count;
-        let mut announce = Announce::new(spec, self.config.node, submitted_at_ms, providers)?;
+        let mut announce =
+            Announce::new(spec, self.config.node, submitted_at_ms, sources.providers)?;
         announce.draw_ppm = self.first_draw(count);
+        announce.input_bytes = sources.input_bytes;
+        announce.source_bps = sources.source_bps.filter(|b| *b > 0);
         crate::messages::Message::check(&announce)?;
         let job_id = announce.job_id;
         if self.jobs.contains_key(&job_id) {
@@ -467,9 +498,7 @@ impl Requester {
             backlog_timeout_ms: spec_queue_timeout_ms.unwrap_or(self.config.backlog_timeout_ms),
             busy_refusals: 0,
             silence_after_ms: timeouts
-                .execution_timeout
-                .filter(|s| *s > 0)
-                .map_or(self.config.execution_timeout_ms, secs)
+                .execution_ms_or(self.config.execution_timeout_ms)
                 .saturating_add(self.config.execution_grace_ms),
             max_attempts: self.config.max_attempts.max(announce.spec.count),
             ends_by_ms: timeouts
@@ -643,6 +672,8 @@ impl Requester {
             running_jobs: bid.running_jobs,
             received_at_ms: now_ms,
             tiebreak: self.rng.next_u64(),
+            fetch_ms: bid.fetch_ms,
+            held_bytes: bid.held_bytes,
         };
         let Some(job) = self.jobs.get_mut(&bid.job_id) else {
             return;
@@ -915,6 +946,17 @@ impl Requester {
             && since.saturating_add(job.wait_limit_ms()) <= now_ms
         {
             let failure = explain::queue_timeout(job, &self.known);
+            self.fail_job(job_id, failure);
+            return;
+        }
+        if job.timers.reannounce_at_ms.is_some_and(|t| t <= now_ms)
+            && job.bids.is_empty()
+            && !job.waits_for_a_busy_node()
+            && let Some(failure) =
+                explain::inputs_out_of_reach(job, &self.known, self.config.execution_timeout_ms)
+        {
+            // No node holding the inputs took the job, and no other node
+            // can fetch them from here in time: waiting will not change it.
             self.fail_job(job_id, failure);
             return;
         }

@@ -316,7 +316,7 @@ impl Sim {
                 NodeOutput::Publish(announce) => {
                     // Its own compute side has it already.
                     for to in (0..self.ids.len()).filter(|to| *to != i) {
-                        let input = NodeInput::Announce(announce.clone());
+                        let input = NodeInput::announce(announce.clone());
                         self.transmit(i, Delivery::Input(to, Box::new(input)));
                     }
                 }
@@ -796,7 +796,7 @@ fn a_crowd_of_bidders_stays_bounded() {
     for (i, compute) in crowd.iter_mut().enumerate() {
         // Node i answers at i/10 ms, claiming i % 7 running jobs.
         let now = i as u64 / 10;
-        compute.handle(now, ComputeInput::Announce(announce.clone()));
+        compute.handle(now, ComputeInput::announce(announce.clone()));
         while let Some(out) = compute.poll_output() {
             let from = compute.config().node;
             if let ComputeOutput::Send { msg, .. } = out {

@@ -202,7 +202,10 @@ pub fn check_failure_reason(
         let moment = text == "no free slot"
             || text == "its share of the slots taken while others' jobs wait"
             || (text.starts_with("not enough ") && text.ends_with(" free (held by running jobs)"));
-        if moment || text.starts_with("did not answer") || text.ends_with("...") {
+        // Inputs too slow to fetch depend on the links, not the policies:
+        // each such refusal was checked against them when it was sent.
+        let links = text.starts_with("its inputs (");
+        if moment || links || text.starts_with("did not answer") || text.ends_with("...") {
             continue;
         }
         let actual = actual.get_or_insert_with(|| refusals_by_text(nodes, spec));

@@ -231,6 +231,8 @@ impl Sizes {
                 job_id,
                 bidder: node,
                 running_jobs: 1,
+                held_bytes: 0,
+                fetch_ms: None,
             })),
             refuse: len(to_canonical(&Refuse {
                 job_id,

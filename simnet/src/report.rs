@@ -140,6 +140,29 @@ pub struct Report {
     /// The jobs of the requesters other than node 0 (the flooder, with a
     /// flood), and the flood's own.
     pub by_requester: RequesterFigures,
+    /// Jobs whose inputs some node that would run them can have in time,
+    /// and the others.
+    pub reach: ReachFigures,
+}
+
+/// Jobs by whether the network can finish them at all (R-PLC-1), judged
+/// from the plan: a job with CID inputs cannot be finished when fetching
+/// them from their submitter, at its upload rate, takes longer than the
+/// `ExecutionTimeout`, and fewer nodes than its `Count` hold them all and
+/// accept the job. Churn may still stop a job judged finishable.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct ReachFigures {
+    /// Jobs the network can finish.
+    pub can_finish: u64,
+    /// ... of which completed.
+    pub can_finish_completed: u64,
+    /// Jobs it cannot.
+    pub cannot_finish: u64,
+    /// ... of which failed saying their inputs are out of reach, with the
+    /// input size and the fetch time.
+    pub cannot_finish_explained: u64,
+    /// Submit to failed, simulated, for those.
+    pub cannot_finish_fail_ms: Percentiles,
 }
 
 /// Jobs of requesters other than node 0 apart from node 0's and the flood's
@@ -174,6 +197,7 @@ impl Report {
         execution_failures: &BTreeMap<FailureCause, u64>,
         trace_hash: String,
         by_requester: RequesterFigures,
+        reach: ReachFigures,
     ) -> Report {
         latencies.sort_unstable();
         award_latencies.sort_unstable();
@@ -226,6 +250,7 @@ impl Report {
             node_messages: traffic.iter().map(|t| t.messages).collect(),
             failure_examples,
             by_requester,
+            reach,
         }
     }
 }
@@ -330,6 +355,23 @@ impl fmt::Display for Report {
                 f,
                 "  flood (node 0, {}x the network's slots): {} of {} completed",
                 self.config.flood, r.flood_completed, r.flood_jobs
+            )?;
+        }
+        let reach = &self.reach;
+        if reach.cannot_finish > 0 {
+            let share = reach.can_finish_completed as f64 / reach.can_finish.max(1) as f64;
+            let t = reach.cannot_finish_fail_ms;
+            writeln!(
+                f,
+                "  jobs the network can finish: {} of {} completed ({:.1}%); jobs it cannot (inputs out of reach): {}, of which {} failed saying so, after p50 {} ms, p99 {} ms, max {} ms",
+                reach.can_finish_completed,
+                reach.can_finish,
+                share * 100.0,
+                reach.cannot_finish,
+                reach.cannot_finish_explained,
+                t.p50,
+                t.p99,
+                t.max
             )?;
         }
         for (cause, n) in &self.failures_by_cause {

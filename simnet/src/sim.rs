@@ -21,9 +21,10 @@ use protocol::compute::ToRequester;
 use protocol::failure::{Failure, FailureCause};
 use protocol::id::{ExecutionId, JobId, NodeId, RAW, blake3_cid};
 use protocol::job::{JobSpec, NetworkMode};
+use protocol::link::LinkRates;
 use protocol::messages::{Announce, DirectMessage, Outcome};
 use protocol::node::{Node, NodeConfig, NodeInput, NodeOutput, Outgoing};
-use protocol::policy::AcceptancePolicy;
+use protocol::policy::{AcceptancePolicy, RefuseReason};
 use protocol::requester::{ExecutionState, JobRecord, JobState, RequesterEvent, ToCompute};
 
 use crate::blobs::{self, InputStats};
@@ -290,6 +291,13 @@ impl Sim {
             self.rng.u64(),
         );
         config.compute.capacity = plan.capacity;
+        // Its operator states its link (`--link`); what a real node then
+        // measures never exceeds it here (a transfer goes at the slower
+        // end's rate), so the estimate stays what was stated.
+        let mbit = |mbps: u64| Some(mbps.saturating_mul(1_000_000));
+        config.compute.link =
+            LinkRates::declared(mbit(plan.bandwidth.down_mbps), mbit(plan.bandwidth.up_mbps));
+        config.compute.execution_timeout_ms = self.execution_timeout_ms();
         // Node info gossip is not modelled; its one use here, the
         // network's size for the requester's draw, is given below.
         config.node_info_interval_ms = 0;
@@ -379,7 +387,12 @@ impl Sim {
                     return Ok(());
                 }
                 let announce = Announce::clone(&announce);
-                self.cores[to as usize].handle(self.now, NodeInput::Announce(announce));
+                let held_bytes = self.held_bytes(&announce.job_id, to as usize);
+                let input = NodeInput::Announce {
+                    announce,
+                    held_bytes,
+                };
+                self.cores[to as usize].handle(self.now, input);
                 self.drain(to as usize)
             }
             Event::ToCompute { to, from, msg } => {
@@ -606,8 +619,11 @@ impl Sim {
         // A real node names its blob store in every announcement: the
         // inputs `skrei add` put there are fetched from it.
         let providers = vec![blobs::address(by, &self.ids[by])];
+        // The submitter holds the job's inputs: it says how large they are.
+        let inputs = &self.jobs[j].inputs;
+        let input_bytes = (!inputs.is_empty()).then(|| inputs.iter().map(|i| i.bytes).sum());
         let job_id = self.cores[by]
-            .submit(self.now, spec, self.now, providers)
+            .submit_holding(self.now, spec, self.now, providers, input_bytes)
             .map_err(|e| self.violation(format!("job {j} could not be submitted: {e}")))?;
         self.job_index.insert(job_id, j as u32);
         let track = &mut self.tracks[j];
@@ -833,6 +849,22 @@ impl Sim {
     }
 
     /// The job's `ExecutionTimeout`, in simulated ms.
+    /// Bytes of the job's inputs node `i` holds: all of them for its
+    /// submitter, those it has a replica of for the others.
+    fn held_bytes(&self, job_id: &JobId, i: usize) -> u64 {
+        let Some(&j) = self.job_index.get(job_id) else {
+            return 0;
+        };
+        let track = &self.tracks[j as usize];
+        let submitter = track.submitted.map(|(by, _)| by as usize);
+        self.jobs[j as usize]
+            .inputs
+            .iter()
+            .filter(|input| submitter == Some(i) || input.replicas.contains(&(i as u32)))
+            .map(|input| input.bytes)
+            .sum()
+    }
+
     pub(super) fn execution_timeout_ms(&self) -> u64 {
         self.config.mix.execution_timeout_s.saturating_mul(1000)
     }
@@ -845,6 +877,15 @@ impl Sim {
         let Some(&j) = self.job_index.get(&refuse.job_id) else {
             return Err(self.violation(format!("node {i} refused a job nobody submitted")));
         };
+        if let RefuseReason::InputsTooSlow {
+            bytes,
+            bps,
+            fetch_ms,
+            timeout_ms,
+        } = refuse.reason
+        {
+            return self.check_inputs_too_slow(i, j as usize, bytes, bps, fetch_ms, timeout_ms);
+        }
         let compute = self.cores[i].compute();
         let taken = compute.running() + compute.open_bids();
         check::check_refusal(
@@ -854,6 +895,46 @@ impl Sim {
             taken,
         )
         .map_err(|what| self.violation(format!("node {i} {what}")))
+    }
+
+    /// R-PLC-1: a node refusing a job as too slow to fetch must be right
+    /// about the bytes it lacks and the rate: the slower of its own link's
+    /// download and its submitter's upload, which is what the fetch would
+    /// go at.
+    fn check_inputs_too_slow(
+        &self,
+        i: usize,
+        j: usize,
+        bytes: u64,
+        bps: u64,
+        fetch_ms: u64,
+        timeout_ms: u64,
+    ) -> Result<(), Violation> {
+        let Some((by, job_id)) = self.tracks[j].submitted else {
+            return Err(self.violation(format!("node {i} refused job {j} before it was submitted")));
+        };
+        let total: u64 = self.jobs[j].inputs.iter().map(|x| x.bytes).sum();
+        let missing = total - self.held_bytes(&job_id, i);
+        let rate_mbps = self.nodes[i]
+            .bandwidth
+            .down_mbps
+            .min(self.nodes[by as usize].bandwidth.up_mbps);
+        let truth = (
+            missing,
+            rate_mbps.saturating_mul(1_000_000),
+            self.execution_timeout_ms(),
+        );
+        if (bytes, bps, timeout_ms) != truth
+            || fetch_ms != protocol::link::transfer_ms(bytes, bps)
+            || fetch_ms <= timeout_ms
+        {
+            return Err(self.violation(format!(
+                "node {i} refused job {j} as too slow to fetch ({bytes} bytes at {bps} bit/s, \
+                 {fetch_ms} ms > {timeout_ms} ms), but it lacks {} bytes at {} bit/s within {} ms",
+                truth.0, truth.1, truth.2
+            )));
+        }
+        Ok(())
     }
 
     fn on_requester_event(
@@ -964,8 +1045,23 @@ impl Sim {
         let mut bids = Vec::with_capacity(self.tracks.len());
         let mut by_requester = crate::report::RequesterFigures::default();
         let mut others_latencies = Vec::new();
+        let mut reach = crate::report::ReachFigures::default();
+        let mut out_of_reach_fail_ms = Vec::new();
         for (plan, track) in self.jobs.iter().zip(&self.tracks) {
             let completed = matches!(track.outcome, Some(JobOutcome::Completed));
+            if self.can_finish(plan, track) {
+                reach.can_finish += 1;
+                reach.can_finish_completed += u64::from(completed);
+            } else {
+                reach.cannot_finish += 1;
+                if let (Some(JobOutcome::Failed { failure, .. }), Some(end)) =
+                    (&track.outcome, track.ended_at_ms)
+                    && failure.detail.starts_with(OUT_OF_REACH)
+                {
+                    reach.cannot_finish_explained += 1;
+                    out_of_reach_fail_ms.push(end - track.submitted_at_ms);
+                }
+            }
             if plan.flood {
                 by_requester.flood_jobs += 1;
                 by_requester.flood_completed += u64::from(completed);
@@ -990,6 +1086,8 @@ impl Sim {
             outcomes.push(track.outcome.clone().unwrap_or(JobOutcome::Cancelled));
         }
         others_latencies.sort_unstable();
+        out_of_reach_fail_ms.sort_unstable();
+        reach.cannot_finish_fail_ms = crate::report::Percentiles::of(&out_of_reach_fail_ms);
         by_requester.others_latency_ms = crate::report::Percentiles::of(&others_latencies);
         Report::new(
             &self.config,
@@ -1005,9 +1103,44 @@ impl Sim {
             &self.execution_failures,
             self.trace.digest(),
             by_requester,
+            reach,
         )
     }
+
+    /// Whether the network can finish the job at all (see
+    /// [`crate::report::ReachFigures`]).
+    fn can_finish(&self, plan: &JobPlan, track: &JobTrack) -> bool {
+        let Some((by, _)) = track.submitted else {
+            return true;
+        };
+        let by = by as usize;
+        let total: u64 = plan.inputs.iter().map(|i| i.bytes).sum();
+        let up = self.nodes[by].bandwidth.up_mbps.saturating_mul(1_000_000);
+        if plan.inputs.is_empty()
+            || protocol::link::transfer_ms(total, up) <= self.execution_timeout_ms()
+        {
+            return true;
+        }
+        let task = plan.spec.task();
+        let holders = (0..self.nodes.len())
+            .filter(|&n| n == by || plan.inputs.iter().all(|i| i.replicas.contains(&(n as u32))))
+            .filter(|&n| {
+                let node = &self.nodes[n];
+                node.engines.contains(task.engine.kind())
+                    && matches!(
+                        node.policy
+                            .decide(task.network.r#type, &task.network.domains),
+                        protocol::policy::Decision::Bid
+                    )
+            })
+            .count();
+        holders >= plan.spec.count as usize
+    }
 }
+
+/// How a requester's failure begins when no node can have the job's
+/// inputs in time (R-PLC-1).
+const OUT_OF_REACH: &str = "no node that holds its inputs took the job";
 
 /// Flags for nodes `0..n`, set for those listed.
 fn flags(n: usize, set: &[usize]) -> Vec<bool> {

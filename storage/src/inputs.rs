@@ -34,7 +34,6 @@ use crate::store::{ExportError, FetchError, Store};
 const MAX_LOCAL_LINKS: usize = 64;
 
 /// What the node lets inputs use.
-#[derive(Debug)]
 pub struct Inputs<'a> {
     pub store: &'a Store,
     /// Nodes to fetch CIDs from.
@@ -44,6 +43,22 @@ pub struct Inputs<'a> {
     pub allowed_local: &'a [PathBuf],
     /// Most bytes one CID input may take, fetched and written out (R-SEC-5).
     pub max_cid_bytes: u64,
+    /// Told of every CID input fetched from providers: the bytes received
+    /// and how long the fetch took, so the node learns its link's rate.
+    pub on_fetched: Option<&'a (dyn Fn(u64, std::time::Duration) + Sync)>,
+}
+
+impl std::fmt::Debug for Inputs<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inputs")
+            .field("store", &self.store)
+            .field("providers", &self.providers)
+            .field("downloader", &self.downloader)
+            .field("allowed_local", &self.allowed_local)
+            .field("max_cid_bytes", &self.max_cid_bytes)
+            .field("on_fetched", &self.on_fetched.is_some())
+            .finish()
+    }
 }
 
 /// One input, in place.
@@ -183,10 +198,16 @@ async fn one(
     match &input.source {
         Source::Cid(s) => {
             let max = inputs.max_cid_bytes;
-            inputs
+            let started = std::time::Instant::now();
+            let report = inputs
                 .store
                 .fetch(&s.cid, inputs.providers, None, max)
                 .await?;
+            if let Some(on_fetched) = inputs.on_fetched
+                && report.bytes_fetched > 0
+            {
+                on_fetched(report.bytes_fetched, started.elapsed());
+            }
             inputs.store.export(&s.cid, &host_path, max).await?;
             m.cid = Some(s.cid);
         }

@@ -87,6 +87,12 @@ pub struct Announcement {
     /// million; none: every node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draw_ppm: Option<u32>,
+    /// The CID inputs' bytes, summed, when the requester holds them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_bytes: Option<u64>,
+    /// The rate, bits per second, the requester serves blobs at, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_bps: Option<u64>,
 }
 
 impl From<&Announce> for Announcement {
@@ -98,6 +104,8 @@ impl From<&Announce> for Announcement {
             submitted_at_ms: announce.submitted_at_ms,
             providers: DataAddr::parse_all(&announce.providers),
             draw_ppm: announce.draw_ppm,
+            input_bytes: announce.input_bytes,
+            source_bps: announce.source_bps,
         }
     }
 }

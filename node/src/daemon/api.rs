@@ -167,10 +167,18 @@ async fn submit(State(state): State<ApiState>, body: String) -> ApiResult<Submit
                 .join("; ")
         ))
     })?;
+    // The size of inputs this node holds goes into the announcement, so
+    // nodes that would fetch them too slowly say so (R-PLC-1).
+    let (held, all) = super::held_inputs::held_input_bytes(&state.store, &spec).await;
+    let input_bytes = (all && super::held_inputs::reads_cids(&spec)).then_some(held);
     let spec = Box::new(spec);
-    let job_id = ask(&state, |reply| CoreCommand::Submit { spec, reply })
-        .await?
-        .map_err(ApiError::bad)?;
+    let job_id = ask(&state, |reply| CoreCommand::Submit {
+        spec,
+        input_bytes,
+        reply,
+    })
+    .await?
+    .map_err(ApiError::bad)?;
     Ok(Json(Submitted { job_id }))
 }
 

@@ -50,6 +50,9 @@ pub enum CoreCommand {
     /// Announce a job; replies with its id or why it was refused.
     Submit {
         spec: Box<JobSpec>,
+        /// Its CID inputs' size, summed, when this node's store holds
+        /// them all.
+        input_bytes: Option<u64>,
         reply: oneshot::Sender<Result<JobId, String>>,
     },
     /// Cancel a job this node submitted.
@@ -101,7 +104,19 @@ enum Internal {
     },
     /// The Docker engine's images, listed again.
     Images(std::collections::BTreeSet<String>),
+    /// An execution fetched an input: a sample of the link's download rate.
+    Transferred { bytes: u64, ms: u64 },
+    /// A peer's announcement, with what of its inputs the store holds.
+    Announce {
+        announce: Box<protocol::messages::Announce>,
+        held_bytes: u64,
+    },
 }
+
+/// Announcements whose inputs are looked up in the store at once, at
+/// most: beyond that an announcement is decided as if nothing were held,
+/// so a flood of announcements cannot pile up lookups (R-SEC-5).
+const MAX_HELD_LOOKUPS: usize = 64;
 
 pub(super) struct CoreDriver {
     config: NodeConfig,
@@ -118,6 +133,8 @@ pub(super) struct CoreDriver {
     exec: Arc<ExecContext>,
     running: HashMap<(JobId, ExecutionId), Cancel>,
     internal_tx: mpsc::UnboundedSender<Internal>,
+    /// Store lookups of announced inputs under way ([`MAX_HELD_LOOKUPS`]).
+    held_lookups: Arc<tokio::sync::Semaphore>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
     peers: Peers,
     /// Peers' blob store addresses, from their node info: the same peers
@@ -165,6 +182,11 @@ impl CoreDriver {
         cc.compute.capacity = config.capacity;
         cc.compute.resources = super::machine::offer(config.resources);
         cc.compute.requester_share_percent = config.requester_share_percent;
+        // The executors' default timeout is the one compute weighs input
+        // fetches against (R-PLC-1).
+        cc.compute.execution_timeout_ms =
+            u64::try_from(crate::executor::Limits::default().timeout.as_millis())
+                .unwrap_or(u64::MAX);
         cc.compute.result_providers = vec![data_addr.clone()];
         cc.compute.local_inputs = config
             .local_inputs
@@ -189,6 +211,8 @@ impl CoreDriver {
             ..DownloadConfig::default()
         })
         .map_err(|e| format!("URL downloads: {e}"))?;
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let fetched_tx = internal_tx.clone();
         let exec = Arc::new(ExecContext {
             data_dir: config.data_dir.clone(),
             store: store.clone(),
@@ -197,8 +221,11 @@ impl CoreDriver {
             local_inputs: config.local_inputs.clone(),
             max_input_size: config.max_input_size,
             publish_dirs: config.publish_dirs.clone(),
+            on_fetched: Box::new(move |bytes, took| {
+                let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
+                let _ = fetched_tx.send(Internal::Transferred { bytes, ms });
+            }),
         });
-        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
         let allowlist_stamp = config.allowlist.as_deref().and_then(stamp);
         let trusted = config
             .bootstrap
@@ -226,6 +253,7 @@ impl CoreDriver {
             exec,
             running: HashMap::new(),
             internal_tx,
+            held_lookups: Arc::new(tokio::sync::Semaphore::new(MAX_HELD_LOOKUPS)),
             internal_rx,
             peers: Peers::new(MAX_PEERS),
             data_addrs: DataAddrs::default(),
@@ -308,9 +336,7 @@ impl CoreDriver {
         let now = now_ms();
         match event {
             P2pEvent::Gossip { from, message } => match message {
-                GossipMessage::Announce(announce) => {
-                    self.core.handle(now, NodeInput::Announce(announce));
-                }
+                GossipMessage::Announce(announce) => self.on_announce(now, announce),
                 GossipMessage::NodeInfo(info) => {
                     // Replayed (seq not above the last), or no room: the
                     // maps below and the requester's stay as they are.
@@ -387,15 +413,42 @@ impl CoreDriver {
         }
     }
 
+    /// A job reading CID inputs is decided once the store has said which
+    /// it holds (R-PLC-1); the rest at once.
+    fn on_announce(&mut self, now: u64, announce: protocol::messages::Announce) {
+        let permit = super::held_inputs::reads_cids(&announce.spec)
+            .then(|| self.held_lookups.clone().try_acquire_owned().ok())
+            .flatten();
+        let Some(permit) = permit else {
+            self.core.handle(now, NodeInput::announce(announce));
+            return;
+        };
+        let store = self.store.clone();
+        let internal = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let (held_bytes, _) =
+                super::held_inputs::held_input_bytes(&store, &announce.spec).await;
+            drop(permit);
+            let _ = internal.send(Internal::Announce {
+                announce: Box::new(announce),
+                held_bytes,
+            });
+        });
+    }
+
     fn on_command(&mut self, command: CoreCommand) {
         match command {
-            CoreCommand::Submit { spec, reply } => {
+            CoreCommand::Submit {
+                spec,
+                input_bytes,
+                reply,
+            } => {
                 self.refresh_data_addr();
                 let providers = vec![self.data_addr.clone()];
                 let now = now_ms();
                 let result = self
                     .core
-                    .submit(now, *spec, now, providers)
+                    .submit_holding(now, *spec, now, providers, input_bytes)
                     .map_err(|e| e.to_string());
                 // The job is saved (its first step) before the client hears
                 // its id, so the id is never unknown to the API.
@@ -461,6 +514,24 @@ impl CoreDriver {
             Internal::Undelivered { to, msg, error } => {
                 self.core
                     .handle(now, NodeInput::Undelivered { to, msg, error });
+            }
+            Internal::Transferred { bytes, ms } => {
+                let input = NodeInput::Transferred(protocol::link::Transfer {
+                    direction: protocol::link::Direction::Down,
+                    bytes,
+                    ms,
+                });
+                self.core.handle(now_ms(), input);
+            }
+            Internal::Announce {
+                announce,
+                held_bytes,
+            } => {
+                let input = NodeInput::Announce {
+                    announce: *announce,
+                    held_bytes,
+                };
+                self.core.handle(now_ms(), input);
             }
             Internal::Images(images) => {
                 self.core.set_local_images(Some(images));

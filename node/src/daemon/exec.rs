@@ -29,6 +29,9 @@ pub(super) struct ExecContext {
     pub max_input_size: u64,
     /// Folders `dir` publishers may write under (R-SEC-2).
     pub publish_dirs: Vec<PathBuf>,
+    /// Told of every CID input fetched: bytes and time, for the node's
+    /// link rate estimate (R-PLC-1).
+    pub on_fetched: Box<dyn Fn(u64, Duration) + Send + Sync>,
 }
 
 /// Runs one execution to its end; never fails, reports why instead.
@@ -105,6 +108,7 @@ async fn run_in(
         downloader: &ctx.downloader,
         allowed_local: &ctx.local_inputs,
         max_cid_bytes: ctx.max_input_size,
+        on_fetched: Some(&*ctx.on_fetched),
     };
     let task = spec.task();
     let limits = Limits::for_task(task, Limits::default());

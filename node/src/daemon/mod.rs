@@ -20,6 +20,7 @@ mod config;
 mod core_driver;
 pub mod db;
 mod exec;
+mod held_inputs;
 mod machine;
 pub mod relay;
 

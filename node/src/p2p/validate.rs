@@ -332,6 +332,8 @@ mod tests {
             job_id: announce(&key(1)).job_id,
             bidder: b.node_id(),
             running_jobs: 0,
+            held_bytes: 0,
+            fetch_ms: None,
         };
         let bytes = Direct::from(bid.sign(&b).unwrap()).encode().unwrap();
         let (signer, message) = direct(&peer_id(&b.node_id()), &bytes).unwrap();

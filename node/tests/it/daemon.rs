@@ -10,6 +10,7 @@ use crate::harness::*;
 
 // Tests of single trust boundaries, using the harness.
 mod gossip;
+mod locality;
 mod publish_dir;
 mod resources;
 

@@ -255,6 +255,8 @@ async fn direct_messages_arrive_only_from_their_signer() {
             job_id,
             bidder: b.id(),
             running_jobs: 3,
+            held_bytes: 0,
+            fetch_ms: None,
         };
         b.p2p
             .send(a.id(), &Direct::from(bid.sign(&b.key).unwrap()))
@@ -272,6 +274,8 @@ async fn direct_messages_arrive_only_from_their_signer() {
             job_id,
             bidder: x.node_id(),
             running_jobs: 0,
+            held_bytes: 0,
+            fetch_ms: None,
         };
         let err = b
             .p2p
@@ -298,6 +302,8 @@ async fn direct_messages_arrive_only_from_their_signer() {
         assert!(matches!(err, P2pError::Rejected { .. }), "{err}");
         let again = Bid {
             running_jobs: 4,
+            held_bytes: 0,
+            fetch_ms: None,
             ..bid
         };
         b.p2p
@@ -443,6 +449,8 @@ async fn a_full_event_queue_answers_busy_and_never_blocks() {
             job_id: announce(&a.key, 1).job_id,
             bidder: b.id(),
             running_jobs: 0,
+            held_bytes: 0,
+            fetch_ms: None,
         };
         let direct = Direct::from(bid.sign(&b.key).unwrap());
         let err = b.p2p.send(a.id(), &direct).await.unwrap_err();

@@ -82,14 +82,16 @@ fn started(outputs: &[ComputeOutput]) -> bool {
 fn r_pol_3_bids_when_everything_allows() {
     let mut c = compute(policy(Http, Some(&[".foo.com"])), 2);
     let a = job(Http, &["api.foo.com"]);
-    c.handle(0, ComputeInput::Announce(a.clone()));
+    c.handle(0, ComputeInput::announce(a.clone()));
     let out = drain(&mut c);
     assert_eq!(
         sent(&out),
         vec![ToRequester::Bid(Bid {
             job_id: a.job_id,
             bidder: node(ME),
-            running_jobs: 0
+            running_jobs: 0,
+            held_bytes: 0,
+            fetch_ms: None,
         })]
     );
     assert_eq!(c.open_bids(), 1);
@@ -100,7 +102,7 @@ fn r_pol_3_bids_when_everything_allows() {
 #[test]
 fn r_pol_1_refuses_what_the_policy_forbids() {
     let mut c = compute(policy(NoNet, None), 2);
-    c.handle(0, ComputeInput::Announce(job(Http, &["api.foo.com"])));
+    c.handle(0, ComputeInput::announce(job(Http, &["api.foo.com"])));
     assert_eq!(
         refusal(&drain(&mut c)),
         RefuseReason::NetworkNotAccepted {
@@ -109,7 +111,7 @@ fn r_pol_1_refuses_what_the_policy_forbids() {
         }
     );
     let mut c = compute(policy(Http, Some(&["example.org"])), 2);
-    c.handle(0, ComputeInput::Announce(job(Http, &["api.foo.com"])));
+    c.handle(0, ComputeInput::announce(job(Http, &["api.foo.com"])));
     assert_eq!(
         refusal(&drain(&mut c)).to_string(),
         "api.foo.com not in allowlist"
@@ -123,7 +125,7 @@ fn r_pol_3_refuses_a_missing_engine() {
     let mut c = compute(policy(Full, None), 2);
     c.handle(
         0,
-        ComputeInput::Announce(announce_of(spec("wasm", NoNet, &[], 1), 1)),
+        ComputeInput::announce(announce_of(spec("wasm", NoNet, &[], 1), 1)),
     );
     assert_eq!(
         refusal(&drain(&mut c)),
@@ -139,9 +141,9 @@ fn r_pol_3_refuses_when_full_and_bids_again_once_free() {
     let mut c = compute(policy(NoNet, None), 1);
     let first = job(NoNet, &[]);
     let second = announce_of(spec("docker", NoNet, &[], 1), 2);
-    c.handle(0, ComputeInput::Announce(first.clone()));
+    c.handle(0, ComputeInput::announce(first.clone()));
     drain(&mut c);
-    c.handle(0, ComputeInput::Announce(second.clone()));
+    c.handle(0, ComputeInput::announce(second.clone()));
     assert_eq!(
         refusal(&drain(&mut c)),
         RefuseReason::NoCapacity {
@@ -157,7 +159,7 @@ fn r_pol_3_refuses_when_full_and_bids_again_once_free() {
         [ToRequester::Bid(b)] if b.job_id == second.job_id
     ));
     assert_eq!(c.open_bids(), 1);
-    c.handle(3_001, ComputeInput::Announce(second.clone()));
+    c.handle(3_001, ComputeInput::announce(second.clone()));
     assert!(drain(&mut c).is_empty(), "answered once");
 }
 
@@ -166,10 +168,10 @@ fn r_pol_3_refuses_when_full_and_bids_again_once_free() {
 fn late_bids_only_for_recent_jobs_that_still_fit() {
     let mut c = compute(policy(NoNet, None), 1);
     let first = job(NoNet, &[]);
-    c.handle(0, ComputeInput::Announce(first.clone()));
+    c.handle(0, ComputeInput::announce(first.clone()));
     c.handle(
         0,
-        ComputeInput::Announce(announce_of(spec("docker", NoNet, &[], 1), 2)),
+        ComputeInput::announce(announce_of(spec("docker", NoNet, &[], 1), 2)),
     );
     drain(&mut c);
     // Freed 11 min later: the refused job is stale (its requester gave up
@@ -188,10 +190,10 @@ fn late_bids_only_for_recent_jobs_that_still_fit() {
     assert!(sent(&drain(&mut c)).is_empty());
     assert_eq!(c.open_bids(), 0);
     // A job refused for capacity whose network the policy then forbids.
-    c.handle(STALE + 1, ComputeInput::Announce(first.clone()));
+    c.handle(STALE + 1, ComputeInput::announce(first.clone()));
     c.handle(
         STALE + 2,
-        ComputeInput::Announce(announce_of(spec("docker", NoNet, &[], 1), 3)),
+        ComputeInput::announce(announce_of(spec("docker", NoNet, &[], 1), 3)),
     );
     drain(&mut c);
     c.set_engines(["wasm".to_string()].into());
@@ -209,13 +211,13 @@ fn late_bids_only_for_recent_jobs_that_still_fit() {
 fn a_backlog_is_bid_on_oldest_first_as_slots_free() {
     let mut c = compute(policy(NoNet, None), 1);
     let first = job(NoNet, &[]);
-    c.handle(0, ComputeInput::Announce(first.clone()));
+    c.handle(0, ComputeInput::announce(first.clone()));
     drain(&mut c);
     let backlog: Vec<Announce> = (0..MAX_WAITING as u64 + 10)
         .map(|i| announce_of(spec("docker", NoNet, &[], 1), 10 + i))
         .collect();
     for (i, a) in backlog.iter().enumerate() {
-        c.handle(i as u64, ComputeInput::Announce(a.clone()));
+        c.handle(i as u64, ComputeInput::announce(a.clone()));
     }
     drain(&mut c);
     assert_eq!(c.waiting.len(), MAX_WAITING, "bounded");
@@ -255,7 +257,7 @@ fn a_backlog_is_bid_on_oldest_first_as_slots_free() {
     assert_eq!(bid_on, oldest);
     // A job beyond the list is decided again when it is re-announced.
     let last = backlog.last().unwrap();
-    c.handle(now, ComputeInput::Announce(last.clone()));
+    c.handle(now, ComputeInput::announce(last.clone()));
     assert!(drain(&mut c).is_empty(), "no slot yet, and answered once");
     assert_eq!(c.waiting.len(), MAX_WAITING - 3 + 1);
 }
@@ -265,14 +267,14 @@ fn a_backlog_is_bid_on_oldest_first_as_slots_free() {
 #[test]
 fn the_backlog_is_bounded_in_bytes() {
     let mut c = compute(policy(NoNet, None), 1);
-    c.handle(0, ComputeInput::Announce(job(NoNet, &[])));
+    c.handle(0, ComputeInput::announce(job(NoNet, &[])));
     let big = |at: u64| {
         let mut s = spec("docker", NoNet, &[], 1);
         s.tasks[0].env.insert("PAD".into(), "x".repeat(512 << 10));
         announce_of(s, at)
     };
     for at in 0..40 {
-        c.handle(at, ComputeInput::Announce(big(10 + at)));
+        c.handle(at, ComputeInput::announce(big(10 + at)));
     }
     let refusals = drain(&mut c).len();
     assert_eq!(refusals, 41, "one bid and 40 refusals");
@@ -288,15 +290,15 @@ fn the_backlog_is_bounded_in_bytes() {
 fn an_announcement_is_answered_once() {
     let mut c = compute(policy(NoNet, None), 2);
     let a = job(NoNet, &[]);
-    c.handle(0, ComputeInput::Announce(a.clone()));
+    c.handle(0, ComputeInput::announce(a.clone()));
     assert_eq!(sent(&drain(&mut c)).len(), 1);
-    c.handle(1, ComputeInput::Announce(a.clone()));
+    c.handle(1, ComputeInput::announce(a.clone()));
     assert!(drain(&mut c).is_empty());
     assert_eq!(c.open_bids(), 1);
     let r = job(Http, &["api.foo.com"]);
-    c.handle(2, ComputeInput::Announce(r.clone()));
+    c.handle(2, ComputeInput::announce(r.clone()));
     assert_eq!(sent(&drain(&mut c)).len(), 1);
-    c.handle(3, ComputeInput::Announce(r));
+    c.handle(3, ComputeInput::announce(r));
     assert!(drain(&mut c).is_empty(), "the refusal stands");
 }
 
@@ -304,7 +306,7 @@ fn an_announcement_is_answered_once() {
 fn an_award_against_an_open_bid_starts_the_job() {
     let mut c = compute(policy(NoNet, None), 1);
     let a = job(NoNet, &[]);
-    c.handle(0, ComputeInput::Announce(a.clone()));
+    c.handle(0, ComputeInput::announce(a.clone()));
     drain(&mut c);
     award(&mut c, REQ, &a, ME, 4);
     let out = drain(&mut c);
@@ -328,7 +330,7 @@ fn an_award_against_an_open_bid_starts_the_job() {
 fn awards_from_others_or_for_others_are_ignored() {
     let mut c = compute(policy(NoNet, None), 1);
     let a = job(NoNet, &[]);
-    c.handle(0, ComputeInput::Announce(a.clone()));
+    c.handle(0, ComputeInput::announce(a.clone()));
     drain(&mut c);
     award(&mut c, 5, &a, ME, 0);
     award(&mut c, REQ, &a, 5, 0);
@@ -345,7 +347,7 @@ fn an_award_without_an_open_bid_is_declined() {
         declined(&drain(&mut c)),
         "this node has no open bid for the job"
     );
-    c.handle(0, ComputeInput::Announce(a.clone()));
+    c.handle(0, ComputeInput::announce(a.clone()));
     drain(&mut c);
     c.handle_timeout(3_000);
     award(&mut c, REQ, &a, ME, 0);
@@ -360,7 +362,7 @@ fn an_award_without_an_open_bid_is_declined() {
 fn r_pol_2_a_reloaded_policy_declines_the_award() {
     let mut c = compute(policy(Http, Some(&[".foo.com"])), 1);
     let a = job(Http, &["api.foo.com"]);
-    c.handle(0, ComputeInput::Announce(a.clone()));
+    c.handle(0, ComputeInput::announce(a.clone()));
     drain(&mut c);
     c.set_policy(policy(Http, Some(&["example.org"])));
     award(&mut c, REQ, &a, ME, 0);
@@ -378,8 +380,8 @@ fn a_lowered_capacity_or_lost_engine_declines_the_award() {
     let mut c = compute(policy(NoNet, None), 2);
     let a = job(NoNet, &[]);
     let b = announce_of(spec("docker", NoNet, &[], 1), 2);
-    c.handle(0, ComputeInput::Announce(a.clone()));
-    c.handle(0, ComputeInput::Announce(b.clone()));
+    c.handle(0, ComputeInput::announce(a.clone()));
+    c.handle(0, ComputeInput::announce(b.clone()));
     drain(&mut c);
     award(&mut c, REQ, &a, ME, 0);
     assert!(started(&drain(&mut c)));
@@ -391,7 +393,7 @@ fn a_lowered_capacity_or_lost_engine_declines_the_award() {
     );
     let d = announce_of(spec("docker", NoNet, &[], 1), 3);
     c.set_capacity(3);
-    c.handle(0, ComputeInput::Announce(d.clone()));
+    c.handle(0, ComputeInput::announce(d.clone()));
     drain(&mut c);
     c.set_engines(BTreeSet::new());
     award(&mut c, REQ, &d, ME, 0);
@@ -405,7 +407,7 @@ fn a_lowered_capacity_or_lost_engine_declines_the_award() {
 fn cancel_stops_only_for_the_requester() {
     let mut c = compute(policy(NoNet, None), 1);
     let a = job(NoNet, &[]);
-    c.handle(0, ComputeInput::Announce(a.clone()));
+    c.handle(0, ComputeInput::announce(a.clone()));
     award(&mut c, REQ, &a, ME, 2);
     drain(&mut c);
     let cancel = Cancel {
@@ -453,7 +455,7 @@ fn cancel_stops_only_for_the_requester() {
 fn cancel_withdraws_an_open_bid() {
     let mut c = compute(policy(NoNet, None), 1);
     let a = job(NoNet, &[]);
-    c.handle(0, ComputeInput::Announce(a.clone()));
+    c.handle(0, ComputeInput::announce(a.clone()));
     drain(&mut c);
     c.handle(
         1,
@@ -475,7 +477,7 @@ fn cancel_withdraws_an_open_bid() {
 fn a_finished_execution_reports_and_frees_its_slot() {
     let mut c = compute(policy(NoNet, None), 1);
     let a = job(NoNet, &[]);
-    c.handle(0, ComputeInput::Announce(a.clone()));
+    c.handle(0, ComputeInput::announce(a.clone()));
     award(&mut c, REQ, &a, ME, 0);
     drain(&mut c);
     let finished = |e| ComputeInput::ExecutionFinished {
@@ -515,7 +517,7 @@ fn a_node_runs_its_own_jobs() {
     config.capacity = 1;
     let mut c = Compute::new(config);
     let a = job(NoNet, &[]);
-    c.handle(0, ComputeInput::Announce(a.clone()));
+    c.handle(0, ComputeInput::announce(a.clone()));
     award(&mut c, REQ, &a, REQ, 0);
     let out: Vec<ComputeOutput> = std::iter::from_fn(|| c.poll_output()).collect();
     assert!(started(&out));
@@ -528,12 +530,12 @@ fn old_answers_are_forgotten_but_not_open_bids() {
     config.capacity = 1;
     let mut c = Compute::new(config);
     let open = announce_of(spec("docker", NoNet, &[], 1), 100);
-    c.handle(0, ComputeInput::Announce(open.clone()));
+    c.handle(0, ComputeInput::announce(open.clone()));
     for at in 0..5 {
-        c.handle(0, ComputeInput::Announce(job(Full, &[]).clone()));
+        c.handle(0, ComputeInput::announce(job(Full, &[]).clone()));
         c.handle(
             0,
-            ComputeInput::Announce(announce_of(spec("docker", Full, &[], 1), at)),
+            ComputeInput::announce(announce_of(spec("docker", Full, &[], 1), at)),
         );
     }
     drain(&mut c);
@@ -552,7 +554,7 @@ fn a_node_not_drawn_stays_silent_until_a_wider_draw() {
     let ticket = crate::messages::draw_ticket(&a.job_id, &node(ME));
     a.draw_ppm = Some(ticket);
     assert!(!a.draws(&node(ME)));
-    c.handle(0, ComputeInput::Announce(a.clone()));
+    c.handle(0, ComputeInput::announce(a.clone()));
     assert!(drain(&mut c).is_empty());
     assert_eq!(c.open_bids(), 0);
     // Not drawn, not bid: an award is declined.
@@ -560,7 +562,7 @@ fn a_node_not_drawn_stays_silent_until_a_wider_draw() {
     assert!(declined(&drain(&mut c)).contains("no open bid"));
     a.draw_ppm = Some(ticket + 1);
     assert!(a.draws(&node(ME)));
-    c.handle(10, ComputeInput::Announce(a.clone()));
+    c.handle(10, ComputeInput::announce(a.clone()));
     assert!(matches!(
         sent(&drain(&mut c)).as_slice(),
         [ToRequester::Bid(_)]
@@ -577,10 +579,10 @@ fn r_pol_3_only_drawn_nodes_refuse() {
     let mut a = job(Full, &[]);
     let ticket = crate::messages::draw_ticket(&a.job_id, &node(ME));
     a.draw_ppm = Some(ticket);
-    c.handle(0, ComputeInput::Announce(a.clone()));
+    c.handle(0, ComputeInput::announce(a.clone()));
     assert!(drain(&mut c).is_empty());
     a.draw_ppm = Some(ticket + 1);
-    c.handle(0, ComputeInput::Announce(a));
+    c.handle(0, ComputeInput::announce(a));
     assert!(matches!(
         refusal(&drain(&mut c)),
         RefuseReason::NetworkNotAccepted { .. }
@@ -592,7 +594,7 @@ fn r_pol_3_only_drawn_nodes_refuse() {
 fn r_pol_3_refuses_a_docker_image_the_node_does_not_have() {
     let mut c = compute(policy(Full, None), 2);
     c.set_local_images(Some(["alpine:3.20".to_string()].into()));
-    c.handle(0, ComputeInput::Announce(job(NoNet, &[])));
+    c.handle(0, ComputeInput::announce(job(NoNet, &[])));
     assert_eq!(
         refusal(&drain(&mut c)),
         RefuseReason::ImageMissing {
@@ -603,12 +605,12 @@ fn r_pol_3_refuses_a_docker_image_the_node_does_not_have() {
 
     // `busybox` means `busybox:latest`; a later image list lets it bid.
     c.set_local_images(Some(["busybox:latest".to_string()].into()));
-    c.handle(1, ComputeInput::Announce(job(NoNet, &[])));
+    c.handle(1, ComputeInput::announce(job(NoNet, &[])));
     assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
 
     // Unknown images (no list): not checked.
     let mut c = compute(policy(Full, None), 2);
-    c.handle(0, ComputeInput::Announce(job(NoNet, &[])));
+    c.handle(0, ComputeInput::announce(job(NoNet, &[])));
     assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
 }
 
@@ -643,7 +645,7 @@ fn r_pol_3_refuses_local_inputs_outside_the_allowed_folders() {
         announce_of(JobSpec::parse(&text).unwrap(), 1)
     };
     let mut c = compute(policy(NoNet, None), 4);
-    c.handle(0, ComputeInput::Announce(local("/data/set")));
+    c.handle(0, ComputeInput::announce(local("/data/set")));
     assert_eq!(
         refusal(&drain(&mut c)),
         RefuseReason::LocalInputNotAllowed {
@@ -654,9 +656,9 @@ fn r_pol_3_refuses_local_inputs_outside_the_allowed_folders() {
     let mut config = ComputeConfig::new(node(ME), policy(NoNet, None), ["docker"], 0);
     config.local_inputs = vec!["/data/".into()];
     let mut c = Compute::new(config);
-    c.handle(0, ComputeInput::Announce(local("/data/set")));
+    c.handle(0, ComputeInput::announce(local("/data/set")));
     assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
-    c.handle(0, ComputeInput::Announce(local("/database")));
+    c.handle(0, ComputeInput::announce(local("/database")));
     assert!(matches!(
         refusal(&drain(&mut c)),
         RefuseReason::LocalInputNotAllowed { .. }
@@ -679,7 +681,7 @@ fn r_sec_2_refuses_dir_publishers_outside_the_listed_folders() {
         announce_of(JobSpec::parse(&text).unwrap(), at)
     };
     let mut c = compute(policy(NoNet, None), 4);
-    c.handle(0, ComputeInput::Announce(publishing("/srv/out", 1)));
+    c.handle(0, ComputeInput::announce(publishing("/srv/out", 1)));
     let reason = refusal(&drain(&mut c));
     assert_eq!(
         reason,
@@ -692,12 +694,12 @@ fn r_sec_2_refuses_dir_publishers_outside_the_listed_folders() {
     let mut config = ComputeConfig::new(node(ME), policy(NoNet, None), ["docker"], 0);
     config.publish_dirs = vec!["/srv/out".into()];
     let mut c = Compute::new(config);
-    c.handle(0, ComputeInput::Announce(publishing("/srv/out", 1)));
+    c.handle(0, ComputeInput::announce(publishing("/srv/out", 1)));
     assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
-    c.handle(0, ComputeInput::Announce(publishing("/srv/out/team", 2)));
+    c.handle(0, ComputeInput::announce(publishing("/srv/out/team", 2)));
     assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
     for outside in ["/srv/outside", "/srv", "/etc"] {
-        c.handle(0, ComputeInput::Announce(publishing(outside, 3)));
+        c.handle(0, ComputeInput::announce(publishing(outside, 3)));
         assert_eq!(
             refusal(&drain(&mut c)),
             RefuseReason::PublishDirNotAllowed {
@@ -735,7 +737,7 @@ fn r_plc_1_bids_only_on_tasks_that_fit_its_free_resources() {
     c = Compute::new(config);
 
     let huge = asking(None, Some(100 * GI), 1);
-    c.handle(0, ComputeInput::Announce(huge.clone()));
+    c.handle(0, ComputeInput::announce(huge.clone()));
     let reason = refusal(&drain(&mut c));
     assert_eq!(
         reason,
@@ -749,14 +751,14 @@ fn r_plc_1_bids_only_on_tasks_that_fit_its_free_resources() {
     assert!(!reason.is_passing());
 
     let big = asking(Some(1000), Some(6 * GI), 2);
-    c.handle(0, ComputeInput::Announce(big.clone()));
+    c.handle(0, ComputeInput::announce(big.clone()));
     assert!(matches!(
         sent(&drain(&mut c)).as_slice(),
         [ToRequester::Bid(_)]
     ));
     // The open bid holds 6Gi: a 4Gi task waits, a 1Gi one fits.
     let second = asking(None, Some(4 * GI), 3);
-    c.handle(1, ComputeInput::Announce(second.clone()));
+    c.handle(1, ComputeInput::announce(second.clone()));
     let reason = refusal(&drain(&mut c));
     assert_eq!(
         reason,
@@ -768,7 +770,7 @@ fn r_plc_1_bids_only_on_tasks_that_fit_its_free_resources() {
     );
     assert!(reason.is_passing());
     let small = asking(Some(500), Some(GI), 4);
-    c.handle(1, ComputeInput::Announce(small.clone()));
+    c.handle(1, ComputeInput::announce(small.clone()));
     assert!(matches!(
         sent(&drain(&mut c)).as_slice(),
         [ToRequester::Bid(_)]
@@ -777,7 +779,7 @@ fn r_plc_1_bids_only_on_tasks_that_fit_its_free_resources() {
     // The big bid is awarded and runs: it still holds its memory.
     award(&mut c, REQ, &big, ME, 7);
     assert!(started(&drain(&mut c)));
-    c.handle(2, ComputeInput::Announce(second.clone()));
+    c.handle(2, ComputeInput::announce(second.clone()));
     assert!(drain(&mut c).is_empty(), "answered once");
     // It finishes: its memory is free, and the waiting task gets a late bid.
     c.handle(
@@ -798,7 +800,7 @@ fn r_plc_1_bids_only_on_tasks_that_fit_its_free_resources() {
         "a late bid for the task that waited for memory: {out:?}"
     );
     // A task asking nothing holds the default memory, which is free.
-    c.handle(101, ComputeInput::Announce(asking(None, None, 5)));
+    c.handle(101, ComputeInput::announce(asking(None, None, 5)));
     assert!(matches!(
         sent(&drain(&mut c)).as_slice(),
         [ToRequester::Bid(_)]
@@ -844,7 +846,7 @@ fn r_plc_2_a_requester_over_its_share_waits_while_others_do() {
     let mut c = Compute::new(config);
     let mine: Vec<Announce> = (1..=4).map(|n| by(a, n)).collect();
     for (e, job) in mine.iter().enumerate() {
-        c.handle(0, ComputeInput::Announce(job.clone()));
+        c.handle(0, ComputeInput::announce(job.clone()));
         award(&mut c, REQ, job, ME, e as u64);
     }
     assert_eq!(c.running(), 4, "nobody else waited: A took every slot");
@@ -853,7 +855,7 @@ fn r_plc_2_a_requester_over_its_share_waits_while_others_do() {
     let a5 = by(a, 5);
     let (b1, b2) = (by(b, 6), by(b, 7));
     for job in [&a5, &b1, &b2] {
-        c.handle(1, ComputeInput::Announce(job.clone()));
+        c.handle(1, ComputeInput::announce(job.clone()));
     }
     sent_to(&mut c);
     // A slot frees: A's job is older, but A holds 3 while B waits.
@@ -908,7 +910,7 @@ fn r_plc_2_a_requester_over_its_share_waits_while_others_do() {
     let mut big = spec("docker", NoNet, &[], 1);
     big.tasks[0].resources.memory = Some(crate::job::ByteSize(4 * GI));
     let b3 = Announce::new(big, b, 8, vec![]).unwrap();
-    c.handle(5, ComputeInput::Announce(b3));
+    c.handle(5, ComputeInput::announce(b3));
     sent_to(&mut c);
     finished(&mut c, 6, &mine[2], 2);
     assert!(
@@ -916,7 +918,7 @@ fn r_plc_2_a_requester_over_its_share_waits_while_others_do() {
             .iter()
             .all(|(_, m)| !matches!(m, ToRequester::Bid(_)))
     );
-    c.handle(7, ComputeInput::Announce(by(a, 9)));
+    c.handle(7, ComputeInput::announce(by(a, 9)));
     let out = sent_to(&mut c);
     assert!(
         matches!(
@@ -926,4 +928,135 @@ fn r_plc_2_a_requester_over_its_share_waits_while_others_do() {
         ),
         "{out:?}"
     );
+}
+
+/// An announcement of a job with `input_bytes` of inputs served at
+/// `source_bps`, and an `ExecutionTimeout` of 60 s.
+fn with_inputs(at: u64, input_bytes: u64, source_bps: Option<u64>) -> Announce {
+    let mut s = spec("docker", NoNet, &[], 1);
+    s.tasks[0].timeouts.execution_timeout = Some(60);
+    let mut a = announce_of(s, at);
+    a.input_bytes = Some(input_bytes);
+    a.source_bps = source_bps;
+    a
+}
+
+const MBIT: u64 = 1_000_000;
+
+// R-PLC-1: a node that could not fetch the inputs within the job's
+// ExecutionTimeout refuses, with the numbers, and that refusal lasts even
+// when the node is also full.
+#[test]
+fn r_plc_1_refuses_inputs_it_could_not_fetch_in_time() {
+    let mut config = ComputeConfig::new(node(ME), policy(NoNet, None), ["docker"], 0);
+    config.capacity = 1;
+    config.link = crate::link::LinkRates::declared(Some(1000 * MBIT), None);
+    let mut c = Compute::new(config);
+    // 1 GiB from a requester serving at 50 Mbit/s: 172 s > 60 s.
+    c.handle(
+        0,
+        ComputeInput::announce(with_inputs(1, 1 << 30, Some(50 * MBIT))),
+    );
+    let reason = refusal(&drain(&mut c));
+    assert_eq!(
+        reason,
+        RefuseReason::InputsTooSlow {
+            bytes: 1 << 30,
+            bps: 50 * MBIT,
+            fetch_ms: 171_799,
+            timeout_ms: 60_000,
+        }
+    );
+    assert!(!reason.is_passing());
+    assert_eq!(
+        reason.to_string(),
+        "its inputs (1.0 GiB) would take about 171.7 s to fetch at 50 Mbit/s, longer than its \
+         ExecutionTimeout (60 s)"
+    );
+    // From a fast requester it fits (8.6 s at the node's 1 Gbit/s) and the
+    // bid says how long it expects.
+    c.handle(
+        0,
+        ComputeInput::announce(with_inputs(2, 1 << 30, Some(5000 * MBIT))),
+    );
+    match sent(&drain(&mut c)).as_slice() {
+        [ToRequester::Bid(b)] => {
+            assert_eq!((b.held_bytes, b.fetch_ms), (0, Some(8_590)));
+        }
+        other => panic!("not one bid: {other:?}"),
+    }
+    // Now full: a job it could never fetch in time is still refused as too
+    // slow, not as busy (so its requester does not wait for this node).
+    c.handle(0, ComputeInput::announce(with_inputs(3, 10 << 30, None)));
+    assert!(matches!(
+        refusal(&drain(&mut c)),
+        RefuseReason::InputsTooSlow { bytes, .. } if bytes == 10 << 30
+    ));
+}
+
+// R-PLC-1: with no rate known (nothing declared, nothing measured), the node
+// cannot tell and bids; measured transfers teach it its rate.
+#[test]
+fn r_plc_1_measured_transfers_set_the_rate() {
+    let mut c = compute(policy(NoNet, None), 4);
+    c.handle(0, ComputeInput::announce(with_inputs(1, 1 << 30, None)));
+    match sent(&drain(&mut c)).as_slice() {
+        [ToRequester::Bid(b)] => assert_eq!(b.fetch_ms, None),
+        other => panic!("not one bid: {other:?}"),
+    }
+    // 100 MiB in 20 s: 42 Mbit/s.
+    c.handle(
+        0,
+        ComputeInput::Transferred(crate::link::Transfer {
+            direction: crate::link::Direction::Down,
+            bytes: 100 << 20,
+            ms: 20_000,
+        }),
+    );
+    assert_eq!(c.link().down.bps(), Some(41_943_040));
+    c.handle(0, ComputeInput::announce(with_inputs(2, 1 << 30, None)));
+    assert!(matches!(
+        refusal(&drain(&mut c)),
+        RefuseReason::InputsTooSlow {
+            bps: 41_943_040,
+            ..
+        }
+    ));
+}
+
+// R-PLC-1, R-POL-4: a node holding all of a job's inputs answers though the
+// draw does not ask it, and its bid says it holds them; one holding part
+// fetches only the rest.
+#[test]
+fn r_plc_1_a_node_holding_the_inputs_answers_outside_the_draw() {
+    let mut c = compute(policy(NoNet, None), 4);
+    let mut a = with_inputs(1, 1 << 30, Some(50 * MBIT));
+    // A draw so narrow it asks nobody.
+    a.draw_ppm = Some(0);
+    c.handle(0, ComputeInput::announce(a.clone()));
+    assert!(drain(&mut c).is_empty(), "not drawn, holds nothing");
+    c.handle(
+        0,
+        ComputeInput::Announce {
+            announce: a.clone(),
+            held_bytes: 1 << 30,
+        },
+    );
+    match sent(&drain(&mut c)).as_slice() {
+        [ToRequester::Bid(b)] => assert_eq!((b.held_bytes, b.fetch_ms), (1 << 30, Some(0))),
+        other => panic!("not one bid: {other:?}"),
+    }
+    // Holding all but 100 MiB: 16.8 s at 50 Mbit/s fits 60 s.
+    let b = with_inputs(2, 1 << 30, Some(50 * MBIT));
+    c.handle(
+        0,
+        ComputeInput::Announce {
+            announce: b,
+            held_bytes: (1 << 30) - (100 << 20),
+        },
+    );
+    match sent(&drain(&mut c)).as_slice() {
+        [ToRequester::Bid(b)] => assert_eq!(b.fetch_ms, Some(16_778)),
+        other => panic!("not one bid: {other:?}"),
+    }
 }

@@ -38,6 +38,17 @@ pub struct Announce {
     /// job id. At most [`DRAW_ALL_PPM`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draw_ppm: Option<u32>,
+    /// The bytes of the job's CID inputs, summed, where the requester
+    /// knows them all (it holds them). Compute nodes weigh what they would
+    /// have to fetch against the job's `ExecutionTimeout` (R-PLC-1). Not
+    /// part of the job id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_bytes: Option<u64>,
+    /// The rate, bits per second, at which the requester serves blobs, as
+    /// far as it knows: an input it holds arrives no faster from it. Not
+    /// part of the job id; never 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_bps: Option<u64>,
 }
 
 /// [`Announce::draw_ppm`] that asks every node.
@@ -83,6 +94,8 @@ impl Announce {
             submitted_at_ms,
             providers,
             draw_ppm: None,
+            input_bytes: None,
+            source_bps: None,
         })
     }
 
@@ -91,6 +104,13 @@ impl Announce {
     pub fn draws(&self, node: &NodeId) -> bool {
         self.draw_ppm
             .is_none_or(|ppm| draw_ticket(&self.job_id, node) < ppm)
+    }
+
+    /// Whether a node holding `held_bytes` of the job's inputs holds them
+    /// all: such a node answers whether or not the draw asks it, since it
+    /// is where the job runs best.
+    pub fn all_held(&self, held_bytes: u64) -> bool {
+        self.input_bytes.is_some_and(|b| b > 0 && held_bytes >= b)
     }
 }
 
@@ -114,6 +134,12 @@ impl Message for Announce {
             return Err(MessageError::Invalid {
                 field: "draw_ppm".to_owned(),
                 reason: format!("{ppm} is more than the whole network ({DRAW_ALL_PPM})"),
+            });
+        }
+        if self.source_bps == Some(0) {
+            return Err(MessageError::Invalid {
+                field: "source_bps".to_owned(),
+                reason: "0 bits per second is no rate: leave it out when unknown".to_owned(),
             });
         }
         let computed = JobId::compute(&self.spec, &self.requester, self.submitted_at_ms)?;

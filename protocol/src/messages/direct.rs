@@ -23,6 +23,17 @@ pub struct Bid {
     pub bidder: NodeId,
     /// How many jobs the bidder runs now, so the requester can prefer idle nodes.
     pub running_jobs: u32,
+    /// Bytes of the job's inputs the bidder already holds.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub held_bytes: u64,
+    /// How long the bidder expects fetching the rest to take, in ms, where
+    /// it can tell (the job's input size and its link rate are known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_ms: Option<u64>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Compute -> requester: "I will not run this job", and why, so the

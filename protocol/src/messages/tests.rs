@@ -45,6 +45,8 @@ fn bid() -> Bid {
         job_id: job_id(),
         bidder: compute_key().node_id(),
         running_jobs: 3,
+        held_bytes: 0,
+        fetch_ms: None,
     }
 }
 
@@ -317,6 +319,32 @@ fn announce_with_a_draw_beyond_the_network_rejected() {
         Announce::verify(&all.sign(&requester_key()).unwrap()),
         Ok(all)
     );
+}
+
+// R-PLC-1: an announcement may state its inputs' size and its
+// requester's serving rate (not part of the job id); a rate of 0 is no
+// rate and is refused.
+#[test]
+fn announce_with_input_size_and_source_rate() {
+    let a = Announce {
+        input_bytes: Some(1 << 30),
+        source_bps: Some(50_000_000),
+        ..announce()
+    };
+    assert_eq!(a.job_id, announce().job_id);
+    assert_eq!(Announce::verify(&a.sign(&requester_key()).unwrap()), Ok(a));
+    let zero = Announce {
+        source_bps: Some(0),
+        ..announce()
+    };
+    assert!(matches!(
+        zero.sign(&requester_key()),
+        Err(MessageError::Invalid { ref field, .. }) if field == "source_bps"
+    ));
+    assert!(matches!(
+        Announce::verify(&sign_unchecked(&zero, &requester_key())),
+        Err(MessageError::Invalid { .. })
+    ));
 }
 
 /// Draw tickets are spread evenly: a draw of p ppm draws about p ppm of

@@ -52,6 +52,8 @@ fn awarded_to_peer(a: &mut Node) -> (JobId, Award) {
         job_id: job,
         bidder: node(2),
         running_jobs: 0,
+        held_bytes: 0,
+        fetch_ms: None,
     };
     a.handle(
         10,

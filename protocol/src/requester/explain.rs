@@ -26,6 +26,13 @@ pub(super) fn summary(reason: &RefuseReason) -> String {
         RefuseReason::ResourceBusy { resource, .. } => {
             format!("not enough {resource} free (held by running jobs)")
         }
+        RefuseReason::InputsTooSlow {
+            bytes, timeout_ms, ..
+        } => format!(
+            "its inputs ({}) would not arrive within its ExecutionTimeout ({})",
+            crate::link::explain_bytes(*bytes),
+            duration(*timeout_ms)
+        ),
         other => other.to_string(),
     }
 }
@@ -87,6 +94,44 @@ pub(super) fn queue_timeout(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>
         }
         Failure::new(FailureCause::QueueTimeout, text)
     }
+}
+
+/// R-PLC-1: the job's inputs, held only by this node (as far as it
+/// knows), would take longer to fetch from it than the job's
+/// `ExecutionTimeout` at the fastest rate it serves at: no node that lacks
+/// them can run the job. `None` when that is not so, or not known.
+/// `default_timeout_ms` is the timeout of a job that sets none.
+pub(super) fn inputs_out_of_reach(
+    job: &JobRecord,
+    known: &BTreeMap<NodeId, KnownNode>,
+    default_timeout_ms: u64,
+) -> Option<Failure> {
+    let announce = &job.announce;
+    let (bytes, bps) = (announce.input_bytes?, announce.source_bps?);
+    let fetch_ms = crate::link::transfer_ms(bytes, bps);
+    let timeout_ms = announce
+        .spec
+        .task()
+        .timeouts
+        .execution_ms_or(default_timeout_ms);
+    if fetch_ms <= timeout_ms {
+        return None;
+    }
+    let mut detail = format!(
+        "no node that holds its inputs took the job, and fetching them ({}) from this node \
+         would take at least {} at {}, the fastest it serves at, longer than the job's \
+         ExecutionTimeout ({}): raise ExecutionTimeout, or add the inputs to a node with a \
+         faster link and submit the job there",
+        crate::link::explain_bytes(bytes),
+        duration(fetch_ms),
+        crate::link::explain_rate(bps),
+        duration(timeout_ms),
+    );
+    let groups = render_groups(&groups(job, known));
+    if !groups.is_empty() {
+        detail.push_str(&format!("; nodes: {groups}"));
+    }
+    Some(Failure::new(FailureCause::NoNodeAccepts, detail))
 }
 
 /// A draw's share of the network, `2.5%`.

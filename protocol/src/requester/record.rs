@@ -103,12 +103,25 @@ pub struct BidRecord {
     pub received_at_ms: u64,
     /// Drawn from the seeded RNG when the bid arrived: breaks ties.
     pub tiebreak: u64,
+    /// How long the bidder expects to take fetching the job's inputs, ms,
+    /// where it said.
+    #[serde(default)]
+    pub fetch_ms: Option<u64>,
+    /// Bytes of the job's inputs the bidder holds.
+    #[serde(default)]
+    pub held_bytes: u64,
 }
 
 impl BidRecord {
-    /// Lower is better (R-POL-4).
-    pub(super) fn rank(&self) -> (u32, u64, u64, NodeId) {
+    /// Lower is better (R-POL-4, weighed by data locality and link speed):
+    /// the expected fetch in whole seconds (unknown counts as none), so a
+    /// few milliseconds do not outweigh the rest; then the most input
+    /// bytes held, so data already in place is used; then the fewest
+    /// running jobs.
+    pub(super) fn rank(&self) -> (u64, std::cmp::Reverse<u64>, u32, u64, u64, NodeId) {
         (
+            self.fetch_ms.unwrap_or(0) / 1000,
+            std::cmp::Reverse(self.held_bytes),
             self.running_jobs,
             self.received_at_ms,
             self.tiebreak,
@@ -208,6 +221,14 @@ impl JobRecord {
     /// ([`JobRecord::backlog_timeout_ms`]).
     pub fn queued_behind_busy_nodes(&self) -> bool {
         self.busy_refusals > 0 || self.bids_received as usize > self.executions.len()
+    }
+
+    /// Whether a node that has not had an attempt at the job refused it
+    /// only for being busy, and may bid once it is not.
+    pub fn waits_for_a_busy_node(&self) -> bool {
+        self.refusals
+            .iter()
+            .any(|(node, reason)| reason.is_passing() && !self.tried(node))
     }
 
     /// How long the job may wait for nodes, from when it started waiting.

@@ -59,17 +59,7 @@ fn events(outputs: &[RequesterOutput]) -> Vec<RequesterEvent> {
 }
 
 fn bid(r: &mut Requester, now: u64, job_id: JobId, n: u8, running_jobs: u32) {
-    r.handle(
-        now,
-        RequesterInput::Bid {
-            from: node(n),
-            bid: Bid {
-                job_id,
-                bidder: node(n),
-                running_jobs,
-            },
-        },
-    );
+    bid_fetching(r, now, job_id, n, running_jobs, None);
 }
 
 /// A node with `slots` slots, all taken.
@@ -221,6 +211,8 @@ fn bids_from_impostors_and_repeats_are_ignored() {
                 job_id: id,
                 bidder: node(1),
                 running_jobs: 0,
+                held_bytes: 0,
+                fetch_ms: None,
             },
         },
     );
@@ -1195,6 +1187,8 @@ fn r_pol_4_releases_bids_it_will_never_award() {
                 job_id: unknown,
                 bidder: node(6),
                 running_jobs: 0,
+                held_bytes: 0,
+                fetch_ms: None,
             },
         },
     );
@@ -1214,4 +1208,118 @@ fn r_pol_4_releases_bids_beyond_the_cap() {
     bid(&mut r, 3, id, 3, 5);
     assert_eq!(cancels(&drain(&mut r)), vec![node(3)]);
     assert_eq!(r.job(&id).unwrap().bids.len(), 2);
+}
+
+/// A job with 1 GiB of inputs this node holds and serves at `source_bps`,
+/// and an `ExecutionTimeout` of 60 s.
+fn submit_with_inputs(r: &mut Requester, at: u64, source_bps: u64) -> JobId {
+    let mut s = spec("docker", NoNet, &[], 1);
+    s.tasks[0].timeouts.execution_timeout = Some(60);
+    let sources = Sources {
+        providers: vec!["here".into()],
+        input_bytes: Some(1 << 30),
+        source_bps: Some(source_bps),
+    };
+    let id = r.submit_with(at, s, at, sources).unwrap();
+    let announced = drain(r).into_iter().find_map(|o| match o {
+        RequesterOutput::Publish(a) if a.job_id == id => Some(a),
+        _ => None,
+    });
+    let announced = announced.expect("announced");
+    assert_eq!(
+        (announced.input_bytes, announced.source_bps),
+        (Some(1 << 30), Some(source_bps))
+    );
+    id
+}
+
+fn bid_fetching(
+    r: &mut Requester,
+    now: u64,
+    job_id: JobId,
+    n: u8,
+    running_jobs: u32,
+    fetch_ms: Option<u64>,
+) {
+    r.handle(
+        now,
+        RequesterInput::Bid {
+            from: node(n),
+            bid: Bid {
+                job_id,
+                bidder: node(n),
+                running_jobs,
+                held_bytes: 0,
+                fetch_ms,
+            },
+        },
+    );
+}
+
+// R-POL-4 with data locality (R-PLC-1): a node that holds the inputs, or
+// fetches them seconds sooner, wins over a less loaded one; within the same
+// second, the load decides.
+#[test]
+fn r_pol_4_prefers_data_held_then_the_faster_fetch_then_load() {
+    let mut r = requester(1);
+    let id = submit_with_inputs(&mut r, 0, 5_000_000_000);
+    bid_fetching(&mut r, 1, id, 1, 0, Some(8_600));
+    bid_fetching(&mut r, 2, id, 2, 3, Some(0));
+    bid_fetching(&mut r, 3, id, 3, 0, Some(1_700));
+    bid_fetching(&mut r, 4, id, 4, 1, Some(1_100));
+    r.handle_timeout(300);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(2), ExecutionId(0))]);
+    let spares: Vec<NodeId> = r.job(&id).unwrap().bids.iter().map(|b| b.node).collect();
+    assert_eq!(spares[..2], [node(3), node(4)]);
+}
+
+// R-PLC-1: a job whose inputs no node holding them takes, and that would
+// take longer than its ExecutionTimeout to fetch from the requester, fails
+// at once with the numbers, not after its queue timeout.
+#[test]
+fn r_plc_1_inputs_out_of_reach_fail_at_once_with_the_numbers() {
+    let mut r = requester(1);
+    let id = submit_with_inputs(&mut r, 0, 50_000_000);
+    let too_slow = RefuseReason::InputsTooSlow {
+        bytes: 1 << 30,
+        bps: 50_000_000,
+        fetch_ms: 171_799,
+        timeout_ms: 60_000,
+    };
+    refuse(&mut r, id, 1, too_slow.clone());
+    refuse(&mut r, id, 2, too_slow);
+    let mut now = 0;
+    while !state(&r, id).is_terminal() && now < 10_000 {
+        now = r.poll_timeout().unwrap();
+        r.handle_timeout(now);
+    }
+    assert!(now < 5_000, "failed after {now} ms");
+    let failure = failed(&r, id);
+    assert_eq!(failure.cause, FailureCause::NoNodeAccepts);
+    assert_eq!(
+        failure.detail,
+        "no node that holds its inputs took the job, and fetching them (1.0 GiB) from this node \
+         would take at least 171.7 s at 50 Mbit/s, the fastest it serves at, longer than the \
+         job's ExecutionTimeout (60 s): raise ExecutionTimeout, or add the inputs to a node with \
+         a faster link and submit the job there; nodes: 2 nodes: its inputs (1.0 GiB) would not \
+         arrive within its ExecutionTimeout (60 s)"
+    );
+}
+
+// R-PLC-1: ... but a busy node may be one that holds them: the job waits.
+#[test]
+fn r_plc_1_inputs_out_of_reach_wait_while_a_node_is_busy() {
+    let mut r = requester(1);
+    let id = submit_with_inputs(&mut r, 0, 50_000_000);
+    refuse(&mut r, id, 1, busy(4));
+    for now in (300..20_000).step_by(300) {
+        r.handle_timeout(now);
+    }
+    assert!(!state(&r, id).is_terminal(), "{:?}", state(&r, id));
+    // A fast source leaves it to the nodes too.
+    let id = submit_with_inputs(&mut r, 20_000, 5_000_000_000);
+    for now in (20_000..25_000).step_by(300) {
+        r.handle_timeout(now);
+    }
+    assert!(!state(&r, id).is_terminal());
 }

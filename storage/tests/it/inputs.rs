@@ -99,6 +99,7 @@ impl Node {
             downloader: &self.downloader,
             allowed_local: &self.allowed,
             max_cid_bytes: self.max_cid_bytes,
+            on_fetched: None,
         };
         materialise(&inputs, exec, sources).await
     }

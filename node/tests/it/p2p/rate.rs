@@ -107,6 +107,8 @@ async fn r_sec_5_a_direct_message_flood_is_answered_busy_then_penalised() {
                 job_id,
                 bidder: key.node_id(),
                 running_jobs: n,
+                held_bytes: 0,
+                fetch_ms: None,
             };
             Direct::from(bid.sign(key).unwrap())
         };

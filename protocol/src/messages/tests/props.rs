@@ -190,6 +190,8 @@ fn direct_and_key() -> impl Strategy<Value = (DirectMessage, Direct, NodeKey)> {
             job_id,
             bidder: k.node_id(),
             running_jobs,
+            held_bytes: 0,
+            fetch_ms: None,
         };
         let (b, s) = signed(b, &k);
         (DirectMessage::Bid(b), Direct::from(s), k)

@@ -44,6 +44,13 @@ pub struct NodeInfo {
     /// the rest).
     #[serde(default)]
     pub resources_free: Offer,
+    /// Its link's download rate as it estimates it, bits per second
+    /// (`--link`, then its fetches); none while unknown.
+    #[serde(default)]
+    pub link_down_bps: Option<u64>,
+    /// ... and its upload rate.
+    #[serde(default)]
+    pub link_up_bps: Option<u64>,
     /// The highest network mode it accepts: `none`, `http` or `full`.
     #[serde(with = "network_flag")]
     pub accept_network: NetworkMode,
@@ -253,6 +260,8 @@ mod tests {
                 memory: Some(protocol::job::ByteSize(6 << 30)),
                 disk: None,
             },
+            link_down_bps: Some(100_000_000),
+            link_up_bps: None,
             accept_network: NetworkMode::None,
             allowlist: Some("/etc/skrei/allow.txt".into()),
             peers: vec![

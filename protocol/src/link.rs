@@ -108,6 +108,72 @@ impl LinkRates {
     }
 }
 
+/// Why a `--link` value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// Not `down=RATE,up=RATE`.
+    #[error("write down=RATE,up=RATE, e.g. down=100Mbit,up=20Mbit (either may be left out)")]
+    Syntax,
+    /// A direction other than `down` and `up`.
+    #[error("{0}: the directions are down and up")]
+    Direction(String),
+    /// A direction given twice.
+    #[error("{0} is given twice")]
+    Twice(&'static str),
+    /// A rate that is not a number of kbit, Mbit or Gbit.
+    #[error("{0}: write a rate such as 800kbit, 100Mbit or 1.5Gbit (bits per second)")]
+    Rate(String),
+}
+
+/// Reads what an operator says of its link, `down=100Mbit,up=20Mbit`
+/// (either may be left out): bits per second, download then upload.
+pub fn parse_link(text: &str) -> Result<(Option<u64>, Option<u64>), LinkError> {
+    let (mut down, mut up) = (None, None);
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (direction, rate) = part.split_once('=').ok_or(LinkError::Syntax)?;
+        let (slot, name) = match direction.trim().to_ascii_lowercase().as_str() {
+            "down" => (&mut down, "down"),
+            "up" => (&mut up, "up"),
+            other => return Err(LinkError::Direction(other.to_owned())),
+        };
+        if slot.is_some() {
+            return Err(LinkError::Twice(name));
+        }
+        *slot = Some(parse_rate(rate.trim())?);
+    }
+    if down.is_none() && up.is_none() {
+        return Err(LinkError::Syntax);
+    }
+    Ok((down, up))
+}
+
+/// `100Mbit` (also `100Mbit/s`, `100mbps`) in bits per second; never 0.
+fn parse_rate(text: &str) -> Result<u64, LinkError> {
+    let bad = || LinkError::Rate(text.to_owned());
+    let lower = text.to_ascii_lowercase();
+    let lower = lower
+        .strip_suffix("/s")
+        .or_else(|| lower.strip_suffix("ps"))
+        .unwrap_or(&lower);
+    let (number, unit) = [
+        ("gbit", 1e9),
+        ("mbit", 1e6),
+        ("kbit", 1e3),
+        ("gb", 1e9),
+        ("mb", 1e6),
+        ("kb", 1e3),
+    ]
+    .into_iter()
+    .find_map(|(suffix, unit)| lower.strip_suffix(suffix).map(|n| (n, unit)))
+    .ok_or_else(bad)?;
+    let value: f64 = number.trim().parse().map_err(|_| bad())?;
+    let bps = value * unit;
+    if !(1.0..=1e13).contains(&bps) {
+        return Err(bad());
+    }
+    Ok(bps as u64)
+}
+
 /// Milliseconds to move `bytes` at `bps` bits per second, rounded up.
 pub fn transfer_ms(bytes: u64, bps: u64) -> u64 {
     let ms = (u128::from(bytes) * 8 * 1000).div_ceil(u128::from(bps.max(1)));
@@ -192,6 +258,27 @@ mod tests {
             ms: 0,
         });
         assert_eq!(link.up.bps(), Some(8_388_608_000), "0 ms counts as 1");
+    }
+
+    #[test]
+    fn r_plc_1_a_link_is_read_from_what_an_operator_writes() {
+        assert_eq!(
+            parse_link("down=100Mbit,up=20Mbit"),
+            Ok((Some(100_000_000), Some(20_000_000)))
+        );
+        assert_eq!(parse_link("up=1.5Gbit/s"), Ok((None, Some(1_500_000_000))));
+        assert_eq!(parse_link("down=800kbps"), Ok((Some(800_000), None)));
+        assert_eq!(parse_link(""), Err(LinkError::Syntax));
+        assert_eq!(parse_link("100Mbit"), Err(LinkError::Syntax));
+        assert_eq!(
+            parse_link("sideways=1Mbit"),
+            Err(LinkError::Direction("sideways".into()))
+        );
+        assert_eq!(parse_link("up=1Mbit,up=2Mbit"), Err(LinkError::Twice("up")));
+        for rate in ["fast", "0Mbit", "-1Mbit", "100", "NaNMbit", "1e9Gbit"] {
+            let said = parse_link(&format!("down={rate}")).unwrap_err().to_string();
+            assert!(said.contains("100Mbit"), "{rate}: {said}");
+        }
     }
 
     #[test]

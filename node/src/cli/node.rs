@@ -168,6 +168,13 @@ fn info(api: &ApiArgs, output: Output) -> anyhow::Result<ExitCode> {
                 offer_text(&info.resources),
                 offer_text(&info.resources_free)
             ));
+            let rate =
+                |bps: Option<u64>| bps.map_or("unknown".to_owned(), protocol::link::explain_rate);
+            print_line(&format!(
+                "link:           down {}, up {}",
+                rate(info.link_down_bps),
+                rate(info.link_up_bps)
+            ));
             print_line(&format!(
                 "peers:          {} connected",
                 info.connected_peers()

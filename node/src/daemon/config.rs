@@ -65,6 +65,9 @@ pub struct NodeConfig {
     /// The share of the slots, in percent, one requester's jobs may hold
     /// while others' wait here (R-PLC-2). Default 25.
     pub requester_share_percent: u32,
+    /// What the operator says the link does (`--link`), bits per second:
+    /// the start of the node's rate estimates (R-PLC-1). Default unknown.
+    pub link: protocol::link::LinkRates,
     /// Bytes per second each way for an `http` job (R-NET-6).
     pub http_rate: u64,
     /// Find peers on the LAN with mDNS.
@@ -120,6 +123,7 @@ impl NodeConfig {
             capacity: 4,
             resources: protocol::job::Resources::default(),
             requester_share_percent: 25,
+            link: protocol::link::LinkRates::default(),
             http_rate: 1_250_000,
             mdns: false,
             local_inputs: Vec::new(),

@@ -182,6 +182,7 @@ impl CoreDriver {
         cc.compute.capacity = config.capacity;
         cc.compute.resources = super::machine::offer(config.resources);
         cc.compute.requester_share_percent = config.requester_share_percent;
+        cc.compute.link = config.link.clone();
         // The executors' default timeout is the one compute weighs input
         // fetches against (R-PLC-1).
         cc.compute.execution_timeout_ms =

@@ -132,6 +132,13 @@ pub struct NodeFlags {
     /// while other requesters' jobs wait here. Default 25; 100: no limit.
     #[arg(long, value_name = "PERCENT")]
     requester_share: Option<u32>,
+    /// What this node's link does, e.g. `down=100Mbit,up=20Mbit`: where its
+    /// estimates of fetch times start (it learns from its fetches too).
+    /// Jobs whose inputs it could not fetch within their ExecutionTimeout
+    /// are refused; the upload rate tells others how fast this node's
+    /// inputs leave it. Default: unknown until measured.
+    #[arg(long, value_name = "down=RATE,up=RATE")]
+    link: Option<String>,
     /// Bytes per second each way for each `http` job. Default 1250000 (10 Mbit/s).
     #[arg(long)]
     http_rate: Option<u64>,
@@ -382,6 +389,11 @@ impl NodeFlags {
             }
             config.requester_share_percent = percent;
         }
+        if let Some(text) = &self.link {
+            let (down, up) = protocol::link::parse_link(text)
+                .map_err(|e| anyhow::anyhow!("--link {text}: {e}"))?;
+            config.link = protocol::link::LinkRates::declared(down, up);
+        }
         if let Some(rate) = self.http_rate {
             config.http_rate = rate;
         }
@@ -466,6 +478,7 @@ impl NodeFlags {
             capacity: pick(self.capacity, file.capacity),
             resources: pick(self.resources, file.resources),
             requester_share: pick(self.requester_share, file.requester_share),
+            link: pick(self.link, file.link),
             http_rate: pick(self.http_rate, file.http_rate),
             mdns: self.mdns || file.mdns,
             local_inputs: list(self.local_inputs, file.local_inputs),

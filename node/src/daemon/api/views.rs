@@ -66,6 +66,8 @@ pub fn node_info(view: &NodeView) -> Result<NodeInfo, ViewError> {
         capacity: view.capacity,
         resources: view.resources,
         resources_free: view.resources_free,
+        link_down_bps: view.link_down_bps,
+        link_up_bps: view.link_up_bps,
         running: view.running,
         accept_network: protocol::policy::parse_accept_network(&view.accept_network).map_err(
             |e| ViewError {

@@ -26,6 +26,9 @@ pub struct NodeView {
     pub running: u32,
     pub resources: protocol::resources::Offer,
     pub resources_free: protocol::resources::Offer,
+    /// The link's rates as the node estimates them, bits per second.
+    pub link_down_bps: Option<u64>,
+    pub link_up_bps: Option<u64>,
     pub accept_network: String,
     pub allowlist: Option<String>,
     /// At most `MAX_PEERS`, connected and recently heard ones kept.
@@ -143,6 +146,8 @@ impl CoreDriver {
             running: compute.running(),
             resources: compute.config().resources.into(),
             resources_free: compute.free().into(),
+            link_down_bps: compute.link().down.bps(),
+            link_up_bps: compute.link().up.bps(),
             accept_network: policy.accept().to_string(),
             allowlist: self
                 .config

@@ -174,3 +174,10 @@ fn r_plc_2_a_bad_requester_share_is_refused_with_what_to_write() {
     refused("--requester-share", "101", "from 1 to 100");
     refused("--requester-share", "half", "invalid");
 }
+
+#[test]
+fn r_plc_1_a_bad_link_flag_is_refused_with_what_to_write() {
+    refused("--link", "100Mbit", "down=RATE,up=RATE");
+    refused("--link", "down=fast", "100Mbit");
+    refused("--link", "sideways=1Mbit", "the directions are down and up");
+}

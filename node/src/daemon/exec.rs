@@ -3,7 +3,7 @@
 //! machine reports to the requester.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -102,25 +102,31 @@ async fn run_in(
         .filter_map(|p| serde_json::from_str::<EndpointAddr>(p).ok())
         .filter(|a| a.id != me)
         .collect();
+    let task = spec.task();
+    // R-PLC-1: a task asking for disk holds its inputs and results to it;
+    // each CID input stops being fetched at the smaller budget.
+    let disk = task.resources.disk.map(|d| d.0);
     let inputs = Inputs {
         store: &ctx.store,
         providers: &providers,
         downloader: &ctx.downloader,
         allowed_local: &ctx.local_inputs,
-        max_cid_bytes: ctx.max_input_size,
+        max_cid_bytes: disk.map_or(ctx.max_input_size, |d| d.min(ctx.max_input_size)),
         on_fetched: Some(&*ctx.on_fetched),
     };
-    let task = spec.task();
     let limits = Limits::for_task(task, Limits::default());
     // The requester expects an answer within ExecutionTimeout (and a grace)
     // of the award: the timeout covers fetching the inputs as well as the
     // run, so a slow fetch ends in a reason, not in silence.
     let started = std::time::Instant::now();
     let module = tokio::select! {
-        prepared = prepare_with_retries(&inputs, root, spec) => prepared?,
+        prepared = prepare_with_retries(&inputs, root, spec, disk) => prepared?,
         () = cancel.cancelled() => return Err(exec_failure(executor::ExecError::Cancelled)),
         () = tokio::time::sleep(limits.timeout) => return Err(inputs_timed_out(limits.timeout)),
     };
+    if let Some(disk) = disk {
+        check_disk(disk, root, &["inputs", "module"], "inputs").await?;
+    }
     // What is left of the timeout is the run's.
     let left = limits.timeout.saturating_sub(started.elapsed());
     if left.is_zero() {
@@ -148,6 +154,16 @@ async fn run_in(
     if task.network.r#type == NetworkMode::None {
         // `none` jobs made no requests; an empty log says so plainly.
         let _ = tokio::fs::write(dir.results().join("network.log"), b"").await;
+    }
+    if let Some(disk) = disk {
+        // Checked before the results enter the store.
+        check_disk(
+            disk,
+            root,
+            &["inputs", "module", "results"],
+            "inputs and results",
+        )
+        .await?;
     }
     let published = storage::publish::publish(
         &ctx.store,
@@ -192,6 +208,58 @@ fn exec_failure(e: executor::ExecError) -> Failure {
     Failure::new(cause, e.to_string())
 }
 
+/// R-PLC-1: fails the execution when what it holds under `root`'s `dirs`
+/// passes the task's disk.
+async fn check_disk(disk: u64, root: &Path, dirs: &[&str], what: &str) -> Result<(), Failure> {
+    let paths: Vec<PathBuf> = dirs.iter().map(|d| root.join(d)).collect();
+    let used =
+        tokio::task::spawn_blocking(move || paths.iter().map(|p| tree_bytes(p)).sum::<u64>())
+            .await
+            .unwrap_or(u64::MAX);
+    if used <= disk {
+        return Ok(());
+    }
+    Err(Failure::new(
+        FailureCause::ResourceLimit,
+        format!(
+            "the task's {what} take {}, more than the disk it asked for ({}): ask for more \
+             disk (Resources.Disk) or read and write less",
+            protocol::link::explain_bytes(used),
+            protocol::link::explain_bytes(disk)
+        ),
+    ))
+}
+
+/// Bytes of the files under `path` (symlinks not followed, counted as
+/// nothing); 0 when it does not exist.
+fn tree_bytes(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_file() {
+        return meta.len();
+    }
+    if !meta.is_dir() {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| tree_bytes(&entry.path()))
+        .fold(0u64, u64::saturating_add)
+}
+
+/// Whether an input failed for passing its byte budget.
+fn over_budget(kind: &InputErrorKind) -> bool {
+    match kind {
+        InputErrorKind::Fetch(e) => matches!(**e, storage::store::FetchError::TooLarge { .. }),
+        InputErrorKind::Export(e) => matches!(**e, storage::store::ExportError::TooLarge { .. }),
+        _ => false,
+    }
+}
+
 /// Attempts at fetching a job's inputs when a provider fails on the way
 /// (it may be restarting); other input errors are final at once.
 const INPUT_ATTEMPTS: u32 = 4;
@@ -201,12 +269,24 @@ async fn prepare_with_retries(
     inputs: &Inputs<'_>,
     root: &std::path::Path,
     spec: &JobSpec,
+    disk: Option<u64>,
 ) -> Result<Option<Vec<u8>>, Failure> {
     let task = spec.task();
     let mut wait = Duration::from_millis(500);
     for attempt in 1.. {
         let inputs_done = materialise(inputs, root, &task.input_sources).await;
         let result = match (inputs_done, &task.engine) {
+            // Over the task's own disk: a limit it asked for, not a fault.
+            (Err(e), _) if over_budget(&e.cause) && disk == Some(inputs.max_cid_bytes) => {
+                return Err(Failure::new(
+                    FailureCause::ResourceLimit,
+                    format!(
+                        "inputs: {e}: the disk the task asked for ({}); ask for more disk \
+                         (Resources.Disk)",
+                        protocol::link::explain_bytes(inputs.max_cid_bytes)
+                    ),
+                ));
+            }
             (Err(e), _) => Err((
                 matches!(e.cause, InputErrorKind::Fetch(_)),
                 format!("inputs: {e}"),
@@ -279,4 +359,39 @@ pub(super) fn content_inputs(spec: &JobSpec) -> Vec<cid::Cid> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // R-PLC-1: what an execution holds on disk is its files' bytes, links
+    // not followed; past the task's disk the execution fails, saying so.
+    #[tokio::test]
+    async fn r_plc_1_disk_counts_files_under_the_execution_and_not_links() {
+        let root = tempfile::tempdir().unwrap();
+        let inputs = root.path().join("inputs/a/b");
+        std::fs::create_dir_all(&inputs).unwrap();
+        std::fs::write(inputs.join("one"), vec![0u8; 3000]).unwrap();
+        std::fs::write(root.path().join("inputs/two"), vec![0u8; 1000]).unwrap();
+        std::fs::create_dir_all(root.path().join("results")).unwrap();
+        std::fs::write(root.path().join("results/out"), vec![0u8; 500]).unwrap();
+        // A link to something large outside counts as nothing.
+        std::os::unix::fs::symlink("/usr", root.path().join("results/usr")).unwrap();
+        assert_eq!(tree_bytes(&root.path().join("inputs")), 4000);
+        assert_eq!(tree_bytes(&root.path().join("missing")), 0);
+        let dirs = ["inputs", "module", "results"];
+        assert!(check_disk(4500, root.path(), &dirs, "x").await.is_ok());
+        let failure = check_disk(4499, root.path(), &dirs, "inputs and results")
+            .await
+            .unwrap_err();
+        assert_eq!(failure.cause, FailureCause::ResourceLimit);
+        assert!(
+            failure
+                .detail
+                .starts_with("the task's inputs and results take 4.4 KiB, more than the disk"),
+            "{}",
+            failure.detail
+        );
+    }
 }

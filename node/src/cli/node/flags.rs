@@ -123,10 +123,11 @@ pub struct NodeFlags {
     /// Executions at once. Default 4.
     #[arg(long)]
     capacity: Option<u32>,
-    /// What this node offers jobs, e.g. `cpu=4,memory=8Gi`: it bids only
-    /// on tasks whose Resources fit what is free of it. Kinds left out:
-    /// the machine's, less a reserve for the node.
-    #[arg(long, value_name = "cpu=N,memory=SIZE")]
+    /// What this node offers jobs, e.g. `cpu=4,memory=8Gi,disk=100Gi`: it
+    /// bids only on tasks whose Resources fit what is free of it. CPU and
+    /// memory left out: the machine's, less a reserve for the node. Disk
+    /// (what a task's inputs and results may take) left out: not checked.
+    #[arg(long, value_name = "cpu=N,memory=SIZE,disk=SIZE")]
     resources: Option<String>,
     /// The share of the slots, in percent, one requester's jobs may hold
     /// while other requesters' jobs wait here. Default 25; 100: no limit.
@@ -371,14 +372,6 @@ impl NodeFlags {
         if let Some(text) = &self.resources {
             let offer = protocol::resources::parse_offer(text)
                 .map_err(|e| anyhow::anyhow!("--resources {text}: {e}"))?;
-            if offer.disk.is_some() {
-                // Offered means enforced, and nothing limits an
-                // execution's disk yet beyond --max-input-size.
-                bail!(
-                    "--resources {text}: disk is not offered yet; limit inputs with \
-                     --max-input-size and leave disk out"
-                );
-            }
             config.resources = offer;
         }
         if let Some(percent) = self.requester_share {

@@ -162,7 +162,7 @@ fn r_plc_1_a_bad_resources_flag_is_refused_with_what_to_write() {
         ("gpu=1", "the kinds are cpu, memory and disk"),
         ("memory=lots", "512Mi"),
         ("cpu", "cpu=4,memory=8Gi"),
-        ("disk=10Gi", "--max-input-size"),
+        ("disk=lots", "512Mi"),
     ] {
         refused("--resources", value, says);
     }
@@ -180,4 +180,46 @@ fn r_plc_1_a_bad_link_flag_is_refused_with_what_to_write() {
     refused("--link", "100Mbit", "down=RATE,up=RATE");
     refused("--link", "down=fast", "100Mbit");
     refused("--link", "sideways=1Mbit", "the directions are down and up");
+}
+
+// Issue 15 (R-PLC-1), live: a node offering 1Mi of disk refuses a task
+// asking for more, and holds a task to the disk it asked for: its inputs
+// may not take more (the fetch stops there, and the failure says so).
+#[test]
+fn r_plc_1_a_tasks_inputs_are_held_to_the_disk_it_asked_for() {
+    let files = Files::new();
+    let dirs = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dirs.path().join("node"), &["--resources", "disk=1Mi"]);
+    let info = node.info();
+    assert_eq!(info["resources"]["Disk"], "1Mi", "{info:#}");
+    let module = node.add(&files.module());
+    let small = cid_input(&node.add(&files.name()));
+    let asking_disk = |disk: &str| format!("    Resources:\n      Disk: {disk}\n");
+
+    // Within its disk: it runs.
+    let job = node.submit(&hello_job("fits", &module, &small, &asking_disk("512Ki")));
+    let done = node.wait(&job, Duration::from_secs(60));
+    assert_eq!(done["state"], "completed", "{done:#}");
+
+    // More than the node offers: refused, saying so.
+    let job = node.submit(&hello_job("too big", &module, &small, &asking_disk("2Mi")));
+    let ended = node.wait(&job, Duration::from_secs(60));
+    assert_eq!(ended["failure"]["cause"], "no_node_accepts", "{ended:#}");
+    let detail = ended["failure"]["detail"].as_str().unwrap();
+    assert!(detail.contains("1 node: disk 2Mi > 1Mi"), "{detail}");
+
+    // A 1 MiB input for a task that asked for 512Ki: stopped there.
+    let big = files.path("big.bin");
+    std::fs::write(&big, vec![1u8; 1 << 20]).unwrap();
+    let big = cid_input(&node.add(&big));
+    let job = node.submit(&hello_job("over", &module, &big, &asking_disk("512Ki")));
+    let ended = node.wait(&job, Duration::from_secs(60));
+    assert_eq!(ended["state"], "failed", "{ended:#}");
+    let failure = &ended["job"]["executions"][0]["state"]["failure"];
+    assert_eq!(failure["cause"], "resource_limit", "{ended:#}");
+    let detail = failure["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("the disk the task asked for (512 KiB)"),
+        "{detail}"
+    );
 }

@@ -401,6 +401,8 @@ pub struct Compute {
     held: Holds,
     /// Jobs refused for want of a slot, oldest first.
     waiting: Waiting,
+    /// When `waiting` was last swept of jobs no longer refused.
+    waiting_swept_ms: u64,
     /// How fast the node's link moves blobs.
     link: LinkRates,
     outputs: VecDeque<ComputeOutput>,
@@ -412,6 +414,8 @@ const MAX_WAITING: usize = 4096;
 /// ... and at most this many bytes of their announcements, so a peer's
 /// large announcements cannot make the node hold more.
 const MAX_WAITING_BYTES: usize = 16 << 20;
+/// `waiting` is swept of stale entries at most this often.
+const WAITING_SWEEP_MS: u64 = 1_000;
 /// A job refused longer ago than this gets no late bid: its requester
 /// waits that long by default while nodes are busy, then gives up.
 const LATE_BID_WITHIN_MS: u64 = crate::requester::DEFAULT_BACKLOG_TIMEOUT_MS;
@@ -429,6 +433,7 @@ impl Compute {
             open_bids: 0,
             held: Holds::default(),
             waiting: Waiting::default(),
+            waiting_swept_ms: 0,
             outputs: VecDeque::new(),
         }
     }
@@ -906,31 +911,51 @@ impl Compute {
         if self.waiting.is_empty() || self.running + self.open_bids >= self.config.capacity {
             return;
         }
-        // Only jobs still refused, and recently: the rest is forgotten.
-        let jobs = &self.jobs;
-        self.waiting.retain(|w| {
-            matches!(jobs.get(&w.announce.job_id), Some(e) if e.slot == Slot::Refused)
-                && now_ms.saturating_sub(w.refused_at_ms) <= LATE_BID_WITHIN_MS
-        });
+        // Only jobs still refused, and recently: the rest is forgotten, at
+        // most once a second (a sweep reads every entry); until then, an
+        // entry found stale below is dropped there.
+        if now_ms >= self.waiting_swept_ms.saturating_add(WAITING_SWEEP_MS) {
+            self.waiting_swept_ms = now_ms;
+            let jobs = &self.jobs;
+            self.waiting.retain(|w| {
+                matches!(jobs.get(&w.announce.job_id), Some(e) if e.slot == Slot::Refused)
+                    && now_ms.saturating_sub(w.refused_at_ms) <= LATE_BID_WITHIN_MS
+            });
+        }
+        // Whether each requester is over its share, found once per call
+        // and again after each bid (which changes the holds).
+        let mut over: BTreeMap<NodeId, bool> = BTreeMap::new();
         let mut i = 0;
         // Until the slots are full: what is left waits for the next one.
         while i < self.waiting.len() && self.running + self.open_bids < self.config.capacity {
             let waiting = self.waiting.get(i);
             let (announce, held_bytes) = (&waiting.announce, waiting.held_bytes);
             let (job_id, requester) = (announce.job_id, announce.requester);
+            let stale = !matches!(self.jobs.get(&job_id), Some(e) if e.slot == Slot::Refused)
+                || now_ms.saturating_sub(waiting.refused_at_ms) > LATE_BID_WITHIN_MS;
+            if stale {
+                self.waiting.remove(i);
+                continue;
+            }
             // The rates may have been learnt since; a job the node can no
             // longer fetch in time is left to others.
             let Ok(fetch_ms) = self.fetch_estimate(announce, held_bytes) else {
                 self.waiting.remove(i);
                 continue;
             };
-            match self.decide(&announce.spec) {
+            let decision = self.decide(&announce.spec);
+            let over_share = matches!(decision, Decision::Bid)
+                && *over
+                    .entry(requester)
+                    .or_insert_with(|| self.over_share(&requester).is_some());
+            match decision {
                 // Oldest first, except a requester over its share while
                 // others wait (R-PLC-2).
-                Decision::Bid if self.over_share(&requester).is_none() => {
+                Decision::Bid if !over_share => {
                     if let Some(announce) = self.waiting.remove(i) {
                         let slot = self.open_bid(now_ms, *announce, held_bytes, fetch_ms);
                         self.set_slot(job_id, slot);
+                        over.clear();
                     }
                 }
                 Decision::Bid => i += 1,
@@ -956,10 +981,9 @@ impl Compute {
         if held < share {
             return None;
         }
-        let others_wait = self.waiting.iter().any(|announce| {
-            announce.requester != *requester
-                && matches!(self.jobs.get(&announce.job_id), Some(e) if e.slot == Slot::Refused)
-        });
+        // Counted, not read: entries that went stale since the last sweep
+        // (at most a second ago) still count.
+        let others_wait = self.waiting.others_than(requester);
         others_wait.then_some(RefuseReason::RequesterShare { held, share })
     }
 
@@ -1051,12 +1075,18 @@ fn path_under(path: &str, dir: &str) -> bool {
 }
 
 /// Jobs a node refused for want of a slot, oldest first, to bid on when
-/// one frees up; bounded in number and in bytes.
+/// one frees up; bounded in number and in bytes. Indexed by job and
+/// counted by requester, so a flood of one requester's jobs costs each
+/// decision a lookup, not a scan.
 #[derive(Debug, Default)]
 struct Waiting {
     entries: VecDeque<WaitingJob>,
     /// The entries' announcements' encoded sizes, summed.
     bytes: usize,
+    /// The entries' jobs.
+    ids: BTreeSet<JobId>,
+    /// How many entries each requester has.
+    by_requester: BTreeMap<NodeId, u32>,
 }
 
 #[derive(Debug)]
@@ -1073,7 +1103,7 @@ impl Waiting {
     /// full. The oldest are kept: a job not remembered is decided again
     /// when its requester re-announces it.
     fn push(&mut self, now_ms: u64, announce: &Announce, held_bytes: u64) {
-        if self.iter().any(|a| a.job_id == announce.job_id) {
+        if self.ids.contains(&announce.job_id) {
             return;
         }
         let bytes = crate::id::to_canonical(announce).map_or(MAX_WAITING_BYTES, |b| b.len());
@@ -1082,6 +1112,8 @@ impl Waiting {
             return;
         }
         self.bytes += bytes;
+        self.ids.insert(announce.job_id);
+        *self.by_requester.entry(announce.requester).or_default() += 1;
         self.entries.push_back(WaitingJob {
             refused_at_ms: now_ms,
             bytes,
@@ -1091,20 +1123,29 @@ impl Waiting {
     }
 
     fn retain(&mut self, mut keep: impl FnMut(&WaitingJob) -> bool) {
-        let mut bytes = 0;
+        let (mut bytes, mut ids, mut by_requester) = (0, BTreeSet::new(), BTreeMap::new());
         self.entries.retain(|w| {
             let kept = keep(w);
             if kept {
                 bytes += w.bytes;
+                ids.insert(w.announce.job_id);
+                *by_requester.entry(w.announce.requester).or_default() += 1;
             }
             kept
         });
-        self.bytes = bytes;
+        (self.bytes, self.ids, self.by_requester) = (bytes, ids, by_requester);
     }
 
     fn remove(&mut self, i: usize) -> Option<Box<Announce>> {
         let w = self.entries.remove(i)?;
         self.bytes -= w.bytes;
+        self.ids.remove(&w.announce.job_id);
+        if let Some(n) = self.by_requester.get_mut(&w.announce.requester) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_requester.remove(&w.announce.requester);
+            }
+        }
         Some(w.announce)
     }
 
@@ -1120,7 +1161,8 @@ impl Waiting {
         self.entries.is_empty()
     }
 
-    fn iter(&self) -> impl Iterator<Item = &Announce> {
-        self.entries.iter().map(|w| &*w.announce)
+    /// Whether a requester other than `requester` has entries.
+    fn others_than(&self, requester: &NodeId) -> bool {
+        self.by_requester.keys().any(|r| r != requester)
     }
 }

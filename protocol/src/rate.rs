@@ -37,6 +37,9 @@
 
 use std::collections::BTreeMap;
 
+mod pace;
+pub use pace::Pacer;
+
 /// Thousandths of a message: whole messages cost [`UNIT`], and a rate of
 /// `n` per second refills `n` units a millisecond, so integer arithmetic
 /// loses nothing.
@@ -61,6 +64,10 @@ pub const ANNOUNCE_RATE: Rate = Rate {
     burst: 64,
     per_second: 48,
 };
+
+/// A node's own announcements waiting to be sent at [`ANNOUNCE_RATE`]
+/// ([`Pacer`]), at most.
+pub const MAX_OUTBOX: usize = 4_096;
 
 /// Node infos taken from one node (gossip, per signer): a node sends one
 /// every few seconds, and one 300 ms after new connections (at most about

@@ -7,7 +7,6 @@ mod changes;
 mod delivery;
 mod execution;
 mod node_info;
-mod pace;
 mod peers;
 mod relays;
 mod results;
@@ -37,7 +36,6 @@ use crate::p2p::{P2pEvent, P2pHandle};
 use changes::stamp;
 pub use node_info::NodeView;
 pub(super) use node_info::socket_addr;
-use pace::Pacer;
 use peers::{MAX_PEERS, Peers};
 use results::find_providers;
 
@@ -76,9 +74,6 @@ const BUSY_RETRY_FOR: Duration = Duration::from_secs(3);
 
 /// Peers' blob store addresses, shared with executions looking for providers.
 type DataAddrs = Arc<std::sync::Mutex<HashMap<NodeId, Vec<String>>>>;
-
-/// Announcements of this node's waiting to be published (see `pace`).
-const MAX_OUTBOX: usize = 4_096;
 
 enum Internal {
     Finished {
@@ -141,7 +136,7 @@ pub(super) struct CoreDriver {
     /// as `peers`.
     data_addrs: DataAddrs,
     /// This node's announcements, paced to what peers take.
-    outbox: Pacer<JobId, Gossip>,
+    outbox: protocol::rate::Pacer<JobId, Gossip>,
     info_seq: u64,
     allowlist_stamp: Option<(SystemTime, u64)>,
     /// The peers the operator named (`--bootstrap`): the only ones whose
@@ -258,7 +253,10 @@ impl CoreDriver {
             internal_rx,
             peers: Peers::new(MAX_PEERS),
             data_addrs: DataAddrs::default(),
-            outbox: Pacer::new(protocol::rate::ANNOUNCE_RATE, MAX_OUTBOX),
+            outbox: protocol::rate::Pacer::new(
+                protocol::rate::ANNOUNCE_RATE,
+                protocol::rate::MAX_OUTBOX,
+            ),
             info_seq: 0,
             allowlist_stamp,
             trusted,
@@ -566,7 +564,16 @@ impl CoreDriver {
             match out {
                 NodeOutput::Publish(announce) => match announce.sign(&self.key) {
                     Ok(signed) => {
-                        self.outbox.push(announce.job_id, Gossip::from(signed));
+                        if let Some(dropped) =
+                            self.outbox.push(announce.job_id, Gossip::from(signed))
+                        {
+                            tracing::warn!(
+                                job_id = %dropped,
+                                max = protocol::rate::MAX_OUTBOX,
+                                "too many announcements waiting to be sent: the oldest dropped \
+                                 (its job is announced again if it hears no bid)"
+                            );
+                        }
                         self.send_paced(now);
                     }
                     Err(e) => tracing::error!("signing an announcement: {e}"),

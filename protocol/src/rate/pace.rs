@@ -1,5 +1,5 @@
-//! This node's own gossip, sent no faster than its peers take it: they
-//! drop what passes a peer's rate ([`protocol::rate`]) and count a flood
+//! A node's own gossip, sent no faster than its peers take it: they
+//! drop what passes a peer's rate ([`super`]) and count a flood
 //! against it, so a node whose user submits a hundred jobs at once queues
 //! the announcements instead of being penalised for them. A job announced
 //! again while its earlier announcement still waits takes that one's place
@@ -8,13 +8,13 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use protocol::rate::{PeerLimiter, Rate, Verdict};
+use super::{PeerLimiter, Rate, Verdict};
 
 /// Messages waiting to go out, oldest first, each under a key (its job);
 /// past `max` the oldest is dropped (an announcement's job is announced
 /// again if it hears no bid).
 #[derive(Debug)]
-pub(super) struct Pacer<K, T> {
+pub struct Pacer<K, T> {
     limiter: PeerLimiter<()>,
     queue: VecDeque<(K, T)>,
     queued: BTreeSet<K>,
@@ -39,31 +39,36 @@ impl<K: Ord + Clone, T> Pacer<K, T> {
     }
 
     /// Queues `item` to be sent; if one under `key` waits already, `item`
-    /// replaces it in its place.
-    pub fn push(&mut self, key: K, item: T) {
+    /// replaces it in its place. With `max` waiting, the oldest is dropped
+    /// to make room, and returned (its job is announced again if it hears
+    /// no bid).
+    pub fn push(&mut self, key: K, item: T) -> Option<K> {
         if self.queued.contains(&key) {
             if let Some(waiting) = self.queue.iter_mut().find(|(k, _)| *k == key) {
                 waiting.1 = item;
             }
-            return;
+            return None;
         }
-        if self.queue.len() >= self.max {
-            if let Some((dropped, _)) = self.queue.pop_front() {
-                self.queued.remove(&dropped);
-            }
-            tracing::warn!(
-                max = self.max,
-                "too many messages waiting to be sent: the oldest dropped"
-            );
+        let mut dropped = None;
+        if self.queue.len() >= self.max
+            && let Some((oldest, _)) = self.queue.pop_front()
+        {
+            self.queued.remove(&oldest);
+            dropped = Some(oldest);
         }
         self.queued.insert(key.clone());
         self.queue.push_back((key, item));
+        dropped
     }
 
     /// Messages waiting.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Whether none waits.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
     }
 
     /// What may be sent at `now_ms`, in order.

@@ -949,9 +949,14 @@ impl Requester {
             self.fail_job(job_id, failure);
             return;
         }
+        // When the inputs cannot leave this node in time, only nodes that
+        // hold them bid or say they are busy (the others refuse for good);
+        // fewer of them left than the job still needs: it can never
+        // complete. (Past the cap on remembered refusals some went
+        // uncounted: wait.)
         if job.timers.reannounce_at_ms.is_some_and(|t| t <= now_ms)
-            && job.bids.is_empty()
-            && !job.waits_for_a_busy_node()
+            && job.untried_willing_nodes() < job.needed()
+            && job.refusals.len() < self.config.max_refusals_per_job
             && let Some(failure) =
                 explain::inputs_out_of_reach(job, &self.known, self.config.execution_timeout_ms)
         {

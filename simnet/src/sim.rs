@@ -1192,7 +1192,7 @@ impl Sim {
 
 /// How a requester's failure begins when no node can have the job's
 /// inputs in time (R-PLC-1).
-const OUT_OF_REACH: &str = "no node that holds its inputs took the job";
+const OUT_OF_REACH: &str = "no node holding its inputs is left to take the job";
 
 /// Flags for nodes `0..n`, set for those listed.
 fn flags(n: usize, set: &[usize]) -> Vec<bool> {

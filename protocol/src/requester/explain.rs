@@ -118,7 +118,7 @@ pub(super) fn inputs_out_of_reach(
         return None;
     }
     let mut detail = format!(
-        "no node that holds its inputs took the job, and fetching them ({}) from this node \
+        "no node holding its inputs is left to take the job, and fetching them ({}) from this node \
          would take at least {} at {}, the fastest it serves at, longer than the job's \
          ExecutionTimeout ({}): raise ExecutionTimeout, or add the inputs to a node with a \
          faster link and submit the job there",

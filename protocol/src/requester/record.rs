@@ -223,12 +223,17 @@ impl JobRecord {
         self.busy_refusals > 0 || self.bids_received as usize > self.executions.len()
     }
 
-    /// Whether a node that has not had an attempt at the job refused it
-    /// only for being busy, and may bid once it is not.
-    pub fn waits_for_a_busy_node(&self) -> bool {
-        self.refusals
+    /// Nodes that may still take an attempt at the job: those that bid
+    /// and were not given one, and those that refused it only for being
+    /// busy.
+    pub fn untried_willing_nodes(&self) -> usize {
+        let bidders = (self.bids_received as usize).saturating_sub(self.executions.len());
+        let busy = self
+            .refusals
             .iter()
-            .any(|(node, reason)| reason.is_passing() && !self.tried(node))
+            .filter(|(node, reason)| reason.is_passing() && !self.tried(node))
+            .count();
+        bidders.saturating_add(busy)
     }
 
     /// How long the job may wait for nodes, from when it started waiting.

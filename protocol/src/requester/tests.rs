@@ -1298,7 +1298,7 @@ fn r_plc_1_inputs_out_of_reach_fail_at_once_with_the_numbers() {
     assert_eq!(failure.cause, FailureCause::NoNodeAccepts);
     assert_eq!(
         failure.detail,
-        "no node that holds its inputs took the job, and fetching them (1.0 GiB) from this node \
+        "no node holding its inputs is left to take the job, and fetching them (1.0 GiB) from this node \
          would take at least 171.7 s at 50 Mbit/s, the fastest it serves at, longer than the \
          job's ExecutionTimeout (60 s): raise ExecutionTimeout, or add the inputs to a node with \
          a faster link and submit the job there; nodes: 2 nodes: its inputs (1.0 GiB) would not \
@@ -1322,4 +1322,36 @@ fn r_plc_1_inputs_out_of_reach_wait_while_a_node_is_busy() {
         r.handle_timeout(now);
     }
     assert!(!state(&r, id).is_terminal());
+}
+
+// R-PLC-1: with inputs that cannot leave the requester in time, only
+// holders can run the job; a Count of 2 with one holder can never
+// complete, and fails once that holder has its attempt, not at the queue
+// timeout.
+#[test]
+fn r_plc_1_fewer_holders_than_the_count_fail_at_once() {
+    let mut r = requester(1);
+    let mut s = spec("docker", NoNet, &[], 2);
+    s.tasks[0].timeouts.execution_timeout = Some(60);
+    let sources = Sources {
+        providers: vec!["here".into()],
+        input_bytes: Some(1 << 30),
+        source_bps: Some(50_000_000),
+    };
+    let id = r.submit_with(0, s, 0, sources).unwrap();
+    drain(&mut r);
+    bid_fetching(&mut r, 10, id, 1, 0, Some(0));
+    r.handle_timeout(300);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(1), ExecutionId(0))]);
+    let mut now = 300;
+    while !state(&r, id).is_terminal() && now < 10_000 {
+        now = r.poll_timeout().unwrap();
+        r.handle_timeout(now);
+    }
+    assert!(now < 2_000, "failed after {now} ms");
+    assert!(
+        failure(&r, id).starts_with("no node holding its inputs is left to take the job"),
+        "{}",
+        failure(&r, id)
+    );
 }

@@ -399,10 +399,10 @@ pub struct Compute {
     /// What open bids and running executions hold: of `config.resources`,
     /// and slots by requester.
     held: Holds,
-    /// Jobs refused for want of a slot, oldest first.
+    /// Jobs refused for want of a slot, oldest first: only jobs still
+    /// refused here (a job leaves it when its slot changes), and refused
+    /// recently (the oldest expire).
     waiting: Waiting,
-    /// When `waiting` was last swept of jobs no longer refused.
-    waiting_swept_ms: u64,
     /// How fast the node's link moves blobs.
     link: LinkRates,
     outputs: VecDeque<ComputeOutput>,
@@ -414,8 +414,6 @@ const MAX_WAITING: usize = 4096;
 /// ... and at most this many bytes of their announcements, so a peer's
 /// large announcements cannot make the node hold more.
 const MAX_WAITING_BYTES: usize = 16 << 20;
-/// `waiting` is swept of stale entries at most this often.
-const WAITING_SWEEP_MS: u64 = 1_000;
 /// A job refused longer ago than this gets no late bid: its requester
 /// waits that long by default while nodes are busy, then gives up.
 const LATE_BID_WITHIN_MS: u64 = crate::requester::DEFAULT_BACKLOG_TIMEOUT_MS;
@@ -433,7 +431,6 @@ impl Compute {
             open_bids: 0,
             held: Holds::default(),
             waiting: Waiting::default(),
-            waiting_swept_ms: 0,
             outputs: VecDeque::new(),
         }
     }
@@ -575,6 +572,7 @@ impl Compute {
 
     /// Feeds one input.
     pub fn handle(&mut self, now_ms: u64, input: ComputeInput) {
+        self.waiting.expire(now_ms);
         match input {
             ComputeInput::Announce {
                 announce,
@@ -659,7 +657,11 @@ impl Compute {
             self.wait_for_slot(now_ms, &announce, held_bytes);
         }
         let slot = match decision {
-            Decision::Bid => self.open_bid(now_ms, announce, held_bytes, fetch),
+            Decision::Bid => {
+                // Refused here before, it waits no longer.
+                self.waiting.remove_job(&job_id);
+                self.open_bid(now_ms, announce, held_bytes, fetch)
+            }
             Decision::Refuse(reason) => {
                 if !first {
                     // Answered once already, and the answer stands.
@@ -774,7 +776,10 @@ impl Compute {
                 self.set_slot(job_id, Slot::Expired);
                 self.event(job_id, ComputeEvent::BidCancelled);
             }
-            Slot::Refused | Slot::Expired => self.set_slot(job_id, Slot::Done),
+            Slot::Refused | Slot::Expired => {
+                self.set_slot(job_id, Slot::Done);
+                self.waiting.remove_job(&job_id);
+            }
             Slot::Done => {}
         }
     }
@@ -911,17 +916,6 @@ impl Compute {
         if self.waiting.is_empty() || self.running + self.open_bids >= self.config.capacity {
             return;
         }
-        // Only jobs still refused, and recently: the rest is forgotten, at
-        // most once a second (a sweep reads every entry); until then, an
-        // entry found stale below is dropped there.
-        if now_ms >= self.waiting_swept_ms.saturating_add(WAITING_SWEEP_MS) {
-            self.waiting_swept_ms = now_ms;
-            let jobs = &self.jobs;
-            self.waiting.retain(|w| {
-                matches!(jobs.get(&w.announce.job_id), Some(e) if e.slot == Slot::Refused)
-                    && now_ms.saturating_sub(w.refused_at_ms) <= LATE_BID_WITHIN_MS
-            });
-        }
         // Whether each requester is over its share, found once per call
         // and again after each bid (which changes the holds).
         let mut over: BTreeMap<NodeId, bool> = BTreeMap::new();
@@ -981,8 +975,6 @@ impl Compute {
         if held < share {
             return None;
         }
-        // Counted, not read: entries that went stale since the last sweep
-        // (at most a second ago) still count.
         let others_wait = self.waiting.others_than(requester);
         others_wait.then_some(RefuseReason::RequesterShare { held, share })
     }
@@ -1040,6 +1032,7 @@ impl Compute {
                 }
                 _ => {
                     self.jobs.remove(&job_id);
+                    self.waiting.remove_job(&job_id);
                 }
             }
         }
@@ -1122,18 +1115,28 @@ impl Waiting {
         });
     }
 
-    fn retain(&mut self, mut keep: impl FnMut(&WaitingJob) -> bool) {
-        let (mut bytes, mut ids, mut by_requester) = (0, BTreeSet::new(), BTreeMap::new());
-        self.entries.retain(|w| {
-            let kept = keep(w);
-            if kept {
-                bytes += w.bytes;
-                ids.insert(w.announce.job_id);
-                *by_requester.entry(w.announce.requester).or_default() += 1;
-            }
-            kept
-        });
-        (self.bytes, self.ids, self.by_requester) = (bytes, ids, by_requester);
+    /// Forgets the jobs refused longer ago than [`LATE_BID_WITHIN_MS`]:
+    /// the oldest come first.
+    fn expire(&mut self, now_ms: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|w| now_ms.saturating_sub(w.refused_at_ms) > LATE_BID_WITHIN_MS)
+        {
+            self.remove(0);
+        }
+    }
+
+    /// Forgets `job_id`, if remembered.
+    fn remove_job(&mut self, job_id: &JobId) {
+        if self.ids.contains(job_id)
+            && let Some(i) = self
+                .entries
+                .iter()
+                .position(|w| w.announce.job_id == *job_id)
+        {
+            self.remove(i);
+        }
     }
 
     fn remove(&mut self, i: usize) -> Option<Box<Announce>> {

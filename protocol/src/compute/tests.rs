@@ -1060,3 +1060,36 @@ fn r_plc_1_a_node_holding_the_inputs_answers_outside_the_draw() {
         other => panic!("not one bid: {other:?}"),
     }
 }
+
+// Issue 15 (a flood): a job leaves the late-bid list as soon as it is no
+// longer refused here, so the list (and the share rule, which counts who
+// waits) holds only jobs that wait.
+#[test]
+fn a_job_leaves_the_late_bid_list_when_it_no_longer_waits() {
+    let mut c = compute(policy(NoNet, None), 1);
+    let first = job(NoNet, &[]);
+    let second = announce_of(spec("docker", NoNet, &[], 1), 2);
+    let third = announce_of(spec("docker", NoNet, &[], 1), 3);
+    c.handle(0, ComputeInput::announce(first.clone()));
+    c.handle(0, ComputeInput::announce(second.clone()));
+    c.handle(0, ComputeInput::announce(third.clone()));
+    drain(&mut c);
+    assert_eq!(c.waiting.len(), 2);
+    // Cancelled by its requester: gone.
+    let cancel = |a: &Announce| ComputeInput::Cancel {
+        from: node(REQ),
+        cancel: Cancel {
+            job_id: a.job_id,
+            reason: "cancelled".into(),
+        },
+    };
+    c.handle(1, cancel(&second));
+    assert_eq!(c.waiting.len(), 1);
+    assert!(c.waiting.others_than(&node(7)), "the third still waits");
+    // Bid on late when the slot frees: gone too.
+    c.handle(2, cancel(&first));
+    let bids = sent(&drain(&mut c));
+    assert!(matches!(bids.as_slice(), [ToRequester::Bid(b)] if b.job_id == third.job_id));
+    assert_eq!(c.waiting.len(), 0);
+    assert!(!c.waiting.others_than(&node(7)), "nobody waits");
+}

@@ -65,6 +65,34 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// Whether a field holds an empty string, which Bacalhau's job files use
+/// for "not set" (`WorkingDirectory: ""`, `Publisher: {Type: ""}`).
+fn is_blank(node: &Node) -> bool {
+    matches!(&node.value, Value::Scalar { text, .. } if text.is_empty())
+}
+
+/// Whether a typed field (`{Type, Params}`) gives an empty Type and
+/// nothing else but empty Params: Bacalhau's way of leaving it unset.
+/// Anything else is for the full reader to judge (and report once).
+fn blank_typed(node: &Node) -> bool {
+    let Value::Map(entries) = &node.value else {
+        return false;
+    };
+    let key_is = |key: &Node, name: &str| matches!(&key.value, Value::Scalar { text, .. } if text.eq_ignore_ascii_case(name));
+    let empty = |value: &Node| match &value.value {
+        Value::Map(entries) => entries.is_empty(),
+        Value::Scalar { text, quoted } => !quoted && is_null(text),
+        Value::Seq(_) => false,
+    };
+    let blank_type = entries
+        .iter()
+        .any(|(k, v)| key_is(k, "Type") && is_blank(v));
+    let rest_empty = entries
+        .iter()
+        .all(|(k, v)| key_is(k, "Type") || (key_is(k, "Params") && empty(v)));
+    blank_type && rest_empty
+}
+
 fn join(path: &str, field: &str) -> String {
     if path.is_empty() {
         field.to_string()
@@ -428,6 +456,8 @@ impl Decoder {
         };
         let publisher = match f.get("Publisher") {
             None => Some(Publisher::Local),
+            // `{Type: ""}`: none given, so the default.
+            Some(n) if blank_typed(n) => Some(Publisher::Local),
             Some(n) => self.publisher(n, &join(path, "Publisher")),
         };
         let env = match f.get("Env") {
@@ -546,6 +576,7 @@ impl Decoder {
         };
         let working_directory = match f.get("WorkingDirectory") {
             None => Some(None),
+            Some(n) if is_blank(n) => Some(None),
             Some(n) => {
                 let p = join(path, "WorkingDirectory");
                 let s = self.string(n, &p)?;
@@ -669,7 +700,7 @@ impl Decoder {
     fn module(&mut self, node: &Node, path: &str) -> Option<ModuleSource> {
         let f = self.fields(node, path, &["Source", "Target", "Alias"])?;
         for field in ["Target", "Alias"] {
-            if let Some(n) = f.get(field) {
+            if let Some(n) = f.get(field).filter(|n| !is_blank(n)) {
                 self.error(
                     &join(path, field),
                     n,
@@ -1000,23 +1031,18 @@ impl Decoder {
                 let t = self.string(n, &join(path, "Type"))?;
 
                 match t.to_ascii_lowercase().as_str() {
-                    "none" => Some(NetworkMode::None),
+                    // Bacalhau's `Default` (and an empty Type) is no network.
+                    "none" | "default" | "" => Some(NetworkMode::None),
                     "http" => Some(NetworkMode::Http),
-                    "full" => Some(NetworkMode::Full),
+                    // What Bacalhau calls a bridge is what Full gives: a
+                    // network of the job's own, nothing of the host's.
+                    "full" | "bridge" => Some(NetworkMode::Full),
                     "host" => {
                         self.error(
                             &join(path, "Type"),
                             n,
                             "Host networking is never offered (a job could reach the node's own \
                              services): write `Full` for unfiltered networking on its own bridge",
-                        );
-                        None
-                    }
-                    "bridge" => {
-                        self.error(
-                            &join(path, "Type"),
-                            n,
-                            "write `Full`: skrei's Full mode is a bridge network of the job's own",
                         );
                         None
                     }

@@ -412,3 +412,50 @@ fn validate_checks_every_free_text_field_the_reader_checks() {
         "{errors}"
     );
 }
+
+// Issue 17: Bacalhau's files leave fields unset with empty strings, and
+// name networks `Default` and `bridge`; these read as Bacalhau reads them.
+#[test]
+fn bacalhau_blank_fields_and_network_names_are_accepted() {
+    let docker = |extra: &str, network: &str| {
+        format!(
+            "Type: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      \
+             Params:\n        Image: busybox\n        WorkingDirectory: \"\"\n{extra}    \
+             Network:\n      Type: {network}\n"
+        )
+    };
+    let spec = JobSpec::parse(&docker("    Publisher: {Type: \"\"}\n", "bridge")).unwrap();
+    let task = spec.task();
+    assert_eq!(task.publisher, Publisher::Local);
+    assert_eq!(task.network.r#type, NetworkMode::Full);
+    let Engine::Docker(p) = &task.engine else {
+        panic!()
+    };
+    assert_eq!(p.working_directory, None);
+    let spec = JobSpec::parse(&docker(
+        "    Publisher: {Type: \"\", Params: {}}\n",
+        "Default",
+    ))
+    .unwrap();
+    assert_eq!(spec.task().network.r#type, NetworkMode::None);
+    assert_eq!(spec.task().publisher, Publisher::Local);
+    // An empty Type with parameters is no "unset": it is refused.
+    let errors = JobSpec::parse(&docker(
+        "    Publisher: {Type: \"\", Params: {Bucket: b}}\n",
+        "None",
+    ))
+    .unwrap_err();
+    assert!(
+        errors.to_string().contains("is not a publisher"),
+        "{errors}"
+    );
+    // The WASM entry module's empty Target and Alias.
+    let wasm = "Type: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      Type: wasm\n      \
+                Params:\n        EntryModule:\n          Alias: \"\"\n          Target: \"\"\n          \
+                Source:\n            Type: urlDownload\n            Params:\n              \
+                URL: https://m.example.com/m.wasm\n";
+    JobSpec::parse(wasm).unwrap();
+    let named = wasm.replace("Target: \"\"", "Target: /module");
+    let errors = JobSpec::parse(&named).unwrap_err();
+    assert!(errors.to_string().contains("remove Target"), "{errors}");
+}

@@ -276,11 +276,8 @@ impl Decoder {
     }
 
     fn bool(&mut self, node: &Node, path: &str) -> Option<bool> {
-        if let Value::Scalar {
-            text,
-            quoted: false,
-        } = &node.value
-        {
+        // Quoted too: Bacalhau converts `ReadWrite: "false"`.
+        if let Value::Scalar { text, .. } = &node.value {
             match text.as_str() {
                 "true" | "True" | "TRUE" => return Some(true),
                 "false" | "False" | "FALSE" => return Some(false),
@@ -878,7 +875,11 @@ impl Decoder {
                     None
                 }
                 Some(n) => {
-                    let s = self.string(n, &join(&p, "Name"));
+                    // Bacalhau takes any non-blank name (`/outputs`): it
+                    // becomes a folder name of its own, never a path.
+                    let s = self
+                        .string(n, &join(&p, "Name"))
+                        .map(|s| rules::result_folder_name(&s));
                     s.and_then(|s| {
                         self.rule(&join(&p, "Name"), n, rules::check_result_name(&s))
                             .map(|()| s)
@@ -946,7 +947,25 @@ impl Decoder {
                     );
                     return None;
                 };
-                let f = self.fields(p, &ppath, &["Bucket", "Key", "Endpoint", "Region"])?;
+                let f = self.fields(
+                    p,
+                    &ppath,
+                    &["Bucket", "Key", "Endpoint", "Region", "Encoding"],
+                )?;
+                if let Some(n) = f.get("Encoding") {
+                    let e = self.string(n, &join(&ppath, "Encoding"))?;
+                    if !e.eq_ignore_ascii_case("plain") && !e.is_empty() {
+                        self.error(
+                            &join(&ppath, "Encoding"),
+                            n,
+                            format!(
+                                "the `{e}` encoding is not offered: results are uploaded file \
+                                 by file, as `plain`; write `plain` or leave Encoding out"
+                            ),
+                        );
+                        return None;
+                    }
+                }
                 let Some(bucket) = f.get("Bucket") else {
                     self.error(&join(&ppath, "Bucket"), p, "Bucket is missing");
                     return None;

@@ -278,6 +278,37 @@ pub fn check_wasm_entrypoint(name: &str) -> Result<(), String> {
 }
 
 /// The name of an output folder in the results.
+/// A result name as Bacalhau's files write it (any non-blank text, often
+/// a path such as `/outputs`) made into a folder name of its own: path
+/// separators and characters other than letters, digits, `.`, `_` and `-`
+/// become `_`, `.` and `..` parts go, leading and trailing separators too
+/// (`/outputs` -> `outputs`, `/data/out` -> `data_out`). A name already
+/// valid is kept as it is; [`check_result_name`] still judges the result.
+pub fn result_folder_name(name: &str) -> String {
+    if check_result_name(name).is_ok() {
+        return name.to_owned();
+    }
+    let parts: Vec<String> = name
+        .split(['/', '\\'])
+        .filter(|p| !p.is_empty() && *p != "." && *p != "..")
+        .map(|p| {
+            p.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let joined = parts.join("_");
+    joined
+        .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
+}
+
 pub fn check_result_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let ok = matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())

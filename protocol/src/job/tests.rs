@@ -459,3 +459,59 @@ fn bacalhau_blank_fields_and_network_names_are_accepted() {
     let errors = JobSpec::parse(&named).unwrap_err();
     assert!(errors.to_string().contains("remove Target"), "{errors}");
 }
+
+// Issue 17: result names as Bacalhau takes them (any non-blank text) become
+// folder names of their own, never paths; booleans may be quoted; the S3
+// publisher's `plain` encoding is what skrei does, other encodings are
+// refused by name.
+#[test]
+fn bacalhau_result_names_quoted_booleans_and_s3_encoding_are_read() {
+    use crate::job::rules::result_folder_name;
+    assert_eq!(result_folder_name("outputs"), "outputs");
+    assert_eq!(result_folder_name("/outputs"), "outputs");
+    assert_eq!(result_folder_name("/data/out/"), "data_out");
+    assert_eq!(result_folder_name("../../etc"), "etc");
+    assert_eq!(result_folder_name("my results"), "my_results");
+    assert_eq!(result_folder_name("/"), "");
+    let job = |results: &str, rw: &str, publisher: &str| {
+        format!(
+            "Type: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      \
+             Params:\n        Image: busybox\n    InputSources:\n      - Source:\n          \
+             Type: localDirectory\n          Params:\n            SourcePath: /data\n            \
+             ReadWrite: {rw}\n        Target: /inputs\n    ResultPaths:\n      - Name: {results}\n        \
+             Path: /outputs\n    Publisher: {publisher}\n"
+        )
+    };
+    let spec = JobSpec::parse(&job(
+        "/outputs",
+        "\"false\"",
+        "{Type: s3, Params: {Bucket: results, Encoding: plain}}",
+    ))
+    .unwrap();
+    assert_eq!(spec.task().result_paths[0].name, "outputs");
+    // Blank, or reserved once made a folder name: refused, at the name.
+    for bad in ["\"\"", "/stdout"] {
+        let errors = JobSpec::parse(&job(bad, "false", "{Type: local}")).unwrap_err();
+        assert!(
+            errors.to_string().contains("ResultPaths[0].Name"),
+            "{bad}: {errors}"
+        );
+    }
+    let errors = JobSpec::parse(&job(
+        "outputs",
+        "false",
+        "{Type: s3, Params: {Bucket: results, Encoding: gzip}}",
+    ))
+    .unwrap_err();
+    assert!(
+        errors
+            .to_string()
+            .contains("the `gzip` encoding is not offered"),
+        "{errors}"
+    );
+    let errors = JobSpec::parse(&job("outputs", "\"maybe\"", "{Type: local}")).unwrap_err();
+    assert!(
+        errors.to_string().contains("expected true or false"),
+        "{errors}"
+    );
+}

@@ -515,3 +515,21 @@ fn bacalhau_result_names_quoted_booleans_and_s3_encoding_are_read() {
         "{errors}"
     );
 }
+
+// Issue 17: the shape of Bacalhau's own testdata/jobs/wasm.yaml (its module
+// inline, blank Alias and Target, null lists) is read.
+#[test]
+fn bacalhaus_own_wasm_job_file_shape_is_read() {
+    let text = "name: Wasm Job\ntype: batch\ncount: 1\ntasks:\n  - name: main\n    engine:\n      \
+                type: wasm\n      params:\n        EntryModule:\n          Alias: \"\"\n          \
+                Source:\n            Params:\n              URL: |-\n                \
+                data:application/wasm;base64,AGFzbQEAAAA=\n            Type: inline\n          \
+                Target: \"\"\n        Entrypoint: _start\n        EnvironmentVariables: null\n        \
+                ImportModules: []\n        Parameters: null\n";
+    let spec = JobSpec::parse(text).unwrap_or_else(|e| panic!("{e}"));
+    let Engine::Wasm(p) = &spec.task().engine else {
+        panic!()
+    };
+    assert_eq!(p.entrypoint, "_start");
+    assert!(matches!(p.entry_module.source, Source::Inline(_)));
+}

@@ -47,6 +47,16 @@ const ASSIGNED_FIELDS: &[&str] = &[
 #[derive(Default)]
 struct Decoder {
     errors: Vec<JobError>,
+    /// A WASM `EntryModule` given as a path (Bacalhau's current form): it
+    /// names one of the task's inputs, resolved once they are read.
+    module_path: Option<ModulePath>,
+}
+
+/// An `EntryModule: /app/main.wasm`, where it was written.
+struct ModulePath {
+    path: String,
+    field: String,
+    node: Node,
 }
 
 /// The entries of one mapping, matched to a struct's fields.
@@ -482,6 +492,15 @@ impl Decoder {
             None => Some(Timeouts::default()),
             Some(n) => self.timeouts(n, &join(path, "Timeouts")),
         };
+        let engine = match (engine, self.module_path.take(), &inputs) {
+            (Some(Engine::Wasm(mut params)), Some(named), Some(inputs)) => {
+                self.module_from_inputs(&named, inputs).map(|source| {
+                    params.entry_module = ModuleSource { source };
+                    Engine::Wasm(params)
+                })
+            }
+            (engine, _, _) => engine,
+        };
         let task = Task {
             name: name?,
             engine: engine?,
@@ -496,6 +515,57 @@ impl Decoder {
         };
         self.rule(path, node, rules::check_mounts(&task))?;
         Some(task)
+    }
+
+    /// The source of a WASM module named by its path among the task's
+    /// inputs: the input mounted exactly there (a CID, inline data or a
+    /// local file), or a file inside a local folder input. Anything else
+    /// is an error saying how to name the module instead.
+    fn module_from_inputs(&mut self, named: &ModulePath, inputs: &[InputSource]) -> Option<Source> {
+        let path = named.path.as_str();
+        let exact = inputs.iter().find(|i| i.target == path);
+        let within = inputs.iter().find_map(|i| {
+            let rest = path.strip_prefix(&i.target)?.strip_prefix('/')?;
+            Some((i, rest))
+        });
+        let how = "give EntryModule as `{Source: {Type: ..., Params: ...}}`, or an input \
+                   whose Target is the module's file";
+        match (exact, within) {
+            (Some(input), _) if !matches!(input.source, Source::Url(_)) => {
+                Some(input.source.clone())
+            }
+            (None, Some((input, rest))) if matches!(input.source, Source::Local(_)) => {
+                let Source::Local(local) = &input.source else {
+                    return None;
+                };
+                let source = Source::Local(LocalSource {
+                    source_path: format!("{}/{rest}", local.source_path.trim_end_matches('/')),
+                });
+                self.rule(&named.field, &named.node, rules::check_source(&source))?;
+                Some(source)
+            }
+            (Some(input), _) | (None, Some((input, _))) => {
+                self.error(
+                    &named.field,
+                    &named.node,
+                    format!(
+                        "EntryModule `{path}` lies in input {} ({}), whose files the node \
+                         names only when it fetches them: {how}",
+                        input.target,
+                        input.source.describe()
+                    ),
+                );
+                None
+            }
+            (None, None) => {
+                self.error(
+                    &named.field,
+                    &named.node,
+                    format!("EntryModule `{path}` is not among the task's inputs: {how}"),
+                );
+                None
+            }
+        }
     }
 
     /// `Type` + `Params`, the shape Bacalhau gives engines, sources and publishers.
@@ -659,6 +729,23 @@ impl Decoder {
                      `EntryModule: {Source: {Type: ipfs, Params: {CID: bafk...}}}`",
                 );
                 None
+            }
+            Some(n) if matches!(&n.value, Value::Scalar { .. }) => {
+                let p = join(path, "EntryModule");
+                let module_path = self.string(n, &p)?;
+                let module_path = self.rule(&p, n, rules::check_absolute_path(&module_path))?;
+                self.module_path = Some(ModulePath {
+                    path: module_path,
+                    field: p,
+                    node: n.clone(),
+                });
+                // Stands in until the task's inputs are read (`task`
+                // replaces it, or reports why it cannot).
+                Some(ModuleSource {
+                    source: Source::Local(LocalSource {
+                        source_path: String::new(),
+                    }),
+                })
             }
             Some(n) => self.module(n, &join(path, "EntryModule")),
         };

@@ -533,3 +533,64 @@ fn bacalhaus_own_wasm_job_file_shape_is_read() {
     assert_eq!(p.entrypoint, "_start");
     assert!(matches!(p.entry_module.source, Source::Inline(_)));
 }
+
+// Issue 17: Bacalhau's current WASM form names the module by its path among
+// the task's inputs; skrei reads it from that input (a CID, inline data or
+// a local file mounted there, or a file in a local folder), and says how
+// to write it otherwise.
+#[test]
+fn a_wasm_entry_module_named_by_an_inputs_path_is_read_from_that_input() {
+    let job = |module: &str, inputs: &str| {
+        format!(
+            "Type: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      Type: wasm\n      \
+             Params:\n        EntryModule: {module}\n    InputSources:\n{inputs}"
+        )
+    };
+    let cid = "bafkr4ibp24ziu6ssli6qpyzhiztphyz6mzhmy4a723x22xw3szebfl56le";
+    let file = format!(
+        "      - Target: /app/main.wasm\n        Source:\n          Type: ipfs\n          \
+         Params:\n            CID: {cid}\n"
+    );
+    let spec = JobSpec::parse(&job("/app/main.wasm", &file)).unwrap_or_else(|e| panic!("{e}"));
+    let Engine::Wasm(p) = &spec.task().engine else {
+        panic!()
+    };
+    assert!(matches!(&p.entry_module.source, Source::Cid(c) if c.cid.to_string() == cid));
+    assert_eq!(
+        spec.task().input_sources.len(),
+        1,
+        "the input stays mounted"
+    );
+    let folder = "      - Target: /app\n        Source:\n          Type: localDirectory\n          \
+                  Params:\n            SourcePath: /srv/wasm/\n";
+    let spec = JobSpec::parse(&job("/app/bin/main.wasm", folder)).unwrap_or_else(|e| panic!("{e}"));
+    let Engine::Wasm(p) = &spec.task().engine else {
+        panic!()
+    };
+    assert_eq!(
+        p.entry_module.source,
+        Source::Local(LocalSource {
+            source_path: "/srv/wasm/bin/main.wasm".into()
+        })
+    );
+    // Not among the inputs, or inside a folder only the fetch reveals:
+    // refused at the EntryModule, saying what to write.
+    let errors = JobSpec::parse(&job("/other.wasm", &file)).unwrap_err();
+    let said = errors.to_string();
+    assert!(
+        said.contains("EntryModule") && said.contains("is not among the task's inputs"),
+        "{said}"
+    );
+    let dir = format!(
+        "      - Target: /app\n        Source:\n          Type: ipfs\n          Params:\n            \
+         CID: {cid}\n"
+    );
+    let said = JobSpec::parse(&job("/app/main.wasm", &dir))
+        .unwrap_err()
+        .to_string();
+    assert!(said.contains("give EntryModule as"), "{said}");
+    let said = JobSpec::parse(&job("relative.wasm", &file))
+        .unwrap_err()
+        .to_string();
+    assert!(said.contains("EntryModule"), "{said}");
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 
 // Tests of single trust boundaries, using the harness.
+mod bacalhau;
 mod gossip;
 mod locality;
 mod publish_dir;

@@ -44,6 +44,9 @@ pub struct NodeInfo {
     /// the rest).
     #[serde(default)]
     pub resources_free: Offer,
+    /// Its labels (`--label`), which jobs' Constraints are checked against.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Its link's download rate as it estimates it, bits per second
     /// (`--link`, then its fetches); none while unknown.
     #[serde(default)]
@@ -260,6 +263,7 @@ mod tests {
                 memory: Some(protocol::job::ByteSize(6 << 30)),
                 disk: None,
             },
+            labels: [("region".to_string(), "eu".to_string())].into(),
             link_down_bps: Some(100_000_000),
             link_up_bps: None,
             accept_network: NetworkMode::None,

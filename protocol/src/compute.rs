@@ -46,7 +46,9 @@
 //!   is decided afresh.
 //! - **Announcement.** The node bids when its [`AcceptancePolicy`] allows
 //!   the job's network (mode and allowlist), it has the job's engine (and
-//!   image), the job's local inputs and `dir` publisher lie in folders the
+//!   image), every Constraint of the job holds of the node's labels
+//!   ([`RefuseReason::ConstraintNotMet`]), the job's local inputs and `dir`
+//!   publisher lie in folders the
 //!   operator listed (R-SEC-2), what the task asks of CPU, memory and disk
 //!   fits what the node offers beside what its bids and executions hold
 //!   (R-PLC-1, [`crate::resources`]), and a slot is free (running
@@ -149,6 +151,9 @@ pub struct ComputeConfig {
     /// Where this node serves the results it publishes (its store's
     /// addresses), named in every [`ResultMsg`]. Default: none.
     pub result_providers: Vec<String>,
+    /// The node's labels (`--label`), which jobs' Constraints are checked
+    /// against. Default: none.
+    pub labels: BTreeMap<String, String>,
     /// The `ExecutionTimeout` of a job that sets none, as the node's
     /// executors apply it: the fetch of its inputs counts in it. Default
     /// 10 min.
@@ -182,6 +187,7 @@ impl ComputeConfig {
             local_images: None,
             local_inputs: Vec::new(),
             publish_dirs: Vec::new(),
+            labels: BTreeMap::new(),
             execution_timeout_ms: DEFAULT_EXECUTION_TIMEOUT_MS,
             link: LinkRates::default(),
             seed,
@@ -509,6 +515,15 @@ impl Compute {
         if !self.config.engines.contains(engine) {
             return Decision::Refuse(RefuseReason::EngineUnavailable {
                 engine: engine.to_owned(),
+            });
+        }
+        if let Some(unmet) = spec
+            .constraints
+            .iter()
+            .find(|c| !c.holds(&self.config.labels))
+        {
+            return Decision::Refuse(RefuseReason::ConstraintNotMet {
+                constraint: unmet.to_string(),
             });
         }
         if let (crate::job::Engine::Docker(params), Some(images)) =

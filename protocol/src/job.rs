@@ -26,6 +26,7 @@
 //! the wire and in ids; anything decoded that way is checked again with
 //! [`JobSpec::validate`]. Both readers apply the same rules from [`rules`].
 
+pub mod constraint;
 mod decode;
 mod document;
 pub mod flags;
@@ -39,6 +40,7 @@ use cid::Cid;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::DomainSet;
+pub use constraint::{Constraint, Operator};
 pub use quantity::{ByteSize, MilliCpu};
 
 /// Most tasks a job may run at once (`Count`).
@@ -69,6 +71,10 @@ pub struct JobSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, String>,
+    /// What a node's labels must satisfy for it to run the job (at most
+    /// [`constraint::MAX_CONSTRAINTS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<Constraint>,
     /// Exactly one task (as in Bacalhau v1 today).
     pub tasks: Vec<Task>,
 }
@@ -500,6 +506,19 @@ impl JobSpec {
                 check(format!("{field}.{k}"), rules::check_text(v));
             }
         }
+        if self.constraints.len() > constraint::MAX_CONSTRAINTS {
+            check(
+                "Constraints".into(),
+                Err(format!(
+                    "{} Constraints: at most {} are allowed",
+                    self.constraints.len(),
+                    constraint::MAX_CONSTRAINTS
+                )),
+            );
+        }
+        for (i, c) in self.constraints.iter().enumerate() {
+            check(format!("Constraints[{i}]"), c.check());
+        }
         if self.tasks.len() != 1 {
             check("Tasks".into(), rules::check_task_count(self.tasks.len()));
             return Err(JobErrors(errors));
@@ -618,6 +637,7 @@ pub(crate) mod test_support {
             count: 1,
             labels: BTreeMap::new(),
             meta: BTreeMap::new(),
+            constraints: Vec::new(),
             tasks: vec![Task {
                 name: "main".into(),
                 engine: Engine::Docker(DockerParams {

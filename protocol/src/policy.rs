@@ -375,6 +375,12 @@ pub enum RefuseReason {
         /// The job's `ExecutionTimeout`, ms, which the fetch counts in.
         timeout_ms: u64,
     },
+    /// A Constraint of the job does not hold of the node's labels
+    /// (`--label`; issue 17).
+    ConstraintNotMet {
+        /// The Constraint, as [`crate::job::Constraint`] shows it.
+        constraint: String,
+    },
     /// A reason from a newer version of skrei that this one cannot read.
     #[serde(other)]
     Unknown,
@@ -507,6 +513,9 @@ impl fmt::Display for RefuseReason {
                 crate::link::explain_rate(*bps),
                 crate::requester::explain_duration(*timeout_ms),
             ),
+            RefuseReason::ConstraintNotMet { constraint } => {
+                write!(f, "its constraint `{constraint}` does not hold here")
+            }
             RefuseReason::RequesterShare { held, share } => write!(
                 f,
                 "its requester holds {held} of the node's slots while others' jobs wait (its \

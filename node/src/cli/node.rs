@@ -170,6 +170,14 @@ fn info(api: &ApiArgs, output: Output) -> anyhow::Result<ExitCode> {
             ));
             let rate =
                 |bps: Option<u64>| bps.map_or("unknown".to_owned(), protocol::link::explain_rate);
+            if !info.labels.is_empty() {
+                let labels: Vec<String> = info
+                    .labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                print_line(&format!("labels:         {}", labels.join(", ")));
+            }
             print_line(&format!(
                 "link:           down {}, up {}",
                 rate(info.link_down_bps),

@@ -77,6 +77,8 @@ pub struct NodeConfig {
     /// Folders `dir` publishers may write under; none: `dir` is refused
     /// (R-SEC-2).
     pub publish_dirs: Vec<PathBuf>,
+    /// The node's labels (`--label`), for jobs' Constraints.
+    pub labels: std::collections::BTreeMap<String, String>,
     /// How often node info is gossiped.
     pub node_info_interval: Duration,
     /// How long the requester collects bids before awarding.
@@ -128,6 +130,7 @@ impl NodeConfig {
             mdns: false,
             local_inputs: Vec::new(),
             publish_dirs: Vec::new(),
+            labels: std::collections::BTreeMap::new(),
             node_info_interval: Duration::from_secs(30),
             bid_window: Duration::from_millis(300),
             allow_private_downloads: false,

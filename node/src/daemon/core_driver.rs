@@ -178,6 +178,7 @@ impl CoreDriver {
         cc.compute.resources = super::machine::offer(config.resources);
         cc.compute.requester_share_percent = config.requester_share_percent;
         cc.compute.link = config.link.clone();
+        cc.compute.labels = config.labels.clone();
         // The executors' default timeout is the one compute weighs input
         // fetches against (R-PLC-1).
         cc.compute.execution_timeout_ms =

@@ -205,6 +205,25 @@ impl NodeProc {
 
     /// Waits for the job to end (and, if it completed, for its results to
     /// be here).
+    /// Waits until this node has the node info of every node in `ids`, so
+    /// that it waits for their answers to a job.
+    pub(crate) fn hears(&self, ids: &[&str]) {
+        crate::natlab::eventually(Duration::from_secs(20), "the peers' node info", || {
+            let info = self.info();
+            let heard = |id: &str| {
+                info["peers"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|p| p["node_id"] == id && p["info"].is_object())
+            };
+            ids.iter()
+                .all(|id| heard(id))
+                .then_some(())
+                .ok_or(format!("{:#}", info["peers"]))
+        });
+    }
+
     pub(crate) fn wait(&self, job_id: &str, timeout: Duration) -> Value {
         self.wait_for(job_id, timeout, "the job to end", |job| {
             let results = job["results"].as_array().cloned().unwrap_or_default();

@@ -1093,3 +1093,38 @@ fn a_job_leaves_the_late_bid_list_when_it_no_longer_waits() {
     assert_eq!(c.waiting.len(), 0);
     assert!(!c.waiting.others_than(&node(7)), "nobody waits");
 }
+
+// Issue 17: a node bids only on jobs whose Constraints hold of its labels,
+// and a refusal names the Constraint that does not.
+#[test]
+fn constraints_are_checked_against_the_nodes_labels() {
+    let mut config = ComputeConfig::new(node(ME), policy(NoNet, None), ["docker"], 0);
+    config.labels = [("region".to_string(), "eu".to_string())].into();
+    let mut c = Compute::new(config);
+    let with = |at: u64, constraints: Vec<crate::job::Constraint>| {
+        let mut s = spec("docker", NoNet, &[], 1);
+        s.constraints = constraints;
+        announce_of(s, at)
+    };
+    let region = |op: &str, values: &[&str]| crate::job::Constraint {
+        key: "region".into(),
+        operator: crate::job::Operator::parse(op).unwrap(),
+        values: values.iter().map(|v| v.to_string()).collect(),
+    };
+    c.handle(
+        0,
+        ComputeInput::announce(with(1, vec![region("=", &["us"])])),
+    );
+    assert_eq!(
+        refusal(&drain(&mut c)).to_string(),
+        "its constraint `region=us` does not hold here"
+    );
+    c.handle(
+        0,
+        ComputeInput::announce(with(2, vec![region("in", &["us", "eu"])])),
+    );
+    assert!(matches!(
+        sent(&drain(&mut c)).as_slice(),
+        [ToRequester::Bid(_)]
+    ));
+}

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use super::constraint::{self, Constraint, Operator};
 use super::document::{Node, Value, is_null};
 use super::rules;
 use super::{
@@ -349,16 +350,13 @@ impl Decoder {
                 ),
             }
         }
-        if let Some(n) = f.get("Constraints")
-            && !matches!(&n.value, Value::Seq(items) if items.is_empty())
-        {
-            self.error(
-                "Constraints",
-                n,
-                "node selection by Constraints is not supported: nodes choose jobs by their \
-                     own policy; remove Constraints",
-            );
-        }
+        let constraints = match f.get("Constraints") {
+            None => Some(Vec::new()),
+            Some(n) if matches!(&n.value, Value::Scalar { text, quoted: false } if is_null(text)) => {
+                Some(Vec::new())
+            }
+            Some(n) => self.constraints(n, "Constraints"),
+        };
         let labels = self.optional_map(&f, "Labels", "");
         let meta = self.optional_map(&f, "Meta", "");
         let tasks = match f.get("Tasks") {
@@ -384,6 +382,7 @@ impl Decoder {
             r#type: r#type?,
             count: count?,
             labels: labels?,
+            constraints: constraints?,
             meta: meta?,
             tasks: tasks?,
         })
@@ -409,6 +408,76 @@ impl Decoder {
                 ok.then_some(map)
             }
         }
+    }
+
+    fn constraints(&mut self, node: &Node, path: &str) -> Option<Vec<Constraint>> {
+        let items = self.seq(node, path, "constraints")?;
+        if items.len() > constraint::MAX_CONSTRAINTS {
+            self.error(
+                path,
+                node,
+                format!(
+                    "{} Constraints: at most {} are allowed",
+                    items.len(),
+                    constraint::MAX_CONSTRAINTS
+                ),
+            );
+            return None;
+        }
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let p = format!("{path}[{i}]");
+            match self.constraint(item, &p) {
+                Some(c) => out.push(c),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn constraint(&mut self, node: &Node, path: &str) -> Option<Constraint> {
+        let f = self.fields(node, path, &["Key", "Operator", "Values"])?;
+        let Some(key) = f.get("Key") else {
+            self.error(
+                &join(path, "Key"),
+                node,
+                "Key is missing: the label to compare",
+            );
+            return None;
+        };
+        let key = self.string(key, &join(path, "Key"))?;
+        let Some(op_node) = f.get("Operator") else {
+            self.error(
+                &join(path, "Operator"),
+                node,
+                "Operator is missing: one of =, !=, exists, !, in, notin, gt, lt",
+            );
+            return None;
+        };
+        let op = self.string(op_node, &join(path, "Operator"))?;
+        let Some(operator) = Operator::parse(&op) else {
+            self.error(
+                &join(path, "Operator"),
+                op_node,
+                format!("`{op}` is not an operator: write =, !=, exists, !, in, notin, gt or lt"),
+            );
+            return None;
+        };
+        let values = match f.get("Values") {
+            None => Some(Vec::new()),
+            Some(n) if matches!(&n.value, Value::Scalar { text, quoted: false } if is_null(text)) => {
+                Some(Vec::new())
+            }
+            Some(n) => self.strings(n, &join(path, "Values")),
+        }?;
+        let c = Constraint {
+            key,
+            operator,
+            values,
+        };
+        self.rule(path, node, c.check())?;
+        Some(c)
     }
 
     fn job_type(&mut self, n: &Node) -> Option<JobType> {

@@ -209,6 +209,7 @@ pub fn build(engine: EngineFlags, flags: &RunFlags) -> Result<JobSpec, JobErrors
         count: flags.count.unwrap_or(1),
         labels,
         meta: BTreeMap::new(),
+        constraints: Vec::new(),
         tasks: vec![Task {
             name: "main".into(),
             engine,

@@ -326,6 +326,7 @@ mod properties {
                 count,
                 labels: BTreeMap::new(),
                 meta: BTreeMap::new(),
+                constraints: Vec::new(),
                 tasks: vec![Task {
                     name: "main".into(),
                     engine,
@@ -593,4 +594,39 @@ fn a_wasm_entry_module_named_by_an_inputs_path_is_read_from_that_input() {
         .unwrap_err()
         .to_string();
     assert!(said.contains("EntryModule"), "{said}");
+}
+
+// Issue 17: Constraints as Bacalhau's files write them are read (operators
+// in any of their spellings, null Values); bad ones are refused where they
+// are written, saying what to write.
+#[test]
+fn constraints_are_read_as_bacalhau_writes_them() {
+    let job = |constraints: &str| {
+        format!(
+            "Type: batch\nCount: 1\nConstraints:\n{constraints}Tasks:\n  - Name: main\n    \
+             Engine:\n      Type: docker\n      Params:\n        Image: busybox\n"
+        )
+    };
+    let spec = JobSpec::parse(&job(
+        "  - Key: region\n    Operator: \"==\"\n    Values: [eu]\n  - Key: gpu\n    \
+         Operator: exists\n    Values: null\n  - {Key: tier, Operator: GT, Values: [\"2\"]}\n",
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let shown: Vec<String> = spec.constraints.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["region=eu", "gpu exists", "tier>2"]);
+    let errors = JobSpec::parse(&job(
+        "  - Key: region\n    Operator: \"~\"\n    Values: [eu]\n",
+    ))
+    .unwrap_err();
+    assert!(
+        errors.to_string().contains("`~` is not an operator"),
+        "{errors}"
+    );
+    assert_eq!(errors.0[0].path, "Constraints[0].Operator");
+    let errors = JobSpec::parse(&job("  - Key: region\n    Operator: in\n")).unwrap_err();
+    assert!(errors.to_string().contains("1 to 32 Values"), "{errors}");
+    // An empty list and null are no Constraints.
+    assert!(
+        JobSpec::parse(&job("  []\n").replace("Constraints:\n  []", "Constraints: []")).is_ok()
+    );
 }

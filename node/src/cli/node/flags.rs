@@ -151,6 +151,11 @@ pub struct NodeFlags {
     #[arg(long, value_name = "DIR")]
     #[serde(default)]
     local_inputs: Vec<PathBuf>,
+    /// A label of this node, `KEY=VALUE` (repeatable): jobs' Constraints
+    /// are checked against these.
+    #[arg(long, value_name = "KEY=VALUE")]
+    #[serde(default)]
+    label: Vec<String>,
     /// A folder `dir` publishers may write results under (repeatable);
     /// without one, jobs with a `dir` publisher are refused.
     #[arg(long, value_name = "DIR")]
@@ -392,6 +397,20 @@ impl NodeFlags {
         }
         config.mdns = self.mdns;
         config.local_inputs = self.local_inputs;
+        for text in &self.label {
+            let (key, value) = protocol::job::constraint::parse_node_label(text)
+                .map_err(|e| anyhow::anyhow!("--label {text}: {e}"))?;
+            if config.labels.insert(key.clone(), value).is_some() {
+                bail!("--label {text}: {key} is given twice; give each label once");
+            }
+        }
+        if config.labels.len() > protocol::job::constraint::MAX_NODE_LABELS {
+            bail!(
+                "--label: {} labels, at most {} are allowed",
+                config.labels.len(),
+                protocol::job::constraint::MAX_NODE_LABELS
+            );
+        }
         config.publish_dirs = absolute("--publish-dir", self.publish_dir)?;
         if let Some(secs) = self.node_info_interval {
             config.node_info_interval = Duration::from_secs(secs.max(1));
@@ -475,6 +494,7 @@ impl NodeFlags {
             http_rate: pick(self.http_rate, file.http_rate),
             mdns: self.mdns || file.mdns,
             local_inputs: list(self.local_inputs, file.local_inputs),
+            label: list(self.label, file.label),
             publish_dir: list(self.publish_dir, file.publish_dir),
             node_info_interval: pick(self.node_info_interval, file.node_info_interval),
             allow_private_downloads: self.allow_private_downloads || file.allow_private_downloads,

@@ -66,6 +66,7 @@ pub fn node_info(view: &NodeView) -> Result<NodeInfo, ViewError> {
         capacity: view.capacity,
         resources: view.resources,
         resources_free: view.resources_free,
+        labels: view.labels.clone(),
         link_down_bps: view.link_down_bps,
         link_up_bps: view.link_up_bps,
         running: view.running,

@@ -26,6 +26,8 @@ pub struct NodeView {
     pub running: u32,
     pub resources: protocol::resources::Offer,
     pub resources_free: protocol::resources::Offer,
+    /// The node's labels (`--label`).
+    pub labels: std::collections::BTreeMap<String, String>,
     /// The link's rates as the node estimates them, bits per second.
     pub link_down_bps: Option<u64>,
     pub link_up_bps: Option<u64>,
@@ -146,6 +148,7 @@ impl CoreDriver {
             running: compute.running(),
             resources: compute.config().resources.into(),
             resources_free: compute.free().into(),
+            labels: compute.config().labels.clone(),
             link_down_bps: compute.link().down.bps(),
             link_up_bps: compute.link().up.bps(),
             accept_network: policy.accept().to_string(),

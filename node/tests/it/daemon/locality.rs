@@ -5,25 +5,6 @@ use std::time::Duration;
 
 use crate::harness::{Files, NodeProc, cid_input, executions_on, hello_job};
 
-/// Waits until `node` has the node info of every node in `ids`, so that it
-/// waits for their answers to a job.
-fn hears(node: &NodeProc, ids: &[&str]) {
-    crate::natlab::eventually(Duration::from_secs(20), "the peers' node info", || {
-        let info = node.info();
-        let heard = |id: &str| {
-            info["peers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|p| p["node_id"] == id && p["info"].is_object())
-        };
-        ids.iter()
-            .all(|id| heard(id))
-            .then_some(())
-            .ok_or(format!("{:#}", info["peers"]))
-    });
-}
-
 // Issue 15, live: three nodes; the input is added on C only and the job is
 // submitted on A. A (whose own bid always arrives first) and B would have
 // to fetch the input; C holds it, bids saying so, and runs the job, every
@@ -37,7 +18,7 @@ fn r_plc_1_a_job_whose_input_is_on_one_node_runs_there() {
     let c = NodeProc::start(&dirs.path().join("c"), &["--bootstrap", &a.bootstrap()]);
     let (b_id, c_id) = (b.id(), c.id());
     // A hears of both before the job, so it waits for their answers.
-    hears(&a, &[&b_id, &c_id]);
+    a.hears(&[&b_id, &c_id]);
     let module = a.add(&files.module());
     let input = cid_input(&c.add(&files.name()));
     for round in 0..4 {
@@ -65,7 +46,7 @@ fn r_plc_1_a_job_whose_input_cannot_arrive_in_time_fails_at_once_with_the_number
     let b_id = b.id();
     let info = a.info();
     assert_eq!(info["link_up_bps"], 8_000_000, "{info:#}");
-    hears(&a, &[&b_id]);
+    a.hears(&[&b_id]);
     let module = a.add(&files.module());
     let big = files.path("big.bin");
     std::fs::write(&big, vec![7u8; 4 << 20]).unwrap();

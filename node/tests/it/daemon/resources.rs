@@ -223,3 +223,9 @@ fn r_plc_1_a_tasks_inputs_are_held_to_the_disk_it_asked_for() {
         "{detail}"
     );
 }
+
+#[test]
+fn a_bad_label_is_refused_with_what_to_write() {
+    refused("--label", "region", "KEY=VALUE");
+    refused("--label", "x y=1", "not a label key");
+}

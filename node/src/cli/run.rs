@@ -77,6 +77,11 @@ pub struct JobFlags {
     /// A label, key=value.
     #[arg(short = 'l', long = "labels", value_name = "KEY=VALUE")]
     labels: Vec<String>,
+    /// Which nodes may run the job, by their labels (`--label` on the
+    /// node): `region=eu`, `tier>2`, `zone in (a, b)`, `gpu`, `!spot`,
+    /// comma-separated or repeated.
+    #[arg(short = 's', long = "constraints", value_name = "SELECTOR")]
+    constraints: Vec<String>,
     /// CPU: cores (`0.5`) or millicores (`500m`).
     #[arg(long)]
     cpu: Option<String>,
@@ -119,6 +124,7 @@ impl JobFlags {
             publisher: self.publisher.clone(),
             env: self.env.clone(),
             labels: self.labels.clone(),
+            constraints: self.constraints.clone(),
             cpu: self.cpu.clone(),
             memory: self.memory.clone(),
             disk: self.disk.clone(),

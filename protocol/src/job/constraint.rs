@@ -189,6 +189,78 @@ pub fn check_label_value(value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Reads a selector as `bacalhau docker run -s/--constraints` takes it:
+/// requirements separated by commas, each `key=value`, `key==value`,
+/// `key!=value`, `key in (a, b)`, `key notin (a, b)`, `key` or
+/// `key exists`, `!key`, `key>N` or `key<N`.
+pub fn parse_selector(text: &str) -> Result<Vec<Constraint>, String> {
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, ch) in text.char_indices() {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    let mut out = Vec::new();
+    for part in parts.into_iter().map(str::trim).filter(|p| !p.is_empty()) {
+        let c = parse_requirement(part)?;
+        c.check()?;
+        out.push(c);
+    }
+    if out.len() > MAX_CONSTRAINTS {
+        return Err(format!("at most {MAX_CONSTRAINTS} constraints are allowed"));
+    }
+    Ok(out)
+}
+
+fn parse_requirement(part: &str) -> Result<Constraint, String> {
+    let constraint = |key: &str, operator, values: Vec<String>| Constraint {
+        key: key.trim().to_owned(),
+        operator,
+        values,
+    };
+    let set = |list: &str| -> Result<Vec<String>, String> {
+        let inner = list
+            .trim()
+            .strip_prefix('(')
+            .and_then(|l| l.strip_suffix(')'))
+            .ok_or_else(|| format!("`{part}`: write the values in parentheses, `(a, b)`"))?;
+        Ok(inner.split(',').map(|v| v.trim().to_owned()).collect())
+    };
+    if let Some(key) = part.strip_prefix('!') {
+        return Ok(constraint(key, Operator::DoesNotExist, Vec::new()));
+    }
+    for (symbol, operator) in [
+        ("!=", Operator::NotEquals),
+        ("==", Operator::Equals),
+        ("=", Operator::Equals),
+        (">", Operator::GreaterThan),
+        ("<", Operator::LessThan),
+    ] {
+        if let Some((key, value)) = part.split_once(symbol) {
+            return Ok(constraint(key, operator, vec![value.trim().to_owned()]));
+        }
+    }
+    let words: Vec<&str> = part.splitn(3, ' ').collect();
+    match words.as_slice() {
+        [key] => Ok(constraint(key, Operator::Exists, Vec::new())),
+        [key, "exists"] => Ok(constraint(key, Operator::Exists, Vec::new())),
+        [key, "in", list] => Ok(constraint(key, Operator::In, set(list)?)),
+        [key, "notin", list] => Ok(constraint(key, Operator::NotIn, set(list)?)),
+        _ => Err(format!(
+            "`{part}` is not a constraint: write e.g. `region=eu`, `region in (eu, us)`, \
+             `gpu` or `!gpu`"
+        )),
+    }
+}
+
 /// Reads an operator's `--label KEY=VALUE`.
 pub fn parse_node_label(text: &str) -> Result<(String, String), String> {
     let (key, value) = text
@@ -264,6 +336,56 @@ mod tests {
             parse_node_label("region")
                 .unwrap_err()
                 .contains("KEY=VALUE")
+        );
+    }
+
+    // Issue 17: `skrei docker run -s` takes Bacalhau's selectors; each
+    // reads back as it is shown.
+    #[test]
+    fn selectors_are_read_as_bacalhau_takes_them() {
+        let read = |s: &str| -> Vec<String> {
+            parse_selector(s)
+                .unwrap_or_else(|e| panic!("{s}: {e}"))
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        assert_eq!(
+            read("region=eu, tier>2,zone in (a, b),gpu,!spot,arch notin (arm),os!=win"),
+            [
+                "region=eu",
+                "tier>2",
+                "zone in (a, b)",
+                "gpu exists",
+                "!spot",
+                "arch notin (arm)",
+                "os!=win"
+            ]
+        );
+        assert_eq!(read("region==eu"), ["region=eu"]);
+        for shown in [
+            "region=eu",
+            "zone in (a, b)",
+            "gpu exists",
+            "!spot",
+            "tier<3",
+        ] {
+            assert_eq!(read(shown), [shown]);
+        }
+        assert!(
+            parse_selector("zone in a")
+                .unwrap_err()
+                .contains("parentheses")
+        );
+        assert!(
+            parse_selector("a b c d")
+                .unwrap_err()
+                .contains("is not a constraint")
+        );
+        assert!(
+            parse_selector("tier>high")
+                .unwrap_err()
+                .contains("whole number")
         );
     }
 }

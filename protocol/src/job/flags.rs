@@ -53,6 +53,9 @@ pub struct RunFlags {
     pub env: Vec<String>,
     /// `-l/--labels key=value`, repeatable
     pub labels: Vec<String>,
+    /// `-s/--constraints SELECTOR`, repeatable: which nodes' labels may
+    /// run it (`region=eu,gpu`)
+    pub constraints: Vec<String>,
     pub cpu: Option<String>,
     pub memory: Option<String>,
     pub disk: Option<String>,
@@ -139,6 +142,13 @@ pub fn build(engine: EngineFlags, flags: &RunFlags) -> Result<JobSpec, JobErrors
             _ => fail("--labels", format!("`{pair}`: write labels as `key=value`")),
         }
     }
+    let mut constraints = Vec::new();
+    for selector in &flags.constraints {
+        match super::constraint::parse_selector(selector) {
+            Ok(mut c) => constraints.append(&mut c),
+            Err(m) => fail("--constraints", m),
+        }
+    }
     let mut resources = Resources::default();
     if let Some(c) = &flags.cpu {
         match c.parse::<MilliCpu>() {
@@ -209,7 +219,7 @@ pub fn build(engine: EngineFlags, flags: &RunFlags) -> Result<JobSpec, JobErrors
         count: flags.count.unwrap_or(1),
         labels,
         meta: BTreeMap::new(),
-        constraints: Vec::new(),
+        constraints,
         tasks: vec![Task {
             name: "main".into(),
             engine,
@@ -258,6 +268,7 @@ fn flag_for(path: &str) -> &'static str {
         _ if p.starts_with("Engine.Params.Environment") => "--env",
         _ if p.starts_with("Engine.Params.WorkingDirectory") => "--workdir",
         _ if p.starts_with("Labels") => "--labels",
+        _ if p.starts_with("Constraints") => "--constraints",
         _ if p == "Tasks[0]" => "--input/--output",
         _ => "the job",
     }
@@ -464,6 +475,24 @@ Tasks:
                 .contains("neither a CID nor a URL")
         );
         assert!(t(&format!("{CID}:/a/../b")).unwrap_err().contains("`..`"));
+    }
+
+    // Issue 17: `-s/--constraints` as Bacalhau's CLI takes it.
+    #[test]
+    fn constraints_come_from_selectors() {
+        let flags = RunFlags {
+            constraints: vec!["region=eu,tier>2".into(), "gpu".into()],
+            ..RunFlags::default()
+        };
+        let spec = build(docker(), &flags).unwrap();
+        let shown: Vec<String> = spec.constraints.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["region=eu", "tier>2", "gpu exists"]);
+        let flags = RunFlags {
+            constraints: vec!["zone in a".into()],
+            ..RunFlags::default()
+        };
+        let errors = build(docker(), &flags).unwrap_err();
+        assert_eq!(errors.0[0].path, "--constraints", "{errors}");
     }
 
     #[test]

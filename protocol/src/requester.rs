@@ -960,8 +960,6 @@ impl Requester {
             && let Some(failure) =
                 explain::inputs_out_of_reach(job, &self.known, self.config.execution_timeout_ms)
         {
-            // No node holding the inputs took the job, and no other node
-            // can fetch them from here in time: waiting will not change it.
             self.fail_job(job_id, failure);
             return;
         }

@@ -807,9 +807,11 @@ impl Sim {
             t.messages += heard + d;
             t.bytes += (heard + d) * size;
             self.gossip_receptions += heard;
-            if !announce.draws(&self.ids[j])
-                && !announce.all_held(self.held_bytes(&announce.job_id, j))
-            {
+            let holds_all = || {
+                announce.input_bytes.is_some()
+                    && announce.all_held(self.held_bytes(&announce.job_id, j))
+            };
+            if !announce.draws(&self.ids[j]) && !holds_all() {
                 // Its compute side would ignore it (compute.rs, "Draw";
                 // a node holding the inputs answers anyway): skip the
                 // delivery, and the copy of the job it costs.

@@ -308,6 +308,7 @@ mod tests {
             queue_timeout_ms: 3_000,
             backlog_timeout_ms: 600_000,
             busy_refusals: 1,
+            unsent: false,
             silence_after_ms: 60_000,
             max_attempts: 6,
             ends_by_ms: None,

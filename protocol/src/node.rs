@@ -45,6 +45,7 @@ use crate::job::JobSpec;
 use crate::link::Transfer;
 use crate::messages::{Announce, DirectMessage, NodeInfo, Outcome, ResultMsg};
 use crate::policy::AcceptancePolicy;
+use crate::rate::{ANNOUNCE_RATE, MAX_OUTBOX, Pacer};
 use crate::requester::{
     CancelError, ExecutionState, JobRecord, Requester, RequesterConfig, RequesterEvent,
     RequesterInput, RequesterOutput, Sources, SubmitError, ToCompute,
@@ -243,6 +244,11 @@ pub struct Node {
     /// Results to offer again, by execution.
     resend: BTreeMap<(JobId, ExecutionId), Resend>,
     next_info_ms: Option<u64>,
+    /// This node's own announcements, sent no faster than its peers take
+    /// them ([`crate::rate::ANNOUNCE_RATE`]).
+    outbox: Pacer<JobId, Announce>,
+    /// The time of the latest input, for [`Node::poll_timeout`].
+    now_ms: u64,
 }
 
 impl Node {
@@ -257,6 +263,8 @@ impl Node {
             retire: BTreeMap::new(),
             resend: BTreeMap::new(),
             next_info_ms: None,
+            outbox: Pacer::new(ANNOUNCE_RATE, MAX_OUTBOX),
+            now_ms: 0,
         }
     }
 
@@ -381,6 +389,7 @@ impl Node {
         let id = self
             .requester
             .submit_with(now_ms, spec, submitted_at_ms, sources)?;
+        self.requester.announcement_waiting(&id);
         self.route(now_ms);
         Ok(id)
     }
@@ -530,6 +539,7 @@ impl Node {
                 .min(),
             self.next_info_ms,
             self.retire.keys().next().map(|(at, _)| *at),
+            self.outbox.next_ms(self.now_ms),
         ]
         .into_iter()
         .flatten()
@@ -673,7 +683,9 @@ impl Node {
                             held_bytes,
                         };
                         self.compute.handle(now_ms, input);
-                        self.out.push_back(NodeOutput::Publish(announce));
+                        // Past the outbox's bound the oldest waiting one
+                        // goes: its job is announced again if no bid comes.
+                        let _ = self.outbox.push(announce.job_id, announce);
                     }
                     RequesterOutput::Send { to, msg } if to == me => {
                         let input = match msg {
@@ -743,6 +755,11 @@ impl Node {
             if !progressed {
                 break;
             }
+        }
+        self.now_ms = now_ms;
+        for announce in self.outbox.due(now_ms) {
+            self.requester.announcement_sent(&announce.job_id);
+            self.out.push_back(NodeOutput::Publish(announce));
         }
     }
 

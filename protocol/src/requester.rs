@@ -497,6 +497,7 @@ impl Requester {
             queue_timeout_ms: spec_queue_timeout_ms.unwrap_or(self.config.queue_timeout_ms),
             backlog_timeout_ms: spec_queue_timeout_ms.unwrap_or(self.config.backlog_timeout_ms),
             busy_refusals: 0,
+            unsent: false,
             silence_after_ms: timeouts
                 .execution_ms_or(self.config.execution_timeout_ms)
                 .saturating_add(self.config.execution_grace_ms),
@@ -869,6 +870,22 @@ impl Requester {
                 reason: format!("{why}; your bid is released"),
             }),
         });
+    }
+
+    /// The first announcement of `job_id` waits in its node's outbox
+    /// ([`crate::node::Node`] paces what it sends): until it leaves, a
+    /// failure says so rather than blaming the nodes.
+    pub fn announcement_waiting(&mut self, job_id: &JobId) {
+        if let Some(job) = self.jobs.get_mut(job_id) {
+            job.unsent = true;
+        }
+    }
+
+    /// An announcement of `job_id` left this node.
+    pub fn announcement_sent(&mut self, job_id: &JobId) {
+        if let Some(job) = self.jobs.get_mut(job_id) {
+            job.unsent = false;
+        }
     }
 
     /// The job, if it exists and has not ended.

@@ -25,7 +25,6 @@ use protocol::link::LinkRates;
 use protocol::messages::{Announce, DirectMessage, Outcome};
 use protocol::node::{Node, NodeConfig, NodeInput, NodeOutput, Outgoing};
 use protocol::policy::{AcceptancePolicy, RefuseReason};
-use protocol::rate::{ANNOUNCE_RATE, MAX_OUTBOX, Pacer};
 use protocol::requester::{ExecutionState, JobRecord, JobState, RequesterEvent, ToCompute};
 
 use crate::blobs::{self, InputStats};
@@ -62,8 +61,6 @@ enum Event {
     Fetch(Box<fetch::Fetch>),
     /// A node's timers are due.
     Wake(u32),
-    /// A node's outbox may send its next announcements.
-    Pace(u32),
     /// A node crashes: it drops everything until it restarts.
     Crash(u32),
     /// A crashed node starts again from what it persisted.
@@ -178,10 +175,6 @@ pub struct Sim {
     up: Vec<bool>,
     incarnation: Vec<u32>,
     wake_at: Vec<Option<u64>>,
-    /// Each node's own announcements waiting to be sent ([`Pacer`]).
-    outbox: Vec<Pacer<JobId, Announce>>,
-    /// When each node's outbox is woken next.
-    pace_at: Vec<Option<u64>>,
     /// What each crashed node persisted: its jobs' records.
     persisted: Vec<Vec<JobRecord>>,
     /// Every job's record as its requester last stored it (the daemon's
@@ -237,10 +230,6 @@ impl Sim {
             up: vec![true; n],
             incarnation: vec![0; n],
             wake_at: vec![None; n],
-            outbox: (0..n)
-                .map(|_| Pacer::new(ANNOUNCE_RATE, MAX_OUTBOX))
-                .collect(),
-            pace_at: vec![None; n],
             persisted: vec![Vec::new(); n],
             records: IdMap::default(),
             awarded_by: vec![Vec::new(); n],
@@ -514,20 +503,6 @@ impl Sim {
                 self.cores[i].handle_timeout(self.now);
                 self.drain(i)
             }
-            Event::Pace(node) => {
-                let i = node as usize;
-                if self.pace_at[i] != Some(self.now) {
-                    // Superseded by an earlier one.
-                    return Ok(());
-                }
-                11u8.hash(&mut self.trace);
-                node.hash(&mut self.trace);
-                self.pace_at[i] = None;
-                if self.up[i] {
-                    self.send_paced(i);
-                }
-                Ok(())
-            }
             Event::Crash(node) => {
                 6u8.hash(&mut self.trace);
                 node.hash(&mut self.trace);
@@ -535,9 +510,6 @@ impl Sim {
                 self.up[i] = false;
                 self.incarnation[i] += 1;
                 self.wake_at[i] = None;
-                // Its unsent announcements die with the process.
-                self.outbox[i] = Pacer::new(ANNOUNCE_RATE, MAX_OUTBOX);
-                self.pace_at[i] = None;
                 // The driver stores a job's record after every event, and
                 // every output was drained: what it persisted is what it has.
                 self.persisted[i] = self.cores[i].requester().jobs().cloned().collect();
@@ -664,12 +636,8 @@ impl Sim {
     fn drain(&mut self, i: usize) -> Result<(), Violation> {
         while let Some(out) = self.cores[i].poll_output() {
             match out {
-                NodeOutput::Publish(announce) => {
-                    // As a real node: its own announcements wait in its
-                    // outbox and go out at the rate its peers take.
-                    self.outbox[i].push(announce.job_id, announce);
-                    self.send_paced(i);
-                }
+                // The core paces them to the rate its peers take.
+                NodeOutput::Publish(announce) => self.publish(i, announce),
                 NodeOutput::ToCompute { to, msg } => {
                     let size = self.net.sizes().to_compute(&msg);
                     let to = self.index[&to];
@@ -761,22 +729,6 @@ impl Sim {
         if self.wake_at[i].is_none_or(|w| at < w) {
             self.wake_at[i] = Some(at);
             self.push(at, Event::Wake(i as u32));
-        }
-    }
-
-    /// Publishes what node `i`'s outbox may send now, and wakes it when it
-    /// may send more.
-    fn send_paced(&mut self, i: usize) {
-        for announce in self.outbox[i].due(self.now) {
-            self.publish(i, announce);
-        }
-        let Some(next) = self.outbox[i].next_ms(self.now) else {
-            return;
-        };
-        let at = next.max(self.now + 1);
-        if self.pace_at[i].is_none_or(|p| at < p) {
-            self.pace_at[i] = Some(at);
-            self.push(at, Event::Pace(i as u32));
         }
     }
 

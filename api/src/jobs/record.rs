@@ -41,6 +41,9 @@ pub struct JobDetail {
     /// Refusals that said the node was only busy.
     #[serde(default)]
     pub busy_refusals: u32,
+    /// Set while no announcement of the job has left the node yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsent: bool,
     /// The job's execution timeout plus grace.
     pub silence_after_ms: u64,
     /// Awards allowed in all.
@@ -64,6 +67,7 @@ impl From<&JobRecord> for JobDetail {
             queue_timeout_ms: record.queue_timeout_ms,
             backlog_timeout_ms: record.backlog_timeout_ms,
             busy_refusals: record.busy_refusals,
+            unsent: record.unsent,
             silence_after_ms: record.silence_after_ms,
             max_attempts: record.max_attempts,
             ends_by_ms: record.ends_by_ms,

@@ -135,8 +135,6 @@ pub(super) struct CoreDriver {
     /// Peers' blob store addresses, from their node info: the same peers
     /// as `peers`.
     data_addrs: DataAddrs,
-    /// This node's announcements, paced to what peers take.
-    outbox: protocol::rate::Pacer<JobId, Gossip>,
     info_seq: u64,
     allowlist_stamp: Option<(SystemTime, u64)>,
     /// The peers the operator named (`--bootstrap`): the only ones whose
@@ -254,10 +252,6 @@ impl CoreDriver {
             internal_rx,
             peers: Peers::new(MAX_PEERS),
             data_addrs: DataAddrs::default(),
-            outbox: protocol::rate::Pacer::new(
-                protocol::rate::ANNOUNCE_RATE,
-                protocol::rate::MAX_OUTBOX,
-            ),
             info_seq: 0,
             allowlist_stamp,
             trusted,
@@ -309,7 +303,6 @@ impl CoreDriver {
             let now = now_ms();
             self.core.handle_timeout(now);
             self.drain();
-            self.send_paced(now);
         }
         for cancel in self.running.values() {
             cancel.cancel();
@@ -318,17 +311,16 @@ impl CoreDriver {
         tracing::info!("node stopped");
     }
 
-    /// The next time the core or the outbox wants the driver.
+    /// The next time the core wants the driver (its outbox included).
     fn next_deadline(&self) -> tokio::time::Instant {
         let now = now_ms();
-        let next = [self.core.poll_timeout(), self.outbox.next_ms(now)]
-            .into_iter()
-            .flatten()
-            .min();
         // Nothing due: look again in a while anyway (cheap).
-        let wait = next.map_or(Duration::from_secs(60), |ms| {
-            Duration::from_millis(ms.saturating_sub(now))
-        });
+        let wait = self
+            .core
+            .poll_timeout()
+            .map_or(Duration::from_secs(60), |ms| {
+                Duration::from_millis(ms.saturating_sub(now))
+            });
         tokio::time::Instant::now() + wait
     }
 
@@ -397,19 +389,6 @@ impl CoreDriver {
         for node in evicted {
             data_addrs.remove(&node);
             self.core.handle(now, NodeInput::ForgetNode(node));
-        }
-    }
-
-    /// Publishes the announcements whose turn has come.
-    fn send_paced(&mut self, now: u64) {
-        for gossip in self.outbox.due(now) {
-            let p2p = self.p2p.clone();
-            tokio::spawn(async move {
-                if let Err(e) = p2p.publish(&gossip).await {
-                    // With no peers yet, the re-announcement reaches them.
-                    tracing::debug!("announcement not published: {e}");
-                }
-            });
         }
     }
 
@@ -563,19 +542,18 @@ impl CoreDriver {
         let now = now_ms();
         while let Some(out) = self.core.poll_output() {
             match out {
+                // The core paces its announcements to what peers take.
                 NodeOutput::Publish(announce) => match announce.sign(&self.key) {
                     Ok(signed) => {
-                        if let Some(dropped) =
-                            self.outbox.push(announce.job_id, Gossip::from(signed))
-                        {
-                            tracing::warn!(
-                                job_id = %dropped,
-                                max = protocol::rate::MAX_OUTBOX,
-                                "too many announcements waiting to be sent: the oldest dropped \
-                                 (its job is announced again if it hears no bid)"
-                            );
-                        }
-                        self.send_paced(now);
+                        let gossip = Gossip::from(signed);
+                        let p2p = self.p2p.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = p2p.publish(&gossip).await {
+                                // With no peers yet, the re-announcement
+                                // reaches them.
+                                tracing::debug!("announcement not published: {e}");
+                            }
+                        });
                     }
                     Err(e) => tracing::error!("signing an announcement: {e}"),
                 },

@@ -358,3 +358,51 @@ fn after_a_restart_awarded_nodes_must_connect_within_the_grace() {
         "{after:?}"
     );
 }
+
+// R-SEC-5, issue 15: a node sends its own announcements no faster than its
+// peers take them; a burst waits in its outbox, and a job whose QueueTimeout
+// passes before its announcement left fails saying so, not blaming nodes.
+#[test]
+fn a_burst_of_announcements_is_paced_and_an_unsent_job_says_so() {
+    let mut a = make(1, 0);
+    let published = |out: &[NodeOutput]| {
+        out.iter()
+            .filter(|o| matches!(o, NodeOutput::Publish(_)))
+            .count()
+    };
+    let mut jobs = Vec::new();
+    let mut first = 0;
+    for i in 0..200u64 {
+        let mut s = spec("wasm", NetworkMode::None, &[], 1);
+        s.tasks[0].timeouts.queue_timeout = Some(2);
+        jobs.push(a.submit(0, s, i, vec![]).unwrap());
+        first += published(&drain(&mut a));
+    }
+    let burst = (crate::rate::ANNOUNCE_RATE.burst / 2) as usize;
+    assert_eq!(first, burst, "half the peers' burst at once");
+    // One second later, about the rate more.
+    let second = published(&run_until(&mut a, 1_000));
+    let rate = crate::rate::ANNOUNCE_RATE.per_second as usize;
+    assert!(
+        (rate - 1..=rate + 1).contains(&second),
+        "{second} in the next second"
+    );
+    // After the 2 s QueueTimeout: the last job never left this node.
+    run_until(&mut a, 3_000);
+    let last = a.job(jobs.last().unwrap()).unwrap();
+    let crate::requester::JobState::Failed { failure } = &last.state else {
+        panic!("{:?}", last.state)
+    };
+    assert_eq!(failure.cause, FailureCause::NoNodeAnswered);
+    assert!(
+        failure
+            .detail
+            .starts_with("the job's announcement never left this node"),
+        "{failure}"
+    );
+    // The first one did leave: its failure is about the nodes.
+    let crate::requester::JobState::Failed { failure } = &a.job(&jobs[0]).unwrap().state else {
+        panic!()
+    };
+    assert!(!failure.detail.contains("never left"), "{failure}");
+}

@@ -51,6 +51,17 @@ pub(super) fn duration(ms: u64) -> String {
 /// The job waited longer than its queue timeout for nodes.
 pub(super) fn queue_timeout(job: &JobRecord, known: &BTreeMap<NodeId, KnownNode>) -> Failure {
     let waited = duration(job.wait_limit_ms());
+    if job.unsent {
+        return Failure::new(
+            FailureCause::NoNodeAnswered,
+            format!(
+                "the job's announcement never left this node within {waited}: a node sends \
+                 its own announcements no faster than its peers take them (48 a second), and \
+                 earlier ones were waiting; submit fewer jobs at once, or give them a longer \
+                 QueueTimeout"
+            ),
+        );
+    }
     let groups = render_groups(&groups(job, known));
     if job.executions.is_empty() && job.bids_received == 0 {
         let (cause, detail) = match (groups.is_empty(), job.announce.draw_ppm) {

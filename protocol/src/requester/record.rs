@@ -175,6 +175,10 @@ pub struct JobRecord {
     /// those kept one by one.
     #[serde(default)]
     pub busy_refusals: u32,
+    /// Set while no announcement of the job has left this node yet (its
+    /// node's outbox sends what its peers take, and a burst waits there).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unsent: bool,
     /// The job's execution timeout plus grace.
     pub silence_after_ms: u64,
     /// Awards allowed in all.

@@ -300,6 +300,23 @@ impl Decoder {
     }
 
     fn job(&mut self, root: &Node) -> Option<JobSpec> {
+        // Bacalhau's older job formats (APIVersion V1beta1/V1beta2) nest
+        // everything under Spec: say so instead of "unknown field".
+        if let Value::Map(entries) = &root.value
+            && let Some((key, _)) = entries.iter().find(|(k, _)| {
+                matches!(&k.value, Value::Scalar { text, .. }
+                    if ["APIVersion", "Spec", "Job"].iter().any(|f| f.eq_ignore_ascii_case(text)))
+            })
+        {
+            self.error(
+                "",
+                key,
+                "this is Bacalhau's older job format (APIVersion V1beta1/V1beta2): write the \
+                 v1 form, with Type, Count and Tasks at the top (`skrei job validate` shows \
+                 what each field needs)",
+            );
+            return None;
+        }
         let mut all: Vec<&'static str> = vec![
             "Name",
             "Namespace",
@@ -655,6 +672,17 @@ impl Decoder {
     fn engine(&mut self, node: &Node, path: &str) -> Option<Engine> {
         let (t, type_node, params) = self.typed(node, path)?;
         let ppath = join(path, "Params");
+        if !t.eq_ignore_ascii_case("docker") && !t.eq_ignore_ascii_case("wasm") {
+            let message = if t.eq_ignore_ascii_case("noop") {
+                "the noop engine (Bacalhau's engine for tests) is not offered: write `docker` \
+                 or `wasm`"
+                    .to_owned()
+            } else {
+                format!("`{t}` is not an engine skrei runs: write `docker` or `wasm`")
+            };
+            self.error(&join(path, "Type"), type_node, message);
+            return None;
+        }
         let Some(params) = params else {
             self.error(
                 &ppath,
@@ -665,15 +693,8 @@ impl Decoder {
         };
         if t.eq_ignore_ascii_case("docker") {
             self.docker(params, &ppath).map(Engine::Docker)
-        } else if t.eq_ignore_ascii_case("wasm") {
-            self.wasm(params, &ppath).map(Engine::Wasm)
         } else {
-            self.error(
-                &join(path, "Type"),
-                type_node,
-                format!("`{t}` is not an engine skrei runs: write `docker` or `wasm`"),
-            );
-            None
+            self.wasm(params, &ppath).map(Engine::Wasm)
         }
     }
 
@@ -970,7 +991,11 @@ impl Decoder {
             "ipfs" | "cid" => {
                 let (s, n) = required(self, "CID")?;
                 match s.trim().parse() {
-                    Ok(cid) => Some(Source::Cid(CidSource { cid })),
+                    Ok(cid) => {
+                        let p = join(&ppath, "CID");
+                        self.rule(&p, n, rules::check_content_cid(&cid))?;
+                        Some(Source::Cid(CidSource { cid }))
+                    }
                     Err(e) => {
                         self.error(
                             &join(&ppath, "CID"),
@@ -1152,7 +1177,18 @@ impl Decoder {
                 self.error(
                     &join(path, "Type"),
                     type_node,
-                    format!("`{t}` is not a publisher: write `local`, `dir` or `s3`"),
+                    if ["noop", "s3managed"]
+                        .iter()
+                        .any(|b| t.eq_ignore_ascii_case(b))
+                    {
+                        format!(
+                            "`{t}` is a Bacalhau publisher skrei does not offer: write `local` \
+                             (the default: results stay on the node, fetched by CID), `dir` or \
+                             `s3`"
+                        )
+                    } else {
+                        format!("`{t}` is not a publisher: write `local`, `dir` or `s3`")
+                    },
                 );
                 None
             }
@@ -1199,6 +1235,19 @@ impl Decoder {
     }
 
     fn network(&mut self, node: &Node, path: &str) -> Option<Network> {
+        if let Value::Map(entries) = &node.value
+            && let Some((key, _)) = entries.iter().find(|(k, _)| {
+                matches!(&k.value, Value::Scalar { text, .. } if text.eq_ignore_ascii_case("Ports"))
+            })
+        {
+            self.error(
+                &join(path, "Ports"),
+                key,
+                "Ports are not offered: a job's network reaches out, nothing reaches in; \
+                 remove Ports",
+            );
+            return None;
+        }
         let f = self.fields(node, path, &["Type", "Domains"])?;
         let mode = match f.get("Type") {
             None => Some(NetworkMode::None),

@@ -245,8 +245,7 @@ pub fn check_data_url(input: &str) -> Result<Vec<u8>, String> {
 /// Any input source.
 pub fn check_source(source: &Source) -> Result<(), String> {
     match source {
-        // A `Cid` value is valid by construction.
-        Source::Cid(_) => Ok(()),
+        Source::Cid(c) => check_content_cid(&c.cid),
         Source::Url(u) => {
             let normalised = check_url(&u.url)?;
             require_normalised(&u.url, &normalised)
@@ -265,6 +264,30 @@ pub fn check_source(source: &Source) -> Result<(), String> {
             check_text(&l.source_path)
         }
     }
+}
+
+/// A CID skrei can fetch: BLAKE3 (32 bytes) of a file (raw) or a folder
+/// (dag-cbor), as `skrei add` prints. IPFS's `Qm...` and other sha2-256
+/// CIDs are refused here rather than on every node.
+pub fn check_content_cid(cid: &cid::Cid) -> Result<(), String> {
+    use crate::id::{BLAKE3, DAG_CBOR, RAW};
+    const SHA2_256: u64 = 0x12;
+    let hash = cid.hash();
+    let how = "skrei addresses content by BLAKE3: `skrei add` the data and use the CID it \
+               prints (bafkr4i... for a file, bafyr4i... for a folder)";
+    if hash.code() == SHA2_256 {
+        return Err(format!("`{cid}` is an IPFS CID (sha2-256): {how}"));
+    }
+    if hash.code() != BLAKE3 || hash.size() != 32 {
+        return Err(format!("`{cid}` is not a BLAKE3 CID: {how}"));
+    }
+    if cid.codec() != RAW && cid.codec() != DAG_CBOR {
+        return Err(format!(
+            "`{cid}` has codec {:#x}, neither a file (raw) nor a folder (dag-cbor): {how}",
+            cid.codec()
+        ));
+    }
+    Ok(())
 }
 
 /// A WASM export name.

@@ -630,3 +630,63 @@ fn constraints_are_read_as_bacalhau_writes_them() {
         JobSpec::parse(&job("  []\n").replace("Constraints:\n  []", "Constraints: []")).is_ok()
     );
 }
+
+// Issue 17, section 3: what stays unsupported says so clearly, at the
+// field, instead of passing validation and failing on every node or
+// reading as an unknown field.
+#[test]
+fn what_skrei_does_not_offer_is_named() {
+    let task = |engine: &str, extra: &str| {
+        format!("Type: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine: {engine}\n{extra}")
+    };
+    let docker = "{Type: docker, Params: {Image: busybox}}";
+    let cases = [
+        (
+            task("{Type: noop}", ""),
+            "Tasks[0].Engine.Type",
+            "the noop engine",
+        ),
+        (
+            task(docker, "    Publisher: {Type: s3managed}\n"),
+            "Tasks[0].Publisher.Type",
+            "a Bacalhau publisher skrei does not offer",
+        ),
+        (
+            task(docker, "    Publisher: {Type: noop}\n"),
+            "Tasks[0].Publisher.Type",
+            "a Bacalhau publisher skrei does not offer",
+        ),
+        (
+            task(
+                docker,
+                "    Network: {Type: Full, Ports: [{Name: http, Target: 80}]}\n",
+            ),
+            "Tasks[0].Network.Ports",
+            "Ports are not offered",
+        ),
+        (
+            "APIVersion: V1beta2\nSpec: {Engine: Docker}\n".to_string(),
+            "",
+            "Bacalhau's older job format",
+        ),
+        (
+            task(
+                docker,
+                "    InputSources:\n      - Target: /in\n        Source: {Type: ipfs, Params: \
+                 {CID: QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG}}\n",
+            ),
+            "Tasks[0].InputSources[0].Source.Params.CID",
+            "is an IPFS CID (sha2-256)",
+        ),
+    ];
+    for (text, path, says) in cases {
+        let errors = JobSpec::parse(&text).unwrap_err();
+        assert!(
+            errors
+                .0
+                .iter()
+                .any(|e| e.path == path && e.message.contains(says)),
+            "{text}\n{errors}"
+        );
+    }
+}

@@ -88,7 +88,10 @@ pub use node_info::NodeInfo;
 /// so that messages from older nodes still decode to what they wrote). An
 /// older node ignores the fields it does not know in a newer node's
 /// message and drops, unpunished, a message it cannot read at all.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: announcements state input sizes and rates, bids what they hold,
+/// jobs carry Constraints, refusals say inputs are too slow or a
+/// Constraint is unmet (issues 15 and 17).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest encoded [`Gossip`] message: 1 MiB. An announcement carries its
 /// job, inline inputs included (each up to 256 KiB decoded, about 342 KiB as

@@ -709,7 +709,9 @@ fn canonical_envelope_required() {
         (text("payload"), bytes(&payload)),
         (text("signature"), bytes(&signature)),
     ];
-    // {"m": {"Bid": <envelope>}, "v": 1}
+    // {"m": {"Bid": <envelope>}, "v": PROTOCOL_VERSION} (a CBOR integer
+    // below 24 is its own head byte)
+    const { assert!(PROTOCOL_VERSION < 24) };
     let envelope = |order: [usize; 3]| {
         let mut out = vec![0xa2];
         out.extend(text("m"));
@@ -721,7 +723,7 @@ fn canonical_envelope_required() {
             out.extend(&entries[i].1);
         }
         out.extend(text("v"));
-        out.push(0x01);
+        out.push(PROTOCOL_VERSION as u8);
         out
     };
     assert_eq!(envelope([0, 1, 2]), good);

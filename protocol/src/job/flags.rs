@@ -332,10 +332,7 @@ pub fn parse_source(src: &str) -> Result<Source, String> {
     }
     let cid_text = src.strip_prefix("ipfs://").unwrap_or(src);
     match cid_text.parse() {
-        Ok(cid) => {
-            rules::check_content_cid(&cid)?;
-            Ok(Source::Cid(CidSource { cid }))
-        }
+        Ok(cid) => Ok(Source::Cid(CidSource { cid })),
         Err(_) => Err(format!(
             "`{src}` is neither a CID nor a URL: give a CID (`skrei add` prints one), an \
              http(s) URL, file:///path (a path on the compute node), or src=...,dst=/target"
@@ -478,17 +475,6 @@ Tasks:
                 .contains("neither a CID nor a URL")
         );
         assert!(t(&format!("{CID}:/a/../b")).unwrap_err().contains("`..`"));
-    }
-
-    // Issue 17: an IPFS CID given with -i is refused here, saying how to
-    // get one skrei can fetch, not on every node.
-    #[test]
-    fn an_ipfs_cid_input_is_refused_with_what_to_do() {
-        let said = parse_input("QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG").unwrap_err();
-        assert!(
-            said.contains("IPFS CID (sha2-256)") && said.contains("skrei add"),
-            "{said}"
-        );
     }
 
     // Issue 17: `-s/--constraints` as Bacalhau's CLI takes it.

@@ -245,11 +245,7 @@ pub fn check_data_url(input: &str) -> Result<Vec<u8>, String> {
 /// Any input source.
 pub fn check_source(source: &Source) -> Result<(), String> {
     match source {
-        // A `Cid` value is well formed by construction. Which CIDs skrei
-        // can fetch is checked where users write them (job files, flags:
-        // [`check_content_cid`]), not on the wire, so an older node's
-        // announcement is never refused for it.
-        Source::Cid(_) => Ok(()),
+        Source::Cid(c) => check_content_cid(&c.cid),
         Source::Url(u) => {
             let normalised = check_url(&u.url)?;
             require_normalised(&u.url, &normalised)
@@ -272,7 +268,7 @@ pub fn check_source(source: &Source) -> Result<(), String> {
 
 /// A CID skrei can fetch: BLAKE3 (32 bytes) of a file (raw) or a folder
 /// (dag-cbor), as `skrei add` prints. IPFS's `Qm...` and other sha2-256
-/// CIDs are refused when a user writes them rather than on every node.
+/// CIDs are refused here rather than on every node.
 pub fn check_content_cid(cid: &cid::Cid) -> Result<(), String> {
     use crate::id::{BLAKE3, DAG_CBOR, RAW};
     const SHA2_256: u64 = 0x12;

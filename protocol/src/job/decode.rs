@@ -369,9 +369,6 @@ impl Decoder {
         }
         let constraints = match f.get("Constraints") {
             None => Some(Vec::new()),
-            Some(n) if matches!(&n.value, Value::Scalar { text, quoted: false } if is_null(text)) => {
-                Some(Vec::new())
-            }
             Some(n) => self.constraints(n, "Constraints"),
         };
         let labels = self.optional_map(&f, "Labels", "");
@@ -483,9 +480,6 @@ impl Decoder {
         };
         let values = match f.get("Values") {
             None => Some(Vec::new()),
-            Some(n) if matches!(&n.value, Value::Scalar { text, quoted: false } if is_null(text)) => {
-                Some(Vec::new())
-            }
             Some(n) => self.strings(n, &join(path, "Values")),
         }?;
         let c = Constraint {

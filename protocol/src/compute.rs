@@ -134,9 +134,12 @@ pub struct ComputeConfig {
     pub max_remembered: usize,
     /// The Docker images on this node (`name:tag`, and `name@digest`
     /// references), when the driver knows them: Docker jobs naming another
-    /// image are refused ([`RefuseReason::ImageMissing`]), since nodes pull
-    /// from no registry. `None` (the default): not checked.
+    /// image are refused unless [`ComputeConfig::pull`] allows pulling it.
+    /// `None` (the default): not checked.
     pub local_images: Option<BTreeSet<String>>,
+    /// The registries the node pulls missing images from (`--pull-from`).
+    /// Default: none.
+    pub pull: crate::image::PullPolicy,
     /// Folders local-path inputs may come from (absolute paths); jobs
     /// reading other local paths are refused
     /// ([`RefuseReason::LocalInputNotAllowed`]). Default: none. The node
@@ -185,6 +188,7 @@ impl ComputeConfig {
             max_remembered: 65_536,
             result_providers: Vec::new(),
             local_images: None,
+            pull: crate::image::PullPolicy::default(),
             local_inputs: Vec::new(),
             publish_dirs: Vec::new(),
             labels: BTreeMap::new(),
@@ -530,9 +534,17 @@ impl Compute {
             (&task.engine, &self.config.local_images)
             && !image_present(images, &params.image)
         {
-            return Decision::Refuse(RefuseReason::ImageMissing {
-                image: params.image.clone(),
-            });
+            // Decoded specs carry valid references; anything else is not
+            // pulled.
+            let route = match crate::image::ImageRef::parse(&params.image) {
+                Ok(image) => self.config.pull.route(&image).map(drop),
+                Err(_) => Err(RefuseReason::ImageMissing {
+                    image: params.image.clone(),
+                }),
+            };
+            if let Err(reason) = route {
+                return Decision::Refuse(reason);
+            }
         }
         for input in &task.input_sources {
             if let crate::job::Source::Local(local) = &input.source

@@ -91,6 +91,7 @@ pub mod compute;
 pub mod domain;
 pub mod failure;
 pub mod id;
+pub mod image;
 pub mod job;
 pub mod link;
 pub mod messages;

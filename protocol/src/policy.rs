@@ -313,11 +313,30 @@ pub enum RefuseReason {
         /// How many it takes at once.
         capacity: u32,
     },
-    /// The job's Docker image is not on the node, and nodes pull from no
-    /// registry (R-POL-3).
+    /// The job's Docker image is not on the node, and the node pulls from
+    /// no registry (R-POL-3).
     ImageMissing {
         /// The image the job names.
         image: String,
+    },
+    /// The job's Docker image is not on the node, and its registry is not
+    /// one the node pulls from (`--pull-from`; R-POL-3).
+    RegistryNotAllowed {
+        /// The image the job names.
+        image: String,
+        /// Its registry (`docker.io`, `ghcr.io`, `host:port`).
+        registry: String,
+    },
+    /// The job's image names a registry at an address the node does not
+    /// dial for a job's sake (special-purpose, its own) and its operator
+    /// did not name (R-SEC-3).
+    RegistryAddressRefused {
+        /// The image the job names.
+        image: String,
+        /// Its registry.
+        registry: String,
+        /// What the address is.
+        why: String,
     },
     /// The job reads a local path outside the folders the node's operator
     /// allows for local inputs (R-POL-3).
@@ -461,9 +480,30 @@ impl fmt::Display for RefuseReason {
             RefuseReason::NoCapacity { running, capacity } => {
                 write!(f, "no free slot ({running} of {capacity} taken)")
             }
-            RefuseReason::ImageMissing { image } => {
-                write!(f, "image {} not on the node", image.escape_debug())
-            }
+            RefuseReason::ImageMissing { image } => write!(
+                f,
+                "image {} not on the node, and it pulls no images (its operator allows \
+                 registries with --pull-from)",
+                image.escape_debug()
+            ),
+            RefuseReason::RegistryNotAllowed { image, registry } => write!(
+                f,
+                "image {} not on the node, and it does not pull from {}",
+                image.escape_debug(),
+                registry.escape_debug()
+            ),
+            RefuseReason::RegistryAddressRefused {
+                image,
+                registry,
+                why,
+            } => write!(
+                f,
+                "image {}: registry {} is {}; a node pulls from such an address only when \
+                 its operator names the registry",
+                image.escape_debug(),
+                registry.escape_debug(),
+                why.escape_debug()
+            ),
             RefuseReason::LocalInputNotAllowed { path } => {
                 write!(
                     f,

@@ -99,6 +99,14 @@ pub struct NodeConfig {
     /// Most bytes one CID input may take when this node runs a job
     /// (R-SEC-5). Default 10 GiB.
     pub max_input_size: u64,
+    /// The registries missing Docker images are pulled from (`--pull-from`);
+    /// none by default.
+    pub pull_from: protocol::image::PullPolicy,
+    /// Most bytes one pulled image may take (R-SEC-5). Default 10 GiB.
+    pub max_image_size: u64,
+    /// Disk the images this node pulled may take together before the least
+    /// recently used are removed. Default 20 GiB.
+    pub image_cache: u64,
 }
 
 impl NodeConfig {
@@ -140,6 +148,9 @@ impl NodeConfig {
             proxy_http_ports: vec![80],
             max_result_size: 10 << 30,
             max_input_size: 10 << 30,
+            pull_from: protocol::image::PullPolicy::default(),
+            max_image_size: 10 << 30,
+            image_cache: 20 << 30,
         }
     }
 }

@@ -144,7 +144,7 @@ pub(super) struct CoreDriver {
     relay_urls_seen: HashSet<String>,
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
@@ -177,6 +177,7 @@ impl CoreDriver {
         cc.compute.requester_share_percent = config.requester_share_percent;
         cc.compute.link = config.link.clone();
         cc.compute.labels = config.labels.clone();
+        cc.compute.pull = config.pull_from.clone();
         // The executors' default timeout is the one compute weighs input
         // fetches against (R-PLC-1).
         cc.compute.execution_timeout_ms =
@@ -216,6 +217,7 @@ impl CoreDriver {
             local_inputs: config.local_inputs.clone(),
             max_input_size: config.max_input_size,
             publish_dirs: config.publish_dirs.clone(),
+            images: super::images::ImageCache::new(db.clone(), config.image_cache),
             on_fetched: Box::new(move |bytes, took| {
                 let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
                 let _ = fetched_tx.send(Internal::Transferred { bytes, ms });

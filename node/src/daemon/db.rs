@@ -78,7 +78,26 @@ CREATE TABLE IF NOT EXISTS results (
     fetched INTEGER NOT NULL,
     PRIMARY KEY (job_id, execution_id)
 );
+CREATE TABLE IF NOT EXISTS pulled_images (
+    reference TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    last_used_ms INTEGER NOT NULL
+);
 ";
+
+/// An image this node pulled (issue 16): only these are ever pruned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PulledImage {
+    /// The reference it was pulled by, as the job named it.
+    pub reference: String,
+    /// The engine's id.
+    pub image_id: String,
+    /// Bytes it takes in the engine.
+    pub bytes: u64,
+    /// When a job last used it.
+    pub last_used_ms: u64,
+}
 
 impl Db {
     /// Opens (creating if needed) the database at `path`.
@@ -257,6 +276,59 @@ impl Db {
         self.conn().execute(
             "UPDATE results SET refused = ?3 WHERE job_id = ?1 AND execution_id = ?2",
             params![job_id.to_string(), execution_id as i64, reason],
+        )?;
+        Ok(())
+    }
+
+    /// Records an image this node pulled, or that a job used again.
+    pub fn image_pulled(&self, image: &PulledImage) -> Result<(), DbError> {
+        self.conn().execute(
+            "INSERT INTO pulled_images (reference, image_id, bytes, last_used_ms)
+             VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (reference) DO UPDATE SET image_id = ?2, bytes = ?3, last_used_ms = ?4",
+            params![
+                image.reference,
+                image.image_id,
+                i64::try_from(image.bytes).unwrap_or(i64::MAX),
+                i64::try_from(image.last_used_ms).unwrap_or(i64::MAX)
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Marks the images with engine id `image_id` this node pulled as used
+    /// now; images it did not pull stay unrecorded.
+    pub fn image_used(&self, image_id: &str, now_ms: u64) -> Result<(), DbError> {
+        self.conn().execute(
+            "UPDATE pulled_images SET last_used_ms = ?2 WHERE image_id = ?1",
+            params![image_id, i64::try_from(now_ms).unwrap_or(i64::MAX)],
+        )?;
+        Ok(())
+    }
+
+    /// The images this node pulled, least recently used first.
+    pub fn pulled_images(&self) -> Result<Vec<PulledImage>, DbError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT reference, image_id, bytes, last_used_ms FROM pulled_images
+             ORDER BY last_used_ms, reference",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok(PulledImage {
+                reference: row.get(0)?,
+                image_id: row.get(1)?,
+                bytes: u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                last_used_ms: u64::try_from(row.get::<_, i64>(3)?).unwrap_or(0),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Forgets a pulled image (it was removed from the engine).
+    pub fn image_removed(&self, reference: &str) -> Result<(), DbError> {
+        self.conn().execute(
+            "DELETE FROM pulled_images WHERE reference = ?1",
+            params![reference],
         )?;
         Ok(())
     }

@@ -29,6 +29,8 @@ pub(super) struct ExecContext {
     pub max_input_size: u64,
     /// Folders `dir` publishers may write under (R-SEC-2).
     pub publish_dirs: Vec<PathBuf>,
+    /// The images this node pulled, kept within `--image-cache`.
+    pub images: super::images::ImageCache,
     /// Told of every CID input fetched: bytes and time, for the node's
     /// link rate estimate (R-PLC-1).
     pub on_fetched: Box<dyn Fn(u64, Duration) + Send + Sync>,
@@ -118,12 +120,43 @@ async fn run_in(
     // The requester expects an answer within ExecutionTimeout (and a grace)
     // of the award: the timeout covers fetching the inputs as well as the
     // run, so a slow fetch ends in a reason, not in silence.
+    // A Docker image the node lacks is pulled meanwhile (issue 16): the
+    // timeout covers the pull too.
     let started = std::time::Instant::now();
-    let module = tokio::select! {
-        prepared = prepare_with_retries(&inputs, root, spec, disk) => prepared?,
-        () = cancel.cancelled() => return Err(exec_failure(executor::ExecError::Cancelled)),
-        () = tokio::time::sleep(limits.timeout) => return Err(inputs_timed_out(limits.timeout)),
+    let image_in = std::sync::atomic::AtomicBool::new(false);
+    let image = async {
+        let ready = match (&task.engine, ctx.engines.docker.as_ref()) {
+            (Engine::Docker(params), Some(docker)) => Some(
+                ctx.images
+                    .ready(docker, &params.image)
+                    .await
+                    .map_err(exec_failure)?,
+            ),
+            _ => None,
+        };
+        image_in.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok::<_, Failure>(ready)
     };
+    let (module, image) = tokio::select! {
+        prepared = async { tokio::try_join!(prepare_with_retries(&inputs, root, spec, disk), image) } => prepared?,
+        () = cancel.cancelled() => return Err(exec_failure(executor::ExecError::Cancelled)),
+        () = tokio::time::sleep(limits.timeout) => {
+            return Err(match &task.engine {
+                Engine::Docker(params) if !image_in.load(std::sync::atomic::Ordering::Relaxed) => {
+                    pull_timed_out(&params.image, limits.timeout)
+                }
+                _ => inputs_timed_out(limits.timeout),
+            });
+        }
+    };
+    if let Some((ready, _)) = &image {
+        tracing::info!(
+            %job_id,
+            image = ready.pinned.as_deref().unwrap_or(&ready.id),
+            pulled = ready.pulled,
+            "image ready"
+        );
+    }
     if let Some(disk) = disk {
         check_disk(disk, root, &["inputs", "module"], "inputs").await?;
     }
@@ -190,6 +223,15 @@ fn inputs_timed_out(timeout: Duration) -> Failure {
     let detail = format!(
         "the inputs were not in within the job's ExecutionTimeout ({} s), which counts \
          fetching them: raise ExecutionTimeout for large inputs or slow providers",
+        timeout.as_secs()
+    );
+    Failure::new(FailureCause::InputTimeout, detail)
+}
+
+fn pull_timed_out(image: &str, timeout: Duration) -> Failure {
+    let detail = format!(
+        "pulling image {image} did not finish within the job's ExecutionTimeout ({} s), which \
+         counts the pull: raise ExecutionTimeout, or run it where the image is already present",
         timeout.as_secs()
     );
     Failure::new(FailureCause::InputTimeout, detail)

@@ -21,6 +21,7 @@ mod core_driver;
 pub mod db;
 mod exec;
 mod held_inputs;
+mod images;
 mod machine;
 pub mod relay;
 
@@ -295,6 +296,10 @@ async fn start_engines(
             resolve: config.proxy_resolve.clone(),
             connect_ports: config.proxy_connect_ports.clone(),
             http_ports: config.proxy_http_ports.clone(),
+            pull: crate::executor::docker::PullConfig {
+                policy: config.pull_from.clone(),
+                max_image_size: config.max_image_size,
+            },
             ..DockerConfig::default()
         };
         match DockerExecutor::new(docker_config).await {

@@ -1,7 +1,8 @@
 //! The Docker engine, through bollard (R-NET-1..R-NET-3).
 //!
-//! A task runs in one container created from an image already on the node
-//! (no registry is assumed), with its inputs bind-mounted read-only, its
+//! A task runs in one container created from an image on the node, pulled
+//! first from a registry the operator allows when it is missing ([`pull`]),
+//! with its inputs bind-mounted read-only, its
 //! result folders read-write, all capabilities dropped, no new privileges,
 //! and memory, CPU and process limits. Its output is read through an attach
 //! stream (the container logs nothing to disk) and capped.
@@ -26,6 +27,7 @@
 mod engine_objects;
 mod firewall;
 mod isolation;
+pub mod pull;
 mod resources;
 mod sidecar;
 
@@ -42,6 +44,8 @@ use bollard::query_parameters::{ListContainersOptions, ListNetworksOptions};
 use firewall::HostGuard;
 use protocol::job::{DockerParams, InputSource, Network, NetworkMode, ResultPath};
 use resources::Resources;
+
+pub use pull::{PullConfig, ReadyImage};
 
 use super::{
     Cancel, CappedOutput, ExecError, ExecutionDir, LimitKind, Limits, RunOutcome, write_exit_code,
@@ -87,6 +91,8 @@ pub struct DockerConfig {
     pub accepts_full: bool,
     /// The nftables tool (`nft`) the node keeps jobs off the host with.
     pub nft: PathBuf,
+    /// What the node pulls (`--pull-from`, `--max-image-size`).
+    pub pull: PullConfig,
 }
 
 impl Default for DockerConfig {
@@ -104,6 +110,7 @@ impl Default for DockerConfig {
             services: Vec::new(),
             accepts_full: false,
             nft: PathBuf::from("nft"),
+            pull: PullConfig::default(),
         }
     }
 }
@@ -159,6 +166,8 @@ pub struct DockerExecutor {
     /// What keeps jobs' bridges off the host's addresses, or why nothing
     /// does here.
     guard: Result<Arc<HostGuard>, String>,
+    /// Pulls in progress, shared by the jobs that wait for them.
+    pulls: pull::Pulls,
 }
 
 #[derive(Debug, Clone)]
@@ -178,6 +187,7 @@ impl DockerExecutor {
             config,
             http: Err("not checked yet".into()),
             guard: Err("not installed yet".into()),
+            pulls: pull::Pulls::default(),
         };
         let removed = executor.remove_orphans().await?;
         if removed > 0 {

@@ -13,6 +13,7 @@ mod bacalhau;
 mod gossip;
 mod locality;
 mod publish_dir;
+mod pull;
 mod resources;
 
 #[test]

@@ -614,6 +614,26 @@ fn r_pol_3_refuses_a_docker_image_the_node_does_not_have() {
     assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
 }
 
+// R-POL-3, R-SEC-3 (issue 16): a missing image is bid on when the node
+// pulls from its registry, and refused, saying why, when it does not.
+#[test]
+fn r_pol_3_a_missing_image_is_bid_on_where_the_node_pulls_from_its_registry() {
+    let mut c = compute(policy(Full, None), 2);
+    c.set_local_images(Some(BTreeSet::new()));
+    c.config.pull = crate::image::PullPolicy::parse(["127.0.0.1:5000"]).unwrap();
+    c.handle(0, ComputeInput::announce(job(NoNet, &[])));
+    assert_eq!(
+        refusal(&drain(&mut c)),
+        RefuseReason::RegistryNotAllowed {
+            image: "busybox".into(),
+            registry: "docker.io".into()
+        }
+    );
+    c.config.pull = crate::image::PullPolicy::parse(["docker.io"]).unwrap();
+    c.handle(1, ComputeInput::announce(job(NoNet, &[])));
+    assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
+}
+
 #[test]
 fn image_names_match_as_docker_reads_them() {
     let images: BTreeSet<String> = [

@@ -90,7 +90,7 @@ pub fn check_image(image: &str) -> Result<(), String> {
             image.replacen(path, &path.to_ascii_lowercase(), 1)
         ));
     }
-    Ok(())
+    crate::image::ImageRef::parse(image).map(drop)
 }
 
 /// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.

@@ -177,6 +177,19 @@ impl Message for Refuse {
             RefuseReason::ImageMissing { image } => {
                 bounds::text("reason.image", image, MAX_REASON_BYTES)
             }
+            RefuseReason::RegistryNotAllowed { image, registry } => {
+                bounds::text("reason.image", image, MAX_REASON_BYTES)?;
+                bounds::text("reason.registry", registry, MAX_REASON_BYTES)
+            }
+            RefuseReason::RegistryAddressRefused {
+                image,
+                registry,
+                why,
+            } => {
+                bounds::text("reason.image", image, MAX_REASON_BYTES)?;
+                bounds::text("reason.registry", registry, MAX_REASON_BYTES)?;
+                bounds::text("reason.why", why, MAX_REASON_BYTES)
+            }
             RefuseReason::LocalInputNotAllowed { path } => {
                 bounds::text("reason.path", path, MAX_REASON_BYTES)
             }

@@ -193,6 +193,23 @@ pub struct NodeFlags {
     /// Most bytes one CID input may take on this node (`10Gi` by default).
     #[arg(long, value_name = "SIZE")]
     max_input_size: Option<String>,
+    /// A registry this node pulls the Docker images jobs name from, when
+    /// its engine lacks them (repeatable): `docker.io` for Docker Hub, a
+    /// host with an optional port (`ghcr.io`, `127.0.0.1:5000`), or `*` for
+    /// any registry at a public address. Without it the node pulls nothing
+    /// and refuses jobs whose image it lacks.
+    #[arg(long, value_name = "REGISTRY")]
+    #[serde(default)]
+    pull_from: Vec<String>,
+    /// Most bytes one pulled image may take (`10Gi` by default); larger
+    /// images fail the job with that reason and are removed.
+    #[arg(long, value_name = "SIZE")]
+    max_image_size: Option<String>,
+    /// Disk the images this node pulled may take together (`20Gi` by
+    /// default): above it the least recently used are removed. Images that
+    /// were in the engine before the node pulled them are never removed.
+    #[arg(long, value_name = "SIZE")]
+    image_cache: Option<String>,
 }
 
 impl NodeFlags {
@@ -445,6 +462,14 @@ impl NodeFlags {
         if let Some(size) = &self.max_input_size {
             config.max_input_size = parse_size("--max-input-size", size)?;
         }
+        config.pull_from = protocol::image::PullPolicy::parse(&self.pull_from)
+            .map_err(|e| anyhow::anyhow!("--pull-from: {e}"))?;
+        if let Some(size) = &self.max_image_size {
+            config.max_image_size = parse_size("--max-image-size", size)?;
+        }
+        if let Some(size) = &self.image_cache {
+            config.image_cache = parse_size("--image-cache", size)?;
+        }
         Ok(config)
     }
 
@@ -504,6 +529,9 @@ impl NodeFlags {
             proxy_http_ports: list(self.proxy_http_ports, file.proxy_http_ports),
             max_result_size: pick(self.max_result_size, file.max_result_size),
             max_input_size: pick(self.max_input_size, file.max_input_size),
+            pull_from: list(self.pull_from, file.pull_from),
+            max_image_size: pick(self.max_image_size, file.max_image_size),
+            image_cache: pick(self.image_cache, file.image_cache),
         }
     }
 }

@@ -58,7 +58,7 @@ fn spec() -> impl Strategy<Value = JobSpec> {
         option::of("[a-zA-Z0-9 _-]{1,20}"),
         1u32..=crate::job::MAX_COUNT,
         btree_map("[a-z]{1,8}", "[a-z0-9 ]{0,10}", 0..3),
-        "[a-z][a-z0-9]{0,12}(:[a-z0-9.]{1,8})?",
+        "[a-z][a-z0-9]{0,12}(:[a-z0-9][a-z0-9.]{0,7})?",
         vec("[ -~]{0,12}", 0..4),
         vec("[A-Z_][A-Z0-9_]{0,8}=[a-z0-9]{0,8}", 0..3),
         network(),

@@ -101,7 +101,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use crate::id::{ExecutionId, JobId, NodeId};
 use crate::job::{JobSpec, Resources};
 use crate::link::{LinkRates, Transfer};
-use crate::messages::{Announce, Award, Bid, Cancel, Decline, Outcome, Refuse, ResultMsg};
+use crate::messages::{
+    Announce, Award, Bid, Cancel, Decline, Outcome, Progress, Refuse, ResultMsg, Step,
+};
 use crate::policy::{AcceptancePolicy, Decision, RefuseReason};
 use crate::resources::{Held, Misfit};
 
@@ -238,6 +240,16 @@ pub enum ComputeInput {
         /// What came of it.
         outcome: Outcome,
     },
+    /// An execution this node runs has reached a step its requester is
+    /// told of (issue 16).
+    ExecutionStep {
+        /// The job.
+        job_id: JobId,
+        /// The execution, from [`ComputeOutput::Start`].
+        execution_id: ExecutionId,
+        /// Where it is.
+        step: Step,
+    },
 }
 
 /// A direct message for a requester; the driver signs and sends it.
@@ -251,6 +263,8 @@ pub enum ToRequester {
     Decline(Decline),
     /// "This is how it ended".
     Result(ResultMsg),
+    /// "This is where it is".
+    Progress(Progress),
 }
 
 /// What the compute node asks the driver to do ([`Compute::poll_output`]).
@@ -613,6 +627,11 @@ impl Compute {
                 execution_id,
                 outcome,
             } => self.on_finished(job_id, execution_id, outcome),
+            ComputeInput::ExecutionStep {
+                job_id,
+                execution_id,
+                step,
+            } => self.on_step(job_id, execution_id, step),
         }
         self.offer_free_slots(now_ms);
     }
@@ -834,6 +853,26 @@ impl Compute {
             }),
         );
         self.event(job_id, ComputeEvent::Finished { execution_id });
+    }
+
+    /// Tells the requester where a running execution is.
+    fn on_step(&mut self, job_id: JobId, execution_id: ExecutionId, step: Step) {
+        let Some(entry) = self.jobs.get(&job_id) else {
+            return;
+        };
+        if entry.slot != (Slot::Running { execution_id }) {
+            return;
+        }
+        let requester = entry.requester;
+        self.send(
+            requester,
+            ToRequester::Progress(Progress {
+                job_id,
+                execution_id,
+                node: self.config.node,
+                step,
+            }),
+        );
     }
 
     /// Closes the job's open bid, freeing its slot, and gives back what

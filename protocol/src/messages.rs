@@ -78,7 +78,7 @@ use crate::id::{
 use crate::job::JobErrors;
 
 pub use announce::{Announce, DRAW_ALL_PPM, draw_ticket};
-pub use direct::{Award, Bid, Cancel, Decline, Outcome, Refuse, ResultMsg};
+pub use direct::{Award, Bid, Cancel, Decline, Outcome, Progress, Refuse, ResultMsg, Step};
 pub use node_info::NodeInfo;
 
 /// The version of the wire messages this build writes, carried by every
@@ -91,7 +91,9 @@ pub use node_info::NodeInfo;
 /// 2: announcements state input sizes and rates, bids what they hold,
 /// jobs carry Constraints, refusals say inputs are too slow or a
 /// Constraint is unmet (issues 15 and 17).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: progress messages (pulling the image, running it at its digest),
+/// refusals for registries not pulled from (issue 16).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest encoded [`Gossip`] message: 1 MiB. An announcement carries its
 /// job, inline inputs included (each up to 256 KiB decoded, about 342 KiB as
@@ -481,6 +483,8 @@ pub enum SignedDirect {
     Result(Signed<ResultMsg>),
     /// Requester -> compute: "stop".
     Cancel(Signed<Cancel>),
+    /// Compute -> requester: where a run is (protocol version 3).
+    Progress(Signed<Progress>),
 }
 
 /// A verified direct message.
@@ -499,6 +503,8 @@ pub enum DirectMessage {
     Result(ResultMsg),
     /// See [`Cancel`]; the receiver checks the signer is the job's requester.
     Cancel(Cancel),
+    /// See [`Progress`].
+    Progress(Progress),
 }
 
 impl Direct {
@@ -547,6 +553,7 @@ impl Direct {
             SignedDirect::Decline(s) => s.signer(),
             SignedDirect::Result(s) => s.signer(),
             SignedDirect::Cancel(s) => s.signer(),
+            SignedDirect::Progress(s) => s.signer(),
         }
     }
 
@@ -561,6 +568,7 @@ impl Direct {
             SignedDirect::Decline(s) => DirectMessage::Decline(Decline::verify_from(s, v)?),
             SignedDirect::Result(s) => DirectMessage::Result(ResultMsg::verify_from(s, v)?),
             SignedDirect::Cancel(s) => DirectMessage::Cancel(Cancel::verify_from(s, v)?),
+            SignedDirect::Progress(s) => DirectMessage::Progress(Progress::verify_from(s, v)?),
         })
     }
 }
@@ -599,3 +607,4 @@ wrap!(Direct, SignedDirect::Award(Award));
 wrap!(Direct, SignedDirect::Decline(Decline));
 wrap!(Direct, SignedDirect::Result(ResultMsg));
 wrap!(Direct, SignedDirect::Cancel(Cancel));
+wrap!(Direct, SignedDirect::Progress(Progress));

@@ -137,6 +137,13 @@ pub enum NodeInput {
         execution_id: ExecutionId,
         outcome: Outcome,
     },
+    /// An execution this node runs reached a step its requester is told
+    /// of (pulling the image, running).
+    ExecutionStep {
+        job_id: JobId,
+        execution_id: ExecutionId,
+        step: crate::messages::Step,
+    },
     /// A message to `to` could not be delivered: an award's execution
     /// fails as `node_lost` (and is re-awarded), a result is offered again
     /// later.
@@ -450,6 +457,20 @@ impl Node {
                     },
                 );
             }
+            NodeInput::ExecutionStep {
+                job_id,
+                execution_id,
+                step,
+            } => {
+                self.compute.handle(
+                    now_ms,
+                    ComputeInput::ExecutionStep {
+                        job_id,
+                        execution_id,
+                        step,
+                    },
+                );
+            }
             NodeInput::Undelivered { to, msg, error } => match msg {
                 Outgoing::ToCompute(ToCompute::Award(award)) => {
                     // As if the node had said so: its attempt is lost.
@@ -585,6 +606,7 @@ impl Node {
             DirectMessage::Bid(bid) => RequesterInput::Bid { from, bid },
             DirectMessage::Refuse(refuse) => RequesterInput::Refuse { from, refuse },
             DirectMessage::Decline(decline) => RequesterInput::Decline { from, decline },
+            DirectMessage::Progress(progress) => RequesterInput::Progress { from, progress },
             DirectMessage::Result(result) => {
                 self.keep_providers(from, &result);
                 RequesterInput::Result { from, result }
@@ -713,6 +735,9 @@ impl Node {
                             }
                             ToRequester::Decline(decline) => {
                                 RequesterInput::Decline { from: me, decline }
+                            }
+                            ToRequester::Progress(progress) => {
+                                RequesterInput::Progress { from: me, progress }
                             }
                             ToRequester::Result(result) => {
                                 self.keep_providers(me, &result);

@@ -112,8 +112,8 @@ use crate::failure::{Failure, FailureCause};
 use crate::id::{EncodeError, ExecutionId, JobId, NodeId};
 use crate::job::{JobErrors, JobSpec, NetworkMode};
 use crate::messages::{
-    Announce, Award, Bid, Cancel, DRAW_ALL_PPM, Decline, MessageError, NodeInfo, Outcome, Refuse,
-    ResultMsg,
+    Announce, Award, Bid, Cancel, DRAW_ALL_PPM, Decline, MessageError, NodeInfo, Outcome, Progress,
+    Refuse, ResultMsg,
 };
 use crate::policy::RefuseReason;
 
@@ -249,6 +249,13 @@ pub enum RequesterInput {
         /// The decline.
         decline: Decline,
     },
+    /// An awarded node reports where its execution is.
+    Progress {
+        /// The signer.
+        from: NodeId,
+        /// The progress.
+        progress: Progress,
+    },
     /// An awarded node reports how its execution ended.
     Result {
         /// The signer.
@@ -320,6 +327,15 @@ pub enum RequesterEvent {
         node: NodeId,
         /// The execution.
         execution_id: ExecutionId,
+    },
+    /// An awarded node said where its execution is (issue 16).
+    Progress {
+        /// The node.
+        node: NodeId,
+        /// The execution.
+        execution_id: ExecutionId,
+        /// Where it is.
+        step: crate::messages::Step,
     },
     /// An execution failed, was declined or its node went silent.
     ExecutionFailed {
@@ -547,6 +563,7 @@ impl Requester {
             RequesterInput::Refuse { from, refuse } => self.on_refuse(now_ms, from, refuse),
             RequesterInput::Decline { from, decline } => self.on_decline(now_ms, from, decline),
             RequesterInput::Result { from, result } => self.on_result(now_ms, from, result),
+            RequesterInput::Progress { from, progress } => self.on_progress(from, progress),
             RequesterInput::NodeInfo { from, info } => self.on_node_info(from, info),
         }
     }
@@ -765,6 +782,36 @@ impl Requester {
             format!("declined the award: {}", decline.reason),
         );
         self.fail_execution(now_ms, decline.job_id, decline.execution_id, from, failure);
+    }
+
+    /// Records the step an awarded execution reports; others are ignored.
+    fn on_progress(&mut self, from: NodeId, progress: Progress) {
+        if from != progress.node {
+            return;
+        }
+        let job_id = progress.job_id;
+        let Some(job) = self.live_job(&job_id) else {
+            return;
+        };
+        let Some(execution) = job.executions.iter_mut().find(|e| {
+            e.execution_id == progress.execution_id
+                && e.node == from
+                && e.state == ExecutionState::Awarded
+        }) else {
+            return;
+        };
+        if execution.step.as_ref() == Some(&progress.step) {
+            return;
+        }
+        execution.step = Some(progress.step.clone());
+        self.event(
+            job_id,
+            RequesterEvent::Progress {
+                node: from,
+                execution_id: progress.execution_id,
+                step: progress.step,
+            },
+        );
     }
 
     fn on_result(&mut self, now_ms: u64, from: NodeId, result: ResultMsg) {
@@ -1078,6 +1125,7 @@ impl Requester {
                 awarded_at_ms: now_ms,
                 deadline_ms: now_ms.saturating_add(job.silence_after_ms),
                 state: ExecutionState::Awarded,
+                step: None,
             });
             awards.push((bid.node, execution_id));
         }

@@ -336,6 +336,7 @@ impl Sim {
                         ToRequester::Refuse(refuse) => DirectMessage::Refuse(refuse),
                         ToRequester::Decline(decline) => DirectMessage::Decline(decline),
                         ToRequester::Result(result) => DirectMessage::Result(result),
+                        ToRequester::Progress(progress) => DirectMessage::Progress(progress),
                     };
                     let input = NodeInput::Direct { from, message };
                     self.transmit(i, Delivery::Input(to, Box::new(input)));

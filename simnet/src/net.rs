@@ -279,6 +279,9 @@ impl Sizes {
                 Outcome::Completed { .. } => self.completed,
                 Outcome::Failed { failure } => self.failed + failure.detail.len() as u64,
             },
+            // Simulated executions report no steps; a real one's is about
+            // an award's size and its image reference.
+            ToRequester::Progress(p) => self.award + p.step.to_string().len() as u64,
         }
     }
 

@@ -440,6 +440,10 @@ impl Sim {
                         (3u8, result.job_id).hash(&mut self.trace);
                         DirectMessage::Result(result)
                     }
+                    ToRequester::Progress(progress) => {
+                        (4u8, progress.job_id).hash(&mut self.trace);
+                        DirectMessage::Progress(progress)
+                    }
                 };
                 self.cores[to as usize].handle(self.now, NodeInput::Direct { from, message });
                 self.drain(to as usize)

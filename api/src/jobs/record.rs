@@ -8,7 +8,7 @@ use cid::Cid;
 use protocol::failure::Failure;
 use protocol::id::{ExecutionId, JobId, NodeId};
 use protocol::job::JobSpec;
-use protocol::messages::Announce;
+use protocol::messages::{Announce, Step};
 use protocol::policy::RefuseReason;
 use protocol::requester::{BidRecord, ExecutionRecord, JobRecord, JobTimers, RequesterEvent};
 use serde::{Deserialize, Serialize};
@@ -125,6 +125,10 @@ pub struct Execution {
     /// When the node counts as silent if it has not answered.
     pub deadline_ms: u64,
     pub state: ExecutionState,
+    /// The last step the node reported: pulling the image, or running it
+    /// at its digest (kept once the execution ends: what ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Step>,
 }
 
 impl From<&ExecutionRecord> for Execution {
@@ -149,6 +153,7 @@ impl From<&ExecutionRecord> for Execution {
                 },
                 S::Cancelled => ExecutionState::Cancelled,
             },
+            step: record.step.clone(),
         }
     }
 }
@@ -208,6 +213,12 @@ pub enum Event {
         node: NodeId,
         execution_id: ExecutionId,
     },
+    /// A node said where its execution is.
+    Progress {
+        node: NodeId,
+        execution_id: ExecutionId,
+        step: Step,
+    },
     /// An execution failed, was declined or its node went silent.
     ExecutionFailed {
         node: NodeId,
@@ -247,6 +258,15 @@ impl From<&RequesterEvent> for Event {
             E::Awarded { node, execution_id } => Event::Awarded {
                 node: *node,
                 execution_id: *execution_id,
+            },
+            E::Progress {
+                node,
+                execution_id,
+                step,
+            } => Event::Progress {
+                node: *node,
+                execution_id: *execution_id,
+                step: step.clone(),
             },
             E::ExecutionFailed {
                 node,

@@ -213,7 +213,12 @@ fn progress_line(job: &JobStatus) -> String {
         let node = e.node.to_string();
         let short = &node[node.len().saturating_sub(6)..];
         match e.state {
-            ExecutionState::Awarded => steps.push(format!("running on …{short}")),
+            ExecutionState::Awarded => match &e.step {
+                Some(step @ protocol::messages::Step::PullingImage { .. }) => {
+                    steps.push(format!("{step} on …{short}"))
+                }
+                _ => steps.push(format!("running on …{short}")),
+            },
             ExecutionState::Completed { .. } => steps.push(format!("ran on …{short}")),
             ExecutionState::Failed { .. } => steps.push(format!("failed on …{short}")),
             ExecutionState::Cancelled => {}
@@ -346,8 +351,10 @@ pub fn describe(api: &ApiArgs, id: &str, output: Output) -> anyhow::Result<ExitC
                     }
                     other => other.name().to_owned(),
                 };
+                // The last step says what ran (`running IMAGE@sha256:...`).
+                let step = e.step.as_ref().map_or(String::new(), |s| format!(" ({s})"));
                 print_line(&format!(
-                    "execution {} on {}: {state}",
+                    "execution {} on {}: {state}{step}",
                     e.execution_id, e.node
                 ));
             }

@@ -81,6 +81,12 @@ enum Internal {
         execution_id: ExecutionId,
         outcome: Outcome,
     },
+    /// An execution reached a step its requester is told of.
+    Step {
+        job_id: JobId,
+        execution_id: ExecutionId,
+        step: protocol::messages::Step,
+    },
     /// A message could not be delivered: the core decides what that means.
     Undelivered {
         to: NodeId,
@@ -496,6 +502,18 @@ impl CoreDriver {
                 self.core
                     .handle(now, NodeInput::Undelivered { to, msg, error });
             }
+            Internal::Step {
+                job_id,
+                execution_id,
+                step,
+            } => {
+                let input = NodeInput::ExecutionStep {
+                    job_id,
+                    execution_id,
+                    step,
+                };
+                self.core.handle(now, input);
+            }
             Internal::Transferred { bytes, ms } => {
                 let input = NodeInput::Transferred(protocol::link::Transfer {
                     direction: protocol::link::Direction::Down,
@@ -572,6 +590,7 @@ impl CoreDriver {
                         ToRequester::Refuse(m) => m.sign(&self.key).map(Direct::from),
                         ToRequester::Decline(m) => m.sign(&self.key).map(Direct::from),
                         ToRequester::Result(m) => m.sign(&self.key).map(Direct::from),
+                        ToRequester::Progress(m) => m.sign(&self.key).map(Direct::from),
                     };
                     self.send(to, direct, Outgoing::ToRequester(msg), attempt);
                 }

@@ -11,7 +11,7 @@ use iroh::EndpointAddr;
 use protocol::failure::{Failure, FailureCause};
 use protocol::id::{ExecutionId, JobId};
 use protocol::job::{Engine, InputSource, JobSpec, NetworkMode, Source};
-use protocol::messages::Outcome;
+use protocol::messages::{Outcome, Step};
 use storage::download::Downloader;
 use storage::inputs::{InputErrorKind, Inputs, materialise};
 use storage::store::Store;
@@ -36,16 +36,28 @@ pub(super) struct ExecContext {
     pub on_fetched: Box<dyn Fn(u64, Duration) + Send + Sync>,
 }
 
+/// One attempt this node runs, and where it tells its requester of its
+/// steps.
+pub(super) struct Attempt<'a> {
+    pub job_id: JobId,
+    pub execution_id: ExecutionId,
+    pub report: &'a (dyn Fn(Step) + Send + Sync),
+}
+
 /// Runs one execution to its end; never fails, reports why instead.
 pub(super) async fn run(
     ctx: Arc<ExecContext>,
-    job_id: JobId,
-    execution_id: ExecutionId,
+    attempt: Attempt<'_>,
     spec: JobSpec,
     providers: Vec<String>,
     deny: Vec<SocketAddr>,
     cancel: Cancel,
 ) -> Outcome {
+    let Attempt {
+        job_id,
+        execution_id,
+        report,
+    } = attempt;
     let root = ctx
         .data_dir
         .join("executions")
@@ -53,7 +65,7 @@ pub(super) async fn run(
     let outcome = match run_in(
         &ctx,
         &root,
-        (&job_id, execution_id),
+        (&job_id, execution_id, report),
         &spec,
         &providers,
         &deny,
@@ -75,7 +87,7 @@ pub(super) async fn run(
 async fn run_in(
     ctx: &ExecContext,
     root: &std::path::Path,
-    (job_id, execution_id): (&JobId, ExecutionId),
+    (job_id, execution_id, report): (&JobId, ExecutionId, &(dyn Fn(Step) + Send + Sync)),
     spec: &JobSpec,
     providers: &[String],
     deny: &[SocketAddr],
@@ -126,12 +138,19 @@ async fn run_in(
     let image_in = std::sync::atomic::AtomicBool::new(false);
     let image = async {
         let ready = match (&task.engine, ctx.engines.docker.as_ref()) {
-            (Engine::Docker(params), Some(docker)) => Some(
-                ctx.images
-                    .ready(docker, &params.image)
-                    .await
-                    .map_err(exec_failure)?,
-            ),
+            (Engine::Docker(params), Some(docker)) => {
+                let pulling = || {
+                    report(Step::PullingImage {
+                        image: params.image.clone(),
+                    })
+                };
+                Some(
+                    ctx.images
+                        .ready(docker, &params.image, &pulling)
+                        .await
+                        .map_err(exec_failure)?,
+                )
+            }
             _ => None,
         };
         image_in.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -149,14 +168,11 @@ async fn run_in(
             });
         }
     };
-    if let Some((ready, _)) = &image {
-        tracing::info!(
-            %job_id,
-            image = ready.pinned.as_deref().unwrap_or(&ready.id),
-            pulled = ready.pulled,
-            "image ready"
-        );
-    }
+    // The image that runs, pinned: the requester records it (issue 16).
+    let ran = image
+        .as_ref()
+        .map(|(ready, _)| ready.pinned.clone().unwrap_or_else(|| ready.id.clone()));
+    report(Step::Running { image: ran });
     if let Some(disk) = disk {
         check_disk(disk, root, &["inputs", "module"], "inputs").await?;
     }

@@ -57,19 +57,20 @@ impl ImageCache {
     }
 
     /// `image` in the engine for one execution (pulled when missing and
-    /// allowed), held until the returned guard drops; then the budget is
+    /// allowed, `pulling` called first), held until the returned guard drops; then the budget is
     /// enforced on the others.
     pub(super) async fn ready(
         &self,
         docker: &DockerExecutor,
         image: &str,
+        pulling: &(dyn Fn() + Sync),
     ) -> Result<(ReadyImage, Held<'_>), ExecError> {
         *self.held().entry(image.to_owned()).or_default() += 1;
         let hold = Held {
             cache: self,
             reference: image.to_owned(),
         };
-        let ready = docker.ready_image(image).await?;
+        let ready = docker.ready_image(image, pulling).await?;
         let now = super::core_driver::now_ms();
         let recorded = if ready.pulled {
             self.db.image_pulled(&PulledImage {

@@ -80,6 +80,52 @@ pub struct Decline {
     pub reason: String,
 }
 
+/// Compute -> requester: where an awarded attempt is, before it ends
+/// (issue 16): the requester shows it in the job's steps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The job.
+    pub job_id: JobId,
+    /// The attempt, from its [`Award`].
+    pub execution_id: ExecutionId,
+    /// The node running it (the signer).
+    pub node: NodeId,
+    /// Where it is.
+    pub step: Step,
+}
+
+/// A step of a running attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Step {
+    /// The node is pulling the job's image from its registry.
+    PullingImage {
+        /// The image, as the job names it.
+        image: String,
+    },
+    /// The inputs and the image are in; the task runs.
+    Running {
+        /// The image that runs, pinned to its digest
+        /// (`registry/name@sha256:...`), or its engine id for an image no
+        /// registry served; none for WASM.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        image: Option<String>,
+    },
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Step::PullingImage { image } => write!(f, "pulling image {}", image.escape_debug()),
+            Step::Running { image: Some(image) } => {
+                write!(f, "running {}", image.escape_debug())
+            }
+            Step::Running { image: None } => f.write_str("running"),
+        }
+    }
+}
+
 /// Compute -> requester: how an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResultMsg {
@@ -147,6 +193,9 @@ impl SignedKind for ResultMsg {
 }
 impl SignedKind for Cancel {
     const KIND: &'static str = "cancel";
+}
+impl SignedKind for Progress {
+    const KIND: &'static str = "progress";
 }
 
 impl Message for Bid {
@@ -221,6 +270,24 @@ impl Message for Decline {
 
     fn check(&self) -> Result<(), MessageError> {
         bounds::text("reason", &self.reason, MAX_REASON_BYTES)
+    }
+}
+
+impl Message for Progress {
+    const MAX_BYTES: usize = MAX_DIRECT_PAYLOAD;
+    const NAME: &'static str = "progress";
+
+    fn author(&self) -> Option<&NodeId> {
+        Some(&self.node)
+    }
+
+    fn check(&self) -> Result<(), MessageError> {
+        match &self.step {
+            Step::PullingImage { image } | Step::Running { image: Some(image) } => {
+                bounds::text("step.image", image, MAX_REASON_BYTES)
+            }
+            Step::Running { image: None } => Ok(()),
+        }
     }
 }
 

@@ -87,6 +87,15 @@ fn decline() -> Decline {
     }
 }
 
+fn progress(step: Step) -> Progress {
+    Progress {
+        job_id: job_id(),
+        execution_id: ExecutionId(7),
+        node: compute_key().node_id(),
+        step,
+    }
+}
+
 fn result_completed() -> ResultMsg {
     ResultMsg {
         job_id: job_id(),
@@ -232,6 +241,21 @@ fn golden_decline() {
 fn golden_result() {
     golden_direct("result_completed", &result_completed(), &compute_key());
     golden_direct("result_failed", &result_failed(), &compute_key());
+}
+
+#[test]
+fn golden_progress() {
+    let pulling = Step::PullingImage {
+        image: "busybox:1.37.0".into(),
+    };
+    golden_direct("progress_pulling", &progress(pulling), &compute_key());
+    let running = Step::Running {
+        image: Some(format!(
+            "docker.io/library/busybox@sha256:{}",
+            "ab".repeat(32)
+        )),
+    };
+    golden_direct("progress_running", &progress(running), &compute_key());
 }
 
 #[test]

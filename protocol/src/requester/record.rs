@@ -66,6 +66,11 @@ pub struct ExecutionRecord {
     pub deadline_ms: u64,
     /// How it stands.
     pub state: ExecutionState,
+    /// The last step its node reported (issue 16): pulling the image, or
+    /// running it at its digest. Kept once the execution ends, so the job
+    /// says what ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<crate::messages::Step>,
 }
 
 /// Where an execution is.

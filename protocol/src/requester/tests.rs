@@ -254,6 +254,51 @@ fn a_node_that_refused_and_then_bids_is_not_counted_as_refusing() {
     assert!(r.job(&id).unwrap().refusals.is_empty());
 }
 
+// Issue 16: the awarded node's steps are recorded on its execution, and
+// kept once it completes; steps from other nodes or for other attempts,
+// and repeats, are ignored.
+#[test]
+fn progress_from_the_awarded_node_is_recorded_and_others_ignored() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 1);
+    bid(&mut r, 1, id, 1, 0);
+    r.handle_timeout(1_000);
+    assert_eq!(awards(&drain(&mut r)), vec![(node(1), ExecutionId(0))]);
+    let step = |image: &str| crate::messages::Step::PullingImage {
+        image: image.into(),
+    };
+    let progress = |r: &mut Requester, from: u8, signer: u8, e: u64, step| {
+        r.handle(
+            1_100,
+            RequesterInput::Progress {
+                from: node(from),
+                progress: crate::messages::Progress {
+                    job_id: id,
+                    execution_id: ExecutionId(e),
+                    node: node(signer),
+                    step,
+                },
+            },
+        );
+        events(&drain(r))
+    };
+    // Another node, a forged signer, another attempt: nothing.
+    assert!(progress(&mut r, 2, 2, 0, step("x:1")).is_empty());
+    assert!(progress(&mut r, 2, 1, 0, step("x:1")).is_empty());
+    assert!(progress(&mut r, 1, 1, 5, step("x:1")).is_empty());
+    assert_eq!(r.job(&id).unwrap().executions[0].step, None);
+    // The awarded node: recorded once.
+    assert_eq!(progress(&mut r, 1, 1, 0, step("x:1")).len(), 1);
+    assert!(progress(&mut r, 1, 1, 0, step("x:1")).is_empty());
+    let ran = crate::messages::Step::Running {
+        image: Some("x@sha256:ab".into()),
+    };
+    assert_eq!(progress(&mut r, 1, 1, 0, ran.clone()).len(), 1);
+    result(&mut r, 1_200, id, 1, 1, 0, true);
+    assert_eq!(state(&r, id), JobState::Completed);
+    assert_eq!(r.job(&id).unwrap().executions[0].step, Some(ran));
+}
+
 // R-POL-4: a decline is re-awarded at once to the next best bidder.
 #[test]
 fn r_pol_4_reawards_on_decline() {

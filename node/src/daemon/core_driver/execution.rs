@@ -32,7 +32,20 @@ impl CoreDriver {
             for cid in exec::content_inputs(&spec) {
                 find_providers(&p2p, &data_addrs, cid, &mut providers).await;
             }
-            let outcome = exec::run(ctx, job_id, execution_id, spec, providers, deny, cancel).await;
+            let step_tx = tx.clone();
+            let report = move |step| {
+                let _ = step_tx.send(Internal::Step {
+                    job_id,
+                    execution_id,
+                    step,
+                });
+            };
+            let attempt = exec::Attempt {
+                job_id,
+                execution_id,
+                report: &report,
+            };
+            let outcome = exec::run(ctx, attempt, spec, providers, deny, cancel).await;
             if let Outcome::Failed { failure } = &outcome {
                 let cause = failure.cause;
                 tracing::warn!(%job_id, %execution_id, %cause, "execution failed: {failure}");

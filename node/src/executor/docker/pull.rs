@@ -63,8 +63,13 @@ pub(super) type Pulls =
 
 impl DockerExecutor {
     /// The image `image` (as the job names it), pulled first when the
-    /// engine lacks it and the node's `--pull-from` allows its registry.
-    pub async fn ready_image(&self, image: &str) -> Result<ReadyImage, ExecError> {
+    /// engine lacks it and the node's `--pull-from` allows its registry
+    /// (`pulling` is called as the pull starts or is joined).
+    pub async fn ready_image(
+        &self,
+        image: &str,
+        pulling: &(dyn Fn() + Sync),
+    ) -> Result<ReadyImage, ExecError> {
         if let Some(ready) = self.inspect_ready(image, false).await? {
             return Ok(ready);
         }
@@ -78,6 +83,7 @@ impl DockerExecutor {
         if let Pull::Public { host } = &route {
             check_registry_host(host, reference.registry()).await?;
         }
+        pulling();
         self.shared_pull(&reference)
             .await
             .map_err(ExecError::Missing)?;

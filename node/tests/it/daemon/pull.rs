@@ -247,6 +247,28 @@ fn r_pol_3_a_missing_image_is_pulled_by_tag_and_by_digest() {
         "the image was pulled"
     );
     assert_eq!(registry.manifest_gets("skrei-pull-tag"), 1);
+    // The job's steps show the pull, and its execution what ran: the tag
+    // resolved to the digest the registry served.
+    let steps: Vec<&Value> = ended["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"]["event"] == "progress")
+        .map(|e| &e["event"]["step"])
+        .collect();
+    assert_eq!(steps.len(), 2, "{ended:#}");
+    assert_eq!(steps[0]["step"], "pulling_image", "{ended:#}");
+    assert_eq!(steps[0]["image"], tagged.as_str(), "{ended:#}");
+    let ran = format!("{host}/skrei-pull-tag@{digest}");
+    assert_eq!(steps[1]["step"], "running", "{ended:#}");
+    assert_eq!(steps[1]["image"], ran.as_str(), "{ended:#}");
+    let execution = &ended["job"]["executions"][0];
+    assert_eq!(execution["step"]["image"], ran.as_str(), "{ended:#}");
+    let described = crate::harness::text(&node.cli(&["job", "describe", &job]).stdout);
+    assert!(
+        described.contains(&format!("(running {ran})")),
+        "{described}"
+    );
     let info = rt.block_on(docker.inspect_image(&tagged)).unwrap();
     assert!(
         info.repo_digests

@@ -242,7 +242,23 @@ fn direct_and_key() -> impl Strategy<Value = (DirectMessage, Direct, NodeKey)> {
         let (c, s) = signed(c, &k);
         (DirectMessage::Cancel(c), Direct::from(s), k)
     });
-    prop_oneof![bid, refuse, award, decline, result, cancel]
+    let progress = (key(), job_id(), execution_id(), option::of(reason())).prop_map(
+        |(k, job_id, e, image)| {
+            let step = match image {
+                Some(image) if image.len() % 2 == 0 => Step::PullingImage { image },
+                image => Step::Running { image },
+            };
+            let p = Progress {
+                job_id,
+                execution_id: e,
+                node: k.node_id(),
+                step,
+            };
+            let (p, s) = signed(p, &k);
+            (DirectMessage::Progress(p), Direct::from(s), k)
+        },
+    );
+    prop_oneof![bid, refuse, award, decline, result, cancel, progress]
 }
 
 /// Ways to damage an encoding.
@@ -293,6 +309,7 @@ fn decode_every_payload(bytes: &[u8]) {
     let _ = from_canonical::<Decline>(bytes, Decline::MAX_BYTES);
     let _ = from_canonical::<ResultMsg>(bytes, ResultMsg::MAX_BYTES);
     let _ = from_canonical::<Cancel>(bytes, Cancel::MAX_BYTES);
+    let _ = from_canonical::<Progress>(bytes, Progress::MAX_BYTES);
 }
 
 /// Every message verifier, fed `payload` well signed as each kind. Returns
@@ -309,6 +326,7 @@ fn verify_every_kind(key: &NodeKey, payload: &[u8]) -> usize {
         + one::<Decline>(key, payload)
         + one::<ResultMsg>(key, payload)
         + one::<Cancel>(key, payload)
+        + one::<Progress>(key, payload)
 }
 
 // -------------------------------------------------------------- properties
@@ -413,6 +431,7 @@ proptest! {
             SignedDirect::Decline(s) => (s.payload(), |k, p| Signed::<Decline>::sign_payload(k, p).into()),
             SignedDirect::Result(s) => (s.payload(), |k, p| Signed::<ResultMsg>::sign_payload(k, p).into()),
             SignedDirect::Cancel(s) => (s.payload(), |k, p| Signed::<Cancel>::sign_payload(k, p).into()),
+            SignedDirect::Progress(s) => (s.payload(), |k, p| Signed::<Progress>::sign_payload(k, p).into()),
         };
         let Ipld::Map(mut map) = from_canonical::<Ipld>(payload, usize::MAX).unwrap() else {
             unreachable!("payloads are maps")
@@ -438,6 +457,7 @@ proptest! {
             SignedDirect::Decline(s) => s.payload(),
             SignedDirect::Result(s) => s.payload(),
             SignedDirect::Cancel(s) => s.payload(),
+            SignedDirect::Progress(s) => s.payload(),
         };
         let damaged = mutate(payload, &mutation);
         decode_every_payload(&damaged);

@@ -193,6 +193,7 @@ fn kind_and_key(name: &str) -> (u8, u8) {
         ("decline", 5, COMPUTE_KEY),
         ("result", 6, COMPUTE_KEY),
         ("cancel", 7, REQUESTER_KEY),
+        ("progress", 8, COMPUTE_KEY),
     ];
     KINDS
         .iter()

@@ -8,7 +8,7 @@ use std::fmt::Debug;
 use protocol::id::{JobId, NodeKey, Signed, SignedKind, VerifyError};
 use protocol::messages::{
     Announce, Award, Bid, Cancel, Decline, Direct, DirectMessage, Gossip, GossipMessage, Message,
-    MessageError, NodeInfo, PROTOCOL_VERSION, Refuse, ResultMsg,
+    MessageError, NodeInfo, PROTOCOL_VERSION, Progress, Refuse, ResultMsg,
 };
 
 /// Bytes from a gossip topic (target `gossip`): `Gossip::decode`, then
@@ -64,6 +64,7 @@ pub fn direct(data: &[u8]) {
         Ok(DirectMessage::Refuse(m)) => assert_eq!(m.node, signer),
         Ok(DirectMessage::Decline(m)) => assert_eq!(m.node, signer),
         Ok(DirectMessage::Result(m)) => assert_eq!(m.node, signer),
+        Ok(DirectMessage::Progress(m)) => assert_eq!(m.node, signer),
         Ok(DirectMessage::Award(_) | DirectMessage::Cancel(_)) => {}
         Ok(other) => panic!("unknown direct message {other:?}"),
         Err(e) => {
@@ -73,7 +74,7 @@ pub fn direct(data: &[u8]) {
 }
 
 /// The message kinds, in the order of the `signed` target's first byte.
-const KINDS: u8 = 8;
+const KINDS: u8 = 9;
 
 /// A payload well signed by the peer that sends it (target `signed`): what
 /// a hostile node can send with its own key, past the signature check
@@ -125,9 +126,13 @@ pub fn signed(data: &[u8]) {
             DirectMessage::Result(m) => m,
             other => panic!("a result came back as {other:?}"),
         }),
-        _ => one::<Cancel>(&key, payload, |s| match direct_trip(s) {
+        7 => one::<Cancel>(&key, payload, |s| match direct_trip(s) {
             DirectMessage::Cancel(m) => m,
             other => panic!("a cancellation came back as {other:?}"),
+        }),
+        _ => one::<Progress>(&key, payload, |s| match direct_trip(s) {
+            DirectMessage::Progress(m) => m,
+            other => panic!("a progress came back as {other:?}"),
         }),
     }
 }
@@ -301,7 +306,8 @@ mod tests {
                 4 => Award::verify(&Signed::sign_payload(&key, payload)).is_ok(),
                 5 => Decline::verify(&Signed::sign_payload(&key, payload)).is_ok(),
                 6 => ResultMsg::verify(&Signed::sign_payload(&key, payload)).is_ok(),
-                _ => Cancel::verify(&Signed::sign_payload(&key, payload)).is_ok(),
+                7 => Cancel::verify(&Signed::sign_payload(&key, payload)).is_ok(),
+                _ => Progress::verify(&Signed::sign_payload(&key, payload)).is_ok(),
             };
             assert!(ok, "signed seed {name} is refused");
         }

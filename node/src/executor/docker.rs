@@ -324,9 +324,7 @@ impl DockerExecutor {
             .map_err(|e| match e {
                 bollard::errors::Error::DockerResponseServerError {
                     status_code: 404, ..
-                } => ExecError::Missing(format!(
-                    "image {image} is not present on this node and no registry is reachable"
-                )),
+                } => ExecError::Missing(format!("image {image} is not present on this node")),
                 e => ExecError::Unavailable(format!("cannot inspect image {image}: {e}")),
             })?;
         let prepared = prepare(&task)?;

@@ -809,7 +809,7 @@ fn a_full_docker_job_cannot_reach_its_own_nodes_api_or_libp2p_port() {
 
 #[test]
 fn docker_jobs_go_only_to_nodes_that_have_the_image() {
-    // R-POL-3: no registry, so a node without the image refuses at once
+    // R-POL-3: without --pull-from, a node without the image refuses at once
     // and the job fails saying so, instead of bidding and failing later.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -589,7 +589,7 @@ fn r_pol_3_only_drawn_nodes_refuse() {
     ));
 }
 
-// R-POL-3: the image, where the node knows its images (no registry to pull from).
+// R-POL-3: the image, where the node knows its images and pulls from no registry.
 #[test]
 fn r_pol_3_refuses_a_docker_image_the_node_does_not_have() {
     let mut c = compute(policy(Full, None), 2);

@@ -84,12 +84,19 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Requests for `repo`'s manifests that fetched one (a pull's GET; a
-    /// push only PUTs and HEADs).
-    fn manifest_gets(&self, repo: &str) -> usize {
+    /// Requests that read `repo`'s manifest `reference` (a tag, a digest,
+    /// or "" for any): a pull asks for a tag's manifest once (HEAD, then GET
+    /// by digest); a push only writes.
+    fn manifest_reads(&self, repo: &str, reference: &str) -> usize {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let needle = format!("\"GET /v2/{repo}/manifests/");
-        log.lines().filter(|l| l.contains(&needle)).count()
+        let path = format!(" /v2/{repo}/manifests/{reference}");
+        log.lines()
+            .filter(|l| {
+                ["\"HEAD", "\"GET"]
+                    .iter()
+                    .any(|m| l.contains(&format!("{m}{path}")))
+            })
+            .count()
     }
 }
 
@@ -246,7 +253,11 @@ fn r_pol_3_a_missing_image_is_pulled_by_tag_and_by_digest() {
         rt.block_on(present(&docker, &tagged)),
         "the image was pulled"
     );
-    assert_eq!(registry.manifest_gets("skrei-pull-tag"), 1);
+    assert_eq!(
+        registry.manifest_reads("skrei-pull-tag", "1"),
+        1,
+        "one tag lookup"
+    );
     // The job's steps show the pull, and its execution what ran: the tag
     // resolved to the digest the registry served.
     let steps: Vec<&Value> = ended["events"]
@@ -343,34 +354,48 @@ fn r_sec_3_pulls_go_only_to_registries_the_operator_allows() {
         );
     }
     assert_eq!(
-        registry.manifest_gets("skrei-pull-refused"),
+        registry.manifest_reads("skrei-pull-refused", ""),
         0,
         "no node asked the registry"
     );
 }
 
-// Issue 16: two jobs needing the same image at once share one pull.
+// Issue 16: two jobs needing the same image at once share one pull. The
+// registry is slowed (about 4 s for the image) so that both wait for the
+// pull: each job's steps show it.
 #[test]
 fn two_jobs_needing_one_image_share_one_pull() {
     let Some((rt, docker, registry)) = setup() else {
         return;
     };
-    let host = registry.host();
+    let relay = slow_relay(registry.port, 1 << 20);
+    let host = format!("127.0.0.1:{relay}");
+    rt.block_on(push_image(
+        &docker,
+        &format!("{}/skrei-pull-shared:1", registry.host()),
+        4 << 20,
+    ));
     let image = format!("{host}/skrei-pull-shared:1");
-    // Big enough that the second job arrives while the first pulls.
-    rt.block_on(push_image(&docker, &image, 16 << 20));
     let dirs = tempfile::tempdir().unwrap();
     let Some(node) = docker_node(&dirs.path().join("a"), &["--pull-from", &host]) else {
         return;
     };
     let jobs: Vec<String> = (0..2)
-        .map(|i| node.submit(&echo_job(&format!("shared {i}"), &image, None)))
+        .map(|i| node.submit(&echo_job(&format!("shared {i}"), &image, Some(120))))
         .collect();
     for job in &jobs {
         let ended = node.wait(job, Duration::from_secs(120));
         assert_eq!(ended["state"], "completed", "{ended:#}");
+        let pulled = ended["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"]["step"]["step"] == "pulling_image");
+        assert!(pulled, "each job waited for the pull: {ended:#}");
     }
-    assert_eq!(registry.manifest_gets("skrei-pull-shared"), 1);
+    // One pull: the tag looked up once (two pulls look it up twice, even
+    // where the engine then shares the layers).
+    assert_eq!(registry.manifest_reads("skrei-pull-shared", "1"), 1);
 }
 
 // Issue 16: above --image-cache the least recently used pulled image goes;

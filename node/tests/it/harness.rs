@@ -36,6 +36,8 @@ pub(crate) struct Spawn {
     pub(crate) log: Option<PathBuf>,
     /// Its `RUST_LOG`; `warn` without.
     pub(crate) rust_log: Option<String>,
+    /// More environment variables for it.
+    pub(crate) env: Vec<(String, String)>,
 }
 
 pub(crate) const HELLO: &[u8] = include_bytes!("../../../examples/wasm/hello.wasm");
@@ -52,6 +54,11 @@ pub(crate) struct NodeProc {
 
 impl NodeProc {
     pub(crate) fn start(dir: &Path, extra: &[&str]) -> NodeProc {
+        Self::start_with(dir, extra, Spawn::default())
+    }
+
+    /// [`NodeProc::start`], spawned as `spawn` says.
+    pub(crate) fn start_with(dir: &Path, extra: &[&str], spawn: Spawn) -> NodeProc {
         let mut args: Vec<String> = vec![
             "node".into(),
             "--data-dir".into(),
@@ -65,7 +72,7 @@ impl NodeProc {
         if !extra.contains(&"--listen") {
             args.extend(["--listen".into(), "/ip4/127.0.0.1/tcp/0".into()]);
         }
-        Self::spawn(args)
+        Self::spawn_with(args, spawn)
     }
 
     pub(crate) fn spawn(args: Vec<String>) -> NodeProc {
@@ -85,6 +92,7 @@ impl NodeProc {
         let mut child = skrei_in(spawn.netns.as_deref())
             .args(&args)
             .env("RUST_LOG", spawn.rust_log.as_deref().unwrap_or("warn"))
+            .envs(spawn.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

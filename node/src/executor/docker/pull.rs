@@ -232,6 +232,15 @@ fn pull_error(reference: &ImageRef, e: bollard::errors::Error) -> String {
              ({text}); check the digest the job pins",
             reference.registry()
         ),
+        _ if text.contains("no basic auth credentials") || text.contains("unauthorized") => {
+            format!(
+                "pulling image {reference}: the registry {} asks for credentials this node does \
+                 not have ({text}); its operator gives them in the Docker configuration of the \
+                 user the node runs as (`docker login {}`)",
+                reference.registry(),
+                reference.registry()
+            )
+        }
         _ => format!("pulling image {reference}: {text}"),
     }
 }
@@ -294,4 +303,35 @@ async fn check_registry_host(host: &str, registry: &str) -> Result<(), ExecError
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// R-SEC-3 under `*`: a registry name that resolves to this node's
+    /// loopback is refused before the engine dials it.
+    #[tokio::test]
+    async fn a_registry_name_resolving_to_a_special_address_is_refused() {
+        let err = check_registry_host("localhost", "localhost:5000")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("registry localhost:5000 resolves to"), "{err}");
+        assert!(err.contains("--pull-from localhost:5000"), "{err}");
+    }
+
+    #[test]
+    fn a_wrong_digest_and_missing_credentials_are_explained() {
+        let pinned = ImageRef::parse(&format!("r.example/x@sha256:{}", "0".repeat(64))).unwrap();
+        let e = bollard::errors::Error::DockerStreamError {
+            error: "manifest for r.example/x@sha256:00 not found: manifest unknown".into(),
+        };
+        assert!(pull_error(&pinned, e).contains("has no image with digest sha256:0000"));
+        let tagged = ImageRef::parse("r.example/x:1").unwrap();
+        let e = bollard::errors::Error::DockerStreamError {
+            error: "Head \"https://r.example/v2/x/manifests/1\": no basic auth credentials".into(),
+        };
+        assert!(pull_error(&tagged, e).contains("docker login r.example"));
+    }
 }

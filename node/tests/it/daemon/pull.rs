@@ -30,6 +30,11 @@ impl Registry {
     /// Starts one, or `None` (skip) where the package is missing and Docker
     /// is not required.
     fn start() -> Option<Registry> {
+        Registry::start_with(None)
+    }
+
+    /// [`Registry::start`], asking for `user`'s password when given.
+    fn start_with(login: Option<(&str, &str)>) -> Option<Registry> {
         let binary = ["/usr/bin/docker-registry", "/usr/sbin/docker-registry"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists());
@@ -48,15 +53,28 @@ impl Registry {
             .unwrap()
             .port();
         let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
-                 delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
+        let mut yaml = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  \
+             delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((user, password)) = login {
+            let htpasswd = dir.path().join("htpasswd");
+            let hash = bcrypt::hash_with_salt(password, 4, [7u8; 16]).unwrap();
+            std::fs::write(
+                &htpasswd,
+                format!(
+                    "{user}:{}\n",
+                    hash.format_for_version(bcrypt::Version::TwoY)
+                ),
+            )
+            .unwrap();
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: skrei-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
+        std::fs::write(&config, yaml).unwrap();
         let log = dir.path().join("access.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = Command::new(binary)
@@ -111,6 +129,16 @@ impl Drop for Registry {
 /// in /blob), pushes it as `reference`, and removes it from the engine, so
 /// a node must pull it. Returns its digest (`sha256:...`).
 async fn push_image(docker: &Docker, reference: &str, bytes: usize) -> String {
+    push_image_as(docker, reference, bytes, None).await
+}
+
+/// [`push_image`] with credentials.
+async fn push_image_as(
+    docker: &Docker,
+    reference: &str,
+    bytes: usize,
+    credentials: Option<bollard::auth::DockerCredentials>,
+) -> String {
     let base = probe_image(docker).await;
     let mut blob = vec![0u8; bytes];
     getrandom::fill(&mut blob).unwrap();
@@ -148,7 +176,7 @@ async fn push_image(docker: &Docker, reference: &str, bytes: usize) -> String {
             tag: Some(tag.to_owned()),
             ..Default::default()
         }),
-        None,
+        credentials,
     );
     while let Some(step) = push.next().await {
         let step = step.expect("the test image is pushed");
@@ -536,4 +564,73 @@ fn a_pull_outlasting_the_timeout_or_the_size_limit_fails_saying_so() {
         !rt.block_on(present(&docker, &image)),
         "nothing of it is kept"
     );
+}
+
+// Issue 16: registry credentials come from the operator's Docker
+// configuration (`DOCKER_CONFIG`), never from a job: a node with them pulls
+// from a registry that asks for a password, a node without fails saying the
+// registry refused.
+#[test]
+fn registry_credentials_come_from_the_operators_docker_configuration() {
+    let Some((rt, docker, _open)) = setup() else {
+        return;
+    };
+    let password = "pw-of-the-operator";
+    let Some(registry) = Registry::start_with(Some(("operator", password))) else {
+        return;
+    };
+    let host = registry.host();
+    let image = format!("{host}/skrei-pull-private:1");
+    let login = bollard::auth::DockerCredentials {
+        username: Some("operator".into()),
+        password: Some(password.into()),
+        serveraddress: Some(host.clone()),
+        ..Default::default()
+    };
+    rt.block_on(push_image_as(&docker, &image, 1024, Some(login)));
+    let dirs = tempfile::tempdir().unwrap();
+    let with = dirs.path().join("docker-config");
+    std::fs::create_dir_all(&with).unwrap();
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("operator:{password}"),
+    );
+    std::fs::write(
+        with.join("config.json"),
+        format!("{{\"auths\": {{\"{host}\": {{\"auth\": \"{auth}\"}}}}}}"),
+    )
+    .unwrap();
+    let without = dirs.path().join("no-docker-config");
+    std::fs::create_dir_all(&without).unwrap();
+    for (name, config, completes) in [("without", &without, false), ("with", &with, true)] {
+        let spawn = crate::harness::Spawn {
+            env: vec![("DOCKER_CONFIG".into(), config.display().to_string())],
+            ..Default::default()
+        };
+        let node = NodeProc::start_with(
+            &dirs.path().join(name),
+            &["--engines", "docker", "--pull-from", &host],
+            spawn,
+        );
+        if !node.info()["engines"].to_string().contains("docker") {
+            assert!(!require_docker(), "no Docker engine on the node");
+            return;
+        }
+        let job = node.submit(&echo_job(name, &image, None));
+        let ended = node.wait(&job, Duration::from_secs(120));
+        if completes {
+            assert_eq!(ended["state"], "completed", "{ended:#}");
+        } else {
+            assert_eq!(ended["state"], "failed", "{ended:#}");
+            let failures = execution_failures(&ended);
+            assert!(
+                failures.contains(&format!("pulling image {image}")),
+                "{failures}"
+            );
+            assert!(
+                failures.contains("asks for credentials this node does not have"),
+                "the registry refused: {failures}"
+            );
+        }
+    }
 }

@@ -64,6 +64,7 @@ fn node_without_listen(ns: &Netns, dir: &std::path::Path, log: &std::path::Path)
             netns: Some(ns.0.clone()),
             log: Some(log.to_path_buf()),
             rust_log: None,
+            ..Spawn::default()
         },
     )
 }

@@ -253,6 +253,7 @@ impl Lab {
                 netns: Some(self.netns(host)),
                 log: Some(log),
                 rust_log: Some(std::env::var("SKREI_NATLAB_LOG").unwrap_or_else(|_| "warn".into())),
+                ..Spawn::default()
             },
         )
     }

@@ -25,6 +25,9 @@ const PURE: &[&str] = &[
     "base64",
     "rand_core",
     "rand_chacha",
+    // Docker image references, parsed by the distribution spec's grammar:
+    // only its `distribution` types, which read strings and do no I/O.
+    "oci-spec",
 ];
 
 fn dependencies(manifest: &str, table: &str) -> Vec<String> {

@@ -32,6 +32,7 @@ mod document;
 pub mod flags;
 pub mod quantity;
 pub mod rules;
+pub mod template;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use protocol::job::JobSpec;
 
 use super::client::{self, ApiArgs, WaitArgs};
@@ -21,11 +21,15 @@ pub enum JobCommand {
         /// `json` prints errors as JSON on stdout too.
         #[arg(long, value_enum, default_value_t)]
         output: Output,
+        #[command(flatten)]
+        template: TemplateArgs,
     },
     /// Submit a job file to the node and follow it.
     Run {
         /// The job file; `-` reads standard input.
         file: PathBuf,
+        #[command(flatten)]
+        template: TemplateArgs,
         #[command(flatten)]
         wait: WaitArgs,
         /// `json` prints the job's final description as JSON.
@@ -76,10 +80,75 @@ pub enum JobCommand {
     },
 }
 
+/// Job files as templates, as `bacalhau job run` fills them (issue 17).
+#[derive(Args, Debug, Clone, Default)]
+pub struct TemplateArgs {
+    /// A value for the job file's `{{.NAME}}` placeholders, `NAME=VALUE`
+    /// (repeatable). Only plain substitution is supported.
+    #[arg(long = "template-vars", value_name = "NAME=VALUE")]
+    vars: Vec<String>,
+    /// Environment variables whose names match this pattern fill the
+    /// placeholders too (`--template-vars` wins), e.g. `'^JOB_'`.
+    #[arg(long = "template-envs", value_name = "REGEX")]
+    envs: Option<String>,
+    /// Take the job file as written, `{{` and all.
+    #[arg(long, conflicts_with_all = ["vars", "envs"])]
+    no_template: bool,
+}
+
+impl TemplateArgs {
+    /// The file rendered, or its problems (with their place in the file).
+    fn render(&self, text: String) -> anyhow::Result<Result<String, protocol::job::JobErrors>> {
+        use protocol::job::template;
+        if self.no_template || template::first_placeholder(&text).is_none() {
+            return Ok(Ok(text));
+        }
+        let mut values = std::collections::BTreeMap::new();
+        if let Some(pattern) = &self.envs {
+            let pattern = regex::Regex::new(pattern)
+                .map_err(|e| anyhow::anyhow!("--template-envs {pattern}: {e}"))?;
+            for (name, value) in std::env::vars() {
+                if pattern.is_match(&name) {
+                    values.insert(name, value);
+                }
+            }
+        }
+        for pair in &self.vars {
+            let (name, value) = pair
+                .split_once('=')
+                .filter(|(n, _)| protocol::job::rules::check_env_name(n).is_ok())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--template-vars {pair}: write NAME=VALUE, NAME a plain name")
+                })?;
+            values.insert(name.to_owned(), value.to_owned());
+        }
+        let given = !values.is_empty();
+        Ok(template::render(&text, &values).map_err(|mut e| {
+            if !given {
+                e.message = format!(
+                    "this job file is a template: {} (or --no-template to take it as written)",
+                    e.message
+                );
+            }
+            e.into()
+        }))
+    }
+}
+
 pub fn run(command: JobCommand) -> anyhow::Result<ExitCode> {
     match command {
-        JobCommand::Validate { file, output } => {
-            let text = read_job_file(&file)?;
+        JobCommand::Validate {
+            file,
+            output,
+            template,
+        } => {
+            let text = match template.render(read_job_file(&file)?)? {
+                Ok(text) => text,
+                Err(errors) => {
+                    print_job_errors(&file.display().to_string(), &errors, output);
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+            };
             match JobSpec::parse(&text) {
                 Ok(spec) => {
                     super::print_line(&spec.to_json_pretty());
@@ -93,11 +162,18 @@ pub fn run(command: JobCommand) -> anyhow::Result<ExitCode> {
         }
         JobCommand::Run {
             file,
+            template,
             wait,
             output,
             api,
         } => {
-            let text = read_job_file(&file)?;
+            let text = match template.render(read_job_file(&file)?)? {
+                Ok(text) => text,
+                Err(errors) => {
+                    print_job_errors(&file.display().to_string(), &errors, Output::Text);
+                    return Ok(ExitCode::from(EXIT_INVALID));
+                }
+            };
             // Checked here first: the errors point into the user's file.
             if let Err(errors) = JobSpec::parse(&text) {
                 print_job_errors(&file.display().to_string(), &errors, Output::Text);

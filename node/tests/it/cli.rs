@@ -63,6 +63,110 @@ fn validate_names_the_field_line_and_fix_and_exits_2() {
     assert!(out.stdout.is_empty());
 }
 
+// Issue 17: job files as templates, filled as `bacalhau job run` fills
+// them: `--template-vars`, `--template-envs`; other constructs, missing
+// values and unfilled templates are errors with their place; `--no-template`
+// takes the file as written.
+#[test]
+fn templates_are_filled_before_the_job_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = write(
+        &dir,
+        "t.yaml",
+        b"Type: batch\nCount: {{ .count }}\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      \
+          Params:\n        Image: \"{{.image}}\"\n        Entrypoint: [echo, \"{{.word}}\"]\n",
+    );
+    let job = job.to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skrei"))
+        .args(["job", "validate", job, "--template-vars", "count=2"])
+        .args([
+            "--template-vars",
+            "image=busybox:1.37.0",
+            "--template-envs",
+            "^SKREI_TEST_T_",
+        ])
+        .env("SKREI_TEST_T_X", "unused")
+        .env("word", "not matched by the pattern")
+        .output()
+        .unwrap();
+    // `word` has no value: the pattern matches no variable of that name.
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("line 9, column 29"), "{err}");
+    assert!(err.contains("--template-vars word=VALUE"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_skrei"))
+        .args(["job", "validate", job, "--template-vars", "count=2"])
+        .args([
+            "--template-vars",
+            "image=busybox:1.37.0",
+            "--template-envs",
+            "^word$",
+        ])
+        .env("word", "hello")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rendered = json(&out);
+    assert_eq!(rendered["Count"], 2);
+    assert_eq!(
+        rendered["Tasks"][0]["Engine"]["Params"]["Image"],
+        "busybox:1.37.0"
+    );
+    assert_eq!(
+        rendered["Tasks"][0]["Engine"]["Params"]["Entrypoint"],
+        serde_json::json!(["echo", "hello"])
+    );
+
+    // No values: the file is a template, said where and how to fill it.
+    let out = skrei(&["job", "validate", job]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(err.contains("this job file is a template"), "{err}");
+    assert!(err.contains("line 2, column 8"), "{err}");
+    assert!(err.contains("--template-vars count=VALUE"), "{err}");
+    assert!(err.contains("--no-template"), "{err}");
+
+    // A construct beyond substitution is named.
+    let piped = write(
+        &dir,
+        "p.yaml",
+        b"Type: batch\nName: \"{{ .name | upper }}\"\n",
+    );
+    let out = skrei(&[
+        "job",
+        "validate",
+        piped.to_str().unwrap(),
+        "--template-vars",
+        "name=x",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("a pipeline (`|`)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // --no-template: braces in a string are the job's own.
+    let literal = write(
+        &dir,
+        "l.yaml",
+        b"Type: batch\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      Params:\n        \
+          Image: busybox\n        Entrypoint: [echo, \"{{.Id}}\"]\n",
+    );
+    let out = skrei(&[
+        "job",
+        "validate",
+        literal.to_str().unwrap(),
+        "--no-template",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        json(&out)["Tasks"][0]["Engine"]["Params"]["Entrypoint"][1],
+        "{{.Id}}"
+    );
+}
+
 #[test]
 fn validate_errors_as_json() {
     let out = skrei(&[

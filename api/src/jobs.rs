@@ -262,6 +262,7 @@ mod tests {
             awarded_at_ms: 100 + n,
             deadline_ms: 900 + n,
             state,
+            partition: 0,
             step: None,
         };
         JobRecord {

@@ -288,6 +288,8 @@ pub enum ComputeOutput {
         spec: JobSpec,
         /// Where its CID inputs can be fetched.
         providers: Vec<String>,
+        /// Which of the job's `Count` parts it runs, from 0.
+        partition: u32,
     },
     /// Stop the execution (its requester cancelled it). Report it with
     /// [`ComputeInput::ExecutionFinished`] or not: either is fine.
@@ -784,6 +786,7 @@ impl Compute {
                     execution_id,
                     spec: announce.spec,
                     providers: announce.providers,
+                    partition: award.partition,
                 });
                 self.event(job_id, ComputeEvent::Started { execution_id });
             }

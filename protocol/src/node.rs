@@ -196,6 +196,8 @@ pub enum NodeOutput {
         execution_id: ExecutionId,
         spec: JobSpec,
         providers: Vec<String>,
+        /// Which of the job's `Count` parts it runs, from 0.
+        partition: u32,
     },
     /// Stop the execution (its requester cancelled it).
     Stop {
@@ -758,11 +760,13 @@ impl Node {
                         execution_id,
                         spec,
                         providers,
+                        partition,
                     } => self.out.push_back(NodeOutput::Start {
                         job_id,
                         execution_id,
                         spec,
                         providers,
+                        partition,
                     }),
                     ComputeOutput::Stop {
                         job_id,

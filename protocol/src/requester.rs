@@ -1119,15 +1119,17 @@ impl Requester {
         {
             let bid = job.bids.remove(0);
             let execution_id = ExecutionId(job.executions.len() as u64);
+            let partition = job.free_partitions().next().unwrap_or(0);
             job.executions.push(ExecutionRecord {
                 execution_id,
                 node: bid.node,
                 awarded_at_ms: now_ms,
                 deadline_ms: now_ms.saturating_add(job.silence_after_ms),
                 state: ExecutionState::Awarded,
+                partition,
                 step: None,
             });
-            awards.push((bid.node, execution_id));
+            awards.push((bid.node, execution_id, partition));
         }
         let needed = job.needed();
         let exhausted = (job.executions.len() as u64) >= u64::from(job.max_attempts);
@@ -1154,13 +1156,14 @@ impl Requester {
             let reason = "another node took the job".to_owned();
             self.release_bid(bid.node, job_id, reason);
         }
-        for (node, execution_id) in awards {
+        for (node, execution_id, partition) in awards {
             self.outputs.push_back(RequesterOutput::Send {
                 to: node,
                 msg: ToCompute::Award(Award {
                     job_id,
                     execution_id,
                     node,
+                    partition,
                 }),
             });
             self.event(job_id, RequesterEvent::Awarded { node, execution_id });

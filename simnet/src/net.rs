@@ -243,6 +243,7 @@ impl Sizes {
                 job_id,
                 execution_id,
                 node,
+                partition: 0,
             })),
             decline: len(to_canonical(&Decline {
                 job_id,

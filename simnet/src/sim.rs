@@ -688,6 +688,7 @@ impl Sim {
                     execution_id,
                     spec,
                     providers,
+                    ..
                 } => {
                     let running = self.cores[i].compute().running();
                     check::check_start(&self.nodes[i], &spec, running)

@@ -125,6 +125,9 @@ pub struct Execution {
     /// When the node counts as silent if it has not answered.
     pub deadline_ms: u64,
     pub state: ExecutionState,
+    /// Which of the job's `Count` parts it runs, from 0.
+    #[serde(default)]
+    pub partition: u32,
     /// The last step the node reported: pulling the image, or running it
     /// at its digest (kept once the execution ends: what ran).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,6 +156,7 @@ impl From<&ExecutionRecord> for Execution {
                 },
                 S::Cancelled => ExecutionState::Cancelled,
             },
+            partition: record.partition,
             step: record.step.clone(),
         }
     }

@@ -599,7 +599,8 @@ impl CoreDriver {
                     execution_id,
                     spec,
                     providers,
-                } => self.start(job_id, execution_id, spec, providers),
+                    partition,
+                } => self.start(job_id, execution_id, spec, providers, partition),
                 NodeOutput::Stop {
                     job_id,
                     execution_id,

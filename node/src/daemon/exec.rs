@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use iroh::EndpointAddr;
 use protocol::failure::{Failure, FailureCause};
-use protocol::id::{ExecutionId, JobId};
+use protocol::id::{ExecutionId, JobId, NodeId};
 use protocol::job::{Engine, InputSource, JobSpec, NetworkMode, Source};
 use protocol::messages::{Outcome, Step};
 use storage::download::Downloader;
@@ -41,7 +41,43 @@ pub(super) struct ExecContext {
 pub(super) struct Attempt<'a> {
     pub job_id: JobId,
     pub execution_id: ExecutionId,
+    /// This node.
+    pub node: NodeId,
+    /// Which of the job's `Count` parts it runs.
+    pub partition: u32,
     pub report: &'a (dyn Fn(Step) + Send + Sync),
+}
+
+/// What every task sees of its job, under Bacalhau's names and skrei's
+/// (issue 17): `BACALHAU_JOB_ID`, `SKREI_JOB_ID`, ... They win over the
+/// job's own `Env` of the same names.
+fn job_env(attempt: &Attempt<'_>, spec: &JobSpec) -> Vec<(String, String)> {
+    let job_id = attempt.job_id.to_string();
+    let values = [
+        ("JOB_ID", job_id.clone()),
+        ("EXECUTION_ID", format!("{job_id}-{}", attempt.execution_id)),
+        ("NODE_ID", attempt.node.to_string()),
+        (
+            "JOB_NAME",
+            spec.name.clone().unwrap_or_else(|| job_id.clone()),
+        ),
+        (
+            "JOB_NAMESPACE",
+            spec.namespace.clone().unwrap_or_else(|| "default".into()),
+        ),
+        ("JOB_TYPE", "batch".into()),
+        ("PARTITION_INDEX", attempt.partition.to_string()),
+        ("PARTITION_COUNT", spec.count.to_string()),
+    ];
+    values
+        .into_iter()
+        .flat_map(|(name, value)| {
+            [
+                (format!("BACALHAU_{name}"), value.clone()),
+                (format!("SKREI_{name}"), value),
+            ]
+        })
+        .collect()
 }
 
 /// Runs one execution to its end; never fails, reports why instead.
@@ -53,10 +89,16 @@ pub(super) async fn run(
     deny: Vec<SocketAddr>,
     cancel: Cancel,
 ) -> Outcome {
+    let mut spec = spec;
+    let env = job_env(&attempt, &spec);
+    if let Some(task) = spec.tasks.first_mut() {
+        task.env.extend(env);
+    }
     let Attempt {
         job_id,
         execution_id,
         report,
+        ..
     } = attempt;
     let root = ctx
         .data_dir

@@ -59,6 +59,7 @@ fn award(c: &mut Compute, from: u8, a: &Announce, to: u8, e: u64) {
                 job_id: a.job_id,
                 execution_id: ExecutionId(e),
                 node: node(to),
+                partition: 0,
             },
         },
     );
@@ -317,6 +318,7 @@ fn an_award_against_an_open_bid_starts_the_job() {
             execution_id: ExecutionId(4),
             spec: a.spec.clone(),
             providers: vec!["provider".into()],
+            partition: 0,
         }]
     );
     assert_eq!((c.running(), c.open_bids()), (1, 0));

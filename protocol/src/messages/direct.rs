@@ -63,6 +63,15 @@ pub struct Award {
     pub execution_id: ExecutionId,
     /// The node awarded (the receiver).
     pub node: NodeId,
+    /// Which of the job's `Count` parts this attempt is, from 0: its task
+    /// sees it as `BACALHAU_PARTITION_INDEX` (issue 17). A re-award takes
+    /// the part of the attempt it replaces.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub partition: u32,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Compute -> requester: "I will not run the attempt you awarded me after

@@ -75,6 +75,7 @@ fn award() -> Award {
         job_id: job_id(),
         execution_id: ExecutionId(7),
         node: compute_key().node_id(),
+        partition: 2,
     }
 }
 

@@ -66,6 +66,9 @@ pub struct ExecutionRecord {
     pub deadline_ms: u64,
     /// How it stands.
     pub state: ExecutionState,
+    /// Which of the job's `Count` parts it runs, from 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub partition: u32,
     /// The last step its node reported (issue 16): pulling the image, or
     /// running it at its digest. Kept once the execution ends, so the job
     /// says what ran.
@@ -221,6 +224,20 @@ impl JobRecord {
             .count()
     }
 
+    /// The parts of the job no execution runs or ran, lowest first: what
+    /// the next awards take.
+    pub(super) fn free_partitions(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..self.count()).filter(|p| {
+            !self.executions.iter().any(|e| {
+                e.partition == *p
+                    && matches!(
+                        e.state,
+                        ExecutionState::Awarded | ExecutionState::Completed { .. }
+                    )
+            })
+        })
+    }
+
     pub(super) fn needed(&self) -> usize {
         (self.count() as usize).saturating_sub(self.active() + self.completed())
     }
@@ -283,4 +300,8 @@ impl JobRecord {
         .chain(executions)
         .min()
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

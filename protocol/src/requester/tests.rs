@@ -299,6 +299,48 @@ fn progress_from_the_awarded_node_is_recorded_and_others_ignored() {
     assert_eq!(r.job(&id).unwrap().executions[0].step, Some(ran));
 }
 
+// Issue 17: a Count-3 job's awards take parts 0, 1 and 2; the attempt that
+// replaces a failed one takes its part, and a completed part is not run
+// again.
+#[test]
+fn awards_take_the_parts_no_execution_runs() {
+    let mut r = requester(1);
+    let id = submit(&mut r, 3);
+    for n in 1..=5 {
+        bid(&mut r, 1, id, n, 0);
+    }
+    r.handle_timeout(1_000);
+    let parts = |r: &Requester| -> Vec<(u64, u32)> {
+        r.job(&id)
+            .unwrap()
+            .executions
+            .iter()
+            .map(|e| (e.execution_id.0, e.partition))
+            .collect()
+    };
+    let sent: Vec<u32> = drain(&mut r)
+        .into_iter()
+        .filter_map(|o| match o {
+            RequesterOutput::Send {
+                msg: ToCompute::Award(a),
+                ..
+            } => Some(a.partition),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, vec![0, 1, 2]);
+    assert_eq!(parts(&r), vec![(0, 0), (1, 1), (2, 2)]);
+    let node_of = |r: &Requester, e: usize| {
+        let n = r.job(&id).unwrap().executions[e].node;
+        (1..=5u8).find(|&i| node(i) == n).unwrap()
+    };
+    let (first, second) = (node_of(&r, 0), node_of(&r, 1));
+    result(&mut r, 1_100, id, first, first, 0, true);
+    // Part 1's node fails: the next award runs part 1 again.
+    result(&mut r, 1_200, id, second, second, 1, false);
+    assert_eq!(parts(&r)[3], (3, 1), "{:?}", parts(&r));
+}
+
 // R-POL-4: a decline is re-awarded at once to the next best bidder.
 #[test]
 fn r_pol_4_reawards_on_decline() {

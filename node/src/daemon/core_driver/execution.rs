@@ -18,6 +18,7 @@ impl CoreDriver {
         execution_id: ExecutionId,
         spec: JobSpec,
         providers: Vec<String>,
+        partition: u32,
     ) {
         tracing::info!(%job_id, %execution_id, "starting execution");
         let cancel = Cancel::default();
@@ -27,6 +28,7 @@ impl CoreDriver {
         let p2p = self.p2p.clone();
         let data_addrs = self.data_addrs.clone();
         let deny = self.control_plane();
+        let node = self.me;
         tokio::spawn(async move {
             let mut providers = providers;
             for cid in exec::content_inputs(&spec) {
@@ -43,6 +45,8 @@ impl CoreDriver {
             let attempt = exec::Attempt {
                 job_id,
                 execution_id,
+                node,
+                partition,
                 report: &report,
             };
             let outcome = exec::run(ctx, attempt, spec, providers, deny, cancel).await;

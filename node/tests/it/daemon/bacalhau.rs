@@ -94,3 +94,71 @@ fn constraints_choose_nodes_by_their_labels() {
         "{detail}"
     );
 }
+
+// Issue 17: every task sees Bacalhau's variables (and skrei's): a Count-3
+// job's three tasks, on three nodes, see parts 0, 1 and 2 of 3, the job's
+// id and name, and the node that runs them.
+#[test]
+fn a_count_3_jobs_tasks_see_partitions_0_1_2() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(image) = runtime.block_on(async {
+        let docker = crate::docker::engine().await?;
+        Some(crate::docker::probe_image(&docker).await)
+    }) else {
+        return;
+    };
+    let dirs = tempfile::tempdir().unwrap();
+    let a = NodeProc::start(&dirs.path().join("a"), &["--engines", "docker"]);
+    if !a.info()["engines"].to_string().contains("docker") {
+        assert!(
+            !crate::docker::require_docker(),
+            "no Docker engine on the node"
+        );
+        return;
+    }
+    let others: Vec<NodeProc> = ["b", "c"]
+        .iter()
+        .map(|n| {
+            NodeProc::start(
+                &dirs.path().join(n),
+                &["--engines", "docker", "--bootstrap", &a.bootstrap()],
+            )
+        })
+        .collect();
+    let ids: Vec<String> = others.iter().map(NodeProc::id).collect();
+    a.hears(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let job = a.submit(&format!(
+        "Name: parts\nType: batch\nCount: 3\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      \
+         Params:\n        Image: {image}\n        Entrypoint: [/bin/sh, -c]\n        Parameters:\n          \
+         - echo $BACALHAU_PARTITION_INDEX/$BACALHAU_PARTITION_COUNT $SKREI_PARTITION_INDEX \
+         $BACALHAU_JOB_NAME $BACALHAU_JOB_TYPE $BACALHAU_JOB_NAMESPACE $BACALHAU_JOB_ID $BACALHAU_NODE_ID\n"
+    ));
+    let ended = a.wait(&job, Duration::from_secs(120));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    let out = dirs.path().join("results");
+    let got = cli(&a.api, &["job", "get", &job, "-o", out.to_str().unwrap()]);
+    assert!(got.status.success(), "{}", text(&got.stderr));
+    let mut seen: Vec<(String, String)> = ended["job"]["executions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["state"]["state"] == "completed")
+        .map(|e| {
+            let n = format!("e{}", e["execution_id"].as_u64().unwrap());
+            let line = std::fs::read_to_string(out.join(n).join("stdout")).unwrap();
+            (line, e["node"].as_str().unwrap().to_owned())
+        })
+        .collect();
+    seen.sort();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    for (part, (line, node)) in seen.iter().enumerate() {
+        assert_eq!(
+            line,
+            &format!("{part}/3 {part} parts batch default {job} {node}\n"),
+            "{seen:?}"
+        );
+    }
+}

@@ -205,15 +205,18 @@ fn direct_and_key() -> impl Strategy<Value = (DirectMessage, Direct, NodeKey)> {
         let (r, s) = signed(r, &k);
         (DirectMessage::Refuse(r), Direct::from(s), k)
     });
-    let award = (key(), job_id(), execution_id(), node_id()).prop_map(|(k, job_id, e, node)| {
-        let a = Award {
-            job_id,
-            execution_id: e,
-            node,
-        };
-        let (a, s) = signed(a, &k);
-        (DirectMessage::Award(a), Direct::from(s), k)
-    });
+    let award = (key(), job_id(), execution_id(), node_id(), 0u32..4).prop_map(
+        |(k, job_id, e, node, partition)| {
+            let a = Award {
+                job_id,
+                execution_id: e,
+                node,
+                partition,
+            };
+            let (a, s) = signed(a, &k);
+            (DirectMessage::Award(a), Direct::from(s), k)
+        },
+    );
     let decline = (key(), job_id(), execution_id(), reason()).prop_map(|(k, job_id, e, reason)| {
         let d = Decline {
             job_id,

@@ -125,8 +125,8 @@ pub struct Execution {
     /// When the node counts as silent if it has not answered.
     pub deadline_ms: u64,
     pub state: ExecutionState,
-    /// Which of the job's `Count` parts it runs, from 0.
-    #[serde(default)]
+    /// Which of the job's `Count` parts it runs, from 0 (absent for 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub partition: u32,
     /// The last step the node reported: pulling the image, or running it
     /// at its digest (kept once the execution ends: what ran).
@@ -299,4 +299,8 @@ impl From<&RequesterEvent> for Event {
             E::JobCancelled => Event::JobCancelled,
         }
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -159,6 +159,10 @@ pub struct ComputeConfig {
     /// The node's labels (`--label`), which jobs' Constraints are checked
     /// against. Default: none.
     pub labels: BTreeMap<String, String>,
+    /// The node's environment variables jobs may read with `env:NAME` in
+    /// their `Env` (`--allow-env`): names, or prefixes ending in `*`.
+    /// Default: none.
+    pub allowed_env: Vec<String>,
     /// The `ExecutionTimeout` of a job that sets none, as the node's
     /// executors apply it: the fetch of its inputs counts in it. Default
     /// 10 min.
@@ -194,6 +198,7 @@ impl ComputeConfig {
             local_inputs: Vec::new(),
             publish_dirs: Vec::new(),
             labels: BTreeMap::new(),
+            allowed_env: Vec::new(),
             execution_timeout_ms: DEFAULT_EXECUTION_TIMEOUT_MS,
             link: LinkRates::default(),
             seed,
@@ -544,6 +549,14 @@ impl Compute {
         {
             return Decision::Refuse(RefuseReason::ConstraintNotMet {
                 constraint: unmet.to_string(),
+            });
+        }
+        if let Some(variable) = task
+            .node_env_reads()
+            .find(|name| !env_allowed(&self.config.allowed_env, name))
+        {
+            return Decision::Refuse(RefuseReason::EnvNotAllowed {
+                variable: variable.to_owned(),
             });
         }
         if let (crate::job::Engine::Docker(params), Some(images)) =
@@ -1125,6 +1138,15 @@ fn image_present(images: &BTreeSet<String>, image: &str) -> bool {
     }
     let last = image.rsplit('/').next().unwrap_or(image);
     !last.contains(':') && !image.contains('@') && images.contains(&format!("{image}:latest"))
+}
+
+/// Whether the node's variable `name` is among `allowed` (names, or
+/// prefixes ending in `*`).
+pub fn env_allowed(allowed: &[String], name: &str) -> bool {
+    allowed.iter().any(|a| match a.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => a == name,
+    })
 }
 
 /// Whether `path` is `dir` or inside it, comparing whole path segments.

@@ -114,6 +114,19 @@ pub struct Task {
     pub timeouts: Timeouts,
 }
 
+/// The prefix of an `Env` value that reads a variable of the node that runs
+/// the task (`env:NAME`), as in Bacalhau.
+pub const NODE_ENV_PREFIX: &str = "env:";
+
+impl Task {
+    /// The node's variables the task's `Env` reads (`env:NAME` values).
+    pub fn node_env_reads(&self) -> impl Iterator<Item = &str> {
+        self.env
+            .values()
+            .filter_map(|v| v.strip_prefix(NODE_ENV_PREFIX))
+    }
+}
+
 /// The engine that runs a task (R-JOB-1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "Type", content = "Params", deny_unknown_fields)]

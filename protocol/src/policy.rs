@@ -400,6 +400,12 @@ pub enum RefuseReason {
         /// The Constraint, as [`crate::job::Constraint`] shows it.
         constraint: String,
     },
+    /// The task's `Env` reads a variable of the node (`env:NAME`) its
+    /// operator does not allow jobs to read (`--allow-env`; issue 17).
+    EnvNotAllowed {
+        /// The node's variable the job names.
+        variable: String,
+    },
     /// A reason from a newer version of skrei that this one cannot read.
     #[serde(other)]
     Unknown,
@@ -556,6 +562,12 @@ impl fmt::Display for RefuseReason {
             RefuseReason::ConstraintNotMet { constraint } => {
                 write!(f, "its constraint `{constraint}` does not hold here")
             }
+            RefuseReason::EnvNotAllowed { variable } => write!(
+                f,
+                "its Env reads the node's variable {}, which jobs may not read here (its \
+                 operator allows variables with --allow-env)",
+                variable.escape_debug()
+            ),
             RefuseReason::RequesterShare { held, share } => write!(
                 f,
                 "its requester holds {held} of the node's slots while others' jobs wait (its \

@@ -79,6 +79,8 @@ pub struct NodeConfig {
     pub publish_dirs: Vec<PathBuf>,
     /// The node's labels (`--label`), for jobs' Constraints.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Variables of the node's environment jobs may read (`--allow-env`).
+    pub allow_env: Vec<String>,
     /// How often node info is gossiped.
     pub node_info_interval: Duration,
     /// How long the requester collects bids before awarding.
@@ -139,6 +141,7 @@ impl NodeConfig {
             local_inputs: Vec::new(),
             publish_dirs: Vec::new(),
             labels: std::collections::BTreeMap::new(),
+            allow_env: Vec::new(),
             node_info_interval: Duration::from_secs(30),
             bid_window: Duration::from_millis(300),
             allow_private_downloads: false,

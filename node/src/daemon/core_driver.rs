@@ -184,6 +184,7 @@ impl CoreDriver {
         cc.compute.link = config.link.clone();
         cc.compute.labels = config.labels.clone();
         cc.compute.pull = config.pull_from.clone();
+        cc.compute.allowed_env = config.allow_env.clone();
         // The executors' default timeout is the one compute weighs input
         // fetches against (R-PLC-1).
         cc.compute.execution_timeout_ms =
@@ -224,6 +225,7 @@ impl CoreDriver {
             max_input_size: config.max_input_size,
             publish_dirs: config.publish_dirs.clone(),
             images: super::images::ImageCache::new(db.clone(), config.image_cache),
+            allowed_env: config.allow_env.clone(),
             on_fetched: Box::new(move |bytes, took| {
                 let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
                 let _ = fetched_tx.send(Internal::Transferred { bytes, ms });

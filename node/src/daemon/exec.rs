@@ -31,6 +31,8 @@ pub(super) struct ExecContext {
     pub publish_dirs: Vec<PathBuf>,
     /// The images this node pulled, kept within `--image-cache`.
     pub images: super::images::ImageCache,
+    /// Variables of the node's environment jobs may read (`--allow-env`).
+    pub allowed_env: Vec<String>,
     /// Told of every CID input fetched: bytes and time, for the node's
     /// link rate estimate (R-PLC-1).
     pub on_fetched: Box<dyn Fn(u64, Duration) + Send + Sync>,
@@ -46,6 +48,34 @@ pub(super) struct Attempt<'a> {
     /// Which of the job's `Count` parts it runs.
     pub partition: u32,
     pub report: &'a (dyn Fn(Step) + Send + Sync),
+}
+
+/// Replaces the task's `env:NAME` values with the node's variables, which
+/// its operator allows (checked at bid time too, R-POL-3).
+fn read_node_env(
+    allowed: &[String],
+    env: &mut std::collections::BTreeMap<String, String>,
+) -> Result<(), Failure> {
+    for (key, value) in env.iter_mut() {
+        let Some(name) = value.strip_prefix(protocol::job::NODE_ENV_PREFIX) else {
+            continue;
+        };
+        if !protocol::compute::env_allowed(allowed, name) {
+            return Err(Failure::new(
+                FailureCause::EngineUnavailable,
+                format!("Env {key} reads the node's variable {name}, which jobs may not read here"),
+            ));
+        }
+        *value = std::env::var(name).map_err(|_| {
+            Failure::new(
+                FailureCause::NodeError,
+                format!(
+                    "Env {key} reads the node's variable {name}, which is not set on this node"
+                ),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// What every task sees of its job, under Bacalhau's names and skrei's
@@ -91,8 +121,16 @@ pub(super) async fn run(
 ) -> Outcome {
     let mut spec = spec;
     let env = job_env(&attempt, &spec);
-    if let Some(task) = spec.tasks.first_mut() {
-        task.env.extend(env);
+    let read = match spec.tasks.first_mut() {
+        Some(task) => {
+            let read = read_node_env(&ctx.allowed_env, &mut task.env);
+            task.env.extend(env);
+            read
+        }
+        None => Ok(()),
+    };
+    if let Err(failure) = read {
+        return Outcome::Failed { failure };
     }
     let Attempt {
         job_id,

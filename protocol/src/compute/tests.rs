@@ -1150,3 +1150,34 @@ fn constraints_are_checked_against_the_nodes_labels() {
         [ToRequester::Bid(_)]
     ));
 }
+
+// Issue 17: a task's Env may read the node's variables (`env:NAME`) only
+// where the operator allows them by name or prefix (`--allow-env`).
+#[test]
+fn env_reads_of_the_nodes_variables_need_the_operators_leave() {
+    let with_env = |at: u64, value: &str| {
+        let mut s = spec("docker", NoNet, &[], 1);
+        s.tasks[0].env = [("TOKEN".to_string(), value.to_string())].into();
+        announce_of(s, at)
+    };
+    let mut c = compute(policy(NoNet, None), 4);
+    c.handle(0, ComputeInput::announce(with_env(1, "env:SECRET_TOKEN")));
+    assert_eq!(
+        refusal(&drain(&mut c)),
+        RefuseReason::EnvNotAllowed {
+            variable: "SECRET_TOKEN".into()
+        }
+    );
+    // A literal value is the job's own.
+    c.handle(0, ComputeInput::announce(with_env(2, "literal")));
+    assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
+    c.config.allowed_env = vec!["SECRET_*".into()];
+    c.handle(0, ComputeInput::announce(with_env(3, "env:SECRET_TOKEN")));
+    assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
+    c.config.allowed_env = vec!["SECRET".into()];
+    c.handle(0, ComputeInput::announce(with_env(4, "env:SECRET_TOKEN")));
+    assert!(matches!(
+        refusal(&drain(&mut c)),
+        RefuseReason::EnvNotAllowed { .. }
+    ));
+}

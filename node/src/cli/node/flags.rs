@@ -156,6 +156,12 @@ pub struct NodeFlags {
     #[arg(long, value_name = "KEY=VALUE")]
     #[serde(default)]
     label: Vec<String>,
+    /// A variable of this node's environment jobs may read with
+    /// `env:NAME` in their Env (repeatable; `PREFIX*` allows a family).
+    /// Without it, such jobs are refused.
+    #[arg(long, value_name = "NAME")]
+    #[serde(default)]
+    allow_env: Vec<String>,
     /// A folder `dir` publishers may write results under (repeatable);
     /// without one, jobs with a `dir` publisher are refused.
     #[arg(long, value_name = "DIR")]
@@ -428,6 +434,13 @@ impl NodeFlags {
                 protocol::job::constraint::MAX_NODE_LABELS
             );
         }
+        for name in &self.allow_env {
+            let bare = name.strip_suffix('*').unwrap_or(name);
+            if !bare.is_empty() && protocol::job::rules::check_env_name(bare).is_err() {
+                bail!("--allow-env {name}: give a variable's name, or a prefix ending in `*`");
+            }
+        }
+        config.allow_env = self.allow_env;
         config.publish_dirs = absolute("--publish-dir", self.publish_dir)?;
         if let Some(secs) = self.node_info_interval {
             config.node_info_interval = Duration::from_secs(secs.max(1));
@@ -520,6 +533,7 @@ impl NodeFlags {
             mdns: self.mdns || file.mdns,
             local_inputs: list(self.local_inputs, file.local_inputs),
             label: list(self.label, file.label),
+            allow_env: list(self.allow_env, file.allow_env),
             publish_dir: list(self.publish_dir, file.publish_dir),
             node_info_interval: pick(self.node_info_interval, file.node_info_interval),
             allow_private_downloads: self.allow_private_downloads || file.allow_private_downloads,

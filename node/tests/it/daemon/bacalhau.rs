@@ -162,3 +162,65 @@ fn a_count_3_jobs_tasks_see_partitions_0_1_2() {
         );
     }
 }
+
+// Issue 17: `env:NAME` in a task's Env reads the node's variable only where
+// its operator allows it (`--allow-env`); elsewhere the job is refused,
+// saying which variable, and the value never reaches the task.
+#[test]
+fn env_values_read_the_nodes_variables_only_where_allowed() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let Some(image) = runtime.block_on(async {
+        let docker = crate::docker::engine().await?;
+        Some(crate::docker::probe_image(&docker).await)
+    }) else {
+        return;
+    };
+    let dirs = tempfile::tempdir().unwrap();
+    let job = |name: &str| {
+        format!(
+            "Name: {name}\nType: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      \
+             Params:\n        Image: {image}\n        Entrypoint: [/bin/sh, -c, 'echo \"$TOKEN\"']\n    \
+             Env:\n      TOKEN: env:SKREI_TEST_NODE_TOKEN\n    Timeouts:\n      QueueTimeout: 2\n"
+        )
+    };
+    let env = vec![(
+        "SKREI_TEST_NODE_TOKEN".to_string(),
+        "from-the-node".to_string(),
+    )];
+    for allowed in [false, true] {
+        let mut args = vec!["--engines", "docker"];
+        if allowed {
+            args.extend(["--allow-env", "SKREI_TEST_NODE_*"]);
+        }
+        let spawn = crate::harness::Spawn {
+            env: env.clone(),
+            ..Default::default()
+        };
+        let node = NodeProc::start_with(&dirs.path().join(format!("node-{allowed}")), &args, spawn);
+        if !node.info()["engines"].to_string().contains("docker") {
+            assert!(
+                !crate::docker::require_docker(),
+                "no Docker engine on the node"
+            );
+            return;
+        }
+        let id = node.submit(&job(&format!("env {allowed}")));
+        let ended = node.wait(&id, Duration::from_secs(60));
+        if allowed {
+            assert_eq!(ended["state"], "completed", "{ended:#}");
+            let logs = cli(&node.api, &["job", "logs", &id]);
+            assert_eq!(text(&logs.stdout), "from-the-node\n");
+        } else {
+            assert_eq!(ended["state"], "failed", "{ended:#}");
+            assert!(executions_on(&ended).is_empty(), "it never ran");
+            let detail = ended["failure"]["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("reads the node's variable SKREI_TEST_NODE_TOKEN"),
+                "{detail}"
+            );
+        }
+    }
+}

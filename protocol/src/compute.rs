@@ -31,7 +31,7 @@
 //!     Some(ComputeOutput::Send { msg: ToRequester::Bid(_), .. })
 //! ));
 //!
-//! let award = Award { job_id, execution_id: ExecutionId(0), node: me };
+//! let award = Award { job_id, execution_id: ExecutionId(0), node: me, partition: 0 };
 //! compute.handle(20, ComputeInput::Award { from: requester, award });
 //! let started = std::iter::from_fn(|| compute.poll_output())
 //!     .any(|out| matches!(out, ComputeOutput::Start { .. }));

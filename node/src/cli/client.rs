@@ -36,12 +36,38 @@ pub struct WaitArgs {
     /// Return at once, printing the job id, instead of waiting for the job to end.
     #[arg(long = "no-wait", overrides_with = "wait")]
     no_wait: bool,
-    /// Wait for the job to end (the default); exit non-zero if it fails.
-    #[arg(long = "wait")]
-    wait: bool,
+    /// Wait for the job to end (the default; `--wait=false` is `--no-wait`);
+    /// exit non-zero if it fails.
+    #[arg(
+        long = "wait",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        require_equals = true
+    )]
+    wait: Option<bool>,
+    /// Stop waiting after this many seconds (the job goes on; exit non-zero).
+    /// Default 600.
+    #[arg(long = "wait-timeout-secs", value_name = "SECONDS")]
+    wait_timeout_secs: Option<u64>,
+    /// Print the job's output. skrei does not stream it live from the
+    /// compute node yet: it is printed when the job ends, failed or not.
+    #[arg(short = 'f', long)]
+    follow: bool,
     /// Print only the job id.
     #[arg(long)]
     id_only: bool,
+}
+
+impl WaitArgs {
+    /// Whether to return at once.
+    fn no_wait(&self) -> bool {
+        self.no_wait || self.wait == Some(false)
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.wait_timeout_secs.unwrap_or(600))
+    }
 }
 
 /// A blocking-style client over an async runtime of its own.
@@ -174,7 +200,14 @@ impl Client {
 
     /// Waits for the job to end and its results to be here, showing progress
     /// on stderr when it is a terminal. Returns the final description.
-    pub fn wait(&self, job_id: &str, show: bool) -> anyhow::Result<JobStatus> {
+    /// Gives up after `timeout`: `None` then.
+    pub fn wait_until(
+        &self,
+        job_id: &str,
+        show: bool,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Option<JobStatus>> {
+        let deadline = std::time::Instant::now().checked_add(timeout);
         let mut seen = 0u64;
         let mut last_line = String::new();
         let tty = show && std::io::stderr().is_terminal();
@@ -193,10 +226,19 @@ impl Client {
                 if tty {
                     eprintln!();
                 }
-                return Ok(job);
+                return Ok(Some(job));
             }
-            let changes: Changes =
-                self.get(&format!("/api/v1/changes?after={seen}&timeout_ms=5000"))?;
+            let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+            if left.is_some_and(|l| l.is_zero()) {
+                if tty {
+                    eprintln!();
+                }
+                return Ok(None);
+            }
+            let poll_ms = left.map_or(5000, |l| l.as_millis().clamp(1, 5000));
+            let changes: Changes = self.get(&format!(
+                "/api/v1/changes?after={seen}&timeout_ms={poll_ms}"
+            ))?;
             seen = changes.changes;
         }
     }
@@ -245,7 +287,7 @@ pub fn submit_and_follow(
 ) -> anyhow::Result<ExitCode> {
     let client = Client::new(api)?;
     let job_id = client.submit(job)?;
-    if wait.no_wait {
+    if wait.no_wait() {
         print_line(&job_id);
         return Ok(ExitCode::SUCCESS);
     }
@@ -255,12 +297,19 @@ pub fn submit_and_follow(
         eprintln!("job {job_id}");
     }
     let show = !wait.id_only && output == Output::Text;
-    let job = client.wait(&job_id, show)?;
+    let Some(job) = client.wait_until(&job_id, show, wait.timeout())? else {
+        eprintln!(
+            "error: job {job_id} has not ended after {} s (--wait-timeout-secs); it goes on: \
+             follow it with `skrei job describe {job_id}`",
+            wait.timeout().as_secs()
+        );
+        return Ok(ExitCode::from(EXIT_ERROR));
+    };
     let ok = job.state == JobState::Completed;
     match output {
         Output::Json => print_line(&serde_json::to_string_pretty(&job)?),
         Output::Text if wait.id_only => {}
-        Output::Text if ok => {
+        Output::Text if ok || (wait.follow && job.results.iter().any(|r| r.fetched)) => {
             let logs: Logs = client.get(&format!("/api/v1/jobs/{job_id}/logs"))?;
             print!("{}", logs.stdout);
             if !logs.stderr.is_empty() {
@@ -377,6 +426,37 @@ pub fn logs(api: &ApiArgs, id: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Exports `cid`'s folder into the existing folder `dir`: written beside
+/// it first, then moved in entry by entry, and refused, with nothing
+/// moved, when `dir` already holds one of its names.
+fn export_into(client: &Client, cid: &cid::Cid, dir: &Path, max: u64) -> anyhow::Result<()> {
+    let staging = dir.join(format!(".skrei-get-{}", std::process::id()));
+    client.export(cid, &staging, max)?;
+    let moved = (|| {
+        let names: Vec<std::ffi::OsString> = std::fs::read_dir(&staging)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<Result<_, _>>()?;
+        let clashes: Vec<String> = names
+            .iter()
+            .filter(|n| std::fs::symlink_metadata(dir.join(n)).is_ok())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect();
+        if !clashes.is_empty() {
+            bail!(
+                "{} already holds {}: give an empty folder with -o",
+                dir.display(),
+                clashes.join(", ")
+            );
+        }
+        for name in &names {
+            std::fs::rename(staging.join(name), dir.join(name))?;
+        }
+        anyhow::Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&staging);
+    moved.with_context(|| format!("writing the results into {}", dir.display()))
+}
+
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
     std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }
@@ -398,12 +478,16 @@ pub fn get_results(
     };
     let client = Client::new(api)?;
     let dir = absolute(&dir.unwrap_or_else(|| PathBuf::from(format!("job-{id}"))))?;
-    if std::fs::symlink_metadata(&dir).is_ok() {
-        bail!(
-            "{} already exists: give a new folder with -o",
+    // An existing folder (`-o .` among them) takes the results beside what
+    // it holds, never over it; anything else that exists is refused.
+    let existing = match std::fs::symlink_metadata(&dir) {
+        Err(_) => false,
+        Ok(meta) if meta.is_dir() => true,
+        Ok(_) => bail!(
+            "{} already exists and is not a folder: give a folder with -o",
             dir.display()
-        );
-    }
+        ),
+    };
     let answer: ResultList = client.get(&format!("/api/v1/jobs/{id}/results"))?;
     let results = answer.results;
     if results.len() > 1 {
@@ -418,7 +502,11 @@ pub fn get_results(
         } else {
             dir.join(r.execution_id.to_string())
         };
-        client.export(&r.cid, &target, max)?;
+        if existing && target == dir {
+            export_into(&client, &r.cid, &dir, max)?;
+        } else {
+            client.export(&r.cid, &target, max)?;
+        }
         eprintln!(
             "wrote {} (execution {} on {}, exit code {})",
             target.display(),

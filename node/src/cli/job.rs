@@ -62,7 +62,9 @@ pub enum JobCommand {
     /// Write a job's results (stdout, stderr, exitCode, outputs, network.log).
     Get {
         id: String,
-        /// Where to write them; must not exist yet. Default: job-<ID>.
+        /// Where to write them: a new folder, or an existing one they go
+        /// into beside what it holds (`-o .`; a name it already has is
+        /// refused). Default: job-<ID>.
         #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
         output: Option<PathBuf>,
         /// Most bytes to write, per execution's results (refused before

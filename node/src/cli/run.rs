@@ -18,8 +18,9 @@ pub enum DockerCommand {
     Run {
         #[command(flatten)]
         job: JobFlags,
-        /// Override the image's entrypoint (repeat for each word).
-        #[arg(long, value_name = "WORD")]
+        /// Override the image's entrypoint: its words, comma-separated or
+        /// repeated (`--entrypoint /bin/sh,-c`), as Bacalhau reads them.
+        #[arg(long, value_name = "WORDS", value_delimiter = ',')]
         entrypoint: Vec<String>,
         /// Working directory inside the container.
         #[arg(short = 'w', long, value_name = "DIR")]
@@ -94,6 +95,15 @@ pub struct JobFlags {
     /// Execution timeout in seconds.
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<u64>,
+    /// Seconds the job may wait for a node to take it (QueueTimeout).
+    #[arg(long, value_name = "SECONDS")]
+    queue_timeout: Option<u64>,
+    /// The job's namespace (`default` when unset).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// The task's name (`main` when unset).
+    #[arg(long)]
+    task_name: Option<String>,
     /// How many nodes run the job.
     #[arg(long)]
     count: Option<u32>,
@@ -129,6 +139,9 @@ impl JobFlags {
             memory: self.memory.clone(),
             disk: self.disk.clone(),
             timeout: self.timeout,
+            queue_timeout: self.queue_timeout,
+            namespace: self.namespace.clone(),
+            task_name: self.task_name.clone(),
         }
     }
 }

@@ -260,6 +260,55 @@ fn docker_run_dry_run_builds_the_job_from_flags() {
     );
 }
 
+// Issue 17: Bacalhau's flag habits: --entrypoint split on commas,
+// --namespace, --task-name, --queue-timeout; -i with dst= after a URL.
+#[test]
+fn docker_run_reads_bacalhaus_flag_habits() {
+    let out = skrei(&[
+        "docker",
+        "run",
+        "--dry-run",
+        "--entrypoint",
+        "/bin/sh,-c",
+        "--namespace",
+        "team",
+        "--task-name",
+        "crunch",
+        "--queue-timeout",
+        "30",
+        "-i",
+        "https://example.com/data.csv,dst=/data/data.csv",
+        "busybox:1.37.0",
+        "--",
+        "wc -l /data/data.csv",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let job = json(&out);
+    let task = &job["Tasks"][0];
+    assert_eq!(
+        task["Engine"]["Params"]["Entrypoint"],
+        serde_json::json!(["/bin/sh", "-c"])
+    );
+    assert_eq!(job["Namespace"], "team");
+    assert_eq!(task["Name"], "crunch");
+    assert_eq!(task["Timeouts"]["QueueTimeout"], 30);
+    assert_eq!(task["InputSources"][0]["Target"], "/data/data.csv");
+    assert_eq!(
+        task["InputSources"][0]["Source"]["Params"]["URL"],
+        "https://example.com/data.csv"
+    );
+    let out = skrei(&[
+        "docker",
+        "run",
+        "--dry-run",
+        "-i",
+        "s3://bucket/key",
+        "busybox",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("S3 inputs are not supported yet"));
+}
+
 #[test]
 fn docker_run_reports_every_bad_flag() {
     let out = skrei(&[

@@ -61,6 +61,12 @@ pub struct RunFlags {
     pub disk: Option<String>,
     /// `--timeout SECONDS`
     pub timeout: Option<u64>,
+    /// `--queue-timeout SECONDS`: how long the job may wait for a node
+    pub queue_timeout: Option<u64>,
+    /// `--namespace NAME`
+    pub namespace: Option<String>,
+    /// `--task-name NAME` (`main` by default)
+    pub task_name: Option<String>,
 }
 
 /// Builds and checks the job the flags describe.
@@ -214,14 +220,14 @@ pub fn build(engine: EngineFlags, flags: &RunFlags) -> Result<JobSpec, JobErrors
     }
     let spec = JobSpec {
         name: flags.name.clone(),
-        namespace: None,
+        namespace: flags.namespace.clone(),
         r#type: JobType::Batch,
         count: flags.count.unwrap_or(1),
         labels,
         meta: BTreeMap::new(),
         constraints,
         tasks: vec![Task {
-            name: "main".into(),
+            name: flags.task_name.clone().unwrap_or_else(|| "main".into()),
             engine,
             publisher,
             env: BTreeMap::new(),
@@ -235,6 +241,7 @@ pub fn build(engine: EngineFlags, flags: &RunFlags) -> Result<JobSpec, JobErrors
             },
             timeouts: Timeouts {
                 execution_timeout: flags.timeout.filter(|t| *t > 0),
+                queue_timeout: flags.queue_timeout.filter(|t| *t > 0),
                 ..Timeouts::default()
             },
         }],
@@ -260,7 +267,10 @@ fn flag_for(path: &str) -> &'static str {
         _ if p.starts_with("InputSources") => "--input",
         _ if p.starts_with("ResultPaths") => "--output",
         _ if p.starts_with("Publisher") => "--publisher",
+        _ if p.starts_with("Timeouts.QueueTimeout") => "--queue-timeout",
         _ if p.starts_with("Timeouts") => "--timeout",
+        _ if p == "Namespace" => "--namespace",
+        _ if p == "Name" && path.starts_with("Tasks[0]") => "--task-name",
         _ if p == "Count" => "--count",
         _ if p.starts_with("Engine.Params.Image") => "IMAGE",
         _ if p.starts_with("Engine.Params.EntryModule") => "MODULE",
@@ -274,23 +284,18 @@ fn flag_for(path: &str) -> &'static str {
     }
 }
 
-/// Reads one `-i/--input` value.
+/// Reads one `-i/--input` value, in Bacalhau's forms: `CID`, `CID:/target`,
+/// `ipfs://CID`, an http(s) URL, `file:///path[:/target]`, and key=value
+/// lists: `src=SOURCE,dst=/target[,opt=KEY=VALUE]...` or `SOURCE,dst=/target`.
 pub fn parse_input(spec: &str) -> Result<InputSource, String> {
-    if let Some(rest) = spec.strip_prefix("src=") {
-        let (src, dst) = match rest.split_once(",dst=") {
-            Some((s, d)) => (s, Some(d)),
-            None => (rest, None),
-        };
-        let source = parse_source(src)?;
-        let target = rules::check_absolute_path(dst.unwrap_or(DEFAULT_INPUT_TARGET))?;
-        return Ok(InputSource {
-            source,
-            target,
-            alias: None,
-        });
+    let listed = ["src=", "dst=", "opt="].iter().any(|k| spec.starts_with(k))
+        || [",dst=", ",opt=", ",src="].iter().any(|k| spec.contains(k));
+    if listed {
+        return parse_input_list(spec);
     }
     if spec.starts_with("http://") || spec.starts_with("https://") {
-        // A URL's own colons (ports) make `URL:/target` ambiguous: use src=,dst=.
+        // A URL's own colons (ports) make `URL:/target` ambiguous: use
+        // `URL,dst=/target`.
         return Ok(InputSource {
             source: parse_source(spec)?,
             target: DEFAULT_INPUT_TARGET.into(),
@@ -298,8 +303,14 @@ pub fn parse_input(spec: &str) -> Result<InputSource, String> {
         });
     }
     let (src, target) = match spec.rsplit_once(":/") {
-        // `file:///x` contains `:/` too; only split after the scheme part.
-        Some((s, t)) if !s.is_empty() && !s.ends_with(':') && !s.ends_with("file") => {
+        // `file:///x` and `ipfs://CID` contain `:/` too: a scheme's `://`
+        // is no target.
+        Some((s, t))
+            if !s.is_empty()
+                && !s.ends_with(':')
+                && !s.ends_with("file")
+                && !t.starts_with('/') =>
+        {
             (s, format!("/{t}"))
         }
         _ => (spec, DEFAULT_INPUT_TARGET.to_string()),
@@ -307,6 +318,59 @@ pub fn parse_input(spec: &str) -> Result<InputSource, String> {
     Ok(InputSource {
         source: parse_source(src)?,
         target: rules::check_absolute_path(&target)?,
+        alias: None,
+    })
+}
+
+/// `src=SOURCE,dst=/target,opt=KEY=VALUE` (a leading `src=` may be left
+/// out). Parts are split at `,src=`, `,dst=` and `,opt=` only, so a URL's
+/// own commas stay in it.
+fn parse_input_list(spec: &str) -> Result<InputSource, String> {
+    let mut cuts: Vec<usize> = [",src=", ",dst=", ",opt="]
+        .iter()
+        .flat_map(|k| spec.match_indices(k).map(|(at, _)| at))
+        .collect();
+    cuts.sort_unstable();
+    let mut parts = Vec::new();
+    let mut start = 0;
+    for cut in cuts {
+        parts.push(&spec[start..cut]);
+        start = cut + 1;
+    }
+    parts.push(&spec[start..]);
+    let (mut src, mut dst, mut options) = (None, None, Vec::new());
+    for (n, part) in parts.into_iter().enumerate() {
+        if let Some(v) = part.strip_prefix("src=") {
+            src.replace(v)
+                .map_or(Ok(()), |_| Err(format!("`{spec}`: src= is given twice")))?;
+        } else if let Some(v) = part.strip_prefix("dst=") {
+            dst.replace(v)
+                .map_or(Ok(()), |_| Err(format!("`{spec}`: dst= is given twice")))?;
+        } else if let Some(v) = part.strip_prefix("opt=") {
+            options.push(v);
+        } else if n == 0 {
+            src = Some(part);
+        }
+    }
+    let src = src.ok_or_else(|| format!("`{spec}`: name the source with src=SOURCE"))?;
+    let source = parse_source(src)?;
+    if let Some(option) = options.first() {
+        let key = option.split_once('=').map_or(*option, |(k, _)| k);
+        return Err(match (key, &source) {
+            ("rw", Source::Local(_)) => format!(
+                "`{spec}`: writable local inputs (opt=rw=true) are not supported yet: inputs \
+                 are read-only; write into an output folder (-o) instead"
+            ),
+            _ => format!(
+                "`{spec}`: option `{key}` (opt={option}) is not supported for this source: \
+                 leave it out"
+            ),
+        });
+    }
+    let target = rules::check_absolute_path(dst.unwrap_or(DEFAULT_INPUT_TARGET))?;
+    Ok(InputSource {
+        source,
+        target,
         alias: None,
     })
 }
@@ -329,6 +393,12 @@ pub fn parse_source(src: &str) -> Result<Source, String> {
         });
         rules::check_source(&source)?;
         return Ok(source);
+    }
+    if src.starts_with("s3://") {
+        return Err(format!(
+            "`{src}`: S3 inputs are not supported yet: fetch the object over https (a \
+             pre-signed URL) or add it with `skrei add` and pass its CID"
+        ));
     }
     let cid_text = src.strip_prefix("ipfs://").unwrap_or(src);
     match cid_text.parse() {
@@ -561,5 +631,50 @@ Tasks:
         assert_eq!((s3.bucket.as_str(), s3.key.as_str()), ("results", "jobs/x"));
         assert!(parse_publisher("dir:relative").is_err());
         assert!(parse_publisher("s3://A").is_err());
+    }
+
+    // Issue 17: Bacalhau's -i forms: key=value lists (src, dst, opt), a URL
+    // with `,dst=`, and S3 and options refused by name instead of landing in
+    // the target.
+    #[test]
+    fn bacalhau_input_forms() {
+        let t = |s: &str| parse_input(s).map(|i| (i.source.describe(), i.target));
+        assert_eq!(
+            t("https://example.com/a.csv?x=1,2,dst=/data/a.csv").unwrap(),
+            (
+                "url https://example.com/a.csv?x=1,2".to_string(),
+                "/data/a.csv".to_string()
+            )
+        );
+        assert_eq!(
+            t(&format!("dst=/in,src=ipfs://{CID}")).unwrap().1,
+            "/in".to_string()
+        );
+        assert_eq!(t(&format!("ipfs://{CID}")).unwrap().1, "/inputs");
+        let err = t(&format!("src={CID},dst=/in,opt=region=us")).unwrap_err();
+        assert!(err.contains("option `region`"), "{err}");
+        let err = t("src=file:///data,dst=/in,opt=rw=true").unwrap_err();
+        assert!(err.contains("writable local inputs"), "{err}");
+        let err = t("s3://bucket/key").unwrap_err();
+        assert!(err.contains("S3 inputs are not supported yet"), "{err}");
+        let err = t("src=s3://bucket/key,dst=/in").unwrap_err();
+        assert!(err.contains("S3 inputs"), "{err}");
+        assert!(t(&format!("src={CID},src={CID}")).is_err());
+        assert!(t("dst=/in").unwrap_err().contains("src=SOURCE"));
+    }
+
+    // Issue 17: --namespace, --task-name and --queue-timeout reach the job.
+    #[test]
+    fn namespace_task_name_and_queue_timeout_flags() {
+        let flags = RunFlags {
+            namespace: Some("team".into()),
+            task_name: Some("crunch".into()),
+            queue_timeout: Some(30),
+            ..RunFlags::default()
+        };
+        let spec = build(docker(), &flags).unwrap();
+        assert_eq!(spec.namespace.as_deref(), Some("team"));
+        assert_eq!(spec.tasks[0].name, "crunch");
+        assert_eq!(spec.tasks[0].timeouts.queue_timeout, Some(30));
     }
 }

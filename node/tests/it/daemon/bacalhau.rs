@@ -224,3 +224,88 @@ fn env_values_read_the_nodes_variables_only_where_allowed() {
         }
     }
 }
+
+// Issue 17: CLI habits around a job's end: `--wait=false` returns the id at
+// once, `--wait-timeout-secs` gives up waiting (the job goes on), and
+// `job get -o` writes into an existing folder (`-o .` too) beside what it
+// holds, refusing names it already has.
+#[test]
+fn waiting_and_getting_results_as_bacalhau_users_do() {
+    let files = Files::new();
+    let dirs = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dirs.path().join("node"), &[]);
+    let module = node.add(&files.module());
+    let input = cid_input(&node.add(&files.name()));
+    let job_file = dirs.path().join("job.yaml");
+    std::fs::write(&job_file, hello_job("habits", &module, &input, "")).unwrap();
+    let job_file = job_file.to_str().unwrap();
+
+    let out = node.cli(&["job", "run", job_file, "--wait=false"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    assert!(id.starts_with("bafyr4i"), "only the id: {id}");
+    let ended = node.wait(&id, Duration::from_secs(60));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+
+    // Into an existing empty folder.
+    let empty = dirs.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let out = node.cli(&["job", "get", &id, "-o", empty.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(empty.join("stdout")).unwrap(),
+        "hello skrei\n"
+    );
+    // `-o .` in a folder holding other things: written beside them.
+    let here = dirs.path().join("here");
+    std::fs::create_dir(&here).unwrap();
+    std::fs::write(here.join("notes.txt"), "mine").unwrap();
+    let out = crate::harness::skrei()
+        .args(["job", "get", &id, "-o", ".", "--api", &node.api])
+        .current_dir(&here)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(here.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(
+        std::fs::read_to_string(here.join("outputs/greeting.txt")).unwrap(),
+        "hello skrei\n"
+    );
+    // Again: every name is there already; nothing is overwritten.
+    let out = crate::harness::skrei()
+        .args(["job", "get", &id, "-o", ".", "--api", &node.api])
+        .current_dir(&here)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("already holds"),
+        "{}",
+        text(&out.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(&here)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".skrei-get"))
+        .collect();
+    assert!(left.is_empty(), "no staging folder left: {left:?}");
+
+    // A job no node takes, waited for 1 s: the wait ends, the job does not.
+    let stuck = hello_job("stuck", &module, &input, "").replace("Count: 1", "Count: 2");
+    std::fs::write(dirs.path().join("stuck.yaml"), stuck).unwrap();
+    let started = std::time::Instant::now();
+    let out = node.cli(&[
+        "job",
+        "run",
+        dirs.path().join("stuck.yaml").to_str().unwrap(),
+        "--wait-timeout-secs",
+        "1",
+    ]);
+    assert!(!out.status.success());
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let err = text(&out.stderr);
+    assert!(err.contains("has not ended after 1 s"), "{err}");
+}

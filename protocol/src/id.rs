@@ -43,7 +43,7 @@ pub(crate) use canonical::decode;
 pub use canonical::{
     DecodeError, EncodeError, from_canonical, from_canonical_ignoring_unknown, to_canonical,
 };
-pub use content_id::{BLAKE3, DAG_CBOR, RAW, blake3_cid};
+pub use content_id::{BLAKE3, ContentCidError, ContentKind, DAG_CBOR, RAW, blake3_cid, content_of};
 pub use job_id::{ExecutionId, JobId, JobIdError};
 pub use node::{NodeId, NodeIdError, NodeKey};
 pub use signed::{Signed, SignedKind, VerifyError};

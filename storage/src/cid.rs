@@ -19,8 +19,6 @@ use cid::multihash::Multihash;
 /// The codes are the protocol's (job ids use the same CIDs): `raw` for a
 /// file, `dag-cbor` for a directory manifest, BLAKE3 for the hash.
 pub use protocol::id::{BLAKE3, DAG_CBOR, RAW};
-/// Multihash code of sha2-256, the hash of IPFS content.
-const SHA2_256: u64 = 0x12;
 
 /// What a CID names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,18 +57,9 @@ impl Content {
 pub enum CidError {
     #[error("`{input}` is not a CID: {reason}")]
     Syntax { input: String, reason: String },
-    #[error(
-        "{cid} uses the {hash} hash: this network fetches BLAKE3 CIDs (bafkr4i.../bafyr4i...); \
-         sha2-256 CIDs (Qm..., bafybei...) are IPFS content: add the data with `skrei add`"
-    )]
-    NotBlake3 { cid: String, hash: String },
-    #[error("{cid} has a BLAKE3 digest of {len} bytes; BLAKE3 CIDs carry 32")]
-    DigestLength { cid: String, len: usize },
-    #[error(
-        "{cid} has codec {codec:#x}; this network stores files as raw (0x55) and \
-         directories as dag-cbor (0x71)"
-    )]
-    Codec { cid: String, codec: u64 },
+    /// The protocol's rule for content CIDs ([`protocol::id::content_of`]).
+    #[error(transparent)]
+    Content(#[from] protocol::id::ContentCidError),
 }
 
 /// The CID of a file whose bytes hash to `hash`.
@@ -100,32 +89,12 @@ pub fn parse(input: &str) -> Result<Content, CidError> {
 
 /// Checks that `cid` is a BLAKE3 CID of a file or directory.
 pub fn content(cid: &Cid) -> Result<Content, CidError> {
-    let mh = cid.hash();
-    if mh.code() != BLAKE3 {
-        let hash = match mh.code() {
-            SHA2_256 => "sha2-256".to_string(),
-            other => format!("multihash {other:#x}"),
-        };
-        return Err(CidError::NotBlake3 {
-            cid: cid.to_string(),
-            hash,
-        });
-    }
-    let digest: [u8; 32] = mh.digest().try_into().map_err(|_| CidError::DigestLength {
-        cid: cid.to_string(),
-        len: mh.digest().len(),
-    })?;
-    let kind = match cid.codec() {
-        RAW => Kind::File,
-        DAG_CBOR => Kind::Dir,
-        codec => {
-            return Err(CidError::Codec {
-                cid: cid.to_string(),
-                codec,
-            });
-        }
+    let (kind, hash) = protocol::id::content_of(cid)?;
+    let kind = match kind {
+        protocol::id::ContentKind::File => Kind::File,
+        protocol::id::ContentKind::Dir => Kind::Dir,
     };
-    Ok(Content { kind, hash: digest })
+    Ok(Content { kind, hash })
 }
 
 #[cfg(test)]
@@ -168,7 +137,13 @@ mod tests {
             "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi",
         ] {
             let err = parse(ipfs).unwrap_err();
-            assert!(matches!(err, CidError::NotBlake3 { .. }), "{err}");
+            assert!(
+                matches!(
+                    err,
+                    CidError::Content(protocol::id::ContentCidError::NotBlake3 { .. })
+                ),
+                "{err}"
+            );
             let msg = err.to_string();
             assert!(
                 msg.contains("sha2-256") && msg.contains("skrei add"),
@@ -198,12 +173,16 @@ mod tests {
         let dag_pb = Cid::new_v1(0x70, mh);
         assert!(matches!(
             parse(&dag_pb.to_string()),
-            Err(CidError::Codec { .. })
+            Err(CidError::Content(
+                protocol::id::ContentCidError::Codec { .. }
+            ))
         ));
         let short = Cid::new_v1(RAW, Multihash::<64>::wrap(BLAKE3, &[0; 16]).unwrap());
         assert!(matches!(
             parse(&short.to_string()),
-            Err(CidError::DigestLength { .. })
+            Err(CidError::Content(
+                protocol::id::ContentCidError::DigestLength { .. }
+            ))
         ));
     }
 }

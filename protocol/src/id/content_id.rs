@@ -34,6 +34,99 @@ pub(crate) fn cid_of_digest(codec: u64, digest: &[u8; 32]) -> Cid {
     Cid::new_v1(codec, hash)
 }
 
+/// Multihash code of sha2-256, the hash of IPFS content.
+const SHA2_256: u64 = 0x12;
+
+/// What a content CID names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ContentKind {
+    /// A file: the blob is the file's bytes ([`RAW`]).
+    File,
+    /// A directory: the blob is its DAG-CBOR manifest ([`DAG_CBOR`]).
+    Dir,
+}
+
+/// Why a CID names no content of this network. The one rule, for job files
+/// and flags (`job::rules`) and for the store (`storage::cid`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ContentCidError {
+    /// Not hashed with BLAKE3; IPFS's sha2-256 CIDs say so by name.
+    #[error(
+        "`{cid}` uses the {hash} hash: this network addresses content by BLAKE3 (bafkr4i... \
+         for a file, bafyr4i... for a folder); {}",
+        if *.ipfs { "sha2-256 CIDs (Qm..., bafybei...) are IPFS content: add the data with `skrei add` and use the CID it prints" } else { "add the data with `skrei add` and use the CID it prints" }
+    )]
+    NotBlake3 {
+        /// The CID.
+        cid: String,
+        /// Its hash, named.
+        hash: String,
+        /// Whether it is IPFS's sha2-256.
+        ipfs: bool,
+    },
+    /// A BLAKE3 digest of the wrong length.
+    #[error("`{cid}` has a BLAKE3 digest of {len} bytes; BLAKE3 CIDs carry 32")]
+    DigestLength {
+        /// The CID.
+        cid: String,
+        /// Its digest's length.
+        len: usize,
+    },
+    /// Neither a file nor a folder.
+    #[error(
+        "`{cid}` has codec {codec:#x}, neither a file (raw, 0x55) nor a folder (dag-cbor, \
+         0x71): add the data with `skrei add` and use the CID it prints"
+    )]
+    Codec {
+        /// The CID.
+        cid: String,
+        /// Its codec.
+        codec: u64,
+    },
+}
+
+/// What `cid` names, and its BLAKE3 digest, when it is content of this
+/// network: a BLAKE3 CID of a file or a folder.
+///
+/// ```
+/// use protocol::id::{blake3_cid, content_of, ContentKind, RAW};
+/// let (kind, _) = content_of(&blake3_cid(RAW, b"hello")).unwrap();
+/// assert_eq!(kind, ContentKind::File);
+/// ```
+pub fn content_of(cid: &Cid) -> Result<(ContentKind, [u8; 32]), ContentCidError> {
+    let mh = cid.hash();
+    if mh.code() != BLAKE3 {
+        let hash = match mh.code() {
+            SHA2_256 => "sha2-256".to_string(),
+            other => format!("multihash {other:#x}"),
+        };
+        return Err(ContentCidError::NotBlake3 {
+            cid: cid.to_string(),
+            hash,
+            ipfs: mh.code() == SHA2_256,
+        });
+    }
+    let digest: [u8; 32] = mh
+        .digest()
+        .try_into()
+        .map_err(|_| ContentCidError::DigestLength {
+            cid: cid.to_string(),
+            len: mh.digest().len(),
+        })?;
+    let kind = match cid.codec() {
+        RAW => ContentKind::File,
+        DAG_CBOR => ContentKind::Dir,
+        codec => {
+            return Err(ContentCidError::Codec {
+                cid: cid.to_string(),
+                codec,
+            });
+        }
+    };
+    Ok((kind, digest))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

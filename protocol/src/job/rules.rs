@@ -270,24 +270,9 @@ pub fn check_source(source: &Source) -> Result<(), String> {
 /// (dag-cbor), as `skrei add` prints. IPFS's `Qm...` and other sha2-256
 /// CIDs are refused here rather than on every node.
 pub fn check_content_cid(cid: &cid::Cid) -> Result<(), String> {
-    use crate::id::{BLAKE3, DAG_CBOR, RAW};
-    const SHA2_256: u64 = 0x12;
-    let hash = cid.hash();
-    let how = "skrei addresses content by BLAKE3: `skrei add` the data and use the CID it \
-               prints (bafkr4i... for a file, bafyr4i... for a folder)";
-    if hash.code() == SHA2_256 {
-        return Err(format!("`{cid}` is an IPFS CID (sha2-256): {how}"));
-    }
-    if hash.code() != BLAKE3 || hash.size() != 32 {
-        return Err(format!("`{cid}` is not a BLAKE3 CID: {how}"));
-    }
-    if cid.codec() != RAW && cid.codec() != DAG_CBOR {
-        return Err(format!(
-            "`{cid}` has codec {:#x}, neither a file (raw) nor a folder (dag-cbor): {how}",
-            cid.codec()
-        ));
-    }
-    Ok(())
+    crate::id::content_of(cid)
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 /// A WASM export name.

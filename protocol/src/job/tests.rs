@@ -676,7 +676,7 @@ fn what_skrei_does_not_offer_is_named() {
                  {CID: QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG}}\n",
             ),
             "Tasks[0].InputSources[0].Source.Params.CID",
-            "is an IPFS CID (sha2-256)",
+            "uses the sha2-256 hash",
         ),
     ];
     for (text, path, says) in cases {

@@ -210,28 +210,36 @@ impl Client {
         let deadline = std::time::Instant::now().checked_add(timeout);
         let mut seen = 0u64;
         let mut last_line = String::new();
-        let tty = show && std::io::stderr().is_terminal();
+        // On a terminal one line, redrawn; elsewhere a line per change.
+        let bar = (show && std::io::stderr().is_terminal()).then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
         loop {
             let job: JobStatus = self.get(&format!("/api/v1/jobs/{job_id}"))?;
             let line = progress_line(&job);
             if show && line != last_line {
-                if tty {
-                    eprint!("\r\x1b[2K{line}");
-                } else {
-                    eprintln!("{line}");
+                match &bar {
+                    Some(bar) => bar.set_message(line.clone()),
+                    None => eprintln!("{line}"),
                 }
                 last_line = line;
             }
             if job.settled() {
-                if tty {
-                    eprintln!();
+                if let Some(bar) = &bar {
+                    bar.finish();
                 }
                 return Ok(Some(job));
             }
             let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
             if left.is_some_and(|l| l.is_zero()) {
-                if tty {
-                    eprintln!();
+                if let Some(bar) = &bar {
+                    bar.abandon();
                 }
                 return Ok(None);
             }
@@ -632,6 +640,13 @@ impl Client {
             }
             let mut stream = response.bytes_stream();
             let mut pending = Vec::new();
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "fetched {bytes} of {total_bytes} ({percent}%, {bytes_per_sec})",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
             while let Some(chunk) = stream.next().await {
                 pending.extend_from_slice(&chunk?);
                 while let Some(end) = pending.iter().position(|b| *b == b'\n') {
@@ -641,32 +656,29 @@ impl Client {
                     };
                     match line {
                         FetchLine::Failed(e) => {
-                            eprintln!();
+                            bar.abandon();
                             bail!("{}", e.error);
                         }
                         FetchLine::Done(_) => {
-                            eprintln!();
+                            bar.finish();
                             return Ok(());
                         }
-                        FetchLine::Progress(p) => draw_progress(p),
+                        FetchLine::Progress(FetchProgress { fetched, total }) => {
+                            match total.filter(|t| *t > 0) {
+                                Some(total) => bar.set_length(total),
+                                None => bar.set_style(
+                                    indicatif::ProgressStyle::with_template(
+                                        "fetched {bytes} ({bytes_per_sec})",
+                                    )
+                                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                                ),
+                            }
+                            bar.set_position(fetched);
+                        }
                     }
                 }
             }
             bail!("the node stopped answering before the content was written")
         })
-    }
-}
-
-/// `fetched X of Y MB (Z%)` over the previous line.
-fn draw_progress(FetchProgress { fetched, total }: FetchProgress) {
-    let mb = |n: u64| n as f64 / 1e6;
-    match total {
-        Some(total) if total > 0 => eprint!(
-            "\r\x1b[2Kfetched {:.1} of {:.1} MB ({:.0}%)",
-            mb(fetched),
-            mb(total),
-            100.0 * fetched as f64 / total as f64
-        ),
-        _ => eprint!("\r\x1b[2Kfetched {:.1} MB", mb(fetched)),
     }
 }

@@ -54,6 +54,15 @@ pub struct NodeInfo {
     /// ... and its upload rate.
     #[serde(default)]
     pub link_up_bps: Option<u64>,
+    /// The registries it pulls missing images from (`--pull-from`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pull_from: Vec<String>,
+    /// Bytes of the images it pulled and keeps, and the budget they are
+    /// kept to (`--image-cache`).
+    #[serde(default)]
+    pub images_pulled_bytes: u64,
+    #[serde(default)]
+    pub image_cache_bytes: u64,
     /// The highest network mode it accepts: `none`, `http` or `full`.
     #[serde(with = "network_flag")]
     pub accept_network: NetworkMode,
@@ -266,6 +275,9 @@ mod tests {
             labels: [("region".to_string(), "eu".to_string())].into(),
             link_down_bps: Some(100_000_000),
             link_up_bps: None,
+            pull_from: vec!["docker.io".into()],
+            images_pulled_bytes: 1 << 20,
+            image_cache_bytes: 20 << 30,
             accept_network: NetworkMode::None,
             allowlist: Some("/etc/skrei/allow.txt".into()),
             peers: vec![

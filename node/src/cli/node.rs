@@ -183,6 +183,14 @@ fn info(api: &ApiArgs, output: Output) -> anyhow::Result<ExitCode> {
                 rate(info.link_down_bps),
                 rate(info.link_up_bps)
             ));
+            if !info.pull_from.is_empty() {
+                print_line(&format!(
+                    "pulls from:     {} (pulled images: {} of {})",
+                    info.pull_from.join(", "),
+                    protocol::link::explain_bytes(info.images_pulled_bytes),
+                    protocol::link::explain_bytes(info.image_cache_bytes)
+                ));
+            }
             print_line(&format!(
                 "peers:          {} connected",
                 info.connected_peers()

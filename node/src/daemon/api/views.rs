@@ -69,6 +69,9 @@ pub fn node_info(view: &NodeView) -> Result<NodeInfo, ViewError> {
         labels: view.labels.clone(),
         link_down_bps: view.link_down_bps,
         link_up_bps: view.link_up_bps,
+        pull_from: view.pull_from.clone(),
+        images_pulled_bytes: view.images_pulled_bytes,
+        image_cache_bytes: view.image_cache_bytes,
         running: view.running,
         accept_network: protocol::policy::parse_accept_network(&view.accept_network).map_err(
             |e| ViewError {

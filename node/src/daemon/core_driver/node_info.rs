@@ -31,6 +31,10 @@ pub struct NodeView {
     /// The link's rates as the node estimates them, bits per second.
     pub link_down_bps: Option<u64>,
     pub link_up_bps: Option<u64>,
+    /// `--pull-from`, and the pulled images against `--image-cache`.
+    pub pull_from: Vec<String>,
+    pub images_pulled_bytes: u64,
+    pub image_cache_bytes: u64,
     pub accept_network: String,
     pub allowlist: Option<String>,
     /// At most `MAX_PEERS`, connected and recently heard ones kept.
@@ -151,6 +155,18 @@ impl CoreDriver {
             labels: compute.config().labels.clone(),
             link_down_bps: compute.link().down.bps(),
             link_up_bps: compute.link().up.bps(),
+            pull_from: compute
+                .config()
+                .pull
+                .registries()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            images_pulled_bytes: self
+                .db
+                .pulled_images()
+                .map_or(0, |images| images.iter().map(|i| i.bytes).sum()),
+            image_cache_bytes: self.config.image_cache,
             accept_network: policy.accept().to_string(),
             allowlist: self
                 .config

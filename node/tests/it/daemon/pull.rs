@@ -463,6 +463,12 @@ fn pulled_images_above_the_cache_budget_are_pruned_least_recently_used_first() {
         rt.block_on(present(&docker, &own)),
         "an image the node did not pull is never removed"
     );
+    // Node info says where it pulls from and what the kept images take.
+    let info = node.info();
+    assert_eq!(info["pull_from"][0], host.as_str(), "{info:#}");
+    assert_eq!(info["image_cache_bytes"], budget, "{info:#}");
+    let kept = info["images_pulled_bytes"].as_u64().unwrap();
+    assert!(kept > 0 && kept <= budget, "{info:#}");
 }
 
 /// A TCP relay to `to` that sends what comes back at about `rate` bytes

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use bollard::Docker;
@@ -21,7 +21,10 @@ use protocol::job::{DockerParams, Network};
 use skrei_node::executor::docker::DockerTask;
 use skrei_node::executor::{Cancel, DockerConfig, DockerExecutor, ExecutionDir, Limits};
 
+#[path = "support/durations.rs"]
+mod durations;
 mod support;
+use durations::{ms, pct};
 use support::{machine_line, today, write_section};
 
 const IMAGE: &str = "skrei-bench-hello:1";
@@ -169,13 +172,4 @@ async fn build_image(docker: &Docker) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort_unstable();
-    v[((p / 100.0) * (v.len() - 1) as f64).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

@@ -21,7 +21,10 @@ use futures::StreamExt;
 use skrei_node::executor::docker::PullConfig;
 use skrei_node::executor::{DockerConfig, DockerExecutor};
 
+#[path = "support/durations.rs"]
+mod durations;
 mod support;
+use durations::{ms, pct};
 use support::{machine_line, today, write_section};
 
 const BLOB_BYTES: usize = 32 << 20;
@@ -245,13 +248,4 @@ async fn build_and_push(docker: &Docker, image: &str) -> Result<()> {
         }
     }
     remove(docker, image).await
-}
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort_unstable();
-    v[((p / 100.0) * (v.len() - 1) as f64).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

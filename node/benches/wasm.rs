@@ -19,7 +19,10 @@ use protocol::job::{
 use skrei_node::executor::wasm::{Cancel, WasmExecutor, WasmTask};
 use skrei_node::executor::{ExecutionDir, Limits};
 
+#[path = "support/durations.rs"]
+mod durations;
 mod support;
+use durations::{ms, pct};
 use support::{machine_line, today, write_section};
 
 const HELLO: &str = r#"(module
@@ -146,13 +149,4 @@ fn bare_run(engine: &wasmtime::Engine, module: &wasmtime::Module) -> Result<()> 
         .get_typed_func::<(), ()>(&mut store, "_start")?
         .call(&mut store, ())?;
     Ok(())
-}
-
-fn pct(v: &mut [Duration], p: f64) -> Duration {
-    v.sort_unstable();
-    v[((p / 100.0) * (v.len() - 1) as f64).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }

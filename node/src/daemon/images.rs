@@ -21,23 +21,35 @@ use super::db::{Db, PulledImage};
 pub(super) struct ImageCache {
     db: Arc<Db>,
     budget: u64,
-    /// References jobs on this node are readying or running, with how many.
+    /// References and engine ids of the images jobs on this node are
+    /// readying or running, with how many jobs hold each.
     held: Mutex<HashMap<String, usize>>,
 }
 
-/// A reference held for one execution: not pruned while it lives.
+/// An image held for one execution, by the reference the job names and,
+/// once known, its engine id (another reference may name the same image):
+/// not pruned while it lives.
 pub(super) struct Held<'a> {
     cache: &'a ImageCache,
-    reference: String,
+    keys: Vec<String>,
+}
+
+impl Held<'_> {
+    fn hold(&mut self, key: &str) {
+        *self.cache.held().entry(key.to_owned()).or_default() += 1;
+        self.keys.push(key.to_owned());
+    }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         let mut held = self.cache.held();
-        if let Some(n) = held.get_mut(&self.reference) {
-            *n -= 1;
-            if *n == 0 {
-                held.remove(&self.reference);
+        for key in &self.keys {
+            if let Some(n) = held.get_mut(key) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(key);
+                }
             }
         }
     }
@@ -57,20 +69,21 @@ impl ImageCache {
     }
 
     /// `image` in the engine for one execution (pulled when missing and
-    /// allowed, `pulling` called first), held until the returned guard drops; then the budget is
-    /// enforced on the others.
+    /// allowed, `pulling` called first), held until the returned guard
+    /// drops; then the budget is enforced on the others.
     pub(super) async fn ready(
         &self,
         docker: &DockerExecutor,
         image: &str,
         pulling: &(dyn Fn() + Sync),
     ) -> Result<(ReadyImage, Held<'_>), ExecError> {
-        *self.held().entry(image.to_owned()).or_default() += 1;
-        let hold = Held {
+        let mut hold = Held {
             cache: self,
-            reference: image.to_owned(),
+            keys: Vec::new(),
         };
+        hold.hold(image);
         let ready = docker.ready_image(image, pulling).await?;
+        hold.hold(&ready.id);
         let now = super::core_driver::now_ms();
         let recorded = if ready.pulled {
             self.db.image_pulled(&PulledImage {
@@ -106,7 +119,11 @@ impl ImageCache {
             if total <= self.budget {
                 break;
             }
-            if self.held().contains_key(&image.reference) {
+            let held = {
+                let held = self.held();
+                held.contains_key(&image.reference) || held.contains_key(&image.image_id)
+            };
+            if held {
                 continue;
             }
             if docker.remove_image(&image.reference).await {

@@ -476,6 +476,12 @@ impl JobSpec {
     /// Bacalhau's spellings, defaults filled in, domains normalised. Reports
     /// every problem at once, each with its path and position.
     pub fn parse(text: &str) -> Result<JobSpec, JobErrors> {
+        JobSpec::parse_with_notices(text).map(|(spec, _)| spec)
+    }
+
+    /// [`JobSpec::parse`], with what the file says that skrei reads but
+    /// does not use (e.g. a `Priority`), to tell the user of.
+    pub fn parse_with_notices(text: &str) -> Result<(JobSpec, Vec<JobError>), JobErrors> {
         if text.len() > MAX_JOB_FILE_BYTES {
             return Err(JobErrors::one(
                 "",

@@ -151,7 +151,7 @@ pub fn run(command: JobCommand) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::from(EXIT_INVALID));
                 }
             };
-            match JobSpec::parse(&text) {
+            match parse_noting(&file, &text) {
                 Ok(spec) => {
                     super::print_line(&spec.to_json_pretty());
                     Ok(ExitCode::SUCCESS)
@@ -177,7 +177,7 @@ pub fn run(command: JobCommand) -> anyhow::Result<ExitCode> {
                 }
             };
             // Checked here first: the errors point into the user's file.
-            if let Err(errors) = JobSpec::parse(&text) {
+            if let Err(errors) = parse_noting(&file, &text) {
                 print_job_errors(&file.display().to_string(), &errors, Output::Text);
                 return Ok(ExitCode::from(EXIT_INVALID));
             }
@@ -194,6 +194,16 @@ pub fn run(command: JobCommand) -> anyhow::Result<ExitCode> {
         } => client::get_results(&api, &id, output, &max_size),
         JobCommand::Cancel { id, api } => client::cancel(&api, &id),
     }
+}
+
+/// Parses a job file, telling the user on stderr of what it says that
+/// skrei reads but does not use.
+fn parse_noting(file: &std::path::Path, text: &str) -> Result<JobSpec, protocol::job::JobErrors> {
+    let (spec, notices) = JobSpec::parse_with_notices(text)?;
+    for notice in notices {
+        eprintln!("notice: {}: {notice}", file.display());
+    }
+    Ok(spec)
 }
 
 /// Reads a job file (or stdin for `-`), refusing what is not text.

@@ -167,6 +167,26 @@ fn templates_are_filled_before_the_job_is_read() {
     );
 }
 
+// Issue 17: a Priority is accepted, and the user is told it is not used.
+#[test]
+fn validate_notes_an_unused_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = write(
+        &dir,
+        "p.yaml",
+        b"Type: batch\nPriority: 10\nTasks:\n  - Name: main\n    Engine: {Type: docker, Params: {Image: busybox}}\n",
+    );
+    let out = skrei(&["job", "validate", job.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("notice:"), "{err}");
+    assert!(
+        err.contains("Priority 10 is accepted and not used"),
+        "{err}"
+    );
+    assert!(json(&out).get("Priority").is_none());
+}
+
 #[test]
 fn validate_errors_as_json() {
     let out = skrei(&[

@@ -17,7 +17,7 @@ use super::{
 use crate::domain::DomainSet;
 
 /// Reads a whole job.
-pub(crate) fn job(root: &Node) -> Result<JobSpec, JobErrors> {
+pub(crate) fn job(root: &Node) -> Result<(JobSpec, Vec<JobError>), JobErrors> {
     let mut d = Decoder::default();
     let spec = d.job(root);
     match spec {
@@ -25,7 +25,7 @@ pub(crate) fn job(root: &Node) -> Result<JobSpec, JobErrors> {
             // The decoder applied every rule as it went; this re-check guards
             // against the two readers drifting apart.
             spec.validate()?;
-            Ok(spec)
+            Ok((spec, d.notices))
         }
         _ => {
             d.errors.sort_by_key(|e| e.location);
@@ -48,6 +48,8 @@ const ASSIGNED_FIELDS: &[&str] = &[
 #[derive(Default)]
 struct Decoder {
     errors: Vec<JobError>,
+    /// Fields accepted but not used, to tell the user of.
+    notices: Vec<JobError>,
     /// A WASM `EntryModule` given as a path (Bacalhau's current form): it
     /// names one of the task's inputs, resolved once they are read.
     module_path: Option<ModulePath>,
@@ -354,16 +356,28 @@ impl Decoder {
                 u32::try_from(c).ok()
             }),
         };
+        // Bacalhau's Priority orders its own queues; skrei's nodes take
+        // waiting jobs first come, first served, with a share per
+        // requester, so a priority is read and said to be unused.
         if let Some(n) = f.get("Priority") {
-            match &n.value {
-                Value::Scalar {
-                    text,
-                    quoted: false,
-                } if text == "0" => {}
-                _ => self.error(
+            let priority = match &n.value {
+                Value::Scalar { text, .. } => text.trim().parse::<i64>().ok(),
+                _ => None,
+            };
+            match priority {
+                Some(0) => {}
+                Some(p) => self.notices.push(JobError {
+                    path: "Priority".into(),
+                    location: Some(n.at),
+                    message: format!(
+                        "Priority {p} is accepted and not used: nodes take waiting jobs first \
+                         come, first served, with a fair share per requester"
+                    ),
+                }),
+                None => self.error(
                     "Priority",
                     n,
-                    "job priorities are not supported: every job is equal; remove Priority",
+                    "expected the job's priority as a whole number, e.g. `Priority: 0`",
                 ),
             }
         }

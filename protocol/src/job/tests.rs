@@ -690,3 +690,33 @@ fn what_skrei_does_not_offer_is_named() {
         );
     }
 }
+
+// Issue 17: Priority is read; a non-zero one is a notice (accepted, not
+// used), a value that is no whole number an error at its place.
+#[test]
+fn priority_is_accepted_with_a_notice() {
+    let job = |p: &str| {
+        format!(
+            "Type: batch\nPriority: {p}\nTasks:\n  - Name: main\n    Engine: {{Type: docker, Params: {{Image: busybox}}}}\n"
+        )
+    };
+    let (_, notices) = JobSpec::parse_with_notices(&job("0")).unwrap();
+    assert!(notices.is_empty());
+    for p in ["50", "\"50\""] {
+        let (spec, notices) = JobSpec::parse_with_notices(&job(p)).unwrap();
+        assert_eq!(
+            spec,
+            JobSpec::parse(&job("0")).unwrap(),
+            "not part of the job"
+        );
+        assert_eq!(notices.len(), 1, "{p}");
+        assert!(
+            notices[0]
+                .message
+                .contains("Priority 50 is accepted and not used")
+        );
+        assert_eq!(notices[0].location.map(|l| l.line), Some(2));
+    }
+    let err = JobSpec::parse(&job("high")).unwrap_err().to_string();
+    assert!(err.contains("whole number"), "{err}");
+}

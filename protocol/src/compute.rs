@@ -159,6 +159,10 @@ pub struct ComputeConfig {
     /// The node's labels (`--label`), which jobs' Constraints are checked
     /// against. Default: none.
     pub labels: BTreeMap<String, String>,
+    /// Whether the node can publish results to S3 (it has an S3
+    /// endpoint); without, jobs with the `s3` publisher are refused at bid
+    /// time instead of failing after they ran. Default: no.
+    pub s3_publishing: bool,
     /// The node's environment variables jobs may read with `env:NAME` in
     /// their `Env` (`--allow-env`): names, or prefixes ending in `*`.
     /// Default: none.
@@ -198,6 +202,7 @@ impl ComputeConfig {
             local_inputs: Vec::new(),
             publish_dirs: Vec::new(),
             labels: BTreeMap::new(),
+            s3_publishing: false,
             allowed_env: Vec::new(),
             execution_timeout_ms: DEFAULT_EXECUTION_TIMEOUT_MS,
             link: LinkRates::default(),
@@ -587,6 +592,11 @@ impl Compute {
                     path: local.source_path.clone(),
                 });
             }
+        }
+        if matches!(task.publisher, crate::job::Publisher::S3(_)) && !self.config.s3_publishing {
+            return Decision::Refuse(RefuseReason::PublisherUnavailable {
+                publisher: "s3".into(),
+            });
         }
         if let crate::job::Publisher::Dir(dir) = &task.publisher
             && !self

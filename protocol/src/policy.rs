@@ -400,6 +400,12 @@ pub enum RefuseReason {
         /// The Constraint, as [`crate::job::Constraint`] shows it.
         constraint: String,
     },
+    /// The job's publisher is one the node cannot publish to: `s3` on a
+    /// node with no S3 endpoint (issue 17).
+    PublisherUnavailable {
+        /// The publisher's type (`s3`).
+        publisher: String,
+    },
     /// The task's `Env` reads a variable of the node (`env:NAME`) its
     /// operator does not allow jobs to read (`--allow-env`; issue 17).
     EnvNotAllowed {
@@ -562,6 +568,12 @@ impl fmt::Display for RefuseReason {
             RefuseReason::ConstraintNotMet { constraint } => {
                 write!(f, "its constraint `{constraint}` does not hold here")
             }
+            RefuseReason::PublisherUnavailable { publisher } => write!(
+                f,
+                "publishing to {} not available on the node (it has no S3 endpoint): use the \
+                 local or dir publisher",
+                publisher.escape_debug()
+            ),
             RefuseReason::EnvNotAllowed { variable } => write!(
                 f,
                 "its Env reads the node's variable {}, which jobs may not read here (its \

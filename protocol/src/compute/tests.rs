@@ -1181,3 +1181,30 @@ fn env_reads_of_the_nodes_variables_need_the_operators_leave() {
         RefuseReason::EnvNotAllowed { .. }
     ));
 }
+
+// Issue 17: a node without an S3 endpoint refuses the `s3` publisher at bid
+// time, instead of running the job and failing to publish it.
+#[test]
+fn the_s3_publisher_is_refused_where_the_node_has_no_endpoint() {
+    let with_s3 = |at: u64| {
+        let mut s = spec("docker", NoNet, &[], 1);
+        s.tasks[0].publisher = crate::job::Publisher::S3(crate::job::S3Publisher {
+            bucket: "results".into(),
+            key: "jobs".into(),
+            endpoint: None,
+            region: None,
+        });
+        announce_of(s, at)
+    };
+    let mut c = compute(policy(NoNet, None), 4);
+    c.handle(0, ComputeInput::announce(with_s3(1)));
+    assert_eq!(
+        refusal(&drain(&mut c)),
+        RefuseReason::PublisherUnavailable {
+            publisher: "s3".into()
+        }
+    );
+    c.config.s3_publishing = true;
+    c.handle(0, ComputeInput::announce(with_s3(2)));
+    assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
+}

@@ -251,6 +251,9 @@ impl Message for Refuse {
             RefuseReason::LocalInputNotAllowed { path } => {
                 bounds::text("reason.path", path, MAX_REASON_BYTES)
             }
+            RefuseReason::PublisherUnavailable { publisher } => {
+                bounds::text("reason.publisher", publisher, MAX_REASON_BYTES)
+            }
             RefuseReason::EnvNotAllowed { variable } => {
                 bounds::text("reason.variable", variable, MAX_REASON_BYTES)
             }

@@ -309,3 +309,28 @@ fn waiting_and_getting_results_as_bacalhau_users_do() {
     let err = text(&out.stderr);
     assert!(err.contains("has not ended after 1 s"), "{err}");
 }
+
+// Issue 17: a node has no S3 endpoint yet, so it refuses the `s3`
+// publisher when asked, instead of running the job and failing to publish.
+#[test]
+fn an_s3_publisher_is_refused_before_anything_runs() {
+    let files = Files::new();
+    let dirs = tempfile::tempdir().unwrap();
+    let node = NodeProc::start(&dirs.path().join("node"), &[]);
+    let module = node.add(&files.module());
+    let input = cid_input(&node.add(&files.name()));
+    let job = hello_job("to s3", &module, &input, "").replace(
+        "    ResultPaths:",
+        "    Publisher:\n      Type: s3\n      Params: {Bucket: results, Key: jobs}\n    ResultPaths:",
+    );
+    let id = node.submit(&job);
+    let ended = node.wait(&id, Duration::from_secs(60));
+    assert_eq!(ended["state"], "failed", "{ended:#}");
+    assert!(executions_on(&ended).is_empty(), "it never ran: {ended:#}");
+    assert_eq!(ended["failure"]["cause"], "no_node_accepts", "{ended:#}");
+    let detail = ended["failure"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("publishing to s3 not available"),
+        "{detail}"
+    );
+}

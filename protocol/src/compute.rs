@@ -147,6 +147,10 @@ pub struct ComputeConfig {
     /// ([`RefuseReason::LocalInputNotAllowed`]). Default: none. The node
     /// checks again, symlinks resolved, when it materialises the input.
     pub local_inputs: Vec<String>,
+    /// Those of [`ComputeConfig::local_inputs`] jobs may also write to
+    /// (`--local-inputs DIR:rw`): a `ReadWrite` local input elsewhere is
+    /// refused ([`RefuseReason::LocalInputNotWritable`]). Default: none.
+    pub local_inputs_rw: Vec<String>,
     /// Folders `dir` publishers may write under (absolute paths, the
     /// operator's `--publish-dir`); jobs publishing elsewhere are refused
     /// ([`RefuseReason::PublishDirNotAllowed`]), and with none listed every
@@ -200,6 +204,7 @@ impl ComputeConfig {
             local_images: None,
             pull: crate::image::PullPolicy::default(),
             local_inputs: Vec::new(),
+            local_inputs_rw: Vec::new(),
             publish_dirs: Vec::new(),
             labels: BTreeMap::new(),
             s3_publishing: false,
@@ -581,16 +586,16 @@ impl Compute {
             }
         }
         for input in &task.input_sources {
-            if let crate::job::Source::Local(local) = &input.source
-                && !self
-                    .config
-                    .local_inputs
-                    .iter()
-                    .any(|dir| path_under(&local.source_path, dir))
-            {
-                return Decision::Refuse(RefuseReason::LocalInputNotAllowed {
-                    path: local.source_path.clone(),
-                });
+            let crate::job::Source::Local(local) = &input.source else {
+                continue;
+            };
+            let under = |dirs: &[String]| dirs.iter().any(|d| path_under(&local.source_path, d));
+            let path = || local.source_path.clone();
+            if !under(&self.config.local_inputs) {
+                return Decision::Refuse(RefuseReason::LocalInputNotAllowed { path: path() });
+            }
+            if local.read_write && !under(&self.config.local_inputs_rw) {
+                return Decision::Refuse(RefuseReason::LocalInputNotWritable { path: path() });
             }
         }
         if matches!(task.publisher, crate::job::Publisher::S3(_)) && !self.config.s3_publishing {

@@ -221,6 +221,9 @@ impl Source {
             Source::Cid(s) => format!("cid {}", s.cid),
             Source::Url(s) => format!("url {}", s.url),
             Source::Inline(s) => format!("inline data ({} characters)", s.url.len()),
+            Source::Local(s) if s.read_write => {
+                format!("local path {} (writable)", s.source_path)
+            }
             Source::Local(s) => format!("local path {}", s.source_path),
         }
     }
@@ -258,6 +261,11 @@ pub struct InlineSource {
 pub struct LocalSource {
     /// Absolute path on the compute node.
     pub source_path: String,
+    /// The task may write to it (R-VOL-4's one exception to read-only
+    /// inputs): mounted as it is, only from folders the node's operator
+    /// lists as writable (`--local-inputs DIR:rw`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_write: bool,
 }
 
 /// An output folder of the task, published with its results (R-VOL-2).

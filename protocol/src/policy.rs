@@ -344,6 +344,13 @@ pub enum RefuseReason {
         /// The path the job names.
         path: String,
     },
+    /// The job writes to a local path (`ReadWrite`) outside the folders
+    /// the node's operator lists as writable (`--local-inputs DIR:rw`;
+    /// R-VOL-4).
+    LocalInputNotWritable {
+        /// The path the job names.
+        path: String,
+    },
     /// The job's `dir` publisher names a folder outside those the node's
     /// operator lists for publishing (`--publish-dir`), or the node lists
     /// none (R-SEC-2, R-POL-3).
@@ -523,6 +530,12 @@ impl fmt::Display for RefuseReason {
                     path.escape_debug()
                 )
             }
+            RefuseReason::LocalInputNotWritable { path } => write!(
+                f,
+                "writing to local path {} not allowed on the node (its operator lists \
+                 writable folders with --local-inputs DIR:rw)",
+                path.escape_debug()
+            ),
             RefuseReason::PublishDirNotAllowed { path } => {
                 write!(
                     f,

@@ -41,6 +41,9 @@ pub struct Inputs<'a> {
     pub downloader: &'a Downloader,
     /// Directories local-path inputs may come from (the operator's allowlist).
     pub allowed_local: &'a [PathBuf],
+    /// Those a `ReadWrite` local input may name (`--local-inputs DIR:rw`):
+    /// it is mounted as it is, not copied (R-VOL-4).
+    pub allowed_local_rw: &'a [PathBuf],
     /// Most bytes one CID input may take, fetched and written out (R-SEC-5).
     pub max_cid_bytes: u64,
     /// Told of every CID input fetched from providers: the bytes received
@@ -55,6 +58,7 @@ impl std::fmt::Debug for Inputs<'_> {
             .field("providers", &self.providers)
             .field("downloader", &self.downloader)
             .field("allowed_local", &self.allowed_local)
+            .field("allowed_local_rw", &self.allowed_local_rw)
             .field("max_cid_bytes", &self.max_cid_bytes)
             .field("on_fetched", &self.on_fetched.is_some())
             .finish()
@@ -67,8 +71,12 @@ pub struct Materialised {
     pub index: usize,
     /// The target inside the task (`/inputs/data`).
     pub target: String,
-    /// What to mount there: `<exec>/inputs/<target>`.
+    /// What to mount there: `<exec>/inputs/<target>`, or for a writable
+    /// input the operator's folder itself.
     pub host_path: PathBuf,
+    /// A writable local input (R-VOL-4): `host_path` is the real path of a
+    /// folder under one the operator lets jobs write to, mounted as it is.
+    pub writable: bool,
     /// The CID of the input's bytes, where known: the CID given, or the CID
     /// of what a URL or inline input turned out to be.
     pub cid: Option<Cid>,
@@ -104,6 +112,13 @@ pub enum InputErrorKind {
     Inline(String),
     #[error("{path} is not under a directory this node allows for local inputs")]
     NotAllowed { path: String },
+    #[error(
+        "{path} is not under a directory this node lets jobs write to \
+         (its operator lists them with --local-inputs DIR:rw)"
+    )]
+    NotWritable { path: String },
+    #[error("{path}: a writable local input must be a folder (ReadWrite: false reads a file)")]
+    WritableNotFolder { path: String },
     #[error("{path}: more than {MAX_LOCAL_LINKS} symlinks followed (a loop?)")]
     Links { path: String },
     #[error("{path}: {source}")]
@@ -155,6 +170,11 @@ pub async fn materialise(
             cause,
         };
         let m = result.map_err(wrap)?;
+        if m.writable {
+            // The operator's own folder: its modes are theirs.
+            done.push(m);
+            continue;
+        }
         let path = m.host_path.clone();
         tokio::task::spawn_blocking(move || read_only(&path))
             .await
@@ -182,7 +202,19 @@ async fn one(
         host_path: host_path.clone(),
         cid: None,
         file: None,
+        writable: false,
     };
+    if let Source::Local(s) = &input.source
+        && s.read_write
+    {
+        let allowed = inputs.allowed_local_rw.to_vec();
+        let source = PathBuf::from(&s.source_path);
+        m.host_path = tokio::task::spawn_blocking(move || writable_local(&allowed, &source))
+            .await
+            .expect("resolve task does not panic")?;
+        m.writable = true;
+        return Ok(m);
+    }
     // URL inputs share a target directory (Bacalhau puts each file inside
     // it); every other input owns its target.
     if !matches!(input.source, Source::Url(_)) {
@@ -296,6 +328,28 @@ async fn write_new(path: &Path, bytes: &[u8]) -> io::Result<()> {
         .await?;
     f.write_all(bytes).await?;
     f.flush().await
+}
+
+/// The real path of a writable local input: a folder under one the
+/// operator lets jobs write to. Nothing is copied or changed.
+fn writable_local(allowed: &[PathBuf], source: &Path) -> Result<PathBuf, InputErrorKind> {
+    let dirs = AllowedDirs::resolve(allowed);
+    let real = dirs.real_path(source).map_err(|e| match e {
+        Outside::Io { path, source } => InputErrorKind::Io { path, source },
+        _ => InputErrorKind::NotWritable {
+            path: source.display().to_string(),
+        },
+    })?;
+    let meta = std::fs::metadata(&real).map_err(|source| InputErrorKind::Io {
+        path: real.clone(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(InputErrorKind::WritableNotFolder {
+            path: source.display().to_string(),
+        });
+    }
+    Ok(real)
 }
 
 /// Copies a local input after checking that it, and everything it links

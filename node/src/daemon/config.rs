@@ -74,6 +74,8 @@ pub struct NodeConfig {
     pub mdns: bool,
     /// Folders local-path inputs may come from.
     pub local_inputs: Vec<PathBuf>,
+    /// Those of `local_inputs` jobs may write to (`--local-inputs DIR:rw`).
+    pub local_inputs_rw: Vec<PathBuf>,
     /// Folders `dir` publishers may write under; none: `dir` is refused
     /// (R-SEC-2).
     pub publish_dirs: Vec<PathBuf>,
@@ -139,6 +141,7 @@ impl NodeConfig {
             http_rate: 1_250_000,
             mdns: false,
             local_inputs: Vec::new(),
+            local_inputs_rw: Vec::new(),
             publish_dirs: Vec::new(),
             labels: std::collections::BTreeMap::new(),
             allow_env: Vec::new(),

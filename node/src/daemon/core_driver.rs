@@ -196,6 +196,11 @@ impl CoreDriver {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
+        cc.compute.local_inputs_rw = config
+            .local_inputs_rw
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         cc.compute.publish_dirs = config
             .publish_dirs
             .iter()
@@ -222,6 +227,7 @@ impl CoreDriver {
             downloader,
             engines,
             local_inputs: config.local_inputs.clone(),
+            local_inputs_rw: config.local_inputs_rw.clone(),
             max_input_size: config.max_input_size,
             publish_dirs: config.publish_dirs.clone(),
             images: super::images::ImageCache::new(db.clone(), config.image_cache),

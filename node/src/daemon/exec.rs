@@ -25,6 +25,8 @@ pub(super) struct ExecContext {
     pub downloader: Downloader,
     pub engines: Engines,
     pub local_inputs: Vec<PathBuf>,
+    /// Those jobs may write to (`--local-inputs DIR:rw`, R-VOL-4).
+    pub local_inputs_rw: Vec<PathBuf>,
     /// Most bytes one CID input may take (`--max-input-size`).
     pub max_input_size: u64,
     /// Folders `dir` publishers may write under (R-SEC-2).
@@ -205,6 +207,7 @@ async fn run_in(
         providers: &providers,
         downloader: &ctx.downloader,
         allowed_local: &ctx.local_inputs,
+        allowed_local_rw: &ctx.local_inputs_rw,
         max_cid_bytes: disk.map_or(ctx.max_input_size, |d| d.min(ctx.max_input_size)),
         on_fetched: Some(&*ctx.on_fetched),
     };
@@ -236,7 +239,7 @@ async fn run_in(
         image_in.store(true, std::sync::atomic::Ordering::Relaxed);
         Ok::<_, Failure>(ready)
     };
-    let (module, image) = tokio::select! {
+    let ((module, writable), image) = tokio::select! {
         prepared = async { tokio::try_join!(prepare_with_retries(&inputs, root, spec, disk), image) } => prepared?,
         () = cancel.cancelled() => return Err(exec_failure(executor::ExecError::Cancelled)),
         () = tokio::time::sleep(limits.timeout) => {
@@ -265,7 +268,11 @@ async fn run_in(
         timeout: left,
         ..limits
     };
-    let dir = ExecutionDir::new(root);
+    let dir = writable
+        .into_iter()
+        .fold(ExecutionDir::new(root), |dir, (target, host)| {
+            dir.with_writable(&target, host)
+        });
     // Unique on this node: it names containers and networks, and it is the
     // job in every network.log line (R-NET-9).
     let id = format!("{job_id}-{execution_id}");
@@ -402,13 +409,15 @@ fn over_budget(kind: &InputErrorKind) -> bool {
 /// (it may be restarting); other input errors are final at once.
 const INPUT_ATTEMPTS: u32 = 4;
 
-/// Materialises the inputs and, for WASM, reads the module.
+/// Materialises the inputs and, for WASM, reads the module. Returns the
+/// module and the writable inputs: their targets and the operator's
+/// folders to mount there (R-VOL-4).
 async fn prepare_with_retries(
     inputs: &Inputs<'_>,
     root: &std::path::Path,
     spec: &JobSpec,
     disk: Option<u64>,
-) -> Result<Option<Vec<u8>>, Failure> {
+) -> Result<(Option<Vec<u8>>, Vec<(String, PathBuf)>), Failure> {
     let task = spec.task();
     let mut wait = Duration::from_millis(500);
     for attempt in 1.. {
@@ -429,13 +438,22 @@ async fn prepare_with_retries(
                 matches!(e.cause, InputErrorKind::Fetch(_)),
                 format!("inputs: {e}"),
             )),
-            (Ok(_), Engine::Wasm(params)) => load_module(inputs, root, &params.entry_module.source)
-                .await
-                .map(Some),
-            (Ok(_), Engine::Docker(_)) => Ok(None),
+            (Ok(done), engine) => {
+                let writable = done
+                    .into_iter()
+                    .filter(|m| m.writable)
+                    .map(|m| (m.target, m.host_path))
+                    .collect();
+                match engine {
+                    Engine::Wasm(params) => load_module(inputs, root, &params.entry_module.source)
+                        .await
+                        .map(|module| (Some(module), writable)),
+                    Engine::Docker(_) => Ok((None, writable)),
+                }
+            }
         };
         match result {
-            Ok(module) => return Ok(module),
+            Ok(prepared) => return Ok(prepared),
             Err((true, reason)) if attempt < INPUT_ATTEMPTS => {
                 tracing::info!("retrying the inputs in {wait:?}: {reason}");
                 let _ = storage::inputs::unlock(root).await;
@@ -458,8 +476,13 @@ async fn load_module(
     source: &protocol::job::Source,
 ) -> Result<Vec<u8>, (bool, String)> {
     let module_dir = root.join("module");
+    // The module is only read: a ReadWrite local module is copied like any.
+    let mut source = source.clone();
+    if let Source::Local(local) = &mut source {
+        local.read_write = false;
+    }
     let input = InputSource {
-        source: source.clone(),
+        source,
         target: "/module".into(),
         alias: None,
     };

@@ -522,7 +522,11 @@ fn prepare(task: &DockerTask<'_>) -> Result<Prepared, ExecError> {
         let host = std::fs::canonicalize(task.dir.input(&input.target)).map_err(ExecError::io(
             format!("input at {} was not materialised", input.target),
         ))?;
-        mounts.push(bind(host, &input.target, true));
+        mounts.push(bind(
+            host,
+            &input.target,
+            !task.dir.is_writable(&input.target),
+        ));
     }
     for r in task.result_paths {
         let host = task.dir.output(&r.name);

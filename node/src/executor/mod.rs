@@ -229,11 +229,27 @@ impl Limits {
 #[derive(Debug, Clone)]
 pub struct ExecutionDir {
     root: PathBuf,
+    /// Inputs mounted as they are and writable (R-VOL-4's exception): the
+    /// target inside the task, and the folder on the host, already checked
+    /// against the operator's writable folders.
+    writable: Vec<(String, PathBuf)>,
 }
 
 impl ExecutionDir {
     pub fn new(root: impl Into<PathBuf>) -> ExecutionDir {
-        ExecutionDir { root: root.into() }
+        ExecutionDir {
+            root: root.into(),
+            writable: Vec::new(),
+        }
+    }
+    /// This folder, with `host` mounted writable at `target`.
+    pub fn with_writable(mut self, target: &str, host: PathBuf) -> ExecutionDir {
+        self.writable.push((target.to_owned(), host));
+        self
+    }
+    /// Whether the input at `target` is writable (see [`ExecutionDir::with_writable`]).
+    pub fn is_writable(&self, target: &str) -> bool {
+        self.writable.iter().any(|(t, _)| t == target)
     }
     pub fn root(&self) -> &Path {
         &self.root
@@ -241,6 +257,9 @@ impl ExecutionDir {
     /// Where the input mounted at `target` (an absolute path inside the
     /// task) lives on the host.
     pub fn input(&self, target: &str) -> PathBuf {
+        if let Some((_, host)) = self.writable.iter().find(|(t, _)| t == target) {
+            return host.clone();
+        }
         self.root
             .join("inputs")
             .join(target.trim_start_matches('/'))

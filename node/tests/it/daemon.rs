@@ -811,14 +811,7 @@ fn a_full_docker_job_cannot_reach_its_own_nodes_api_or_libp2p_port() {
 fn docker_jobs_go_only_to_nodes_that_have_the_image() {
     // R-POL-3: without --pull-from, a node without the image refuses at once
     // and the job fails saying so, instead of bidding and failing later.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let Some(image) = runtime.block_on(async {
-        let docker = super::docker::engine().await?;
-        Some(super::docker::probe_image(&docker).await)
-    }) else {
+    let Some(image) = super::docker::probe_image_blocking() else {
         return;
     };
     let dirs = tempfile::tempdir().unwrap();

@@ -63,6 +63,19 @@ pub(crate) async fn engine() -> Option<Docker> {
 }
 
 /// The probe image's tag, building it when this engine lacks it.
+/// The probe image, built on its own runtime for tests that drive node
+/// processes; `None` where there is no Docker engine (see [`engine`]).
+pub(crate) fn probe_image_blocking() -> Option<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let docker = engine().await?;
+        Some(probe_image(&docker).await)
+    })
+}
+
 pub(crate) async fn probe_image(docker: &Docker) -> String {
     let busybox = std::fs::read("/usr/bin/busybox")
         .or_else(|_| std::fs::read("/bin/busybox"))

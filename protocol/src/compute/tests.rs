@@ -689,6 +689,41 @@ fn r_pol_3_refuses_local_inputs_outside_the_allowed_folders() {
     assert!(path_under("/data", "/data/"));
 }
 
+// R-VOL-4, R-POL-3: a `ReadWrite` local input only from the folders the
+// operator lets jobs write to; reading the same folder stays allowed.
+#[test]
+fn r_vol_4_refuses_writing_outside_the_writable_folders() {
+    let local = |path: &str, read_write: bool| {
+        let text = format!(
+            "type: batch\ncount: 1\ntasks:\n  - name: main\n    engine:\n      type: docker\n      \
+             params:\n        image: busybox\n    inputSources:\n      - source:\n          \
+             type: localDirectory\n          params:\n            sourcePath: {path}\n            \
+             readWrite: {read_write}\n        target: /inputs\n"
+        );
+        announce_of(JobSpec::parse(&text).unwrap(), 1)
+    };
+    let mut config = ComputeConfig::new(node(ME), policy(NoNet, None), ["docker"], 0);
+    config.local_inputs = vec!["/data".into(), "/scratch".into()];
+    config.local_inputs_rw = vec!["/scratch".into()];
+    let mut c = Compute::new(config);
+    c.handle(0, ComputeInput::announce(local("/data/set", true)));
+    assert_eq!(
+        refusal(&drain(&mut c)),
+        RefuseReason::LocalInputNotWritable {
+            path: "/data/set".into()
+        }
+    );
+    assert!(
+        RefuseReason::LocalInputNotWritable { path: "/d".into() }
+            .to_string()
+            .contains("--local-inputs DIR:rw")
+    );
+    c.handle(0, ComputeInput::announce(local("/data/set", false)));
+    assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
+    c.handle(0, ComputeInput::announce(local("/scratch/run", true)));
+    assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
+}
+
 // R-SEC-2, R-POL-3: a `dir` publisher only into the folders the operator
 // lists (`--publish-dir`); without any, every `dir` publisher is refused,
 // with the reason.

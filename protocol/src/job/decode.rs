@@ -634,6 +634,7 @@ impl Decoder {
                 };
                 let source = Source::Local(LocalSource {
                     source_path: format!("{}/{rest}", local.source_path.trim_end_matches('/')),
+                    read_write: false,
                 });
                 self.rule(&named.field, &named.node, rules::check_source(&source))?;
                 Some(source)
@@ -842,6 +843,7 @@ impl Decoder {
                 Some(ModuleSource {
                     source: Source::Local(LocalSource {
                         source_path: String::new(),
+                        read_write: false,
                     }),
                 })
             }
@@ -1026,18 +1028,14 @@ impl Decoder {
             }
             _ => {
                 let (s, n) = required(self, "SourcePath")?;
-                if let Some(rw) = f.get("ReadWrite")
-                    && self.bool(rw, &join(&ppath, "ReadWrite"))?
-                {
-                    self.error(
-                        &join(&ppath, "ReadWrite"),
-                        rw,
-                        "read-write local paths are not supported: inputs are read-only; \
-                             write results to ResultPaths instead",
-                    );
-                    return None;
-                }
-                let source = Source::Local(LocalSource { source_path: s });
+                let read_write = match f.get("ReadWrite") {
+                    Some(rw) => self.bool(rw, &join(&ppath, "ReadWrite"))?,
+                    None => false,
+                };
+                let source = Source::Local(LocalSource {
+                    source_path: s,
+                    read_write,
+                });
                 self.rule(&join(&ppath, "SourcePath"), n, rules::check_source(&source))?;
                 Some(source)
             }

@@ -353,19 +353,24 @@ fn parse_input_list(spec: &str) -> Result<InputSource, String> {
         }
     }
     let src = src.ok_or_else(|| format!("`{spec}`: name the source with src=SOURCE"))?;
-    let source = parse_source(src)?;
-    if let Some(option) = options.first() {
-        let key = option.split_once('=').map_or(*option, |(k, _)| k);
-        return Err(match (key, &source) {
-            ("rw", Source::Local(_)) => format!(
-                "`{spec}`: writable local inputs (opt=rw=true) are not supported yet: inputs \
-                 are read-only; write into an output folder (-o) instead"
-            ),
-            _ => format!(
-                "`{spec}`: option `{key}` (opt={option}) is not supported for this source: \
-                 leave it out"
-            ),
-        });
+    let mut source = parse_source(src)?;
+    for option in options {
+        let (key, value) = option.split_once('=').unwrap_or((option, ""));
+        match (key, &mut source) {
+            ("rw", Source::Local(local)) => {
+                local.read_write = match value {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(format!("`{spec}`: write opt=rw=true or opt=rw=false")),
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "`{spec}`: option `{key}` (opt={option}) is not supported for this source: \
+                     leave it out"
+                ));
+            }
+        }
     }
     let target = rules::check_absolute_path(dst.unwrap_or(DEFAULT_INPUT_TARGET))?;
     Ok(InputSource {
@@ -390,6 +395,7 @@ pub fn parse_source(src: &str) -> Result<Source, String> {
     if let Some(path) = src.strip_prefix("file://") {
         let source = Source::Local(LocalSource {
             source_path: path.into(),
+            read_write: false,
         });
         rules::check_source(&source)?;
         return Ok(source);
@@ -653,8 +659,16 @@ Tasks:
         assert_eq!(t(&format!("ipfs://{CID}")).unwrap().1, "/inputs");
         let err = t(&format!("src={CID},dst=/in,opt=region=us")).unwrap_err();
         assert!(err.contains("option `region`"), "{err}");
-        let err = t("src=file:///data,dst=/in,opt=rw=true").unwrap_err();
-        assert!(err.contains("writable local inputs"), "{err}");
+        let rw = parse_input("src=file:///data,dst=/in,opt=rw=true").unwrap();
+        assert!(matches!(
+            rw.source,
+            Source::Local(LocalSource {
+                read_write: true,
+                ..
+            })
+        ));
+        let err = t("src=file:///data,dst=/in,opt=rw=yes").unwrap_err();
+        assert!(err.contains("opt=rw=true"), "{err}");
         let err = t("s3://bucket/key").unwrap_err();
         assert!(err.contains("S3 inputs are not supported yet"), "{err}");
         let err = t("src=s3://bucket/key,dst=/in").unwrap_err();

@@ -269,8 +269,9 @@ mod properties {
             Just(Source::Inline(InlineSource {
                 url: "data:text/plain;base64,aGk=".into()
             })),
-            "[a-z]{1,8}".prop_map(|p| Source::Local(LocalSource {
-                source_path: format!("/srv/{p}")
+            ("[a-z]{1,8}", any::<bool>()).prop_map(|(p, read_write)| Source::Local(LocalSource {
+                source_path: format!("/srv/{p}"),
+                read_write,
             })),
         ]
     }
@@ -571,7 +572,8 @@ fn a_wasm_entry_module_named_by_an_inputs_path_is_read_from_that_input() {
     assert_eq!(
         p.entry_module.source,
         Source::Local(LocalSource {
-            source_path: "/srv/wasm/bin/main.wasm".into()
+            source_path: "/srv/wasm/bin/main.wasm".into(),
+            read_write: false,
         })
     );
     // Not among the inputs, or inside a folder only the fetch reveals:

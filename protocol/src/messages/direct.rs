@@ -248,7 +248,8 @@ impl Message for Refuse {
                 bounds::text("reason.registry", registry, MAX_REASON_BYTES)?;
                 bounds::text("reason.why", why, MAX_REASON_BYTES)
             }
-            RefuseReason::LocalInputNotAllowed { path } => {
+            RefuseReason::LocalInputNotAllowed { path }
+            | RefuseReason::LocalInputNotWritable { path } => {
                 bounds::text("reason.path", path, MAX_REASON_BYTES)
             }
             RefuseReason::PublisherUnavailable { publisher } => {

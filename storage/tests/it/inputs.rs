@@ -22,6 +22,14 @@ fn input(source: Source, target: &str) -> InputSource {
 fn local(path: &Path) -> Source {
     Source::Local(LocalSource {
         source_path: path.to_str().unwrap().into(),
+        read_write: false,
+    })
+}
+
+fn local_rw(path: &Path) -> Source {
+    Source::Local(LocalSource {
+        source_path: path.to_str().unwrap().into(),
+        read_write: true,
     })
 }
 
@@ -62,6 +70,8 @@ struct Node {
     store: Store,
     downloader: Downloader,
     allowed: Vec<PathBuf>,
+    /// Where jobs may write (`--local-inputs DIR:rw`): `<tmp>/allowed/rw`.
+    allowed_rw: Vec<PathBuf>,
     max_cid_bytes: u64,
 }
 
@@ -82,6 +92,7 @@ impl Node {
                 ..DownloadConfig::default()
             })
             .unwrap(),
+            allowed_rw: vec![allowed.join("rw")],
             allowed: vec![allowed],
             max_cid_bytes: 10 << 30,
         }
@@ -98,6 +109,7 @@ impl Node {
             providers: &providers,
             downloader: &self.downloader,
             allowed_local: &self.allowed,
+            allowed_local_rw: &self.allowed_rw,
             max_cid_bytes: self.max_cid_bytes,
             on_fetched: None,
         };
@@ -316,6 +328,80 @@ async fn local_paths_cannot_escape() {
     assert_eq!(
         std::fs::read(done[0].host_path.join("alias.txt")).unwrap(),
         b"real"
+    );
+    writable(tmp.path());
+    node.shutdown().await;
+}
+
+// R-VOL-4: a writable local input is the operator's folder itself, left
+// as it is; only folders listed as writable may be named, neither `..` nor
+// a symlink gets out, and a read-only folder is not made writable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writable_local_inputs_are_the_folder_itself() {
+    let tmp = tempfile::tempdir().unwrap();
+    let node = Node::new(tmp.path()).await;
+    let allowed = node.allowed[0].clone();
+    let rw = node.allowed_rw[0].clone();
+    let work = rw.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("state"), b"1").unwrap();
+    std::fs::create_dir(allowed.join("readonly")).unwrap();
+    std::os::unix::fs::symlink(allowed.join("readonly"), rw.join("link-out")).unwrap();
+
+    let exec = tmp.path().join("exec-rw");
+    let done = node
+        .run(
+            &exec,
+            &[
+                input(local_rw(&work), "/work"),
+                input(inline("data:text/plain;base64,eA=="), "/inputs/x"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert!(done[0].writable);
+    assert_eq!(done[0].host_path, std::fs::canonicalize(&work).unwrap());
+    // Left writable and unmoved; nothing of it in the execution folder.
+    let mode = std::fs::metadata(&work).unwrap().permissions().mode();
+    assert_ne!(mode & 0o200, 0, "{mode:o}");
+    std::fs::write(done[0].host_path.join("state"), b"2").unwrap();
+    assert!(!exec.join("inputs/work").exists());
+    assert!(!done[1].writable);
+    no_write_bits(&done[1].host_path);
+
+    for (i, path) in [
+        allowed.join("readonly"),
+        rw.join("link-out"),
+        rw.join("../readonly"),
+        PathBuf::from("relative"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let err = node
+            .run(
+                &tmp.path().join(format!("exec-no{i}")),
+                &[input(local_rw(path), "/work")],
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.cause, InputErrorKind::NotWritable { .. }),
+            "{}: {err}",
+            path.display()
+        );
+        assert!(err.to_string().contains("--local-inputs DIR:rw"), "{err}");
+    }
+    let err = node
+        .run(
+            &tmp.path().join("exec-file"),
+            &[input(local_rw(&work.join("state")), "/work")],
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.cause, InputErrorKind::WritableNotFolder { .. }),
+        "{err}"
     );
     writable(tmp.path());
     node.shutdown().await;

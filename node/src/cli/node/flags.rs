@@ -147,8 +147,9 @@ pub struct NodeFlags {
     #[arg(long)]
     #[serde(default)]
     mdns: bool,
-    /// A folder local-path inputs may come from (repeatable).
-    #[arg(long, value_name = "DIR")]
+    /// A folder local-path inputs may come from (repeatable); `DIR:rw`
+    /// also lets jobs write to it (`ReadWrite: true`), mounted as it is.
+    #[arg(long, value_name = "DIR[:rw]")]
     #[serde(default)]
     local_inputs: Vec<PathBuf>,
     /// A label of this node, `KEY=VALUE` (repeatable): jobs' Constraints
@@ -419,7 +420,13 @@ impl NodeFlags {
             config.http_rate = rate;
         }
         config.mdns = self.mdns;
-        config.local_inputs = self.local_inputs;
+        for dir in self.local_inputs {
+            let (dir, writable) = local_input_dir(dir)?;
+            if writable {
+                config.local_inputs_rw.push(dir.clone());
+            }
+            config.local_inputs.push(dir);
+        }
         for text in &self.label {
             let (key, value) = protocol::job::constraint::parse_node_label(text)
                 .map_err(|e| anyhow::anyhow!("--label {text}: {e}"))?;
@@ -561,6 +568,22 @@ fn absolute(flag: &str, dirs: Vec<PathBuf>) -> anyhow::Result<Vec<PathBuf>> {
         .collect()
 }
 
+/// One `--local-inputs` folder, absolute, and whether jobs may write to
+/// it (`DIR:rw`; `DIR:ro` is the default said aloud).
+fn local_input_dir(dir: PathBuf) -> anyhow::Result<(PathBuf, bool)> {
+    let text = dir.to_string_lossy();
+    let (path, writable) = match text.rsplit_once(':') {
+        Some((path, "rw")) => (PathBuf::from(path), true),
+        Some((path, "ro")) => (PathBuf::from(path), false),
+        _ => (dir.clone(), false),
+    };
+    if path.as_os_str().is_empty() {
+        bail!("--local-inputs {text}: give a folder before :rw, e.g. /srv/work:rw");
+    }
+    let path = absolute("--local-inputs", vec![path])?.remove(0);
+    Ok((path, writable))
+}
+
 /// Where a node keeps its data unless told otherwise.
 fn default_data_dir() -> PathBuf {
     match std::env::var_os("HOME") {
@@ -602,6 +625,43 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("not a port")
+        );
+    }
+
+    // R-VOL-4: `DIR:rw` lists a folder jobs may read and write; `DIR` and
+    // `DIR:ro` only read; a relative folder is made absolute.
+    #[test]
+    fn local_inputs_read_rw_suffixes() {
+        let flags = NodeFlags {
+            local_inputs: ["/srv/work:rw", "/srv/ref", "/srv/ro:ro", "rel:rw"]
+                .map(PathBuf::from)
+                .into(),
+            ..NodeFlags::default()
+        };
+        let config = flags.resolve().unwrap();
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(
+            config.local_inputs,
+            [
+                PathBuf::from("/srv/work"),
+                "/srv/ref".into(),
+                "/srv/ro".into(),
+                here.join("rel")
+            ]
+        );
+        assert_eq!(
+            config.local_inputs_rw,
+            [PathBuf::from("/srv/work"), here.join("rel")]
+        );
+        let bare = NodeFlags {
+            local_inputs: vec![PathBuf::from(":rw")],
+            ..NodeFlags::default()
+        };
+        assert!(
+            bare.resolve()
+                .unwrap_err()
+                .to_string()
+                .contains("give a folder")
         );
     }
 }

@@ -322,7 +322,9 @@ fn prepare(task: &WasmTask<'_>) -> Result<Prepared, ExecError> {
             (task.dir.input(guest), guest.to_string())
         };
         if seen.insert(guest.clone()) {
-            preopens.push((host, guest, false));
+            // A writable local input is a folder of the operator's.
+            let writable = meta.is_dir() && task.dir.is_writable(&input.target);
+            preopens.push((host, guest, writable));
         }
     }
     for r in task.result_paths {

@@ -100,14 +100,7 @@ fn constraints_choose_nodes_by_their_labels() {
 // id and name, and the node that runs them.
 #[test]
 fn a_count_3_jobs_tasks_see_partitions_0_1_2() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let Some(image) = runtime.block_on(async {
-        let docker = crate::docker::engine().await?;
-        Some(crate::docker::probe_image(&docker).await)
-    }) else {
+    let Some(image) = crate::docker::probe_image_blocking() else {
         return;
     };
     let dirs = tempfile::tempdir().unwrap();
@@ -168,14 +161,7 @@ fn a_count_3_jobs_tasks_see_partitions_0_1_2() {
 // saying which variable, and the value never reaches the task.
 #[test]
 fn env_values_read_the_nodes_variables_only_where_allowed() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let Some(image) = runtime.block_on(async {
-        let docker = crate::docker::engine().await?;
-        Some(crate::docker::probe_image(&docker).await)
-    }) else {
+    let Some(image) = crate::docker::probe_image_blocking() else {
         return;
     };
     let dirs = tempfile::tempdir().unwrap();
@@ -223,6 +209,92 @@ fn env_values_read_the_nodes_variables_only_where_allowed() {
             );
         }
     }
+}
+
+// Issue 17, R-VOL-4: a `ReadWrite` local input is the operator's folder,
+// mounted writable, where they list it with `--local-inputs DIR:rw`: what
+// the task writes is there on the host afterwards. A read-only local input
+// cannot be written, and asking to write a folder the operator lists
+// read-only is refused at bid time, naming the path.
+#[test]
+fn writable_local_inputs_only_where_the_operator_allows_writing() {
+    let Some(image) = crate::docker::probe_image_blocking() else {
+        return;
+    };
+    let dirs = tempfile::tempdir().unwrap();
+    let rw = dirs.path().join("work");
+    let ro = dirs.path().join("reference");
+    std::fs::create_dir_all(&rw).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(rw.join("count"), "1\n").unwrap();
+    std::fs::write(ro.join("count"), "1\n").unwrap();
+    let (rw_s, ro_s) = (rw.to_str().unwrap(), ro.to_str().unwrap());
+    let node = NodeProc::start(
+        &dirs.path().join("node"),
+        &[
+            "--engines",
+            "docker",
+            "--local-inputs",
+            &format!("{rw_s}:rw"),
+            "--local-inputs",
+            ro_s,
+        ],
+    );
+    if !node.info()["engines"].to_string().contains("docker") {
+        assert!(
+            !crate::docker::require_docker(),
+            "no Docker engine on the node"
+        );
+        return;
+    }
+    let job = |name: &str, path: &str, read_write: bool| {
+        format!(
+            "Name: {name}\nType: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      \
+             Params:\n        Image: {image}\n        Entrypoint: [/bin/sh, -c, 'echo 2 > /data/count && cat /data/count']\n    \
+             InputSources:\n      - Target: /data\n        Source:\n          Type: localDirectory\n          \
+             Params:\n            SourcePath: {path}\n            ReadWrite: {read_write}\n    \
+             Timeouts:\n      QueueTimeout: 2\n"
+        )
+    };
+
+    let id = node.submit(&job("writes", rw_s, true));
+    let ended = node.wait(&id, Duration::from_secs(60));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    assert_eq!(text(&cli(&node.api, &["job", "logs", &id]).stdout), "2\n");
+    assert_eq!(std::fs::read_to_string(rw.join("count")).unwrap(), "2\n");
+
+    // Read-only: the write fails inside the task, the host file is as it was.
+    let id = node.submit(&job("reads", ro_s, false));
+    let ended = node.wait(&id, Duration::from_secs(60));
+    assert_eq!(std::fs::read_to_string(ro.join("count")).unwrap(), "1\n");
+    let out = dirs.path().join("reads");
+    assert!(
+        cli(&node.api, &["job", "get", &id, "-o", out.to_str().unwrap()])
+            .status
+            .success(),
+        "{ended:#}"
+    );
+    assert_ne!(
+        std::fs::read_to_string(out.join("exitCode"))
+            .unwrap()
+            .trim(),
+        "0",
+        "{ended:#}"
+    );
+    // Mounted read-only, not merely without write bits.
+    let stderr = std::fs::read_to_string(out.join("stderr")).unwrap();
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+
+    let id = node.submit(&job("refused", ro_s, true));
+    let ended = node.wait(&id, Duration::from_secs(60));
+    assert_eq!(ended["state"], "failed", "{ended:#}");
+    assert!(executions_on(&ended).is_empty(), "it never ran");
+    let detail = ended["failure"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("writing to local path {ro_s} not allowed")),
+        "{detail}"
+    );
+    assert_eq!(std::fs::read_to_string(ro.join("count")).unwrap(), "1\n");
 }
 
 // Issue 17: CLI habits around a job's end: `--wait=false` returns the id at

@@ -163,10 +163,11 @@ pub struct ComputeConfig {
     /// The node's labels (`--label`), which jobs' Constraints are checked
     /// against. Default: none.
     pub labels: BTreeMap<String, String>,
-    /// Whether the node can publish results to S3 (it has an S3
-    /// endpoint); without, jobs with the `s3` publisher are refused at bid
-    /// time instead of failing after they ran. Default: no.
-    pub s3_publishing: bool,
+    /// The node's S3 endpoint and region (`--s3-endpoint`), which S3
+    /// inputs and the `s3` publisher use; without one, such jobs are
+    /// refused at bid time instead of failing after they ran, and so is a
+    /// job naming another endpoint or region. Default: none.
+    pub s3: Option<S3Offer>,
     /// The node's environment variables jobs may read with `env:NAME` in
     /// their `Env` (`--allow-env`): names, or prefixes ending in `*`.
     /// Default: none.
@@ -181,6 +182,46 @@ pub struct ComputeConfig {
     /// Seeds the node's random choices. The rules above make none yet; the
     /// seed is here so that a simulation seeds every machine the same way.
     pub seed: u64,
+}
+
+/// The S3 endpoint a node reads inputs from and publishes to, with its
+/// operator's credentials (which stay on the node).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Offer {
+    pub endpoint: String,
+    pub region: String,
+}
+
+impl S3Offer {
+    /// Why a node without S3 refuses.
+    pub const NONE: &'static str =
+        "it has no S3 endpoint (its operator sets one with --s3-endpoint)";
+
+    /// Whether a job naming `endpoint` and `region` (each optional) can be
+    /// served here: the node uses its own endpoint only, so a job cannot
+    /// point the operator's credentials at a server of its choosing.
+    pub fn serves(&self, endpoint: Option<&str>, region: Option<&str>) -> Result<(), String> {
+        if let Some(e) = endpoint
+            && e.trim_end_matches('/') != self.endpoint.trim_end_matches('/')
+        {
+            return Err(format!(
+                "the job names endpoint {}, and the node uses only its own ({}): leave \
+                 Endpoint out",
+                e.escape_debug(),
+                self.endpoint
+            ));
+        }
+        if let Some(r) = region
+            && r != self.region
+        {
+            return Err(format!(
+                "the job names region {}, and the node's S3 is in {}",
+                r.escape_debug(),
+                self.region
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl ComputeConfig {
@@ -207,7 +248,7 @@ impl ComputeConfig {
             local_inputs_rw: Vec::new(),
             publish_dirs: Vec::new(),
             labels: BTreeMap::new(),
-            s3_publishing: false,
+            s3: None,
             allowed_env: Vec::new(),
             execution_timeout_ms: DEFAULT_EXECUTION_TIMEOUT_MS,
             link: LinkRates::default(),
@@ -598,10 +639,35 @@ impl Compute {
                 return Decision::Refuse(RefuseReason::LocalInputNotWritable { path: path() });
             }
         }
-        if matches!(task.publisher, crate::job::Publisher::S3(_)) && !self.config.s3_publishing {
-            return Decision::Refuse(RefuseReason::PublisherUnavailable {
-                publisher: "s3".into(),
-            });
+        for input in &task.input_sources {
+            if let crate::job::Source::S3(source) = &input.source {
+                let what = || format!("S3 input {}", input.source.describe());
+                let Some(offer) = &self.config.s3 else {
+                    return Decision::Refuse(RefuseReason::S3Refused {
+                        what: what(),
+                        why: S3Offer::NONE.into(),
+                    });
+                };
+                if let Err(why) = offer.serves(source.endpoint.as_deref(), source.region.as_deref())
+                {
+                    return Decision::Refuse(RefuseReason::S3Refused { what: what(), why });
+                }
+            }
+        }
+        if let crate::job::Publisher::S3(publisher) = &task.publisher {
+            let Some(offer) = &self.config.s3 else {
+                return Decision::Refuse(RefuseReason::PublisherUnavailable {
+                    publisher: "s3".into(),
+                });
+            };
+            if let Err(why) =
+                offer.serves(publisher.endpoint.as_deref(), publisher.region.as_deref())
+            {
+                return Decision::Refuse(RefuseReason::S3Refused {
+                    what: "publishing to S3".into(),
+                    why,
+                });
+            }
         }
         if let crate::job::Publisher::Dir(dir) = &task.publisher
             && !self

@@ -212,6 +212,10 @@ pub enum Source {
     /// A path on the compute node, only under directories its operator allows.
     #[serde(rename = "localDirectory")]
     Local(LocalSource),
+    /// Objects in a bucket of the compute node's own S3 endpoint, read with
+    /// its operator's credentials (issue 17).
+    #[serde(rename = "s3")]
+    S3(S3Source),
 }
 
 impl Source {
@@ -225,6 +229,7 @@ impl Source {
                 format!("local path {} (writable)", s.source_path)
             }
             Source::Local(s) => format!("local path {}", s.source_path),
+            Source::S3(s) => format!("s3://{}/{}", s.bucket, s.key),
         }
     }
 }
@@ -297,6 +302,34 @@ pub enum Publisher {
 impl Publisher {
     fn is_local(&self) -> bool {
         *self == Publisher::Local
+    }
+}
+
+/// Parameters of an S3 input. A `Key` ending in `/` or `*` (or none) is a
+/// prefix: every object under it lands at its path below the prefix; any
+/// other key is one object, at its last name. Either way inside `Target`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct S3Source {
+    pub bucket: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key: String,
+    /// Only the node's own endpoint is used; another one is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Only the node's own region is used; another one is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl S3Source {
+    /// The prefix listed, for a prefix key; `None` for one object.
+    pub fn prefix(&self) -> Option<&str> {
+        if self.key.is_empty() || self.key.ends_with('/') {
+            Some(&self.key)
+        } else {
+            self.key.strip_suffix('*')
+        }
     }
 }
 

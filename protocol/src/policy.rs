@@ -413,6 +413,14 @@ pub enum RefuseReason {
         /// The publisher's type (`s3`).
         publisher: String,
     },
+    /// The job reads or publishes to S3 where this node cannot: it has no
+    /// S3 endpoint, or the job names another endpoint or region (issue 17).
+    S3Refused {
+        /// What needs S3: `S3 input s3://...` or `publishing to S3`.
+        what: String,
+        /// Why the node does not offer it.
+        why: String,
+    },
     /// The task's `Env` reads a variable of the node (`env:NAME`) its
     /// operator does not allow jobs to read (`--allow-env`; issue 17).
     EnvNotAllowed {
@@ -583,9 +591,15 @@ impl fmt::Display for RefuseReason {
             }
             RefuseReason::PublisherUnavailable { publisher } => write!(
                 f,
-                "publishing to {} not available on the node (it has no S3 endpoint): use the \
-                 local or dir publisher",
+                "publishing to {} not available on the node (it has no S3 endpoint; its \
+                 operator sets one with --s3-endpoint): use the local or dir publisher",
                 publisher.escape_debug()
+            ),
+            RefuseReason::S3Refused { what, why } => write!(
+                f,
+                "{} not available on the node: {}",
+                what.escape_debug(),
+                why.escape_debug()
             ),
             RefuseReason::EnvNotAllowed { variable } => write!(
                 f,

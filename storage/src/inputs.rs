@@ -28,6 +28,8 @@ use protocol::job::{InputSource, Source, rules};
 use crate::allowed::{AllowedDirs, Outside};
 use crate::cid as cids;
 use crate::download::{DownloadError, Downloader};
+use crate::manifest::check_name;
+use crate::s3::{MAX_LISTED_OBJECTS, S3Client, S3Error};
 use crate::store::{ExportError, FetchError, Store};
 
 /// Symlinks followed inside one local input before it is refused.
@@ -44,8 +46,11 @@ pub struct Inputs<'a> {
     /// Those a `ReadWrite` local input may name (`--local-inputs DIR:rw`):
     /// it is mounted as it is, not copied (R-VOL-4).
     pub allowed_local_rw: &'a [PathBuf],
-    /// Most bytes one CID input may take, fetched and written out (R-SEC-5).
+    /// Most bytes one CID or S3 input may take, fetched and written out
+    /// (R-SEC-5).
     pub max_cid_bytes: u64,
+    /// The node's S3 endpoint, for S3 inputs; without one they fail.
+    pub s3: Option<&'a S3Client>,
     /// Told of every CID input fetched from providers: the bytes received
     /// and how long the fetch took, so the node learns its link's rate.
     pub on_fetched: Option<&'a (dyn Fn(u64, std::time::Duration) + Sync)>,
@@ -60,6 +65,7 @@ impl std::fmt::Debug for Inputs<'_> {
             .field("allowed_local", &self.allowed_local)
             .field("allowed_local_rw", &self.allowed_local_rw)
             .field("max_cid_bytes", &self.max_cid_bytes)
+            .field("s3", &self.s3.map(S3Client::endpoint))
             .field("on_fetched", &self.on_fetched.is_some())
             .finish()
     }
@@ -119,6 +125,14 @@ pub enum InputErrorKind {
     NotWritable { path: String },
     #[error("{path}: a writable local input must be a folder (ReadWrite: false reads a file)")]
     WritableNotFolder { path: String },
+    #[error("this node has no S3 endpoint (its operator sets one with --s3-endpoint)")]
+    S3Unconfigured,
+    #[error("the job names S3 region {job}, and this node's S3 is in {node}")]
+    S3Region { job: String, node: String },
+    #[error("object key {key:?} cannot name a file inside the target (empty or `..` parts)")]
+    S3Name { key: String },
+    #[error(transparent)]
+    S3(Box<S3Error>),
     #[error("{path}: more than {MAX_LOCAL_LINKS} symlinks followed (a loop?)")]
     Links { path: String },
     #[error("{path}: {source}")]
@@ -134,6 +148,12 @@ impl From<FetchError> for InputErrorKind {
 impl From<ExportError> for InputErrorKind {
     fn from(e: ExportError) -> Self {
         InputErrorKind::Export(Box::new(e))
+    }
+}
+
+impl From<S3Error> for InputErrorKind {
+    fn from(e: S3Error) -> Self {
+        InputErrorKind::S3(Box::new(e))
     }
 }
 
@@ -258,6 +278,10 @@ async fn one(
                 .await
                 .map_err(io_err(&host_path))?;
         }
+        Source::S3(s) => {
+            let client = inputs.s3.ok_or(InputErrorKind::S3Unconfigured)?;
+            fetch_s3(client, s, &host_path, inputs.max_cid_bytes).await?;
+        }
         Source::Local(s) => {
             let allowed = inputs.allowed_local.to_vec();
             let source = PathBuf::from(&s.source_path);
@@ -268,6 +292,72 @@ async fn one(
         }
     }
     Ok(m)
+}
+
+/// Downloads an S3 input into the folder `dir`: one object at its last
+/// name, or every object under a prefix at its path below it, within
+/// `budget` bytes in all. Keys come from the job and the listing from the
+/// server: each part of a path must be a plain name.
+async fn fetch_s3(
+    client: &S3Client,
+    source: &protocol::job::S3Source,
+    dir: &Path,
+    budget: u64,
+) -> Result<(), InputErrorKind> {
+    client.check_job_endpoint(source.endpoint.as_deref())?;
+    if let Some(region) = &source.region
+        && region != client.region()
+    {
+        return Err(InputErrorKind::S3Region {
+            job: region.clone(),
+            node: client.region().to_owned(),
+        });
+    }
+    let objects: Vec<(String, String)> = match source.prefix() {
+        Some(prefix) => client
+            .list(&source.bucket, prefix, MAX_LISTED_OBJECTS)
+            .await?
+            .into_iter()
+            // Zero-byte `folder/` markers some tools write hold nothing.
+            .filter(|o| !o.key.ends_with('/'))
+            .map(|o| {
+                let rel = match &o.key[prefix.len().min(o.key.len())..] {
+                    // The prefix is the whole key (`data*` lists `data`).
+                    "" => o.key.rsplit('/').next().unwrap_or_default(),
+                    rel => rel,
+                }
+                .to_owned();
+                (o.key, rel)
+            })
+            .collect(),
+        None => {
+            let name = source.key.rsplit('/').next().unwrap_or_default().to_owned();
+            vec![(source.key.clone(), name)]
+        }
+    };
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| InputErrorKind::Io {
+            path: dir.to_owned(),
+            source: e,
+        })?;
+    let mut left = budget;
+    for (key, rel) in objects {
+        if rel.split('/').any(|part| check_name(part).is_err()) {
+            return Err(InputErrorKind::S3Name { key });
+        }
+        let dest = dir.join(&rel);
+        if let Some(parent) = dest.parent() {
+            tokio::fs::create_dir_all(parent)
+                .await
+                .map_err(|e| InputErrorKind::Io {
+                    path: parent.to_owned(),
+                    source: e,
+                })?;
+        }
+        left -= client.download(&source.bucket, &key, &dest, left).await?;
+    }
+    Ok(())
 }
 
 /// Refuses targets that would collide before anything is fetched: two

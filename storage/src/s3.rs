@@ -1,17 +1,28 @@
-//! Uploads to an S3-compatible object store, for the `s3` publisher (R-VOL-2).
+//! The node's S3-compatible object store: uploads for the `s3` publisher
+//! (R-VOL-2) and downloads for S3 inputs (issue 17).
 //!
-//! Just enough of S3 to publish a result tree: path-style `PUT` of each file
-//! (streamed from disk, `UNSIGNED-PAYLOAD`), signed with AWS Signature
-//! Version 4. The endpoint and credentials are the node operator's
-//! configuration; a job names only the bucket and key prefix, so it cannot
-//! point the node's credentials at a server of its choosing.
+//! Requests are presigned by `rusty-s3` (AWS Signature Version 4 in the
+//! query string, path-style URLs) and sent with reqwest, file bodies
+//! streamed from and to disk. The endpoint, region and credentials are the
+//! node operator's ([`S3Config::from_aws_environment`]); a job names only a
+//! bucket and a key, so it cannot point the node's credentials at a server
+//! of its choosing.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
+use futures::StreamExt;
+use rusty_s3::actions::{ListObjectsV2, S3Action};
+use rusty_s3::{Bucket, Credentials, UrlStyle};
+use tokio::io::AsyncWriteExt;
+
+/// How long a signed request stays valid: enough for a slow upload to
+/// start, short enough that a leaked URL is soon useless.
+const SIGNED_FOR: Duration = Duration::from_secs(15 * 60);
+
+/// Most objects one prefix input may list before it is refused.
+pub const MAX_LISTED_OBJECTS: usize = 10_000;
 
 /// The node's S3 settings.
 #[derive(Clone)]
@@ -21,6 +32,8 @@ pub struct S3Config {
     pub region: String,
     pub access_key_id: String,
     pub secret_access_key: String,
+    /// For temporary credentials (`AWS_SESSION_TOKEN`).
+    pub session_token: Option<String>,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -33,22 +46,94 @@ impl std::fmt::Debug for S3Config {
     }
 }
 
+impl S3Config {
+    /// Settings with the operator's credentials, found where AWS's own
+    /// tools look: `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and
+    /// `AWS_SESSION_TOKEN`), else the profile `AWS_PROFILE` (or `default`)
+    /// of the credentials file (`AWS_SHARED_CREDENTIALS_FILE`, or
+    /// `~/.aws/credentials`). Never from a job.
+    pub fn from_aws_environment(endpoint: &str, region: &str) -> Result<S3Config, S3Error> {
+        Self::from_variables(endpoint, region, |name| std::env::var(name).ok())
+    }
+
+    /// [`S3Config::from_aws_environment`] with the variables `lookup` gives.
+    pub fn from_variables(
+        endpoint: &str,
+        region: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<S3Config, S3Error> {
+        let var = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let config = |key: String, secret: String, token: Option<String>| S3Config {
+            endpoint: endpoint.to_owned(),
+            region: region.to_owned(),
+            access_key_id: key,
+            secret_access_key: secret,
+            session_token: token,
+        };
+        if let (Some(key), Some(secret)) = (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY"))
+        {
+            return Ok(config(key, secret, var("AWS_SESSION_TOKEN")));
+        }
+        let file = var("AWS_SHARED_CREDENTIALS_FILE")
+            .map(PathBuf::from)
+            .or_else(|| var("HOME").map(|h| Path::new(&h).join(".aws/credentials")));
+        let profile = var("AWS_PROFILE").unwrap_or_else(|| "default".into());
+        let missing = |file: &str| S3Error::NoCredentials {
+            profile: profile.clone(),
+            file: file.to_owned(),
+        };
+        let Some(file) = file else {
+            return Err(missing("~/.aws/credentials"));
+        };
+        let shown = file.display().to_string();
+        let ini = match ini::Ini::load_from_file(&file) {
+            Ok(ini) => ini,
+            Err(ini::Error::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(missing(&shown));
+            }
+            Err(e) => {
+                return Err(S3Error::CredentialsFile {
+                    file: shown,
+                    reason: e.to_string(),
+                });
+            }
+        };
+        let section = ini.section(Some(profile.as_str()));
+        let get = |name: &str| section.and_then(|s| s.get(name)).map(str::to_owned);
+        match (get("aws_access_key_id"), get("aws_secret_access_key")) {
+            (Some(key), Some(secret)) => Ok(config(key, secret, get("aws_session_token"))),
+            _ => Err(missing(&shown)),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum S3Error {
     #[error("S3 endpoint `{0}` is not an http(s) URL")]
     Endpoint(String),
-    #[error("`{0}` is not a valid S3 bucket name (3-63 of a-z, 0-9, `.`, `-`)")]
+    #[error("{0}")]
     Bucket(String),
+    #[error("object key `{0}` cannot be used: it is empty or has `.` or `..` between its slashes")]
+    Key(String),
     #[error(
-        "the job names S3 endpoint `{job}`, but this node publishes only to its configured \
-         endpoint `{node}`: leave the endpoint out of the job"
+        "the job names S3 endpoint `{job}`, but this node uses only its configured endpoint \
+         `{node}`: leave the endpoint out of the job"
     )]
     EndpointNotAllowed { job: String, node: String },
+    #[error(
+        "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give profile \
+         [{profile}] aws_access_key_id and aws_secret_access_key in {file}"
+    )]
+    NoCredentials { profile: String, file: String },
+    #[error("cannot read the AWS credentials file {file}: {reason}")]
+    CredentialsFile { file: String, reason: String },
     #[error("cannot set up the HTTP client: {0}")]
     Client(String),
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: PathBuf, source: io::Error },
     #[error("{path} has a name that is not UTF-8")]
     Name { path: PathBuf },
     #[error("s3://{bucket}/{key}: {reason}")]
@@ -57,6 +142,19 @@ pub enum S3Error {
         key: String,
         reason: String,
     },
+    #[error("s3://{bucket}/{key} is larger than the {max} bytes left for this input")]
+    TooLarge {
+        bucket: String,
+        key: String,
+        max: u64,
+    },
+}
+
+/// One object of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
 }
 
 /// A client for one S3-compatible endpoint.
@@ -65,6 +163,7 @@ pub struct S3Client {
     http: reqwest::Client,
     endpoint: url::Url,
     config: S3Config,
+    credentials: Credentials,
 }
 
 impl S3Client {
@@ -80,11 +179,33 @@ impl S3Client {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| S3Error::Client(e.to_string()))?;
+        let credentials = match &config.session_token {
+            Some(token) => Credentials::new_with_token(
+                config.access_key_id.clone(),
+                config.secret_access_key.clone(),
+                token.clone(),
+            ),
+            None => Credentials::new(
+                config.access_key_id.clone(),
+                config.secret_access_key.clone(),
+            ),
+        };
         Ok(S3Client {
             http,
             endpoint,
             config,
+            credentials,
         })
+    }
+
+    /// The endpoint as the operator gave it.
+    pub fn endpoint(&self) -> &str {
+        &self.config.endpoint
+    }
+
+    /// The region requests are signed for.
+    pub fn region(&self) -> &str {
+        &self.config.region
     }
 
     /// Refuses a job's endpoint unless it is the node's own.
@@ -100,6 +221,17 @@ impl S3Client {
         }
     }
 
+    fn bucket(&self, name: &str) -> Result<Bucket, S3Error> {
+        protocol::job::rules::check_bucket(name).map_err(S3Error::Bucket)?;
+        Bucket::new(
+            self.endpoint.clone(),
+            UrlStyle::Path,
+            name.to_owned(),
+            self.config.region.clone(),
+        )
+        .map_err(|e| S3Error::Bucket(format!("{name}: {e}")))
+    }
+
     /// Uploads every file under `dir` to `bucket` at `prefix` + its relative
     /// path (`/`-separated); returns the keys written, sorted. S3 has no
     /// directories: empty ones are not represented.
@@ -109,7 +241,7 @@ impl S3Client {
         prefix: &str,
         dir: &Path,
     ) -> Result<Vec<String>, S3Error> {
-        check_bucket(bucket)?;
+        self.bucket(bucket)?;
         let mut files = Vec::new();
         collect_files(dir, String::new(), &mut files).await?;
         files.sort();
@@ -124,19 +256,19 @@ impl S3Client {
 
     /// Reads a whole object into memory (for small objects: checks, tests).
     pub async fn get_object(&self, bucket: &str, key: &str) -> Result<Vec<u8>, S3Error> {
-        check_bucket(bucket)?;
-        let (url, host) = self.object_url(bucket, key);
-        let amz_date = amz_date(SystemTime::now());
-        let empty = hex(&Sha256::digest(b""));
-        let auth = self.sign(&SignInput {
-            method: "GET",
-            host: &host,
-            path: url.path(),
-            query: "",
-            headers: &[("x-amz-content-sha256", &empty), ("x-amz-date", &amz_date)],
-            payload_hash: &empty,
-            amz_date: &amz_date,
-        });
+        let response = self.get(bucket, key).await?;
+        let bytes = response.bytes().await.map_err(|e| S3Error::Object {
+            bucket: bucket.into(),
+            key: key.into(),
+            reason: e.to_string(),
+        })?;
+        Ok(bytes.to_vec())
+    }
+
+    async fn get(&self, bucket: &str, key: &str) -> Result<reqwest::Response, S3Error> {
+        check_key(key)?;
+        let b = self.bucket(bucket)?;
+        let url = b.get_object(Some(&self.credentials), key).sign(SIGNED_FOR);
         let err = |reason: String| S3Error::Object {
             bucket: bucket.into(),
             key: key.into(),
@@ -145,39 +277,127 @@ impl S3Client {
         let response = self
             .http
             .get(url)
-            .header("x-amz-content-sha256", &empty)
-            .header("x-amz-date", &amz_date)
-            .header(reqwest::header::AUTHORIZATION, auth)
             .send()
             .await
             .map_err(|e| err(e.to_string()))?;
         if !response.status().is_success() {
             return Err(err(format!("GET: HTTP {}", response.status())));
         }
-        let bytes = response.bytes().await.map_err(|e| err(e.to_string()))?;
-        Ok(bytes.to_vec())
+        Ok(response)
     }
 
-    /// Path-style URL of an object, and the `host` header value it is signed with.
-    fn object_url(&self, bucket: &str, key: &str) -> (url::Url, String) {
-        let mut url = self.endpoint.clone();
-        let base = url.path().trim_end_matches('/').to_string();
-        let object_path = format!(
-            "{base}/{}/{}",
-            uri_encode(bucket, true),
-            uri_encode(key, false)
-        );
-        url.set_path(&object_path);
-        let host = match url.port() {
-            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
-            None => url.host_str().unwrap_or_default().to_string(),
+    /// Streams one object into a new file at `dest`, refusing it past
+    /// `max` bytes (the file is then removed). Returns the bytes written.
+    pub async fn download(
+        &self,
+        bucket: &str,
+        key: &str,
+        dest: &Path,
+        max: u64,
+    ) -> Result<u64, S3Error> {
+        let response = self.get(bucket, key).await?;
+        let too_large = || S3Error::TooLarge {
+            bucket: bucket.into(),
+            key: key.into(),
+            max,
         };
-        (url, host)
+        if response.content_length().is_some_and(|n| n > max) {
+            return Err(too_large());
+        }
+        let write_err = |source| S3Error::Write {
+            path: dest.to_owned(),
+            source,
+        };
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(dest)
+            .await
+            .map_err(write_err)?;
+        let mut written = 0u64;
+        let mut body = response.bytes_stream();
+        let copied = async {
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| S3Error::Object {
+                    bucket: bucket.into(),
+                    key: key.into(),
+                    reason: e.to_string(),
+                })?;
+                written += chunk.len() as u64;
+                if written > max {
+                    return Err(too_large());
+                }
+                file.write_all(&chunk).await.map_err(write_err)?;
+            }
+            file.flush().await.map_err(write_err)
+        }
+        .await;
+        if let Err(e) = copied {
+            drop(file);
+            let _ = tokio::fs::remove_file(dest).await;
+            return Err(e);
+        }
+        Ok(written)
+    }
+
+    /// The objects under `prefix`, in key order, at most `max_objects` of
+    /// them (more is an error: the input is too broad to fetch).
+    pub async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        max_objects: usize,
+    ) -> Result<Vec<Listed>, S3Error> {
+        let b = self.bucket(bucket)?;
+        let err = |reason: String| S3Error::Object {
+            bucket: bucket.into(),
+            key: prefix.into(),
+            reason,
+        };
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut action = ListObjectsV2::new(&b, Some(&self.credentials));
+            if !prefix.is_empty() {
+                action.with_prefix(prefix);
+            }
+            if let Some(t) = &token {
+                action.with_continuation_token(t.as_str());
+            }
+            let response = self
+                .http
+                .get(action.sign(SIGNED_FOR))
+                .send()
+                .await
+                .map_err(|e| err(e.to_string()))?;
+            if !response.status().is_success() {
+                return Err(err(format!("listing: HTTP {}", response.status())));
+            }
+            let text = response.text().await.map_err(|e| err(e.to_string()))?;
+            let page = ListObjectsV2::parse_response(&text)
+                .map_err(|e| err(format!("listing: unreadable answer ({e})")))?;
+            for object in page.contents {
+                out.push(Listed {
+                    key: object.key,
+                    size: object.size.unwrap_or(0),
+                });
+            }
+            if out.len() > max_objects {
+                return Err(err(format!(
+                    "more than {max_objects} objects: name a narrower prefix"
+                )));
+            }
+            match page.next_continuation_token {
+                Some(t) if !t.is_empty() => token = Some(t),
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Streams one file to `s3://bucket/key`, retrying server errors.
     pub async fn put_file(&self, bucket: &str, key: &str, path: &Path) -> Result<(), S3Error> {
-        check_bucket(bucket)?;
+        check_key(key)?;
+        let b = self.bucket(bucket)?;
         let put_err = |reason: String| S3Error::Object {
             bucket: bucket.into(),
             key: key.into(),
@@ -187,31 +407,15 @@ impl S3Client {
             path: path.to_owned(),
             source,
         };
-        let (url, host) = self.object_url(bucket, key);
         let mut delay = Duration::from_millis(200);
         for attempt in 1..=3 {
             let file = tokio::fs::File::open(path).await.map_err(read_err)?;
             let len = file.metadata().await.map_err(read_err)?.len();
-            let amz_date = amz_date(SystemTime::now());
-            let auth = self.sign(&SignInput {
-                method: "PUT",
-                host: &host,
-                path: url.path(),
-                query: "",
-                headers: &[
-                    ("x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
-                    ("x-amz-date", &amz_date),
-                ],
-                payload_hash: "UNSIGNED-PAYLOAD",
-                amz_date: &amz_date,
-            });
+            let url = b.put_object(Some(&self.credentials), key).sign(SIGNED_FOR);
             let sent = self
                 .http
-                .put(url.clone())
+                .put(url)
                 .header(reqwest::header::CONTENT_LENGTH, len)
-                .header("x-amz-content-sha256", "UNSIGNED-PAYLOAD")
-                .header("x-amz-date", &amz_date)
-                .header(reqwest::header::AUTHORIZATION, auth)
                 .body(reqwest::Body::from(file))
                 .send()
                 .await;
@@ -237,15 +441,15 @@ impl S3Client {
         }
         unreachable!("the loop returns on its last attempt")
     }
+}
 
-    fn sign(&self, input: &SignInput<'_>) -> String {
-        sign_v4(
-            &self.config.access_key_id,
-            &self.config.secret_access_key,
-            &self.config.region,
-            input,
-        )
+/// A key a URL can name as it is: not empty, no `.` or `..` segment (a URL
+/// would resolve them, reaching another object or bucket).
+fn check_key(key: &str) -> Result<(), S3Error> {
+    if key.is_empty() || key.split('/').any(|s| s == "." || s == "..") {
+        return Err(S3Error::Key(key.to_owned()));
     }
+    Ok(())
 }
 
 async fn collect_files(
@@ -274,176 +478,59 @@ async fn collect_files(
     Ok(())
 }
 
-fn check_bucket(bucket: &str) -> Result<(), S3Error> {
-    let ok = (3..=63).contains(&bucket.len())
-        && bucket
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
-        && !bucket.starts_with(['.', '-'])
-        && !bucket.ends_with(['.', '-']);
-    if ok {
-        Ok(())
-    } else {
-        Err(S3Error::Bucket(bucket.into()))
-    }
-}
-
-/// What a Signature Version 4 covers.
-struct SignInput<'a> {
-    method: &'a str,
-    host: &'a str,
-    /// Already URI-encoded.
-    path: &'a str,
-    /// Canonical query string (empty for none).
-    query: &'a str,
-    /// Headers to sign besides `host`, lower-case names.
-    headers: &'a [(&'a str, &'a str)],
-    payload_hash: &'a str,
-    /// `YYYYMMDDTHHMMSSZ`.
-    amz_date: &'a str,
-}
-
-/// The `Authorization` header value of AWS Signature Version 4 for S3.
-fn sign_v4(access_key: &str, secret: &str, region: &str, input: &SignInput<'_>) -> String {
-    let mut headers: Vec<(String, String)> = input
-        .headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    headers.push(("host".into(), input.host.to_string()));
-    headers.sort();
-    let canonical_headers: String = headers.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-    let signed_headers = headers
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .collect::<Vec<_>>()
-        .join(";");
-    let canonical_request = format!(
-        "{}\n{}\n{}\n{canonical_headers}\n{signed_headers}\n{}",
-        input.method, input.path, input.query, input.payload_hash
-    );
-    let date = &input.amz_date[..8];
-    let scope = format!("{date}/{region}/s3/aws4_request");
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{}\n{scope}\n{}",
-        input.amz_date,
-        hex(&Sha256::digest(canonical_request.as_bytes()))
-    );
-    let mut key = hmac(format!("AWS4{secret}").as_bytes(), date.as_bytes());
-    for part in [region, "s3", "aws4_request"] {
-        key = hmac(&key, part.as_bytes());
-    }
-    let signature = hex(&hmac(&key, string_to_sign.as_bytes()));
-    format!(
-        "AWS4-HMAC-SHA256 Credential={access_key}/{scope}, SignedHeaders={signed_headers}, \
-         Signature={signature}"
-    )
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// S3's URI encoding: everything but unreserved characters (and `/` in keys).
-fn uri_encode(s: &str, encode_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric()
-            || matches!(b, b'-' | b'_' | b'.' | b'~')
-            || (b == b'/' && !encode_slash)
-        {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// `YYYYMMDDTHHMMSSZ` in UTC.
-fn amz_date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    // The worked example of AWS's Signature Version 4 documentation for S3
-    // ("GET Object"): pins the canonical request and key derivation.
     #[test]
-    fn aws_documented_signature() {
-        let auth = sign_v4(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            "us-east-1",
-            &SignInput {
-                method: "GET",
-                host: "examplebucket.s3.amazonaws.com",
-                path: "/test.txt",
-                query: "",
-                headers: &[
-                    ("range", "bytes=0-9"),
-                    (
-                        "x-amz-content-sha256",
-                        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-                    ),
-                    ("x-amz-date", "20130524T000000Z"),
-                ],
-                payload_hash: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
-                amz_date: "20130524T000000Z",
-            },
-        );
-        assert_eq!(
-            auth,
-            "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request, \
-             SignedHeaders=host;range;x-amz-content-sha256;x-amz-date, \
-             Signature=f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
-        );
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(amz_date(UNIX_EPOCH), "19700101T000000Z");
-        let t = UNIX_EPOCH + Duration::from_secs(1_369_353_600 + 3661);
-        assert_eq!(amz_date(t), "20130524T010101Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(1_709_164_800);
-        assert_eq!(amz_date(leap), "20240229T000000Z");
-    }
-
-    #[test]
-    fn encoding_and_buckets() {
-        assert_eq!(uri_encode("a b/ü~", false), "a%20b/%C3%BC~");
-        assert_eq!(uri_encode("a/b", true), "a%2Fb");
-        assert!(check_bucket("my-bucket.1").is_ok());
-        for bad in ["ab", "UPPER", "-x-y", "a_b", "../x"] {
-            assert!(check_bucket(bad).is_err(), "{bad}");
+    fn keys_a_url_would_resolve_are_refused() {
+        for bad in ["", "a/../b", "../other-bucket/x", "./x", "a/."] {
+            assert!(check_key(bad).is_err(), "{bad:?}");
         }
+        for good in ["a", "a/b.csv", "a..b", "dir/", ".hidden"] {
+            assert!(check_key(good).is_ok(), "{good:?}");
+        }
+    }
+
+    // The operator's credentials file, profile by AWS_PROFILE; the
+    // variables win over it.
+    #[test]
+    fn credentials_come_from_the_variables_or_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("credentials");
+        std::fs::write(
+            &file,
+            "[default]\naws_access_key_id = AKD\naws_secret_access_key = SD\n\n\
+             [ci]\naws_access_key_id = AKC\naws_secret_access_key = SC\naws_session_token = T\n",
+        )
+        .unwrap();
+        let file = file.to_str().unwrap().to_owned();
+        let with = |vars: &[(&str, &str)]| {
+            let mut all = vec![("AWS_SHARED_CREDENTIALS_FILE", file.as_str())];
+            all.extend_from_slice(vars);
+            let all: Vec<(String, String)> = all
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+            S3Config::from_variables("http://127.0.0.1:1", "r", move |n| {
+                all.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+            })
+        };
+        let c = with(&[]).unwrap();
+        assert_eq!((c.access_key_id.as_str(), c.session_token), ("AKD", None));
+        let c = with(&[("AWS_PROFILE", "ci")]).unwrap();
+        assert_eq!(c.access_key_id, "AKC");
+        assert_eq!(c.session_token.as_deref(), Some("T"));
+        let err = with(&[("AWS_PROFILE", "nope")]).unwrap_err();
+        assert!(err.to_string().contains("[nope]"), "{err}");
+        let c = with(&[
+            ("AWS_PROFILE", "nope"),
+            ("AWS_ACCESS_KEY_ID", "AKV"),
+            ("AWS_SECRET_ACCESS_KEY", "SV"),
+        ])
+        .unwrap();
+        assert_eq!(c.access_key_id, "AKV");
+        let err = S3Config::from_variables("http://127.0.0.1:1", "r", |_| None).unwrap_err();
+        assert!(err.to_string().contains("AWS_ACCESS_KEY_ID"), "{err}");
     }
 }

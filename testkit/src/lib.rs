@@ -8,6 +8,11 @@
 //! `SKREI_REQUIRE_NET_ADMIN=1` (then they fail; CI sets it). Each test uses
 //! an address of its own (11.0.0.0/8 is public to the special-purpose
 //! table), removed when the test ends.
+//!
+//! [`moto::Moto`]: moto's S3 server on a loopback port (`SKREI_REQUIRE_S3=1`
+//! makes its absence a failure).
+
+pub mod moto;
 
 use std::net::IpAddr;
 use std::process::Command;

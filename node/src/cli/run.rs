@@ -63,7 +63,8 @@ pub struct JobFlags {
     /// A domain the job may reach in http mode; `.example.com` covers subdomains.
     #[arg(long = "domain", value_name = "DOMAIN")]
     domains: Vec<String>,
-    /// An input: CID, CID:/target, http(s) URL, file:///path, or src=...,dst=/target.
+    /// An input: CID, CID:/target, http(s) URL, file:///path, s3://bucket/key
+    /// (a key ending in / or * is a prefix), or src=...,dst=/target.
     #[arg(short = 'i', long = "input", value_name = "SOURCE")]
     inputs: Vec<String>,
     /// An output folder, NAME:/path (default outputs:/outputs).

@@ -111,6 +111,9 @@ pub struct NodeConfig {
     /// Disk the images this node pulled may take together before the least
     /// recently used are removed. Default 20 GiB.
     pub image_cache: u64,
+    /// The node's S3 endpoint, region and credentials (`--s3-endpoint`),
+    /// for S3 inputs and the `s3` publisher; none by default.
+    pub s3: Option<storage::s3::S3Config>,
 }
 
 impl NodeConfig {
@@ -157,6 +160,7 @@ impl NodeConfig {
             pull_from: protocol::image::PullPolicy::default(),
             max_image_size: 10 << 30,
             image_cache: 20 << 30,
+            s3: None,
         }
     }
 }

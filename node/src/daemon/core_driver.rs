@@ -196,6 +196,10 @@ impl CoreDriver {
             .iter()
             .map(|p| p.display().to_string())
             .collect();
+        cc.compute.s3 = config.s3.as_ref().map(|s3| protocol::compute::S3Offer {
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone(),
+        });
         cc.compute.local_inputs_rw = config
             .local_inputs_rw
             .iter()
@@ -228,6 +232,12 @@ impl CoreDriver {
             engines,
             local_inputs: config.local_inputs.clone(),
             local_inputs_rw: config.local_inputs_rw.clone(),
+            s3: match &config.s3 {
+                Some(s3) => {
+                    Some(storage::s3::S3Client::new(s3.clone()).map_err(|e| format!("S3: {e}"))?)
+                }
+                None => None,
+            },
             max_input_size: config.max_input_size,
             publish_dirs: config.publish_dirs.clone(),
             images: super::images::ImageCache::new(db.clone(), config.image_cache),

@@ -27,6 +27,9 @@ pub(super) struct ExecContext {
     pub local_inputs: Vec<PathBuf>,
     /// Those jobs may write to (`--local-inputs DIR:rw`, R-VOL-4).
     pub local_inputs_rw: Vec<PathBuf>,
+    /// The node's S3 endpoint (`--s3-endpoint`), for S3 inputs and the
+    /// `s3` publisher.
+    pub s3: Option<storage::s3::S3Client>,
     /// Most bytes one CID input may take (`--max-input-size`).
     pub max_input_size: u64,
     /// Folders `dir` publishers may write under (R-SEC-2).
@@ -208,6 +211,7 @@ async fn run_in(
         downloader: &ctx.downloader,
         allowed_local: &ctx.local_inputs,
         allowed_local_rw: &ctx.local_inputs_rw,
+        s3: ctx.s3.as_ref(),
         max_cid_bytes: disk.map_or(ctx.max_input_size, |d| d.min(ctx.max_input_size)),
         on_fetched: Some(&*ctx.on_fetched),
     };
@@ -306,7 +310,7 @@ async fn run_in(
         &dir.results(),
         &task.publisher,
         Some(&job_id.to_string()),
-        None,
+        ctx.s3.as_ref(),
         &ctx.publish_dirs,
     )
     .await

@@ -604,6 +604,24 @@ fn node_settings_are_checked_before_anything_starts() {
             text(&out.stderr)
         );
     }
+    // --s3-endpoint needs the operator's credentials, found at start.
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_skrei"))
+        .args(["node", "--s3-endpoint", "http://127.0.0.1:9", "--data-dir"])
+        .arg(home.path().join("data"))
+        .env("HOME", home.path())
+        .env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SHARED_CREDENTIALS_FILE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no S3 credentials: set AWS_ACCESS_KEY_ID"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = skrei(&["devstack", "--nodes", "2", "--policy", "5=http"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(

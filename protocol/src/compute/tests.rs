@@ -1239,7 +1239,57 @@ fn the_s3_publisher_is_refused_where_the_node_has_no_endpoint() {
             publisher: "s3".into()
         }
     );
-    c.config.s3_publishing = true;
+    c.config.s3 = Some(S3Offer {
+        endpoint: "http://127.0.0.1:9000/".into(),
+        region: "us-east-1".into(),
+    });
     c.handle(0, ComputeInput::announce(with_s3(2)));
     assert!(matches!(sent(&drain(&mut c))[..], [ToRequester::Bid(_)]));
+}
+
+// Issue 17: S3 inputs only on nodes with an S3 endpoint, and only from it:
+// a job naming another endpoint (where the operator's credentials would
+// go) or another region is refused at bid time, saying why.
+#[test]
+fn s3_inputs_need_the_nodes_own_endpoint() {
+    let with_input = |endpoint: Option<&str>, region: Option<&str>, at: u64| {
+        let mut s = spec("docker", NoNet, &[], 1);
+        s.tasks[0].input_sources.push(crate::job::InputSource {
+            source: crate::job::Source::S3(crate::job::S3Source {
+                bucket: "data".into(),
+                key: "set/".into(),
+                endpoint: endpoint.map(Into::into),
+                region: region.map(Into::into),
+            }),
+            target: "/inputs".into(),
+            alias: None,
+        });
+        announce_of(s, at)
+    };
+    let mut c = compute(policy(NoNet, None), 4);
+    c.handle(0, ComputeInput::announce(with_input(None, None, 1)));
+    let RefuseReason::S3Refused { what, why } = refusal(&drain(&mut c)) else {
+        panic!("not an S3 refusal")
+    };
+    assert_eq!(what, "S3 input s3://data/set/");
+    assert!(why.contains("--s3-endpoint"), "{why}");
+    c.config.s3 = Some(S3Offer {
+        endpoint: "http://127.0.0.1:9000".into(),
+        region: "eu-west-1".into(),
+    });
+    for (at, endpoint, region, bids) in [
+        (2, None, None, true),
+        (3, Some("http://127.0.0.1:9000/"), Some("eu-west-1"), true),
+        (4, Some("http://169.254.169.254"), None, false),
+        (5, None, Some("us-east-1"), false),
+    ] {
+        c.handle(0, ComputeInput::announce(with_input(endpoint, region, at)));
+        let out = drain(&mut c);
+        if bids {
+            assert!(matches!(sent(&out)[..], [ToRequester::Bid(_)]), "{at}");
+        } else {
+            let reason = refusal(&out).to_string();
+            assert!(reason.contains(endpoint.or(region).unwrap()), "{reason}");
+        }
+    }
 }

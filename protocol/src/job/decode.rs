@@ -12,7 +12,7 @@ use super::{
     ByteSize, CidSource, DEFAULT_INPUT_TARGET, DEFAULT_WASM_ENTRYPOINT, DirPublisher, DockerParams,
     Engine, InlineSource, InputSource, JobError, JobErrors, JobSpec, JobType, LocalSource,
     MilliCpu, ModuleSource, Network, NetworkMode, Publisher, Resources, ResultPath, S3Publisher,
-    Source, Task, Timeouts, UrlSource, WasmParams,
+    S3Source, Source, Task, Timeouts, UrlSource, WasmParams,
 };
 use crate::domain::DomainSet;
 
@@ -957,22 +957,17 @@ impl Decoder {
             "urldownload" | "url" => &["URL"],
             "inline" => &["URL"],
             "localdirectory" | "local" => &["SourcePath", "ReadWrite"],
-            "s3" => {
-                self.error(
-                    &join(path, "Type"),
-                    type_node,
-                    "S3 inputs are not supported: use a (presigned) https URL with Type \
-                     urlDownload, or `skrei add` the data and use its CID",
-                );
-                return None;
-            }
+            "s3" => &["Bucket", "Key", "Endpoint", "Region"],
+            // A presigned URL is an https URL: its SourceSpec only says
+            // what it was signed for.
+            "s3presigned" => &["PreSignedURL", "SourceSpec"],
             _ => {
                 self.error(
                     &join(path, "Type"),
                     type_node,
                     format!(
                         "`{t}` is not an input type: write `ipfs` (a CID), `urlDownload`, \
-                         `inline` or `localDirectory`"
+                         `inline`, `localDirectory`, `s3` or `s3PreSigned`"
                     ),
                 );
                 return None;
@@ -1025,6 +1020,26 @@ impl Decoder {
                 let (s, n) = required(self, "URL")?;
                 self.rule(&join(&ppath, "URL"), n, rules::check_data_url(&s))?;
                 Some(Source::Inline(InlineSource { url: s }))
+            }
+            "s3presigned" => {
+                let (s, n) = required(self, "PreSignedURL")?;
+                let url = self.rule(&join(&ppath, "PreSignedURL"), n, rules::check_url(&s))?;
+                Some(Source::Url(UrlSource { url }))
+            }
+            "s3" => {
+                let (bucket, _) = required(self, "Bucket")?;
+                let get = |d: &mut Decoder, name: &str| match f.get(name) {
+                    None => Some(None),
+                    Some(n) => d.text(n, &join(&ppath, name)).map(Some),
+                };
+                let source = Source::S3(S3Source {
+                    bucket,
+                    key: get(self, "Key")?.unwrap_or_default(),
+                    endpoint: get(self, "Endpoint")?.filter(|e| !e.is_empty()),
+                    region: get(self, "Region")?.filter(|r| !r.is_empty()),
+                });
+                self.rule(&ppath, params, rules::check_source(&source))?;
+                Some(source)
             }
             _ => {
                 let (s, n) = required(self, "SourcePath")?;

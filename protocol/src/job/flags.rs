@@ -10,7 +10,7 @@ use super::{
     ByteSize, CidSource, DEFAULT_INPUT_TARGET, DEFAULT_OUTPUT, DEFAULT_WASM_ENTRYPOINT,
     DirPublisher, DockerParams, Engine, InlineSource, InputSource, JobError, JobErrors, JobSpec,
     JobType, LocalSource, MilliCpu, ModuleSource, Network, NetworkMode, Publisher, Resources,
-    ResultPath, S3Publisher, Source, Task, Timeouts, UrlSource, WasmParams,
+    ResultPath, S3Publisher, S3Source, Source, Task, Timeouts, UrlSource, WasmParams,
 };
 use crate::domain::DomainSet;
 
@@ -43,7 +43,8 @@ pub struct RunFlags {
     /// `--domain D`, repeatable
     pub domains: Vec<String>,
     /// `-i/--input`: `CID`, `CID:/target`, `ipfs://CID[:/target]`, an
-    /// http(s) URL, `file:///path[:/target]`, or `src=...,dst=/target`
+    /// http(s) URL, `file:///path[:/target]`, `s3://bucket/key` (a key
+    /// ending in `/` or `*` is a prefix), or `src=...,dst=/target[,opt=region=R]`
     pub inputs: Vec<String>,
     /// `-o/--output NAME:/path`; `outputs:/outputs` when none is given
     pub outputs: Vec<String>,
@@ -364,6 +365,11 @@ fn parse_input_list(spec: &str) -> Result<InputSource, String> {
                     _ => return Err(format!("`{spec}`: write opt=rw=true or opt=rw=false")),
                 }
             }
+            ("region", Source::S3(s3)) if !value.is_empty() => s3.region = Some(value.into()),
+            ("endpoint", Source::S3(s3)) if !value.is_empty() => {
+                s3.endpoint = Some(value.into());
+                rules::check_source(&source)?;
+            }
             _ => {
                 return Err(format!(
                     "`{spec}`: option `{key}` (opt={option}) is not supported for this source: \
@@ -381,7 +387,8 @@ fn parse_input_list(spec: &str) -> Result<InputSource, String> {
 }
 
 /// A source named on the command line: a CID, `ipfs://CID`, an http(s) URL,
-/// `file:///path` (a local path on the compute node) or a `data:` URL.
+/// `file:///path` (a local path on the compute node), `s3://bucket/key` (on
+/// the compute node's S3 endpoint) or a `data:` URL.
 pub fn parse_source(src: &str) -> Result<Source, String> {
     if src.starts_with("http://") || src.starts_with("https://") {
         return Ok(Source::Url(UrlSource {
@@ -400,18 +407,24 @@ pub fn parse_source(src: &str) -> Result<Source, String> {
         rules::check_source(&source)?;
         return Ok(source);
     }
-    if src.starts_with("s3://") {
-        return Err(format!(
-            "`{src}`: S3 inputs are not supported yet: fetch the object over https (a \
-             pre-signed URL) or add it with `skrei add` and pass its CID"
-        ));
+    if let Some(rest) = src.strip_prefix("s3://") {
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        let source = Source::S3(S3Source {
+            bucket: bucket.into(),
+            key: key.into(),
+            endpoint: None,
+            region: None,
+        });
+        rules::check_source(&source)?;
+        return Ok(source);
     }
     let cid_text = src.strip_prefix("ipfs://").unwrap_or(src);
     match cid_text.parse() {
         Ok(cid) => Ok(Source::Cid(CidSource { cid })),
         Err(_) => Err(format!(
             "`{src}` is neither a CID nor a URL: give a CID (`skrei add` prints one), an \
-             http(s) URL, file:///path (a path on the compute node), or src=...,dst=/target"
+             http(s) URL, file:///path (a path on the compute node), s3://bucket/key, or \
+             src=...,dst=/target"
         )),
     }
 }
@@ -669,10 +682,17 @@ Tasks:
         ));
         let err = t("src=file:///data,dst=/in,opt=rw=yes").unwrap_err();
         assert!(err.contains("opt=rw=true"), "{err}");
-        let err = t("s3://bucket/key").unwrap_err();
-        assert!(err.contains("S3 inputs are not supported yet"), "{err}");
-        let err = t("src=s3://bucket/key,dst=/in").unwrap_err();
-        assert!(err.contains("S3 inputs"), "{err}");
+        let s3 = parse_input("src=s3://bucket/data/*,dst=/in,opt=region=eu-west-1").unwrap();
+        assert_eq!(s3.target, "/in");
+        let Source::S3(s3) = s3.source else {
+            panic!("{s3:?}")
+        };
+        assert_eq!((s3.bucket.as_str(), s3.prefix()), ("bucket", Some("data/")));
+        assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+        let err = t("s3://B/key").unwrap_err();
+        assert!(err.contains("bucket name"), "{err}");
+        let err = t("src=s3://bucket/k,opt=endpoint=ftp://x").unwrap_err();
+        assert!(err.contains("Endpoint"), "{err}");
         assert!(t(&format!("src={CID},src={CID}")).is_err());
         assert!(t("dst=/in").unwrap_err().contains("src=SOURCE"));
     }

@@ -263,6 +263,35 @@ pub fn check_source(source: &Source) -> Result<(), String> {
             }
             check_text(&l.source_path)
         }
+        Source::S3(s) => {
+            check_bucket(&s.bucket)?;
+            check_text(&s.key)?;
+            check_s3_endpoint(s.endpoint.as_deref())
+        }
+    }
+}
+
+/// An S3 bucket name: 3 to 63 of a-z, 0-9, `.` and `-`.
+pub fn check_bucket(bucket: &str) -> Result<(), String> {
+    let valid = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c))
+        && !bucket.starts_with(['.', '-'])
+        && !bucket.ends_with(['.', '-']);
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{bucket}` is not an S3 bucket name: 3 to 63 lower-case letters, digits, `.` or `-`"
+        ))
+    }
+}
+
+fn check_s3_endpoint(endpoint: Option<&str>) -> Result<(), String> {
+    match endpoint {
+        Some(e) => check_url(e).map(drop).map_err(|m| format!("Endpoint: {m}")),
+        None => Ok(()),
     }
 }
 
@@ -404,21 +433,9 @@ pub fn check_publisher(p: &Publisher) -> Result<(), String> {
             }
         }
         Publisher::S3(s) => {
-            let valid_bucket = (3..=63).contains(&s.bucket.len())
-                && s.bucket
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || ".-".contains(c));
-            if !valid_bucket {
-                return Err(format!(
-                    "`{}` is not an S3 bucket name: 3 to 63 lower-case letters, digits, `.` or `-`",
-                    s.bucket
-                ));
-            }
+            check_bucket(&s.bucket)?;
             check_text(&s.key)?;
-            if let Some(e) = &s.endpoint {
-                check_url(e).map_err(|m| format!("Endpoint: {m}"))?;
-            }
-            Ok(())
+            check_s3_endpoint(s.endpoint.as_deref())
         }
     }
 }

@@ -466,6 +466,50 @@ fn bacalhau_blank_fields_and_network_names_are_accepted() {
 // folder names of their own, never paths; booleans may be quoted; the S3
 // publisher's `plain` encoding is what skrei does, other encodings are
 // refused by name.
+// Issue 17: Bacalhau's S3 inputs: `s3` (bucket, key or prefix, region,
+// endpoint) and `s3PreSigned` (an https URL; its SourceSpec only says what
+// it was signed for).
+#[test]
+fn bacalhau_s3_and_presigned_inputs_are_read() {
+    let job = |source: &str| {
+        format!(
+            "Type: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      \
+             Params:\n        Image: busybox\n    InputSources:\n      - Source:\n          \
+             {source}\n        Target: /data\n"
+        )
+    };
+    let spec = JobSpec::parse(&job(
+        "Type: s3\n          Params: {Bucket: my-bucket, Key: 'sets/2024/*', Region: eu-west-1, Endpoint: ''}",
+    ))
+    .unwrap();
+    let Source::S3(s3) = &spec.task().input_sources[0].source else {
+        panic!("{spec:?}")
+    };
+    assert_eq!(s3.prefix(), Some("sets/2024/"));
+    assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(s3.endpoint, None);
+    let one = S3Source {
+        key: "sets/a.csv".into(),
+        ..s3.clone()
+    };
+    assert_eq!(one.prefix(), None);
+    let spec = JobSpec::parse(&job(
+        "Type: s3PreSigned\n          Params:\n            PreSignedURL: \
+         'https://objects.example.com/my-bucket/a.csv?X-Amz-Signature=abc'\n            \
+         SourceSpec: {Bucket: my-bucket, Key: a.csv}",
+    ))
+    .unwrap();
+    assert!(matches!(
+        &spec.task().input_sources[0].source,
+        Source::Url(u) if u.url.ends_with("/a.csv?X-Amz-Signature=abc")
+    ));
+    let errors = JobSpec::parse(&job(
+        "Type: s3\n          Params: {Bucket: my-bucket, VersionID: '3'}",
+    ))
+    .unwrap_err();
+    assert!(errors.to_string().contains("VersionID"), "{errors}");
+}
+
 #[test]
 fn bacalhau_result_names_quoted_booleans_and_s3_encoding_are_read() {
     use crate::job::rules::result_folder_name;

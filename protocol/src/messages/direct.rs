@@ -252,6 +252,10 @@ impl Message for Refuse {
             | RefuseReason::LocalInputNotWritable { path } => {
                 bounds::text("reason.path", path, MAX_REASON_BYTES)
             }
+            RefuseReason::S3Refused { what, why } => {
+                bounds::text("reason.what", what, MAX_REASON_BYTES)?;
+                bounds::text("reason.why", why, MAX_REASON_BYTES)
+            }
             RefuseReason::PublisherUnavailable { publisher } => {
                 bounds::text("reason.publisher", publisher, MAX_REASON_BYTES)
             }

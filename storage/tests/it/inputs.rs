@@ -73,6 +73,7 @@ struct Node {
     /// Where jobs may write (`--local-inputs DIR:rw`): `<tmp>/allowed/rw`.
     allowed_rw: Vec<PathBuf>,
     max_cid_bytes: u64,
+    s3: Option<storage::s3::S3Client>,
 }
 
 impl Node {
@@ -95,6 +96,7 @@ impl Node {
             allowed_rw: vec![allowed.join("rw")],
             allowed: vec![allowed],
             max_cid_bytes: 10 << 30,
+            s3: None,
         }
     }
 
@@ -110,6 +112,7 @@ impl Node {
             downloader: &self.downloader,
             allowed_local: &self.allowed,
             allowed_local_rw: &self.allowed_rw,
+            s3: self.s3.as_ref(),
             max_cid_bytes: self.max_cid_bytes,
             on_fetched: None,
         };
@@ -405,6 +408,138 @@ async fn writable_local_inputs_are_the_folder_itself() {
     );
     writable(tmp.path());
     node.shutdown().await;
+}
+
+fn s3(bucket: &str, key: &str) -> Source {
+    Source::S3(protocol::job::S3Source {
+        bucket: bucket.into(),
+        key: key.into(),
+        endpoint: None,
+        region: None,
+    })
+}
+
+// Issue 17: S3 inputs from the node's endpoint (moto): one object lands at
+// its last name, a prefix brings every object at its path below it; keys
+// that would climb out of the target, other endpoints and regions, and
+// inputs over the byte budget are refused, and nothing of them is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_inputs_come_from_the_nodes_endpoint() {
+    let Some(moto) = testkit::moto::Moto::start() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Node::new(tmp.path()).await;
+    moto.create_bucket("data");
+    moto.put("data", "sets/a.csv", b"1,2\n");
+    moto.put("data", "sets/deep/b.csv", b"3,4\n");
+    moto.put("data", "sets/deep/", b"");
+    moto.put("data", "other/c.csv", b"no");
+    moto.put("data", "big/blob", &[7u8; 4096]);
+
+    let exec = tmp.path().join("exec-none");
+    let err = node
+        .run(&exec, &[input(s3("data", "sets/a.csv"), "/inputs/one")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err.cause, InputErrorKind::S3Unconfigured), "{err}");
+    assert!(err.to_string().contains("--s3-endpoint"), "{err}");
+
+    node.s3 = Some(
+        storage::s3::S3Client::new(storage::s3::S3Config {
+            endpoint: moto.endpoint.clone(),
+            region: "us-east-1".into(),
+            access_key_id: "testing".into(),
+            secret_access_key: "testing".into(),
+            session_token: None,
+        })
+        .unwrap(),
+    );
+    let exec = tmp.path().join("exec-s3");
+    let done = node
+        .run(
+            &exec,
+            &[
+                input(s3("data", "sets/a.csv"), "/inputs/one"),
+                input(s3("data", "sets/"), "/inputs/all"),
+                input(s3("data", "sets/dee*"), "/inputs/star"),
+            ],
+        )
+        .await
+        .unwrap();
+    let read = |m: &storage::inputs::Materialised, rel: &str| {
+        std::fs::read_to_string(m.host_path.join(rel)).unwrap()
+    };
+    assert_eq!(read(&done[0], "a.csv"), "1,2\n");
+    assert_eq!(read(&done[1], "a.csv"), "1,2\n");
+    assert_eq!(read(&done[1], "deep/b.csv"), "3,4\n");
+    assert!(!done[1].host_path.join("c.csv").exists());
+    assert_eq!(read(&done[2], "p/b.csv"), "3,4\n");
+    no_write_bits(&done[1].host_path);
+
+    let (err, _) = refused(&node, tmp.path(), s3("data", "sets/../other/c.csv")).await;
+    assert!(err.to_string().contains("cannot be used"), "{err}");
+    let (err, _) = refused(
+        &node,
+        tmp.path(),
+        Source::S3(protocol::job::S3Source {
+            endpoint: Some("http://169.254.169.254".into()),
+            ..s3_params("data", "sets/a.csv")
+        }),
+    )
+    .await;
+    assert!(err.to_string().contains("leave the endpoint out"), "{err}");
+    let (err, _) = refused(
+        &node,
+        tmp.path(),
+        Source::S3(protocol::job::S3Source {
+            region: Some("eu-west-1".into()),
+            ..s3_params("data", "sets/a.csv")
+        }),
+    )
+    .await;
+    assert!(
+        matches!(err.cause, InputErrorKind::S3Region { .. }),
+        "{err}"
+    );
+    let (err, _) = refused(&node, tmp.path(), s3("data", "missing.csv")).await;
+    assert!(err.to_string().contains("404"), "{err}");
+
+    node.max_cid_bytes = 1000;
+    let (err, exec) = refused(&node, tmp.path(), s3("data", "big/blob")).await;
+    assert!(
+        err.to_string().contains("larger than the 1000 bytes"),
+        "{err}"
+    );
+    assert!(!exec.join("inputs/inputs/x/blob").exists(), "removed");
+    writable(tmp.path());
+    node.shutdown().await;
+}
+
+fn s3_params(bucket: &str, key: &str) -> protocol::job::S3Source {
+    let Source::S3(params) = s3(bucket, key) else {
+        unreachable!()
+    };
+    params
+}
+
+/// Materialises `source` alone in a new execution folder, which fails.
+async fn refused(
+    node: &Node,
+    tmp: &Path,
+    source: Source,
+) -> (storage::inputs::InputError, PathBuf) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let exec = tmp.join(format!(
+        "exec-refused-{}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let err = node
+        .run(&exec, &[input(source, "/inputs/x")])
+        .await
+        .unwrap_err();
+    (err, exec)
 }
 
 // R-VOL-1: URL inputs may share a target directory, each file inside it;

@@ -181,69 +181,14 @@ async fn publish_errors_are_clear() {
     store.shutdown().await;
 }
 
-/// moto's S3 server on a loopback port, stopped on drop.
-struct Moto {
-    child: std::process::Child,
-    endpoint: String,
-}
-
-impl Moto {
-    /// `None` when moto is not installed, unless `SKREI_REQUIRE_S3=1` (CI),
-    /// where its absence fails the test.
-    fn start() -> Option<Moto> {
-        use std::io::BufRead;
-        let spawned = std::process::Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", "0"])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn();
-        let required = std::env::var("SKREI_REQUIRE_S3").is_ok_and(|v| v == "1");
-        let mut child = match spawned {
-            Ok(c) => c,
-            Err(e) if !required => {
-                eprintln!("skipping: cannot start moto ({e}); `pip install 'moto[server]'`");
-                return None;
-            }
-            Err(e) => panic!("SKREI_REQUIRE_S3=1 but moto does not start: {e}"),
-        };
-        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut endpoint = None;
-        let mut lines = stderr.lines();
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(i) = line.find("http://127.0.0.1:") {
-                endpoint = Some(line[i..].trim().to_string());
-                break;
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
-        match endpoint {
-            Some(endpoint) => Some(Moto { child, endpoint }),
-            None if !required => {
-                eprintln!("skipping: moto did not start; `pip install 'moto[server]'`");
-                let _ = child.kill();
-                let _ = child.wait();
-                None
-            }
-            None => panic!("SKREI_REQUIRE_S3=1 but moto did not start"),
-        }
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 // R-VOL-2: the s3 publisher uploads the result tree to the node's
 // S3-compatible endpoint (moto on loopback), byte for byte; a job cannot
 // redirect the node's credentials to another endpoint.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s3_publisher_round_trip() {
-    let Some(moto) = Moto::start() else { return };
+    let Some(moto) = testkit::moto::Moto::start() else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open(StoreConfig::new(tmp.path().join("node")))
         .await
@@ -260,6 +205,7 @@ async fn s3_publisher_round_trip() {
         region: "us-east-1".into(),
         access_key_id: "testing".into(),
         secret_access_key: "testing".into(),
+        session_token: None,
     })
     .unwrap();
     let publisher = Publisher::S3(S3Publisher {

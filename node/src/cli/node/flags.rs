@@ -217,6 +217,17 @@ pub struct NodeFlags {
     /// were in the engine before the node pulled them are never removed.
     #[arg(long, value_name = "SIZE")]
     image_cache: Option<String>,
+    /// The S3-compatible endpoint S3 inputs are read from and the `s3`
+    /// publisher writes to, with the operator's AWS credentials
+    /// (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or the profile
+    /// AWS_PROFILE of ~/.aws/credentials; never a job's). Without it, jobs
+    /// using S3 are refused.
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// The region S3 requests are signed for (default: AWS_REGION, else
+    /// us-east-1).
+    #[arg(long, value_name = "REGION", requires = "s3_endpoint")]
+    s3_region: Option<String>,
 }
 
 impl NodeFlags {
@@ -490,6 +501,21 @@ impl NodeFlags {
         if let Some(size) = &self.image_cache {
             config.image_cache = parse_size("--image-cache", size)?;
         }
+        if let Some(endpoint) = &self.s3_endpoint {
+            let region = self
+                .s3_region
+                .clone()
+                .or_else(|| std::env::var("AWS_REGION").ok())
+                .or_else(|| std::env::var("AWS_DEFAULT_REGION").ok())
+                .filter(|r| !r.is_empty())
+                .unwrap_or_else(|| "us-east-1".into());
+            let s3 = storage::s3::S3Config::from_aws_environment(endpoint, &region)
+                .map_err(|e| anyhow::anyhow!("--s3-endpoint {endpoint}: {e}"))?;
+            // The endpoint is checked now, not at the first job.
+            storage::s3::S3Client::new(s3.clone())
+                .map_err(|e| anyhow::anyhow!("--s3-endpoint: {e}"))?;
+            config.s3 = Some(s3);
+        }
         Ok(config)
     }
 
@@ -553,6 +579,8 @@ impl NodeFlags {
             pull_from: list(self.pull_from, file.pull_from),
             max_image_size: pick(self.max_image_size, file.max_image_size),
             image_cache: pick(self.image_cache, file.image_cache),
+            s3_endpoint: pick(self.s3_endpoint, file.s3_endpoint),
+            s3_region: pick(self.s3_region, file.s3_region),
         }
     }
 }

@@ -382,10 +382,10 @@ fn waiting_and_getting_results_as_bacalhau_users_do() {
     assert!(err.contains("has not ended after 1 s"), "{err}");
 }
 
-// Issue 17: a node has no S3 endpoint yet, so it refuses the `s3`
-// publisher when asked, instead of running the job and failing to publish.
+// Issue 17: a node without an S3 endpoint refuses the `s3` publisher and
+// S3 inputs when asked, instead of running the job and failing to publish.
 #[test]
-fn an_s3_publisher_is_refused_before_anything_runs() {
+fn s3_is_refused_before_anything_runs_on_a_node_without_it() {
     let files = Files::new();
     let dirs = tempfile::tempdir().unwrap();
     let node = NodeProc::start(&dirs.path().join("node"), &[]);
@@ -405,4 +405,74 @@ fn an_s3_publisher_is_refused_before_anything_runs() {
         detail.contains("publishing to s3 not available"),
         "{detail}"
     );
+    let id = node.submit(&hello_job("from s3", &module, S3_NAME_INPUT, ""));
+    let ended = node.wait(&id, Duration::from_secs(60));
+    assert_eq!(ended["state"], "failed", "{ended:#}");
+    let detail = ended["failure"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("S3 input s3://names/people/name.txt not available on the node")
+            && detail.contains("--s3-endpoint"),
+        "{detail}"
+    );
+}
+
+/// An S3 input of the name to greet, at /inputs/name.txt.
+const S3_NAME_INPUT: &str = "      - Source:\n          Type: s3\n          Params:\n            \
+     Bucket: names\n            Key: people/name.txt\n        Target: /inputs\n";
+
+// Issue 17: with --s3-endpoint (moto) and the operator's AWS variables, a
+// job reads its input from S3 and publishes its results there; the job's
+// files name only bucket and key.
+#[test]
+fn a_job_reads_from_s3_and_publishes_to_it() {
+    let Some(moto) = testkit::moto::Moto::start() else {
+        return;
+    };
+    moto.create_bucket("names");
+    moto.create_bucket("results");
+    moto.put("names", "people/name.txt", b"bucket\n");
+    let files = Files::new();
+    let dirs = tempfile::tempdir().unwrap();
+    let spawn = crate::harness::Spawn {
+        env: [
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into(),
+        ..Default::default()
+    };
+    let node = NodeProc::start_with(
+        &dirs.path().join("node"),
+        &["--s3-endpoint", &moto.endpoint],
+        spawn,
+    );
+    let module = node.add(&files.module());
+    let job = hello_job("s3 both ways", &module, S3_NAME_INPUT, "").replace(
+        "    ResultPaths:",
+        "    Publisher:\n      Type: s3\n      Params: {Bucket: results, Key: jobs}\n    ResultPaths:",
+    );
+    let id = node.submit(&job);
+    let ended = node.wait(&id, Duration::from_secs(60));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    assert_eq!(
+        text(&cli(&node.api, &["job", "logs", &id]).stdout),
+        "hello bucket\n"
+    );
+    let client = storage::s3::S3Client::new(storage::s3::S3Config {
+        endpoint: moto.endpoint.clone(),
+        region: "us-east-1".into(),
+        access_key_id: "testing".into(),
+        secret_access_key: "testing".into(),
+        session_token: None,
+    })
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let greeting = runtime
+        .block_on(client.get_object("results", &format!("jobs/{id}/outputs/greeting.txt")))
+        .unwrap();
+    assert_eq!(greeting, b"hello bucket\n");
 }

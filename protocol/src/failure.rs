@@ -133,6 +133,8 @@ pub enum FailureCause {
     QueueTimeout,
     /// Every attempt the job allows was used.
     AttemptsExhausted,
+    /// Some nodes that took an ops job did not complete it.
+    OpsIncomplete,
     /// The job did not finish within its total timeout.
     TotalTimeout,
     /// Anything else, records written before causes existed, and causes
@@ -144,7 +146,7 @@ pub enum FailureCause {
 
 impl FailureCause {
     /// Every cause, in declaration order.
-    pub const ALL: [FailureCause; 18] = [
+    pub const ALL: [FailureCause; 19] = [
         FailureCause::InputUnavailable,
         FailureCause::InputTimeout,
         FailureCause::EngineUnavailable,
@@ -161,6 +163,7 @@ impl FailureCause {
         FailureCause::NoNodeAnswered,
         FailureCause::QueueTimeout,
         FailureCause::AttemptsExhausted,
+        FailureCause::OpsIncomplete,
         FailureCause::TotalTimeout,
         FailureCause::Other,
     ];
@@ -184,6 +187,7 @@ impl FailureCause {
             FailureCause::NoNodeAnswered => "no_node_answered",
             FailureCause::QueueTimeout => "queue_timeout",
             FailureCause::AttemptsExhausted => "attempts_exhausted",
+            FailureCause::OpsIncomplete => "ops_incomplete",
             FailureCause::TotalTimeout => "total_timeout",
             FailureCause::Other => "other",
         }

@@ -80,13 +80,27 @@ pub struct JobSpec {
     pub tasks: Vec<Task>,
 }
 
-/// The kind of job. skrei runs batch jobs only.
+/// The kind of job: skrei runs batch and ops jobs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum JobType {
     /// Runs to completion on `Count` nodes.
     #[default]
     #[serde(rename = "batch")]
     Batch,
+    /// Runs once on every node that accepts it and bids before its
+    /// `QueueTimeout` (Bacalhau's `ops`); `Count` does not apply.
+    #[serde(rename = "ops")]
+    Ops,
+}
+
+impl JobType {
+    /// The name job files use: `batch`, `ops`.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobType::Batch => "batch",
+            JobType::Ops => "ops",
+        }
+    }
 }
 
 /// One unit of work: an engine, its data, its network and its limits.

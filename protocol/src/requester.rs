@@ -64,7 +64,13 @@
 //!    once a node said it is only busy ([`RefuseReason::is_passing`]) or
 //!    bid: such a node bids when a slot frees up
 //!    ([`RequesterConfig::backlog_timeout_ms`]).
-//! 4. **End.** The job completes when `Count` executions completed (any
+//! 4. **End.** An ops job (`Type: ops`) differs: its announcement asks
+//!    every node, every bid is awarded as it comes (up to
+//!    [`RequesterConfig::max_bids_per_job`] nodes) until its queue timeout,
+//!    a failed execution is not given to another node, and it ends once
+//!    its queue timeout passed and every execution ended: completed if all
+//!    completed, failed naming the nodes that did not. A batch job
+//!    completes when `Count` executions completed (any
 //!    other outstanding one is cancelled); it fails when its attempts
 //!    ([`RequesterConfig::max_attempts`]) are used up, it waited for nodes
 //!    longer than its queue timeout, or it ran past its spec's
@@ -496,9 +502,11 @@ impl Requester {
     ) -> Result<JobId, SubmitError> {
         spec.validate().map_err(SubmitError::Invalid)?;
         let count = spec.count;
+        let ops = spec.r#type == crate::job::JobType::Ops;
         let mut announce =
             Announce::new(spec, self.config.node, submitted_at_ms, sources.providers)?;
-        announce.draw_ppm = self.first_draw(count);
+        // An ops job asks every node.
+        announce.draw_ppm = if ops { None } else { self.first_draw(count) };
         announce.input_bytes = sources.input_bytes;
         announce.source_bps = sources.source_bps.filter(|b| *b > 0);
         crate::messages::Message::check(&announce)?;
@@ -517,7 +525,13 @@ impl Requester {
             silence_after_ms: timeouts
                 .execution_ms_or(self.config.execution_timeout_ms)
                 .saturating_add(self.config.execution_grace_ms),
-            max_attempts: self.config.max_attempts.max(announce.spec.count),
+            // An ops job runs once on each node that bids, up to as many
+            // nodes as a job keeps bids.
+            max_attempts: if ops {
+                u32::try_from(self.config.max_bids_per_job).unwrap_or(u32::MAX)
+            } else {
+                self.config.max_attempts.max(announce.spec.count)
+            },
             ends_by_ms: timeouts
                 .total_timeout
                 .filter(|s| *s > 0)
@@ -841,7 +855,8 @@ impl Requester {
                     result_cid,
                     exit_code,
                 };
-                let done = job.completed() >= job.count() as usize;
+                let ops = job.is_ops();
+                let done = !ops && job.completed() >= job.count() as usize;
                 self.event(
                     job_id,
                     RequesterEvent::Completed {
@@ -851,7 +866,9 @@ impl Requester {
                         exit_code,
                     },
                 );
-                if done {
+                if ops {
+                    self.finish_ops_if_done(job_id);
+                } else if done {
                     self.cancel_active(job_id, "the job completed on other nodes");
                     if let Some(job) = self.jobs.get_mut(&job_id) {
                         job.state = JobState::Completed;
@@ -1008,6 +1025,22 @@ impl Requester {
         };
         if let Some(since) = job.timers.waiting_since_ms
             && since.saturating_add(job.wait_limit_ms()) <= now_ms
+            && job.is_ops()
+            && !job.executions.is_empty()
+        {
+            // The nodes that bid in time have it: wait for them to finish.
+            job.timers.waiting_since_ms = None;
+            job.timers.reannounce_at_ms = None;
+            let late: Vec<NodeId> = job.bids.drain(..).map(|b| b.node).collect();
+            for node in late {
+                let reason = "the ops job stopped taking nodes at its queue timeout".to_owned();
+                self.release_bid(node, job_id, reason);
+            }
+            self.finish_ops_if_done(job_id);
+            return;
+        }
+        if let Some(since) = job.timers.waiting_since_ms
+            && since.saturating_add(job.wait_limit_ms()) <= now_ms
         {
             let failure = explain::queue_timeout(job, &self.known);
             self.fail_job(job_id, failure);
@@ -1019,6 +1052,7 @@ impl Requester {
         // complete. (Past the cap on remembered refusals some went
         // uncounted: wait.)
         if job.timers.reannounce_at_ms.is_some_and(|t| t <= now_ms)
+            && !job.is_ops()
             && job.untried_willing_nodes() < job.needed()
             && job.refusals.len() < self.config.max_refusals_per_job
             && let Some(failure) =
@@ -1112,23 +1146,18 @@ impl Requester {
         // re-announced.
         job.bids
             .retain(|b| b.received_at_ms.saturating_add(bid_ttl) > now_ms);
+        if job.is_ops() {
+            self.refill_ops(now_ms, job_id);
+            return;
+        }
         let mut awards = Vec::new();
         while job.needed() > 0
             && (job.executions.len() as u64) < u64::from(job.max_attempts)
             && !job.bids.is_empty()
         {
             let bid = job.bids.remove(0);
-            let execution_id = ExecutionId(job.executions.len() as u64);
             let partition = job.free_partitions().next().unwrap_or(0);
-            job.executions.push(ExecutionRecord {
-                execution_id,
-                node: bid.node,
-                awarded_at_ms: now_ms,
-                deadline_ms: now_ms.saturating_add(job.silence_after_ms),
-                state: ExecutionState::Awarded,
-                partition,
-                step: None,
-            });
+            let execution_id = job.add_execution(bid.node, now_ms, partition);
             awards.push((bid.node, execution_id, partition));
         }
         let needed = job.needed();
@@ -1157,16 +1186,7 @@ impl Requester {
             self.release_bid(bid.node, job_id, reason);
         }
         for (node, execution_id, partition) in awards {
-            self.outputs.push_back(RequesterOutput::Send {
-                to: node,
-                msg: ToCompute::Award(Award {
-                    job_id,
-                    execution_id,
-                    node,
-                    partition,
-                }),
-            });
-            self.event(job_id, RequesterEvent::Awarded { node, execution_id });
+            self.send_award(job_id, node, execution_id, partition);
         }
         if needed > 0
             && exhausted
@@ -1177,6 +1197,79 @@ impl Requester {
             return;
         }
         self.update_state(job_id);
+    }
+
+    /// An ops job awards every open bid while it takes nodes (one
+    /// execution per node, never re-awarded), and ends once it stopped
+    /// taking nodes and every execution ended.
+    fn refill_ops(&mut self, now_ms: u64, job_id: JobId) {
+        let window = self.config.bid_window_ms.max(1);
+        let Some(job) = self.live_job(&job_id) else {
+            return;
+        };
+        let taking = job.taking_nodes();
+        let mut awards = Vec::new();
+        let mut released = Vec::new();
+        for bid in std::mem::take(&mut job.bids) {
+            if taking && (job.executions.len() as u64) < u64::from(job.max_attempts) {
+                let execution_id = job.add_execution(bid.node, now_ms, 0);
+                awards.push((bid.node, execution_id));
+            } else {
+                released.push(bid.node);
+            }
+        }
+        // Nodes that join or free a slot later still hear of it.
+        if taking && job.timers.reannounce_at_ms.is_none() {
+            job.timers.reannounce_interval_ms = window;
+            job.timers.reannounce_at_ms = Some(now_ms.saturating_add(window));
+        }
+        for node in released {
+            let reason = "the ops job takes no more nodes".to_owned();
+            self.release_bid(node, job_id, reason);
+        }
+        for (node, execution_id) in awards {
+            self.send_award(job_id, node, execution_id, 0);
+        }
+        self.finish_ops_if_done(job_id);
+    }
+
+    fn send_award(
+        &mut self,
+        job_id: JobId,
+        node: NodeId,
+        execution_id: ExecutionId,
+        partition: u32,
+    ) {
+        self.outputs.push_back(RequesterOutput::Send {
+            to: node,
+            msg: ToCompute::Award(Award {
+                job_id,
+                execution_id,
+                node,
+                partition,
+            }),
+        });
+        self.event(job_id, RequesterEvent::Awarded { node, execution_id });
+    }
+
+    /// Ends an ops job that takes no more nodes and has no execution
+    /// running: completed when every node completed it, failed otherwise.
+    fn finish_ops_if_done(&mut self, job_id: JobId) {
+        let Some(job) = self.live_job(&job_id) else {
+            return;
+        };
+        if job.taking_nodes() || job.active() > 0 || job.executions.is_empty() {
+            self.update_state(job_id);
+            return;
+        }
+        if job.completed() == job.executions.len() {
+            job.state = JobState::Completed;
+            job.timers = JobTimers::default();
+            self.event(job_id, RequesterEvent::JobCompleted);
+        } else {
+            let failure = explain::ops_incomplete(job);
+            self.fail_job(job_id, failure);
+        }
     }
 
     fn update_state(&mut self, job_id: JobId) {

@@ -100,7 +100,7 @@ fn job_env(attempt: &Attempt<'_>, spec: &JobSpec) -> Vec<(String, String)> {
             "JOB_NAMESPACE",
             spec.namespace.clone().unwrap_or_else(|| "default".into()),
         ),
-        ("JOB_TYPE", "batch".into()),
+        ("JOB_TYPE", spec.r#type.name().into()),
         ("PARTITION_INDEX", attempt.partition.to_string()),
         ("PARTITION_COUNT", spec.count.to_string()),
     ];

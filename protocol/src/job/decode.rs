@@ -356,6 +356,24 @@ impl Decoder {
                 u32::try_from(c).ok()
             }),
         };
+        if r#type == Some(JobType::Ops)
+            && let Some(n) = f.get("Count")
+            && count.is_some_and(|c| c != 1)
+        {
+            self.notices.push(JobError {
+                path: "Count".into(),
+                location: Some(n.at),
+                message: "Count does not apply to ops jobs: they run once on every node that \
+                          accepts them"
+                    .into(),
+            });
+        }
+        // An ops job is one part run on each node.
+        let count = if r#type == Some(JobType::Ops) {
+            count.map(|_| 1)
+        } else {
+            count
+        };
         // Bacalhau's Priority orders its own queues; skrei's nodes take
         // waiting jobs first come, first served, with a share per
         // requester, so a priority is read and said to be unused.
@@ -510,13 +528,19 @@ impl Decoder {
         if t.eq_ignore_ascii_case("batch") {
             return Some(JobType::Batch);
         }
-        let message = if ["ops", "service", "daemon"]
+        if t.eq_ignore_ascii_case("ops") {
+            return Some(JobType::Ops);
+        }
+        let message = if ["service", "daemon"]
             .iter()
             .any(|k| t.eq_ignore_ascii_case(k))
         {
-            format!("`{t}` jobs are not supported: skrei runs batch jobs; write `Type: batch`")
+            format!(
+                "`{t}` jobs are not supported: skrei runs jobs that end; write `Type: batch` \
+                 (on Count nodes) or `Type: ops` (once on every node that accepts it)"
+            )
         } else {
-            format!("`{t}` is not a job type: write `Type: batch`")
+            format!("`{t}` is not a job type: write `Type: batch` or `Type: ops`")
         };
         self.error("Type", n, message);
         None

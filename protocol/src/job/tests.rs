@@ -766,3 +766,33 @@ fn priority_is_accepted_with_a_notice() {
     let err = JobSpec::parse(&job("high")).unwrap_err().to_string();
     assert!(err.contains("whole number"), "{err}");
 }
+
+// Issue 17: `Type: ops` is read (Count does not apply: a Count other than 1
+// is a notice, and the job is one part run on each node); service and
+// daemon jobs are refused naming their type.
+#[test]
+fn ops_jobs_are_read_and_service_jobs_refused_by_name() {
+    let job = |t: &str, count: &str| {
+        format!(
+            "Type: {t}\n{count}Tasks:\n  - Name: main\n    Engine:\n      Type: docker\n      \
+             Params:\n        Image: busybox\n"
+        )
+    };
+    let (spec, notices) = JobSpec::parse_with_notices(&job("ops", "")).unwrap();
+    assert_eq!((spec.r#type, spec.count), (JobType::Ops, 1));
+    assert!(notices.is_empty(), "{notices:?}");
+    let (spec, notices) = JobSpec::parse_with_notices(&job("ops", "Count: 3\n")).unwrap();
+    assert_eq!(spec.count, 1);
+    assert_eq!(notices.len(), 1);
+    assert!(
+        notices[0].message.contains("Count does not apply"),
+        "{notices:?}"
+    );
+    for t in ["service", "daemon"] {
+        let errors = JobSpec::parse(&job(t, "")).unwrap_err().to_string();
+        assert!(
+            errors.contains(&format!("`{t}` jobs are not supported")),
+            "{errors}"
+        );
+    }
+}

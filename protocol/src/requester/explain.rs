@@ -184,6 +184,17 @@ pub(super) fn attempts_exhausted(job: &JobRecord) -> Failure {
     Failure::new(FailureCause::AttemptsExhausted, detail)
 }
 
+/// An ops job whose nodes did not all complete it.
+pub(super) fn ops_incomplete(job: &JobRecord) -> Failure {
+    let detail = format!(
+        "{} of the {} nodes that took the ops job completed it: {}",
+        job.completed(),
+        job.executions.len(),
+        failures(job)
+    );
+    Failure::new(FailureCause::OpsIncomplete, detail)
+}
+
 /// The latest failed attempts, `NODE: reason; ...`.
 fn failures(job: &JobRecord) -> String {
     let failed: Vec<String> = job

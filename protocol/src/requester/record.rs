@@ -209,6 +209,38 @@ impl JobRecord {
         self.announce.spec.count
     }
 
+    /// Records an award to `node` of `partition`, with the deadline by
+    /// which it must answer; returns its execution id.
+    pub(super) fn add_execution(
+        &mut self,
+        node: NodeId,
+        now_ms: u64,
+        partition: u32,
+    ) -> ExecutionId {
+        let execution_id = ExecutionId(self.executions.len() as u64);
+        self.executions.push(ExecutionRecord {
+            execution_id,
+            node,
+            awarded_at_ms: now_ms,
+            deadline_ms: now_ms.saturating_add(self.silence_after_ms),
+            state: ExecutionState::Awarded,
+            partition,
+            step: None,
+        });
+        execution_id
+    }
+
+    /// An ops job: one execution on every node that bids before its queue
+    /// timeout, instead of `Count`.
+    pub fn is_ops(&self) -> bool {
+        self.announce.spec.r#type == crate::job::JobType::Ops
+    }
+
+    /// An ops job still taking nodes (until its queue timeout).
+    pub(super) fn taking_nodes(&self) -> bool {
+        self.is_ops() && self.timers.waiting_since_ms.is_some()
+    }
+
     pub(super) fn active(&self) -> usize {
         self.executions
             .iter()
@@ -238,7 +270,12 @@ impl JobRecord {
         })
     }
 
+    /// Executions the job still wants; an ops job wants one more node as
+    /// long as it takes nodes.
     pub(super) fn needed(&self) -> usize {
+        if self.is_ops() {
+            return usize::from(self.taking_nodes());
+        }
         (self.count() as usize).saturating_sub(self.active() + self.completed())
     }
 
@@ -264,7 +301,9 @@ impl JobRecord {
 
     /// How long the job may wait for nodes, from when it started waiting.
     pub fn wait_limit_ms(&self) -> u64 {
-        if self.queued_behind_busy_nodes() {
+        // An ops job takes the nodes that bid within its queue timeout; it
+        // does not wait behind busy ones.
+        if self.queued_behind_busy_nodes() && !self.is_ops() {
             self.queue_timeout_ms.max(self.backlog_timeout_ms)
         } else {
             self.queue_timeout_ms

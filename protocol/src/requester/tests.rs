@@ -1442,3 +1442,124 @@ fn r_plc_1_fewer_holders_than_the_count_fail_at_once() {
         failure(&r, id)
     );
 }
+
+fn submit_ops(r: &mut Requester, queue_timeout_s: u64) -> JobId {
+    let mut s = spec("docker", NoNet, &[], 1);
+    s.r#type = crate::job::JobType::Ops;
+    s.tasks[0].timeouts.queue_timeout = Some(queue_timeout_s);
+    let id = r.submit(0, s, 1_000, vec![]).unwrap();
+    let out = drain(r);
+    let announced: Vec<&Announce> = out
+        .iter()
+        .filter_map(|o| match o {
+            RequesterOutput::Publish(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(announced.len(), 1);
+    assert_eq!(announced[0].draw_ppm, None, "an ops job asks every node");
+    id
+}
+
+// Issue 17: an ops job runs once on every node that bids before its queue
+// timeout, Count aside: bids in the window and after it are all awarded,
+// a failed node's run is not given to another, a bid after the queue
+// timeout is released, and the job fails naming the node that failed.
+#[test]
+fn ops_jobs_run_once_on_every_node_that_bids_in_time() {
+    let mut r = requester(3);
+    r.set_network_size(1000);
+    let id = submit_ops(&mut r, 5);
+    for n in 1..=3 {
+        bid(&mut r, 10, id, n, 0);
+    }
+    r.handle_timeout(300);
+    let out = drain(&mut r);
+    let awarded = awards(&out);
+    assert_eq!(awarded.len(), 3, "every bidder, not Count (1)");
+    assert!(cancels(&out).is_empty());
+    // A late bidder within the queue timeout is awarded at once.
+    bid(&mut r, 2_000, id, 4, 0);
+    let out = drain(&mut r);
+    assert_eq!(awards(&out), vec![(node(4), ExecutionId(3))]);
+    // Three complete, one fails: not re-awarded, even with a bid waiting.
+    for (to, e) in &awarded {
+        let n = (1..=3).find(|i| node(*i) == *to).unwrap();
+        result(&mut r, 2_100, id, n, n, e.0, true);
+    }
+    assert_eq!(state(&r, id), JobState::Running, "still taking nodes");
+    result(&mut r, 2_200, id, 4, 4, 3, false);
+    bid(&mut r, 2_300, id, 4, 0);
+    assert!(awards(&drain(&mut r)).is_empty(), "node 4 had its attempt");
+    r.handle_timeout(5_000);
+    drain(&mut r);
+    bid(&mut r, 5_100, id, 5, 0);
+    let out = drain(&mut r);
+    assert!(awards(&out).is_empty());
+    let JobState::Failed { failure } = state(&r, id) else {
+        panic!("{:?}", state(&r, id))
+    };
+    assert_eq!(failure.cause, FailureCause::OpsIncomplete);
+    assert!(
+        failure
+            .detail
+            .starts_with("3 of the 4 nodes that took the ops job completed it")
+            && failure.detail.contains(&node(4).to_string()),
+        "{failure}"
+    );
+}
+
+// Issue 17: an ops job whose nodes all complete ends when its queue
+// timeout closes; one no node bids on fails with the queue timeout's
+// explanation.
+#[test]
+fn ops_jobs_complete_when_every_node_did_and_fail_when_none_bid() {
+    let mut r = requester(4);
+    let id = submit_ops(&mut r, 2);
+    bid(&mut r, 10, id, 1, 0);
+    bid(&mut r, 20, id, 2, 0);
+    r.handle_timeout(300);
+    let awarded = awards(&drain(&mut r));
+    let index = |n: &NodeId| (1..=2).find(|i| node(*i) == *n).unwrap();
+    let (first, second) = (awarded[0], awarded[1]);
+    result(
+        &mut r,
+        500,
+        id,
+        index(&first.0),
+        index(&first.0),
+        first.1.0,
+        true,
+    );
+    assert_eq!(state(&r, id), JobState::Running);
+    // Past the queue timeout it waits for the node still running, and
+    // takes no new one.
+    r.handle_timeout(2_000);
+    drain(&mut r);
+    assert_eq!(state(&r, id), JobState::Running);
+    bid(&mut r, 2_100, id, 3, 0);
+    let out = drain(&mut r);
+    assert!(awards(&out).is_empty());
+    assert_eq!(cancels(&out), vec![node(3)], "its bid is released");
+    let i = index(&second.0);
+    result(&mut r, 2_200, id, i, i, second.1.0, true);
+    assert!(events(&drain(&mut r)).contains(&RequesterEvent::JobCompleted));
+    assert_eq!(state(&r, id), JobState::Completed);
+    assert_eq!(r.job(&id).unwrap().completed(), 2);
+
+    let mut r = requester(5);
+    let id = submit_ops(&mut r, 2);
+    refuse(
+        &mut r,
+        id,
+        1,
+        RefuseReason::EngineUnavailable {
+            engine: "docker".into(),
+        },
+    );
+    r.handle_timeout(2_000);
+    let JobState::Failed { failure } = state(&r, id) else {
+        panic!("{:?}", state(&r, id))
+    };
+    assert_eq!(failure.cause, FailureCause::NoNodeAccepts, "{failure}");
+}

@@ -95,6 +95,57 @@ fn constraints_choose_nodes_by_their_labels() {
     );
 }
 
+// Issue 17: an ops job runs once on every node that meets its
+// Constraints and bids before its QueueTimeout (Count does not apply): two
+// workers of three nodes each run it, each node's result is kept, and
+// the job completes once both have.
+#[test]
+fn an_ops_job_runs_once_on_every_matching_node() {
+    let files = Files::new();
+    let dirs = tempfile::tempdir().unwrap();
+    let a = NodeProc::start(&dirs.path().join("a"), &["--label", "role=worker"]);
+    let others: Vec<NodeProc> = [("b", "worker"), ("c", "other")]
+        .iter()
+        .map(|(n, role)| {
+            NodeProc::start(
+                &dirs.path().join(n),
+                &[
+                    "--bootstrap",
+                    &a.bootstrap(),
+                    "--label",
+                    &format!("role={role}"),
+                ],
+            )
+        })
+        .collect();
+    let ids: Vec<String> = others.iter().map(NodeProc::id).collect();
+    a.hears(&ids.iter().map(String::as_str).collect::<Vec<_>>());
+    let module = a.add(&files.module());
+    let input = cid_input(&a.add(&files.name()));
+    let job = format!(
+        "Constraints:\n  - {{Key: role, Operator: \"=\", Values: [worker]}}\n{}",
+        hello_job("everywhere", &module, &input, "")
+    )
+    .replace("Type: batch\nCount: 1", "Type: ops\nCount: 5");
+    let id = a.submit(&job);
+    let ended = a.wait(&id, Duration::from_secs(60));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    let mut ran = executions_on(&ended);
+    ran.sort();
+    let mut workers = vec![a.id(), others[0].id()];
+    workers.sort();
+    assert_eq!(ran, workers, "once on each worker, never on c: {ended:#}");
+    let out = dirs.path().join("results");
+    let got = cli(&a.api, &["job", "get", &id, "-o", out.to_str().unwrap()]);
+    assert!(got.status.success(), "{}", text(&got.stderr));
+    for e in ["e0", "e1"] {
+        assert_eq!(
+            std::fs::read_to_string(out.join(e).join("stdout")).unwrap(),
+            "hello skrei\n"
+        );
+    }
+}
+
 // Issue 17: every task sees Bacalhau's variables (and skrei's): a Count-3
 // job's three tasks, on three nodes, see parts 0, 1 and 2 of 3, the job's
 // id and name, and the node that runs them.

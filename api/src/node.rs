@@ -63,6 +63,16 @@ pub struct NodeInfo {
     pub images_pulled_bytes: u64,
     #[serde(default)]
     pub image_cache_bytes: u64,
+    /// The S3 endpoint and region its S3 inputs and `s3` publisher use
+    /// (`--s3-endpoint`); none without.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Endpoint>,
+    /// The folders local inputs may come from (`--local-inputs`), and
+    /// those jobs may write to (`DIR:rw`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_inputs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_inputs_rw: Vec<String>,
     /// The highest network mode it accepts: `none`, `http` or `full`.
     #[serde(with = "network_flag")]
     pub accept_network: NetworkMode,
@@ -136,6 +146,13 @@ impl std::fmt::Display for Reachability {
             Reachability::Unknown => "unknown",
         })
     }
+}
+
+/// A node's S3 endpoint: where its S3 inputs and `s3` publisher go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct S3Endpoint {
+    pub endpoint: String,
+    pub region: String,
 }
 
 /// A peer as the node knows it.
@@ -278,6 +295,12 @@ mod tests {
             pull_from: vec!["docker.io".into()],
             images_pulled_bytes: 1 << 20,
             image_cache_bytes: 20 << 30,
+            s3: Some(S3Endpoint {
+                endpoint: "http://127.0.0.1:9000".into(),
+                region: "us-east-1".into(),
+            }),
+            local_inputs: vec!["/srv/data".into(), "/srv/work".into()],
+            local_inputs_rw: vec!["/srv/work".into()],
             accept_network: NetworkMode::None,
             allowlist: Some("/etc/skrei/allow.txt".into()),
             peers: vec![

@@ -191,6 +191,23 @@ fn info(api: &ApiArgs, output: Output) -> anyhow::Result<ExitCode> {
                     protocol::link::explain_bytes(info.image_cache_bytes)
                 ));
             }
+            if let Some(s3) = &info.s3 {
+                print_line(&format!("s3:             {} ({})", s3.endpoint, s3.region));
+            }
+            if !info.local_inputs.is_empty() {
+                let dirs: Vec<String> = info
+                    .local_inputs
+                    .iter()
+                    .map(|d| {
+                        if info.local_inputs_rw.contains(d) {
+                            format!("{d} (writable)")
+                        } else {
+                            d.clone()
+                        }
+                    })
+                    .collect();
+                print_line(&format!("local inputs:   {}", dirs.join(", ")));
+            }
             print_line(&format!(
                 "peers:          {} connected",
                 info.connected_peers()

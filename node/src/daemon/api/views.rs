@@ -72,6 +72,15 @@ pub fn node_info(view: &NodeView) -> Result<NodeInfo, ViewError> {
         pull_from: view.pull_from.clone(),
         images_pulled_bytes: view.images_pulled_bytes,
         image_cache_bytes: view.image_cache_bytes,
+        s3: view
+            .s3
+            .as_ref()
+            .map(|(endpoint, region)| api::node::S3Endpoint {
+                endpoint: endpoint.clone(),
+                region: region.clone(),
+            }),
+        local_inputs: view.local_inputs.clone(),
+        local_inputs_rw: view.local_inputs_rw.clone(),
         running: view.running,
         accept_network: protocol::policy::parse_accept_network(&view.accept_network).map_err(
             |e| ViewError {

@@ -35,6 +35,11 @@ pub struct NodeView {
     pub pull_from: Vec<String>,
     pub images_pulled_bytes: u64,
     pub image_cache_bytes: u64,
+    /// `--s3-endpoint` and its region.
+    pub s3: Option<(String, String)>,
+    /// `--local-inputs`, and those of them marked `:rw`.
+    pub local_inputs: Vec<String>,
+    pub local_inputs_rw: Vec<String>,
     pub accept_network: String,
     pub allowlist: Option<String>,
     /// At most `MAX_PEERS`, connected and recently heard ones kept.
@@ -167,6 +172,13 @@ impl CoreDriver {
                 .pulled_images()
                 .map_or(0, |images| images.iter().map(|i| i.bytes).sum()),
             image_cache_bytes: self.config.image_cache,
+            s3: self
+                .config
+                .s3
+                .as_ref()
+                .map(|s3| (s3.endpoint.clone(), s3.region.clone())),
+            local_inputs: compute.config().local_inputs.clone(),
+            local_inputs_rw: compute.config().local_inputs_rw.clone(),
             accept_network: policy.accept().to_string(),
             allowlist: self
                 .config

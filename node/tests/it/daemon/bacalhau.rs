@@ -298,6 +298,17 @@ fn writable_local_inputs_only_where_the_operator_allows_writing() {
         );
         return;
     }
+    let info = node.info();
+    assert_eq!(
+        info["local_inputs_rw"],
+        serde_json::json!([rw_s]),
+        "{info:#}"
+    );
+    assert_eq!(
+        info["local_inputs"],
+        serde_json::json!([rw_s, ro_s]),
+        "{info:#}"
+    );
     let job = |name: &str, path: &str, read_write: bool| {
         format!(
             "Name: {name}\nType: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      \
@@ -498,6 +509,9 @@ fn a_job_reads_from_s3_and_publishes_to_it() {
         &["--s3-endpoint", &moto.endpoint],
         spawn,
     );
+    let info = node.info();
+    assert_eq!(info["s3"]["endpoint"], moto.endpoint.as_str(), "{info:#}");
+    assert_eq!(info["s3"]["region"], "us-east-1", "{info:#}");
     let module = node.add(&files.module());
     let job = hello_job("s3 both ways", &module, S3_NAME_INPUT, "").replace(
         "    ResultPaths:",

@@ -86,11 +86,9 @@ impl S3Config {
             return Err(missing("~/.aws/credentials"));
         };
         let shown = file.display().to_string();
-        let ini = match ini::Ini::load_from_file(&file) {
-            Ok(ini) => ini,
-            Err(ini::Error::Io(e)) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(missing(&shown));
-            }
+        let text = match std::fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(missing(&shown)),
             Err(e) => {
                 return Err(S3Error::CredentialsFile {
                     file: shown,
@@ -98,8 +96,13 @@ impl S3Config {
                 });
             }
         };
-        let section = ini.section(Some(profile.as_str()));
-        let get = |name: &str| section.and_then(|s| s.get(name)).map(str::to_owned);
+        // Profile names and keys are case-sensitive, as in AWS's tools.
+        let mut ini = configparser::ini::Ini::new_cs();
+        ini.read(text).map_err(|reason| S3Error::CredentialsFile {
+            file: shown.clone(),
+            reason,
+        })?;
+        let get = |name: &str| ini.get(&profile, name).filter(|v| !v.is_empty());
         match (get("aws_access_key_id"), get("aws_secret_access_key")) {
             (Some(key), Some(secret)) => Ok(config(key, secret, get("aws_session_token"))),
             _ => Err(missing(&shown)),

@@ -322,11 +322,30 @@ fn docker_run_reads_bacalhaus_flag_habits() {
         "run",
         "--dry-run",
         "-i",
-        "s3://bucket/key",
+        "src=s3://bucket/sets/*,dst=/data,opt=region=eu-west-1",
+        "busybox",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let source = &json(&out)["Tasks"][0]["InputSources"][0]["Source"];
+    assert_eq!(source["Type"], "s3");
+    assert_eq!(
+        source["Params"],
+        serde_json::json!({"Bucket": "bucket", "Key": "sets/*", "Region": "eu-west-1"})
+    );
+    let out = skrei(&[
+        "docker",
+        "run",
+        "--dry-run",
+        "-i",
+        "s3://Bad_Bucket/key",
         "busybox",
     ]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("S3 inputs are not supported yet"));
+    assert!(
+        text(&out.stderr).contains("is not an S3 bucket name"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -328,6 +328,10 @@ pub struct S3Source {
     pub bucket: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub key: String,
+    /// For a prefix: only objects whose key matches this regular
+    /// expression (anywhere in the key, as Bacalhau's `Filter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
     /// Only the node's own endpoint is used; another one is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,

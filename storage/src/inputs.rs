@@ -131,6 +131,8 @@ pub enum InputErrorKind {
     S3Region { job: String, node: String },
     #[error("object key {key:?} cannot name a file inside the target (empty or `..` parts)")]
     S3Name { key: String },
+    #[error("{0}")]
+    S3Filter(String),
     #[error(transparent)]
     S3(Box<S3Error>),
     #[error("{path}: more than {MAX_LOCAL_LINKS} symlinks followed (a loop?)")]
@@ -313,6 +315,10 @@ async fn fetch_s3(
             node: client.region().to_owned(),
         });
     }
+    let filter = match &source.filter {
+        Some(f) => Some(protocol::job::rules::s3_filter(f).map_err(InputErrorKind::S3Filter)?),
+        None => None,
+    };
     let objects: Vec<(String, String)> = match source.prefix() {
         Some(prefix) => client
             .list(&source.bucket, prefix, MAX_LISTED_OBJECTS)
@@ -320,6 +326,7 @@ async fn fetch_s3(
             .into_iter()
             // Zero-byte `folder/` markers some tools write hold nothing.
             .filter(|o| !o.key.ends_with('/'))
+            .filter(|o| filter.as_ref().is_none_or(|f| f.is_match(&o.key)))
             .map(|o| {
                 let rel = match &o.key[prefix.len().min(o.key.len())..] {
                     // The prefix is the whole key (`data*` lists `data`).

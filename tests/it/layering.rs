@@ -25,6 +25,8 @@ const PURE: &[&str] = &[
     "base64",
     "rand_core",
     "rand_chacha",
+    // S3 input filters (linear-time regular expressions, size-bounded).
+    "regex",
     // Docker image references, parsed by the distribution spec's grammar:
     // only its `distribution` types, which read strings and do no I/O.
     "oci-spec",

@@ -1258,6 +1258,7 @@ fn s3_inputs_need_the_nodes_own_endpoint() {
             source: crate::job::Source::S3(crate::job::S3Source {
                 bucket: "data".into(),
                 key: "set/".into(),
+                filter: None,
                 endpoint: endpoint.map(Into::into),
                 region: region.map(Into::into),
             }),

@@ -856,6 +856,13 @@ impl Decoder {
             Some(n) if matches!(&n.value, Value::Scalar { .. }) => {
                 let p = join(path, "EntryModule");
                 let module_path = self.string(n, &p)?;
+                // Bacalhau reads a relative path from the task's root
+                // (its own testdata names `wasm.main` for `/wasm.main`).
+                let module_path = if module_path.starts_with('/') || module_path.trim().is_empty() {
+                    module_path
+                } else {
+                    format!("/{module_path}")
+                };
                 let module_path = self.rule(&p, n, rules::check_absolute_path(&module_path))?;
                 self.module_path = Some(ModulePath {
                     path: module_path,
@@ -981,7 +988,16 @@ impl Decoder {
             "urldownload" | "url" => &["URL"],
             "inline" => &["URL"],
             "localdirectory" | "local" => &["SourcePath", "ReadWrite"],
-            "s3" => &["Bucket", "Key", "Endpoint", "Region"],
+            "s3" => &[
+                "Bucket",
+                "Key",
+                "Filter",
+                "Endpoint",
+                "Region",
+                "VersionID",
+                "ChecksumSHA256",
+                "Partition",
+            ],
             // A presigned URL is an https URL: its SourceSpec only says
             // what it was signed for.
             "s3presigned" => &["PreSignedURL", "SourceSpec"],
@@ -1056,9 +1072,25 @@ impl Decoder {
                     None => Some(None),
                     Some(n) => d.text(n, &join(&ppath, name)).map(Some),
                 };
+                for unsupported in ["VersionID", "ChecksumSHA256", "Partition"] {
+                    if let Some(n) = f.get(unsupported)
+                        && !matches!(&n.value, Value::Scalar { text, .. } if text.is_empty())
+                    {
+                        self.error(
+                            &join(&ppath, unsupported),
+                            n,
+                            format!(
+                                "{unsupported} is not supported for S3 inputs: the node reads \
+                                 the objects' latest versions; leave it out"
+                            ),
+                        );
+                        return None;
+                    }
+                }
                 let source = Source::S3(S3Source {
                     bucket,
                     key: get(self, "Key")?.unwrap_or_default(),
+                    filter: get(self, "Filter")?.filter(|f| !f.is_empty()),
                     endpoint: get(self, "Endpoint")?.filter(|e| !e.is_empty()),
                     region: get(self, "Region")?.filter(|r| !r.is_empty()),
                 });
@@ -1139,8 +1171,18 @@ impl Decoder {
         let ppath = join(path, "Params");
         match t.to_ascii_lowercase().as_str() {
             "local" => {
-                if let Some(p) = params {
-                    self.fields(p, &ppath, &[])?;
+                // Bacalhau's local publisher ignores its Params (files
+                // carry `TargetPath`): said, not refused.
+                if let Some(p) = params
+                    && matches!(&p.value, Value::Map(entries) if !entries.is_empty())
+                {
+                    self.notices.push(JobError {
+                        path: ppath.clone(),
+                        location: Some(p.at),
+                        message: "the local publisher takes no Params; these are ignored (results \
+                                  stay on the node that ran the job, fetched with `skrei job get`)"
+                            .into(),
+                    });
                 }
                 Some(Publisher::Local)
             }

@@ -412,6 +412,7 @@ pub fn parse_source(src: &str) -> Result<Source, String> {
         let source = Source::S3(S3Source {
             bucket: bucket.into(),
             key: key.into(),
+            filter: None,
             endpoint: None,
             region: None,
         });

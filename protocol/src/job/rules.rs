@@ -266,9 +266,31 @@ pub fn check_source(source: &Source) -> Result<(), String> {
         Source::S3(s) => {
             check_bucket(&s.bucket)?;
             check_text(&s.key)?;
+            if let Some(filter) = &s.filter {
+                s3_filter(filter)?;
+            }
             check_s3_endpoint(s.endpoint.as_deref())
         }
     }
+}
+
+/// Longest S3 `Filter` accepted, in bytes: a key filter is short.
+pub const MAX_S3_FILTER_BYTES: usize = 1024;
+
+/// An S3 input's `Filter`, compiled: a regular expression matched anywhere
+/// in each listed key (linear time; its compiled size is bounded, so a
+/// peer's filter cannot make a node spend much).
+pub fn s3_filter(filter: &str) -> Result<regex::Regex, String> {
+    if filter.len() > MAX_S3_FILTER_BYTES {
+        return Err(format!(
+            "Filter is longer than {MAX_S3_FILTER_BYTES} bytes: match keys with a shorter \
+             expression, or a narrower Key prefix"
+        ));
+    }
+    regex::RegexBuilder::new(filter)
+        .size_limit(1 << 20)
+        .build()
+        .map_err(|e| format!("Filter `{filter}` is not a regular expression: {e}"))
 }
 
 /// An S3 bucket name: 3 to 63 of a-z, 0-9, `.` and `-`.

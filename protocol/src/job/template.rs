@@ -2,7 +2,9 @@
 //! `--template-vars NAME=VALUE` and `--template-envs REGEX`, as
 //! `bacalhau job run` fills them, before the file is parsed.
 //!
-//! Only plain substitution is supported: `{{.name}}` and `{{ .name }}`.
+//! Only plain substitution is supported: `{{.name}}` and `{{ .name }}`,
+//! and Bacalhau's documented default, `{{or (index . "name") "default"}}`
+//! (the default when the value is missing or empty, as Go's `or` does).
 //! Anything else Go's templates offer (pipelines, conditionals, loops,
 //! functions, trim markers) is an error naming the construct, so a file is
 //! never run half-rendered.
@@ -83,19 +85,51 @@ pub fn render(text: &str, values: &BTreeMap<String, String>) -> Result<String, T
             ));
         };
         let inner = &text[start + 2..start + 2 + len];
-        let name = placeholder_name(inner).map_err(error)?;
-        let value = values.get(name).ok_or_else(|| {
-            error(format!(
-                "the template has no value for `{name}`: give one with \
-                 --template-vars {name}=VALUE (or --template-envs with a pattern matching \
-                 an environment variable {name})"
-            ))
-        })?;
+        let value = match or_index_default(inner) {
+            Some((name, default)) => match values.get(name) {
+                Some(value) if !value.is_empty() => value.as_str(),
+                _ => default,
+            },
+            None => {
+                let name = placeholder_name(inner).map_err(error)?;
+                values.get(name).ok_or_else(|| {
+                    error(format!(
+                        "the template has no value for `{name}`: give one with \
+                         --template-vars {name}=VALUE (or --template-envs with a pattern \
+                         matching an environment variable {name})"
+                    ))
+                })?
+            }
+        };
         out.push_str(value);
         rest = start + 2 + len + 2;
     }
     out.push_str(&text[rest..]);
     Ok(out)
+}
+
+/// `or (index . "NAME") "DEFAULT"` (spaces free): the name and the default.
+/// Quoted strings are plain: a backslash escape is not this form.
+fn or_index_default(inner: &str) -> Option<(&str, &str)> {
+    let rest = inner.trim().strip_prefix("or")?;
+    let rest = rest.strip_prefix(char::is_whitespace)?.trim_start();
+    let rest = rest.strip_prefix('(')?.trim_start().strip_prefix("index")?;
+    let rest = rest.strip_prefix(char::is_whitespace)?.trim_start();
+    let rest = rest.strip_prefix('.')?;
+    let rest = rest.strip_prefix(char::is_whitespace)?.trim_start();
+    let (name, rest) = quoted(rest)?;
+    let rest = rest.trim_start().strip_prefix(')')?;
+    let rest = rest.strip_prefix(char::is_whitespace)?.trim_start();
+    let (default, rest) = quoted(rest)?;
+    rest.trim().is_empty().then_some((name, default))
+}
+
+/// A `"..."` string at the start of `text` without escapes, and the rest.
+fn quoted(text: &str) -> Option<(&str, &str)> {
+    let body = text.strip_prefix('"')?;
+    let end = body.find('"')?;
+    let value = &body[..end];
+    (!value.contains('\\')).then_some((value, &body[end + 1..]))
 }
 
 /// The name of a plain placeholder's inside (`.name`, spaces around), or
@@ -137,7 +171,8 @@ fn placeholder_name(inner: &str) -> Result<&str, String> {
     };
     Err(format!(
         "`{{{{{inner}}}}}` is {construct}: skrei's templates only substitute values, \
-         `{{{{.name}}}}` or `{{{{ .name }}}}`; render the file another way first"
+         `{{{{.name}}}}`, `{{{{ .name }}}}` or `{{{{or (index . \"name\") \"default\"}}}}`; \
+         render the file another way first"
     ))
 }
 
@@ -207,5 +242,29 @@ mod tests {
     fn the_first_placeholder_is_found() {
         assert_eq!(first_placeholder("a: 1\n  b: {{.x}}"), Some((2, 6)));
         assert_eq!(first_placeholder("a: '{'"), None);
+    }
+
+    // Bacalhau's documented default: the value when given and not empty,
+    // the default otherwise; near misses are still refused by name.
+    #[test]
+    fn or_index_defaults() {
+        let v = values(&[("start", "9am"), ("blank", "")]);
+        let t = |text: &str| render(text, &v);
+        assert_eq!(t(r#"a: {{or (index . "start") "now"}}"#).unwrap(), "a: 9am");
+        assert_eq!(
+            t(r#"a: {{ or (index . "end") "later" }}"#).unwrap(),
+            "a: later"
+        );
+        assert_eq!(t(r#"a: {{or (index . "blank") "x"}}"#).unwrap(), "a: x");
+        assert_eq!(t(r#"a: "{{or (index . "end") ""}}""#).unwrap(), "a: \"\"");
+        for bad in [
+            r#"{{or (index . "end") "a\"b"}}"#,
+            r#"{{or (index . "end")}}"#,
+            r#"{{or (index .Values "end") "x"}}"#,
+            r#"{{and (index . "end") "x"}}"#,
+        ] {
+            let err = t(bad).unwrap_err().to_string();
+            assert!(err.contains("only substitute values"), "{bad}: {err}");
+        }
     }
 }

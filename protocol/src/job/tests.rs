@@ -507,7 +507,45 @@ fn bacalhau_s3_and_presigned_inputs_are_read() {
         "Type: s3\n          Params: {Bucket: my-bucket, VersionID: '3'}",
     ))
     .unwrap_err();
-    assert!(errors.to_string().contains("VersionID"), "{errors}");
+    assert!(
+        errors
+            .to_string()
+            .contains("VersionID is not supported for S3 inputs"),
+        "{errors}"
+    );
+    let spec = JobSpec::parse(&job(
+        "Type: s3\n          Params: {Bucket: logs, Key: 'app/', Filter: '.*\\.log$'}",
+    ))
+    .unwrap();
+    let Source::S3(s3) = &spec.task().input_sources[0].source else {
+        panic!("{spec:?}")
+    };
+    assert_eq!(s3.filter.as_deref(), Some(".*\\.log$"));
+    let errors = JobSpec::parse(&job(
+        "Type: s3\n          Params: {Bucket: logs, Filter: '(unclosed'}",
+    ))
+    .unwrap_err();
+    assert!(
+        errors.to_string().contains("is not a regular expression"),
+        "{errors}"
+    );
+}
+
+// Issue 17: Bacalhau's local publisher ignores its Params; files that give
+// `TargetPath` are read, with a notice that it is ignored.
+#[test]
+fn local_publisher_params_are_ignored_with_a_notice() {
+    let (spec, notices) = JobSpec::parse_with_notices(
+        "Type: batch\nTasks:\n  - Name: main\n    Engine:\n      Type: docker\n      Params:\n        \
+         Image: busybox\n    Publisher:\n      Type: local\n      Params:\n        TargetPath: /out\n",
+    )
+    .unwrap();
+    assert_eq!(spec.task().publisher, Publisher::Local);
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0].message.contains("takes no Params"),
+        "{notices:?}"
+    );
 }
 
 #[test]
@@ -795,4 +833,30 @@ fn ops_jobs_are_read_and_service_jobs_refused_by_name() {
             "{errors}"
         );
     }
+}
+
+// Issue 17: Bacalhau's own testdata/jobs/wasm.yaml names its module
+// relative to the task's root (`wasm.main` for the input at `/wasm.main`).
+#[test]
+fn a_relative_entry_module_is_read_from_the_tasks_root() {
+    let spec = JobSpec::parse(
+        "Type: batch\nTasks:\n  - Name: main\n    Engine:\n      Type: wasm\n      Params:\n        \
+         EntryModule: wasm.main\n    InputSources:\n      - Target: /wasm.main\n        Source:\n          \
+         Type: inline\n          Params:\n            URL: data:application/wasm;base64,AGFzbQEAAAA=\n",
+    )
+    .unwrap();
+    let Engine::Wasm(params) = &spec.task().engine else {
+        panic!("{spec:?}")
+    };
+    assert!(matches!(params.entry_module.source, Source::Inline(_)));
+    let errors = JobSpec::parse(
+        "Type: batch\nTasks:\n  - Name: main\n    Engine:\n      Type: wasm\n      Params:\n        \
+         EntryModule: other.wasm\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        errors.contains("`/other.wasm` is not among the task's inputs"),
+        "{errors}"
+    );
 }

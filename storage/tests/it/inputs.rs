@@ -414,6 +414,7 @@ fn s3(bucket: &str, key: &str) -> Source {
     Source::S3(protocol::job::S3Source {
         bucket: bucket.into(),
         key: key.into(),
+        filter: None,
         endpoint: None,
         region: None,
     })
@@ -463,6 +464,13 @@ async fn s3_inputs_come_from_the_nodes_endpoint() {
                 input(s3("data", "sets/a.csv"), "/inputs/one"),
                 input(s3("data", "sets/"), "/inputs/all"),
                 input(s3("data", "sets/dee*"), "/inputs/star"),
+                input(
+                    Source::S3(protocol::job::S3Source {
+                        filter: Some(r"\.csv$".into()),
+                        ..s3_params("data", "")
+                    }),
+                    "/inputs/csv",
+                ),
             ],
         )
         .await
@@ -475,6 +483,10 @@ async fn s3_inputs_come_from_the_nodes_endpoint() {
     assert_eq!(read(&done[1], "deep/b.csv"), "3,4\n");
     assert!(!done[1].host_path.join("c.csv").exists());
     assert_eq!(read(&done[2], "p/b.csv"), "3,4\n");
+    // Filter: every .csv under the bucket, nothing else.
+    assert_eq!(read(&done[3], "sets/a.csv"), "1,2\n");
+    assert_eq!(read(&done[3], "other/c.csv"), "no");
+    assert!(!done[3].host_path.join("big").exists());
     no_write_bits(&done[1].host_path);
 
     let (err, _) = refused(&node, tmp.path(), s3("data", "sets/../other/c.csv")).await;

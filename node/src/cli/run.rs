@@ -108,6 +108,10 @@ pub struct JobFlags {
     /// How many nodes run the job.
     #[arg(long)]
     count: Option<u32>,
+    /// `any` (default): Count nodes run the job; `all`: every node that
+    /// accepts it runs it once (an ops job).
+    #[arg(long, value_name = "any|all")]
+    target: Option<String>,
     /// A name for the job.
     #[arg(long)]
     name: Option<String>,
@@ -141,6 +145,7 @@ impl JobFlags {
             disk: self.disk.clone(),
             timeout: self.timeout,
             queue_timeout: self.queue_timeout,
+            target: self.target.clone(),
             namespace: self.namespace.clone(),
             task_name: self.task_name.clone(),
         }

@@ -64,6 +64,9 @@ pub struct RunFlags {
     pub timeout: Option<u64>,
     /// `--queue-timeout SECONDS`: how long the job may wait for a node
     pub queue_timeout: Option<u64>,
+    /// `--target any|all` (Bacalhau's): `all` makes an ops job, run once
+    /// on every node that accepts it; `any` (the default) a batch job.
+    pub target: Option<String>,
     /// `--namespace NAME`
     pub namespace: Option<String>,
     /// `--task-name NAME` (`main` by default)
@@ -216,13 +219,35 @@ pub fn build(engine: EngineFlags, flags: &RunFlags) -> Result<JobSpec, JobErrors
         }),
     };
 
+    let r#type = match flags.target.as_deref() {
+        None | Some("any") => JobType::Batch,
+        Some("all") if flags.count.is_some_and(|c| c != 1) => {
+            fail(
+                "--count",
+                "--target all runs once on every node that accepts the job: leave --count out"
+                    .into(),
+            );
+            JobType::Ops
+        }
+        Some("all") => JobType::Ops,
+        Some(other) => {
+            fail(
+                "--target",
+                format!(
+                    "`{other}` is not a target: write `any` (Count nodes) or `all` (every node \
+                     that accepts the job)"
+                ),
+            );
+            JobType::Batch
+        }
+    };
     if !errors.is_empty() {
         return Err(JobErrors(errors));
     }
     let spec = JobSpec {
         name: flags.name.clone(),
         namespace: flags.namespace.clone(),
-        r#type: JobType::Batch,
+        r#type,
         count: flags.count.unwrap_or(1),
         labels,
         meta: BTreeMap::new(),
@@ -696,6 +721,33 @@ Tasks:
         assert!(err.contains("Endpoint"), "{err}");
         assert!(t(&format!("src={CID},src={CID}")).is_err());
         assert!(t("dst=/in").unwrap_err().contains("src=SOURCE"));
+    }
+
+    // Issue 17: Bacalhau's --target all makes an ops job; a Count beside it
+    // or another target is an error naming the flag.
+    #[test]
+    fn target_all_makes_an_ops_job() {
+        let with = |target: &str, count: Option<u32>| RunFlags {
+            target: Some(target.into()),
+            count,
+            ..RunFlags::default()
+        };
+        assert_eq!(
+            build(docker(), &with("all", None)).unwrap().r#type,
+            JobType::Ops
+        );
+        assert_eq!(
+            build(docker(), &with("any", None)).unwrap().r#type,
+            JobType::Batch
+        );
+        let err = build(docker(), &with("all", Some(3)))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("leave --count out"), "{err}");
+        let err = build(docker(), &with("some", None))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`some` is not a target"), "{err}");
     }
 
     // Issue 17: --namespace, --task-name and --queue-timeout reach the job.

@@ -332,6 +332,9 @@ fn docker_run_reads_bacalhaus_flag_habits() {
         source["Params"],
         serde_json::json!({"Bucket": "bucket", "Key": "sets/*", "Region": "eu-west-1"})
     );
+    let out = skrei(&["docker", "run", "--dry-run", "--target", "all", "busybox"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json(&out)["Type"], "ops");
     let out = skrei(&[
         "docker",
         "run",

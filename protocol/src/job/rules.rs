@@ -265,7 +265,7 @@ pub fn check_source(source: &Source) -> Result<(), String> {
         }
         Source::S3(s) => {
             check_bucket(&s.bucket)?;
-            check_text(&s.key)?;
+            check_s3_key(&s.key)?;
             if let Some(filter) = &s.filter {
                 s3_filter(filter)?;
             }
@@ -308,6 +308,18 @@ pub fn check_bucket(bucket: &str) -> Result<(), String> {
             "`{bucket}` is not an S3 bucket name: 3 to 63 lower-case letters, digits, `.` or `-`"
         ))
     }
+}
+
+/// An S3 key or prefix: no `.` or `..` between slashes, which a URL would
+/// resolve into another object or bucket.
+fn check_s3_key(key: &str) -> Result<(), String> {
+    check_text(key)?;
+    if key.split('/').any(|part| part == "." || part == "..") {
+        return Err(format!(
+            "S3 key `{key}` has `.` or `..` between slashes: name the object by its own key"
+        ));
+    }
+    Ok(())
 }
 
 fn check_s3_endpoint(endpoint: Option<&str>) -> Result<(), String> {
@@ -456,7 +468,7 @@ pub fn check_publisher(p: &Publisher) -> Result<(), String> {
         }
         Publisher::S3(s) => {
             check_bucket(&s.bucket)?;
-            check_text(&s.key)?;
+            check_s3_key(&s.key)?;
             check_s3_endpoint(s.endpoint.as_deref())
         }
     }

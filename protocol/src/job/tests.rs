@@ -522,6 +522,11 @@ fn bacalhau_s3_and_presigned_inputs_are_read() {
     };
     assert_eq!(s3.filter.as_deref(), Some(".*\\.log$"));
     let errors = JobSpec::parse(&job(
+        "Type: s3\n          Params: {Bucket: logs, Key: 'a/../other-bucket/x'}",
+    ))
+    .unwrap_err();
+    assert!(errors.to_string().contains("has `.` or `..`"), "{errors}");
+    let errors = JobSpec::parse(&job(
         "Type: s3\n          Params: {Bucket: logs, Filter: '(unclosed'}",
     ))
     .unwrap_err();

@@ -328,10 +328,13 @@ async fn fetch_s3(
             .filter(|o| !o.key.ends_with('/'))
             .filter(|o| filter.as_ref().is_none_or(|f| f.is_match(&o.key)))
             .map(|o| {
-                let rel = match &o.key[prefix.len().min(o.key.len())..] {
+                // A server listing a key outside the prefix gets no path
+                // for it: an empty one is refused below.
+                let rel = match o.key.strip_prefix(prefix) {
                     // The prefix is the whole key (`data*` lists `data`).
-                    "" => o.key.rsplit('/').next().unwrap_or_default(),
-                    rel => rel,
+                    Some("") => o.key.rsplit('/').next().unwrap_or_default(),
+                    Some(rel) => rel,
+                    None => "",
                 }
                 .to_owned();
                 (o.key, rel)

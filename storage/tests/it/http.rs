@@ -33,7 +33,7 @@ pub struct Reply {
 }
 
 impl Reply {
-    fn ok(body: &[u8]) -> Reply {
+    pub(crate) fn ok(body: &[u8]) -> Reply {
         Reply {
             status: "200 OK",
             headers: vec![],

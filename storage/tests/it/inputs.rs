@@ -535,6 +535,57 @@ fn s3_params(bucket: &str, key: &str) -> protocol::job::S3Source {
     params
 }
 
+/// An S3 endpoint that lists what it should not: a key outside the
+/// prefix (with a character that is not one byte), and one that climbs.
+fn hostile_listing(path: &str, _: u32) -> crate::http::Reply {
+    let key = if path.contains("climb") {
+        "climb/../../etc/passwd"
+    } else {
+        "\u{e9}toile"
+    };
+    crate::http::Reply::ok(
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
+             <ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">\
+             <Name>data</Name><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>\
+             <Contents><Key>{key}</Key><Size>1</Size></Contents></ListBucketResult>"
+        )
+        .as_bytes(),
+    )
+}
+
+// Issue 17: a listing is the server's word, not a path: a key outside the
+// prefix or one that climbs is refused, with no panic and nothing written
+// outside the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_listings_cannot_place_files_outside_the_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut node = Node::new(tmp.path()).await;
+    let server = Server::start(hostile_listing).await;
+    node.s3 = Some(
+        storage::s3::S3Client::new(storage::s3::S3Config {
+            endpoint: format!("http://{}", server.addr),
+            region: "us-east-1".into(),
+            access_key_id: "k".into(),
+            secret_access_key: "s".into(),
+            session_token: None,
+        })
+        .unwrap(),
+    );
+    for prefix in ["a*", "climb/"] {
+        let (err, exec) = refused(&node, tmp.path(), s3("data", prefix)).await;
+        assert!(
+            matches!(err.cause, InputErrorKind::S3Name { .. }),
+            "{prefix}: {err}"
+        );
+        let target = exec.join("inputs/inputs/x");
+        assert_eq!(std::fs::read_dir(&target).unwrap().count(), 0, "{prefix}");
+    }
+    assert!(!tmp.path().join("etc").exists());
+    writable(tmp.path());
+    node.shutdown().await;
+}
+
 /// Materialises `source` alone in a new execution folder, which fails.
 async fn refused(
     node: &Node,

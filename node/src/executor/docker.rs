@@ -519,14 +519,27 @@ fn prepare(task: &DockerTask<'_>) -> Result<Prepared, ExecError> {
 
     let mut mounts = Vec::new();
     for input in task.inputs {
-        let host = std::fs::canonicalize(task.dir.input(&input.target)).map_err(ExecError::io(
-            format!("input at {} was not materialised", input.target),
-        ))?;
-        mounts.push(bind(
-            host,
-            &input.target,
-            !task.dir.is_writable(&input.target),
-        ));
+        let given = task.dir.input(&input.target);
+        let host = std::fs::canonicalize(&given).map_err(ExecError::io(format!(
+            "input at {} was not materialised",
+            input.target
+        )))?;
+        let writable = task.dir.is_writable(&input.target);
+        // A writable input is the operator's folder as checked when it was
+        // materialised (its real path): if a part of it became a symlink
+        // since (a job writing there at the same time), it would now lead
+        // elsewhere, so nothing is mounted.
+        if writable && host != given {
+            return Err(ExecError::Io {
+                context: format!(
+                    "the writable input at {} ({}) changed since it was checked",
+                    input.target,
+                    given.display()
+                ),
+                source: std::io::ErrorKind::NotFound.into(),
+            });
+        }
+        mounts.push(bind(host, &input.target, !writable));
     }
     for r in task.result_paths {
         let host = task.dir.output(&r.name);

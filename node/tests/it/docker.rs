@@ -579,6 +579,54 @@ async fn inputs_are_read_only_and_outputs_are_collected() {
     );
 }
 
+// R-VOL-4: a writable input is mounted writable at its checked real path;
+// if that path now leads through a symlink (a part of it was swapped
+// since the check), nothing runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writable_inputs_are_mounted_only_as_checked() {
+    let Some(mut f) = Fixture::new("writable").await else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let real = std::fs::canonicalize(tmp.path()).unwrap();
+    std::fs::create_dir(real.join("work")).unwrap();
+    std::fs::write(real.join("work/name.txt"), "world").unwrap();
+    let exec = f.executor(f.config()).await;
+    let plain = f.dir.clone();
+    f.dir = plain
+        .clone()
+        .with_writable("/inputs/name.txt", real.join("work/name.txt"));
+    let lines = f
+        .probe(
+            &exec,
+            &network(NetworkMode::None, &[]),
+            "write /inputs/name.txt",
+        )
+        .await;
+    assert!(ok(line(&lines, "write", 0)), "{lines:?}");
+    assert_eq!(
+        std::fs::read_to_string(real.join("work/name.txt")).unwrap(),
+        "written by the job\n"
+    );
+    // The folder swapped for a symlink after the check.
+    std::os::unix::fs::symlink(real.join("work"), real.join("swapped")).unwrap();
+    f.dir = plain.with_writable("/inputs/name.txt", real.join("swapped/name.txt"));
+    let err = f
+        .run(
+            &exec,
+            &f.params(&["/probe", "write", "/inputs/name.txt"]),
+            &network(NetworkMode::None, &[]),
+            limits(),
+            Cancel::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("changed since it was checked"),
+        "{err}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_codes_env_and_a_missing_image() {
     let Some(f) = Fixture::new("exit").await else {

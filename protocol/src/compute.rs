@@ -199,29 +199,45 @@ impl S3Offer {
 
     /// Whether a job naming `endpoint` and `region` (each optional) can be
     /// served here: the node uses its own endpoint only, so a job cannot
-    /// point the operator's credentials at a server of its choosing.
-    pub fn serves(&self, endpoint: Option<&str>, region: Option<&str>) -> Result<(), String> {
-        if let Some(e) = endpoint
-            && e.trim_end_matches('/') != self.endpoint.trim_end_matches('/')
+    /// point the operator's credentials at a server of its choosing. The
+    /// one rule: bid time here, fetch and publish time in `storage`.
+    pub fn mismatch(&self, endpoint: Option<&str>, region: Option<&str>) -> Option<S3Mismatch> {
+        if endpoint.is_some_and(|e| e.trim_end_matches('/') != self.endpoint.trim_end_matches('/'))
         {
-            return Err(format!(
+            return Some(S3Mismatch::Endpoint);
+        }
+        if region.is_some_and(|r| r != self.region) {
+            return Some(S3Mismatch::Region);
+        }
+        None
+    }
+
+    /// [`S3Offer::mismatch`], said as a refusal's reason.
+    pub fn serves(&self, endpoint: Option<&str>, region: Option<&str>) -> Result<(), String> {
+        match self.mismatch(endpoint, region) {
+            None => Ok(()),
+            Some(S3Mismatch::Endpoint) => Err(format!(
                 "the job names endpoint {}, and the node uses only its own ({}): leave \
                  Endpoint out",
-                e.escape_debug(),
+                endpoint.unwrap_or_default().escape_debug(),
                 self.endpoint
-            ));
-        }
-        if let Some(r) = region
-            && r != self.region
-        {
-            return Err(format!(
+            )),
+            Some(S3Mismatch::Region) => Err(format!(
                 "the job names region {}, and the node's S3 is in {}",
-                r.escape_debug(),
+                region.unwrap_or_default().escape_debug(),
                 self.region
-            ));
+            )),
         }
-        Ok(())
     }
+}
+
+/// What a job names that a node's S3 does not serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Mismatch {
+    /// Another endpoint.
+    Endpoint,
+    /// Another region.
+    Region,
 }
 
 impl ComputeConfig {

@@ -127,8 +127,6 @@ pub enum InputErrorKind {
     WritableNotFolder { path: String },
     #[error("this node has no S3 endpoint (its operator sets one with --s3-endpoint)")]
     S3Unconfigured,
-    #[error("the job names S3 region {job}, and this node's S3 is in {node}")]
-    S3Region { job: String, node: String },
     #[error("object key {key:?} cannot name a file inside the target (empty or `..` parts)")]
     S3Name { key: String },
     #[error("{0}")]
@@ -306,15 +304,7 @@ async fn fetch_s3(
     dir: &Path,
     budget: u64,
 ) -> Result<(), InputErrorKind> {
-    client.check_job_endpoint(source.endpoint.as_deref())?;
-    if let Some(region) = &source.region
-        && region != client.region()
-    {
-        return Err(InputErrorKind::S3Region {
-            job: region.clone(),
-            node: client.region().to_owned(),
-        });
-    }
+    client.check_job(source.endpoint.as_deref(), source.region.as_deref())?;
     let filter = match &source.filter {
         Some(f) => Some(protocol::job::rules::s3_filter(f).map_err(InputErrorKind::S3Filter)?),
         None => None,

@@ -90,7 +90,7 @@ pub async fn publish(
     let s3 = match publisher {
         Publisher::S3(p) => {
             let client = s3.ok_or(PublishError::S3Unconfigured)?;
-            client.check_job_endpoint(p.endpoint.as_deref())?;
+            client.check_job(p.endpoint.as_deref(), p.region.as_deref())?;
             Some((client, p))
         }
         _ => None,

@@ -124,6 +124,8 @@ pub enum S3Error {
          `{node}`: leave the endpoint out of the job"
     )]
     EndpointNotAllowed { job: String, node: String },
+    #[error("the job names S3 region {job}, and this node's S3 is in {node}")]
+    RegionNotServed { job: String, node: String },
     #[error(
         "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or give profile \
          [{profile}] aws_access_key_id and aws_secret_access_key in {file}"
@@ -206,21 +208,23 @@ impl S3Client {
         &self.config.endpoint
     }
 
-    /// The region requests are signed for.
-    pub fn region(&self) -> &str {
-        &self.config.region
-    }
-
-    /// Refuses a job's endpoint unless it is the node's own.
-    pub fn check_job_endpoint(&self, job: Option<&str>) -> Result<(), S3Error> {
-        match job {
-            Some(e) if e.trim_end_matches('/') != self.config.endpoint.trim_end_matches('/') => {
-                Err(S3Error::EndpointNotAllowed {
-                    job: e.to_string(),
-                    node: self.config.endpoint.clone(),
-                })
-            }
-            _ => Ok(()),
+    /// Refuses a job's endpoint or region unless it is the node's own
+    /// (the rule of `protocol::compute::S3Offer`, checked at bid time too).
+    pub fn check_job(&self, endpoint: Option<&str>, region: Option<&str>) -> Result<(), S3Error> {
+        let offer = protocol::compute::S3Offer {
+            endpoint: self.config.endpoint.clone(),
+            region: self.config.region.clone(),
+        };
+        match offer.mismatch(endpoint, region) {
+            None => Ok(()),
+            Some(protocol::compute::S3Mismatch::Endpoint) => Err(S3Error::EndpointNotAllowed {
+                job: endpoint.unwrap_or_default().to_owned(),
+                node: self.config.endpoint.clone(),
+            }),
+            Some(protocol::compute::S3Mismatch::Region) => Err(S3Error::RegionNotServed {
+                job: region.unwrap_or_default().to_owned(),
+                node: self.config.region.clone(),
+            }),
         }
     }
 

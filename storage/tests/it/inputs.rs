@@ -511,7 +511,7 @@ async fn s3_inputs_come_from_the_nodes_endpoint() {
     )
     .await;
     assert!(
-        matches!(err.cause, InputErrorKind::S3Region { .. }),
+        matches!(&err.cause, InputErrorKind::S3(e) if matches!(**e, storage::s3::S3Error::RegionNotServed { .. })),
         "{err}"
     );
     let (err, _) = refused(&node, tmp.path(), s3("data", "missing.csv")).await;

@@ -249,6 +249,19 @@ async fn s3_publisher_round_trip() {
         matches!(err, PublishError::S3(S3Error::EndpointNotAllowed { .. })),
         "{err}"
     );
+    let other_region = Publisher::S3(S3Publisher {
+        bucket: "results-bucket".into(),
+        key: String::new(),
+        endpoint: None,
+        region: Some("eu-west-1".into()),
+    });
+    let err = publish(&store, &dir, &other_region, Some("j-4"), Some(&client), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PublishError::S3(S3Error::RegionNotServed { .. })),
+        "{err}"
+    );
     let missing_bucket = Publisher::S3(S3Publisher {
         bucket: "no-such-bucket".into(),
         key: String::new(),

@@ -19,8 +19,9 @@ use crate::body::{ProxyBody, full};
 use crate::gate::{Gate, OpenError};
 use crate::io::Activity;
 use crate::meter::Meter;
+use crate::pool::Pool;
 
-/// One client connection's request or tunnel, as its handler sees it.
+/// One request or tunnel of a client connection, as its handler sees it.
 #[derive(Clone)]
 pub(crate) struct Exchange {
     /// The job's gate: the only way to an upstream.
@@ -41,9 +42,24 @@ pub(crate) struct Exchange {
     pub(crate) _permits: Arc<(Option<OwnedSemaphorePermit>, OwnedSemaphorePermit)>,
     /// The connection's byte counts (its metered stream counts into it).
     pub(crate) meter: Arc<Meter>,
+    /// The job's kept upstream connections (plain HTTP).
+    pub(crate) pool: Arc<Pool>,
     /// The request's audit entry, held until the connection has ended so
     /// that its record has every byte written to the client.
     pub(crate) entry: Arc<Mutex<Option<Arc<Entry>>>>,
+}
+
+impl Exchange {
+    /// The request is over (a tunnel holds its own clone): its record is
+    /// written with its final counts once no one else holds it.
+    pub(crate) fn finish(&self) {
+        drop(
+            self.entry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
+    }
 }
 
 /// A request the proxy answers itself: refused or failed.

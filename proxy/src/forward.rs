@@ -1,6 +1,7 @@
 //! Plain HTTP by absolute URI (R-NET-3), to port 80 unless the operator
 //! opens more: checked, then forwarded to exactly the checked address. Redirects go back to the client, never followed.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -9,9 +10,10 @@ use hyper_util::rt::TokioIo;
 
 use crate::audit::Entry;
 use crate::body::{ProxyBody, boxed, empty};
-use crate::decide::Scheme;
+use crate::decide::{Checked, Scheme};
 use crate::exchange::{Exchange, Refusal};
-use crate::io::Tracked;
+use crate::io::{Activity, Tracked};
+use crate::pool::Sender;
 use crate::target::{Target, parse_authority};
 
 /// Headers that describe one hop, never forwarded either way (RFC 9110 §7.6.1),
@@ -119,22 +121,16 @@ pub(crate) async fn handle(
     entry.set_target(&target);
     check_host_header(req.headers(), req.version(), &target, 80)?;
     let gate = &exchange.gate;
-    let (stream, _) = gate
-        .connect(&entry, &target, Scheme::Http, exchange.connect_timeout)
-        .await?;
-
-    let io = TokioIo::new(Tracked::new(stream, exchange.activity.clone()));
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, ProxyBody>(io)
-        .await
-        .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, format!("upstream handshake: {e}")))?;
-    let activity = exchange.activity.clone();
-    let idle = exchange.idle_timeout;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = conn => {}
-            () = activity.idle(idle) => {}
-        }
-    });
+    // Decided on its own, whatever this client connection or a kept
+    // upstream connection carried before.
+    let checked = gate.decide(&entry, &target, Scheme::Http).await?;
+    let kept = exchange.pool.take(&checked);
+    let reused = kept.is_some();
+    let (mut sender, mut addr) = match kept {
+        Some(kept) => kept,
+        None => open(&exchange, &entry, &checked).await?,
+    };
+    entry.update(|r| r.ip = Some(addr.ip()));
 
     let (parts, body) = req.into_parts();
     let path = match parts.uri.path_and_query().map(|p| p.as_str()) {
@@ -168,19 +164,64 @@ pub(crate) async fn handle(
     *up.version_mut() = Version::HTTP_11;
     *up.headers_mut() = headers;
 
-    let resp = sender
-        .send_request(up)
-        .await
-        .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, format!("upstream: {e}")))?;
+    let resp = match sender.try_send_request(up).await {
+        Ok(resp) => resp,
+        Err(mut e) => match e.take_message() {
+            // The kept connection closed before the request went out: it
+            // goes on a new one to the same checked addresses.
+            Some(up) if reused => {
+                (sender, addr) = open(&exchange, &entry, &checked).await?;
+                entry.update(|r| r.ip = Some(addr.ip()));
+                sender.send_request(up).await.map_err(upstream_failed)?
+            }
+            _ => return Err(upstream_failed(e.into_error())),
+        },
+    };
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         return Err(Refusal::new(
             StatusCode::BAD_GATEWAY,
             "upstream tried to switch protocols",
         ));
     }
+    // Ready again once this response has been read to its end.
+    exchange.pool.put(addr, sender);
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     Ok(Response::from_parts(parts, boxed(body)))
+}
+
+fn upstream_failed(e: hyper::Error) -> Refusal {
+    Refusal::new(StatusCode::BAD_GATEWAY, format!("upstream: {e}"))
+}
+
+/// A new upstream connection to a checked address, served by a task of its
+/// own until it is idle for the idle timeout, closed, or the proxy stops.
+async fn open(
+    exchange: &Exchange,
+    entry: &Entry,
+    checked: &Checked,
+) -> Result<(Sender, SocketAddr), Refusal> {
+    let (stream, addr) = exchange
+        .gate
+        .connect_checked(entry, checked, exchange.connect_timeout)
+        .await?;
+    // The connection outlives the client connection that opened it: it has
+    // its own idle clock.
+    let activity = Activity::new();
+    let io = TokioIo::new(Tracked::new(stream, activity.clone()));
+    let (sender, conn) = hyper::client::conn::http1::handshake::<_, ProxyBody>(io)
+        .await
+        .map_err(|e| Refusal::new(StatusCode::BAD_GATEWAY, format!("upstream handshake: {e}")))?;
+    let idle = exchange.idle_timeout;
+    let mut stop = exchange.stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = conn => {}
+            () = activity.idle(idle) => {}
+            _ = stop.wait_for(|stopped| *stopped) => {}
+        }
+    });
+    Ok((sender, addr))
 }
 
 /// The host as it goes into a `Host` header (IPv6 in brackets).

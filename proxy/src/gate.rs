@@ -72,7 +72,7 @@ use tokio::net::TcpStream;
 
 use crate::audit::{AuditSink, Entry, Recorder, Verdict, WriterSink};
 use crate::config::{DEFAULT_RATE, JOB_HEADER};
-use crate::decide::{Denial, Policy, Scheme};
+use crate::decide::{Checked, Denial, Policy, Scheme};
 use crate::meter::{Meter, Metered};
 use crate::rate::RateLimiter;
 use crate::target::Target;
@@ -245,25 +245,49 @@ impl Gate {
         scheme: Scheme,
         connect_timeout: Duration,
     ) -> Result<(TcpStream, SocketAddr), OpenError> {
+        let checked = self.decide(record, target, scheme).await?;
+        self.connect_checked(record, &checked, connect_timeout)
+            .await
+    }
+
+    /// Steps 1 and 2: decide on `target` and record the verdict. Every
+    /// request is decided on its own, whatever its connection carried
+    /// before; only the returned [`Checked`] opens or picks an upstream.
+    pub(crate) async fn decide(
+        &self,
+        record: &Entry,
+        target: &Target,
+        scheme: Scheme,
+    ) -> Result<Checked, OpenError> {
         record.set_target(target);
-        let checked = match self.inner.policy.check(target, scheme).await {
-            Ok(checked) => checked,
+        match self.inner.policy.check(target, scheme).await {
+            Ok(checked) => {
+                record.update(|r| r.decision = Verdict::Allow);
+                Ok(checked)
+            }
             Err(denial) => {
                 record.update(|r| {
                     r.ip = denial.ip();
                     r.reason = Some(denial.to_string());
                 });
-                return Err(denial.into());
+                Err(denial.into())
             }
-        };
-        record.update(|r| r.decision = Verdict::Allow);
-        let (stream, addr) =
-            connect_first(self.inner.connector.as_ref(), &checked, connect_timeout)
-                .await
-                .map_err(|e| {
-                    record.update(|r| r.reason = Some(e.clone()));
-                    OpenError::Unreachable(e)
-                })?;
+        }
+    }
+
+    /// Step 3: connect to an address `checked` holds, recorded in `record`.
+    pub(crate) async fn connect_checked(
+        &self,
+        record: &Entry,
+        checked: &Checked,
+        connect_timeout: Duration,
+    ) -> Result<(TcpStream, SocketAddr), OpenError> {
+        let (stream, addr) = connect_first(self.inner.connector.as_ref(), checked, connect_timeout)
+            .await
+            .map_err(|e| {
+                record.update(|r| r.reason = Some(e.clone()));
+                OpenError::Unreachable(e)
+            })?;
         record.update(|r| r.ip = Some(addr.ip()));
         Ok((stream, addr))
     }

@@ -24,6 +24,19 @@ pub(crate) struct Rejected {
     pub(crate) target: String,
 }
 
+/// A head that passed the checks: where it ends and what follows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Head {
+    /// Its length in bytes, up to and including the blank line.
+    pub(crate) len: usize,
+    /// The request body's length when it is known from the head: `None`
+    /// for a chunked body (whose end only the body itself tells).
+    pub(crate) body: Option<u64>,
+    /// Whether this must be the connection's last request: `CONNECT`, a
+    /// chunked body, HTTP/1.0 or `Connection: close`.
+    pub(crate) last: bool,
+}
+
 /// How reading a head ended without a usable request.
 #[derive(Debug)]
 pub(crate) enum HeadError {
@@ -56,15 +69,16 @@ pub(crate) fn shown(text: &str) -> String {
     out
 }
 
-/// Read one request head into `buf` and check it. On success `buf` holds the
-/// head and whatever followed it.
+/// Read one request head into `buf` and check it. `buf` may already hold
+/// bytes (a pipelined request read with the one before): they are checked
+/// first. On success `buf` holds the head and whatever followed it.
 pub(crate) async fn read_head<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     max_bytes: usize,
     max_headers: usize,
     timeout: Duration,
-) -> Result<(), HeadError> {
+) -> Result<Head, HeadError> {
     let read = async {
         // Parse the first bytes (junk is refused at once), then again only
         // once a blank line has arrived: re-parsing the whole buffer on
@@ -73,8 +87,11 @@ pub(crate) async fn read_head<S: AsyncRead + Unpin>(
         loop {
             let ready = scanned == 0 || has_blank_line(&buf[scanned.saturating_sub(3)..]);
             scanned = buf.len();
-            if !buf.is_empty() && ready && check(buf, max_headers)? {
-                return Ok(());
+            if !buf.is_empty()
+                && ready
+                && let Some(head) = check(buf, max_headers)?
+            {
+                return Ok(head);
             }
             if buf.len() >= max_bytes {
                 return Err(reject(431, "request head too large", "", ""));
@@ -98,18 +115,29 @@ fn has_blank_line(bytes: &[u8]) -> bool {
     bytes.windows(2).any(|w| w == b"\n\n") || bytes.windows(3).any(|w| w == b"\n\r\n")
 }
 
-/// `Ok(true)`: a complete, acceptable head; `Ok(false)`: read more.
-fn check(buf: &[u8], max_headers: usize) -> Result<bool, HeadError> {
-    let mut headers = vec![httparse::EMPTY_HEADER; max_headers];
-    let mut req = httparse::Request::new(&mut headers);
-    match req.parse(buf) {
-        Ok(httparse::Status::Partial) => return Ok(false),
-        Ok(httparse::Status::Complete(_)) => {}
+/// The most header lines parsed without allocating (the head's limit is
+/// usually below it).
+const INLINE_HEADERS: usize = 64;
+
+/// `Ok(Some(_))`: a complete, acceptable head; `Ok(None)`: read more.
+fn check(buf: &[u8], max_headers: usize) -> Result<Option<Head>, HeadError> {
+    let mut inline = [httparse::EMPTY_HEADER; INLINE_HEADERS];
+    let mut spilled;
+    let headers: &mut [httparse::Header<'_>] = if max_headers <= INLINE_HEADERS {
+        &mut inline[..max_headers]
+    } else {
+        spilled = vec![httparse::EMPTY_HEADER; max_headers];
+        &mut spilled
+    };
+    let mut req = httparse::Request::new(headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Ok(httparse::Status::Complete(len)) => len,
         Err(httparse::Error::TooManyHeaders) => {
             return Err(reject(431, "too many header lines", "", ""));
         }
         Err(e) => return Err(reject(400, format!("malformed request head: {e}"), "", "")),
-    }
+    };
     let method = req.method.unwrap_or_default();
     let target = req.path.unwrap_or_default();
     let bad = |reason: &str| reject(400, reason, method, target);
@@ -118,6 +146,10 @@ fn check(buf: &[u8], max_headers: usize) -> Result<bool, HeadError> {
     }
     let (mut hosts, mut lengths, mut codings) = (0, 0, 0);
     let mut body = false;
+    let mut length: Option<u64> = None;
+    // HTTP/1.0 closes after each request unless it asks otherwise; the
+    // proxy does not keep those alive.
+    let mut close = req.version != Some(1);
     for h in req.headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
@@ -131,6 +163,18 @@ fn check(buf: &[u8], max_headers: usize) -> Result<bool, HeadError> {
                 return Err(bad("Content-Length is not a plain number"));
             }
             body |= h.value.iter().any(|&b| b != b'0');
+            // All digits, so only an overflow fails: refused, not guessed.
+            length = Some(
+                std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| bad("Content-Length too large"))?,
+            );
+        } else if name.eq_ignore_ascii_case("connection") {
+            close |= h
+                .value
+                .split(|&b| b == b',')
+                .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"close"));
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             codings += 1;
             if !h.value.trim_ascii().eq_ignore_ascii_case(b"chunked") {
@@ -144,6 +188,7 @@ fn check(buf: &[u8], max_headers: usize) -> Result<bool, HeadError> {
             ));
         }
     }
+    let connect = method == "CONNECT";
     if hosts > 1 {
         return Err(bad("more than one Host header"));
     }
@@ -153,7 +198,7 @@ fn check(buf: &[u8], max_headers: usize) -> Result<bool, HeadError> {
         ));
     }
     // `Content-Length: 0` is harmless and some clients send it.
-    if method == "CONNECT" && (body || codings > 0) {
+    if connect && (body || codings > 0) {
         return Err(bad("CONNECT with a request body"));
     }
     if lengths > 1 || codings > 1 {
@@ -161,7 +206,16 @@ fn check(buf: &[u8], max_headers: usize) -> Result<bool, HeadError> {
             "repeated Content-Length or Transfer-Encoding (request smuggling framing)",
         ));
     }
-    Ok(true)
+    let chunked = codings > 0;
+    Ok(Some(Head {
+        len,
+        body: if chunked {
+            None
+        } else {
+            Some(length.unwrap_or(0))
+        },
+        last: connect || chunked || close,
+    }))
 }
 
 #[cfg(test)]
@@ -169,7 +223,35 @@ mod tests {
     use super::*;
 
     fn run(text: &str) -> Result<bool, HeadError> {
-        check(text.as_bytes(), 32)
+        check(text.as_bytes(), 32).map(|h| h.is_some())
+    }
+
+    fn head(text: &str) -> Head {
+        check(text.as_bytes(), 32).unwrap().unwrap()
+    }
+
+    #[test]
+    fn heads_say_where_the_request_ends() {
+        let get = "GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\n\r\n";
+        assert_eq!(
+            head(&format!("{get}GET http://b.test/")),
+            Head {
+                len: get.len(),
+                body: Some(0),
+                last: false
+            }
+        );
+        let post = "POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 12\r\n\r\n";
+        assert_eq!(head(post).body, Some(12));
+        assert!(!head(post).last);
+        let chunked =
+            "POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!((head(chunked).body, head(chunked).last), (None, true));
+        assert!(head("GET http://a.test/ HTTP/1.0\r\n\r\n").last);
+        assert!(head("GET http://a.test/ HTTP/1.1\r\nHost: a.test\r\nConnection: keep-alive, Close\r\n\r\n").last);
+        assert!(head("CONNECT a.test:443 HTTP/1.1\r\n\r\n").last);
+        let huge = "POST http://a.test/ HTTP/1.1\r\nHost: a.test\r\nContent-Length: 99999999999999999999999\r\n\r\n";
+        assert_eq!(status(huge), 400);
     }
 
     fn status(text: &str) -> u16 {

@@ -5,7 +5,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -100,16 +100,42 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
     }
 }
 
-/// A stream whose first bytes are `prefix` (already read), then the stream.
+/// A stream whose first bytes are `prefix` (already read), then the stream;
+/// bounded, it reads at most so many bytes of the stream and then reports
+/// the end, so that a parser given it cannot read into the next request.
 #[derive(Debug)]
 pub(crate) struct Rewind<T> {
     prefix: Bytes,
     inner: T,
+    /// Bytes of `inner` left to read; `None` is unbounded.
+    left: Option<u64>,
 }
 
 impl<T> Rewind<T> {
     pub(crate) fn new(prefix: Bytes, inner: T) -> Rewind<T> {
-        Rewind { prefix, inner }
+        Rewind {
+            prefix,
+            inner,
+            left: None,
+        }
+    }
+
+    /// `prefix`, then exactly `more` bytes of `inner`, then the end.
+    pub(crate) fn bounded(prefix: Bytes, inner: T, more: u64) -> Rewind<T> {
+        Rewind {
+            prefix,
+            inner,
+            left: Some(more),
+        }
+    }
+
+    /// Whether a bounded stream was read to its end.
+    pub(crate) fn exhausted(&self) -> bool {
+        self.prefix.is_empty() && self.left == Some(0)
+    }
+
+    pub(crate) fn into_inner(self) -> T {
+        self.inner
     }
 }
 
@@ -125,7 +151,29 @@ impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
             buf.put_slice(&chunk);
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let this = &mut *self;
+        match this.left {
+            None => Pin::new(&mut this.inner).poll_read(cx, buf),
+            Some(0) => Poll::Ready(Ok(())),
+            Some(left) if left < buf.remaining() as u64 => {
+                // A read no longer than what is left (`left` fits: it is
+                // below `remaining`), into initialised memory so that no
+                // `unsafe` is needed to hand it over.
+                let mut part = ReadBuf::new(buf.initialize_unfilled_to(left as usize));
+                ready!(Pin::new(&mut this.inner).poll_read(cx, &mut part))?;
+                let n = part.filled().len();
+                buf.advance(n);
+                this.left = Some(left - n as u64);
+                Poll::Ready(Ok(()))
+            }
+            Some(left) => {
+                let before = buf.filled().len();
+                ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+                let n = buf.filled().len() - before;
+                this.left = Some(left - n as u64);
+                Poll::Ready(Ok(()))
+            }
+        }
     }
 }
 

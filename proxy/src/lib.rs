@@ -112,6 +112,7 @@ mod head;
 mod io;
 pub mod local;
 pub mod meter;
+mod pool;
 pub mod ranges;
 pub mod rate;
 pub mod resolve;

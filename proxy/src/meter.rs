@@ -55,6 +55,12 @@ impl Meter {
         self.up.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Takes back `n` bytes counted up that belong to the next request
+    /// (read with this one's head, handed over with the stream).
+    pub(crate) fn hand_back_up(&self, n: u64) {
+        self.up.fetch_sub(n.min(self.up()), Ordering::Relaxed);
+    }
+
     /// Counts `n` bytes to the job.
     pub fn add_down(&self, n: u64) {
         self.down.fetch_add(n, Ordering::Relaxed);
@@ -147,6 +153,20 @@ impl<S> Metered<S> {
             write: Way::new(up, true),
             meter,
         }
+    }
+}
+
+impl<S> Metered<S> {
+    /// The stream beneath: for bytes read before they are metered (request
+    /// heads, charged by their reader as soon as they are complete).
+    pub(crate) fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Counts from now on into `meter` (the next request on a kept-alive
+    /// connection); the limiters' debts carry over.
+    pub(crate) fn set_meter(&mut self, meter: Arc<Meter>) {
+        self.meter = meter;
     }
 }
 

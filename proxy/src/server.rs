@@ -1,13 +1,18 @@
 //! One job's proxy: the accept loop and the life of a client connection.
 //!
-//! Each client connection carries exactly one request (or one tunnel): the
-//! head is read and checked (`head.rs`), hyper parses it again and the
-//! handler decides; then the connection closes. Not keeping client
-//! connections alive costs a TCP handshake on the loopback or bridge hop, and
-//! removes a class of attacks: a pipelined second request can never ride on
-//! a connection, an upstream connection or a decision made for the first.
+//! A client connection carries requests strictly one at a time, each
+//! decided on its own. For each, the head is read and checked (`head.rs`)
+//! before hyper sees a byte of it; hyper is then handed exactly that
+//! request's bytes (the head says where it ends: it has a length, or it is
+//! the connection's last) and the handler decides. Bytes that follow, a
+//! pipelined request included, wait for the next round and its own checks:
+//! no request rides on another's head check, decision or upstream
+//! connection (kept upstream connections are picked by each request's own
+//! checked addresses, see `pool.rs`). A tunnel, a chunked request body,
+//! HTTP/1.0 and `Connection: close` end the connection after their request.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,7 +21,7 @@ use bytes::BytesMut;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -29,6 +34,7 @@ use crate::gate::{BadJobId, Gate};
 use crate::head::{HeadError, read_head, shown};
 use crate::io::{Activity, Rewind, Tracked};
 use crate::meter::Meter;
+use crate::pool::Pool;
 use crate::resolve::{Resolver, SystemResolver};
 use crate::upstream::{Connector, TcpConnector};
 
@@ -103,6 +109,7 @@ impl ProxyBuilder {
         Ok(Proxy {
             inner: Arc::new(Inner {
                 job_conns: Arc::new(Semaphore::new(c.limits.max_connections)),
+                pool: Arc::new(Pool::new(c.limits.max_connections)),
                 gate,
                 global: self.global,
                 config: self.config,
@@ -116,6 +123,8 @@ struct Inner {
     config: ProxyConfig,
     gate: Gate,
     job_conns: Arc<Semaphore>,
+    /// Kept upstream connections, this job's only.
+    pool: Arc<Pool>,
     global: Option<Arc<Semaphore>>,
     stop: tokio::sync::watch::Sender<bool>,
 }
@@ -158,6 +167,7 @@ impl Proxy {
     /// this proxy is closed (the job has ended). Idempotent.
     pub fn shutdown(&self) {
         self.inner.stop.send_replace(true);
+        self.inner.pool.clear();
     }
 
     /// Accept and serve clients until the task is dropped.
@@ -217,8 +227,8 @@ impl Proxy {
         let gate = &inner.gate;
         let (up, _) = gate.limiters();
         let limits = &inner.config.limits;
-        let meter = Meter::new();
         let Some(permits) = self.permits() else {
+            let meter = Meter::new();
             let entry = gate.record(meter.clone());
             entry.update(|r| {
                 r.status = Some(503);
@@ -229,111 +239,215 @@ impl Proxy {
                 .await;
             return;
         };
+        let permits = Arc::new(permits);
         let activity = Activity::new();
-        let mut stream = Tracked::new(stream, activity.clone());
+        // Everything after a head passes through the job's limiters; heads
+        // are read beneath them and charged by hand (see below).
+        let mut io = gate.job_side(Tracked::new(stream, activity.clone()), Meter::new());
+        // Bytes read and not yet served: the next request's first bytes,
+        // read with the one before and already charged to the limiter.
         let mut buf = BytesMut::new();
-        let head = read_head(
-            &mut stream,
-            &mut buf,
-            limits.max_header_bytes,
-            limits.max_headers,
-            limits.header_read_timeout,
-        )
-        .await;
-        // R-SEC-4: the head is read at once (its timeout measures the
-        // client, not the rate), then charged like any other bytes of the
-        // job, accepted or not, before anything is done with it.
-        meter.add_up(buf.len() as u64);
-        match head {
-            Ok(()) => {}
-            Err(HeadError::Closed) => {
-                // Nothing to answer: the debt is left for the job's next bytes.
-                let _ = up.charge(buf.len());
-                return;
-            }
-            Err(HeadError::Rejected(r)) => {
-                let entry = gate.record(meter.clone());
-                entry.update(|rec| {
-                    rec.method = r.method.clone();
-                    rec.host = r.target.clone();
-                    rec.status = Some(r.status);
-                    rec.reason = Some(r.reason.clone());
-                });
-                tracing::debug!(%peer, reason = %r.reason, "request head refused");
-                if self.paced(up.acquire(buf.len())).await {
-                    let _ = tokio::time::timeout(
-                        limits.header_read_timeout,
-                        self.answer(&mut stream, &meter, r.status, &r.reason),
-                    )
-                    .await;
+        let mut first = true;
+        loop {
+            let meter = Meter::new();
+            io.set_meter(meter.clone());
+            let carried = buf.len();
+            meter.add_up(carried as u64);
+            if !first && buf.is_empty() {
+                // Between requests the client may stay quiet for the idle
+                // timeout; then its head must arrive within the head timeout.
+                let more = tokio::select! {
+                    r = io.get_mut().read_buf(&mut buf) => matches!(r, Ok(n) if n > 0),
+                    () = tokio::time::sleep(limits.idle_timeout) => false,
+                    () = inner.stopped() => false,
+                };
+                if !more {
+                    return;
                 }
+            }
+            first = false;
+            let head = read_head(
+                io.get_mut(),
+                &mut buf,
+                limits.max_header_bytes,
+                limits.max_headers,
+                limits.header_read_timeout,
+            )
+            .await;
+            // R-SEC-4: the head is read at once (its timeout measures the
+            // client, not the rate), then charged like any other bytes of
+            // the job, accepted or not, before anything is done with it.
+            let fresh = buf.len() - carried;
+            meter.add_up(fresh as u64);
+            let head = match head {
+                Ok(head) => head,
+                Err(HeadError::Closed) => {
+                    // Nothing to answer: the debt is left for the job's next bytes.
+                    let _ = up.charge(fresh);
+                    return;
+                }
+                Err(HeadError::Rejected(r)) => {
+                    let entry = gate.record(meter.clone());
+                    entry.update(|rec| {
+                        rec.method = r.method.clone();
+                        rec.host = r.target.clone();
+                        rec.status = Some(r.status);
+                        rec.reason = Some(r.reason.clone());
+                    });
+                    tracing::debug!(%peer, reason = %r.reason, "request head refused");
+                    if self.paced(up.acquire(fresh)).await {
+                        let _ = tokio::time::timeout(
+                            limits.header_read_timeout,
+                            self.answer(io.get_mut(), &meter, r.status, &r.reason),
+                        )
+                        .await;
+                    }
+                    return;
+                }
+            };
+            if !self.paced(up.acquire(fresh)).await {
                 return;
             }
+            // Waiting for the rate is not the client being idle.
+            activity.touch();
+            let exchange = Exchange {
+                gate: gate.clone(),
+                activity: activity.clone(),
+                idle_timeout: limits.idle_timeout,
+                connect_timeout: limits.connect_timeout,
+                stop: inner.stop.subscribe(),
+                handled: Arc::new(AtomicBool::new(false)),
+                _permits: permits.clone(),
+                meter,
+                pool: inner.pool.clone(),
+                entry: Arc::new(Mutex::new(None)),
+            };
+            match head.body {
+                Some(body) if !head.last => {
+                    // Exactly this request's bytes go to hyper; what
+                    // follows is the next request's, checked like this one.
+                    let end = (head.len as u64).saturating_add(body);
+                    let this = if buf.len() as u64 > end {
+                        buf.split_to(end as usize)
+                    } else {
+                        buf.split()
+                    };
+                    exchange.meter.hand_back_up(buf.len() as u64);
+                    let more = end - this.len() as u64;
+                    match self
+                        .serve_request(Rewind::bounded(this.freeze(), io, more), &exchange, peer)
+                        .await
+                    {
+                        Some(back) => io = back,
+                        None => return,
+                    }
+                }
+                _ => {
+                    let io = Rewind::new(buf.split().freeze(), io);
+                    self.serve_last(io, exchange, peer).await;
+                    return;
+                }
+            }
         }
-        if !self.paced(up.acquire(buf.len())).await {
-            return;
-        }
-        // Waiting for the rate is not the client being idle.
-        activity.touch();
-        let handled = Arc::new(AtomicBool::new(false));
-        let entry_slot = Arc::new(Mutex::new(None));
-        let exchange = Exchange {
-            gate: gate.clone(),
-            activity: activity.clone(),
-            idle_timeout: limits.idle_timeout,
-            connect_timeout: limits.connect_timeout,
-            stop: inner.stop.subscribe(),
-            handled: handled.clone(),
-            _permits: Arc::new(permits),
-            meter: meter.clone(),
-            entry: entry_slot.clone(),
+    }
+
+    /// Serves one request whose end its head tells, on a connection that
+    /// may carry more; the stream back when it may.
+    async fn serve_request<S>(
+        &self,
+        io: Rewind<S>,
+        exchange: &Exchange,
+        peer: SocketAddr,
+    ) -> Option<S>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let limits = &self.inner.config.limits;
+        let conn = self
+            .http1()
+            // hyper reads the end of the bounded stream once the request
+            // has been read: that is the end of this request, not the
+            // client leaving.
+            .half_close(true)
+            .serve_connection(TokioIo::new(io), service(self.clone(), exchange.clone()))
+            .without_shutdown();
+        let ended = tokio::select! {
+            r = conn => r.map_err(|e| format!("malformed request: {e}")),
+            () = exchange.activity.clone().idle(limits.idle_timeout) => Err("idle timeout".to_owned()),
+            () = self.inner.stopped() => Err("proxy shut down".to_owned()),
         };
-        // Everything after the head passes through the job's limiters.
-        let stream = gate.job_side(stream, meter.clone());
-        let io = TokioIo::new(Rewind::new(buf.freeze(), stream));
-        let this = self.clone();
-        let service = service_fn(move |req| {
-            let this = this.clone();
-            let exchange = exchange.clone();
-            async move { Ok::<_, Infallible>(this.handle(req, exchange).await) }
-        });
-        let conn = hyper::server::conn::http1::Builder::new()
+        let back = match ended {
+            Ok(parts) => {
+                let io = parts.io.into_inner();
+                // Kept alive only when hyper read exactly this request and
+                // answered it.
+                (io.exhausted()
+                    && parts.read_buf.is_empty()
+                    && exchange.handled.load(Ordering::Acquire))
+                .then(|| io.into_inner())
+            }
+            Err(reason) => {
+                self.ended(exchange, peer, reason);
+                None
+            }
+        };
+        exchange.finish();
+        back
+    }
+
+    /// Serves a connection's last request: a tunnel, a chunked body (whose
+    /// end only hyper's decoding tells) or a client that closes after it.
+    async fn serve_last<S>(&self, io: Rewind<S>, exchange: Exchange, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let limits = &self.inner.config.limits;
+        let conn = self
+            .http1()
             .keep_alive(false)
             // `printf ... | nc` and friends shut their write side after the
             // request: still answer them (the idle timeout bounds the wait).
             .half_close(true)
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes.max(8192) + 8192)
-            .max_headers(limits.max_headers)
-            .serve_connection(io, service)
+            .serve_connection(TokioIo::new(io), service(self.clone(), exchange.clone()))
             .with_upgrades();
         let ended = tokio::select! {
             r = conn => match r {
                 Ok(()) => None,
                 Err(e) => Some(format!("malformed request: {e}")),
             },
-            () = activity.idle(limits.idle_timeout) => Some("idle timeout".to_owned()),
-            () = inner.stopped() => Some("proxy shut down".to_owned()),
+            () = exchange.activity.clone().idle(limits.idle_timeout) => Some("idle timeout".to_owned()),
+            () = self.inner.stopped() => Some("proxy shut down".to_owned()),
         };
         if let Some(reason) = ended {
-            tracing::debug!(%peer, %reason, "client connection ended");
-            if !handled.load(Ordering::Acquire) {
-                let entry = gate.record(meter);
-                entry.update(|r| {
-                    r.status = Some(400);
-                    r.reason = Some(reason);
-                });
-            }
+            self.ended(&exchange, peer, reason);
         }
-        // The exchange is over (a tunnel holds its own reference): the
-        // record can be written with its final counts.
-        drop(
-            entry_slot
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take(),
-        );
+        // The exchange is over (a tunnel holds its own reference).
+        exchange.finish();
+    }
+
+    /// hyper's HTTP/1 server as every request is served.
+    fn http1(&self) -> hyper::server::conn::http1::Builder {
+        let limits = &self.inner.config.limits;
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes.max(8192) + 8192)
+            .max_headers(limits.max_headers);
+        builder
+    }
+
+    /// A connection ended early: on record when no handler saw its request
+    /// (hyper's parser refused it).
+    fn ended(&self, exchange: &Exchange, peer: SocketAddr, reason: String) {
+        tracing::debug!(%peer, %reason, "client connection ended");
+        if !exchange.handled.load(Ordering::Acquire) {
+            let entry = exchange.gate.record(exchange.meter.clone());
+            entry.update(|r| {
+                r.status = Some(400);
+                r.reason = Some(reason);
+            });
+        }
     }
 
     /// Waits for the rate limiter (`wait`) unless the proxy shuts down
@@ -402,6 +516,23 @@ impl Proxy {
             }
         }
     }
+}
+
+/// The service hyper calls with the request.
+fn service(
+    proxy: Proxy,
+    exchange: Exchange,
+) -> impl hyper::service::Service<
+    Request<hyper::body::Incoming>,
+    Response = Response<ProxyBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<ProxyBody>, Infallible>> + Send,
+> {
+    service_fn(move |req| {
+        let proxy = proxy.clone();
+        let exchange = exchange.clone();
+        async move { Ok::<_, Infallible>(proxy.handle(req, exchange).await) }
+    })
 }
 
 /// A whole response written by hand, for refusals before hyper runs.

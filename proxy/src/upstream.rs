@@ -30,7 +30,7 @@ impl Connector for TcpConnector {
 
 /// At most this many addresses are tried, so that a name with hundreds of
 /// records cannot hold a connection for hundreds of connect timeouts.
-const MAX_TRIES: usize = 4;
+pub(crate) const MAX_TRIES: usize = 4;
 
 /// Try the checked addresses in order; the first that connects wins.
 ///

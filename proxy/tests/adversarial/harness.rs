@@ -29,6 +29,8 @@ pub struct Upstream {
 #[derive(Clone, Copy)]
 enum Mode {
     Http,
+    /// HTTP that keeps its connections alive.
+    KeepAlive,
     Echo,
 }
 
@@ -36,6 +38,12 @@ impl Upstream {
     /// An HTTP server on `ip` (a 127.0.0.0/8 address).
     pub async fn http(ip: &str) -> Upstream {
         Upstream::start(ip, Mode::Http).await
+    }
+
+    /// An HTTP server on `ip` that keeps connections alive (its answers
+    /// carry no `Connection: close`).
+    pub async fn keep_alive(ip: &str) -> Upstream {
+        Upstream::start(ip, Mode::KeepAlive).await
     }
 
     /// A TCP echo server on `ip`, for tunnels.
@@ -63,7 +71,8 @@ impl Upstream {
                 let r = r.clone();
                 tokio::spawn(async move {
                     match mode {
-                        Mode::Http => serve_http(s, r).await,
+                        Mode::Http => serve_http(s, r, false).await,
+                        Mode::KeepAlive => serve_http(s, r, true).await,
                         Mode::Echo => echo(s).await,
                     }
                 });
@@ -96,77 +105,88 @@ async fn echo(mut s: TcpStream) {
     let _ = tokio::io::copy(&mut r, &mut w).await;
 }
 
-async fn serve_http(mut s: TcpStream, received: Arc<Mutex<Vec<String>>>) {
+async fn serve_http(mut s: TcpStream, received: Arc<Mutex<Vec<String>>>, keep_alive: bool) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
-    let head_end = loop {
-        if let Some(i) = find(&buf, b"\r\n\r\n") {
-            break i + 4;
-        }
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        if buf.len() > 65536 {
+    loop {
+        let head_end = loop {
+            if let Some(i) = find(&buf, b"\r\n\r\n") {
+                break i + 4;
+            }
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if buf.len() > 65536 {
+                return;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let len: usize = head
+            .lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let chunked = head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked");
+        // A chunked body ends with the last chunk (the tests send no trailers).
+        let end = |buf: &[u8]| {
+            if chunked {
+                find(&buf[head_end..], b"0\r\n\r\n").map(|i| head_end + i + 5)
+            } else {
+                (buf.len() >= head_end + len).then_some(head_end + len)
+            }
+        };
+        let end = loop {
+            if let Some(end) = end(&buf) {
+                break end;
+            }
+            match s.read(&mut chunk).await {
+                Ok(0) | Err(_) => break buf.len(),
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let request: Vec<u8> = buf.drain(..end).collect();
+        received
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&request).to_string());
+        let close = if keep_alive {
+            ""
+        } else {
+            "Connection: close\r\n"
+        };
+        let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
+        let resp = if let Some(to) = path.strip_prefix("/redirect?to=") {
+            format!("HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\n{close}\r\n")
+        } else if let Some(n) = path.strip_prefix("/bighead?n=") {
+            let n: usize = n.parse().unwrap();
+            format!(
+                "HTTP/1.1 200 OK\r\nX-Pad: {}\r\nContent-Length: 2\r\n{close}\r\nok",
+                "h".repeat(n)
+            )
+        } else if let Some(n) = path.strip_prefix("/big?n=") {
+            let n: usize = n.parse().unwrap();
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n{close}\r\n{}",
+                "x".repeat(n)
+            )
+        } else {
+            let body = "hello from upstream";
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nKeep-Alive: timeout=5\r\nProxy-Agent: upstream\r\n{close}\r\n{body}",
+                body.len()
+            )
+        };
+        if s.write_all(resp.as_bytes()).await.is_err() || !keep_alive {
+            let _ = s.shutdown().await;
             return;
         }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (n, v) = l.split_once(':')?;
-            n.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    // A chunked body ends with the last chunk (the tests send no trailers).
-    let done = |buf: &[u8]| {
-        if chunked {
-            buf[head_end..].ends_with(b"0\r\n\r\n")
-        } else {
-            buf.len() >= head_end + len
-        }
-    };
-    while !done(&buf) {
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
     }
-    received
-        .lock()
-        .unwrap()
-        .push(String::from_utf8_lossy(&buf).to_string());
-    let path = head.split(' ').nth(1).unwrap_or("/").to_owned();
-    let resp = if let Some(to) = path.strip_prefix("/redirect?to=") {
-        format!(
-            "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-    } else if let Some(n) = path.strip_prefix("/bighead?n=") {
-        let n: usize = n.parse().unwrap();
-        format!(
-            "HTTP/1.1 200 OK\r\nX-Pad: {}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-            "h".repeat(n)
-        )
-    } else if let Some(n) = path.strip_prefix("/big?n=") {
-        let n: usize = n.parse().unwrap();
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n{}",
-            "x".repeat(n)
-        )
-    } else {
-        let body = "hello from upstream";
-        format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nKeep-Alive: timeout=5\r\nProxy-Agent: upstream\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    };
-    let _ = s.write_all(resp.as_bytes()).await;
-    let _ = s.shutdown().await;
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -302,10 +322,12 @@ impl Env {
         }
     }
 
-    /// Send raw bytes, read the whole answer (the proxy closes after one).
+    /// Send raw bytes and end the sending side, read the whole answer (the
+    /// proxy closes once the client has nothing more to send).
     pub async fn send(&self, raw: &str) -> String {
         let mut s = TcpStream::connect(self.addr).await.unwrap();
         s.write_all(raw.as_bytes()).await.unwrap();
+        let _ = s.shutdown().await;
         let mut out = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
         String::from_utf8_lossy(&out).to_string()

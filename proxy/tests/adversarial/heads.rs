@@ -45,6 +45,8 @@ async fn send_to(addr: std::net::SocketAddr, raw: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(raw.as_bytes()).await.unwrap();
+    // Nothing more to send: the proxy closes after the answer.
+    let _ = s.shutdown().await;
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()

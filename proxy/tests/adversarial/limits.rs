@@ -245,6 +245,7 @@ async fn head_sent_byte_by_byte_is_accepted() {
         s.write_all(&[*b]).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
+    s.shutdown().await.unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
         .await

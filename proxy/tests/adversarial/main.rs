@@ -8,6 +8,7 @@ mod deny;
 mod domains;
 mod gate;
 mod heads;
+mod keepalive;
 mod limits;
 mod malformed;
 mod own;

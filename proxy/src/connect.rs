@@ -69,13 +69,22 @@ pub(crate) async fn handle(
     Ok(Response::new(empty()))
 }
 
-/// Copy one direction until EOF, then pass the EOF on.
+/// What an idle tunnel holds per direction: a tunnel's first bytes (a TLS
+/// hello) fit, and a thousand idle tunnels cost little.
+const SMALL_BUFFER: usize = 4 * 1024;
+
+/// What a busy direction moves per read: few system calls per megabyte.
+const LARGE_BUFFER: usize = 256 * 1024;
+
+/// Copy one direction until EOF, then pass the EOF on. The buffer starts
+/// small and grows to [`LARGE_BUFFER`] once a read fills it, so only
+/// tunnels that carry bulk data hold large buffers.
 async fn copy<R, W>(mut r: R, mut w: W)
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut buf = vec![0u8; 16 * 1024];
+    let mut buf = vec![0u8; SMALL_BUFFER];
     loop {
         let n = match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
@@ -83,6 +92,9 @@ where
         };
         if w.write_all(&buf[..n]).await.is_err() {
             break;
+        }
+        if n == buf.len() && buf.len() < LARGE_BUFFER {
+            buf = vec![0u8; LARGE_BUFFER];
         }
     }
     let _ = w.shutdown().await;

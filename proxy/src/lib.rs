@@ -21,7 +21,7 @@
 //! same pair of limiters and write the same audit records. They differ only
 //! in where the bytes are metered (see [`gate`]).
 //!
-//! Per client connection, one request (see [`server`] for why):
+//! For every request on a client connection, one at a time (see [`server`]):
 //! 1. **Head** (`head.rs`): read under a timeout and a size limit, refused
 //!    when the framing is ambiguous (`Content-Length` with
 //!    `Transfer-Encoding`, repeated framing headers, two `Host` headers,
@@ -72,9 +72,13 @@
 //! listening address. The node's own addresses are this host's interfaces'
 //! by default; a proxy in a container of its own is given the host's too.
 //!
-//! Each client connection carries one request or one tunnel and is then
-//! closed: a pipelined second request can never ride on the first one's
-//! decision. Every wait is bounded (header read, idle, connect, resolve
+//! A client connection is kept alive between plain-HTTP requests, and each
+//! request goes through every step above on its own: a pipelined or later
+//! request never rides on an earlier one's head check, decision or
+//! upstream connection. Upstream connections are kept per job, keyed by
+//! the checked address (`pool.rs`): a request reuses one only to an address
+//! its own decision allowed. A tunnel, a chunked request body, HTTP/1.0 and
+//! `Connection: close` end the client connection. Every wait is bounded (header read, idle, connect, resolve
 //! timeouts), as are the connections per job and in total, the head size and
 //! the buffered body bytes per connection. [`Proxy::shutdown`] closes every
 //! connection and tunnel of a job that has ended.

@@ -211,6 +211,31 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Metered<S> {
         Poll::Ready(Ok(n))
     }
 
+    /// Gathered writes (hyper's, for a head and body chunks without
+    /// copying them together) when the way out is not limited; a limited
+    /// way writes one chunk at a time.
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.write.limiter.is_limited() {
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return Pin::new(this).poll_write(cx, first);
+        }
+        let n = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs))?;
+        this.write.moved(n, &this.meter);
+        Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        !self.write.limiter.is_limited() && self.inner.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }

@@ -38,6 +38,9 @@ use crate::pool::Pool;
 use crate::resolve::{Resolver, SystemResolver};
 use crate::upstream::{Connector, TcpConnector};
 
+/// The most of a request body hyper reads at once.
+const BODY_BUFFER: usize = 256 * 1024;
+
 /// Why a proxy could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -432,7 +435,10 @@ impl Proxy {
         builder
             .timer(TokioTimer::new())
             .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes.max(8192) + 8192)
+            // Heads are limited before hyper sees them (`head.rs`); this
+            // bounds what hyper buffers of a body, and lets bulk uploads
+            // move in large reads.
+            .max_buf_size(BODY_BUFFER.max(limits.max_header_bytes + 8192))
             .max_headers(limits.max_headers);
         builder
     }

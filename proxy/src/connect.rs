@@ -5,16 +5,19 @@
 
 use std::sync::Arc;
 
+use hyper::upgrade::Upgraded;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::audit::Entry;
 use crate::body::{ProxyBody, empty};
 use crate::decide::Scheme;
 use crate::exchange::{Exchange, Refusal};
 use crate::forward::check_host_header;
-use crate::io::Tracked;
+use crate::io::{Rewind, Tracked};
+use crate::meter::Metered;
 use crate::target::parse_authority;
 
 pub(crate) async fn handle(
@@ -41,22 +44,19 @@ pub(crate) async fn handle(
         .gate
         .connect(&entry, &target, Scheme::Https, exchange.connect_timeout)
         .await?;
-    let upstream = Tracked::new(stream, exchange.activity.clone());
     let idle = exchange.idle_timeout;
     let mut stop = exchange.stop.clone();
     tokio::spawn(async move {
         let client = match hyper::upgrade::on(req).await {
-            Ok(u) => TokioIo::new(u),
+            Ok(u) => u,
             Err(e) => {
                 entry.update(|r| r.reason = Some(format!("upgrade failed: {e}")));
                 return;
             }
         };
-        let (cr, cw) = tokio::io::split(client);
-        let (ur, uw) = tokio::io::split(upstream);
-        let both = async { tokio::join!(copy(cr, uw), copy(ur, cw)) };
+        let tunnel = tunnel(client, stream, &exchange);
         tokio::select! {
-            _ = both => {}
+            () = tunnel => {}
             () = exchange.activity.clone().idle(idle) => {
                 entry.update(|r| r.reason = Some("tunnel idle timeout".into()));
             }
@@ -67,6 +67,51 @@ pub(crate) async fn handle(
         drop(exchange);
     });
     Ok(Response::new(empty()))
+}
+
+/// The client connection as the server hands it to hyper, when it is a TCP
+/// socket.
+type ClientIo = TokioIo<Rewind<Metered<Tracked<TcpStream>>>>;
+
+/// Moves a tunnel's bytes both ways until both ends are done: spliced
+/// between the two sockets where it can (Linux, a TCP client), else
+/// copied through buffers; metered on the client side either way.
+async fn tunnel(client: Upgraded, upstream: TcpStream, exchange: &Exchange) {
+    #[cfg(target_os = "linux")]
+    let client = match client.downcast::<ClientIo>() {
+        Ok(parts) => {
+            // Bytes the client sent after its CONNECT head, read (and
+            // metered) before the tunnel opened: hyper's, then the rest of
+            // the head reader's.
+            let (prefix, metered) = parts.io.into_inner().into_parts();
+            let client = metered.into_inner().into_inner();
+            let mut upstream = upstream;
+            for early in [parts.read_buf, prefix] {
+                if !early.is_empty() && upstream.write_all(&early).await.is_err() {
+                    return;
+                }
+            }
+            let (up, down) = exchange.gate.limiters();
+            let (meter, activity) = (&exchange.meter, &exchange.activity);
+            let way = |from, to, limiter, up| crate::splice::Way {
+                from,
+                to,
+                limiter,
+                up,
+                meter,
+                activity,
+            };
+            let _ = tokio::join!(
+                crate::splice::run(way(&client, &upstream, up, true)),
+                crate::splice::run(way(&upstream, &client, down, false)),
+            );
+            return;
+        }
+        Err(client) => client,
+    };
+    let (cr, cw) = tokio::io::split(TokioIo::new(client));
+    let (ur, uw) = tokio::io::split(Tracked::new(upstream, exchange.activity.clone()));
+    tokio::join!(copy(cr, uw), copy(ur, cw));
 }
 
 /// What an idle tunnel holds per direction: a tunnel's first bytes (a TLS

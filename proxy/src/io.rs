@@ -61,6 +61,10 @@ impl<T> Tracked<T> {
     pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Tracked<T> {
         Tracked { inner, activity }
     }
+
+    pub(crate) fn into_inner(self) -> T {
+        self.inner
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Tracked<T> {
@@ -152,6 +156,11 @@ impl<T> Rewind<T> {
 
     pub(crate) fn into_inner(self) -> T {
         self.inner
+    }
+
+    /// The bytes of `prefix` not read yet, and the stream.
+    pub(crate) fn into_parts(self) -> (Bytes, T) {
+        (self.prefix, self.inner)
     }
 }
 

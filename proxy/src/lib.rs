@@ -121,6 +121,8 @@ pub mod ranges;
 pub mod rate;
 pub mod resolve;
 pub mod server;
+#[cfg(target_os = "linux")]
+mod splice;
 pub mod target;
 pub mod upstream;
 

@@ -163,6 +163,12 @@ impl<S> Metered<S> {
         &mut self.inner
     }
 
+    /// The stream beneath, for a caller that meters it by hand from now on
+    /// (a spliced tunnel).
+    pub(crate) fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// Counts from now on into `meter` (the next request on a kept-alive
     /// connection); the limiters' debts carry over.
     pub(crate) fn set_meter(&mut self, meter: Arc<Meter>) {

@@ -230,3 +230,30 @@ async fn r_net_8_connect_to_ipv6_loopback_and_mapped_forms_is_refused() {
     assert_eq!(up.hits(), 0);
     assert!(env.connector.attempts().is_empty());
 }
+
+#[tokio::test]
+async fn r_net_9_a_large_tunnel_transfer_arrives_intact_and_counted() {
+    // Enough to fill the tunnel's pipes and buffers many times over, in
+    // both directions at once (the echo sends everything back).
+    const N: usize = 8 << 20;
+    let up = Upstream::echo("127.0.0.1").await;
+    let env = env(Some(vec![up.port()])).await;
+    let target = format!("tunnel.allowed.test:{}", up.port());
+    let (s, head) = connect(&env, &target, "").await;
+    assert_eq!(status(&head), 200, "{head}");
+    let data: Vec<u8> = (0..N).map(|i| (i % 251) as u8).collect();
+    let (mut r, mut w) = s.into_split();
+    let sent = data.clone();
+    let writer = tokio::spawn(async move {
+        w.write_all(&sent).await.unwrap();
+        w.shutdown().await.unwrap();
+    });
+    let mut got = Vec::with_capacity(N);
+    r.read_to_end(&mut got).await.unwrap();
+    writer.await.unwrap();
+    assert!(got == data, "the tunnel changed or lost bytes");
+    let recs = env.records(1).await;
+    let request = format!("CONNECT {target} HTTP/1.1\r\n\r\n");
+    assert_eq!(recs[0].bytes_up, (request.len() + N) as u64);
+    assert_eq!(recs[0].bytes_down, (head.len() + N) as u64);
+}

@@ -52,34 +52,58 @@ pub(crate) async fn run(way: Way<'_>) -> io::Result<()> {
 }
 
 async fn move_all(way: &Way<'_>) -> io::Result<()> {
-    let (pipe_r, pipe_w) = pipe()?;
-    let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
-    let most = if way.limiter.is_limited() {
-        way.limiter.chunk()
+    // The pipe is made when the first bytes arrive: an idle tunnel holds
+    // none. Without one (out of descriptors), bytes go through a buffer.
+    way.from.readable().await?;
+    match pipe() {
+        Ok((pipe_r, pipe_w)) => splice_all(way, &pipe_r, &pipe_w).await,
+        Err(e) => {
+            tracing::debug!(error = %e, "no pipe for a tunnel: copying instead");
+            copy_all(way).await
+        }
+    }
+}
+
+/// The most one move takes: one limiter chunk when the way is limited.
+fn most(way: &Way<'_>, unlimited: usize) -> usize {
+    if way.limiter.is_limited() {
+        way.limiter.chunk().min(unlimited)
     } else {
-        PIPE_BYTES
-    };
+        unlimited
+    }
+}
+
+/// Counts `n` bytes that moved, and waits out their debt.
+async fn moved(way: &Way<'_>, n: usize) {
+    way.activity.touch();
+    if way.up {
+        way.meter.add_up(n as u64);
+    } else {
+        way.meter.add_down(n as u64);
+    }
+    if let Some(wait) = way.limiter.charge(n) {
+        tokio::time::sleep(wait).await;
+    }
+}
+
+async fn splice_all(way: &Way<'_>, pipe_r: &OwnedFd, pipe_w: &OwnedFd) -> io::Result<()> {
+    let flags = SpliceFlags::NONBLOCK | SpliceFlags::MOVE;
+    let most = most(way, PIPE_BYTES);
     loop {
         way.from.readable().await?;
         let n = match way.from.try_io(Interest::READABLE, || {
-            rustix::pipe::splice(way.from, None, &pipe_w, None, most, flags).map_err(Into::into)
+            rustix::pipe::splice(way.from, None, pipe_w, None, most, flags).map_err(Into::into)
         }) {
-            Ok(0) => break,
+            Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         };
-        way.activity.touch();
-        if way.up {
-            way.meter.add_up(n as u64);
-        } else {
-            way.meter.add_down(n as u64);
-        }
         let mut left = n;
         while left > 0 {
             way.to.writable().await?;
             match way.to.try_io(Interest::WRITABLE, || {
-                rustix::pipe::splice(&pipe_r, None, way.to, None, left, flags).map_err(Into::into)
+                rustix::pipe::splice(pipe_r, None, way.to, None, left, flags).map_err(Into::into)
             }) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(k) => left -= k,
@@ -87,11 +111,30 @@ async fn move_all(way: &Way<'_>) -> io::Result<()> {
                 Err(e) => return Err(e),
             }
         }
-        way.activity.touch();
-        // Charged once moved; the next move waits out the debt.
-        if let Some(wait) = way.limiter.charge(n) {
-            tokio::time::sleep(wait).await;
-        }
+        moved(way, n).await;
     }
-    Ok(())
+}
+
+async fn copy_all(way: &Way<'_>) -> io::Result<()> {
+    let mut buf = vec![0u8; most(way, 64 * 1024)];
+    loop {
+        way.from.readable().await?;
+        let n = match way.from.try_read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        };
+        let mut sent = 0;
+        while sent < n {
+            way.to.writable().await?;
+            match way.to.try_write(&buf[sent..n]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(k) => sent += k,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        moved(way, n).await;
+    }
 }

@@ -133,12 +133,14 @@ pub(crate) async fn handle(
     entry.update(|r| r.ip = Some(addr.ip()));
 
     let (parts, body) = req.into_parts();
-    let path = match parts.uri.path_and_query().map(|p| p.as_str()) {
-        Some(p) if p.starts_with('/') => p.to_owned(),
-        Some(p) if p.starts_with('?') => format!("/{p}"),
-        _ => "/".to_owned(),
+    // Origin form; the target's path is shared, not copied.
+    let uri = match parts.uri.into_parts().path_and_query {
+        Some(p) if p.as_str().starts_with('/') => Uri::from(p),
+        Some(p) if p.as_str().starts_with('?') => format!("/{}", p.as_str())
+            .parse()
+            .map_err(|_| Refusal::bad("bad request path"))?,
+        _ => Uri::from_static("/"),
     };
-    let uri: Uri = path.parse().map_err(|_| Refusal::bad("bad request path"))?;
     let mut headers = parts.headers;
     strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);

@@ -1,5 +1,6 @@
 //! The egress proxy, measured side by side in one run: skrei's proxy vs a
-//! direct connection vs squid vs tinyproxy (issue 3's benchmark).
+//! direct connection vs squid vs tinyproxy (issues 3 and 18), with a real
+//! client's row: `pip download` from a local package index.
 //!
 //! ```sh
 //! cargo bench -p node --bench proxy            # full run, updates docs/BENCHMARKS.md
@@ -13,6 +14,7 @@
 //! Absolute figures on a shared 2-core machine are noisy, so the report gives
 //! medians and ratios against the direct connection.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -35,7 +37,8 @@ struct Settings {
     big_bytes: u64,
     big_runs: usize,
     small_secs: u64,
-    small_conns: usize,
+    small_conns: Vec<usize>,
+    pip_runs: usize,
     limit_secs: u64,
     idle_tunnels: usize,
 }
@@ -48,7 +51,8 @@ fn main() -> Result<()> {
             big_bytes: 32 * MIB,
             big_runs: 1,
             small_secs: 1,
-            small_conns: 4,
+            small_conns: vec![4],
+            pip_runs: 1,
             limit_secs: 2,
             idle_tunnels: 100,
         }
@@ -58,7 +62,8 @@ fn main() -> Result<()> {
             big_bytes: 256 * MIB,
             big_runs: 5,
             small_secs: 3,
-            small_conns: 8,
+            small_conns: vec![8, 32],
+            pip_runs: 3,
             limit_secs: 10,
             idle_tunnels: 1000,
         }
@@ -72,7 +77,7 @@ fn main() -> Result<()> {
 
 async fn run(s: Settings) -> Result<()> {
     let workdir = tempdir()?;
-    let upstream = Upstream::start().await?;
+    let upstream = Upstream::start(pip_index(&workdir)?).await?;
     let up = upstream.addr;
     let mut contestants = vec![Contestant::direct()];
     contestants.push(Contestant::skrei(&workdir, up, 0)?);
@@ -129,47 +134,102 @@ async fn run(s: Settings) -> Result<()> {
 
     // (b) Small requests: rate and latency.
     report.push_str(&format!(
-        "\n### (b) Small requests ({} keep-alive connections, {} s each, two rounds)\n\n\
-         | path | requests/s | vs direct | p50 latency (µs) | p99 latency (µs) | added p50 (µs) |\n\
-         | --- | --- | --- | --- | --- | --- |\n",
-        s.small_conns, s.small_secs
+        "\n### (b) Small requests (keep-alive connections, {} s each, two rounds)\n\n\
+         | path | connections | requests/s | vs direct | vs squid | p50 latency (µs) | p99 latency (µs) | added p50 (µs) |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        s.small_secs
     ));
-    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); contestants.len()];
-    let mut lats: Vec<Vec<u64>> = vec![Vec::new(); contestants.len()];
-    for round in 0..2 {
-        let order: Vec<usize> = if round == 0 {
-            (0..contestants.len()).collect()
-        } else {
-            (0..contestants.len()).rev().collect()
-        };
-        for i in order {
-            let (rate, mut l) = small_requests(&contestants[i], up, &s).await?;
-            rates[i].push(rate);
-            lats[i].append(&mut l);
+    for &conns in &s.small_conns {
+        let mut rates: Vec<Vec<f64>> = vec![Vec::new(); contestants.len()];
+        let mut lats: Vec<Vec<u64>> = vec![Vec::new(); contestants.len()];
+        for round in 0..2 {
+            let order: Vec<usize> = if round == 0 {
+                (0..contestants.len()).collect()
+            } else {
+                (0..contestants.len()).rev().collect()
+            };
+            for i in order {
+                let (rate, mut l) =
+                    small_requests(&contestants[i], up, conns, s.small_secs).await?;
+                rates[i].push(rate);
+                lats[i].append(&mut l);
+            }
+        }
+        let direct_rate = median(&rates[0]);
+        let squid_rate = contestants
+            .iter()
+            .position(|c| c.name == "squid")
+            .map(|i| median(&rates[i]));
+        let direct_p50 = percentile(&mut lats[0].clone(), 50.0);
+        for (i, c) in contestants.iter().enumerate() {
+            let rate = median(&rates[i]);
+            let p50 = percentile(&mut lats[i], 50.0);
+            let p99 = percentile(&mut lats[i], 99.0);
+            let vs_squid = squid_rate.map_or("—".to_string(), |q| format!("{:.2}x", rate / q));
+            report.push_str(&format!(
+                "| {} | {conns} | {rate:.0} | {:.2}x | {vs_squid} | {p50} | {p99} | {} |\n",
+                c.name,
+                rate / direct_rate,
+                p50.saturating_sub(direct_p50)
+            ));
         }
     }
-    let direct_rate = median(&rates[0]);
-    let direct_p50 = percentile(&mut lats[0].clone(), 50.0);
+
+    // (e) A real client: pip downloading small packages from a local index.
+    report.push_str(&format!(
+        "\n### (e) `pip download` of {PIP_PACKAGES} small packages from a local index (median of {})\n\n\
+         | path | seconds | vs direct | vs squid |\n| --- | --- | --- | --- |\n",
+        s.pip_runs
+    ));
+    let mut pip: Vec<Vec<f64>> = vec![Vec::new(); contestants.len()];
+    for _ in 0..s.pip_runs {
+        for (i, c) in contestants.iter().enumerate() {
+            match pip_download(c, up, &workdir) {
+                Ok(secs) => pip[i].push(secs),
+                Err(e) => eprintln!("pip through {}: {e:#}", c.name),
+            }
+        }
+    }
+    let direct_pip = median(&pip[0]);
+    let squid_pip = contestants
+        .iter()
+        .position(|c| c.name == "squid")
+        .map(|i| median(&pip[i]));
     for (i, c) in contestants.iter().enumerate() {
-        let rate = median(&rates[i]);
-        let p50 = percentile(&mut lats[i], 50.0);
-        let p99 = percentile(&mut lats[i], 99.0);
+        if pip[i].is_empty() {
+            report.push_str(&format!("| {} | failed | | |\n", c.name));
+            continue;
+        }
+        let secs = median(&pip[i]);
+        let vs_squid = squid_pip.map_or("—".to_string(), |q| format!("{:.2}x", secs / q));
         report.push_str(&format!(
-            "| {} | {rate:.0} | {:.2}x | {p50} | {p99} | {} |\n",
+            "| {} | {secs:.2} | {:.2}x | {vs_squid} |\n",
             c.name,
-            rate / direct_rate,
-            p50.saturating_sub(direct_p50)
+            secs / direct_pip
         ));
     }
 
-    // (d) Memory with idle tunnels (before (c), which restarts skrei).
+    // (d) Memory with idle tunnels, in fresh processes: memory a busy run
+    // freed would otherwise be handed to the tunnels unseen.
+    drop(contestants);
+    let mut fresh = vec![Contestant::skrei(&workdir, up, 0)?];
+    for start in [Contestant::squid, Contestant::tinyproxy] {
+        if let Ok(c) = start(&workdir, up) {
+            fresh.push(c);
+        }
+    }
+    for c in &fresh {
+        c.wait_ready().await?;
+        // One request first, so that start-up allocations are in "before".
+        c.connect(up, false).await?.request("/bytes/2", 0).await?;
+    }
     report.push_str(&format!(
-        "\n### (d) Memory with {} idle CONNECT tunnels\n\n\
+        "\n### (d) Memory with {} idle CONNECT tunnels (fresh processes)\n\n\
          | proxy | RSS before (MiB) | RSS with tunnels (MiB) | per tunnel (KiB) |\n\
          | --- | --- | --- | --- |\n",
         s.idle_tunnels
     ));
-    for c in contestants.iter().filter(|c| c.proxy.is_some()) {
+    for c in &fresh {
         match idle_memory(c, up, s.idle_tunnels).await {
             Ok((before, after)) => report.push_str(&format!(
                 "| {} | {:.1} | {:.1} | {:.1} |\n",
@@ -181,7 +241,7 @@ async fn run(s: Settings) -> Result<()> {
             Err(e) => report.push_str(&format!("| {} | failed: {e:#} | | |\n", c.name)),
         }
     }
-    drop(contestants);
+    drop(fresh);
 
     // (c) The limiter at 10 Mbit/s.
     let limited = Contestant::skrei(&workdir, up, LIMIT)?;
@@ -528,10 +588,15 @@ async fn throughput(c: &Contestant, up: SocketAddr, bytes: u64, tunnel: bool) ->
     Ok(got as f64 / secs / 1e6)
 }
 
-async fn small_requests(c: &Contestant, up: SocketAddr, s: &Settings) -> Result<(f64, Vec<u64>)> {
-    let deadline = Instant::now() + Duration::from_secs(s.small_secs);
+async fn small_requests(
+    c: &Contestant,
+    up: SocketAddr,
+    conns: usize,
+    secs: u64,
+) -> Result<(f64, Vec<u64>)> {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
-    for _ in 0..s.small_conns {
+    for _ in 0..conns {
         let mut conn = c.connect(up, false).await?;
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::new();
@@ -547,7 +612,106 @@ async fn small_requests(c: &Contestant, up: SocketAddr, s: &Settings) -> Result<
     for t in tasks {
         all.append(&mut t.await??);
     }
-    Ok((all.len() as f64 / s.small_secs as f64, all))
+    Ok((all.len() as f64 / secs as f64, all))
+}
+
+/// Packages in the local index of (e).
+const PIP_PACKAGES: usize = 50;
+
+/// The package names of the local index.
+fn pip_names() -> Vec<String> {
+    (0..PIP_PACKAGES)
+        .map(|i| format!("skreibench{i}"))
+        .collect()
+}
+
+/// Small wheels (a module of a few KiB each) and PEP 503 index pages, by
+/// the path the upstream serves them at. Built with Python's `zipfile`, as
+/// pip itself reads them.
+fn pip_index(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let wheels = dir.join("wheels");
+    std::fs::create_dir_all(&wheels)?;
+    let script = r##"
+import sys, zipfile, hashlib, base64
+out, names = sys.argv[1], sys.argv[2:]
+for n in names:
+    dist = f"{n}-1.0.dist-info"
+    files = {
+        f"{n}/__init__.py": ("# " + n + "\n") + ("x = 1\n" * 600),
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {n}\nVersion: 1.0\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: skrei-bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = ""
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record += f"{path},sha256={digest},{len(text.encode())}\n"
+    record += f"{dist}/RECORD,,\n"
+    files[f"{dist}/RECORD"] = record
+    with zipfile.ZipFile(f"{out}/{n}-1.0-py3-none-any.whl", "w", zipfile.ZIP_DEFLATED) as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+"##;
+    let status = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&wheels)
+        .args(pip_names())
+        .status()
+        .context("python3 (for the wheels of the pip row)")?;
+    if !status.success() {
+        bail!("building the wheels failed");
+    }
+    let mut files = Vec::new();
+    let mut root = String::from("<!DOCTYPE html><html><body>\n");
+    for n in pip_names() {
+        let wheel = format!("{n}-1.0-py3-none-any.whl");
+        let bytes = std::fs::read(wheels.join(&wheel))?;
+        files.push((
+            format!("/simple/{n}/"),
+            format!(
+                "<!DOCTYPE html><html><body>\n<a href=\"/files/{wheel}\">{wheel}</a>\n</body></html>\n"
+            )
+            .into_bytes(),
+        ));
+        files.push((format!("/files/{wheel}"), bytes));
+        root.push_str(&format!("<a href=\"/simple/{n}/\">{n}</a>\n"));
+    }
+    root.push_str("</body></html>\n");
+    files.push(("/simple/".to_string(), root.into_bytes()));
+    Ok(files)
+}
+
+/// Seconds for one `pip download` of every package through `c` (pip keeps
+/// its connections alive).
+fn pip_download(c: &Contestant, up: SocketAddr, workdir: &Path) -> Result<f64> {
+    let dest = workdir.join(format!("pip-{}", c.name));
+    let _ = std::fs::remove_dir_all(&dest);
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "pip", "download", "--no-deps", "--no-cache-dir", "-q"])
+        .args(["--disable-pip-version-check", "--no-input"])
+        .args(["--index-url", &format!("http://{up}/simple/")])
+        .args(["--trusted-host", &up.ip().to_string()])
+        .arg("-d")
+        .arg(&dest)
+        .args(pip_names())
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("PIP_INDEX_URL")
+        .stdout(Stdio::null());
+    if let Some(proxy) = c.proxy {
+        cmd.args(["--proxy", &format!("http://{proxy}")]);
+    }
+    let start = Instant::now();
+    let out = cmd.output().context("python3 -m pip")?;
+    let secs = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("pip failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let got = std::fs::read_dir(&dest)?.count();
+    if got != PIP_PACKAGES {
+        bail!("pip downloaded {got} of {PIP_PACKAGES} packages");
+    }
+    Ok(secs)
 }
 
 async fn limited_rate(
@@ -611,15 +775,17 @@ struct Upstream {
 }
 
 impl Upstream {
-    async fn start() -> Result<Upstream> {
+    async fn start(files: Vec<(String, Vec<u8>)>) -> Result<Upstream> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let zeros: Arc<[u8]> = vec![0u8; 256 << 10].into();
+        let files: Arc<HashMap<String, Vec<u8>>> = Arc::new(files.into_iter().collect());
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let zeros = zeros.clone();
+                let files = files.clone();
                 tokio::spawn(async move {
-                    let _ = serve(stream, zeros).await;
+                    let _ = serve(stream, zeros, files).await;
                 });
             }
         });
@@ -627,7 +793,11 @@ impl Upstream {
     }
 }
 
-async fn serve(stream: TcpStream, zeros: Arc<[u8]>) -> Result<()> {
+async fn serve(
+    stream: TcpStream,
+    zeros: Arc<[u8]>,
+    files: Arc<HashMap<String, Vec<u8>>>,
+) -> Result<()> {
     stream.set_nodelay(true)?;
     let mut stream = BufReader::with_capacity(256 << 10, stream);
     let mut line = String::new();
@@ -661,6 +831,26 @@ async fn serve(stream: TcpStream, zeros: Arc<[u8]>) -> Result<()> {
                 return Ok(());
             }
             body_len -= n as u64;
+        }
+        if let Some(file) = files.get(&path) {
+            let kind = if path.ends_with('/') {
+                "text/html"
+            } else {
+                "application/octet-stream"
+            };
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\n\r\n",
+                file.len()
+            );
+            let out = stream.get_mut();
+            out.write_all(head.as_bytes()).await?;
+            out.write_all(file).await?;
+            continue;
+        } else if !path.starts_with("/bytes/") {
+            let out = stream.get_mut();
+            out.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                .await?;
+            continue;
         }
         let n: u64 = path
             .rsplit('/')

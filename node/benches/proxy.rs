@@ -100,22 +100,32 @@ async fn run(s: Settings) -> Result<()> {
     // (a) Large transfers, rate limit off.
     report.push_str(&format!(
         "### (a) Large transfer, rate limit off ({} MiB, median of {})\n\n\
-         | path | plain HTTP (MB/s) | vs direct | CONNECT tunnel (MB/s) | vs direct |\n\
-         | --- | --- | --- | --- | --- |\n",
+         | path | plain HTTP (MB/s) | vs direct | CONNECT tunnel (MB/s) | vs direct | proxy CPU, plain (s/GiB) | proxy CPU, CONNECT (s/GiB) |\n\
+         | --- | --- | --- | --- | --- | --- | --- |\n",
         s.big_bytes / MIB,
         s.big_runs
     ));
     let mut plain: Vec<Vec<f64>> = vec![Vec::new(); contestants.len()];
     let mut tunnel: Vec<Vec<f64>> = vec![Vec::new(); contestants.len()];
+    // The proxy process's CPU time over all its transfers: on two cores
+    // shared by client, upstream and proxy, what the proxy spends per byte
+    // is what it takes from the others.
+    let mut cpu = vec![[0.0f64; 2]; contestants.len()];
+    let used = |c: &Contestant| c.pid().and_then(|p| cpu_secs(p).ok()).unwrap_or(0.0);
     for _ in 0..s.big_runs {
         // Interleaved, so drift on the machine hits every contestant alike.
         for (i, c) in contestants.iter().enumerate() {
+            let before = used(c);
             plain[i].push(throughput(c, up, s.big_bytes, false).await?);
+            let between = used(c);
+            cpu[i][0] += between - before;
             if c.proxy.is_some() {
                 tunnel[i].push(throughput(c, up, s.big_bytes, true).await?);
+                cpu[i][1] += used(c) - between;
             }
         }
     }
+    let moved_gib = (s.big_bytes * s.big_runs as u64) as f64 / (1u64 << 30) as f64;
     let direct_plain = median(&plain[0]);
     for (i, c) in contestants.iter().enumerate() {
         let p = median(&plain[i]);
@@ -125,8 +135,16 @@ async fn run(s: Settings) -> Result<()> {
             let t = median(&tunnel[i]);
             (format!("{t:.0}"), format!("{:.2}x", t / direct_plain))
         };
+        let (cp, ct) = if c.proxy.is_some() {
+            (
+                format!("{:.2}", cpu[i][0] / moved_gib),
+                format!("{:.2}", cpu[i][1] / moved_gib),
+            )
+        } else {
+            ("—".to_string(), "—".to_string())
+        };
         report.push_str(&format!(
-            "| {} | {p:.0} | {:.2}x | {t} | {tr} |\n",
+            "| {} | {p:.0} | {:.2}x | {t} | {tr} | {cp} | {ct} |\n",
             c.name,
             p / direct_plain
         ));
@@ -757,6 +775,19 @@ async fn idle_memory(c: &Contestant, up: SocketAddr, n: usize) -> Result<(u64, u
     drop(open);
     tokio::time::sleep(Duration::from_millis(500)).await;
     Ok((before, after))
+}
+
+/// CPU time (user and system) a process has used so far, in seconds.
+fn cpu_secs(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces, in parentheses).
+    let rest = stat.rsplit_once(')').context("bad stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5): 12 and 13 here.
+    let ticks: u64 = fields.get(11).context("no utime")?.parse::<u64>()?
+        + fields.get(12).context("no stime")?.parse::<u64>()?;
+    // The kernel's USER_HZ, 100 on Linux.
+    Ok(ticks as f64 / 100.0)
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {

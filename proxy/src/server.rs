@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::BytesMut;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -433,8 +433,9 @@ impl Proxy {
         let limits = &self.inner.config.limits;
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_read_timeout)
+            // The whole head was read, under its timeout, before hyper
+            // runs (`head.rs`): no timer of hyper's per request.
+            .header_read_timeout(None)
             // Heads are limited before hyper sees them (`head.rs`); this
             // bounds what hyper buffers of a body, and lets bulk uploads
             // move in large reads.

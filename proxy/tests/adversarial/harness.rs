@@ -122,14 +122,7 @@ async fn serve_http(mut s: TcpStream, received: Arc<Mutex<Vec<String>>>, keep_al
             }
         };
         let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
-        let len: usize = head
-            .lines()
-            .find_map(|l| {
-                let (n, v) = l.split_once(':')?;
-                n.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
+        let len = content_length(&head);
         let chunked = head
             .to_ascii_lowercase()
             .contains("transfer-encoding: chunked");
@@ -187,6 +180,17 @@ async fn serve_http(mut s: TcpStream, received: Arc<Mutex<Vec<String>>>, keep_al
             return;
         }
     }
+}
+
+/// The `Content-Length` of a message head, 0 when it has none.
+pub fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

@@ -38,14 +38,7 @@ impl Client {
             loop {
                 if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                     let head = String::from_utf8_lossy(&self.buf[..i + 4]).to_string();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            let (n, v) = l.split_once(':')?;
-                            n.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().ok())?
-                        })
-                        .unwrap_or(0);
+                    let len = content_length(&head);
                     while self.buf.len() < i + 4 + len {
                         match self.s.read(&mut chunk).await {
                             Ok(0) | Err(_) => break,

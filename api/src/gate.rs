@@ -14,13 +14,22 @@
 //! 5. it is a `POST` without a content type, or with one a page may send
 //!    without a CORS preflight (`text/plain`, forms): 415;
 //! 6. it lacks the node's token (`Authorization: Bearer TOKEN`): 401.
-//!    `GET /metrics` alone is answered without it (docs/SECURITY.md says
-//!    why).
+//!    `GET /metrics` and the dashboard's pages (`GET /ui/...`) are answered
+//!    without it (docs/SECURITY.md says why). A dashboard page's session
+//!    stands in for the token only through [`Gate::decide_session`], which
+//!    also wants the session's secret on every change.
 
 use std::net::{IpAddr, SocketAddr};
 
 use http::{HeaderMap, Method, StatusCode, header};
 use protocol::address::Cidr;
+
+/// The header a dashboard page sends its session's secret in, with every
+/// request that changes anything.
+pub const SESSION_HEADER: &str = "x-skrei-session";
+/// Paths of the dashboard's pages and assets: answered without the token
+/// (they hold no data without a session, see the node's dashboard).
+pub const UI_PREFIX: &str = "/ui/";
 
 /// The header the egress proxy adds to every request a job makes.
 pub const JOB_HEADER: &str = "x-skrei-job";
@@ -109,6 +118,67 @@ impl Gate {
         path: &str,
         headers: &HeaderMap,
     ) -> Result<(), Refusal> {
+        self.check_origin(peer, method, headers)?;
+        if method == Method::GET && (path == "/metrics" || path.starts_with(UI_PREFIX)) {
+            return Ok(());
+        }
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match presented {
+            Some(token) if self.token_matches(token) => Ok(()),
+            Some(_) => Err(unauthorized("the API token is wrong")),
+            None => Err(unauthorized("the API needs the node's token")),
+        }
+    }
+
+    /// The verdict on a request of a dashboard page whose session cookie
+    /// the node found valid, `secret` being that session's: every rule of
+    /// [`Gate::decide`] but the token, and for anything but `GET` and
+    /// `HEAD`, the API's exact origin in `Origin` and the secret in
+    /// [`SESSION_HEADER`]. The cookie alone proves little: browsers send
+    /// it to every port of 127.0.0.1, whose pages count as the same site.
+    pub fn decide_session(
+        &self,
+        peer: SocketAddr,
+        method: &Method,
+        headers: &HeaderMap,
+        secret: &str,
+    ) -> Result<(), Refusal> {
+        self.check_origin(peer, method, headers)?;
+        if method == Method::GET || method == Method::HEAD {
+            return Ok(());
+        }
+        if !headers.contains_key(header::ORIGIN) {
+            return Err(refuse(
+                StatusCode::FORBIDDEN,
+                "a dashboard request that changes anything needs its page's Origin",
+            ));
+        }
+        let presented = headers
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        use subtle::ConstantTimeEq;
+        if bool::from(secret.as_bytes().ct_eq(presented.as_bytes())) && !secret.is_empty() {
+            Ok(())
+        } else {
+            Err(refuse(
+                StatusCode::FORBIDDEN,
+                "this request lacks the dashboard session's secret: reload the dashboard",
+            ))
+        }
+    }
+
+    /// Rules 1 to 5: the request's source, host, origin and content type.
+    fn check_origin(
+        &self,
+        peer: SocketAddr,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<(), Refusal> {
         if headers.contains_key(JOB_HEADER) {
             return Err(refuse(
                 StatusCode::FORBIDDEN,
@@ -191,19 +261,7 @@ impl Gate {
                 Some(_) => {}
             }
         }
-        if method == Method::GET && path == "/metrics" {
-            return Ok(());
-        }
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        match presented {
-            Some(token) if self.token_matches(token) => Ok(()),
-            Some(_) => Err(unauthorized("the API token is wrong")),
-            None => Err(unauthorized("the API needs the node's token")),
-        }
+        Ok(())
     }
 }
 

@@ -199,6 +199,10 @@ pub struct Logs {
     pub exit_code: i32,
     pub stdout: String,
     pub stderr: String,
+    /// The job's `network.log` (one JSON record per request of an `http`
+    /// job), when its results hold one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_log: Option<String>,
 }
 
 /// A job's results in the node's store, for the client to write out.
@@ -520,6 +524,7 @@ mod tests {
             exit_code: 0,
             stdout: "hello skrei\n".into(),
             stderr: String::new(),
+            network_log: None,
         };
         let json = round_trips(&logs, &[""]);
         assert_eq!(json["execution_id"], 1);

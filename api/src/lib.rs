@@ -38,6 +38,7 @@
 
 pub mod address;
 pub mod content;
+pub mod dashboard;
 pub mod error;
 pub mod gate;
 pub mod jobs;

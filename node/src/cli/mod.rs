@@ -3,6 +3,7 @@
 
 mod client;
 mod content;
+mod dashboard;
 mod data;
 mod devstack;
 mod job;
@@ -57,6 +58,8 @@ enum Command {
     Node(Box<node::NodeArgs>),
     /// A local network of nodes in one process, for trying skrei out.
     Devstack(devstack::DevstackArgs),
+    /// Open the node's web dashboard in a browser (or print a login link).
+    Dashboard(dashboard::DashboardArgs),
 }
 
 /// How results are printed.
@@ -78,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Get(args) => data::get(args),
         Command::Node(args) => node::run(*args),
         Command::Devstack(args) => devstack::devstack(args),
+        Command::Dashboard(args) => dashboard::run(args),
     }
 }
 

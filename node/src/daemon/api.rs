@@ -10,6 +10,7 @@
 //! ([`content`]): the client reads and writes the user's files as that user.
 
 mod content;
+pub mod dashboard;
 mod extract;
 pub mod gate;
 mod views;
@@ -59,6 +60,12 @@ pub struct ApiState {
     pub node_id: protocol::id::NodeId,
     /// For gossipsub's own counters on `/metrics`.
     pub p2p: crate::p2p::P2pHandle,
+    /// The dashboard's login codes and sessions.
+    pub sessions: Arc<dashboard::Sessions>,
+    /// The node's acceptance policy, for the dashboard's domain check.
+    pub policy: Arc<protocol::policy::AcceptancePolicy>,
+    /// The port the API listens on (its session cookie is named after it).
+    pub api_port: u16,
 }
 
 /// An error as the API returns it: a status and an [`ErrorBody`].
@@ -123,9 +130,18 @@ pub fn router(state: ApiState, gate: Gate) -> Router {
         .route("/api/v1/changes", get(changes))
         .merge(content::routes())
         .route("/metrics", get(metrics))
+        .route("/api/v1/node/allows", get(dashboard::allows))
+        .route("/api/v1/dashboard/login", post(dashboard::new_login))
+        .route("/ui/", get(dashboard::index))
+        .route("/ui/login", get(dashboard::login))
+        .route("/ui/app.js", get(dashboard::script))
+        .route("/ui/style.css", get(dashboard::style))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(gate),
-            gate::check,
+            Arc::new(gate::WithSessions {
+                gate,
+                sessions: state.sessions.clone(),
+            }),
+            gate::check_with_sessions,
         ))
         .with_state(state)
 }
@@ -302,8 +318,11 @@ async fn logs(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResul
         .manifest_of(&first.result_cid)
         .await
         .map_err(ApiError::internal)?;
-    let mut streams = [String::new(), String::new()];
-    for (name, text) in ["stdout", "stderr"].into_iter().zip(&mut streams) {
+    let mut streams = [None, None, None];
+    for (name, text) in ["stdout", "stderr", "network.log"]
+        .into_iter()
+        .zip(&mut streams)
+    {
         let Some(entry) = manifest.entries.get(name) else {
             continue;
         };
@@ -320,16 +339,17 @@ async fn logs(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResul
                 ),
                 other => ApiError::internal(other),
             })?;
-        *text = String::from_utf8_lossy(&bytes).into_owned();
+        *text = Some(String::from_utf8_lossy(&bytes).into_owned());
     }
-    let [stdout, stderr] = streams;
+    let [stdout, stderr, network_log] = streams;
     Ok(Json(Logs {
         job_id: id,
         execution_id: first.execution_id,
         node: first.node,
         exit_code: first.exit_code,
-        stdout,
-        stderr,
+        stdout: stdout.unwrap_or_default(),
+        stderr: stderr.unwrap_or_default(),
+        network_log,
     }))
 }
 

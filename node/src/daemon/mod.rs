@@ -155,6 +155,7 @@ impl Node {
         let (commands, command_rx) = mpsc::channel(256);
         let (stop, stop_rx) = watch::channel(false);
         let (changes, changes_rx) = watch::channel(0u64);
+        let api_policy = Arc::new(policy.clone());
         let driver = core_driver::CoreDriver::new(
             config,
             key,
@@ -175,6 +176,9 @@ impl Node {
             changes: changes_rx,
             node_id,
             p2p: p2p_for_api,
+            sessions: Arc::default(),
+            policy: api_policy,
+            api_port: api_addr.port(),
         };
         let api = tokio::spawn(api::serve(listener, state, gate, stop_rx));
         // The `skrei` client finds the token through this record when the

@@ -4,6 +4,7 @@
 
 mod cli;
 mod daemon;
+mod dashboard;
 mod docker;
 mod docker_egress;
 mod docker_host;

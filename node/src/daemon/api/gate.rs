@@ -11,6 +11,16 @@ use axum::response::{IntoResponse, Response};
 use super::ApiError;
 pub use api::gate::{Gate, JOB_HEADER};
 
+/// Marks a request the gate let in on a dashboard session, not the token.
+#[derive(Debug, Clone, Copy)]
+pub struct BySession;
+
+/// The gate and the dashboard's sessions.
+pub struct WithSessions {
+    pub gate: Gate,
+    pub sessions: std::sync::Arc<super::dashboard::Sessions>,
+}
+
 /// The gate, as axum middleware.
 pub async fn check(
     State(gate): State<std::sync::Arc<Gate>>,
@@ -18,12 +28,48 @@ pub async fn check(
     request: Request,
     next: Next,
 ) -> Response {
-    match gate.decide(
+    let verdict = gate.decide(
         peer,
         request.method(),
         request.uri().path(),
         request.headers(),
-    ) {
+    );
+    answer(verdict, request, next).await
+}
+
+/// The gate with dashboard sessions: a request without a token whose
+/// session cookie is live is decided by `Gate::decide_session`.
+pub async fn check_with_sessions(
+    State(with): State<std::sync::Arc<WithSessions>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let gate = &with.gate;
+    let session = if request.headers().contains_key(header::AUTHORIZATION) {
+        None
+    } else {
+        with.sessions
+            .of_request(request.headers(), gate.listen.port())
+    };
+    let verdict = match session {
+        Some(secret) => {
+            let verdict = gate.decide_session(peer, request.method(), request.headers(), &secret);
+            request.extensions_mut().insert(BySession);
+            verdict
+        }
+        None => gate.decide(
+            peer,
+            request.method(),
+            request.uri().path(),
+            request.headers(),
+        ),
+    };
+    answer(verdict, request, next).await
+}
+
+async fn answer(verdict: Result<(), api::gate::Refusal>, request: Request, next: Next) -> Response {
+    match verdict {
         Ok(()) => next.run(request).await,
         Err(refusal) => {
             let unauthorized = refusal.status == StatusCode::UNAUTHORIZED;

@@ -2,6 +2,7 @@
 //! each binary links the whole dependency tree (libp2p, wasmtime...), so one
 //! keeps builds short on small machines.
 
+mod browser;
 mod cli;
 mod daemon;
 mod dashboard;

@@ -90,8 +90,13 @@ async function showJob(id) {
     el("h2", {}, "Job ", el("code", {}, id)),
     el("p", {}, "State: ", el("strong", { class: "state-" + status.state }, status.state)),
     el("h3", {}, "Steps"),
-    table(["Time", "Event"], (status.events || []).map((e) =>
-      el("tr", {}, el("td", {}, when(e.at_ms || e.time_ms)), el("td", {}, e.text || e.kind || JSON.stringify(e))))),
+    table(["Time", "Step", "Node", "Details"], (status.events || []).map((e) => {
+      const ev = e.event || {};
+      const details = Object.entries(ev).filter(([k]) => !["event", "node"].includes(k))
+        .map(([k, v]) => k + ": " + (typeof v === "object" ? JSON.stringify(v) : v)).join(", ");
+      return el("tr", {}, el("td", {}, when(e.at_ms)), el("td", {}, ev.event || ""),
+        el("td", {}, ev.node ? el("code", {}, String(ev.node).slice(0, 16) + "…") : ""), el("td", {}, details));
+    })),
     el("h3", {}, "Executions"),
     table(["Execution", "Node", "Exit code", "Result"], (status.results || []).map((r) =>
       el("tr", {}, el("td", {}, r.execution_id), el("td", {}, el("code", {}, String(r.node).slice(0, 16) + "…")),

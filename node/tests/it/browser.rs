@@ -111,6 +111,15 @@ async fn until(c: &Client, what: &str, check: impl Fn(&str) -> bool) -> String {
     }
 }
 
+async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 async fn screenshot(c: &Client, name: &str) {
     if let Ok(dir) = std::env::var("SKREI_SCREENSHOTS") {
         let png = c.screenshot().await.unwrap();
@@ -222,12 +231,7 @@ async fn the_dashboard_in_a_browser() {
     until(&c, "the node page", |t| t.contains("Accepts network")).await;
     let host = c.find(Locator::Id("allows-host")).await.unwrap();
     host.send_keys("files.example.com").await.unwrap();
-    c.find(Locator::Css("form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "form button").await;
     until(&c, "the domain verdict", |t| t.contains("refused")).await;
     screenshot(&c, "node").await;
 
@@ -239,12 +243,7 @@ async fn the_dashboard_in_a_browser() {
     area.send_keys("Name: broken\nType: batch\nTasks:\n  - Name: main\n    Engine:\n      Type: wasm\n    Resources:\n      CPU: lots\n")
         .await
         .unwrap();
-    c.find(Locator::Css("form button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&c, "form button").await;
     let error = c
         .wait()
         .at_most(Duration::from_secs(15))

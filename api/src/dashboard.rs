@@ -19,3 +19,27 @@ pub struct HostVerdict {
     /// Why, in words: the allowlist that covers it, or what refuses it.
     pub reason: String,
 }
+
+/// The node's own metrics over the last hours (`/api/v1/metrics/history`),
+/// sampled at a fixed interval and kept to a bounded number of samples, so
+/// that a page opened later still shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricHistory {
+    /// Time between samples, in milliseconds.
+    pub interval_ms: u64,
+    /// Oldest first.
+    pub samples: Vec<MetricSample>,
+}
+
+/// One sample of the node's metrics.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricSample {
+    /// Unix time in milliseconds.
+    pub at_ms: u64,
+    /// Jobs submitted to this node, by state.
+    pub jobs: std::collections::BTreeMap<String, u64>,
+    /// Executions running on this node.
+    pub running: u32,
+    /// Peers connected.
+    pub peers: u32,
+}

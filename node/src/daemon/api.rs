@@ -13,6 +13,7 @@ mod content;
 pub mod dashboard;
 mod extract;
 pub mod gate;
+pub mod history;
 mod views;
 
 use std::net::SocketAddr;
@@ -66,6 +67,8 @@ pub struct ApiState {
     pub policy: Arc<protocol::policy::AcceptancePolicy>,
     /// The port the API listens on (its session cookie is named after it).
     pub api_port: u16,
+    /// The node's metrics over the last hours, for the dashboard's charts.
+    pub history: Arc<history::History>,
 }
 
 /// An error as the API returns it: a status and an [`ErrorBody`].
@@ -106,6 +109,7 @@ pub async fn serve(
     gate: Gate,
     mut stop: watch::Receiver<bool>,
 ) {
+    tokio::spawn(history::sample(state.clone(), stop.clone()));
     let app = router(state, gate);
     let server = axum::serve(
         listener,
@@ -131,6 +135,7 @@ pub fn router(state: ApiState, gate: Gate) -> Router {
         .merge(content::routes())
         .route("/metrics", get(metrics))
         .route("/api/v1/node/allows", get(dashboard::allows))
+        .route("/api/v1/metrics/history", get(metric_history))
         .route("/api/v1/dashboard/login", post(dashboard::new_login))
         .route("/ui/", get(dashboard::index))
         .route("/ui/login", get(dashboard::login))
@@ -374,6 +379,12 @@ async fn results(State(state): State<ApiState>, Path(id): Path<String>) -> ApiRe
         job_id: id,
         results,
     }))
+}
+
+async fn metric_history(
+    State(state): State<ApiState>,
+) -> ApiResult<::api::dashboard::MetricHistory> {
+    Ok(Json(state.history.snapshot()))
 }
 
 async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {

@@ -179,6 +179,7 @@ impl Node {
             sessions: Arc::default(),
             policy: api_policy,
             api_port: api_addr.port(),
+            history: Arc::default(),
         };
         let api = tokio::spawn(api::serve(listener, state, gate, stop_rx));
         // The `skrei` client finds the token through this record when the

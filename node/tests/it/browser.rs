@@ -235,6 +235,19 @@ async fn the_dashboard_in_a_browser() {
     until(&c, "the domain verdict", |t| t.contains("refused")).await;
     screenshot(&c, "node").await;
 
+    // Charts from the node's own history (its first sample is taken at
+    // start).
+    c.goto(&format!("{}/ui/#/charts", node.api)).await.unwrap();
+    until(&c, "the charts", |t| t.contains("Jobs completed:")).await;
+    assert!(
+        !c.find_all(Locator::Css("figure svg"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no chart drawn"
+    );
+    screenshot(&c, "charts").await;
+
     // A job file with a mistake: shown at its line, nothing submitted.
     let before = job_count(&node);
     c.goto(&format!("{}/ui/#/submit", node.api)).await.unwrap();

@@ -149,6 +149,48 @@ async function showPeers() {
     peers.length ? "" : el("p", {}, "No peers known yet."));
 }
 
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+// One line chart of `values` (numbers) over `times` (ms), drawn as SVG.
+function chart(title, times, values) {
+  const w = 560, h = 160, pad = 32;
+  const max = Math.max(1, ...values);
+  const t0 = times[0] || 0, t1 = times[times.length - 1] || 1;
+  const x = (t) => pad + ((t - t0) / Math.max(1, t1 - t0)) * (w - 2 * pad);
+  const y = (v) => h - pad + 8 - (v / max) * (h - 2 * pad);
+  const box = svg("svg", { viewBox: `0 0 ${w} ${h}`, width: w, height: h, role: "img", "aria-label": title });
+  box.append(svg("line", { x1: pad, y1: y(0), x2: w - pad, y2: y(0), stroke: "#999" }));
+  const label = svg("text", { x: 2, y: y(max) + 4, "font-size": 11 });
+  label.textContent = String(max);
+  box.append(label);
+  if (values.length) {
+    box.append(svg("polyline", { fill: "none", stroke: "#0b57d0", "stroke-width": 2,
+      points: values.map((v, i) => `${x(times[i])},${y(v)}`).join(" ") }));
+  }
+  const last = values.length ? values[values.length - 1] : 0;
+  return el("figure", {}, box, el("figcaption", {}, `${title}: ${last} now`));
+}
+
+async function showCharts() {
+  const history = await api("/api/v1/metrics/history");
+  const s = history.samples;
+  const times = s.map((x) => x.at_ms);
+  const jobs = (state) => s.map((x) => x.jobs[state] || 0);
+  const span = s.length ? `${when(times[0])} to ${when(times[times.length - 1])}` : "no samples yet";
+  page.replaceChildren(el("h2", {}, "Charts"),
+    el("p", {}, `One sample every ${history.interval_ms / 1000} s, the last hours kept by the node: ${span}.`),
+    chart("Jobs completed", times, jobs("completed")),
+    chart("Jobs failed", times, jobs("failed")),
+    chart("Executions running", times, s.map((x) => x.running)),
+    chart("Peers connected", times, s.map((x) => x.peers)));
+}
+
 function showSubmit() {
   const area = el("textarea", { id: "job-yaml", spellcheck: "false", "aria-describedby": "submit-result" },
     sessionStorage.getItem("draft") || "");
@@ -195,6 +237,7 @@ async function render() {
     if (route.startsWith("#/jobs/")) await showJob(decodeURIComponent(route.slice(7)));
     else if (route === "#/node") await showNode();
     else if (route === "#/peers") await showPeers();
+    else if (route === "#/charts") await showCharts();
     else if (route === "#/submit") showSubmit();
     else await showJobs();
   } catch (e) {

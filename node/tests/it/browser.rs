@@ -190,7 +190,28 @@ async fn the_dashboard_in_a_browser() {
     };
     let files = Files::new();
     let dirs = tempfile::tempdir().unwrap();
-    let node = NodeProc::start(&dirs.path().join("a"), &[]);
+    // An upstream for the `http` job, on loopback, and a node whose
+    // allowlist has its name (resolved to loopback, which it allows).
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = upstream.local_addr().unwrap().port().to_string();
+    std::thread::spawn(move || serve_hello(upstream));
+    let allowlist = dirs.path().join("allowlist");
+    std::fs::write(&allowlist, "allowed.test\n").unwrap();
+    let node = NodeProc::start(
+        &dirs.path().join("a"),
+        &[
+            "--accept-network",
+            "http",
+            "--allowlist",
+            allowlist.to_str().unwrap(),
+            "--proxy-resolve",
+            "allowed.test=127.0.0.1",
+            "--proxy-allow-range",
+            "127.0.0.1/32",
+            "--proxy-http-ports",
+            &port,
+        ],
+    );
     let module = node.add(&files.module());
     let input = cid_input(&node.add(&files.name()));
     let c = browser(&driver).await;
@@ -224,7 +245,52 @@ async fn the_dashboard_in_a_browser() {
         .await
         .unwrap();
     until(&c, "the job page", |t| t.contains("stdout")).await;
+
+    // An `http` job with one allowed and one refused request: its
+    // network.log as a table.
+    let probe = files.path("probe.wasm");
+    std::fs::write(&probe, crate::wasm_http::probe()).unwrap();
+    let probe = node.add(&probe);
+    let net = node.submit(&format!(
+        "Name: net\nType: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      Type: wasm\n      \
+         Params:\n        EntryModule:\n          Source:\n            Type: ipfs\n            \
+         Params:\n              CID: {probe}\n        Parameters: [http, \"allowed.test:{port}\", \
+         /hello, \"denied.test:{port}\"]\n    Network:\n      Type: http\n      Domains: [allowed.test]\n    \
+         Timeouts:\n      QueueTimeout: 10\n"
+    ));
+    let ended = node.wait(&net, Duration::from_secs(60));
+    assert_eq!(ended["state"], "completed", "{ended:#}");
+    c.goto(&format!("{}/ui/#/jobs/{net}", node.api))
+        .await
+        .unwrap();
+    // The page of this job (the hash changed on the same page).
+    let text = until(&c, "the network log", |t| {
+        t.contains(&net) && t.contains("Network (network.log)")
+    })
+    .await;
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("allowed.test") || l.contains("denied.test"))
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("allowed.test") && r.contains("allow")),
+        "{text}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains("denied.test") && r.contains("deny")),
+        "{text}"
+    );
     screenshot(&c, "job").await;
+    c.execute(
+        "const h = [...document.querySelectorAll('h3')].find((x) => x.textContent.startsWith('Network')); \
+         h.scrollIntoView(); return null;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    screenshot(&c, "network-log").await;
 
     // This node, and its domain check.
     c.goto(&format!("{}/ui/#/node", node.api)).await.unwrap();
@@ -232,7 +298,7 @@ async fn the_dashboard_in_a_browser() {
     let host = c.find(Locator::Id("allows-host")).await.unwrap();
     host.send_keys("files.example.com").await.unwrap();
     click(&c, "form button").await;
-    until(&c, "the domain verdict", |t| t.contains("refused")).await;
+    until(&c, "the domain verdict", |t| t.contains("refused: not in")).await;
     screenshot(&c, "node").await;
 
     // Charts from the node's own history (its first sample is taken at
@@ -292,6 +358,18 @@ async fn the_dashboard_in_a_browser() {
     assert_eq!(job_count(&node), before, "{title}");
     drop(server);
     c.close().await.unwrap();
+}
+
+/// Answers every request on `listener` with `hello`.
+fn serve_hello(listener: TcpListener) {
+    use std::io::{Read, Write};
+    for stream in listener.incoming() {
+        let Ok(mut s) = stream else { return };
+        let mut buf = [0u8; 4096];
+        let _ = s.read(&mut buf);
+        let _ =
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    }
 }
 
 fn text_of(bytes: &[u8]) -> String {

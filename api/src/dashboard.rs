@@ -43,3 +43,23 @@ pub struct MetricSample {
     /// Peers connected.
     pub peers: u32,
 }
+
+/// The files of a job's first fetched result (`/api/v1/jobs/{id}/files`),
+/// each readable at `/api/v1/blobs/{cid}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultFiles {
+    pub files: Vec<ResultFile>,
+    /// Whether the listing stopped at its bound before the last file.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// One file of a result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResultFile {
+    /// Its path in the result, `/`-separated.
+    pub path: String,
+    /// Its CID as text.
+    pub cid: String,
+    pub size: u64,
+}

@@ -131,6 +131,7 @@ pub fn router(state: ApiState, gate: Gate) -> Router {
         .route("/api/v1/jobs/{id}/cancel", post(cancel))
         .route("/api/v1/jobs/{id}/logs", get(logs))
         .route("/api/v1/jobs/{id}/results", get(results))
+        .route("/api/v1/jobs/{id}/files", get(result_files))
         .route("/api/v1/changes", get(changes))
         .merge(content::routes())
         .route("/metrics", get(metrics))
@@ -356,6 +357,56 @@ async fn logs(State(state): State<ApiState>, Path(id): Path<String>) -> ApiResul
         stderr: stderr.unwrap_or_default(),
         network_log,
     }))
+}
+
+/// The most files `/files` lists, and the most folders it opens.
+const MAX_LISTED: usize = 1_000;
+
+/// The files of the job's first fetched result, for the dashboard's
+/// download links (bounded: a result may hold any number of files).
+async fn result_files(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> ApiResult<::api::dashboard::ResultFiles> {
+    use storage::manifest::Mode;
+    let id = job_id(&id)?;
+    let results = fetched_result(&state, &id)?;
+    let first = views::job_result(&results[0])?;
+    let mut files = Vec::new();
+    let mut folders = vec![(String::new(), first.result_cid)];
+    let mut opened = 0;
+    let mut truncated = false;
+    while let Some((prefix, cid)) = folders.pop() {
+        opened += 1;
+        if opened > MAX_LISTED {
+            truncated = true;
+            break;
+        }
+        let manifest = state
+            .store
+            .manifest_of(&cid)
+            .await
+            .map_err(ApiError::internal)?;
+        for (name, entry) in manifest.entries {
+            let path = format!("{prefix}{name}");
+            match entry.mode {
+                Mode::Dir => folders.push((format!("{path}/"), entry.cid)),
+                Mode::File | Mode::Executable => {
+                    if files.len() >= MAX_LISTED {
+                        truncated = true;
+                        break;
+                    }
+                    files.push(::api::dashboard::ResultFile {
+                        path,
+                        cid: entry.cid.to_string(),
+                        size: entry.size,
+                    });
+                }
+            }
+        }
+    }
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Json(::api::dashboard::ResultFiles { files, truncated }))
 }
 
 /// The job's fetched results, for the client to write out: one for each

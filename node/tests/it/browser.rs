@@ -244,7 +244,21 @@ async fn the_dashboard_in_a_browser() {
     c.goto(&format!("{}/ui/#/jobs/{job}", node.api))
         .await
         .unwrap();
-    until(&c, "the job page", |t| t.contains("stdout")).await;
+    until(&c, "the job page", |t| t.contains("Result files")).await;
+    // The result's files download with the session (the link's own fetch).
+    let link = c
+        .find(Locator::XPath("//a[text()='stdout']"))
+        .await
+        .unwrap();
+    let href = link.attr("href").await.unwrap().unwrap();
+    let got = c
+        .execute(
+            "return fetch(arguments[0]).then((r) => r.text());",
+            vec![json!(href)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(got, json!("hello skrei\n"), "{href}");
 
     // An `http` job with one allowed and one refused request: its
     // network.log as a table.

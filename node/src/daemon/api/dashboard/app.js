@@ -109,7 +109,13 @@ async function showJob(id) {
     if (logs.network_log != null) {
       parts.push(el("h3", {}, "Network (network.log)"), networkLog(logs.network_log));
     }
-    parts.push(el("p", {}, "Write the result files out with ", el("code", {}, "skrei job get " + id), "."));
+    const listing = await api("/api/v1/jobs/" + encodeURIComponent(id) + "/files");
+    parts.push(el("h3", {}, "Result files"),
+      table(["File", "Size (bytes)"], listing.files.map((f) => el("tr", {},
+        el("td", {}, el("a", { href: "/api/v1/blobs/" + f.cid, download: f.path.split("/").pop() }, f.path)),
+        el("td", {}, f.size)))),
+      listing.truncated ? el("p", {}, "More files than shown: ") : "",
+      el("p", {}, "All of them: ", el("code", {}, "skrei job get " + id), "."));
   } catch (e) {
     parts.push(el("p", {}, "No results yet: " + e.message));
   }

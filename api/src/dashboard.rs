@@ -42,6 +42,9 @@ pub struct MetricSample {
     pub running: u32,
     /// Peers connected.
     pub peers: u32,
+    /// Bids this node has received for its jobs, as its records hold them.
+    #[serde(default)]
+    pub bids_received: u64,
 }
 
 /// The files of a job's first fetched result (`/api/v1/jobs/{id}/files`),

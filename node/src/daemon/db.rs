@@ -213,6 +213,22 @@ impl Db {
     }
 
     /// A job's events, oldest first.
+    /// Bids received in events after `after` (an event's sequence number),
+    /// and the last event's number: counted a slice at a time by the
+    /// dashboard's metric history.
+    pub fn bids_received_since(&self, after: u64) -> Result<(u64, u64), DbError> {
+        let conn = self.conn();
+        let last: i64 =
+            conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?;
+        let count: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM events WHERE seq > ?1 AND seq <= ?2 \
+             AND json_extract(event, '$.event') = 'bid_received'",
+            params![after as i64, last],
+            |r| r.get(0),
+        )?;
+        Ok((count as u64, last as u64))
+    }
+
     pub fn events(&self, job_id: &JobId) -> Result<Vec<EventRow>, DbError> {
         let conn = self.conn();
         let mut stmt =
@@ -427,6 +443,24 @@ mod tests {
         let events = db.events(&id).unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[1].event["event"], "job_completed");
+    }
+
+    #[test]
+    fn bids_are_counted_a_slice_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("node.db")).unwrap();
+        let rec = record();
+        let node = NodeKey::from_secret_bytes([2; 32]).node_id();
+        let bid = RequesterEvent::BidReceived { node };
+        db.save_job(&rec, Some((1, &RequesterEvent::Announced)))
+            .unwrap();
+        db.save_job(&rec, Some((2, &bid))).unwrap();
+        db.save_job(&rec, Some((3, &bid))).unwrap();
+        let (bids, last) = db.bids_received_since(0).unwrap();
+        assert_eq!((bids, last), (2, 3));
+        db.save_job(&rec, Some((4, &bid))).unwrap();
+        assert_eq!(db.bids_received_since(last).unwrap(), (1, 4));
+        assert_eq!(db.bids_received_since(4).unwrap(), (0, 4));
     }
 
     #[test]

@@ -20,6 +20,8 @@ pub const KEPT: usize = 720;
 #[derive(Default)]
 pub struct History {
     samples: Mutex<VecDeque<MetricSample>>,
+    /// Bids counted so far, and the last event counted.
+    bids: Mutex<(u64, u64)>,
 }
 
 impl History {
@@ -69,6 +71,15 @@ async fn take(state: &ApiState) -> Result<MetricSample, super::ApiError> {
         .map_err(super::ApiError::internal)?
         .into_iter()
         .collect();
+    let bids_received = {
+        let mut bids = state.history.bids.lock().unwrap_or_else(|e| e.into_inner());
+        let (more, last) = state
+            .db
+            .bids_received_since(bids.1)
+            .map_err(super::ApiError::internal)?;
+        *bids = (bids.0 + more, last);
+        bids.0
+    };
     let at_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -78,6 +89,7 @@ async fn take(state: &ApiState) -> Result<MetricSample, super::ApiError> {
         jobs,
         running: view.running,
         peers: view.peers.iter().filter(|p| p.connected).count() as u32,
+        bids_received,
     })
 }
 
@@ -94,6 +106,7 @@ mod tests {
                 jobs: Default::default(),
                 running: 0,
                 peers: 0,
+                bids_received: 0,
             });
         }
         let s = h.snapshot();

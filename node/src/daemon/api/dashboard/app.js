@@ -193,6 +193,7 @@ async function showCharts() {
     el("p", {}, `One sample every ${history.interval_ms / 1000} s, the last hours kept by the node: ${span}.`),
     chart("Jobs completed", times, jobs("completed")),
     chart("Jobs failed", times, jobs("failed")),
+    chart("Bids received", times, s.map((x) => x.bids_received || 0)),
     chart("Executions running", times, s.map((x) => x.running)),
     chart("Peers connected", times, s.map((x) => x.peers)));
 }

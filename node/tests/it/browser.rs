@@ -328,6 +328,10 @@ async fn the_dashboard_in_a_browser() {
     );
     screenshot(&c, "charts").await;
 
+    // Peers: a lone node knows none, and says so.
+    c.goto(&format!("{}/ui/#/peers", node.api)).await.unwrap();
+    until(&c, "the peers page", |t| t.contains("No peers known yet")).await;
+
     // A job file with a mistake: shown at its line, nothing submitted.
     let before = job_count(&node);
     c.goto(&format!("{}/ui/#/submit", node.api)).await.unwrap();

@@ -148,10 +148,21 @@ async function showNode() {
 async function showPeers() {
   const info = await api("/api/v1/node");
   const peers = info.peers || [];
+  const resources = (r) => r ? Object.entries(r).map(([k, v]) => k + " " + (typeof v === "object" ? JSON.stringify(v) : v)).join(", ") : "";
   page.replaceChildren(el("h2", {}, "Peers"),
-    table(["Peer", "Details"], peers.map((p) => el("tr", {},
-      el("td", {}, el("code", {}, String(p.node_id || p.peer_id || "").slice(0, 20))),
-      el("td", {}, el("pre", {}, JSON.stringify(p, null, 1)))))),
+    table(["Peer", "Connected", "Accepts network", "Engines", "Running", "Resources", "Labels", "Addresses"],
+      peers.map((p) => {
+        const i = p.info || {};
+        return el("tr", { "data-peer": p.node_id },
+          el("td", {}, el("code", {}, String(p.node_id).slice(0, 20) + "…")),
+          el("td", {}, p.connected ? "yes" : "no"),
+          el("td", {}, i.accept_network || "?"),
+          el("td", {}, (i.engines || []).join(", ")),
+          el("td", {}, i.capacity == null ? "" : i.running + " of " + i.capacity),
+          el("td", {}, resources(i.resources)),
+          el("td", {}, Object.entries(i.labels || {}).map(([k, v]) => k + "=" + v).join(", ")),
+          el("td", {}, (p.connections || []).join(" ")));
+      })),
     peers.length ? "" : el("p", {}, "No peers known yet."));
 }
 

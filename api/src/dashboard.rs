@@ -45,6 +45,10 @@ pub struct MetricSample {
     /// Bids this node has received for its jobs, as its records hold them.
     #[serde(default)]
     pub bids_received: u64,
+    /// Bytes the jobs this node ran moved through their egress (both
+    /// ways, as their network.log counts them), since it started.
+    #[serde(default)]
+    pub egress_bytes: u64,
 }
 
 /// The files of a job's first fetched result (`/api/v1/jobs/{id}/files`),

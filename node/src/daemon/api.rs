@@ -466,6 +466,13 @@ async fn metrics(State(state): State<ApiState>) -> Result<String, ApiError> {
     let peers = Gauge::<i64>::default();
     peers.set(view.peers.iter().filter(|p| p.connected).count() as i64);
     registry.register("peers_connected", "Peers connected", peers);
+    let egress = Gauge::<i64>::default();
+    egress.set(i64::try_from(view.egress_bytes).unwrap_or(i64::MAX));
+    registry.register(
+        "egress_bytes",
+        "Bytes this node's jobs moved through their egress, both ways, since it started",
+        egress,
+    );
     let mut text = String::new();
     encode(&mut text, &registry).map_err(ApiError::internal)?;
     // One exposition: ours without its end marker, then gossipsub's

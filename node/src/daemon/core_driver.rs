@@ -246,6 +246,7 @@ impl CoreDriver {
                 let ms = u64::try_from(took.as_millis()).unwrap_or(u64::MAX);
                 let _ = fetched_tx.send(Internal::Transferred { bytes, ms });
             }),
+            egress_bytes: Default::default(),
         });
         let allowlist_stamp = config.allowlist.as_deref().and_then(stamp);
         let trusted = config

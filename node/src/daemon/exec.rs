@@ -41,6 +41,9 @@ pub(super) struct ExecContext {
     /// Told of every CID input fetched: bytes and time, for the node's
     /// link rate estimate (R-PLC-1).
     pub on_fetched: Box<dyn Fn(u64, Duration) + Send + Sync>,
+    /// Bytes this node's jobs moved through their egress (both ways, as
+    /// their network.log counts them), for the dashboard's charts.
+    pub egress_bytes: std::sync::atomic::AtomicU64,
 }
 
 /// One attempt this node runs, and where it tells its requester of its
@@ -294,6 +297,10 @@ async fn run_in(
     if task.network.r#type == NetworkMode::None {
         // `none` jobs made no requests; an empty log says so plainly.
         let _ = tokio::fs::write(dir.results().join("network.log"), b"").await;
+    } else if let Ok(log) = tokio::fs::read_to_string(dir.results().join("network.log")).await {
+        // The log is capped (R-SEC-4), so this read is bounded.
+        ctx.egress_bytes
+            .fetch_add(egress_bytes(&log), std::sync::atomic::Ordering::Relaxed);
     }
     if let Some(disk) = disk {
         // Checked before the results enter the store.
@@ -324,6 +331,15 @@ async fn run_in(
         result_cid: published.cid,
         exit_code: outcome.exit_code,
     })
+}
+
+/// The bytes both ways of a network.log's records (lines that are not
+/// records, such as the cap's notice, count nothing).
+fn egress_bytes(log: &str) -> u64 {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<proxy::AuditRecord>(line).ok())
+        .map(|r| r.bytes_up.saturating_add(r.bytes_down))
+        .fold(0u64, u64::saturating_add)
 }
 
 fn inputs_timed_out(timeout: Duration) -> Failure {
@@ -529,6 +545,25 @@ pub(super) fn content_inputs(spec: &JobSpec) -> Vec<cid::Cid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn egress_bytes_sum_both_ways_of_every_record() {
+        let record = |up: u64, down: u64| {
+            serde_json::json!({
+                "time_ms": 1, "job": "j", "method": "GET", "host": "a.test", "port": 80,
+                "ip": null, "decision": "allow", "reason": null, "status": 200,
+                "bytes_up": up, "bytes_down": down, "duration_ms": 1
+            })
+            .to_string()
+        };
+        let log = format!(
+            "{}\n{}\n{{\"dropped\": 3}}\nnot json\n",
+            record(10, 200),
+            record(5, 0)
+        );
+        assert_eq!(egress_bytes(&log), 215);
+        assert_eq!(egress_bytes(""), 0);
+    }
 
     // R-PLC-1: what an execution holds on disk is its files' bytes, links
     // not followed; past the task's disk the execution fails, saying so.

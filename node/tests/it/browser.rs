@@ -274,6 +274,21 @@ async fn the_dashboard_in_a_browser() {
     ));
     let ended = node.wait(&net, Duration::from_secs(60));
     assert_eq!(ended["state"], "completed", "{ended:#}");
+    // Its bytes are counted for the charts (and /metrics).
+    let (status, metrics) = raw_http(
+        &node.api,
+        &format!(
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            node.api.trim_start_matches("http://")
+        ),
+    );
+    assert_eq!(status, 200, "{metrics}");
+    let egress: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("skrei_egress_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no skrei_egress_bytes in {metrics}"));
+    assert!(egress > 0, "{metrics}");
     c.goto(&format!("{}/ui/#/jobs/{net}", node.api))
         .await
         .unwrap();

@@ -90,6 +90,7 @@ async fn take(state: &ApiState) -> Result<MetricSample, super::ApiError> {
         running: view.running,
         peers: view.peers.iter().filter(|p| p.connected).count() as u32,
         bids_received,
+        egress_bytes: view.egress_bytes,
     })
 }
 
@@ -107,6 +108,7 @@ mod tests {
                 running: 0,
                 peers: 0,
                 bids_received: 0,
+                egress_bytes: 0,
             });
         }
         let s = h.snapshot();

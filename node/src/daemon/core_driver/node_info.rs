@@ -34,6 +34,8 @@ pub struct NodeView {
     /// `--pull-from`, and the pulled images against `--image-cache`.
     pub pull_from: Vec<String>,
     pub images_pulled_bytes: u64,
+    /// Bytes this node's jobs moved through their egress since it started.
+    pub egress_bytes: u64,
     pub image_cache_bytes: u64,
     /// `--s3-endpoint` and its region.
     pub s3: Option<(String, String)>,
@@ -167,6 +169,10 @@ impl CoreDriver {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            egress_bytes: self
+                .exec
+                .egress_bytes
+                .load(std::sync::atomic::Ordering::Relaxed),
             images_pulled_bytes: self
                 .db
                 .pulled_images()

@@ -205,6 +205,7 @@ async function showCharts() {
     chart("Jobs completed", times, jobs("completed")),
     chart("Jobs failed", times, jobs("failed")),
     chart("Bids received", times, s.map((x) => x.bids_received || 0)),
+    chart("Egress bytes of this node's jobs", times, s.map((x) => x.egress_bytes || 0)),
     chart("Executions running", times, s.map((x) => x.running)),
     chart("Peers connected", times, s.map((x) => x.peers)));
 }

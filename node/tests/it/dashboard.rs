@@ -3,29 +3,12 @@
 //! the session no data is shown; the cookie alone changes nothing; pages
 //! of other sites and of other local ports are refused.
 
-use std::io::{Read, Write};
-use std::time::Duration;
-
 use crate::harness::*;
 
 /// One HTTP/1.1 exchange on the node's API: the status, the head and the
 /// body.
 fn exchange(node: &NodeProc, request: &str) -> (u16, String, String) {
-    let addr = node.api.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {response:?}"));
-    (status, head.to_string(), body.to_string())
+    raw_exchange(&node.api, request)
 }
 
 fn authority(node: &NodeProc) -> String {

@@ -361,6 +361,14 @@ pub(crate) fn refusers(job: &Value) -> Vec<String> {
 
 /// One raw HTTP/1.1 request to the API; returns the status code and body.
 pub(crate) fn raw_http(api: &str, request: &str) -> (u16, String) {
+    let (status, _, rest) = raw_exchange(api, request);
+    // As before: up to the next blank line.
+    let body = rest.split("\r\n\r\n").next().unwrap_or("").to_string();
+    (status, body)
+}
+
+/// One raw HTTP/1.1 exchange: the status, the response head and its body.
+pub(crate) fn raw_exchange(api: &str, request: &str) -> (u16, String, String) {
     let addr = api.trim_start_matches("http://");
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
@@ -374,6 +382,6 @@ pub(crate) fn raw_http(api: &str, request: &str) -> (u16, String) {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {response:?}"));
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (status, head.to_string(), body.to_string())
 }

@@ -2,8 +2,8 @@
 //! [`connect`](crate::connect) for `CONNECT`) is given by its client
 //! connection, and the answer it gives when it refuses.
 //!
-//! The server makes an [`Exchange`] per client connection and calls a
-//! handler with it; the handlers reach the world only through its gate.
+//! The server makes an [`Exchange`] per request (a kept-alive client
+//! connection carries several, one at a time) and calls a handler with it; the handlers reach the world only through its gate.
 //! Neither the server nor a handler imports the other's internals.
 
 use std::sync::atomic::AtomicBool;
@@ -26,7 +26,8 @@ use crate::pool::Pool;
 pub(crate) struct Exchange {
     /// The job's gate: the only way to an upstream.
     pub(crate) gate: Gate,
-    /// When bytes last moved on the connection, its upstream or tunnel.
+    /// When bytes last moved on the client connection or its tunnel (kept
+    /// upstream connections have clocks of their own).
     pub(crate) activity: Arc<Activity>,
     /// A connection or tunnel quiet for this long is closed.
     pub(crate) idle_timeout: Duration,
